@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * xport: byte-stream transports on the reactor, behind one ops table.
+ * TCP (io_uring send/recv) is the default; RDMA fills the same table.
+ *
+ * A connection delivers received bytes through the on_recv callback of its
+ * owner (no copy into a caller buffer is requested per read: the transport
+ * owns an rx buffer and hands out what arrived). Sends are queued and go out
+ * in order; each send's callback fires once all its bytes are on the wire
+ * (or the connection failed).
+ *
+ * Async rule as everywhere: 0 means the callback fires exactly once later;
+ * -errno means it never fires. Reactor thread only.
+ */
+#ifndef KEEL_COMMON_XPORT_H
+#define KEEL_COMMON_XPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "common/reactor.h"
+
+struct xport_conn;
+struct xport_listener;
+
+#define XPORT_MAX_IOV 8
+
+struct xport_send;
+typedef void (*xport_send_cb)(struct xport_send *s, int res);
+
+/* One queued send; embed it in the owner's message. The iovecs and the
+ * memory they point at must stay valid until cb runs. */
+struct xport_send {
+	struct iovec iov[XPORT_MAX_IOV];
+	int iovcnt;
+	xport_send_cb cb;
+	/* private */
+	struct xport_send *next;
+	size_t done;
+	size_t total;
+};
+
+struct xport_conn_cbs {
+	/*
+	 * Bytes arrived: @data[0..len). Return how many were consumed (the
+	 * rest is kept and presented again, with more data appended, on the
+	 * next call). Returning a negative errno closes the connection.
+	 * The transport's rx buffer holds at least rx_size bytes.
+	 */
+	ssize_t (*on_recv)(struct xport_conn *c, const uint8_t *data, size_t len);
+	/* The connection is gone (peer closed: 0 or -ECONNRESET; error: -errno).
+	 * Fires exactly once; pending send callbacks fire (with -ECANCELED)
+	 * before it. After it returns the conn is freed. */
+	void (*on_close)(struct xport_conn *c, int err);
+};
+
+struct xport_ops {
+	const char *name;
+	/* addr is "host:port" (IPv4/IPv6 literal or name). */
+	int (*listen)(struct reactor *r, const char *addr, struct xport_listener **out);
+	/* Accept connections; @cb runs per new connection, which then needs
+	 * xport_start() to begin receiving. */
+	int (*accept_start)(struct xport_listener *l,
+			    void (*cb)(struct xport_listener *l, struct xport_conn *c, void *arg),
+			    void *arg);
+	void (*listen_close)(struct xport_listener *l);
+	/* Blocking connect (for clients, at setup time). */
+	int (*connect)(struct reactor *r, const char *addr, struct xport_conn **out);
+	int (*start)(struct xport_conn *c, const struct xport_conn_cbs *cbs, size_t rx_size,
+		     void *arg);
+	int (*send)(struct xport_conn *c, struct xport_send *s);
+	/* Close: no more callbacks except on_close (deferred). Idempotent. */
+	void (*close)(struct xport_conn *c, int err);
+	/* Peer address as text, for logs. */
+	const char *(*peer)(const struct xport_conn *c);
+};
+
+/* Common head of every transport's connection. */
+struct xport_conn {
+	const struct xport_ops *ops;
+	struct reactor *r;
+	void *arg; /* owner's */
+	uint64_t bytes_in, bytes_out;
+};
+
+struct xport_listener {
+	const struct xport_ops *ops;
+	struct reactor *r;
+};
+
+/* Look up a transport by name ("tcp", "rdma" when built). NULL if unknown. */
+const struct xport_ops *xport_find(const char *name);
+
+extern const struct xport_ops xport_tcp_ops;
+
+/* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
+int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
+
+#endif

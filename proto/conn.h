@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * kp_conn: a framed, mutually authenticated Keel connection over an xport.
+ *
+ * The connection runs the handshake of proto/auth.h before anything else.
+ * On the server side, any opcode other than HELLO/AUTH before the handshake
+ * completes, any malformed header (kp_hdr_decode), a payload crc mismatch
+ * on data, a bad proof, or a second handshake closes the connection with a
+ * logged reason (peer address + reason at warn level). Only that connection
+ * is affected.
+ *
+ * After the handshake every complete, validated frame is handed to
+ * on_msg(). Payload pointers are valid only during the callback (they point
+ * into the rx buffer); data has already been checked against its crcs
+ * (a mismatch on a request is answered with KP_S_EBADMSG by the conn itself
+ * and never reaches on_msg; on a reply it is delivered with
+ * status = -KP_S_EBADMSG).
+ *
+ * Reactor thread only.
+ */
+#ifndef KEEL_PROTO_CONN_H
+#define KEEL_PROTO_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/xport.h"
+#include "proto/auth.h"
+#include "proto/frame.h"
+
+struct kp_conn;
+
+struct kp_conn_cbs {
+	/* Authenticated both ways; the conn may now send requests. */
+	void (*on_ready)(struct kp_conn *c);
+	/* A validated frame. @data/@crcs are NULL when data_len == 0. */
+	void (*on_msg)(struct kp_conn *c, const struct kp_hdr *h, const uint8_t *meta,
+		       const uint8_t *data, const uint32_t *crcs);
+	/* Closed, fires once; @reason is static text or NULL. The conn is
+	 * freed after this returns. */
+	void (*on_close)(struct kp_conn *c, int err, const char *reason);
+};
+
+/*
+ * A message to send. kp_conn_send() encodes the header into hdr_buf and
+ * sends header, meta, data and crcs without copying them: meta/data/crcs
+ * must stay valid until @done runs (exactly once, with 0 or -errno, also
+ * when the conn closes first).
+ */
+struct kp_msg {
+	struct kp_hdr hdr;
+	const void *meta;      /* hdr.meta_len bytes */
+	const void *data;      /* hdr.data_len bytes */
+	const uint32_t *crcs;  /* hdr.data_len / 4096 values, little-endian */
+	void (*done)(struct kp_msg *m, int res);
+	void *arg;
+	/* private */
+	uint8_t hdr_buf[KP_HDR_SIZE];
+	struct xport_send send;
+};
+
+/* Server side: take ownership of an accepted xport connection. */
+int kp_conn_server(struct xport_conn *xc, const struct kp_key *key,
+		   const struct kp_conn_cbs *cbs, void *arg, struct kp_conn **out);
+
+/* Client side: wrap a connected xport connection and start the handshake;
+ * on_ready fires when both sides are authenticated. @name identifies the
+ * client in the server's logs. */
+int kp_conn_client(struct xport_conn *xc, const struct kp_key *key, const char *name,
+		   const struct kp_conn_cbs *cbs, void *arg, struct kp_conn **out);
+
+/* Queue @m. -ENOTCONN if closed, -EINVAL for a header kp_hdr_decode()
+ * would refuse. */
+int kp_conn_send(struct kp_conn *c, struct kp_msg *m);
+
+/* Close with @reason (logged); on_close follows. Idempotent. */
+void kp_conn_close(struct kp_conn *c, int err, const char *reason);
+
+void *kp_conn_arg(const struct kp_conn *c);
+const char *kp_conn_peer(const struct kp_conn *c);
+bool kp_conn_ready(const struct kp_conn *c);
+
+#endif

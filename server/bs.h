@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bs: the Keel blockstore. Stores objects of a fixed size (set at format
+ * time) on one bs_dev. On-disk format and recovery: docs/on-disk-format.md.
+ *
+ * Guarantees:
+ *  - Objects are thin: space is allocated on the first write, freed when the
+ *    whole object is discarded (or every block of it is discarded/zeroed).
+ *  - Every 4 KiB block is stored with its crc32c and version; every read
+ *    verifies the crc and fails with -EIO on a mismatch (never returns data
+ *    that failed its check).
+ *  - A write is acknowledged (callback with 0) only when it is durable:
+ *    it survives power loss at any later instant (flush_mode "always" issues
+ *    a device flush per batch of writes; "none" trusts a device without a
+ *    volatile cache). A 4 KiB block is never half-written after recovery.
+ *  - Operations on overlapping extents of one object complete in submission
+ *    order; a read never observes a write that has not been acknowledged
+ *    ... unless it was submitted after that write.
+ *
+ * Threading: one reactor thread owns a bs; every call comes from it.
+ */
+#ifndef KEEL_SERVER_BS_H
+#define KEEL_SERVER_BS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/reactor.h"
+#include "server/bs_dev.h"
+
+#define BS_BLOCK 4096u
+#define BS_MIN_OBJECT_SIZE (64u * 1024)
+#define BS_MAX_OBJECT_SIZE (64u * 1024 * 1024)
+#define BS_DEFAULT_OBJECT_SIZE (4u * 1024 * 1024)
+#define BS_DEFAULT_JOURNAL_SIZE (64ull * 1024 * 1024)
+#define BS_MAX_IO (1024u * 1024) /* largest read/write extent per request */
+
+struct bs;
+
+struct bs_format_opts {
+	uint32_t object_size;  /* power of two, BS_MIN..BS_MAX_OBJECT_SIZE */
+	uint64_t journal_size; /* bytes, multiple of 4096, >= 1 MiB */
+};
+
+enum bs_flush_mode {
+	BS_FLUSH_AUTO = 0, /* "always" if the device reports a volatile cache */
+	BS_FLUSH_ALWAYS,
+	BS_FLUSH_NONE,
+};
+
+struct bs_opts {
+	enum bs_flush_mode flush_mode;
+	uint32_t meta_cache_mb; /* block-metadata cache size; 0 = default (64) */
+};
+
+enum bs_op {
+	BS_OP_READ = 1,
+	BS_OP_WRITE,
+	BS_OP_DISCARD,
+	BS_OP_WRITE_ZEROES,
+	BS_OP_SYNC,
+};
+
+struct bs_req;
+typedef void (*bs_req_cb)(struct bs_req *req, int res);
+
+/*
+ * A request, owned by the caller until its callback runs. Fill the public
+ * part; the private part is the blockstore's.
+ *
+ * READ:  fills buf[0..length) and crcs[length/4096] with the stored data and
+ *        its checksums (blocks never written read as zeroes with the zero
+ *        crc), version = object version. -EIO if any block fails its crc.
+ * WRITE: stores buf[0..length) whose per-block crcs the caller supplies
+ *        (end-to-end checksums; the blockstore verifies them before storing
+ *        and fails with -EBADMSG on mismatch). version: 0 to assign the
+ *        next object version, else the caller's (must exceed the current
+ *        one, else -ESTALE). Returns the version in version.
+ *        -ENOSPC when a new object is needed and none is free.
+ * DISCARD / WRITE_ZEROES: afterwards the extent reads as zeroes; blocks are
+ *        unmapped, and an object with no mapped block left frees its space.
+ * SYNC:  completes when every write acknowledged before it is durable
+ *        (already true for acknowledged writes; kept for the protocol).
+ * Extents: offset and length are multiples of 4096, length > 0 (except
+ * SYNC), offset + length <= object size, length <= BS_MAX_IO; else -EINVAL
+ * or -ERANGE from bs_submit() (callback not called).
+ */
+struct bs_req {
+	enum bs_op op;
+	uint64_t inode;
+	uint64_t objno;
+	uint32_t offset;
+	uint32_t length;
+	void *buf;        /* 4096-aligned, length bytes */
+	uint32_t *crcs;   /* length / 4096 entries */
+	uint64_t version;
+	bs_req_cb cb;
+	void *arg;
+
+	/* private */
+	struct bs_req *next;
+	struct bs_req *wait_next;
+	void *priv;
+	uint32_t state;
+	int res;
+	uint32_t pending;
+	uint64_t seq;
+	struct bs_io io;
+};
+
+struct bs_obj_stat {
+	uint64_t inode;
+	uint64_t objno;
+	uint64_t version;
+	uint32_t blocks_mapped; /* 4 KiB blocks holding data */
+};
+
+struct bs_stat {
+	uint32_t object_size;
+	uint64_t objects_total;  /* object slots on the device */
+	uint64_t objects_used;
+	uint64_t journal_size;
+	uint64_t journal_used;
+	uint64_t index_bytes;    /* RAM used by the in-memory index */
+	uint64_t meta_cache_bytes;
+	uint64_t reads, writes, read_errors, crc_errors;
+	bool flush_always;
+};
+
+/*
+ * Write a fresh, empty blockstore on @dev (synchronously, driving the
+ * reactor). Returns 0 or -EINVAL (bad options, device too small: it must
+ * hold the metadata, the journal and at least one object), or an I/O errno.
+ */
+int bs_format(struct bs_dev *dev, const struct bs_format_opts *opts);
+
+/*
+ * Open the blockstore on @dev: read the superblock, load the index, replay
+ * the journal (recovery). Synchronous (drives the reactor). Returns 0 and
+ * *out, or -EUCLEAN (no/corrupt superblock: not formatted, or not Keel),
+ * -EPROTONOSUPPORT (newer format version), -ENOMEM, or an I/O errno.
+ * On success, logs what recovery replayed.
+ */
+int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out);
+
+/* Submit a request; see struct bs_req. 0: cb fires exactly once, later.
+ * -errno: invalid request, cb never fires. */
+int bs_submit(struct bs *bs, struct bs_req *req);
+
+/* Object listing, from the in-memory index. Objects of @inode (or of every
+ * inode when @inode is UINT64_MAX) in (inode, objno) order, starting after
+ * the cursor (*cursor_inode, *cursor_objno; pass 0/0 with *first true).
+ * Returns the count written to @out (<= max); updates the cursor. */
+unsigned int bs_list(struct bs *bs, uint64_t inode, bool *first, uint64_t *cursor_inode,
+		     uint64_t *cursor_objno, struct bs_obj_stat *out, unsigned int max);
+
+/* Stat one object: 0, or -ENOENT when it has no allocated space. */
+int bs_stat_object(struct bs *bs, uint64_t inode, uint64_t objno, struct bs_obj_stat *out);
+
+void bs_stat(struct bs *bs, struct bs_stat *out);
+uint32_t bs_object_size(const struct bs *bs);
+
+/* Graceful close: waits for in-flight requests, checkpoints the journal,
+ * frees everything. Drives the reactor. Does not close @dev. */
+void bs_close(struct bs *bs);
+
+/* Test hook: free the blockstore without touching the device (after
+ * bs_sim_crash(), in-flight callbacks will never fire). */
+void bs_abandon(struct bs *bs);
+
+#endif

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Block devices under the blockstore: an ops table with three
+ * implementations, chosen by name (bs_dev_open()):
+ *
+ *   "uring" - a file or block device, O_DIRECT, I/O through the reactor's
+ *             io_uring (registered file). The production backend.
+ *   "ram"   - memory; completions are deferred to the next reactor turn.
+ *   "sim"   - memory with a fault-injecting model of a drive with a volatile
+ *             write cache: writes complete in random order, are volatile
+ *             until a flush completes, and bs_sim_crash() drops (or tears at
+ *             4 KiB granularity) every write not yet flushed. It can also
+ *             fail I/O with EIO/ENOSPC and flip bits in stored data. Seeded,
+ *             so every run is replayable.
+ *
+ * All offsets and lengths are multiples of 4096 and buffers are 4096-aligned
+ * (the uring backend relies on it for O_DIRECT; the others check it too).
+ *
+ * Async rule: a submit function that returns 0 calls io->cb exactly once,
+ * later, from the reactor loop (never inline); a negative errno means the
+ * callback never fires. Reactor thread only.
+ */
+#ifndef KEEL_SERVER_BS_DEV_H
+#define KEEL_SERVER_BS_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/reactor.h"
+
+struct bs_dev;
+struct bs_io;
+
+typedef void (*bs_io_cb)(struct bs_io *io, int res);
+
+/* One device request; embed it in the caller's request. res is the number of
+ * bytes transferred (always the full length) or -errno. */
+struct bs_io {
+	struct reactor_op op;    /* backend private */
+	struct reactor_defer defer; /* backend private */
+	struct bs_io *next;      /* backend private */
+	bs_io_cb cb;
+	int res;                 /* backend private */
+};
+
+struct bs_dev_ops {
+	const char *name;
+	int (*read)(struct bs_dev *dev, void *buf, size_t len, uint64_t off, struct bs_io *io);
+	int (*write)(struct bs_dev *dev, const void *buf, size_t len, uint64_t off,
+		     struct bs_io *io);
+	/* Make every write completed before this call durable. */
+	int (*flush)(struct bs_dev *dev, struct bs_io *io);
+	void (*close)(struct bs_dev *dev);
+};
+
+struct bs_dev {
+	const struct bs_dev_ops *ops;
+	struct reactor *r;
+	uint64_t size;          /* bytes, multiple of 4096 */
+	bool volatile_cache;    /* writes need a flush to become durable */
+	char path[256];
+};
+
+/*
+ * Open @path with backend @backend ("uring", "ram", "sim"). For "uring",
+ * @path is an existing file or block device; @size 0 means its whole size,
+ * otherwise the file is created/extended to @size bytes. For "ram" and "sim",
+ * @path is only a label and @size is required. Returns 0 and *out, or
+ * -EINVAL (unknown backend, bad size), -ENOENT, -EACCES, -ENOMEM, or the
+ * open(2)/ioctl(2) errno. volatile_cache is read from sysfs for "uring"
+ * (queue/write_cache), true for "sim", false for "ram".
+ */
+int bs_dev_open(struct reactor *r, const char *backend, const char *path, uint64_t size,
+		struct bs_dev **out);
+
+static inline int bs_dev_read(struct bs_dev *d, void *buf, size_t len, uint64_t off,
+			      struct bs_io *io)
+{
+	return d->ops->read(d, buf, len, off, io);
+}
+
+static inline int bs_dev_write(struct bs_dev *d, const void *buf, size_t len, uint64_t off,
+			       struct bs_io *io)
+{
+	return d->ops->write(d, buf, len, off, io);
+}
+
+static inline int bs_dev_flush(struct bs_dev *d, struct bs_io *io)
+{
+	return d->ops->flush(d, io);
+}
+
+static inline void bs_dev_close(struct bs_dev *d)
+{
+	if (d)
+		d->ops->close(d);
+}
+
+/* ---- simulator controls (backend "sim" only) ---- */
+
+enum bs_sim_fault {
+	BS_SIM_FAULT_NONE = 0,
+	BS_SIM_FAULT_EIO,    /* fail the matching I/O with -EIO */
+	BS_SIM_FAULT_ENOSPC, /* fail the matching write with -ENOSPC */
+};
+
+/* Seed the simulator's random choices (completion order, crash outcome). */
+void bs_sim_seed(struct bs_dev *dev, uint64_t seed);
+
+/* Fail every @every_n-th read (is_write false) or write with @fault;
+ * every_n 0 disables. */
+void bs_sim_inject(struct bs_dev *dev, bool is_write, enum bs_sim_fault fault,
+		   unsigned int every_n);
+
+/*
+ * Power loss: every write not covered by a completed flush is kept, dropped,
+ * or torn (a random subset of its 4 KiB blocks kept), at random. In-flight
+ * requests are forgotten: their callbacks never fire. Afterwards the device
+ * holds only the durable image and can be handed to a new blockstore.
+ * Returns the number of unflushed writes that were affected.
+ */
+unsigned int bs_sim_crash(struct bs_dev *dev);
+
+/* Flip one bit of the stored (durable and volatile) image at byte @off. */
+void bs_sim_flip_bit(struct bs_dev *dev, uint64_t off, unsigned int bit);
+
+/* Number of writes / flushes submitted so far (for choosing crash points). */
+uint64_t bs_sim_write_count(const struct bs_dev *dev);
+
+#endif
