@@ -11,10 +11,10 @@
  *
  * After the handshake every complete, validated frame is handed to
  * on_msg(). Payload pointers are valid only during the callback (they point
- * into the rx buffer); data has already been checked against its crcs
- * (a mismatch on a request is answered with KP_S_EBADMSG by the conn itself
- * and never reaches on_msg; on a reply it is delivered with
- * status = -KP_S_EBADMSG).
+ * into the rx buffer); data has already been checked against its crcs.
+ * A payload crc mismatch means the stream can no longer be trusted: the
+ * connection is closed with reason "payload crc mismatch" (on either side;
+ * the client's owner fails or retries its outstanding requests).
  *
  * Reactor thread only.
  */
