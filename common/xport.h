@@ -71,10 +71,15 @@ struct xport_ops {
 	int (*start)(struct xport_conn *c, const struct xport_conn_cbs *cbs, size_t rx_size,
 		     void *arg);
 	int (*send)(struct xport_conn *c, struct xport_send *s);
-	/* Close: no more callbacks except on_close (deferred). Idempotent. */
+	/* Close: no more callbacks except on_close (deferred). Idempotent.
+	 * A conn never start()ed is freed without on_close. */
 	void (*close)(struct xport_conn *c, int err);
 	/* Peer address as text, for logs. */
 	const char *(*peer)(const struct xport_conn *c);
+	/* The bound address as "ip:port" text (IPv6 as "[ip]:port"), with the
+	 * port the kernel chose when listening on port 0. Valid until
+	 * listen_close(). */
+	const char *(*listen_addr)(const struct xport_listener *l);
 };
 
 /* Common head of every transport's connection. */

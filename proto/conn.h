@@ -33,7 +33,10 @@ struct kp_conn;
 struct kp_conn_cbs {
 	/* Authenticated both ways; the conn may now send requests. */
 	void (*on_ready)(struct kp_conn *c);
-	/* A validated frame. @data/@crcs are NULL when data_len == 0. */
+	/* A validated frame. @meta is NULL when meta_len == 0, @data/@crcs
+	 * when data_len == 0. @crcs is a 4-byte aligned copy of the wire
+	 * values (little-endian). The owner may kp_conn_close() from here:
+	 * no further frames are delivered and @c stays valid until on_close. */
 	void (*on_msg)(struct kp_conn *c, const struct kp_hdr *h, const uint8_t *meta,
 		       const uint8_t *data, const uint32_t *crcs);
 	/* Closed, fires once; @reason is static text or NULL. The conn is
@@ -59,18 +62,26 @@ struct kp_msg {
 	struct xport_send send;
 };
 
-/* Server side: take ownership of an accepted xport connection. */
+/* Server side: take ownership of an accepted xport connection. @key is
+ * copied. Returns 0 (on_close fires exactly once later) or -EINVAL (no
+ * on_msg, bad key length), -ENOMEM, or the error of xport start; on error
+ * nothing was started and @xc is still the caller's. */
 int kp_conn_server(struct xport_conn *xc, const struct kp_key *key,
 		   const struct kp_conn_cbs *cbs, void *arg, struct kp_conn **out);
 
 /* Client side: wrap a connected xport connection and start the handshake;
  * on_ready fires when both sides are authenticated. @name identifies the
- * client in the server's logs. */
+ * client in the server's logs (first 64 printable bytes). Returns as
+ * kp_conn_server() (also -EIO: no randomness); once it returned 0, every
+ * failure, including "server failed authentication" (-EPERM: the server
+ * does not know the key) arrives through on_close. */
 int kp_conn_client(struct xport_conn *xc, const struct kp_key *key, const char *name,
 		   const struct kp_conn_cbs *cbs, void *arg, struct kp_conn **out);
 
-/* Queue @m. -ENOTCONN if closed, -EINVAL for a header kp_hdr_decode()
- * would refuse. */
+/* Queue @m (hdr.version is set to KP_VERSION). -ENOTCONN if closed or not
+ * yet ready, -EINVAL for a header kp_hdr_decode() would refuse, a HELLO or
+ * AUTH (the conn runs the handshake itself), a missing done callback or
+ * payload pointer; or the error of xport send. On error @done never fires. */
 int kp_conn_send(struct kp_conn *c, struct kp_msg *m);
 
 /* Close with @reason (logged); on_close follows. Idempotent. */

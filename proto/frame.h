@@ -125,7 +125,10 @@ void kp_hdr_encode(const struct kp_hdr *h, void *wire);
  *             data_len not a multiple of 4096
  *   -EINVAL   offset/length not 4 KiB aligned, offset + length overflows,
  *             data_len inconsistent with the opcode (e.g. WRITE with
- *             data_len != length, READ request with data)
+ *             data_len != length, READ request with data), a zero-length
+ *             READ/WRITE/DISCARD/WRITE_ZEROES request, a READ request
+ *             longer than KP_MAX_DATA, a reply with an error status and data
+ * Checks run in that order after the magic: version, then header crc.
  */
 int kp_hdr_decode(const void *wire, struct kp_hdr *h, const char **reason);
 
@@ -135,11 +138,19 @@ static inline size_t kp_payload_len(const struct kp_hdr *h)
 	return (size_t)h->meta_len + h->data_len + (h->data_len / KP_BLOCK) * 4u;
 }
 
-/* True when every 4 KiB block of @data matches its crc. */
+/* True when every 4 KiB block of @data matches its crc. @crcs are the
+ * little-endian wire values and need not be 4-byte aligned; false when
+ * @data_len is not a multiple of 4096. */
 bool kp_data_verify(const void *data, uint32_t data_len, const uint32_t *crcs);
 
+/* Wire status for a negative errno (0 -> KP_S_OK; a positive value is read
+ * as its negation). Aliases map to their canonical status (EWOULDBLOCK ->
+ * EAGAIN, EOPNOTSUPP -> ENOTSUP, EACCES -> EPERM); any other errno -> KP_S_EIO. */
 int kp_status_from_errno(int neg_errno);
+/* Negative errno for a wire status (KP_S_OK -> 0); out of range -> -EPROTO.
+ * kp_status_from_errno(kp_status_to_errno(s)) == s for every valid s. */
 int kp_status_to_errno(int status);
+/* "READ", "WRITE", ...; "UNKNOWN" for anything not in enum kp_opcode. */
 const char *kp_opcode_name(uint16_t opcode);
 
 #endif

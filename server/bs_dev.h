@@ -42,6 +42,10 @@ struct bs_io {
 	struct bs_io *next;      /* backend private */
 	bs_io_cb cb;
 	int res;                 /* backend private */
+	struct bs_dev *dev;      /* backend private */
+	void *buf;               /* backend private */
+	uint64_t off;            /* backend private */
+	uint32_t len;            /* backend private */
 };
 
 struct bs_dev_ops {
@@ -73,6 +77,21 @@ struct bs_dev {
  */
 int bs_dev_open(struct reactor *r, const char *backend, const char *path, uint64_t size,
 		struct bs_dev **out);
+
+/* ---- for backends only ---- */
+
+#define BS_DEV_BLOCK 4096u
+#define BS_DEV_MAX_IO (1u << 30) /* largest single read/write, bytes */
+
+/* 0 if @buf, @len, @off are 4096-aligned, 0 < len <= BS_DEV_MAX_IO and
+ * off + len <= dev->size (no overflow); else -EINVAL. */
+int bs_dev_check_io(const struct bs_dev *dev, const void *buf, size_t len, uint64_t off);
+
+/* Backend constructors, listed in bs_dev.c's table; callers use bs_dev_open(),
+ * which has already checked path != NULL and size % 4096 == 0. */
+int bs_dev_ram_open(struct reactor *r, const char *path, uint64_t size, struct bs_dev **out);
+int bs_dev_sim_open(struct reactor *r, const char *path, uint64_t size, struct bs_dev **out);
+int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct bs_dev **out);
 
 static inline int bs_dev_read(struct bs_dev *d, void *buf, size_t len, uint64_t off,
 			      struct bs_io *io)

@@ -1,0 +1,45 @@
+# Keel top-level entry points. See README.md.
+#   make demo   - install deps, build, run the main job (scripts/demo.sh)
+#   make check  - install deps, build (release + ASan/UBSan), run every test
+#   make build  - build only (into ./build)
+#   make bench  - run bench/bench-server.sh (fio vs keel, same run)
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+
+.PHONY: deps build build-asan check check-release check-asan demo bench format clean
+
+deps:
+	./scripts/install-deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWITH_ASAN=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+check-release: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+# Unit tests and the short functional tests again under ASan/UBSan.
+check-asan: build-asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j$(JOBS) -LE slow
+
+check: check-release check-asan
+
+demo: build
+	BUILD=$(BUILD) ./scripts/demo.sh
+
+bench: build
+	BUILD=$(BUILD) ./bench/bench-server.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

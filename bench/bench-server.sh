@@ -1,0 +1,217 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench-server.sh: raw drive (fio, io_uring, O_DIRECT) vs keel-server +
+# keel-bench on a second file of the same size on the same filesystem, 4 KiB
+# random writes and reads at QD1 and QD32, in one run. Prints a Markdown table.
+#
+# This VM's disk has a volatile write cache, so a durable write costs a
+# flush. keel-server acknowledges a write only when durable:
+#   - keel flush_mode=always is compared with raw+flush (fio --fdatasync=1),
+#   - keel flush_mode=none  is compared with raw (no flush: not durable on a
+#     drive with a volatile cache; the fair "no flush" reference).
+# Reads are compared with raw reads.
+#
+# Usage: bench/bench-server.sh [--runtime SECONDS] [--size SIZE] [--out FILE]
+#                              [--dir DIR]
+# Binaries come only from $BUILD (default ./build): $BUILD/server/keel-server
+# and $BUILD/bench/keel-bench. fio and /usr/bin/python3 from the system.
+set -euo pipefail
+
+RUNTIME=15
+SIZE=2G
+OUT=
+DIR=
+BUILD=${BUILD:-./build}
+
+usage() {
+	sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runtime) RUNTIME=$2; shift 2 ;;
+	--size) SIZE=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	--dir) DIR=$2; shift 2 ;;
+	-h|--help) usage 0 ;;
+	*) echo "bench-server.sh: unknown option $1" >&2; usage 2 ;;
+	esac
+done
+
+SERVER=$BUILD/server/keel-server
+BENCH=$BUILD/bench/keel-bench
+PY=/usr/bin/python3
+for b in "$SERVER" "$BENCH"; do
+	[ -x "$b" ] || { echo "bench-server.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
+done
+command -v fio >/dev/null || { echo "bench-server.sh: fio not installed" >&2; exit 2; }
+
+to_bytes() {
+	local v=${1^^} n
+	n=${v%[KMGT]}
+	case "$v" in
+	*K) echo $((n << 10)) ;;
+	*M) echo $((n << 20)) ;;
+	*G) echo $((n << 30)) ;;
+	*T) echo $((n << 40)) ;;
+	*) echo "$n" ;;
+	esac
+}
+BYTES=$(to_bytes "$SIZE")
+# keel's data area is the drive minus journal and metadata: use 3/4 of the
+# drive as the span for both, rounded to 4 MiB objects.
+SPAN=$(((BYTES * 3 / 4) / (4 << 20) * (4 << 20)))
+
+MADE_DIR=
+if [ -z "$DIR" ]; then
+	DIR=$(mktemp -d "${PWD}/keel-bench.XXXXXX")
+	MADE_DIR=$DIR
+fi
+mkdir -p "$DIR"
+RAW=$DIR/raw.img
+DRV=$DIR/keel.img
+KEY=$DIR/bench.key
+LOG=$DIR/server.log
+SRV_PID=
+
+cleanup() {
+	if [ -n "$SRV_PID" ] && kill -0 "$SRV_PID" 2>/dev/null; then
+		kill -TERM "$SRV_PID"
+		wait "$SRV_PID" || true
+	fi
+	rm -f "$RAW" "$DRV" "$KEY" "$LOG"
+	[ -z "$MADE_DIR" ] || rmdir "$MADE_DIR" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+prefill() {
+	echo "prefilling $1 ($SIZE)" >&2
+	dd if=/dev/zero of="$1" bs=1M count=$((BYTES >> 20)) oflag=direct status=none
+	sync "$1"
+}
+
+# fio on the raw file: prints "iops mean_us p99_us".
+raw_fio() {
+	local rw=$1 qd=$2 extra=${3:-}
+	fio --name=raw --filename="$RAW" --ioengine=io_uring --direct=1 --rw="$rw" --bs=4k \
+		--iodepth="$qd" --size="$SPAN" --time_based --runtime="$RUNTIME" \
+		--randrepeat=0 --norandommap --lat_percentiles=1 $extra \
+		--output-format=json 2>/dev/null |
+		$PY -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+side = j["write"] if j["write"]["io_bytes"] else j["read"]
+lat = side["lat_ns"]
+mean = lat["mean"]
+p99 = lat.get("percentile", {}).get("99.000000", 0)
+# With fdatasync=1 a write is durable only after its sync: fio reports the
+# sync latency separately, so add it (p99: sum of p99s, an upper bound).
+sync = j.get("sync", {}).get("lat_ns", {})
+if sync.get("N", 0):
+    mean += sync["mean"]
+    p99 += sync.get("percentile", {}).get("99.000000", 0)
+print("%.0f %.1f %.1f" % (side["iops"], mean / 1e3, p99 / 1e3))'
+}
+
+start_server() {
+	"$SERVER" run --device "$DRV" --key "$KEY" --listen 127.0.0.1:0 \
+		--set "server.flush_mode=$1" >>"$LOG" 2>&1 &
+	SRV_PID=$!
+	for _ in $(seq 100); do
+		ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$LOG" | tail -1 | cut -d' ' -f3) || true
+		[ -n "$ADDR" ] && grep -q "flush mode $1" "$LOG" && return 0
+		kill -0 "$SRV_PID" 2>/dev/null || { cat "$LOG" >&2; exit 1; }
+		sleep 0.1
+	done
+	echo "bench-server.sh: keel-server did not start" >&2
+	exit 1
+}
+
+stop_server() {
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID"
+	SRV_PID=
+	: >"$LOG"
+}
+
+# keel-bench: prints "iops mean_us p99_us".
+keel_bench() {
+	local rw=$1 qd=$2
+	"$BENCH" --server "$ADDR" --key "$KEY" --rw "$rw" --bs 4k --iodepth "$qd" \
+		--size "$SPAN" --runtime "$RUNTIME" --json |
+		$PY -c '
+import json, sys
+r = json.load(sys.stdin)
+if not r["ok"]:
+    sys.exit("keel-bench reported errors")
+t = r["total"]
+print("%.0f %.1f %.1f" % (t["iops"], t["lat_us"]["mean"], t["lat_us"]["p99"]))'
+}
+
+prefill "$RAW"
+prefill "$DRV"
+"$SERVER" keygen "$KEY" >/dev/null
+"$SERVER" format --device "$DRV" --force >/dev/null
+
+declare -A R
+for qd in 1 32; do
+	echo "fio raw randwrite QD$qd" >&2
+	R[raw_w_$qd]=$(raw_fio randwrite "$qd")
+	echo "fio raw+flush randwrite QD$qd" >&2
+	R[rawf_w_$qd]=$(raw_fio randwrite "$qd" --fdatasync=1)
+	echo "fio raw randread QD$qd" >&2
+	R[raw_r_$qd]=$(raw_fio randread "$qd")
+done
+
+start_server always
+echo "keel: filling the span so reads hit stored data" >&2
+"$BENCH" --server "$ADDR" --key "$KEY" --rw write --bs 1M --iodepth 8 \
+	--size "$SPAN" --ios $((SPAN >> 20)) --json >/dev/null
+for qd in 1 32; do
+	echo "keel flush_mode=always randwrite QD$qd" >&2
+	R[keelf_w_$qd]=$(keel_bench randwrite "$qd")
+	echo "keel randread QD$qd" >&2
+	R[keel_r_$qd]=$(keel_bench randread "$qd")
+done
+stop_server
+start_server none
+for qd in 1 32; do
+	echo "keel flush_mode=none randwrite QD$qd" >&2
+	R[keel_w_$qd]=$(keel_bench randwrite "$qd")
+done
+stop_server
+
+row() {
+	local name=$1 ref=$2 raw=$3 keel=$4
+	read -r ri rm rp <<<"$raw"
+	read -r ki km kp <<<"$keel"
+	$PY -c '
+import sys
+name, ref, ri, rm, rp, ki, km, kp = sys.argv[1:]
+ri, rm, rp, ki, km, kp = map(float, (ri, rm, rp, ki, km, kp))
+ratio = ki / ri if ri else 0
+print("| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f / %+.1f |" %
+      (name, ref, ri, ki, ratio, rm, rp, km, kp, km - rm, kp - rp))' \
+		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp"
+}
+
+{
+	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB)"
+	echo
+	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file. raw+flush: the same with"
+	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"
+	echo "its latency is write + fdatasync (p99: sum of the two p99s, an upper bound)."
+	echo "Latency in µs: mean / p99; delta = keel - reference."
+	echo
+	echo "| case | keel vs reference | ref IOPS | keel IOPS | ratio | ref mean / p99 | keel mean / p99 | delta mean / p99 |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	for qd in 1 32; do
+		row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" \
+			"${R[rawf_w_$qd]}" "${R[keelf_w_$qd]}"
+		row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" \
+			"${R[raw_w_$qd]}" "${R[keel_w_$qd]}"
+		row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
+	done
+} | tee ${OUT:+"$OUT"}

@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The write-ahead journal: prepared mutations are built into records in the
+ * RAM mirror of the ring, written as one batch (group commit), flushed, then
+ * acknowledged; checkpoints make the applied state durable and free the ring.
+ * Sequence and crash reasoning: docs/on-disk-format.md.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "common/crc.h"
+#include "common/log.h"
+#include "server/bs_int.h"
+
+void bs_jrec_seal(struct bs_jrec *h)
+{
+	h->crc = 0;
+	h->crc = crc32c(0, h, sizeof(*h));
+}
+
+bool bs_jrec_check(const struct bs_jrec *h)
+{
+	struct bs_jrec tmp;
+
+	if (h->magic != BS_JREC_MAGIC) {
+		return false;
+	}
+	memcpy(&tmp, h, sizeof(tmp));
+	tmp.crc = 0;
+	return crc32c(0, &tmp, sizeof(tmp)) == h->crc;
+}
+
+uint64_t bs_rec_bytes(const struct bs_ctx *op)
+{
+	return BS_BLOCK * (1 + (op->kind == BS_OP_WRITE ? (uint64_t)op->nblk : 0));
+}
+
+/* Bytes free at @pos without wrapping. */
+static uint64_t ring_contig(const struct bs *bs, uint64_t pos, uint64_t used)
+{
+	if (used >= bs->jsize) {
+		return 0;
+	}
+	if (!used || pos > bs->jtail) {
+		return bs->jsize - pos;
+	}
+	return bs->jtail - pos;
+}
+
+static bool ring_can_wrap(const struct bs *bs, uint64_t pos, uint64_t used)
+{
+	return used < bs->jsize && (!used || pos > bs->jtail);
+}
+
+static uint64_t next_version(const struct bs_ctx *op, uint64_t cur, int *err)
+{
+	uint64_t want = op->req->version;
+
+	*err = 0;
+	if (!want) {
+		return cur + 1;
+	}
+	if (want <= cur) {
+		*err = -ESTALE;
+	}
+	return want;
+}
+
+/*
+ * Apply @op to the in-RAM state (slot entry, meta entries) and write its
+ * record at ring offset @pos of the mirror. Returns 0 or -ESTALE (nothing
+ * changed). Runs only while no checkpoint is writing.
+ */
+static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq)
+{
+	struct bs_jrec *h = (struct bs_jrec *)(bs->jm + pos);
+	uint32_t cur = bs_index_lookup(bs, op->inode, op->objno);
+	struct bs_slot *se = &bs->slots[op->slot];
+	uint64_t ver, curver = cur == BS_NONE ? 0 : se->version;
+	uint32_t mapped = cur == BS_NONE ? 0 : se->mapped;
+	uint32_t b, flags = 0;
+	int err;
+
+	kassert(cur == BS_NONE || cur == op->slot);
+	ver = next_version(op, curver, &err);
+	if (err) {
+		return err;
+	}
+	memset(h, 0, BS_BLOCK);
+	if (op->kind == BS_OP_WRITE) {
+		if (cur == BS_NONE) {
+			bs_slot_set(bs, op->slot, op->inode, op->objno, ver, 1);
+			bs_index_insert(bs, op->slot);
+			kassert(op->ao->rslot == op->slot);
+			op->ao->rslot = BS_NONE;
+		}
+		for (b = 0; b < op->nblk; b++) {
+			struct bs_bmeta *e = bs_mc_entry(op, b);
+
+			if (bs_bmeta_zero(e)) {
+				mapped++;
+			}
+			bs_bmeta_set(e, ver, op->req->crcs[b]);
+			h->data_crcs[b] = op->req->crcs[b];
+		}
+		memcpy(bs->jm + pos + BS_BLOCK, op->req->buf, (size_t)op->nblk * BS_BLOCK);
+		h->type = BS_JREC_WRITE;
+	} else {
+		kassert(cur != BS_NONE);
+		for (b = 0; b < op->nblk; b++) {
+			struct bs_bmeta *e = bs_mc_entry(op, b);
+
+			if (!bs_bmeta_zero(e)) {
+				kassert(mapped > 0);
+				mapped--;
+				bs_bmeta_set(e, 0, 0);
+			}
+		}
+		h->type = BS_JREC_UNMAP;
+		if (!mapped) {
+			flags |= BS_JREC_F_FREE_SLOT;
+			bs_index_remove(bs, op->slot);
+			bs_slot_push_free(bs, op->slot);
+		}
+	}
+	for (b = 0; b < op->nmc; b++) {
+		bs_mc_mark_dirty(bs, op->mc[b]);
+	}
+	bs_slot_set(bs, op->slot, op->inode, op->objno, ver, mapped);
+	op->version = ver;
+	h->magic = BS_JREC_MAGIC;
+	h->seq = seq;
+	h->flags = flags;
+	h->inode = op->inode;
+	h->objno = op->objno;
+	h->version = ver;
+	h->slot = op->slot;
+	h->offset = op->blk * BS_BLOCK;
+	h->length = op->nblk * BS_BLOCK;
+	h->mapped = mapped;
+	bs_jrec_seal(h);
+	return 0;
+}
+
+static void batch_flush_done(struct bs_io *io, int res);
+
+static void batch_durable(struct bs *bs)
+{
+	struct bs_ctx *op = bs->b_head;
+	int err = bs->b_err;
+
+	bs->b_head = bs->b_tail = NULL;
+	bs->b_active = false;
+	if (err) {
+		bs_fail(bs, err, "journal write");
+	}
+	while (op) {
+		struct bs_ctx *next = op->qnext;
+
+		bs_mc_release(op);
+		if (err) {
+			if (op->kind == BS_OP_WRITE) {
+				op->req->version = op->version;
+			}
+			bs_op_finish(op, -EIO);
+		} else if (op->kind == BS_OP_WRITE) {
+			bs->applies++;
+			bs_op_ack(op);
+			op->state = BS_OPS_APPLY_WAIT;
+			bs_kick(op);
+		} else {
+			op->req->version = op->version;
+			bs_op_finish(op, 0);
+		}
+		op = next;
+	}
+	if (bs->jused > bs->jsize / 2 || bs->mc_ndirty > bs->mc_cap / 2 ||
+	    bs->nslot_dirty > bs->sb.slot_blocks / 2 + BS_CKPT_WINDOW) {
+		bs->ck_want = true;
+	}
+}
+
+static void batch_step(struct bs *bs, int res)
+{
+	bs_io_done(bs);
+	if (res < 0 && !bs->b_err) {
+		bs->b_err = res;
+	}
+	kassert(bs->b_pending > 0);
+	if (--bs->b_pending) {
+		return;
+	}
+	if (!bs->b_err && bs->flush_always && !bs->b_flushing) {
+		bs->b_flushing = true;
+		bs->b_pending = 1;
+		bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &bs->b_flush_io, batch_flush_done);
+		return;
+	}
+	batch_durable(bs);
+	bs_run(bs);
+}
+
+static void batch_write_done(struct bs_io *io, int res)
+{
+	batch_step(container_of(io, struct bs, b_io), res);
+}
+
+static void batch_wrap_done(struct bs_io *io, int res)
+{
+	batch_step(container_of(io, struct bs, b_wrap_io), res);
+}
+
+static void batch_flush_done(struct bs_io *io, int res)
+{
+	batch_step(container_of(io, struct bs, b_flush_io), res);
+}
+
+static void fail_jqueue(struct bs *bs)
+{
+	while (bs->jq_head) {
+		struct bs_ctx *op = bs->jq_head;
+
+		bs->jq_head = op->qnext;
+		bs_mc_release(op);
+		bs_op_finish(op, bs->failed);
+	}
+	bs->jq_tail = NULL;
+}
+
+static void write_wrap_marker(struct bs *bs, uint64_t pos, uint64_t seq)
+{
+	struct bs_jrec *h = (struct bs_jrec *)(bs->jm + pos);
+
+	memset(h, 0, BS_BLOCK);
+	h->magic = BS_JREC_MAGIC;
+	h->seq = seq;
+	h->type = BS_JREC_WRAP;
+	bs_jrec_seal(h);
+}
+
+/*
+ * Start the next batch when none is in flight: build queued records while
+ * they fit contiguously in the ring (a batch never straddles the ring end;
+ * a WRAP record sends replay back to offset 0). Returns true if it did work.
+ */
+bool bs_journal_pump(struct bs *bs)
+{
+	uint64_t pos = bs->jhead, used = bs->jused, start = bs->jhead, len = 0, wrap_pos = 0;
+	bool wrap = false, did = false;
+	struct bs_ctx *op;
+	int ret;
+
+	if (bs->b_active || !bs->jq_head || bs->ck != BS_CK_IDLE) {
+		return false;
+	}
+	if (bs->failed) {
+		fail_jqueue(bs);
+		return true;
+	}
+	if (bs->ck_want) {
+		return false;
+	}
+	while ((op = bs->jq_head)) {
+		uint64_t rl = bs_rec_bytes(op);
+
+		if (!len && !wrap && rl > ring_contig(bs, pos, used)) {
+			if (!ring_can_wrap(bs, pos, used) || rl > bs->jtail) {
+				bs->ck_want = true;
+				break;
+			}
+			wrap = true;
+			wrap_pos = pos;
+			write_wrap_marker(bs, pos, bs->next_seq++);
+			used += bs->jsize - pos;
+			pos = 0;
+			start = 0;
+		} else if (rl > ring_contig(bs, pos, used) || len + rl > BS_BATCH_MAX) {
+			break;
+		}
+		bs->jq_head = op->qnext;
+		if (!bs->jq_head) {
+			bs->jq_tail = NULL;
+		}
+		ret = op_build(bs, op, pos, bs->next_seq);
+		if (ret < 0) {
+			bs_mc_release(op);
+			bs_op_finish(op, ret);
+			did = true;
+			continue;
+		}
+		op->jpos = pos;
+		op->state = BS_OPS_JOURNAL;
+		op->qnext = NULL;
+		if (bs->b_tail) {
+			bs->b_tail->qnext = op;
+		} else {
+			bs->b_head = op;
+		}
+		bs->b_tail = op;
+		bs->next_seq++;
+		pos += rl;
+		used += rl;
+		len += rl;
+		if (pos == bs->jsize) {
+			pos = 0;
+			break;
+		}
+	}
+	if (!len && !wrap) {
+		return did;
+	}
+	bs->jhead = pos;
+	bs->jused = used;
+	bs->b_active = true;
+	bs->b_flushing = false;
+	bs->b_err = 0;
+	bs->b_pending = (len ? 1 : 0) + (wrap ? 1 : 0);
+	if (wrap) {
+		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + wrap_pos, BS_BLOCK,
+			      bs->sb.journal_off + wrap_pos, &bs->b_wrap_io, batch_wrap_done);
+	}
+	if (len) {
+		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + start, len, bs->sb.journal_off + start,
+			      &bs->b_io, batch_write_done);
+	}
+	return true;
+}
+
+/* ---- checkpoint ---- */
+
+static void ck_step(struct bs *bs);
+
+static void ck_done_io(struct bs *bs, int res)
+{
+	bs_io_done(bs);
+	if (res < 0 && !bs->ck_err) {
+		bs->ck_err = res;
+	}
+	kassert(bs->ck_pending > 0);
+	bs->ck_pending--;
+	ck_step(bs);
+	bs_run(bs);
+}
+
+static void ck_slot_done(struct bs_io *io, int res)
+{
+	struct bs_ckio *c = container_of(io, struct bs_ckio, io);
+	struct bs *bs = c->bs;
+
+	bs->ck_io_free[bs->ck_nio_free++] = (uint32_t)(c - bs->ck_io);
+	ck_done_io(bs, res);
+}
+
+static void ck_meta_done(struct bs_io *io, int res)
+{
+	struct bs_mc *mc = container_of(io, struct bs_mc, io);
+	struct bs *bs = mc->bs;
+
+	if (res >= 0) {
+		bs_mc_written(bs, mc);
+	}
+	ck_done_io(bs, res);
+}
+
+static void ck_flush_done(struct bs_io *io, int res)
+{
+	ck_done_io(container_of(io, struct bs, ck_flush_io), res);
+}
+
+static void ck_jsb_done(struct bs_io *io, int res)
+{
+	ck_done_io(container_of(io, struct bs, ck_jsb_io), res);
+}
+
+/* Issue slot-table block writes up to the window. */
+static void ck_issue_slots(struct bs *bs)
+{
+	while (bs->ck_nio_free && bs->ck_cursor < bs->sb.slot_blocks) {
+		uint64_t b = bs->ck_cursor++;
+		struct bs_ckio *c;
+
+		if (!bs->slot_dirty[b]) {
+			continue;
+		}
+		bs->slot_dirty[b] = 0;
+		bs->nslot_dirty--;
+		c = &bs->ck_io[bs->ck_io_free[--bs->ck_nio_free]];
+		bs->ck_pending++;
+		bs_dev_submit(bs, BS_IO_WRITE, (uint8_t *)bs->slots + b * BS_BLOCK, BS_BLOCK,
+			      bs->sb.slot_off + b * BS_BLOCK, &c->io, ck_slot_done);
+	}
+}
+
+static void ck_finish(struct bs *bs)
+{
+	bs->ck = BS_CK_IDLE;
+	if (bs->ck_err) {
+		bs_fail(bs, bs->ck_err, "checkpoint");
+		return;
+	}
+	bs->jtail = bs->jhead = bs->ck_tail;
+	bs->jused = 0;
+	bs->tail_seq = bs->ck_seq;
+	bs->ck_want = false;
+	bs->ck_count++;
+	log_debug("bs: checkpoint %lu: tail %lu seq %lu", (unsigned long)bs->ck_count,
+		  (unsigned long)bs->ck_tail, (unsigned long)bs->ck_seq);
+}
+
+static void ck_step(struct bs *bs)
+{
+	struct bs_jsb *j;
+
+	if (bs->ck == BS_CK_WRITE) {
+		if (!bs->ck_err) {
+			ck_issue_slots(bs);
+		}
+		if (bs->ck_pending) {
+			return;
+		}
+		if (bs->ck_err) {
+			ck_finish(bs);
+			return;
+		}
+		bs->ck = BS_CK_FLUSH1;
+		if (bs->flush_always) {
+			bs->ck_pending++;
+			bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &bs->ck_flush_io, ck_flush_done);
+			return;
+		}
+	}
+	if (bs->ck == BS_CK_FLUSH1) {
+		if (bs->ck_pending) {
+			return;
+		}
+		if (bs->ck_err) {
+			ck_finish(bs);
+			return;
+		}
+		bs->ck = BS_CK_JSB;
+		j = bs->ck_jsb_buf;
+		memset(j, 0, BS_BLOCK);
+		j->magic = BS_JSB_MAGIC;
+		j->gen = ++bs->jsb_gen;
+		j->tail_pos = bs->ck_tail;
+		j->tail_seq = bs->ck_seq;
+		j->crc = crc32c(0, j, offsetof(struct bs_jsb, crc));
+		bs->ck_pending++;
+		bs_dev_submit(bs, BS_IO_WRITE, j, BS_BLOCK,
+			      bs->sb.jsb_off + (j->gen & 1) * BS_BLOCK, &bs->ck_jsb_io, ck_jsb_done);
+		return;
+	}
+	if (bs->ck == BS_CK_JSB) {
+		if (bs->ck_pending) {
+			return;
+		}
+		if (bs->ck_err) {
+			ck_finish(bs);
+			return;
+		}
+		bs->ck = BS_CK_FLUSH2;
+		if (bs->flush_always) {
+			bs->ck_pending++;
+			bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &bs->ck_flush_io, ck_flush_done);
+			return;
+		}
+	}
+	if (bs->ck == BS_CK_FLUSH2 && !bs->ck_pending) {
+		ck_finish(bs);
+	}
+}
+
+/*
+ * Start a checkpoint once one is wanted and the journal is quiet: no batch
+ * in flight and every acknowledged write applied in place. The new tail is
+ * the head, or offset 0 when the largest record would fit neither after the
+ * head nor before it.
+ */
+bool bs_ckpt_pump(struct bs *bs)
+{
+	uint64_t i;
+
+	if (bs->ck != BS_CK_IDLE || !bs->ck_want || bs->b_active || bs->applies || bs->failed) {
+		return false;
+	}
+	bs->ck = BS_CK_WRITE;
+	bs->ck_err = 0;
+	bs->ck_pending = 0;
+	bs->ck_cursor = 0;
+	bs->ck_seq = bs->next_seq;
+	bs->ck_tail = bs->jhead;
+	if (bs->jsize - bs->jhead < BS_REC_MAX && bs->jhead < BS_REC_MAX) {
+		bs->ck_tail = 0;
+	}
+	bs->ck_nio_free = BS_CKPT_WINDOW;
+	for (i = 0; i < BS_CKPT_WINDOW; i++) {
+		bs->ck_io[i].bs = bs;
+		bs->ck_io_free[i] = (uint32_t)i;
+	}
+	while (bs->mc_dirty) {
+		struct bs_mc *mc = bs->mc_dirty;
+
+		bs->mc_dirty = mc->dnext;
+		bs->mc_ndirty--;
+		bs->ck_pending++;
+		bs_dev_submit(bs, BS_IO_WRITE, mc->ent, BS_BLOCK,
+			      bs->sb.meta_off + mc->blkno * BS_BLOCK, &mc->io, ck_meta_done);
+	}
+	ck_step(bs);
+	return true;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keel-server settings: the [server] schema for common/config.h. */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "common/config.h"
+
+static const char *const srv_flush_modes[] = {
+	[BS_FLUSH_AUTO] = "auto",
+	[BS_FLUSH_ALWAYS] = "always",
+	[BS_FLUSH_NONE] = "none",
+	NULL,
+};
+
+static const char *const srv_log_levels[] = {
+	[SRV_LOG_ERROR] = "error",
+	[SRV_LOG_WARN] = "warn",
+	[SRV_LOG_INFO] = "info",
+	[SRV_LOG_DEBUG] = "debug",
+	NULL,
+};
+
+#define SRV_OPT(name_, type_, field_, min_, max_, def_, vals_, help_)                              \
+	{                                                                                          \
+		.section = "server", .name = name_, .type = type_,                                 \
+		.offset = offsetof(struct srv_settings, field_),                                   \
+		.size = sizeof(((struct srv_settings *)0)->field_), .min = min_, .max = max_,      \
+		.def = def_, .enum_vals = vals_, .help = help_,                                    \
+	}
+
+static const struct cfg_opt srv_opts[] = {
+	SRV_OPT("listen", CFG_STR, listen, 0, 0, "127.0.0.1:7400", NULL,
+		"address to listen on, host:port or [v6]:port"),
+	SRV_OPT("device", CFG_STR, device, 0, 0, "", NULL,
+		"drive holding the blockstore (file or block device)"),
+	SRV_OPT("backend", CFG_STR, backend, 0, 0, "uring", NULL,
+		"io backend: uring (production), ram or sim (tests)"),
+	SRV_OPT("key_file", CFG_STR, key_file, 0, 0, "", NULL,
+		"cluster key file (hex, mode 0600), see keel-server keygen"),
+	SRV_OPT("flush_mode", CFG_ENUM, flush_mode, 0, 0, "auto", srv_flush_modes,
+		"auto (flush if the drive has a volatile cache), always, none"),
+	SRV_OPT("meta_cache_mb", CFG_U32, meta_cache_mb, 0, 65536, "0", NULL,
+		"block-metadata cache in MiB; 0 = blockstore default"),
+	SRV_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", srv_log_levels,
+		"error, warn, info or debug"),
+	SRV_OPT("max_connections", CFG_U32, max_connections, 1, 65536, "1024", NULL,
+		"connections served at once; more are refused"),
+};
+
+#define SRV_NOPTS (sizeof(srv_opts) / sizeof(srv_opts[0]))
+
+int srv_settings_defaults(struct srv_settings *s, char *err, size_t errlen)
+{
+	return cfg_defaults(srv_opts, SRV_NOPTS, s, err, errlen);
+}
+
+int srv_settings_load(struct srv_settings *s, const char *path, char *err, size_t errlen)
+{
+	return cfg_load_file(srv_opts, SRV_NOPTS, s, path, err, errlen);
+}
+
+int srv_settings_set(struct srv_settings *s, const char *key, const char *value, char *err,
+		     size_t errlen)
+{
+	return cfg_set(srv_opts, SRV_NOPTS, s, key, value, err, errlen);
+}
+
+void srv_settings_help(FILE *f)
+{
+	cfg_print_help(srv_opts, SRV_NOPTS, f);
+}
+
+const char *srv_flush_mode_name(int mode)
+{
+	if (mode < 0 || mode > BS_FLUSH_NONE) {
+		return "?";
+	}
+	return srv_flush_modes[mode];
+}

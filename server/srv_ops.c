@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The opcode table: every object request the server accepts, with the
+ * shape it must have, dispatched from one place (sheepdog ops.c style).
+ * kp_hdr_decode() already checked alignment, sizes and data_len against the
+ * opcode; here we check what needs the store: extents against the object
+ * size, meta messages, and inode 0 (reserved for STAT of the store).
+ */
+#include "server/srv.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "proto/keel.pb-c.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "crcs go between the wire and the blockstore without conversion");
+
+enum srv_op_flags {
+	SRV_OP_EXTENT = 1u << 0, /* offset/length address an extent of one object */
+	SRV_OP_DATA = 1u << 1,   /* request carries data (WRITE) */
+	SRV_OP_META = 1u << 2,   /* request may carry a meta message */
+};
+
+struct srv_op {
+	const char *name;
+	int (*handler)(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs);
+	enum bs_op bs_op; /* 0: served without the blockstore */
+	uint32_t flags;
+};
+
+static void srv_bs_done(struct bs_req *breq, int res)
+{
+	struct srv_req *req = breq->arg;
+
+	if (!res && req->hdr.opcode == KP_OP_READ) {
+		req->reply.data = req->buf;
+		req->reply.crcs = req->crcs;
+		req->reply.hdr.data_len = req->hdr.length;
+	}
+	req->reply.hdr.obj_ver = breq->version;
+	srv_req_finish(req, res);
+}
+
+/* Hand req->bs to the blockstore; on a refused submit the caller replies. */
+static int srv_bs_submit(struct srv_req *req, enum bs_op op)
+{
+	struct srv *s = req->conn->srv;
+	struct bs_req *b = &req->bs;
+	int ret;
+
+	memset(b, 0, sizeof(*b));
+	b->op = op;
+	b->inode = req->hdr.inode;
+	b->objno = req->hdr.objno;
+	b->offset = req->hdr.offset;
+	b->length = req->hdr.length;
+	b->buf = req->buf;
+	b->crcs = req->buf ? req->crcs : NULL;
+	b->version = op == BS_OP_WRITE ? req->hdr.obj_ver : 0;
+	b->cb = srv_bs_done;
+	b->arg = req;
+	req->state = SRV_REQ_BS;
+	s->bs_inflight++;
+	ret = bs_submit(s->bs, b);
+	if (ret) {
+		s->bs_inflight--;
+		req->state = SRV_REQ_FREE;
+	}
+	return ret;
+}
+
+static int srv_op_read(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	int ret = srv_req_get_buf(req, req->hdr.length);
+
+	if (ret) {
+		return ret;
+	}
+	return srv_bs_submit(req, BS_OP_READ);
+}
+
+static int srv_op_write(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+			const uint32_t *crcs)
+{
+	uint32_t len = req->hdr.length;
+	int ret;
+
+	/* kp_hdr_decode() guarantees data_len == length for WRITE; the payload
+	 * lives in the rx buffer only for this call, so copy it out now. The
+	 * crcs may be unaligned in the rx buffer: memcpy. */
+	if (!data || !crcs || req->hdr.data_len != len) {
+		return -EINVAL;
+	}
+	ret = srv_req_get_buf(req, len);
+	if (ret) {
+		return ret;
+	}
+	memcpy(req->buf, data, len);
+	memcpy(req->crcs, crcs, (len / BS_BLOCK) * sizeof(uint32_t));
+	return srv_bs_submit(req, BS_OP_WRITE);
+}
+
+static int srv_op_discard(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+			  const uint32_t *crcs)
+{
+	return srv_bs_submit(req, BS_OP_DISCARD);
+}
+
+static int srv_op_write_zeroes(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+			       const uint32_t *crcs)
+{
+	return srv_bs_submit(req, BS_OP_WRITE_ZEROES);
+}
+
+static int srv_op_sync(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	return srv_bs_submit(req, BS_OP_SYNC);
+}
+
+static int srv_op_ping(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	srv_req_finish(req, 0);
+	return 0;
+}
+
+/* Pack @msg into a pool buffer as the reply's meta. */
+static int srv_reply_meta(struct srv_req *req, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	int ret;
+
+	if (len > KP_MAX_META) {
+		log_error("reply meta of %zu bytes exceeds KP_MAX_META", len);
+		return -EIO;
+	}
+	ret = srv_req_get_buf(req, SRV_SMALL_BUF);
+	if (ret) {
+		return ret;
+	}
+	protobuf_c_message_pack(msg, req->buf);
+	req->reply.meta = req->buf;
+	req->reply.hdr.meta_len = (uint32_t)len;
+	return 0;
+}
+
+static int srv_stat_store(struct srv_req *req)
+{
+	struct srv *s = req->conn->srv;
+	Keel__StoreStat st = KEEL__STORE_STAT__INIT;
+	struct bs_stat bst;
+
+	bs_stat(s->bs, &bst);
+	st.object_size = bst.object_size;
+	st.objects_total = bst.objects_total;
+	st.objects_used = bst.objects_used;
+	st.journal_size = bst.journal_size;
+	st.journal_used = bst.journal_used;
+	st.index_bytes = bst.index_bytes;
+	st.reads = bst.reads;
+	st.writes = bst.writes;
+	st.crc_errors = bst.crc_errors;
+	st.uuid = (char *)"";
+	return srv_reply_meta(req, &st.base);
+}
+
+static int srv_op_stat(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	Keel__ObjectStat os = KEEL__OBJECT_STAT__INIT;
+	struct bs_obj_stat bos;
+	int ret;
+
+	if (req->hdr.inode == 0) {
+		ret = srv_stat_store(req);
+	} else {
+		ret = bs_stat_object(req->conn->srv->bs, req->hdr.inode, req->hdr.objno, &bos);
+		if (!ret) {
+			os.inode = bos.inode;
+			os.objno = bos.objno;
+			os.version = bos.version;
+			os.blocks_mapped = bos.blocks_mapped;
+			req->reply.hdr.obj_ver = bos.version;
+			ret = srv_reply_meta(req, &os.base);
+		}
+	}
+	if (ret) {
+		return ret;
+	}
+	srv_req_finish(req, 0);
+	return 0;
+}
+
+static int srv_op_list(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	struct srv *s = req->conn->srv;
+	struct bs_obj_stat st[SRV_LIST_PAGE_MAX];
+	Keel__ObjectStat ents[SRV_LIST_PAGE_MAX];
+	Keel__ObjectStat *ptrs[SRV_LIST_PAGE_MAX];
+	Keel__ObjectList out = KEEL__OBJECT_LIST__INIT;
+	Keel__ListRequest *lr;
+	uint64_t inode, cur_inode, cur_objno;
+	unsigned int max, n, extra;
+	bool first;
+	int ret;
+
+	/* Control path: protobuf-c's default allocator is acceptable here. */
+	lr = keel__list_request__unpack(NULL, req->hdr.meta_len, meta);
+	if (!lr) {
+		return -EINVAL;
+	}
+	inode = lr->all_inodes ? UINT64_MAX : lr->inode;
+	cur_inode = lr->cursor_inode;
+	cur_objno = lr->cursor_objno;
+	first = !cur_inode && !cur_objno;
+	max = lr->max && lr->max < SRV_LIST_PAGE_MAX ? lr->max : SRV_LIST_PAGE_MAX;
+	keel__list_request__free_unpacked(lr, NULL);
+	if (inode == 0) {
+		return -EINVAL;
+	}
+
+	/* Ask for one more than we return to learn whether more follow. */
+	n = bs_list(s->bs, inode, &first, &cur_inode, &cur_objno, st, max);
+	extra = 0;
+	if (n == max) {
+		struct bs_obj_stat probe;
+		bool pf = first;
+		uint64_t pi = cur_inode, po = cur_objno;
+
+		extra = bs_list(s->bs, inode, &pf, &pi, &po, &probe, 1);
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		keel__object_stat__init(&ents[i]);
+		ents[i].inode = st[i].inode;
+		ents[i].objno = st[i].objno;
+		ents[i].version = st[i].version;
+		ents[i].blocks_mapped = st[i].blocks_mapped;
+		ptrs[i] = &ents[i];
+	}
+	out.n_objects = n;
+	out.objects = ptrs;
+	out.more = extra > 0;
+	out.cursor_inode = n ? st[n - 1].inode : cur_inode;
+	out.cursor_objno = n ? st[n - 1].objno : cur_objno;
+	ret = srv_reply_meta(req, &out.base);
+	if (ret) {
+		return ret;
+	}
+	srv_req_finish(req, 0);
+	return 0;
+}
+
+static const struct srv_op srv_ops[KP_OP__MAX] = {
+	[KP_OP_READ] = {"READ", srv_op_read, BS_OP_READ, SRV_OP_EXTENT},
+	[KP_OP_WRITE] = {"WRITE", srv_op_write, BS_OP_WRITE, SRV_OP_EXTENT | SRV_OP_DATA},
+	[KP_OP_DISCARD] = {"DISCARD", srv_op_discard, BS_OP_DISCARD, SRV_OP_EXTENT},
+	[KP_OP_WRITE_ZEROES] = {"WRITE_ZEROES", srv_op_write_zeroes, BS_OP_WRITE_ZEROES,
+				SRV_OP_EXTENT},
+	[KP_OP_SYNC] = {"SYNC", srv_op_sync, BS_OP_SYNC, 0},
+	[KP_OP_LIST] = {"LIST", srv_op_list, 0, SRV_OP_META},
+	[KP_OP_STAT] = {"STAT", srv_op_stat, 0, 0},
+	[KP_OP_PING] = {"PING", srv_op_ping, 0, 0},
+};
+
+/* Checks that need the store's geometry. 0 or -errno for the reply. */
+static int srv_validate(struct srv_req *req, const struct srv_op *op)
+{
+	const struct kp_hdr *h = &req->hdr;
+	uint32_t osize = bs_object_size(req->conn->srv->bs);
+
+	if (h->meta_len && !(op->flags & SRV_OP_META)) {
+		return -EINVAL;
+	}
+	if (!(op->flags & SRV_OP_DATA) && h->data_len) {
+		return -EINVAL;
+	}
+	if (!(op->flags & SRV_OP_EXTENT)) {
+		return 0;
+	}
+	if (h->inode == 0) {
+		return -EINVAL;
+	}
+	if (!h->length || h->length > BS_MAX_IO) {
+		return -EINVAL;
+	}
+	if ((uint64_t)h->offset + h->length > osize) {
+		return -ERANGE;
+	}
+	return 0;
+}
+
+void srv_dispatch(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		  const uint32_t *crcs)
+{
+	struct srv *s = req->conn->srv;
+	uint16_t opcode = req->hdr.opcode;
+	const struct srv_op *op;
+	int ret;
+
+	op = opcode < KP_OP__MAX ? &srv_ops[opcode] : NULL;
+	if (!op || !op->handler) {
+		/* HELLO/AUTH after the handshake never reach us (kp_conn closes);
+		 * anything else unknown was refused by kp_hdr_decode(). */
+		srv_req_finish(req, -EPROTO);
+		return;
+	}
+	s->ctr.ops[opcode]++;
+	log_debug("%s %s req %llu inode %llu objno %llu off %u len %u", req->conn->peer, op->name,
+		  (unsigned long long)req->hdr.req_id, (unsigned long long)req->hdr.inode,
+		  (unsigned long long)req->hdr.objno, req->hdr.offset, req->hdr.length);
+	ret = srv_validate(req, op);
+	if (!ret) {
+		ret = op->handler(req, meta, data, crcs);
+	}
+	if (ret) {
+		srv_req_finish(req, ret);
+	}
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Signals as reactor events: the signals are blocked for the whole process
+ * and read from a signalfd with an io_uring read, so the handler runs on
+ * the reactor thread like any other completion and may touch anything.
+ */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static void srv_signal_arm(struct srv_signal *sig);
+
+static void srv_signal_done(struct reactor_op *op, int res)
+{
+	struct srv_signal *sig = container_of(op, struct srv_signal, op);
+
+	sig->armed = false;
+	if (sig->fd < 0) {
+		return;
+	}
+	if (res == (int)sizeof(sig->info)) {
+		int signo = (int)sig->info.ssi_signo;
+
+		srv_signal_arm(sig);
+		sig->on_signal(sig, signo);
+		return;
+	}
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		log_error("signalfd read failed: %s", strerror(-res));
+		return;
+	}
+	srv_signal_arm(sig);
+}
+
+static void srv_signal_arm(struct srv_signal *sig)
+{
+	struct io_uring_sqe *sqe = reactor_sqe(sig->r);
+
+	io_uring_prep_read(sqe, sig->fd, &sig->info, sizeof(sig->info), 0);
+	reactor_sqe_set_op(sqe, &sig->op, srv_signal_done);
+	sig->armed = true;
+}
+
+int srv_signal_start(struct srv_signal *sig, struct reactor *r,
+		     void (*on_signal)(struct srv_signal *sig, int signo))
+{
+	sigset_t set;
+
+	memset(sig, 0, sizeof(*sig));
+	sig->r = r;
+	sig->on_signal = on_signal;
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL)) {
+		return -errno;
+	}
+	sig->fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sig->fd < 0) {
+		return -errno;
+	}
+	srv_signal_arm(sig);
+	return 0;
+}
+
+/* The read may still be queued; with fd = -1 its completion is ignored. The
+ * struct must outlive the reactor (it does: main owns both). */
+void srv_signal_stop(struct srv_signal *sig)
+{
+	if (sig->fd >= 0) {
+		close(sig->fd);
+		sig->fd = -1;
+	}
+}
