@@ -31,11 +31,11 @@
 #include "proto/frame.h"
 #include "proto/keel.pb-c.h"
 
-#define BENCH_MAX_DEPTH 128 /* the server's per-connection queue depth */
-#define BENCH_MAX_CONNS 64
-#define BENCH_MAGIC 0x48434e424c45454bull /* "KEELBNCH" */
-#define BENCH_STATE_MAGIC 0x54534c45454b4e42ull
-#define BENCH_UNKNOWN UINT32_MAX          /* block state: not known */
+#define BENCH_MAX_DEPTH		128 /* the server's per-connection queue depth */
+#define BENCH_MAX_CONNS		64
+#define BENCH_MAGIC		0x48434e424c45454bull /* "KEELBNCH" */
+#define BENCH_STATE_MAGIC	0x54534c45454b4e42ull
+#define BENCH_UNKNOWN		UINT32_MAX /* block state: not known */
 #define BENCH_REPORT_MISMATCHES 10
 
 enum bench_rw {
@@ -47,9 +47,8 @@ enum bench_rw {
 };
 
 static const char *const bench_rw_names[] = {
-	[BENCH_RANDWRITE] = "randwrite", [BENCH_RANDREAD] = "randread",
-	[BENCH_RANDRW] = "randrw",	 [BENCH_WRITE] = "write",
-	[BENCH_READ] = "read",
+	[BENCH_RANDWRITE] = "randwrite", [BENCH_RANDREAD] = "randread", [BENCH_RANDRW] = "randrw",
+	[BENCH_WRITE] = "write",	 [BENCH_READ] = "read",
 };
 
 enum bench_phase {
@@ -64,8 +63,8 @@ enum bench_phase {
 /* Log-linear latency histogram (ns): exact below 64, then 32 sub-buckets
  * per power of two (about 3% resolution). */
 #define HIST_SUB_BITS 5
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS (64 + (64 - 6) * HIST_SUB)
+#define HIST_SUB      (1u << HIST_SUB_BITS)
+#define HIST_BUCKETS  (64 + (64 - 6) * HIST_SUB)
 
 struct bench_hist {
 	uint64_t count, sum, max;
@@ -101,8 +100,8 @@ struct bench_io {
 	uint64_t req_id;
 	uint64_t span_off;
 	uint64_t start_ns;
-	bool in_flight;  /* request sent, reply not yet seen */
-	bool send_busy;  /* kp_msg owned by the connection */
+	bool in_flight; /* request sent, reply not yet seen */
+	bool send_busy; /* kp_msg owned by the connection */
 	bool is_write;
 	bool fill;
 };
@@ -114,7 +113,7 @@ struct bench_conn {
 	bool ready, dead;
 	unsigned int busy;
 	struct bench_io *ios;
-	struct kp_msg ctl;     /* STAT request */
+	struct kp_msg ctl; /* STAT request */
 	bool ctl_busy;
 };
 
@@ -126,11 +125,11 @@ struct bench {
 	struct bench_conn conns[BENCH_MAX_CONNS];
 	unsigned int nready, nalive;
 	uint32_t object_size;
-	uint64_t nslots;      /* span / bs */
-	uint64_t nblocks;     /* span / 4096 */
-	uint32_t *blk_ver;    /* last acknowledged counter per block (verify) */
-	uint8_t *blk_busy;    /* request in flight on the block */
-	uint64_t seq_next;    /* sequential cursor (slots) */
+	uint64_t nslots;   /* span / bs */
+	uint64_t nblocks;  /* span / 4096 */
+	uint32_t *blk_ver; /* last acknowledged counter per block (verify) */
+	uint8_t *blk_busy; /* request in flight on the block */
+	uint64_t seq_next; /* sequential cursor (slots) */
 	uint64_t fill_next;
 	uint64_t issued, completed;
 	uint64_t rng;
@@ -173,7 +172,8 @@ static unsigned int hist_bucket(uint64_t v)
 		return (unsigned int)v;
 	}
 	e = 63u - (unsigned int)__builtin_clzll(v);
-	return 64 + (e - 6) * HIST_SUB + (unsigned int)((v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1));
+	return 64 + (e - 6) * HIST_SUB +
+	       (unsigned int)((v >> (e - HIST_SUB_BITS)) & (HIST_SUB - 1));
 }
 
 /* Middle of bucket @i, in ns. */
@@ -251,8 +251,8 @@ static void bench_fill_block(uint8_t *blk, uint64_t inode, uint64_t span_off, ui
 			     uint64_t seed)
 {
 	struct bench_blk_hdr h = {BENCH_MAGIC, inode, span_off, counter, seed};
-	uint64_t x = seed ^ (inode * 0x100000001b3ull) ^ (span_off << 1) ^
-		     ((uint64_t)counter << 40);
+	uint64_t x =
+		seed ^ (inode * 0x100000001b3ull) ^ (span_off << 1) ^ ((uint64_t)counter << 40);
 	uint64_t *w = (uint64_t *)blk;
 
 	for (unsigned int i = sizeof(h) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
@@ -706,8 +706,8 @@ static void bench_setup(struct bench *b, const uint8_t *meta, uint32_t meta_len)
 	b->object_size = st->object_size;
 	keel__store_stat__free_unpacked(st, NULL);
 	if (!b->object_size || b->object_size % b->o.bs) {
-		fprintf(stderr, "keel-bench: --bs %u does not divide the object size %u\n",
-			b->o.bs, b->object_size);
+		fprintf(stderr, "keel-bench: --bs %u does not divide the object size %u\n", b->o.bs,
+			b->object_size);
 		bench_fail(b, "bad --bs for this server");
 		return;
 	}
@@ -856,8 +856,7 @@ static void print_hist_text(const char *name, const struct bench_hist *h, double
 	printf("%-6s %10.0f IOPS %9.2f MiB/s  lat us: mean %.1f p50 %.1f p99 %.1f "
 	       "p99.9 %.1f max %.1f\n",
 	       name, h->count / secs, bytes / secs / 1048576.0, h->sum / (double)h->count / 1e3,
-	       hist_pct(h, 50) / 1e3, hist_pct(h, 99) / 1e3, hist_pct(h, 99.9) / 1e3,
-	       h->max / 1e3);
+	       hist_pct(h, 50) / 1e3, hist_pct(h, 99) / 1e3, hist_pct(h, 99.9) / 1e3, h->max / 1e3);
 }
 
 static void print_hist_json(const char *name, const struct bench_hist *h, double secs,
@@ -867,9 +866,9 @@ static void print_hist_json(const char *name, const struct bench_hist *h, double
 
 	printf("\"%s\":{\"ios\":%llu,\"iops\":%.1f,\"mib_s\":%.3f,\"lat_us\":{\"mean\":%.2f,"
 	       "\"p50\":%.2f,\"p99\":%.2f,\"p99_9\":%.2f,\"max\":%.2f}}%s",
-	       name, (unsigned long long)h->count, h->count / secs,
-	       bytes / secs / 1048576.0, mean, hist_pct(h, 50) / 1e3, hist_pct(h, 99) / 1e3,
-	       hist_pct(h, 99.9) / 1e3, h->max / 1e3, comma ? "," : "");
+	       name, (unsigned long long)h->count, h->count / secs, bytes / secs / 1048576.0, mean,
+	       hist_pct(h, 50) / 1e3, hist_pct(h, 99) / 1e3, hist_pct(h, 99.9) / 1e3, h->max / 1e3,
+	       comma ? "," : "");
 }
 
 static void bench_report(struct bench *b)
@@ -894,8 +893,8 @@ static void bench_report(struct bench *b)
 		       "\"verify_mismatches\":%llu,\"fill_ios\":%llu,\"ok\":%s}\n",
 		       (unsigned long long)b->errors, (unsigned long long)b->crc_errors,
 		       b->o.verify ? "true" : "false", (unsigned long long)b->verified_blocks,
-		       (unsigned long long)b->unchecked_blocks,
-		       (unsigned long long)b->mismatches, (unsigned long long)b->fill_ios,
+		       (unsigned long long)b->unchecked_blocks, (unsigned long long)b->mismatches,
+		       (unsigned long long)b->fill_ios,
 		       (b->errors || b->mismatches || b->fatal) ? "false" : "true");
 		return;
 	}
@@ -974,7 +973,7 @@ static const char bench_help[] =
 	"\n"
 	"OUTPUT\n"
 	"    IOPS, MiB/s and latency (mean, p50, p99, p99.9, max in microseconds,\n"
-	"    from a log-linear histogram, ~3%% resolution) for reads, writes and\n"
+	"    from a log-linear histogram, ~3% resolution) for reads, writes and\n"
 	"    both; errors by status; verified blocks and mismatches.\n"
 	"\n"
 	"FILES\n"
@@ -1002,15 +1001,23 @@ static int bench_usage(const char *msg, const char *arg)
 static int bench_parse(int argc, char **argv, struct bench_opts *o)
 {
 	static const struct option opts[] = {
-		{"server", required_argument, NULL, 'S'}, {"key", required_argument, NULL, 'k'},
-		{"rw", required_argument, NULL, 'w'},	  {"bs", required_argument, NULL, 'b'},
-		{"iodepth", required_argument, NULL, 'q'}, {"conns", required_argument, NULL, 'c'},
-		{"runtime", required_argument, NULL, 't'}, {"ios", required_argument, NULL, 'n'},
-		{"size", required_argument, NULL, 's'},	  {"verify", no_argument, NULL, 'V'},
-		{"json", no_argument, NULL, 'j'},	  {"inode", required_argument, NULL, 'i'},
+		{"server", required_argument, NULL, 'S'},
+		{"key", required_argument, NULL, 'k'},
+		{"rw", required_argument, NULL, 'w'},
+		{"bs", required_argument, NULL, 'b'},
+		{"iodepth", required_argument, NULL, 'q'},
+		{"conns", required_argument, NULL, 'c'},
+		{"runtime", required_argument, NULL, 't'},
+		{"ios", required_argument, NULL, 'n'},
+		{"size", required_argument, NULL, 's'},
+		{"verify", no_argument, NULL, 'V'},
+		{"json", no_argument, NULL, 'j'},
+		{"inode", required_argument, NULL, 'i'},
 		{"rwmixread", required_argument, NULL, 'm'},
-		{"seed", required_argument, NULL, 'e'},	  {"state", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"seed", required_argument, NULL, 'e'},
+		{"state", required_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	uint64_t v;
 	char *end;

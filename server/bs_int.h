@@ -195,7 +195,7 @@ struct bs {
 	void *ck_jsb_buf;
 
 	/* stats */
-	uint64_t st_reads, st_writes, st_read_errors, st_crc_errors;
+	uint64_t st_reads, st_writes, st_read_errors, st_crc_errors, st_wraps;
 };
 
 /* bs.c */

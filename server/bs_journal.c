@@ -271,6 +271,7 @@ bool bs_journal_pump(struct bs *bs)
 			wrap = true;
 			wrap_pos = pos;
 			write_wrap_marker(bs, pos, bs->next_seq++);
+			bs->st_wraps++;
 			used += bs->jsize - pos;
 			pos = 0;
 			start = 0;

@@ -676,3 +676,13 @@ int bs_test_block_offsets(struct bs *bs, uint64_t inode, uint64_t objno, uint32_
 	*meta_off = bs->sb.meta_off + idx * sizeof(struct bs_bmeta);
 	return 0;
 }
+
+void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out)
+{
+	out->journal_off = bs->sb.journal_off;
+	out->journal_size = bs->jsize;
+	out->head = bs->jhead;
+	out->tail = bs->jtail;
+	out->wraps = bs->st_wraps;
+	out->checkpoints = bs->ck_count;
+}

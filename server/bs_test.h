@@ -18,4 +18,16 @@
 int bs_test_block_offsets(struct bs *bs, uint64_t inode, uint64_t objno, uint32_t blk,
 			  uint64_t *data_off, uint64_t *meta_off);
 
+struct bs_test_journal {
+	uint64_t journal_off;  /* device offset of the ring */
+	uint64_t journal_size;
+	uint64_t head;         /* ring offset where the next record goes */
+	uint64_t tail;
+	uint64_t wraps;        /* WRAP records written since open */
+	uint64_t checkpoints;  /* checkpoints completed since open */
+};
+
+/* Journal position and counters, for tests that corrupt or count records. */
+void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out);
+
 #endif

@@ -18,7 +18,7 @@
 enum {
 	EXIT_OK = 0,
 	EXIT_RUNTIME = 1, /* I/O error, device problem, refused format */
-	EXIT_USAGE = 2,   /* bad command line, bad configuration, bad key file */
+	EXIT_USAGE = 2,	  /* bad command line, bad configuration, bad key file */
 };
 
 #define SRV_RING_ENTRIES 4096
@@ -338,8 +338,7 @@ static int cmd_format(int argc, char **argv)
 		goto out_close_dev;
 	}
 	printf("formatted %s: %llu bytes, object size %u, journal %llu bytes\n", device,
-	       (unsigned long long)dev->size, fo.object_size,
-	       (unsigned long long)fo.journal_size);
+	       (unsigned long long)dev->size, fo.object_size, (unsigned long long)fo.journal_size);
 	status = EXIT_OK;
 out_close_dev:
 	bs_dev_close(dev);
@@ -469,7 +468,8 @@ static int run_parse(int argc, char **argv, struct srv_settings *s)
 			const char *eq = strchr(optarg, '=');
 
 			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(key)) {
-				return usage_error("run", "--set expects SECTION.KEY=VALUE", optarg);
+				return usage_error("run", "--set expects SECTION.KEY=VALUE",
+						   optarg);
 			}
 			memcpy(key, optarg, (size_t)(eq - optarg));
 			key[eq - optarg] = '\0';
@@ -519,8 +519,7 @@ static void log_counters(const struct srv *s)
 		 "discard %llu, write_zeroes %llu, sync %llu, list %llu, stat %llu, ping %llu, "
 		 "busy %llu; connections %llu accepted, %llu refused",
 		 (unsigned long long)c->ops[KP_OP_READ], (unsigned long long)c->errors[KP_OP_READ],
-		 (unsigned long long)(c->bytes_read >> 20),
-		 (unsigned long long)c->ops[KP_OP_WRITE],
+		 (unsigned long long)(c->bytes_read >> 20), (unsigned long long)c->ops[KP_OP_WRITE],
 		 (unsigned long long)c->errors[KP_OP_WRITE],
 		 (unsigned long long)(c->bytes_written >> 20),
 		 (unsigned long long)c->ops[KP_OP_DISCARD],

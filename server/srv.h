@@ -43,13 +43,13 @@
 #include "proto/frame.h"
 #include "server/bs.h"
 
-#define SRV_QUEUE_DEPTH 128
-#define SRV_REJECT_SLOTS 16
-#define SRV_SMALL_BUF (64u * 1024)
-#define SRV_SMALL_BUFS 1024
-#define SRV_LARGE_BUF BS_MAX_IO
-#define SRV_LARGE_BUFS 64
-#define SRV_LIST_PAGE_MAX 512u       /* objects per LIST reply */
+#define SRV_QUEUE_DEPTH	     128
+#define SRV_REJECT_SLOTS     16
+#define SRV_SMALL_BUF	     (64u * 1024)
+#define SRV_SMALL_BUFS	     1024
+#define SRV_LARGE_BUF	     BS_MAX_IO
+#define SRV_LARGE_BUFS	     64
+#define SRV_LIST_PAGE_MAX    512u /* objects per LIST reply */
 #define SRV_DRAIN_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 
 /* ---- settings (srv_config.c) ---- */
@@ -68,7 +68,7 @@ struct srv_settings {
 	char key_file[256];
 	int flush_mode; /* enum bs_flush_mode: auto, always, none */
 	uint32_t meta_cache_mb;
-	int log_level;  /* enum srv_log_level */
+	int log_level; /* enum srv_log_level */
 	uint32_t max_connections;
 };
 
@@ -99,7 +99,7 @@ struct srv_counters {
 
 enum srv_req_state {
 	SRV_REQ_FREE = 0,
-	SRV_REQ_BS,       /* blockstore request in flight */
+	SRV_REQ_BS,	  /* blockstore request in flight */
 	SRV_REQ_REPLYING, /* reply queued on the connection */
 };
 
@@ -107,27 +107,27 @@ enum srv_req_state {
 struct srv_req {
 	struct srv_conn *conn;
 	enum srv_req_state state;
-	struct kp_hdr hdr;       /* the request as received */
+	struct kp_hdr hdr; /* the request as received */
 	struct bs_req bs;
 	struct kp_msg reply;
-	void *buf;               /* pool buffer or NULL */
-	struct bufpool *pool;    /* where buf came from */
+	void *buf;	      /* pool buffer or NULL */
+	struct bufpool *pool; /* where buf came from */
 	uint32_t crcs[BS_MAX_IO / BS_BLOCK];
 	struct srv_req *next_free;
 };
 
 struct srv_conn {
 	struct srv *srv;
-	struct kp_conn *kc;      /* NULL once the transport closed */
+	struct kp_conn *kc; /* NULL once the transport closed */
 	unsigned int refs;
-	unsigned int in_use;     /* request slots busy */
-	bool counted;            /* counted in srv->nconns */
+	unsigned int in_use; /* request slots busy */
+	bool counted;	     /* counted in srv->nconns */
 	char peer[64];
 	uint64_t requests;
 	struct srv_conn *prev, *next;
 	struct srv_req *free_reqs;
 	struct kp_msg rejects[SRV_REJECT_SLOTS];
-	uint32_t reject_busy;    /* bitmap of rejects in use */
+	uint32_t reject_busy; /* bitmap of rejects in use */
 	struct srv_req reqs[SRV_QUEUE_DEPTH];
 };
 

@@ -20,8 +20,8 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 enum srv_op_flags {
 	SRV_OP_EXTENT = 1u << 0, /* offset/length address an extent of one object */
-	SRV_OP_DATA = 1u << 1,   /* request carries data (WRITE) */
-	SRV_OP_META = 1u << 2,   /* request may carry a meta message */
+	SRV_OP_DATA = 1u << 1,	 /* request carries data (WRITE) */
+	SRV_OP_META = 1u << 2,	 /* request may carry a meta message */
 };
 
 struct srv_op {

@@ -253,8 +253,8 @@ static void srv_on_close(struct kp_conn *kc, int err, const char *reason)
 	/* kp_conn has logged the reason (once); add what only we know. */
 	c->srv->ctr.conns_closed++;
 	if (c->in_use) {
-		log_info("%s: %u requests still in flight, their replies will be dropped",
-			 c->peer, c->in_use);
+		log_info("%s: %u requests still in flight, their replies will be dropped", c->peer,
+			 c->in_use);
 	}
 	log_debug("%s: closed after %llu requests", c->peer, (unsigned long long)c->requests);
 	c->kc = NULL;
