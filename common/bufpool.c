@@ -15,7 +15,7 @@ struct bufpool {
 	size_t buf_size;
 	unsigned int count;
 	unsigned int nfree;
-	bool *in_use;	    /* catches double puts, which would hand one buffer out twice */
+	bool *in_use;	     /* catches double puts, which would hand one buffer out twice */
 	unsigned int free[]; /* stack of free buffer indices, top at nfree - 1 */
 };
 

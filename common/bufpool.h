@@ -31,7 +31,7 @@ void bufpool_put(struct bufpool *p, void *buf);
 
 size_t bufpool_buf_size(const struct bufpool *p);
 unsigned int bufpool_free_count(const struct bufpool *p);
-/* True when @buf belongs to the pool. */
+/* True when @buf is one of the pool's buffers (a pointer bufpool_get() returns). */
 int bufpool_owns(const struct bufpool *p, const void *buf);
 
 #endif

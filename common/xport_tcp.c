@@ -20,7 +20,7 @@
 #define TCP_TX_IOV 64
 /* After EMFILE & co. the pending connection stays queued: retrying at once would spin. */
 #define TCP_ACCEPT_BACKOFF_NS (100 * 1000 * 1000ull)
-#define TCP_ADDR_LEN (INET6_ADDRSTRLEN + 8)
+#define TCP_ADDR_LEN	      (INET6_ADDRSTRLEN + 8)
 
 enum tcp_conn_state {
 	TCP_CONN_IDLE,	  /* connected or accepted, not yet started */
@@ -46,8 +46,8 @@ struct tcp_conn {
 	/* Queued sends, oldest first; the head may be partly sent. */
 	struct xport_send *tx_head;
 	struct xport_send **tx_tail;
-	bool tx_armed;	   /* a sendmsg is in flight */
-	bool tx_deferred;  /* tx_defer is queued */
+	bool tx_armed;	  /* a sendmsg is in flight */
+	bool tx_deferred; /* tx_defer is queued */
 	struct msghdr tx_msg;
 	struct iovec tx_iov[TCP_TX_IOV];
 	struct reactor_op send_op;
@@ -202,7 +202,9 @@ static void tcp_accept_done(struct reactor_op *op, int res)
 			log_error("tcp: %s: out of memory for a connection", l->addr);
 			close(res);
 		}
-		tcp_accept_arm(l);
+		if (!l->closing) { /* the callback may have closed the listener */
+			tcp_accept_arm(l);
+		}
 		goto out_put;
 	}
 	switch (-res) {
@@ -346,10 +348,11 @@ static void tcp_listen_close(struct xport_listener *xl)
 			io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&l->backoff_op, 0);
 		}
 		reactor_sqe_set_op(sqe, &l->cancel_op, tcp_cancel_done);
-		return;
 	}
-	close(l->fd);
-	free(l);
+	/* Frees now unless an SQE (or the accept callback we are called from)
+	 * still holds the listener. */
+	l->refs++;
+	tcp_listener_put(l);
 }
 
 static const char *tcp_listen_addr(const struct xport_listener *xl)

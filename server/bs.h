@@ -39,7 +39,8 @@ struct bs;
 
 struct bs_format_opts {
 	uint32_t object_size;  /* power of two, BS_MIN..BS_MAX_OBJECT_SIZE */
-	uint64_t journal_size; /* bytes, multiple of 4096, >= 1 MiB */
+	uint64_t journal_size; /* bytes, multiple of 4096, >= 2 MiB (one record of
+				* BS_MAX_IO plus its header must fit in either half) */
 };
 
 enum bs_flush_mode {
@@ -73,17 +74,23 @@ typedef void (*bs_req_cb)(struct bs_req *req, int res);
  *        crc), version = object version. -EIO if any block fails its crc.
  * WRITE: stores buf[0..length) whose per-block crcs the caller supplies
  *        (end-to-end checksums; the blockstore verifies them before storing
- *        and fails with -EBADMSG on mismatch). version: 0 to assign the
+ *        and fails with -EBADMSG on mismatch, returned by bs_submit() with
+ *        the callback not called). version: 0 to assign the
  *        next object version, else the caller's (must exceed the current
  *        one, else -ESTALE). Returns the version in version.
  *        -ENOSPC when a new object is needed and none is free.
+ *        The version rule applies to DISCARD / WRITE_ZEROES too (an object
+ *        that does not exist is left alone: 0, version 0).
  * DISCARD / WRITE_ZEROES: afterwards the extent reads as zeroes; blocks are
  *        unmapped, and an object with no mapped block left frees its space.
  * SYNC:  completes when every write acknowledged before it is durable
  *        (already true for acknowledged writes; kept for the protocol).
  * Extents: offset and length are multiples of 4096, length > 0 (except
  * SYNC), offset + length <= object size, length <= BS_MAX_IO; else -EINVAL
- * or -ERANGE from bs_submit() (callback not called).
+ * (misaligned, zero length, bad buffer, unknown op) or -ERANGE (beyond the
+ * object or BS_MAX_IO) from bs_submit() (callback not called). bs_submit()
+ * returns -EIO once the store has failed (a journal, apply or checkpoint
+ * write failed); requests in flight then complete with -EIO.
  */
 struct bs_req {
 	enum bs_op op;

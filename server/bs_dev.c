@@ -11,9 +11,9 @@ struct bs_dev_backend {
 };
 
 static const struct bs_dev_backend bs_dev_backends[] = {
-	{ "uring", bs_dev_uring_open },
-	{ "ram", bs_dev_ram_open },
-	{ "sim", bs_dev_sim_open },
+	{"uring", bs_dev_uring_open},
+	{"ram", bs_dev_ram_open},
+	{"sim", bs_dev_sim_open},
 };
 
 int bs_dev_check_io(const struct bs_dev *dev, const void *buf, size_t len, uint64_t off)

@@ -15,6 +15,10 @@
  *
  * All offsets and lengths are multiples of 4096 and buffers are 4096-aligned
  * (the uring backend relies on it for O_DIRECT; the others check it too).
+ * read/write return -EINVAL, and never call back, when buf, len or off is
+ * misaligned, len is 0 or above BS_DEV_MAX_IO, or off + len exceeds the
+ * device; -ENOMEM from "sim" only. Close only with nothing in flight (the
+ * "sim" backend alone tolerates it: pending requests are forgotten).
  *
  * Async rule: a submit function that returns 0 calls io->cb exactly once,
  * later, from the reactor loop (never inline); a negative errno means the
@@ -127,8 +131,9 @@ enum bs_sim_fault {
 /* Seed the simulator's random choices (completion order, crash outcome). */
 void bs_sim_seed(struct bs_dev *dev, uint64_t seed);
 
-/* Fail every @every_n-th read (is_write false) or write with @fault;
- * every_n 0 disables. */
+/* Fail every @every_n-th read (is_write false) or write with @fault, counting
+ * from this call; the failed request changes nothing. every_n 0 or
+ * BS_SIM_FAULT_NONE disables. ENOSPC applies to writes only (reads ignore it). */
 void bs_sim_inject(struct bs_dev *dev, bool is_write, enum bs_sim_fault fault,
 		   unsigned int every_n);
 
@@ -137,11 +142,14 @@ void bs_sim_inject(struct bs_dev *dev, bool is_write, enum bs_sim_fault fault,
  * or torn (a random subset of its 4 KiB blocks kept), at random. In-flight
  * requests are forgotten: their callbacks never fire. Afterwards the device
  * holds only the durable image and can be handed to a new blockstore.
- * Returns the number of unflushed writes that were affected.
+ * Returns the number of unflushed writes that were affected: dropped, or torn
+ * with at least one block lost (0: nothing acknowledged was lost). Exact
+ * ordering rules are in bs_dev_sim.c.
  */
 unsigned int bs_sim_crash(struct bs_dev *dev);
 
-/* Flip one bit of the stored (durable and volatile) image at byte @off. */
+/* Flip bit @bit (0-7) of the stored (durable and volatile) image at byte
+ * @off; out-of-range arguments are logged and ignored. */
 void bs_sim_flip_bit(struct bs_dev *dev, uint64_t off, unsigned int bit);
 
 /* Number of writes / flushes submitted so far (for choosing crash points). */

@@ -32,8 +32,8 @@
 struct uring_dev {
 	struct bs_dev dev;
 	int fd;
-	int sqe_fd;             /* fixed-file index or fd */
-	uint8_t sqe_flags;      /* IOSQE_FIXED_FILE when registered */
+	int sqe_fd;	   /* fixed-file index or fd */
+	uint8_t sqe_flags; /* IOSQE_FIXED_FILE when registered */
 };
 
 static struct uring_dev *to_uring(struct bs_dev *dev)
@@ -41,7 +41,8 @@ static struct uring_dev *to_uring(struct bs_dev *dev)
 	return container_of(dev, struct uring_dev, dev);
 }
 
-static void uring_rw_done(struct reactor_op *op, int res);
+static void uring_read_done(struct reactor_op *op, int res);
+static void uring_write_done(struct reactor_op *op, int res);
 
 static void uring_queue_rw(struct bs_io *io, bool is_write)
 {
@@ -58,16 +59,11 @@ static void uring_queue_rw(struct bs_io *io, bool is_write)
 				   io->off + done);
 	}
 	sqe->flags |= ud->sqe_flags;
-	reactor_sqe_set_op(sqe, &io->op, uring_rw_done);
-	/* The direction rides in the op: a read and a write differ only here. */
-	io->next = is_write ? io : NULL;
+	reactor_sqe_set_op(sqe, &io->op, is_write ? uring_write_done : uring_read_done);
 }
 
-static void uring_rw_done(struct reactor_op *op, int res)
+static void uring_rw_done(struct bs_io *io, int res, bool is_write)
 {
-	struct bs_io *io = container_of(op, struct bs_io, op);
-	bool is_write = io->next == io;
-
 	if (res < 0) {
 		io->cb(io, res);
 		return;
@@ -87,6 +83,16 @@ static void uring_rw_done(struct reactor_op *op, int res)
 		return;
 	}
 	io->cb(io, io->res);
+}
+
+static void uring_read_done(struct reactor_op *op, int res)
+{
+	uring_rw_done(container_of(op, struct bs_io, op), res, false);
+}
+
+static void uring_write_done(struct reactor_op *op, int res)
+{
+	uring_rw_done(container_of(op, struct bs_io, op), res, true);
 }
 
 static int uring_submit_rw(struct bs_dev *dev, void *buf, size_t len, uint64_t off,

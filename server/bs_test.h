@@ -6,6 +6,7 @@
 #ifndef KEEL_SERVER_BS_TEST_H
 #define KEEL_SERVER_BS_TEST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "server/bs.h"
@@ -29,5 +30,12 @@ struct bs_test_journal {
 
 /* Journal position and counters, for tests that corrupt or count records. */
 void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out);
+
+/* Synchronous raw device I/O (drives the reactor), for tests that damage
+ * the media behind the blockstore's back. 0 or -errno. */
+#define BS_TEST_IO_READ 0
+#define BS_TEST_IO_WRITE 1
+#define BS_TEST_IO_FLUSH 2
+int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off);
 
 #endif

@@ -596,5 +596,11 @@ int main(int argc, char **argv)
 	       start, start + seeds - 1, seeds - nfail, nfail, t.ops, t.crashes,
 	       t.double_crashes, t.lost_writes, t.clean, (long)(time(NULL) - t0));
 	reactor_destroy(rn->r);
+	for (i = 0; i < MAX_QD; i++) {
+		free(rn->slots[i].buf);
+	}
+	free(crcs);
+	free(objbuf);
+	free(rn);
 	return nfail ? 1 : 0;
 }

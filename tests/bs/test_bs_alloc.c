@@ -49,6 +49,7 @@ static void run_property(const char *backend, uint64_t seed)
 	struct bs_stat st;
 	uint64_t step, total;
 	uint8_t *wbuf = NULL;
+	unsigned int nenospc = 0;
 	int ret;
 
 	assert_int_equal(posix_memalign((void **)&wbuf, 4096, 4 * 4096), 0);
@@ -82,6 +83,7 @@ static void run_property(const char *backend, uint64_t seed)
 				      crcs, NULL);
 			if (!mapped(m) && used == total) {
 				assert_int_equal(ret, -ENOSPC);
+				nenospc++;
 			} else {
 				assert_int_equal(ret, 0);
 				for (b = 0; b < n; b++) {
@@ -129,6 +131,7 @@ static void run_property(const char *backend, uint64_t seed)
 			}
 		}
 	}
+	assert_true(nenospc > 0); /* the property covered a full store */
 	tenv_teardown(&e);
 	free(model);
 	free(wbuf);

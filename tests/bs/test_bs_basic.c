@@ -288,6 +288,43 @@ static void test_overlap_order(void **state)
 	free(bufs);
 }
 
+/* More metadata blocks than the cache holds: eviction, reloads, dirty
+ * blocks pinned until checkpoints, on a cold cache after reopen. */
+static void test_meta_cache_eviction(void **state)
+{
+	struct tenv e;
+	struct bs_opts o = { .meta_cache_mb = 1 };
+	struct bs_stat st;
+	uint64_t i, n;
+
+	assert_int_equal(tenv_setup(&e, *state, 320ull << 20, OBJ, JRN), 0);
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	bs_stat(e.bs, &st);
+	n = st.objects_total;
+	/* 16 entries per 64 KiB object: 16 objects per meta block */
+	assert_true(n / 16 > 256 + 16);
+	assert_true(st.meta_cache_bytes < (2u << 20));
+	for (i = 0; i < n; i += 5) {
+		assert_int_equal(tenv_write(&e, 8, i, (uint32_t)(i % 16) * 4096, 4096, i + 1), 0);
+	}
+	for (i = 0; i < n; i += 5) {
+		assert_int_equal(tenv_check(&e, 8, i, (uint32_t)(i % 16) * 4096, 4096, i + 1), 0);
+	}
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	for (i = n; i-- > 0;) {
+		if (i % 5 == 0) {
+			assert_int_equal(tenv_check(&e, 8, i, (uint32_t)(i % 16) * 4096, 4096, i + 1),
+					 0);
+		}
+	}
+	bs_stat(e.bs, &st);
+	assert_int_equal(st.objects_used, (n + 4) / 5);
+	assert_true(st.index_bytes < 2 * 32 * n + 65536);
+	tenv_teardown(&e);
+}
+
 #define BOTH(fn)                                                                           \
 	{ #fn "/ram", fn, setup, teardown, (void *)"ram" },                                \
 		{ #fn "/sim", fn, setup, teardown, (void *)"sim" }
@@ -297,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		BOTH(test_rw_discard),	  BOTH(test_bad_requests), BOTH(test_enospc),
 		BOTH(test_reopen_and_list), BOTH(test_overlap_order),
+		{ "test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram" },
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

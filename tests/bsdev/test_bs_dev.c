@@ -20,14 +20,14 @@
 #include "common/reactor.h"
 #include "server/bs_dev.h"
 
-#define BLK 4096u
+#define BLK	  4096u
 #define MAX_TURNS 100000
 
 struct tio {
 	struct bs_io io;
 	int res;
-	int done;     /* times the callback fired */
-	int order;    /* completion rank */
+	int done;  /* times the callback fired */
+	int order; /* completion rank */
 	unsigned int id;
 };
 
@@ -202,7 +202,8 @@ static bool dir_has_odirect(const char *dir)
 	return true;
 }
 
-/* Leaves *state NULL (the tests then skip; never pass) where io_uring or O_DIRECT is unavailable. */
+/* Leaves *state NULL (the tests then skip; never pass) where io_uring or O_DIRECT is unavailable.
+ */
 static int setup_uring(void **state)
 {
 	struct fix *f = malloc(sizeof(*f));
@@ -239,7 +240,7 @@ static void test_roundtrip(void **state)
 	struct fix *f = fix_of(state);
 	size_t len = 64 * BLK;
 	uint8_t *w = abuf(len), *rd = abuf(len);
-	uint64_t offs[] = { 0, 12 * BLK, f->dev->size - len };
+	uint64_t offs[] = {0, 12 * BLK, f->dev->size - len};
 	struct tio t;
 	size_t i, b;
 
@@ -563,11 +564,11 @@ static void test_sim_flip_bit_and_count(void **state)
  * no callback of a forgotten request ever fires (their structs are poisoned
  * and freed right after the crash).
  */
-#define CR_BLOCKS 512u /* 2 MiB device */
-#define CR_SEEDS 400
-#define CR_A 1 /* written and flushed before the crash */
-#define CR_B 2 /* written (partly in flight) just before the crash */
-#define CR_TAG(seed, i, phase) (((seed) * 100000 + (i)) * 4 + (phase))
+#define CR_BLOCKS	       512u /* 2 MiB device */
+#define CR_SEEDS	       400
+#define CR_A		       1 /* written and flushed before the crash */
+#define CR_B		       2 /* written (partly in flight) just before the crash */
+#define CR_TAG(seed, i, phase) (((seed)*100000 + (i)) * 4 + (phase))
 
 struct cr_stats {
 	unsigned int kept, dropped_acked, torn, lost_total;
@@ -577,7 +578,7 @@ static void crash_one_seed(uint64_t seed, struct cr_stats *st)
 {
 	struct fix f;
 	uint8_t *buf = abuf((size_t)CR_BLOCKS * BLK);
-	uint8_t owner_kind[CR_BLOCKS] = { 0 }; /* 0 or CR_A/CR_B bits */
+	uint8_t owner_kind[CR_BLOCKS] = {0}; /* 0 or CR_A/CR_B bits */
 	uint32_t wr_off[CR_BLOCKS], wr_len[CR_BLOCKS];
 	struct tio *t[CR_BLOCKS];
 	struct tio fl, *bfl = NULL;
@@ -775,15 +776,14 @@ static void test_sim_crash_drops_unflushed(void **state)
 
 static void test_sim_crash_property(void **state)
 {
-	struct cr_stats st = { 0 };
+	struct cr_stats st = {0};
 	uint64_t seed;
 
 	(void)state;
 	for (seed = 1; seed <= CR_SEEDS; seed++) {
 		crash_one_seed(seed, &st);
 	}
-	printf("sim crash: %u B writes kept, %u lost (%u torn)\n", st.kept, st.lost_total,
-	       st.torn);
+	printf("sim crash: %u B writes kept, %u lost (%u torn)\n", st.kept, st.lost_total, st.torn);
 	/* The model must actually exercise each outcome. */
 	assert_true(st.kept > 0);
 	assert_true(st.lost_total > st.torn);

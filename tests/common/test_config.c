@@ -198,7 +198,8 @@ static void test_parse_u64_bool(void **state)
 
 	for (int i = 0; i < 8; i++) {
 		static const char *const t[] = {"true", "yes", "on", "1", "TRUE", "Yes", "ON", "1"};
-		static const char *const f[] = {"false", "no", "off", "0", "False", "NO", "Off", "0"};
+		static const char *const f[] = {"false", "no", "off", "0",
+						"False", "NO", "Off", "0"};
 
 		b = false;
 		assert_int_equal(cfg_parse_bool(t[i], &b), 0);
@@ -264,7 +265,8 @@ static void test_file_errors(void **state)
 	check_file_error("workers = 3\n", "keel.conf:1: key workers outside any [section]");
 	check_file_error("[server]\nworkers = 3\nthis is not ini\n",
 			 "keel.conf:3: syntax error: expected [section] or key = value");
-	check_file_error("[server\n", "keel.conf:1: syntax error: expected [section] or key = value");
+	check_file_error("[server\n",
+			 "keel.conf:1: syntax error: expected [section] or key = value");
 	check_file_error("[server]\nobject_size = 3\n",
 			 "keel.conf:2: [server] object_size = \"3\": must be between 65536 and "
 			 "67108864");
@@ -310,8 +312,7 @@ static void test_file_missing(void **state)
 	struct settings s;
 	char err[CFG_ERR_LEN];
 
-	assert_int_equal(cfg_load_file(opts, NOPTS, &s, "/nonexistent/keel.conf", err,
-				       sizeof(err)),
+	assert_int_equal(cfg_load_file(opts, NOPTS, &s, "/nonexistent/keel.conf", err, sizeof(err)),
 			 -ENOENT);
 	assert_string_equal(err, "/nonexistent/keel.conf: cannot open: No such file or directory");
 }
@@ -332,23 +333,21 @@ static void test_set(void **state)
 	assert_string_equal(s.listen, "x:1");
 
 	assert_int_equal(cfg_set(opts, NOPTS, &s, "object_size", "3", err, sizeof(err)), -EINVAL);
-	assert_string_equal(err, "command line: object_size = 3: must be between 65536 and 67108864");
+	assert_string_equal(err,
+			    "command line: object_size = 3: must be between 65536 and 67108864");
 	assert_int_equal(s.object_size, 1 << 20);
 	assert_int_equal(cfg_set(opts, NOPTS, &s, "listen", "y:2", err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "command line: listen is ambiguous: use server.listen or "
 				 "admin.listen");
 	assert_int_equal(cfg_set(opts, NOPTS, &s, "foo", "1", err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "command line: unknown key foo");
-	assert_int_equal(cfg_set(opts, NOPTS, &s, "admin.workers", "1", err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(cfg_set(opts, NOPTS, &s, "admin.workers", "1", err, sizeof(err)), -EINVAL);
 	assert_string_equal(err, "command line: unknown key admin.workers");
-	assert_int_equal(cfg_set(opts, NOPTS, &s, "serve.workers", "1", err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(cfg_set(opts, NOPTS, &s, "serve.workers", "1", err, sizeof(err)), -EINVAL);
 	assert_int_equal(cfg_set(opts, NOPTS, &s, "mode", "slow", err, sizeof(err)), -EINVAL);
 	assert_string_equal(err,
 			    "command line: mode = slow: expected one of: fast, safe, paranoid");
-	assert_int_equal(cfg_set(opts, NOPTS, &s, "server.workers", "4294967296", err,
-				 sizeof(err)),
+	assert_int_equal(cfg_set(opts, NOPTS, &s, "server.workers", "4294967296", err, sizeof(err)),
 			 -EINVAL);
 	assert_string_equal(err, "command line: server.workers = 4294967296: must be between 1 "
 				 "and 64");
@@ -377,11 +376,16 @@ static void test_print_help(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults),	cmocka_unit_test(test_bad_default),
-		cmocka_unit_test(test_parse_size),	cmocka_unit_test(test_parse_u64_bool),
-		cmocka_unit_test(test_file_overrides), cmocka_unit_test(test_file_errors),
-		cmocka_unit_test(test_file_long_line), cmocka_unit_test(test_file_missing),
-		cmocka_unit_test(test_set),		cmocka_unit_test(test_print_help),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_bad_default),
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_u64_bool),
+		cmocka_unit_test(test_file_overrides),
+		cmocka_unit_test(test_file_errors),
+		cmocka_unit_test(test_file_long_line),
+		cmocka_unit_test(test_file_missing),
+		cmocka_unit_test(test_set),
+		cmocka_unit_test(test_print_help),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

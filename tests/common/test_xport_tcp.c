@@ -14,7 +14,7 @@
 
 #include "common/xport.h"
 
-#define BIG_SIZE (8u << 20)
+#define BIG_SIZE     (8u << 20)
 #define MAX_ACCEPTED 8
 
 static const struct xport_ops *ops = &xport_tcp_ops;
@@ -607,6 +607,35 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(t.calls, 0);
 }
 
+static struct xport_listener *self_closing;
+
+static void on_accept_close_listener(struct xport_listener *l, struct xport_conn *c, void *arg)
+{
+	assert_ptr_equal(l, self_closing);
+	ops->listen_close(l);
+	on_accept(lis, c, arg);
+}
+
+static void test_listen_close_in_accept(void **state)
+{
+	struct xport_conn *c, *c2, *s;
+	char addr[64];
+	int want = naccepted + 1;
+
+	assert_int_equal(ops->listen(r, "127.0.0.1:0", &self_closing), 0);
+	snprintf(addr, sizeof(addr), "%s", ops->listen_addr(self_closing));
+	assert_int_equal(ops->accept_start(self_closing, on_accept_close_listener, &naccepted), 0);
+	assert_int_equal(ops->connect(r, addr, &c), 0);
+	pump_until(accepted_n, &want);
+	s = accepted[want - 1];
+	pump_ms(20);
+	assert_int_equal(naccepted, want);
+	assert_int_equal(ops->connect(r, addr, &c2), -ECONNREFUSED);
+	ops->close(c, 0);
+	ops->close(s, 0);
+	pump_ms(20);
+}
+
 static void test_ipv6(void **state)
 {
 	static struct endpoint cl, sv;
@@ -650,6 +679,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_proto_error_closes_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_too_big, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_close_in_accept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
 	};
 	int ret;
