@@ -90,7 +90,7 @@ void kp_hdr_encode(const struct kp_hdr *h, void *wire)
 	put32(w, WOFF(length), h->length);
 	put32(w, WOFF(meta_len), h->meta_len);
 	put32(w, WOFF(data_len), h->data_len);
-	put32(w, WOFF(reserved), 0);
+	put32(w, WOFF(pgid), h->pgid);
 	put32(w, WOFF(hdr_crc), hdr_crc(w));
 }
 
@@ -110,6 +110,7 @@ static void hdr_unpack(const uint8_t *w, struct kp_hdr *h)
 	h->length = get32(w, WOFF(length));
 	h->meta_len = get32(w, WOFF(meta_len));
 	h->data_len = get32(w, WOFF(data_len));
+	h->pgid = get32(w, WOFF(pgid));
 }
 
 /* Opcode table: name and the shape of its data section. */
@@ -136,6 +137,18 @@ static const struct kp_opcode_info kp_opcodes[KP_OP__MAX] = {
 	[KP_OP_LIST] = {"LIST", KP_DATA_NONE},
 	[KP_OP_STAT] = {"STAT", KP_DATA_NONE},
 	[KP_OP_PING] = {"PING", KP_DATA_NONE},
+	[KP_OP_MG_REGISTER] = {"MG_REGISTER", KP_DATA_NONE},
+	[KP_OP_MG_HEARTBEAT] = {"MG_HEARTBEAT", KP_DATA_NONE},
+	[KP_OP_MG_SUBSCRIBE] = {"MG_SUBSCRIBE", KP_DATA_NONE},
+	[KP_OP_MG_MAP] = {"MG_MAP", KP_DATA_NONE},
+	[KP_OP_MG_VOLUME_OPEN] = {"MG_VOLUME_OPEN", KP_DATA_NONE},
+	[KP_OP_MG_PG_REPORT] = {"MG_PG_REPORT", KP_DATA_NONE},
+	[KP_OP_REPLICA_WRITE] = {"REPLICA_WRITE", KP_DATA_WRITE},
+	[KP_OP_REPLICA_DISCARD] = {"REPLICA_DISCARD", KP_DATA_EXTENT},
+	[KP_OP_REPLICA_LIST] = {"REPLICA_LIST", KP_DATA_NONE},
+	[KP_OP_REPLICA_BVERS] = {"REPLICA_BVERS", KP_DATA_NONE},
+	[KP_OP_REPLICA_PUSH] = {"REPLICA_PUSH", KP_DATA_WRITE},
+	[KP_OP_REPLICA_DELETE] = {"REPLICA_DELETE", KP_DATA_NONE},
 };
 
 static const struct kp_opcode_info *opcode_info(uint16_t opcode)
@@ -161,7 +174,7 @@ static int fail(const char **reason, const char *why, int err)
 	return err;
 }
 
-/* Fields that must hold whatever the opcode: flags, reserved, status. */
+/* Fields that must hold whatever the opcode: flags, status. */
 static int check_fields(const uint8_t *w, const struct kp_hdr *h, const char **reason)
 {
 	if (!opcode_info(h->opcode)) {
@@ -169,9 +182,6 @@ static int check_fields(const uint8_t *w, const struct kp_hdr *h, const char **r
 	}
 	if (h->flags & ~(uint32_t)KP_F__ALL) {
 		return fail(reason, "unknown flags", -EPROTO);
-	}
-	if (get32(w, WOFF(reserved))) {
-		return fail(reason, "nonzero reserved field", -EPROTO);
 	}
 	if (h->status < 0 || h->status >= KP_S__MAX) {
 		return fail(reason, "status out of range", -EPROTO);

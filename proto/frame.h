@@ -40,6 +40,20 @@ enum kp_opcode {
 	KP_OP_LIST = 21,     /* reply meta: ObjectList (inode filter, cursor) */
 	KP_OP_STAT = 22,     /* reply meta: ObjectStat or StoreStat (inode 0) */
 	KP_OP_PING = 23,
+	/* cluster control, on the cluster port of keel-mgmt (docs/cluster.md) */
+	KP_OP_MG_REGISTER = 32,   /* server -> mgmt: RegisterRequest; reply RegisterReply */
+	KP_OP_MG_HEARTBEAT = 33,  /* server -> mgmt: Heartbeat; reply status (epoch in hdr) */
+	KP_OP_MG_SUBSCRIBE = 34,  /* client -> mgmt: Subscribe; reply ClusterMap */
+	KP_OP_MG_MAP = 35,        /* mgmt -> server/client push: ClusterMap; reply status */
+	KP_OP_MG_VOLUME_OPEN = 36, /* client -> mgmt: VolumeOpenRequest; reply VolumeInfo */
+	KP_OP_MG_PG_REPORT = 37,  /* server -> mgmt: PgReportBatch; reply status */
+	/* server to server: replication and recovery, epoch-fenced */
+	KP_OP_REPLICA_WRITE = 48, /* like WRITE; obj_ver carries the version to store */
+	KP_OP_REPLICA_DISCARD = 49, /* like DISCARD/WRITE_ZEROES; obj_ver = version */
+	KP_OP_REPLICA_LIST = 50,  /* ListRequest (by PG) -> ObjectList */
+	KP_OP_REPLICA_BVERS = 51, /* one object -> BlockVersions */
+	KP_OP_REPLICA_PUSH = 52,  /* extent data + PushRequest (exact block versions) */
+	KP_OP_REPLICA_DELETE = 53, /* drop one object entirely */
 	KP_OP__MAX,
 };
 
@@ -87,7 +101,12 @@ struct kp_hdr {
 	uint32_t length;  /* extent length in bytes, 4 KiB multiple */
 	uint32_t meta_len;
 	uint32_t data_len;
+	uint32_t pgid;    /* placement group: pool << 20 | pg number (0: none) */
 };
+
+#define KP_PGID(pool, pg) ((uint32_t)(pool) << 20 | (uint32_t)(pg))
+#define KP_PGID_POOL(id) ((id) >> 20)
+#define KP_PGID_PG(id) ((id) & 0xfffffu)
 
 /* Exact wire layout, little-endian. */
 struct kp_wire_hdr {
@@ -106,7 +125,7 @@ struct kp_wire_hdr {
 	uint32_t length;
 	uint32_t meta_len;
 	uint32_t data_len;
-	uint32_t reserved;
+	uint32_t pgid;
 	uint32_t hdr_crc;
 } __attribute__((packed));
 _Static_assert(sizeof(struct kp_wire_hdr) == KP_HDR_SIZE, "wire header size");
@@ -119,7 +138,7 @@ void kp_hdr_encode(const struct kp_hdr *h, void *wire);
  * human-readable reason in *reason (if non-NULL):
  *   -EBADMSG  wrong magic, header crc mismatch
  *   -EPROTONOSUPPORT  version other than KP_VERSION
- *   -EPROTO   unknown opcode, unknown flags, nonzero reserved field,
+ *   -EPROTO   unknown opcode, unknown flags,
  *             status out of range, a request carrying a status
  *   -EMSGSIZE meta_len > KP_MAX_META, data_len > KP_MAX_DATA,
  *             data_len not a multiple of 4096

@@ -61,9 +61,9 @@ STATUS_NAMES = {0: "OK", 1: "EIO", 2: "ENOSPC", 3: "EINVAL", 4: "ENOENT", 5: "ES
 
 def encode_hdr(opcode, req_id=0, flags=0, status=0, inode=0, objno=0, obj_ver=0, offset=0,
                length=0, meta_len=0, data_len=0, magic=MAGIC, version=VERSION, epoch=0,
-               gen=0, reserved=0, crc=None):
+               gen=0, pgid=0, crc=None):
     fields = [magic, version, opcode, flags, status, req_id, epoch, inode, objno, obj_ver,
-              gen, offset, length, meta_len, data_len, reserved, 0]
+              gen, offset, length, meta_len, data_len, pgid, 0]
     raw = struct.pack(HDR_FMT, *fields)
     if crc is None:
         crc = crc32c(raw)
@@ -74,7 +74,7 @@ class Hdr:
     def __init__(self, raw):
         (self.magic, self.version, self.opcode, self.flags, self.status, self.req_id,
          self.epoch, self.inode, self.objno, self.obj_ver, self.gen, self.offset,
-         self.length, self.meta_len, self.data_len, self.reserved,
+         self.length, self.meta_len, self.data_len, self.pgid,
          self.hdr_crc) = struct.unpack(HDR_FMT, raw)
 
     def payload_len(self):

@@ -14,7 +14,7 @@
 #include "common/crc.h"
 #include "proto/frame.h"
 
-#define OFF_RESERVED 80
+#define OFF_PGID 80
 #define OFF_HDR_CRC  84
 
 static struct kp_hdr hdr_of(uint16_t opcode, uint32_t flags)
@@ -131,7 +131,7 @@ static void test_wire_layout_little_endian(void **state)
 	assert_int_equal(w[64], 0x00);
 	assert_int_equal(w[65], 0x30);
 	assert_int_equal(w[67], 0x11);
-	assert_int_equal(offsetof(struct kp_wire_hdr, reserved), OFF_RESERVED);
+	assert_int_equal(offsetof(struct kp_wire_hdr, pgid), OFF_PGID);
 	assert_int_equal(offsetof(struct kp_wire_hdr, hdr_crc), OFF_HDR_CRC);
 	/* The crc field is crc32c of the header with the field zeroed. */
 	{
@@ -211,17 +211,19 @@ static void test_unknown_flags(void **state)
 	}
 }
 
-static void test_nonzero_reserved(void **state)
+static void test_pgid_roundtrip(void **state)
 {
-	struct kp_hdr h = hdr_of(KP_OP_PING, 0);
+	struct kp_hdr h = hdr_of(KP_OP_READ, 0), out;
 	uint8_t w[KP_HDR_SIZE];
 
-	for (int i = 0; i < 4; i++) {
-		kp_hdr_encode(&h, w);
-		w[OFF_RESERVED + i] = 0x01;
-		rewrite_crc(w);
-		assert_int_equal(decode_wire(w), -EPROTO);
-	}
+	h.length = KP_BLOCK;
+	h.pgid = KP_PGID(4095, 0xfffff);
+	kp_hdr_encode(&h, w);
+	assert_int_equal(w[OFF_PGID + 3], 0xff);
+	assert_int_equal(kp_hdr_decode(w, &out, NULL), 0);
+	assert_int_equal(out.pgid, h.pgid);
+	assert_int_equal(KP_PGID_POOL(out.pgid), 4095);
+	assert_int_equal(KP_PGID_PG(out.pgid), 0xfffff);
 }
 
 static void test_status_rules(void **state)
@@ -466,7 +468,7 @@ int main(void)
 		cmocka_unit_test(test_bad_hdr_crc),
 		cmocka_unit_test(test_unknown_opcodes),
 		cmocka_unit_test(test_unknown_flags),
-		cmocka_unit_test(test_nonzero_reserved),
+		cmocka_unit_test(test_pgid_roundtrip),
 		cmocka_unit_test(test_status_rules),
 		cmocka_unit_test(test_size_limits),
 		cmocka_unit_test(test_alignment_and_overflow),
