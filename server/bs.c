@@ -56,8 +56,8 @@ void bs_io_done(struct bs *bs)
 	bs->dev_inflight--;
 }
 
-int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off,
-		  struct bs_io *io, bs_io_cb cb)
+int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, struct bs_io *io,
+		  bs_io_cb cb)
 {
 	int ret;
 
@@ -87,6 +87,14 @@ void bs_fail(struct bs *bs, int err, const char *what)
 	log_error("bs: %s failed (%d): the blockstore on %s is now failed", what, err,
 		  bs->dev->path);
 	bs->failed = -EIO;
+	/* ops waiting for cache entries fail now instead of waiting forever */
+	while (bs->mwait_head) {
+		struct bs_ctx *op = bs->mwait_head;
+
+		bs->mwait_head = op->qnext;
+		bs_kick(op);
+	}
+	bs->mwait_tail = NULL;
 }
 
 /* ---- per-object ordering ---- */
@@ -499,8 +507,8 @@ static void op_process(struct bs_ctx *op)
 		op->state = BS_OPS_APPLY;
 		op->pending++;
 		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + op->jpos + BS_BLOCK,
-			      (size_t)op->nblk * BS_BLOCK, bs_data_off(bs, op->slot, op->blk), &op->io,
-			      op_io_done);
+			      (size_t)op->nblk * BS_BLOCK, bs_data_off(bs, op->slot, op->blk),
+			      &op->io, op_io_done);
 		return;
 	case BS_OPS_APPLY:
 		if (op->pending) {
@@ -574,8 +582,7 @@ static int req_check(const struct bs *bs, const struct bs_req *req)
 	if (!req->length || req->offset % BS_BLOCK || req->length % BS_BLOCK) {
 		return -EINVAL;
 	}
-	if (req->length > BS_MAX_IO ||
-	    (uint64_t)req->offset + req->length > bs->sb.object_size) {
+	if (req->length > BS_MAX_IO || (uint64_t)req->offset + req->length > bs->sb.object_size) {
 		return -ERANGE;
 	}
 	return 0;

@@ -175,4 +175,95 @@ void bs_close(struct bs *bs);
  * bs_sim_crash(), in-flight callbacks will never fire). */
 void bs_abandon(struct bs *bs);
 
+/* ===================================================================== */
+/* ---- replication support (server/bs_repl.c; docs/cluster.md) ---- */
+/*
+ * Used by keel-server's cluster mode: identity, per-PG listings, per-block
+ * versions, and pushes that set exact block versions (recovery).
+ */
+
+/* Versions at or above this are never assigned by a PG primary (which uses
+ * interval_epoch << 32 | counter with epochs < 2^31): a push marks the
+ * blocks it journals with one, then sets the exact versions in RAM. */
+#define BS_VER_TEMP_BASE (1ull << 63)
+/* Largest object whose block-version vector bs_block_versions() returns. */
+#define BS_BVERS_MAX_BLOCKS 4096u
+
+/* The blockstore's uuid (16 bytes, set at format time). */
+void bs_uuid(const struct bs *bs, uint8_t out[16]);
+
+/* Like bs_list() over every inode, keeping only objects for which
+ * @match(inode, objno, @arg) is true. */
+unsigned int bs_list_match(struct bs *bs, bool (*match)(uint64_t inode, uint64_t objno, void *arg),
+			   void *arg, bool *first, uint64_t *cursor_inode, uint64_t *cursor_objno,
+			   struct bs_obj_stat *out, unsigned int max);
+
+struct bs_bvers_req;
+typedef void (*bs_bvers_cb)(struct bs_bvers_req *req, int res);
+
+/*
+ * Per-block versions of one object: versions[0..bpo) (0 = unmapped) and the
+ * object version; an absent object gives all zeroes. Reads the block
+ * metadata from the cache or the device (one 4 KiB read at a time into
+ * @buf, 4096-aligned, caller's). Callers must keep mutations of the object
+ * out while this runs (the versions of blocks being written are undefined).
+ * bs_block_versions() returns 0 (cb fires exactly once, later) or -EINVAL
+ * (object larger than BS_BVERS_MAX_BLOCKS blocks, no buf/versions/cb),
+ * -EIO (store failed). The callback gets 0, -EIO (device error, corrupt
+ * metadata entry).
+ */
+struct bs_bvers_req {
+	uint64_t inode, objno;
+	uint64_t *versions; /* bs_object_size() / 4096 entries */
+	uint64_t obj_version;
+	void *buf; /* 4096 bytes, 4096-aligned */
+	bs_bvers_cb cb;
+	void *arg;
+	/* private */
+	struct bs *bs;
+	uint32_t slot, next_blk;
+	struct bs_io io;
+	struct reactor_defer defer;
+};
+int bs_block_versions(struct bs *bs, struct bs_bvers_req *req);
+
+struct bs_push_req;
+typedef void (*bs_push_cb)(struct bs_push_req *req, int res);
+
+/*
+ * Push: make blocks [offset, offset+length) of an object hold exactly
+ * @buf/@crcs with block versions @versions (one per block; 0 = unmap the
+ * block, its data is ignored) and set the object version to @obj_version
+ * (an object left with no mapped block is freed: absent, version 0).
+ * Journaled like writes: each run of mapped blocks is a WRITE, each run of
+ * unmapped blocks a DISCARD, with a version >= BS_VER_TEMP_BASE; once
+ * durable, the exact versions are set in the cached metadata and reach the
+ * disk with the next checkpoint. A crash in between leaves temporary
+ * versions, which never equal a primary's, so the next recovery compares
+ * unequal and pushes again: data is always exact, versions converge.
+ * The extent may be the whole object (length up to the object size; the
+ * push is split into pieces of at most BS_MAX_IO). Callers serialize
+ * pushes and writes of one object.
+ * Returns 0 (cb fires once) or -EINVAL/-ERANGE (extent, buffers), -EIO.
+ * Callback: 0, -EIO, -ENOSPC, -EBADMSG (crc mismatch).
+ */
+struct bs_push_req {
+	uint64_t inode, objno;
+	uint32_t offset, length;
+	void *buf;	    /* length bytes, 4096-aligned; NULL if every version is 0 */
+	uint32_t *crcs;	    /* length / 4096 */
+	uint64_t *versions; /* length / 4096 */
+	uint64_t obj_version;
+	bs_push_cb cb;
+	void *arg;
+	/* private */
+	struct bs *bs;
+	uint32_t pos, run_blk, run_nblk; /* blocks, relative to offset */
+	bool run_mapped;
+	int res;
+	struct bs_req sub;
+	struct reactor_defer defer;
+};
+int bs_push(struct bs *bs, struct bs_push_req *req);
+
 #endif

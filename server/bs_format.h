@@ -11,32 +11,32 @@
 
 #include <stdint.h>
 
-#define BS_FMT_MAGIC "KEELBS01"
-#define BS_FMT_VERSION 1u
-#define BS_FMT_SB_BLOCKS 2u  /* superblock in block 0, copy in block 1 */
-#define BS_FMT_JSB_BLOCKS 2u /* journal superblock pair, blocks 2 and 3 */
+#define BS_FMT_MAGIC	   "KEELBS01"
+#define BS_FMT_VERSION	   1u
+#define BS_FMT_SB_BLOCKS   2u /* superblock in block 0, copy in block 1 */
+#define BS_FMT_JSB_BLOCKS  2u /* journal superblock pair, blocks 2 and 3 */
 #define BS_FMT_MIN_JOURNAL (2ull * 1024 * 1024)
 
 /* Superblock (block 0 and block 1, the rest of each block is zero). */
 struct bs_sb {
-	char magic[8];        /* 0: "KEELBS01" */
-	uint32_t version;     /* 8: BS_FMT_VERSION */
-	uint32_t block_size;  /* 12: 4096 */
-	uint8_t uuid[16];     /* 16 */
-	uint64_t dev_size;    /* 32: bytes the format covers */
-	uint32_t object_size; /* 40 */
-	uint32_t pad0;        /* 44 */
-	uint64_t jsb_off;     /* 48: journal superblock pair, bytes */
-	uint64_t journal_off; /* 56 */
+	char magic[8];	       /* 0: "KEELBS01" */
+	uint32_t version;      /* 8: BS_FMT_VERSION */
+	uint32_t block_size;   /* 12: 4096 */
+	uint8_t uuid[16];      /* 16 */
+	uint64_t dev_size;     /* 32: bytes the format covers */
+	uint32_t object_size;  /* 40 */
+	uint32_t pad0;	       /* 44 */
+	uint64_t jsb_off;      /* 48: journal superblock pair, bytes */
+	uint64_t journal_off;  /* 56 */
 	uint64_t journal_size; /* 64 */
-	uint64_t slot_off;    /* 72: slot table */
-	uint64_t slot_blocks; /* 80 */
-	uint64_t meta_off;    /* 88: block-metadata area */
-	uint64_t meta_blocks; /* 96 */
-	uint64_t data_off;    /* 104: data area */
-	uint64_t nslots;      /* 112: object slots */
-	uint32_t pad1;        /* 120 */
-	uint32_t crc;         /* 124: crc32c of bytes 0..127 with crc = 0 */
+	uint64_t slot_off;     /* 72: slot table */
+	uint64_t slot_blocks;  /* 80 */
+	uint64_t meta_off;     /* 88: block-metadata area */
+	uint64_t meta_blocks;  /* 96 */
+	uint64_t data_off;     /* 104: data area */
+	uint64_t nslots;       /* 112: object slots */
+	uint32_t pad1;	       /* 120 */
+	uint32_t crc;	       /* 124: crc32c of bytes 0..127 with crc = 0 */
 };
 _Static_assert(sizeof(struct bs_sb) == 128, "bs_sb is on disk");
 
@@ -44,23 +44,23 @@ _Static_assert(sizeof(struct bs_sb) == 128, "bs_sb is on disk");
 
 /* Journal superblock (blocks 2 and 3, written alternately). */
 struct bs_jsb {
-	uint64_t magic;     /* 0: BS_JSB_MAGIC */
-	uint64_t gen;       /* 8: write generation; the valid copy with the
-			     *    larger gen is current */
-	uint64_t tail_pos;  /* 16: byte offset of the first live record in the ring */
-	uint64_t tail_seq;  /* 24: sequence number expected there */
-	uint32_t pad;       /* 32 */
-	uint32_t crc;       /* 36: crc32c of bytes 0..39 with crc = 0 */
+	uint64_t magic;	   /* 0: BS_JSB_MAGIC */
+	uint64_t gen;	   /* 8: write generation; the valid copy with the
+			    *    larger gen is current */
+	uint64_t tail_pos; /* 16: byte offset of the first live record in the ring */
+	uint64_t tail_seq; /* 24: sequence number expected there */
+	uint32_t pad;	   /* 32 */
+	uint32_t crc;	   /* 36: crc32c of bytes 0..39 with crc = 0 */
 };
 _Static_assert(sizeof(struct bs_jsb) == 40, "bs_jsb is on disk");
 
 /* Slot table entry: 32 bytes, 128 per block. All zero: free slot. */
 struct bs_slot {
-	uint64_t inode;   /* 0 */
-	uint64_t objno;   /* 8 */
+	uint64_t inode;	  /* 0 */
+	uint64_t objno;	  /* 8 */
 	uint64_t version; /* 16: object version */
 	uint32_t mapped;  /* 24: blocks holding data (> 0 for a used slot) */
-	uint32_t crc;     /* 28: crc32c of bytes 0..27 */
+	uint32_t crc;	  /* 28: crc32c of bytes 0..27 */
 };
 _Static_assert(sizeof(struct bs_slot) == 32, "bs_slot is on disk");
 #define BS_SLOTS_PER_BLOCK (4096u / sizeof(struct bs_slot))
@@ -70,13 +70,13 @@ _Static_assert(sizeof(struct bs_slot) == 32, "bs_slot is on disk");
 struct bs_bmeta {
 	uint64_t version;  /* 0: version of the write that stored the block, > 0 */
 	uint32_t data_crc; /* 8: crc32c of the 4 KiB block */
-	uint32_t crc;      /* 12: crc32c of bytes 0..11 */
+	uint32_t crc;	   /* 12: crc32c of bytes 0..11 */
 };
 _Static_assert(sizeof(struct bs_bmeta) == 16, "bs_bmeta is on disk");
 #define BS_BMETA_PER_BLOCK (4096u / sizeof(struct bs_bmeta))
 
-#define BS_JREC_MAGIC 0x4345524a4c45454bull /* "KEELJREC" */
-#define BS_JREC_MAX_BLOCKS 256u             /* BS_MAX_IO / 4096 */
+#define BS_JREC_MAGIC	   0x4345524a4c45454bull /* "KEELJREC" */
+#define BS_JREC_MAX_BLOCKS 256u			 /* BS_MAX_IO / 4096 */
 
 enum bs_jrec_type {
 	BS_JREC_WRITE = 1, /* header + length/4096 data blocks */
@@ -88,19 +88,19 @@ enum bs_jrec_type {
 
 /* Journal record header: one 4 KiB block; data blocks follow for WRITE. */
 struct bs_jrec {
-	uint64_t magic;   /* 0: BS_JREC_MAGIC */
-	uint64_t seq;     /* 8: ring sequence number, +1 per record */
-	uint32_t type;    /* 16: enum bs_jrec_type */
-	uint32_t flags;   /* 20: BS_JREC_F_* */
-	uint64_t inode;   /* 24 */
-	uint64_t objno;   /* 32 */
+	uint64_t magic;	  /* 0: BS_JREC_MAGIC */
+	uint64_t seq;	  /* 8: ring sequence number, +1 per record */
+	uint32_t type;	  /* 16: enum bs_jrec_type */
+	uint32_t flags;	  /* 20: BS_JREC_F_* */
+	uint64_t inode;	  /* 24 */
+	uint64_t objno;	  /* 32 */
 	uint64_t version; /* 40: object version after this record */
-	uint32_t slot;    /* 48 */
+	uint32_t slot;	  /* 48 */
 	uint32_t offset;  /* 52: bytes within the object */
 	uint32_t length;  /* 56: bytes */
 	uint32_t mapped;  /* 60: object's mapped block count after this record */
-	uint32_t pad;     /* 64 */
-	uint32_t crc;     /* 68: crc32c of the whole header (1096 bytes), crc = 0 */
+	uint32_t pad;	  /* 64 */
+	uint32_t crc;	  /* 68: crc32c of the whole header (1096 bytes), crc = 0 */
 	uint32_t data_crcs[BS_JREC_MAX_BLOCKS]; /* 72: WRITE: crc32c of each data block */
 };
 _Static_assert(sizeof(struct bs_jrec) == 1096, "bs_jrec is on disk");

@@ -42,8 +42,8 @@ static void slot_mark_dirty(struct bs *bs, uint32_t slot)
 	}
 }
 
-void bs_slot_set(struct bs *bs, uint32_t slot, uint64_t inode, uint64_t objno,
-		 uint64_t version, uint32_t mapped)
+void bs_slot_set(struct bs *bs, uint32_t slot, uint64_t inode, uint64_t objno, uint64_t version,
+		 uint32_t mapped)
 {
 	struct bs_slot *s = &bs->slots[slot];
 
@@ -337,6 +337,22 @@ static void mc_blocks(const struct bs_ctx *op, uint64_t *first, uint64_t *last)
 	*last = (idx + op->nblk - 1) / BS_BMETA_PER_BLOCK;
 }
 
+static void mc_pin(struct bs_ctx *op, struct bs_mc *mc)
+{
+	lru_del(op->bs, mc);
+	mc->pin++;
+	op->mc[op->nmc] = mc;
+	if (mc->state == BS_MC_LOADING) {
+		struct bs_mwait *w = &op->mw[op->nmc];
+
+		w->op = op;
+		w->next = mc->waiters;
+		mc->waiters = w;
+		op->pending++;
+	}
+	op->nmc++;
+}
+
 /*
  * Pin every meta block of @op's extent, all or nothing (so ops can never
  * deadlock holding part of what they need). Loads start for blocks not in
@@ -351,12 +367,39 @@ int bs_mc_acquire(struct bs_ctx *op)
 
 	mc_blocks(op, &first, &last);
 	kassert(last - first < 2);
+	/* pin the cached blocks first, so taking entries for the missing ones
+	 * cannot evict them */
+	op->nmc = 0;
 	for (b = first; b <= last; b++) {
-		if (!bs_mc_lookup(bs, b)) {
+		struct bs_mc *mc = bs_mc_lookup(bs, b);
+
+		if (mc) {
+			mc_pin(op, mc);
+		} else {
 			need++;
 		}
 	}
 	if (need > bs->mc_nfree + bs->mc_nlru) {
+		uint8_t i;
+
+		/* give back without waking anyone: nothing became free */
+		for (i = 0; i < op->nmc; i++) {
+			struct bs_mc *mc = op->mc[i];
+
+			mc->pin--;
+			if (mc->state == BS_MC_LOADING) {
+				struct bs_mwait **p = &mc->waiters;
+
+				while (*p != &op->mw[i]) {
+					p = &(*p)->next;
+				}
+				*p = op->mw[i].next;
+				op->pending--;
+			} else if (!mc->pin && !mc->dirty && mc->state == BS_MC_VALID) {
+				lru_add(bs, mc);
+			}
+		}
+		op->nmc = 0;
 		op->qnext = NULL;
 		if (bs->mwait_tail) {
 			bs->mwait_tail->qnext = op;
@@ -369,30 +412,17 @@ int bs_mc_acquire(struct bs_ctx *op)
 		}
 		return -EAGAIN;
 	}
-	op->nmc = 0;
 	for (b = first; b <= last; b++) {
-		struct bs_mc *mc = bs_mc_lookup(bs, b);
-		int ret;
+		struct bs_mc *mc;
 
-		if (!mc) {
-			mc = mc_take(bs, b);
-			mc->state = BS_MC_LOADING;
-			ret = bs_dev_submit(bs, BS_IO_READ, mc->ent, BS_BLOCK,
-					    bs->sb.meta_off + b * BS_BLOCK, &mc->io, mc_load_done);
-			kassert(ret == 0);
+		if (bs_mc_lookup(bs, b)) {
+			continue;
 		}
-		lru_del(bs, mc);
-		mc->pin++;
-		op->mc[op->nmc] = mc;
-		if (mc->state == BS_MC_LOADING) {
-			struct bs_mwait *w = &op->mw[op->nmc];
-
-			w->op = op;
-			w->next = mc->waiters;
-			mc->waiters = w;
-			op->pending++;
-		}
-		op->nmc++;
+		mc = mc_take(bs, b);
+		mc->state = BS_MC_LOADING;
+		mc_pin(op, mc);
+		bs_dev_submit(bs, BS_IO_READ, mc->ent, BS_BLOCK, bs->sb.meta_off + b * BS_BLOCK,
+			      &mc->io, mc_load_done);
 	}
 	return 0;
 }
@@ -492,7 +522,8 @@ struct bs_mc *bs_mc_get_sync(struct bs *bs, uint64_t blkno, int *err)
 		}
 	}
 	mc = mc_take(bs, blkno);
-	ret = bs_sync_io(bs->dev, BS_IO_READ, mc->ent, BS_BLOCK, bs->sb.meta_off + blkno * BS_BLOCK);
+	ret = bs_sync_io(bs->dev, BS_IO_READ, mc->ent, BS_BLOCK,
+			 bs->sb.meta_off + blkno * BS_BLOCK);
 	if (ret < 0) {
 		hash_del(bs, mc);
 		free_push(bs, mc);

@@ -16,22 +16,22 @@
 #include "server/bs.h"
 #include "server/bs_format.h"
 
-#define BS_NONE UINT32_MAX
-#define BS_OPS_MAX 2048u          /* request contexts; more requests queue */
-#define BS_CKPT_WINDOW 32u        /* slot-table writes in flight in a checkpoint */
-#define BS_BATCH_MAX (4u << 20)   /* largest journal write (group commit) */
-#define BS_MC_MIN 16u             /* smallest meta cache, in blocks */
-#define BS_REC_MAX ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
+#define BS_NONE	       UINT32_MAX
+#define BS_OPS_MAX     2048u	  /* request contexts; more requests queue */
+#define BS_CKPT_WINDOW 32u	  /* slot-table writes in flight in a checkpoint */
+#define BS_BATCH_MAX   (4u << 20) /* largest journal write (group commit) */
+#define BS_MC_MIN      16u	  /* smallest meta cache, in blocks */
+#define BS_REC_MAX     ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
 
 enum bs_op_state {
 	BS_OPS_LOCK = 0,   /* waiting for earlier conflicting ops of the object */
-	BS_OPS_META,       /* pinning the meta blocks of the extent */
-	BS_OPS_MLOAD,      /* mutation: meta blocks loading */
-	BS_OPS_READ,       /* read: data and/or meta I/O in flight */
-	BS_OPS_JQUEUE,     /* mutation: prepared, waiting for a journal batch */
-	BS_OPS_JOURNAL,    /* mutation: record in the in-flight batch */
+	BS_OPS_META,	   /* pinning the meta blocks of the extent */
+	BS_OPS_MLOAD,	   /* mutation: meta blocks loading */
+	BS_OPS_READ,	   /* read: data and/or meta I/O in flight */
+	BS_OPS_JQUEUE,	   /* mutation: prepared, waiting for a journal batch */
+	BS_OPS_JOURNAL,	   /* mutation: record in the in-flight batch */
 	BS_OPS_APPLY_WAIT, /* write acked; in-place apply waits for earlier applies */
-	BS_OPS_APPLY,      /* write: in-place apply in flight */
+	BS_OPS_APPLY,	   /* write: in-place apply in flight */
 	BS_OPS_DONE,
 };
 
@@ -51,16 +51,16 @@ struct bs_mwait {
 /* One cached 4 KiB block of the block-metadata area. */
 struct bs_mc {
 	struct bs *bs;
-	uint64_t blkno;        /* index within the meta area */
-	struct bs_bmeta *ent;  /* BS_BMETA_PER_BLOCK entries, 4096-aligned */
+	uint64_t blkno;	      /* index within the meta area */
+	struct bs_bmeta *ent; /* BS_BMETA_PER_BLOCK entries, 4096-aligned */
 	uint32_t pin;
-	uint8_t state;         /* enum bs_mc_state */
-	bool dirty;            /* pinned until a checkpoint writes it */
+	uint8_t state; /* enum bs_mc_state */
+	bool dirty;    /* pinned until a checkpoint writes it */
 	bool hashed;
 	bool on_lru;
 	struct bs_mc *hnext;
 	struct bs_mc *prev, *next; /* LRU (valid, clean, unpinned) or free list */
-	struct bs_mc *dnext;       /* dirty list */
+	struct bs_mc *dnext;	   /* dirty list */
 	struct bs_mwait *waiters;
 	struct bs_io io;
 };
@@ -75,24 +75,24 @@ struct bs_aobj {
 
 struct bs_ctx {
 	struct bs *bs;
-	struct bs_req *req;    /* NULL once acknowledged */
+	struct bs_req *req; /* NULL once acknowledged */
 	enum bs_op kind;
 	enum bs_op_state state;
 	uint64_t inode, objno;
-	uint32_t blk, nblk;    /* extent in 4 KiB blocks within the object */
+	uint32_t blk, nblk; /* extent in 4 KiB blocks within the object */
 	uint32_t slot;
 	int res;
-	uint32_t pending;      /* outstanding meta loads + device I/O */
-	bool queued;           /* on the run queue */
-	bool prepped;          /* mutation reached the journal queue */
+	uint32_t pending; /* outstanding meta loads + device I/O */
+	bool queued;	  /* on the run queue */
+	bool prepped;	  /* mutation reached the journal queue */
 	uint8_t nmc;
 	struct bs_mc *mc[2];
 	struct bs_mwait mw[2];
 	struct bs_aobj *ao;
 	struct bs_ctx *oprev, *onext; /* aobj list */
-	struct bs_ctx *qnext;         /* journal queue, batch, meta-wait, free list */
-	struct bs_ctx *rnext;         /* run queue */
-	uint64_t jpos;               /* ring offset of the record header */
+	struct bs_ctx *qnext;	      /* journal queue, batch, meta-wait, free list */
+	struct bs_ctx *rnext;	      /* run queue */
+	uint64_t jpos;		      /* ring offset of the record header */
 	uint64_t version;
 	struct bs_io io;
 };
@@ -111,7 +111,7 @@ struct bs_ckio {
 
 enum bs_ck_state {
 	BS_CK_IDLE = 0,
-	BS_CK_WRITE,  /* dirty meta and slot-table blocks */
+	BS_CK_WRITE, /* dirty meta and slot-table blocks */
 	BS_CK_FLUSH1,
 	BS_CK_JSB,
 	BS_CK_FLUSH2,
@@ -121,10 +121,10 @@ struct bs {
 	struct bs_dev *dev;
 	struct reactor *r;
 	struct bs_sb sb;
-	uint32_t bpo;          /* 4 KiB blocks per object */
+	uint32_t bpo; /* 4 KiB blocks per object */
 	uint32_t nslots;
 	bool flush_always;
-	int failed;            /* -errno once the store has failed */
+	int failed; /* -errno once the store has failed */
 
 	/* index: the slot table image plus a hash and a free stack */
 	struct bs_slot *slots; /* slot_blocks * 4096 bytes, written as is */
@@ -135,7 +135,7 @@ struct bs {
 	uint32_t nfree;
 	uint64_t used_slots;
 	uint64_t bad_slots;
-	uint8_t *slot_dirty;   /* one byte per slot-table block */
+	uint8_t *slot_dirty; /* one byte per slot-table block */
 	uint64_t nslot_dirty;
 
 	/* meta cache */
@@ -146,7 +146,7 @@ struct bs {
 	uint32_t mc_hmask;
 	struct bs_mc *mc_free;
 	uint32_t mc_nfree;
-	struct bs_mc lru;      /* sentinel; head = most recent */
+	struct bs_mc lru; /* sentinel; head = most recent */
 	uint32_t mc_nlru;
 	struct bs_mc *mc_dirty;
 	uint32_t mc_ndirty;
@@ -168,7 +168,7 @@ struct bs {
 
 	/* journal */
 	uint64_t jsize;
-	uint8_t *jm;           /* RAM mirror of the ring */
+	uint8_t *jm; /* RAM mirror of the ring */
 	uint64_t jtail, jhead, jused;
 	uint64_t tail_seq, next_seq;
 	uint64_t jsb_gen;
@@ -178,7 +178,7 @@ struct bs {
 	uint32_t b_pending;
 	int b_err;
 	struct bs_io b_io, b_wrap_io, b_flush_io;
-	uint32_t applies;      /* acked writes not yet applied in place */
+	uint32_t applies; /* acked writes not yet applied in place */
 
 	/* checkpoint */
 	enum bs_ck_state ck;
@@ -204,9 +204,9 @@ void bs_run(struct bs *bs);
 void bs_op_finish(struct bs_ctx *op, int res);
 void bs_op_ack(struct bs_ctx *op);
 void bs_fail(struct bs *bs, int err, const char *what);
-int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off,
-		  struct bs_io *io, bs_io_cb cb);
-#define BS_IO_READ 0
+int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, struct bs_io *io,
+		  bs_io_cb cb);
+#define BS_IO_READ  0
 #define BS_IO_WRITE 1
 #define BS_IO_FLUSH 2
 void bs_io_done(struct bs *bs);
@@ -215,8 +215,8 @@ void bs_io_done(struct bs *bs);
 uint32_t bs_index_lookup(const struct bs *bs, uint64_t inode, uint64_t objno);
 void bs_index_insert(struct bs *bs, uint32_t slot);
 void bs_index_remove(struct bs *bs, uint32_t slot);
-void bs_slot_set(struct bs *bs, uint32_t slot, uint64_t inode, uint64_t objno,
-		 uint64_t version, uint32_t mapped);
+void bs_slot_set(struct bs *bs, uint32_t slot, uint64_t inode, uint64_t objno, uint64_t version,
+		 uint32_t mapped);
 bool bs_slot_entry_valid(const struct bs_slot *s, uint32_t bpo);
 uint32_t bs_slot_pop_free(struct bs *bs);
 void bs_slot_push_free(struct bs *bs, uint32_t slot);

@@ -448,7 +448,8 @@ static void ck_step(struct bs *bs)
 		j->crc = crc32c(0, j, offsetof(struct bs_jsb, crc));
 		bs->ck_pending++;
 		bs_dev_submit(bs, BS_IO_WRITE, j, BS_BLOCK,
-			      bs->sb.jsb_off + (j->gen & 1) * BS_BLOCK, &bs->ck_jsb_io, ck_jsb_done);
+			      bs->sb.jsb_off + (j->gen & 1) * BS_BLOCK, &bs->ck_jsb_io,
+			      ck_jsb_done);
 		return;
 	}
 	if (bs->ck == BS_CK_JSB) {

@@ -62,8 +62,7 @@ int bs_sync_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off
  * count whose slot table, block metadata and data fit after the journal.
  * The data area starts aligned to min(object size, 1 MiB).
  */
-static int layout(uint64_t dev_size, uint32_t object_size, uint64_t journal_size,
-		  struct bs_sb *sb)
+static int layout(uint64_t dev_size, uint32_t object_size, uint64_t journal_size, struct bs_sb *sb)
 {
 	uint64_t blocks = dev_size / BS_BLOCK, bpo = object_size / BS_BLOCK, align, n, lo, hi;
 	uint64_t jblk = journal_size / BS_BLOCK, base;
@@ -114,8 +113,8 @@ static int layout(uint64_t dev_size, uint32_t object_size, uint64_t journal_size
 	sb->slot_blocks = (n + BS_SLOTS_PER_BLOCK - 1) / BS_SLOTS_PER_BLOCK;
 	sb->meta_off = sb->slot_off + sb->slot_blocks * BS_BLOCK;
 	sb->meta_blocks = (n * bpo + BS_BMETA_PER_BLOCK - 1) / BS_BMETA_PER_BLOCK;
-	sb->data_off = (base + sb->slot_blocks + sb->meta_blocks + align - 1) / align * align *
-		       BS_BLOCK;
+	sb->data_off =
+		(base + sb->slot_blocks + sb->meta_blocks + align - 1) / align * align * BS_BLOCK;
 	sb->nslots = n;
 	return 0;
 }
@@ -200,8 +199,8 @@ int bs_format(struct bs_dev *dev, const struct bs_format_opts *opts)
 	}
 	ret = bs_sync_io(dev, BS_IO_FLUSH, NULL, 0, 0);
 	if (!ret) {
-		log_info("bs: formatted %s: %lu objects of %u KiB, journal %lu MiB",
-			 dev->path, (unsigned long)sb.nslots, sb.object_size / 1024,
+		log_info("bs: formatted %s: %lu objects of %u KiB, journal %lu MiB", dev->path,
+			 (unsigned long)sb.nslots, sb.object_size / 1024,
 			 (unsigned long)(sb.journal_size >> 20));
 	}
 out_free_buf:
@@ -376,10 +375,9 @@ static bool rec_valid(const struct bs *bs, const struct bs_jrec *h, uint64_t pos
 	if (h->type != BS_JREC_WRITE && h->type != BS_JREC_UNMAP) {
 		return false;
 	}
-	if (h->slot >= bs->nslots || !h->length || h->offset % BS_BLOCK ||
-	    h->length % BS_BLOCK || h->length > BS_MAX_IO ||
-	    (uint64_t)h->offset + h->length > bs->sb.object_size || h->mapped > bs->bpo ||
-	    !h->version) {
+	if (h->slot >= bs->nslots || !h->length || h->offset % BS_BLOCK || h->length % BS_BLOCK ||
+	    h->length > BS_MAX_IO || (uint64_t)h->offset + h->length > bs->sb.object_size ||
+	    h->mapped > bs->bpo || !h->version) {
 		return false;
 	}
 	if (h->type == BS_JREC_WRITE &&

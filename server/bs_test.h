@@ -20,12 +20,12 @@ int bs_test_block_offsets(struct bs *bs, uint64_t inode, uint64_t objno, uint32_
 			  uint64_t *data_off, uint64_t *meta_off);
 
 struct bs_test_journal {
-	uint64_t journal_off;  /* device offset of the ring */
+	uint64_t journal_off; /* device offset of the ring */
 	uint64_t journal_size;
-	uint64_t head;         /* ring offset where the next record goes */
+	uint64_t head; /* ring offset where the next record goes */
 	uint64_t tail;
-	uint64_t wraps;        /* WRAP records written since open */
-	uint64_t checkpoints;  /* checkpoints completed since open */
+	uint64_t wraps;	      /* WRAP records written since open */
+	uint64_t checkpoints; /* checkpoints completed since open */
 };
 
 /* Journal position and counters, for tests that corrupt or count records. */
@@ -33,7 +33,7 @@ void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out);
 
 /* Synchronous raw device I/O (drives the reactor), for tests that damage
  * the media behind the blockstore's back. 0 or -errno. */
-#define BS_TEST_IO_READ 0
+#define BS_TEST_IO_READ	 0
 #define BS_TEST_IO_WRITE 1
 #define BS_TEST_IO_FLUSH 2
 int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off);

@@ -33,18 +33,18 @@
 #include "common/reactor.h"
 #include "server/bs.h"
 
-#define DEV_SIZE (32ull << 20)
-#define OBJ_SIZE (256u << 10)
-#define OBJ_BLOCKS (OBJ_SIZE / 4096)
+#define DEV_SIZE     (32ull << 20)
+#define OBJ_SIZE     (256u << 10)
+#define OBJ_BLOCKS   (OBJ_SIZE / 4096)
 #define JOURNAL_SIZE (2ull << 20)
-#define NOBJ 8
-#define MAX_QD 32
-#define MAX_BLKS 16
-#define BLK_MAGIC 0x4b45454c43525348ull
-#define MAX_OPS 500
+#define NOBJ	     8
+#define MAX_QD	     32
+#define MAX_BLKS     16
+#define BLK_MAGIC    0x4b45454c43525348ull
+#define MAX_OPS	     500
 
 struct model_blk {
-	uint64_t acked;    /* value id of the last acknowledged mutation (0 = zeroes) */
+	uint64_t acked;	   /* value id of the last acknowledged mutation (0 = zeroes) */
 	uint64_t last_sub; /* value id of the last submitted mutation */
 };
 
@@ -187,7 +187,9 @@ static void op_done(struct bs_req *req, int res)
 				continue;
 			}
 			if (o->blk < s->blk + s->nblk && s->blk < o->blk + o->nblk) {
-				fail(rn, "op %" PRIu64 " completed before earlier overlapping op %" PRIu64,
+				fail(rn,
+				     "op %" PRIu64
+				     " completed before earlier overlapping op %" PRIu64,
 				     s->opid, o->opid);
 			}
 		}
@@ -202,9 +204,10 @@ static void op_done(struct bs_req *req, int res)
 			uint64_t got = decode_block(rn, s->obj, s->blk + b, p);
 
 			if (got != s->expect[b]) {
-				fail(rn, "read op %" PRIu64 " obj %d block %u: got value %" PRId64
-				     ", expected %" PRIu64, s->opid, s->obj, s->blk + b,
-				     (int64_t)got, s->expect[b]);
+				fail(rn,
+				     "read op %" PRIu64 " obj %d block %u: got value %" PRId64
+				     ", expected %" PRIu64,
+				     s->opid, s->obj, s->blk + b, (int64_t)got, s->expect[b]);
 				return;
 			}
 			if (s->crcs[b] != crc32c(0, p, 4096)) {
@@ -379,14 +382,18 @@ static void verify_all(struct run *rn, void *objbuf, uint32_t *crcs)
 			uint64_t got = decode_block(rn, obj, b, p);
 
 			if (got == UINT64_MAX) {
-				fail(rn, "obj %d block %u: garbage or mixed block after recovery "
-				     "(acked %" PRIu64 ")", obj, b, rn->m[obj][b].acked);
+				fail(rn,
+				     "obj %d block %u: garbage or mixed block after recovery "
+				     "(acked %" PRIu64 ")",
+				     obj, b, rn->m[obj][b].acked);
 				return;
 			}
 			if (!allowed(rn, obj, b, got)) {
-				fail(rn, "obj %d block %u: value %" PRIu64 " after recovery; acked %"
-				     PRIu64 ", not one of the in-flight values", obj, b, got,
-				     rn->m[obj][b].acked);
+				fail(rn,
+				     "obj %d block %u: value %" PRIu64
+				     " after recovery; acked %" PRIu64
+				     ", not one of the in-flight values",
+				     obj, b, got, rn->m[obj][b].acked);
 				return;
 			}
 			if (crcs[b] != crc32c(0, p, 4096)) {
@@ -404,7 +411,7 @@ struct totals {
 
 static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals *t)
 {
-	struct bs_format_opts fo = { .object_size = OBJ_SIZE, .journal_size = JOURNAL_SIZE };
+	struct bs_format_opts fo = {.object_size = OBJ_SIZE, .journal_size = JOURNAL_SIZE};
 	uint64_t nops, crash_at_comp = UINT64_MAX, crash_at_write = UINT64_MAX, opid = 0;
 	unsigned int qd, i;
 	unsigned long idle = 0;
@@ -476,7 +483,8 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 		if (rnd(rn, 4) == 0) {
 			/* crash again during recovery: writes start failing after
 			 * a few, the open fails or completes, then power is lost */
-			bs_sim_inject(rn->dev, true, BS_SIM_FAULT_EIO, 1 + (unsigned int)rnd(rn, 40));
+			bs_sim_inject(rn->dev, true, BS_SIM_FAULT_EIO,
+				      1 + (unsigned int)rnd(rn, 40));
 			ret = bs_open(rn->dev, &rn->opts, &rn->bs);
 			if (!ret) {
 				bs_abandon(rn->bs);
@@ -539,7 +547,7 @@ out_close_dev:
 int main(int argc, char **argv)
 {
 	uint64_t seeds = 2000, start = 1, s, nfail = 0;
-	struct totals t = { 0 };
+	struct totals t = {0};
 	struct run *rn;
 	void *objbuf;
 	uint32_t *crcs;
@@ -593,8 +601,8 @@ int main(int argc, char **argv)
 	       " failed; %" PRIu64 " ops, %" PRIu64 " crashes (%" PRIu64
 	       " during recovery, %" PRIu64 " unflushed writes lost/torn), %" PRIu64
 	       " clean closes, %ld s\n",
-	       start, start + seeds - 1, seeds - nfail, nfail, t.ops, t.crashes,
-	       t.double_crashes, t.lost_writes, t.clean, (long)(time(NULL) - t0));
+	       start, start + seeds - 1, seeds - nfail, nfail, t.ops, t.crashes, t.double_crashes,
+	       t.lost_writes, t.clean, (long)(time(NULL) - t0));
 	reactor_destroy(rn->r);
 	for (i = 0; i < MAX_QD; i++) {
 		free(rn->slots[i].buf);

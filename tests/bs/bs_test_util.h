@@ -22,7 +22,7 @@ struct tenv {
 	struct bs *bs;
 	uint64_t dev_size;
 	struct bs_format_opts fo;
-	uint8_t *buf;   /* 1 MiB, aligned */
+	uint8_t *buf; /* 1 MiB, aligned */
 	uint32_t crcs[256];
 };
 

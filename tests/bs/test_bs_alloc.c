@@ -14,8 +14,8 @@
 
 #include "bs_test_util.h"
 
-#define OBJ (64u << 10)
-#define BPO (OBJ / 4096)
+#define OBJ  (64u << 10)
+#define BPO  (OBJ / 4096)
 #define NOBJ 64
 
 struct mobj {
@@ -99,7 +99,8 @@ static void run_property(const char *backend, uint64_t seed)
 			}
 		} else {
 			assert_int_equal(tenv_io(&e, BS_OP_DISCARD, 1, (uint64_t)o, 0, OBJ, NULL,
-						 NULL, NULL), 0);
+						 NULL, NULL),
+					 0);
 			memset(m, 0, sizeof(*m));
 		}
 		if (step % 400 == 0) {
@@ -126,7 +127,8 @@ static void run_property(const char *backend, uint64_t seed)
 			for (i = 0; i < NOBJ; i++) {
 				for (b = 0; b < BPO; b++) {
 					assert_int_equal(tenv_check(&e, 1, i, b * 4096, 4096,
-								    model[i].tag[b]), 0);
+								    model[i].tag[b]),
+							 0);
 				}
 			}
 		}

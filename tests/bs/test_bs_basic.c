@@ -181,7 +181,7 @@ static void test_enospc(void **state)
 	assert_int_equal(st.objects_used, n);
 	/* a new object fails and changes nothing; existing ones still work */
 	assert_int_equal(tenv_write(e, 6, 0, 0, 4096, 999), -ENOSPC);
-	assert_int_equal(bs_stat_object(e->bs, 6, 0, &(struct bs_obj_stat){ 0 }), -ENOENT);
+	assert_int_equal(bs_stat_object(e->bs, 6, 0, &(struct bs_obj_stat){0}), -ENOENT);
 	assert_int_equal(tenv_write(e, 5, 0, 8192 * 4, 8192, 555), 0);
 	assert_int_equal(tenv_check(e, 5, 0, 8192 * 4, 8192, 555), 0);
 	/* discard frees a slot: the new object fits */
@@ -293,7 +293,7 @@ static void test_overlap_order(void **state)
 static void test_meta_cache_eviction(void **state)
 {
 	struct tenv e;
-	struct bs_opts o = { .meta_cache_mb = 1 };
+	struct bs_opts o = {.meta_cache_mb = 1};
 	struct bs_stat st;
 	uint64_t i, n;
 
@@ -315,8 +315,8 @@ static void test_meta_cache_eviction(void **state)
 	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
 	for (i = n; i-- > 0;) {
 		if (i % 5 == 0) {
-			assert_int_equal(tenv_check(&e, 8, i, (uint32_t)(i % 16) * 4096, 4096, i + 1),
-					 0);
+			assert_int_equal(
+				tenv_check(&e, 8, i, (uint32_t)(i % 16) * 4096, 4096, i + 1), 0);
 		}
 	}
 	bs_stat(e.bs, &st);
@@ -325,16 +325,21 @@ static void test_meta_cache_eviction(void **state)
 	tenv_teardown(&e);
 }
 
-#define BOTH(fn)                                                                           \
-	{ #fn "/ram", fn, setup, teardown, (void *)"ram" },                                \
-		{ #fn "/sim", fn, setup, teardown, (void *)"sim" }
+#define BOTH(fn)                                                                                   \
+	{#fn "/ram", fn, setup, teardown, (void *)"ram"},                                          \
+	{                                                                                          \
+#fn "/sim", fn, setup, teardown, (void *)"sim"                                     \
+	}
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		BOTH(test_rw_discard),	  BOTH(test_bad_requests), BOTH(test_enospc),
-		BOTH(test_reopen_and_list), BOTH(test_overlap_order),
-		{ "test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram" },
+		BOTH(test_rw_discard),
+		BOTH(test_bad_requests),
+		BOTH(test_enospc),
+		BOTH(test_reopen_and_list),
+		BOTH(test_overlap_order),
+		{"test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram"},
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,14 +45,16 @@ static void test_replay_after_crash(void **state)
 	assert_int_equal(j1.checkpoints, j0.checkpoints); /* all still in the journal */
 	crash_reopen(&e);
 	for (i = 0; i < 20; i++) {
-		assert_int_equal(tenv_check(&e, 1, i, (uint32_t)(i % 8) * 4096, 8192,
-					    i == 3 ? 0 : 500 + i), 0);
+		assert_int_equal(
+			tenv_check(&e, 1, i, (uint32_t)(i % 8) * 4096, 8192, i == 3 ? 0 : 500 + i),
+			0);
 	}
 	/* and again: replay is idempotent, recovery's own checkpoint holds */
 	crash_reopen(&e);
 	for (i = 0; i < 20; i++) {
-		assert_int_equal(tenv_check(&e, 1, i, (uint32_t)(i % 8) * 4096, 8192,
-					    i == 3 ? 0 : 500 + i), 0);
+		assert_int_equal(
+			tenv_check(&e, 1, i, (uint32_t)(i % 8) * 4096, 8192, i == 3 ? 0 : 500 + i),
+			0);
 	}
 	tenv_teardown(&e);
 }
@@ -61,7 +63,7 @@ static void test_wraparound(void **state)
 {
 	struct tenv e;
 	struct bs_test_journal j;
-	uint64_t tags[16][16] = { { 0 } }, step, wraps = 0, ckpts = 0;
+	uint64_t tags[16][16] = {{0}}, step, wraps = 0, ckpts = 0;
 	uint32_t o, b, n;
 
 	assert_int_equal(tenv_setup(&e, "sim", DEV, OBJ, JRN), 0);
@@ -81,8 +83,8 @@ static void test_wraparound(void **state)
 			tags[o][b + k] = step * 16 + b + k;
 		}
 		crc32c_blocks(wbuf, n * 4096, crcs);
-		assert_int_equal(tenv_io(&e, BS_OP_WRITE, 2, o, b * 4096, n * 4096, wbuf, crcs,
-					 NULL), 0);
+		assert_int_equal(
+			tenv_io(&e, BS_OP_WRITE, 2, o, b * 4096, n * 4096, wbuf, crcs, NULL), 0);
 		if (step % 700 == 0) {
 			bs_test_journal_info(e.bs, &j);
 			wraps += j.wraps;
@@ -158,8 +160,8 @@ static void corrupt_case(bool torn)
 			/* the lost record may already have been applied in place:
 			 * then the block fails its checksum; never the lost data */
 			assert_true(ret == 0 || ret == -EIO);
-			assert_int_not_equal(tenv_check(&e, 7, 0, (uint32_t)i * 4096, 4096,
-							200 + i), 0);
+			assert_int_not_equal(
+				tenv_check(&e, 7, 0, (uint32_t)i * 4096, 4096, 200 + i), 0);
 		}
 	}
 	/* the store keeps working after it */
