@@ -54,17 +54,20 @@ echo "== keel demo in $DIR"
 start_server
 echo "== server up on 127.0.0.1:$PORT (log: $DIR/server.log)"
 
+SPAN_MB=256
 bench() {
-	"$BENCH" --server "127.0.0.1:$PORT" --key "$DIR/key" --bs 4k --size 256M --seed 7 "$@"
+	"$BENCH" --server "127.0.0.1:$PORT" --key "$DIR/key" --bs 4k --size ${SPAN_MB}M --seed 7 \
+		--verify --state "$DIR/verify.state" "$@"
 }
+rm -f "$DIR/verify.state"
 echo "== verified random write, QD32, ${RUNTIME}s"
-bench --rw randwrite --iodepth 32 --runtime "$RUNTIME" --verify
+bench --rw randwrite --iodepth 32 --runtime "$RUNTIME"
 echo "== verified random read/write mix, QD32, ${RUNTIME}s"
-bench --rw randrw --iodepth 32 --runtime "$RUNTIME" --verify
+bench --rw randrw --iodepth 32 --runtime "$RUNTIME"
 
-echo "== restart: stop (SIGTERM) and start again, then re-read everything"
+echo "== restart: stop (SIGTERM), start again, read back and verify the whole span"
 stop_server
 start_server
-bench --rw read --iodepth 32 --ios 0 --verify-existing
+bench --rw read --iodepth 32 --ios $((SPAN_MB * 256))
 stop_server
 echo "== demo passed: data written, verified, survived a restart"
