@@ -81,7 +81,8 @@ void cmap_free(struct cmap *m);
 struct cmap *cmap_dup(const struct cmap *m);
 
 /* Add a server / pool (copied). The pool's PGs are allocated empty.
- * -EEXIST (duplicate id), -EINVAL (out-of-range field), -ENOMEM. */
+ * -EEXIST (duplicate id), -EINVAL (out-of-range field, unterminated string,
+ * or already CMAP_MAX_SERVERS / CMAP_MAX_POOLS entries), -ENOMEM. */
 int cmap_add_server(struct cmap *m, const struct cmap_server *s);
 int cmap_add_pool(struct cmap *m, const struct cmap_pool *p);
 
@@ -101,11 +102,14 @@ uint32_t cmap_place_pg(const struct cmap *m, const struct cmap_pool *pool, uint3
 
 /*
  * After placement or an up/down change: carry over in_sync bits from @prev
- * for members that stay (a member new to a PG starts not in sync; a member
- * that is down is cleared: it will miss writes), choose each primary (the
- * first up, in-sync member), and set interval = m->epoch for every PG whose
- * members or primary changed. With @prev NULL (a brand-new cluster) every
- * member starts in sync.
+ * for members that stay (matched by server id; a member new to a PG starts
+ * not in sync; a member that is down is cleared: it will miss writes), choose
+ * each primary (the first up, in-sync member), and set interval = m->epoch
+ * for every PG whose members (set or order) or primary changed, else keep
+ * prev's interval. With @prev NULL (a brand-new cluster), and for PGs @prev
+ * lacks (a new pool), every member starts in sync. If no in-sync member is
+ * up the PG is inactive (primary 0): nobody can write, so the down in-sync
+ * members keep their bits and no other member is marked in sync.
  */
 void cmap_update_pgs(struct cmap *m, const struct cmap *prev);
 
@@ -130,12 +134,13 @@ uint64_t cmap_hash64(uint64_t a, uint64_t b, uint64_t c);
 
 /* ---- wire (protobuf ClusterMap) ---- */
 
-struct _Keel__ClusterMap;
+/* protobuf-c (>= 1.3) names the generated struct Keel__ClusterMap. */
+struct Keel__ClusterMap;
 
 /* Build a cmap from a received message, validating every field (ids and
  * counts in range, members are known servers, no duplicates, bitmasks within
  * nmembers, strings fit). 0 or -EINVAL with a reason in @err, -ENOMEM. */
-int cmap_from_pb(const struct _Keel__ClusterMap *pb, struct cmap **out, char *err,
+int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err,
 		 size_t errlen);
 
 /* Pack @m into a newly malloc'd buffer (*buf, *len). 0 or -ENOMEM. */
