@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/libkeel.h"
 #include "common/config.h"
 #include "common/crc.h"
 #include "common/log.h"
@@ -30,6 +31,7 @@
 #include "proto/conn.h"
 #include "proto/frame.h"
 #include "proto/keel.pb-c.h"
+#include "tests/tools/keel-history.h"
 
 #define BENCH_MAX_DEPTH		128 /* the server's per-connection queue depth */
 #define BENCH_MAX_CONNS		64
@@ -73,6 +75,10 @@ struct bench_hist {
 
 struct bench_opts {
 	const char *server;
+	const char *volume;	  /* volume mode (libkeel) when set */
+	const char *mgmt_url;
+	const char *history_file;
+	bool size_set;
 	const char *key_file;
 	const char *state_file;
 	enum bench_rw rw;
@@ -933,6 +939,9 @@ static const char bench_help[] =
 	"               [--iodepth N] [--conns N] (--runtime SECONDS | --ios N)\n"
 	"               [--size SIZE] [--inode N] [--rwmixread PCT] [--seed S]\n"
 	"               [--verify [--state FILE]] [--json]\n"
+	"    keel-bench --volume NAME [--mgmt URL] [--key FILE] [--rw MODE] [--bs SIZE]\n"
+	"               [--iodepth N] (--runtime SECONDS | --ios N) [--size SIZE]\n"
+	"               [--rwmixread PCT] [--seed S] [--verify] [--history FILE] [--json]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Connects to one keel-server (mutual HMAC authentication), learns the\n"
@@ -952,6 +961,17 @@ static const char bench_help[] =
 	"    after a server restart, verifies everything written before. A\n"
 	"    --rw read/randread --verify run without a state file first fills the\n"
 	"    whole span sequentially (not timed), then reads.\n"
+	"\n"
+	"    Volume mode (--volume) runs the same load through libkeel against a\n"
+	"    cluster: mgmt from --mgmt, else $KEEL_MGMT_URL, else\n"
+	"    http://127.0.0.1:8776; key from --key, else $KEEL_KEY_FILE, else\n"
+	"    /etc/keel/keel.key. Requests may overlap on a block. Every block\n"
+	"    written carries (inode, block, write id, body crc); --verify accepts a\n"
+	"    read that returns the last write completed before the read started\n"
+	"    or any write concurrent with it, and flags stale, lost, torn and\n"
+	"    misplaced blocks. --history FILE logs every block of every I/O for\n"
+	"    keel-histcheck. The report adds libkeel's retries, reconnects, stale\n"
+	"    epochs and the longest failover stall. --size defaults to the volume.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --server HOST:PORT  server address (required)\n"
@@ -1016,6 +1036,9 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		{"rwmixread", required_argument, NULL, 'm'},
 		{"seed", required_argument, NULL, 'e'},
 		{"state", required_argument, NULL, 'f'},
+		{"volume", required_argument, NULL, 'v'},
+		{"mgmt", required_argument, NULL, 'M'},
+		{"history", required_argument, NULL, 'H'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1093,6 +1116,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_usage("--size expects a size such as 1G", optarg);
 			}
 			o->size = v;
+			o->size_set = true;
 			break;
 		case 'V':
 			o->verify = true;
@@ -1121,6 +1145,15 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		case 'f':
 			o->state_file = optarg;
 			break;
+		case 'v':
+			o->volume = optarg;
+			break;
+		case 'M':
+			o->mgmt_url = optarg;
+			break;
+		case 'H':
+			o->history_file = optarg;
+			break;
 		case 'h':
 			fputs(bench_help, stdout);
 			return -1;
@@ -1130,6 +1163,18 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 	}
 	if (optind < argc) {
 		return bench_usage("unexpected argument", argv[optind]);
+	}
+	if (o->volume) {
+		if (o->server || o->state_file) {
+			return bench_usage("--volume excludes --server and --state", NULL);
+		}
+		if (o->size % o->bs) {
+			return bench_usage("--size must be a multiple of --bs", NULL);
+		}
+		return 0;
+	}
+	if (o->history_file) {
+		return bench_usage("--history needs --volume", NULL);
 	}
 	if (!o->server || !o->key_file) {
 		return bench_usage("--server and --key are required", NULL);
@@ -1164,6 +1209,581 @@ static int bench_alloc_conn(struct bench *b, struct bench_conn *c, unsigned int 
 	return 0;
 }
 
+/* ---- volume mode: the same load through libkeel against a cluster ---- */
+
+#define VB_WID_BITS   40
+#define VB_WID_MASK   ((1ull << VB_WID_BITS) - 1)
+#define VB_CHAIN_WALK 4096 /* older writes of one slot examined per read */
+#define VB_HIST_BATCH 4096
+
+/* One write of this run, indexed by the low bits of its id. */
+struct vb_write {
+	uint64_t start, end; /* end 0: not completed */
+	uint32_t prev;	     /* previous write of the same slot (0: none) */
+	bool ok;
+};
+
+struct vb_io {
+	struct vbench *vb;
+	uint8_t *buf;
+	struct iovec iov;
+	uint64_t off, start_ns;
+	uint32_t widx;
+	bool is_write, busy;
+};
+
+struct vbench {
+	struct bench_opts *o;
+	struct reactor *r;
+	struct keel_cluster *c;
+	struct keel_volume *v;
+	int open_res;
+	bool opened;
+	uint64_t inode, nslots, run_id;
+	struct vb_io *ios;
+	unsigned int busy;
+	uint64_t issued, rng, seq_next;
+	uint64_t t_start, t_end;
+	bool stopping, done;
+	struct reactor_timer timer;
+	bool timer_armed;
+	/* verify model */
+	struct vb_write *wtab;
+	uint32_t nw, wcap;
+	uint32_t *slot_last;
+	/* history */
+	FILE *hist;
+	struct kh_rec *hbuf;
+	unsigned int hn;
+	/* results */
+	struct bench_hist h_read, h_write;
+	uint64_t bytes_read, bytes_written, errors, mismatches, verified, concurrent;
+	uint64_t torn, misplaced, garbage, stale, future;
+	const char *fatal;
+};
+
+static uint32_t vb_body_crc(const uint8_t *blk)
+{
+	return crc32c(0, blk + sizeof(struct kh_block_hdr),
+		      KEEL_BLOCK_SIZE - sizeof(struct kh_block_hdr));
+}
+
+static void vb_fill_block(uint8_t *blk, uint64_t inode, uint64_t block, uint64_t wid)
+{
+	struct kh_block_hdr h = {KH_BLOCK_MAGIC, inode, block, wid, 0, 0};
+	uint64_t x = wid ^ (block * 0x9e3779b97f4a7c15ull) ^ inode;
+	uint64_t *w = (uint64_t *)blk;
+
+	for (unsigned int i = sizeof(h) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
+		w[i] = splitmix64(&x);
+	}
+	h.body_crc = vb_body_crc(blk);
+	memcpy(blk, &h, sizeof(h));
+}
+
+/* Classify a block read back from @block. */
+static enum kh_found vb_parse_block(const struct vbench *vb, const uint8_t *blk, uint64_t block,
+				    uint64_t *wid)
+{
+	struct kh_block_hdr h;
+
+	*wid = 0;
+	if (bench_is_zero(blk, KEEL_BLOCK_SIZE)) {
+		return KH_FOUND_ZERO;
+	}
+	memcpy(&h, blk, sizeof(h));
+	if (h.magic != KH_BLOCK_MAGIC) {
+		return KH_FOUND_GARBAGE;
+	}
+	*wid = h.wid;
+	if (h.inode != vb->inode || h.block != block) {
+		return KH_FOUND_MISPLACED;
+	}
+	if (vb_body_crc(blk) != h.body_crc) {
+		return KH_FOUND_TORN;
+	}
+	return KH_FOUND_DATA;
+}
+
+static void vb_hist_flush(struct vbench *vb)
+{
+	if (vb->hist && vb->hn) {
+		if (fwrite(vb->hbuf, sizeof(*vb->hbuf), vb->hn, vb->hist) != vb->hn) {
+			vb->fatal = "cannot write the history file";
+		}
+	}
+	vb->hn = 0;
+}
+
+static void vb_hist_add(struct vbench *vb, const struct vb_io *io, uint64_t block, uint64_t wid,
+			enum kh_found found, int res, uint64_t end)
+{
+	struct kh_rec *r;
+
+	if (!vb->hist) {
+		return;
+	}
+	if (vb->hn == VB_HIST_BATCH) {
+		vb_hist_flush(vb);
+	}
+	r = &vb->hbuf[vb->hn++];
+	memset(r, 0, sizeof(*r));
+	r->start_ns = io->start_ns;
+	r->end_ns = end;
+	r->block = block;
+	r->wid = wid;
+	r->op = io->is_write ? KH_OP_WRITE : KH_OP_READ;
+	r->found = (uint8_t)found;
+	r->result = (int16_t)res;
+}
+
+/*
+ * Verify one block of a read of slot @slot over [start, end]: the value
+ * must be a write concurrent with the read, or a completed one not
+ * superseded before the read started, or the initial content when no
+ * write completed before it (the same rule as keel-histcheck).
+ */
+static void vb_check(struct vbench *vb, uint64_t slot, uint64_t block, enum kh_found found,
+		     uint64_t wid, uint64_t start, uint64_t end)
+{
+	const struct vb_write *x = NULL;
+	uint64_t s_max = 0;
+	bool done_before = false;
+	const char *bad = NULL;
+	uint32_t i = vb->slot_last[slot];
+
+	vb->verified++;
+	switch (found) {
+	case KH_FOUND_TORN:
+		vb->torn++;
+		bad = "torn block (body does not match its header)";
+		goto out_bad;
+	case KH_FOUND_MISPLACED:
+		vb->misplaced++;
+		bad = "misplaced block (other inode or offset)";
+		goto out_bad;
+	case KH_FOUND_GARBAGE:
+		vb->garbage++;
+		bad = "foreign data";
+		goto out_bad;
+	default:
+		break;
+	}
+	/* Newest completed-before write: writes are chained in issue order,
+	 * so the first one found has the largest start. */
+	for (unsigned int n = 0; i && n < VB_CHAIN_WALK; n++, i = vb->wtab[i].prev) {
+		const struct vb_write *w = &vb->wtab[i];
+
+		if (w->ok && w->end && w->end < start) {
+			done_before = true;
+			s_max = w->start;
+			break;
+		}
+	}
+	if (found == KH_FOUND_DATA && (wid >> VB_WID_BITS) == vb->run_id &&
+	    (wid & VB_WID_MASK) < vb->nw && (wid & VB_WID_MASK)) {
+		x = &vb->wtab[wid & VB_WID_MASK];
+	}
+	if (!x) {
+		if (!done_before) {
+			return; /* zeroes or an older run's data: initial content */
+		}
+		vb->stale++;
+		bad = "stale or lost: initial content after a completed write";
+		goto out_bad;
+	}
+	if (x->start > end) {
+		vb->future++;
+		bad = "value of a write issued after the read completed";
+		goto out_bad;
+	}
+	if (!x->end || !x->ok || x->end >= start) {
+		vb->concurrent++;
+		return;
+	}
+	if (!done_before || x->end >= s_max) {
+		return;
+	}
+	vb->stale++;
+	bad = "stale or lost: an older write than the last completed one";
+out_bad:
+	vb->mismatches++;
+	if (vb->mismatches <= BENCH_REPORT_MISMATCHES) {
+		fprintf(stderr, "keel-bench: verify: block %llu: %s (found wid %#llx)\n",
+			(unsigned long long)block, bad, (unsigned long long)wid);
+	}
+}
+
+static void vb_kick(struct vbench *vb);
+
+static void vb_io_done(void *arg, int res)
+{
+	struct vb_io *io = arg;
+	struct vbench *vb = io->vb;
+	uint64_t now = reactor_now_ns();
+	uint64_t lat = now - io->start_ns;
+	uint32_t per = vb->o->bs / KEEL_BLOCK_SIZE;
+	uint64_t blk0 = io->off / KEEL_BLOCK_SIZE;
+	uint64_t slot = io->off / vb->o->bs;
+
+	io->busy = false;
+	vb->busy--;
+	if (res) {
+		vb->errors++;
+		if (vb->errors <= BENCH_REPORT_MISMATCHES) {
+			fprintf(stderr, "keel-bench: %s at %llu: %s\n",
+				io->is_write ? "write" : "read", (unsigned long long)io->off,
+				strerror(-res));
+		}
+	}
+	if (io->is_write) {
+		uint64_t wid = (vb->run_id << VB_WID_BITS) | io->widx;
+
+		vb->wtab[io->widx].end = now;
+		vb->wtab[io->widx].ok = !res;
+		for (uint32_t i = 0; i < per; i++) {
+			vb_hist_add(vb, io, blk0 + i, wid, 0, res, now);
+		}
+		if (!res) {
+			vb->bytes_written += vb->o->bs;
+			hist_add(&vb->h_write, lat);
+		}
+	} else {
+		for (uint32_t i = 0; i < per; i++) {
+			enum kh_found found = KH_FOUND_ZERO;
+			uint64_t wid = 0;
+
+			if (!res) {
+				found = vb_parse_block(vb, io->buf + (size_t)i * KEEL_BLOCK_SIZE,
+						       blk0 + i, &wid);
+				if (vb->o->verify) {
+					vb_check(vb, slot, blk0 + i, found, wid, io->start_ns, now);
+				}
+			}
+			vb_hist_add(vb, io, blk0 + i, wid, found, res, now);
+		}
+		if (!res) {
+			vb->bytes_read += vb->o->bs;
+			hist_add(&vb->h_read, lat);
+		}
+	}
+	vb_kick(vb);
+}
+
+static bool vb_may_issue(struct vbench *vb)
+{
+	if (vb->stopping || vb->fatal) {
+		return false;
+	}
+	if (vb->o->ios) {
+		return vb->issued < vb->o->ios;
+	}
+	return reactor_now_ns() < vb->t_end;
+}
+
+static int vb_grow_wtab(struct vbench *vb)
+{
+	struct vb_write *n;
+	uint32_t cap;
+
+	if (vb->nw < vb->wcap) {
+		return 0;
+	}
+	/* Amortized doubling: a few reallocs per run, not per I/O. */
+	cap = vb->wcap ? vb->wcap * 2 : 65536;
+	if (cap < vb->wcap) { /* 2^32 writes: far beyond any run */
+		return -ENOSPC;
+	}
+	n = realloc(vb->wtab, (size_t)cap * sizeof(*n));
+	if (!n) {
+		return -ENOMEM;
+	}
+	vb->wtab = n;
+	vb->wcap = cap;
+	return 0;
+}
+
+static int vb_issue(struct vbench *vb, struct vb_io *io)
+{
+	struct bench_opts *o = vb->o;
+	uint64_t slot;
+	int ret;
+
+	if (o->rw == BENCH_WRITE || o->rw == BENCH_READ) {
+		slot = vb->seq_next++ % vb->nslots;
+	} else {
+		slot = splitmix64(&vb->rng) % vb->nslots;
+	}
+	io->off = slot * o->bs;
+	io->is_write = o->rw == BENCH_RANDWRITE || o->rw == BENCH_WRITE ||
+		       (o->rw == BENCH_RANDRW && splitmix64(&vb->rng) % 100 >= o->rwmixread);
+	io->iov.iov_base = io->buf;
+	io->iov.iov_len = o->bs;
+	io->start_ns = reactor_now_ns();
+	if (io->is_write) {
+		struct vb_write *w;
+
+		ret = vb_grow_wtab(vb);
+		if (ret) {
+			vb->fatal = "too many writes for the verify model";
+			return ret;
+		}
+		io->widx = vb->nw++;
+		w = &vb->wtab[io->widx];
+		w->start = io->start_ns;
+		w->end = 0;
+		w->ok = false;
+		w->prev = vb->slot_last[slot];
+		vb->slot_last[slot] = io->widx;
+		for (uint32_t i = 0; i < o->bs / KEEL_BLOCK_SIZE; i++) {
+			vb_fill_block(io->buf + (size_t)i * KEEL_BLOCK_SIZE, vb->inode,
+				      io->off / KEEL_BLOCK_SIZE + i,
+				      (vb->run_id << VB_WID_BITS) | io->widx);
+		}
+		ret = keel_writev(vb->v, &io->iov, 1, io->off, vb_io_done, io);
+	} else {
+		ret = keel_readv(vb->v, &io->iov, 1, io->off, vb_io_done, io);
+	}
+	if (ret) {
+		if (io->is_write) {
+			vb->wtab[io->widx].end = io->start_ns; /* never sent: harmless */
+		}
+		return ret;
+	}
+	io->busy = true;
+	vb->busy++;
+	vb->issued++;
+	return 0;
+}
+
+static void vb_kick(struct vbench *vb)
+{
+	for (unsigned int i = 0; i < vb->o->iodepth && vb_may_issue(vb); i++) {
+		if (vb->ios[i].busy) {
+			continue;
+		}
+		if (vb_issue(vb, &vb->ios[i])) {
+			break;
+		}
+	}
+	if (!vb->busy && !vb_may_issue(vb)) {
+		vb->done = true;
+		if (!vb->t_end || vb->o->ios || reactor_now_ns() < vb->t_end) {
+			vb->t_end = reactor_now_ns();
+		}
+	}
+}
+
+static void vb_timer(struct reactor_timer *t)
+{
+	struct vbench *vb = container_of(t, struct vbench, timer);
+
+	vb->timer_armed = false;
+	vb_kick(vb);
+	if (!vb->done) {
+		vb->timer_armed = true;
+		reactor_timer_start(vb->r, t, 100ull * 1000 * 1000, vb_timer);
+	}
+}
+
+static void vb_cluster_cb(struct keel_cluster *c, int res, void *arg)
+{
+	struct vbench *vb = arg;
+
+	vb->open_res = res;
+	vb->opened = true;
+}
+
+static void vb_volume_cb(struct keel_volume *v, int res, void *arg)
+{
+	struct vbench *vb = arg;
+
+	vb->open_res = res;
+	vb->opened = true;
+}
+
+static int vb_wait_open(struct vbench *vb)
+{
+	uint64_t deadline = reactor_now_ns() + 30ull * 1000 * 1000 * 1000;
+
+	while (!vb->opened && reactor_now_ns() < deadline) {
+		if (reactor_poll(vb->r, true) < 0) {
+			return -EIO;
+		}
+	}
+	if (!vb->opened) {
+		return -ETIMEDOUT;
+	}
+	vb->opened = false;
+	return vb->open_res;
+}
+
+static void vb_report(struct vbench *vb)
+{
+	struct bench_opts *o = vb->o;
+	double secs = (vb->t_end - vb->t_start) / 1e9;
+	struct keel_volume_stats st;
+	struct bench_hist all;
+	bool ok = !vb->errors && !vb->mismatches && !vb->fatal;
+
+	if (secs <= 0) {
+		secs = 1e-9;
+	}
+	keel_volume_stats(vb->v, &st);
+	hist_merge(&all, &vb->h_read, &vb->h_write);
+	if (o->json) {
+		printf("{\"mode\":\"volume\",\"volume\":\"%s\",\"rw\":\"%s\",\"bs\":%u,"
+		       "\"iodepth\":%u,\"size\":%llu,\"object_size\":%u,\"runtime_s\":%.3f,",
+		       o->volume, bench_rw_names[o->rw], o->bs, o->iodepth,
+		       (unsigned long long)o->size, keel_volume_info(vb->v)->object_size, secs);
+		print_hist_json("total", &all, secs, vb->bytes_read + vb->bytes_written, true);
+		print_hist_json("read", &vb->h_read, secs, vb->bytes_read, true);
+		print_hist_json("write", &vb->h_write, secs, vb->bytes_written, true);
+		printf("\"errors\":%llu,\"retries\":%llu,\"reconnects\":%llu,\"stale_epochs\":%llu,"
+		       "\"max_stall_ms\":%.3f,\"verify\":%s,\"verified_blocks\":%llu,"
+		       "\"concurrent_reads\":%llu,\"verify_mismatches\":%llu,\"stale_or_lost\":%llu,"
+		       "\"torn\":%llu,\"misplaced\":%llu,\"foreign\":%llu,\"future\":%llu,"
+		       "\"epoch\":%llu,\"ok\":%s}\n",
+		       (unsigned long long)vb->errors, (unsigned long long)st.retries,
+		       (unsigned long long)st.reconnects, (unsigned long long)st.stale_epochs,
+		       st.max_stall_ns / 1e6, o->verify ? "true" : "false",
+		       (unsigned long long)vb->verified, (unsigned long long)vb->concurrent,
+		       (unsigned long long)vb->mismatches, (unsigned long long)vb->stale,
+		       (unsigned long long)vb->torn, (unsigned long long)vb->misplaced,
+		       (unsigned long long)vb->garbage, (unsigned long long)vb->future,
+		       (unsigned long long)keel_cluster_epoch(vb->c), ok ? "true" : "false");
+		return;
+	}
+	printf("keel-bench: volume %s %s bs=%u iodepth=%u size=%llu object_size=%u, %.2f s\n",
+	       o->volume, bench_rw_names[o->rw], o->bs, o->iodepth, (unsigned long long)o->size,
+	       keel_volume_info(vb->v)->object_size, secs);
+	print_hist_text("read", &vb->h_read, secs, vb->bytes_read);
+	print_hist_text("write", &vb->h_write, secs, vb->bytes_written);
+	print_hist_text("total", &all, secs, vb->bytes_read + vb->bytes_written);
+	printf("errors: %llu  retries: %llu  reconnects: %llu  stale epochs: %llu  "
+	       "longest stall: %.1f ms  map epoch: %llu\n",
+	       (unsigned long long)vb->errors, (unsigned long long)st.retries,
+	       (unsigned long long)st.reconnects, (unsigned long long)st.stale_epochs,
+	       st.max_stall_ns / 1e6, (unsigned long long)keel_cluster_epoch(vb->c));
+	if (o->verify) {
+		printf("verify: %llu blocks checked (%llu saw a concurrent write), %llu mismatches "
+		       "(stale/lost %llu, torn %llu, misplaced %llu, foreign %llu, future %llu)\n",
+		       (unsigned long long)vb->verified, (unsigned long long)vb->concurrent,
+		       (unsigned long long)vb->mismatches, (unsigned long long)vb->stale,
+		       (unsigned long long)vb->torn, (unsigned long long)vb->misplaced,
+		       (unsigned long long)vb->garbage, (unsigned long long)vb->future);
+	}
+}
+
+static int vbench_main(struct bench_opts *o)
+{
+	struct keel_cluster_opts copts = {0};
+	struct vbench vbs = {0}, *vb = &vbs;
+	const struct keel_volume_info *vi;
+	uint64_t deadline;
+	int ret, status;
+
+	klog_set_ident("keel-bench");
+	klog_set_level(KLOG_ERROR);
+	vb->o = o;
+	vb->rng = o->seed;
+	vb->run_id = (splitmix64(&vb->rng) & 0xffffff) | 1;
+	copts.mgmt_url = o->mgmt_url;
+	copts.key_file = o->key_file;
+	copts.name = "keel-bench";
+	ret = reactor_create(1024, &vb->r);
+	if (ret) {
+		fprintf(stderr, "keel-bench: cannot create reactor: %s\n", strerror(-ret));
+		return 2;
+	}
+	ret = keel_cluster_open(vb->r, &copts, vb_cluster_cb, vb, &vb->c);
+	if (!ret) {
+		ret = vb_wait_open(vb);
+		if (ret) {
+			vb->c = NULL; /* a failed open closes itself */
+		}
+	}
+	if (ret) {
+		fprintf(stderr, "keel-bench: cannot open the cluster: %s\n", strerror(-ret));
+		return 2;
+	}
+	ret = keel_volume_open(vb->c, o->volume, vb_volume_cb, vb, &vb->v);
+	if (!ret) {
+		ret = vb_wait_open(vb);
+	}
+	if (ret) {
+		fprintf(stderr, "keel-bench: cannot open volume %s: %s\n", o->volume,
+			strerror(-ret));
+		return 2;
+	}
+	vi = keel_volume_info(vb->v);
+	vb->inode = vi->inode;
+	if (!o->size_set || o->size > vi->size) {
+		o->size = vi->size / o->bs * o->bs;
+	}
+	vb->nslots = o->size / o->bs;
+	vb->ios = calloc(o->iodepth, sizeof(*vb->ios));
+	vb->slot_last = calloc(vb->nslots ? vb->nslots : 1, sizeof(uint32_t));
+	if (!vb->nslots || !vb->ios || !vb->slot_last || vb_grow_wtab(vb)) {
+		fprintf(stderr, "keel-bench: volume too small for --bs, or out of memory\n");
+		return 2;
+	}
+	vb->nw = 1; /* index 0 means "no write" */
+	for (unsigned int i = 0; i < o->iodepth; i++) {
+		vb->ios[i].vb = vb;
+		vb->ios[i].buf = aligned_alloc(KEEL_BLOCK_SIZE, o->bs);
+		if (!vb->ios[i].buf) {
+			fprintf(stderr, "keel-bench: out of memory\n");
+			return 2;
+		}
+	}
+	if (o->history_file) {
+		struct kh_file_hdr fh = {KH_FILE_MAGIC, KH_VERSION, sizeof(struct kh_rec),
+					 vb->inode, o->size / KEEL_BLOCK_SIZE,
+					 vb->run_id};
+
+		vb->hist = fopen(o->history_file, "w");
+		vb->hbuf = calloc(VB_HIST_BATCH, sizeof(*vb->hbuf));
+		if (!vb->hist || !vb->hbuf || fwrite(&fh, sizeof(fh), 1, vb->hist) != 1) {
+			fprintf(stderr, "keel-bench: cannot write %s\n", o->history_file);
+			return 2;
+		}
+	}
+	vb->t_start = reactor_now_ns();
+	vb->t_end = vb->t_start + (uint64_t)(o->runtime * 1e9);
+	vb->timer_armed = true;
+	reactor_timer_start(vb->r, &vb->timer, 100ull * 1000 * 1000, vb_timer);
+	vb_kick(vb);
+	while (!vb->done) {
+		ret = reactor_poll(vb->r, true);
+		if (ret < 0) {
+			vb->fatal = "reactor failed";
+			break;
+		}
+	}
+	vb_hist_flush(vb);
+	if (vb->hist && fclose(vb->hist)) {
+		vb->fatal = "cannot write the history file";
+	}
+	vb_report(vb);
+	if (vb->fatal) {
+		fprintf(stderr, "keel-bench: %s\n", vb->fatal);
+	}
+	status = (vb->errors || vb->mismatches || vb->fatal) ? 1 : 0;
+	keel_volume_close(vb->v);
+	keel_cluster_close(vb->c);
+	/* Let the closes reach the servers; the process exits right after, so
+	 * the reactor is not destroyed under the library's last timers. */
+	deadline = reactor_now_ns() + 300ull * 1000 * 1000;
+	while (reactor_now_ns() < deadline) {
+		if (reactor_poll(vb->r, false) < 0) {
+			break;
+		}
+		usleep(1000);
+	}
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench *b = &bench;
@@ -1173,6 +1793,9 @@ int main(int argc, char **argv)
 	ret = bench_parse(argc, argv, &b->o);
 	if (ret) {
 		return ret < 0 ? 0 : ret;
+	}
+	if (b->o.volume) {
+		return vbench_main(&b->o);
 	}
 	b->rng = b->o.seed;
 	klog_set_ident("keel-bench");

@@ -1,0 +1,6 @@
+# tools: the block-history checker (keel-histcheck) and its unit test.
+add_library(keel_histcheck STATIC ${CMAKE_CURRENT_LIST_DIR}/kh_check.c)
+add_executable(keel-histcheck ${CMAKE_CURRENT_LIST_DIR}/keel-histcheck.c)
+target_link_libraries(keel-histcheck PRIVATE keel_histcheck)
+keel_unit_test(test_histcheck SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_histcheck.c
+  LIBS keel_histcheck)
