@@ -1,0 +1,772 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keelctl: the operator's CLI over keel-mgmt's REST API (docs/api.md). */
+#include <errno.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "common/config.h"
+#include "mgmt/kc_http.h"
+#include "mgmt/kc_table.h"
+
+enum {
+	KC_EXIT_OK = 0,
+	KC_EXIT_ERR = 1,   /* the request failed: mgmt said no, or is unreachable */
+	KC_EXIT_USAGE = 2, /* bad command line */
+};
+
+#define KC_DEFAULT_URL "http://127.0.0.1:8776"
+
+struct kc_ctx {
+	const char *url;
+	bool json; /* -f json */
+};
+
+static const char kc_help_main[] =
+	"NAME\n"
+	"    keelctl - manage a Keel cluster through keel-mgmt's REST API\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl [--mgmt URL] [-f table|json] COMMAND [ARGS...]\n"
+	"    keelctl help [volume|server|cluster|pool|pg]\n"
+	"\n"
+	"COMMANDS\n"
+	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"    volume list\n"
+	"    volume show NAME\n"
+	"    volume delete NAME\n"
+	"    server list\n"
+	"    cluster status\n"
+	"    pool list\n"
+	"    pool create NAME [--replicas N] [--min-replicas N] [--failure-domain D]\n"
+	"                     [--pg-count N] [--tag TAG]\n"
+	"    pg list\n"
+	"\n"
+	"OPTIONS\n"
+	"    --mgmt URL      keel-mgmt REST URL; default $KEEL_MGMT_URL, else\n"
+	"                    " KC_DEFAULT_URL "\n"
+	"    -f, --format F  table (default: aligned columns with a header) or json\n"
+	"                    (the API's JSON as is, one document)\n"
+	"    -h, --help      this page\n"
+	"\n"
+	"    SIZE takes the suffixes K, M, G, T (powers of 1024), e.g. 10G.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 success; 1 the request failed (one line on stderr says why);\n"
+	"    2 usage error.\n"
+	"\n"
+	"ENVIRONMENT\n"
+	"    KEEL_MGMT_URL   default for --mgmt\n"
+	"\n"
+	"EXAMPLES\n"
+	"    keelctl volume create db1 --size 100G\n"
+	"    keelctl -f json volume show db1\n"
+	"    keelctl --mgmt http://mgmt1:8776 cluster status\n";
+
+static const char kc_help_volume[] =
+	"NAME\n"
+	"    keelctl volume - create, list, show and delete volumes\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"    keelctl volume list\n"
+	"    keelctl volume show NAME\n"
+	"    keelctl volume delete NAME\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    A volume is a thin-provisioned block device of SIZE bytes, split into\n"
+	"    objects of --object-size bytes placed in POOL's placement groups.\n"
+	"    Names are 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter\n"
+	"    or digit. Deleting a volume removes it from mgmt; its data is purged\n"
+	"    from the servers by a later job.\n"
+	"\n"
+	"OPTIONS\n"
+	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
+	"    --pool POOL         default: default\n"
+	"    --object-size SIZE  a power of two, 64K..64M; default 4M\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done; 1 refused (exists, not found, invalid) or mgmt unreachable;\n"
+	"    2 usage error.\n"
+	"\n"
+	"EXAMPLES\n"
+	"    keelctl volume create vm-disk-1 --size 20G --object-size 1M\n"
+	"    keelctl volume delete vm-disk-1\n";
+
+static const char kc_help_server[] =
+	"NAME\n"
+	"    keelctl server list - storage servers known to mgmt\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl server list\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    One row per server: id, address, host, rack, weight, up/down (heart-\n"
+	"    beating), in/out (part of placement), used and total capacity, time\n"
+	"    since its last heartbeat.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done; 1 mgmt unreachable.\n";
+
+static const char kc_help_cluster[] =
+	"NAME\n"
+	"    keelctl cluster status - health of the cluster\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl cluster status\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    Health (HEALTH_OK, HEALTH_WARN: something degraded, recovering or a\n"
+	"    server down; HEALTH_ERR: some placement group has no up in-sync copy),\n"
+	"    map epoch, servers up and in, PG counts per state, recovery progress,\n"
+	"    and one sentence per problem.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done (whatever the health); 1 mgmt unreachable.\n";
+
+static const char kc_help_pool[] =
+	"NAME\n"
+	"    keelctl pool - list and create pools\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl pool list\n"
+	"    keelctl pool create NAME [--replicas N] [--min-replicas N]\n"
+	"                        [--failure-domain server|host|rack] [--pg-count N]\n"
+	"                        [--tag TAG]\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    A pool is a placement template: copies per object (replicas, 1..5),\n"
+	"    the fewest in-sync copies that still accept writes (min-replicas),\n"
+	"    the failure domain no two copies share, the number of placement\n"
+	"    groups (1..4096) and an optional server tag.\n"
+	"    Defaults: 3 replicas, min 2, host, 128 PGs, no tag.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done; 1 refused or mgmt unreachable; 2 usage error.\n"
+	"\n"
+	"EXAMPLES\n"
+	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n";
+
+static const char kc_help_pg[] =
+	"NAME\n"
+	"    keelctl pg list - placement groups\n"
+	"\n"
+	"SYNOPSIS\n"
+	"    keelctl pg list\n"
+	"\n"
+	"DESCRIPTION\n"
+	"    One row per PG: pool.pg, state (active, degraded, recovering, peering,\n"
+	"    inactive), members in placement order, the in-sync ones, the primary,\n"
+	"    the interval epoch, and recovery left.\n"
+	"\n"
+	"EXIT STATUS\n"
+	"    0 done; 1 mgmt unreachable.\n";
+
+static int kc_usage(const char *fmt, const char *arg)
+{
+	fputs("keelctl: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs("\nTry 'keelctl --help'.\n", stderr);
+	return KC_EXIT_USAGE;
+}
+
+static int kc_fail(const char *msg)
+{
+	fprintf(stderr, "keelctl: %s\n", msg);
+	return KC_EXIT_ERR;
+}
+
+/* Run a request; on success *out is the reply (caller frees). Prints the
+ * error and returns KC_EXIT_ERR otherwise. */
+static int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t *body,
+		   struct kc_resp *out)
+{
+	char err[512], buf[64];
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	int ret;
+
+	ret = kc_http(k->url, method, path, text, out, err, sizeof(err));
+	free(text);
+	if (ret) {
+		return kc_fail(err);
+	}
+	if (out->status >= 300) {
+		kc_fail(kc_resp_error(out, buf, sizeof(buf)));
+		kc_resp_free(out);
+		return KC_EXIT_ERR;
+	}
+	return KC_EXIT_OK;
+}
+
+static void kc_print_json(const struct kc_resp *r)
+{
+	if (r->json) {
+		json_dumpf(r->json, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+	}
+}
+
+static const char *kc_bytes(uint64_t v, char *buf, size_t len)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+	double d = (double)v;
+	int u = 0;
+
+	while (d >= 1024 && u < 5) {
+		d /= 1024;
+		u++;
+	}
+	if (u == 0) {
+		snprintf(buf, len, "%" PRIu64 " B", v);
+	} else {
+		snprintf(buf, len, "%.4g %s", d, units[u]);
+	}
+	return buf;
+}
+
+static uint64_t kc_u64(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v)
+							       : 0;
+}
+
+static const char *kc_str(json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+
+	return json_is_string(v) ? json_string_value(v) : "-";
+}
+
+static const char *kc_id_list(json_t *a, char *buf, size_t len)
+{
+	size_t off = 0;
+	size_t i;
+	json_t *v;
+
+	buf[0] = '\0';
+	json_array_foreach(a, i, v)
+	{
+		off += (size_t)snprintf(buf + off, off < len ? len - off : 0,
+					"%s%" JSON_INTEGER_FORMAT, i ? "," : "",
+					json_integer_value(v));
+	}
+	return off ? buf : "-";
+}
+
+/* ---- volume ---- */
+
+static int kc_volume_table(json_t *list)
+{
+	static const char *const hdr[] = {"ID",		 "NAME",  "SIZE",   "POOL",
+					  "OBJECT_SIZE", "INODE", "CREATED"};
+	struct kc_table *t = kc_table_new(7, hdr);
+	size_t i;
+	json_t *v;
+
+	if (!t) {
+		return kc_fail("out of memory");
+	}
+	json_array_foreach(list, i, v)
+	{
+		char id[24], size[32], os[32], inode[24];
+		const char *row[7] = {id,    kc_str(v, "name"),	     size, kc_str(v, "pool"), os,
+				      inode, kc_str(v, "created_at")};
+
+		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
+		kc_bytes(kc_u64(v, "size"), size, sizeof(size));
+		kc_bytes(kc_u64(v, "object_size"), os, sizeof(os));
+		snprintf(inode, sizeof(inode), "%#" PRIx64, kc_u64(v, "inode"));
+		kc_table_add(t, row);
+	}
+	kc_table_print(t, stdout);
+	kc_table_free(t);
+	return KC_EXIT_OK;
+}
+
+static int kc_parse_size(const char *opt, const char *s, uint64_t *out)
+{
+	if (cfg_parse_size(s, out)) {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "%s expects a size such as 10G, not '%%s'", opt);
+		return kc_usage(msg, s);
+	}
+	return 0;
+}
+
+static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
+{
+	const char *name = NULL, *pool = NULL;
+	uint64_t size = 0, osize = 0;
+	bool have_size = false;
+	struct kc_resp r;
+	json_t *body;
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--object-size")) &&
+		    i + 1 >= argc) {
+			return kc_usage("%s needs a value", a);
+		}
+		if (!strcmp(a, "--size")) {
+			if (kc_parse_size("--size", argv[++i], &size)) {
+				return KC_EXIT_USAGE;
+			}
+			have_size = true;
+		} else if (!strcmp(a, "--pool")) {
+			pool = argv[++i];
+		} else if (!strcmp(a, "--object-size")) {
+			if (kc_parse_size("--object-size", argv[++i], &osize)) {
+				return KC_EXIT_USAGE;
+			}
+		} else if (a[0] == '-' && a[1]) {
+			return kc_usage("volume create: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			return kc_usage("volume create: unexpected argument '%s'", a);
+		}
+	}
+	if (!name) {
+		return kc_usage("%s", "volume create: NAME is required");
+	}
+	if (!have_size) {
+		return kc_usage("%s", "volume create: --size is required");
+	}
+	body = json_pack("{s:s,s:I}", "name", name, "size", (json_int_t)size);
+	if (pool) {
+		json_object_set_new(body, "pool", json_string(pool));
+	}
+	if (osize) {
+		json_object_set_new(body, "object_size", json_integer((json_int_t)osize));
+	}
+	ret = kc_call(k, "POST", "/v1/volumes", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_volume_table(one);
+		json_decref(one);
+	}
+	kc_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+/* Path for a named resource; names are validated by mgmt, but a '/' or
+ * '%' must not change the URL. */
+static int kc_name_path(const char *prefix, const char *name, char *buf, size_t len)
+{
+	char *esc = curl_easy_escape(NULL, name, 0);
+
+	if (!esc) {
+		return kc_fail("out of memory");
+	}
+	snprintf(buf, len, "%s%s", prefix, esc);
+	curl_free(esc);
+	return 0;
+}
+
+static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
+{
+	struct kc_resp r;
+	char path[512];
+	int ret;
+
+	if (argc < 1) {
+		return kc_usage("%s", "volume: expected create, list, show or delete");
+	}
+	if (!strcmp(argv[0], "create")) {
+		return kc_volume_create(k, argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[0], "list")) {
+		if (argc != 1) {
+			return kc_usage("volume list: unexpected argument '%s'", argv[1]);
+		}
+		ret = kc_call(k, "GET", "/v1/volumes", NULL, &r);
+		if (!ret) {
+			k->json ? kc_print_json(&r) : (void)kc_volume_table(r.json);
+			kc_resp_free(&r);
+		}
+		return ret;
+	}
+	if (!strcmp(argv[0], "show") || !strcmp(argv[0], "delete")) {
+		bool del = argv[0][0] == 'd';
+
+		if (argc != 2) {
+			return kc_usage("volume %s: expects exactly one NAME", argv[0]);
+		}
+		if (kc_name_path("/v1/volumes/", argv[1], path, sizeof(path))) {
+			return KC_EXIT_ERR;
+		}
+		ret = kc_call(k, del ? "DELETE" : "GET", path, NULL, &r);
+		if (ret) {
+			return ret;
+		}
+		if (del) {
+			if (!k->json) {
+				printf("volume '%s' deleted\n", argv[1]);
+			}
+		} else if (k->json) {
+			kc_print_json(&r);
+		} else {
+			json_t *one = json_array();
+
+			json_array_append(one, r.json);
+			kc_volume_table(one);
+			json_decref(one);
+		}
+		kc_resp_free(&r);
+		return KC_EXIT_OK;
+	}
+	return kc_usage("volume: unknown subcommand '%s'", argv[0]);
+}
+
+/* ---- server, pool, pg, cluster ---- */
+
+static int kc_server_table(json_t *list)
+{
+	static const char *const hdr[] = {"ID",	    "ADDR", "HOST",	"RACK",	    "WEIGHT",
+					  "STATUS", "USED", "CAPACITY", "HEARTBEAT"};
+	struct kc_table *t = kc_table_new(9, hdr);
+	size_t i;
+	json_t *v;
+
+	if (!t) {
+		return kc_fail("out of memory");
+	}
+	json_array_foreach(list, i, v)
+	{
+		char id[16], w[16], st[16], used[32], cap[32], hb[32];
+		const char *row[9] = {id,
+				      kc_str(v, "addr"),
+				      kc_str(v, "host"),
+				      kc_str(v, "rack"),
+				      w,
+				      st,
+				      used,
+				      cap,
+				      hb};
+		json_t *lh = json_object_get(v, "last_heartbeat_ms");
+
+		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
+		snprintf(w, sizeof(w), "%" PRIu64, kc_u64(v, "weight"));
+		snprintf(st, sizeof(st), "%s,%s",
+			 json_is_true(json_object_get(v, "up")) ? "up" : "down",
+			 json_is_true(json_object_get(v, "in")) ? "in" : "out");
+		kc_bytes(kc_u64(v, "used_bytes"), used, sizeof(used));
+		kc_bytes(kc_u64(v, "capacity_bytes"), cap, sizeof(cap));
+		if (json_is_integer(lh)) {
+			snprintf(hb, sizeof(hb), "%" JSON_INTEGER_FORMAT " ms ago",
+				 json_integer_value(lh));
+		} else {
+			snprintf(hb, sizeof(hb), "never");
+		}
+		kc_table_add(t, row);
+	}
+	kc_table_print(t, stdout);
+	kc_table_free(t);
+	return KC_EXIT_OK;
+}
+
+static int kc_pool_table(json_t *list)
+{
+	static const char *const hdr[] = {
+		"ID", "NAME", "REPLICAS", "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS", "TAG"};
+	struct kc_table *t = kc_table_new(7, hdr);
+	size_t i;
+	json_t *v;
+
+	if (!t) {
+		return kc_fail("out of memory");
+	}
+	json_array_foreach(list, i, v)
+	{
+		char id[16], rep[16], min[16], pgs[16];
+		const char *tag = kc_str(v, "tag");
+		const char *row[7] = {id,  kc_str(v, "name"), rep, min, kc_str(v, "failure_domain"),
+				      pgs, tag[0] ? tag : "-"};
+
+		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
+		snprintf(rep, sizeof(rep), "%" PRIu64, kc_u64(v, "replicas"));
+		snprintf(min, sizeof(min), "%" PRIu64, kc_u64(v, "min_replicas"));
+		snprintf(pgs, sizeof(pgs), "%" PRIu64, kc_u64(v, "pg_count"));
+		kc_table_add(t, row);
+	}
+	kc_table_print(t, stdout);
+	kc_table_free(t);
+	return KC_EXIT_OK;
+}
+
+static int kc_pg_table(json_t *list)
+{
+	static const char *const hdr[] = {"PG",	     "STATE",	 "MEMBERS",	 "IN_SYNC",
+					  "PRIMARY", "INTERVAL", "OBJECTS_LEFT", "BYTES_LEFT"};
+	struct kc_table *t = kc_table_new(8, hdr);
+	size_t i;
+	json_t *v;
+
+	if (!t) {
+		return kc_fail("out of memory");
+	}
+	json_array_foreach(list, i, v)
+	{
+		char pg[24], mem[64], ins[64], prim[16], iv[24], ol[24], bl[32];
+		const char *row[8] = {pg, kc_str(v, "state"), mem, ins, prim, iv, ol, bl};
+
+		snprintf(pg, sizeof(pg), "%" PRIu64 ".%" PRIu64, kc_u64(v, "pool"),
+			 kc_u64(v, "pg"));
+		kc_id_list(json_object_get(v, "members"), mem, sizeof(mem));
+		kc_id_list(json_object_get(v, "in_sync"), ins, sizeof(ins));
+		if (kc_u64(v, "primary")) {
+			snprintf(prim, sizeof(prim), "%" PRIu64, kc_u64(v, "primary"));
+		} else {
+			snprintf(prim, sizeof(prim), "-");
+		}
+		snprintf(iv, sizeof(iv), "%" PRIu64, kc_u64(v, "interval"));
+		snprintf(ol, sizeof(ol), "%" PRIu64, kc_u64(v, "objects_left"));
+		kc_bytes(kc_u64(v, "bytes_left"), bl, sizeof(bl));
+		kc_table_add(t, row);
+	}
+	kc_table_print(t, stdout);
+	kc_table_free(t);
+	return KC_EXIT_OK;
+}
+
+static int kc_list(const struct kc_ctx *k, const char *what, int argc, char **argv,
+		   const char *path, int (*table)(json_t *list))
+{
+	struct kc_resp r;
+	int ret;
+
+	if (argc != 1 || strcmp(argv[0], "list")) {
+		return kc_usage("expected '%s list'", what);
+	}
+	ret = kc_call(k, "GET", path, NULL, &r);
+	if (ret) {
+		return ret;
+	}
+	ret = k->json ? (kc_print_json(&r), KC_EXIT_OK) : table(r.json);
+	kc_resp_free(&r);
+	return ret;
+}
+
+static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
+{
+	static const char *const num_opts[] = {"--replicas", "--min-replicas", "--pg-count"};
+	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count"};
+	json_t *body = json_object();
+	const char *name = NULL;
+	struct kc_resp r;
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		bool known = false;
+
+		if (a[0] == '-' && a[1] && i + 1 >= argc) {
+			json_decref(body);
+			return kc_usage("%s needs a value", a);
+		}
+		for (int n = 0; n < 3; n++) {
+			if (!strcmp(a, num_opts[n])) {
+				uint64_t v;
+				char *end;
+
+				errno = 0;
+				v = strtoull(argv[++i], &end, 10);
+				if (errno || *end || end == argv[i] || argv[i][0] == '-') {
+					json_decref(body);
+					return kc_usage("%s expects a number", a);
+				}
+				json_object_set_new(body, num_keys[n], json_integer((json_int_t)v));
+				known = true;
+			}
+		}
+		if (known) {
+			continue;
+		}
+		if (!strcmp(a, "--failure-domain")) {
+			json_object_set_new(body, "failure_domain", json_string(argv[++i]));
+		} else if (!strcmp(a, "--tag")) {
+			json_object_set_new(body, "tag", json_string(argv[++i]));
+		} else if (a[0] == '-' && a[1]) {
+			json_decref(body);
+			return kc_usage("pool create: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			json_decref(body);
+			return kc_usage("pool create: unexpected argument '%s'", a);
+		}
+	}
+	if (!name) {
+		json_decref(body);
+		return kc_usage("%s", "pool create: NAME is required");
+	}
+	json_object_set_new(body, "name", json_string(name));
+	ret = kc_call(k, "POST", "/v1/pools", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_pool_table(one);
+		json_decref(one);
+	}
+	kc_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
+{
+	json_t *s, *sv, *pg, *rec, *v;
+	char a[32], b[32];
+	struct kc_resp r;
+	size_t i;
+	int ret;
+
+	if (argc != 1 || strcmp(argv[0], "status")) {
+		return kc_usage("%s", "expected 'cluster status'");
+	}
+	ret = kc_call(k, "GET", "/v1/cluster/status", NULL, &r);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+		kc_resp_free(&r);
+		return KC_EXIT_OK;
+	}
+	s = r.json;
+	sv = json_object_get(s, "servers");
+	pg = json_object_get(s, "pgs");
+	rec = json_object_get(s, "recovery");
+	printf("health:   %s\n", kc_str(s, "health"));
+	printf("epoch:    %" PRIu64 "\n", kc_u64(s, "epoch"));
+	printf("servers:  %" PRIu64 " total, %" PRIu64 " up, %" PRIu64 " in\n", kc_u64(sv, "total"),
+	       kc_u64(sv, "up"), kc_u64(sv, "in"));
+	printf("pgs:      %" PRIu64 " total: %" PRIu64 " active, %" PRIu64 " degraded, %" PRIu64
+	       " recovering, %" PRIu64 " peering, %" PRIu64 " inactive\n",
+	       kc_u64(pg, "total"), kc_u64(pg, "active"), kc_u64(pg, "degraded"),
+	       kc_u64(pg, "recovering"), kc_u64(pg, "peering"), kc_u64(pg, "inactive"));
+	printf("recovery: %" PRIu64 " objects, %s left; %s copied\n", kc_u64(rec, "objects_left"),
+	       kc_bytes(kc_u64(rec, "bytes_left"), a, sizeof(a)),
+	       kc_bytes(kc_u64(rec, "bytes_copied"), b, sizeof(b)));
+	json_array_foreach(json_object_get(s, "checks"), i, v)
+	{
+		printf("%s  %s\n", i ? "         " : "checks:", json_string_value(v));
+	}
+	kc_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+static int kc_help(const char *topic)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+	} pages[] = {
+		{"volume", kc_help_volume},   {"server", kc_help_server},
+		{"cluster", kc_help_cluster}, {"pool", kc_help_pool},
+		{"pg", kc_help_pg},
+	};
+
+	if (!topic) {
+		fputs(kc_help_main, stdout);
+		return KC_EXIT_OK;
+	}
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++) {
+		if (!strcmp(topic, pages[i].name)) {
+			fputs(pages[i].text, stdout);
+			return KC_EXIT_OK;
+		}
+	}
+	return kc_usage("no help for '%s' (try volume, server, cluster, pool, pg)", topic);
+}
+
+int main(int argc, char **argv)
+{
+	struct kc_ctx k = {.url = getenv("KEEL_MGMT_URL")};
+	const char *cmd;
+	int i, ret;
+
+	if (!k.url || !k.url[0]) {
+		k.url = KC_DEFAULT_URL;
+	}
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			return kc_help(NULL);
+		}
+		if (!strcmp(a, "--mgmt") || !strcmp(a, "-f") || !strcmp(a, "--format")) {
+			if (i + 1 >= argc) {
+				return kc_usage("%s needs a value", a);
+			}
+			if (a[1] == '-' && a[2] == 'm') {
+				k.url = argv[++i];
+			} else if (!strcmp(argv[++i], "json")) {
+				k.json = true;
+			} else if (!strcmp(argv[i], "table")) {
+				k.json = false;
+			} else {
+				return kc_usage("-f expects table or json, not '%s'", argv[i]);
+			}
+		} else if (!strncmp(a, "--mgmt=", 7)) {
+			k.url = a + 7;
+		} else {
+			return kc_usage("unknown option %s", a);
+		}
+	}
+	if (i >= argc) {
+		fputs(kc_help_main, stderr);
+		return KC_EXIT_USAGE;
+	}
+	cmd = argv[i++];
+	if (!strcmp(cmd, "help")) {
+		return kc_help(i < argc ? argv[i] : NULL);
+	}
+	if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
+		return kc_help(cmd);
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (!strcmp(cmd, "volume")) {
+		ret = kc_volume(&k, argc - i, argv + i);
+	} else if (!strcmp(cmd, "server")) {
+		ret = kc_list(&k, "server", argc - i, argv + i, "/v1/servers", kc_server_table);
+	} else if (!strcmp(cmd, "pool")) {
+		if (i < argc && !strcmp(argv[i], "create")) {
+			ret = kc_pool_create(&k, argc - i - 1, argv + i + 1);
+		} else {
+			ret = kc_list(&k, "pool", argc - i, argv + i, "/v1/pools", kc_pool_table);
+		}
+	} else if (!strcmp(cmd, "pg")) {
+		ret = kc_list(&k, "pg", argc - i, argv + i, "/v1/pgs", kc_pg_table);
+	} else if (!strcmp(cmd, "cluster")) {
+		ret = kc_cluster_status(&k, argc - i, argv + i);
+	} else {
+		ret = kc_usage("unknown command '%s'", cmd);
+	}
+	curl_global_cleanup();
+	return ret;
+}

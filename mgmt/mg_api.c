@@ -1,0 +1,770 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The native REST API (docs/api.md): routing, validation, handlers. */
+#include "mgmt/mg_api.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+
+#define MG_VERSION "0.1.0"
+
+/* ---- errors ---- */
+
+int mg_api_http_status(int err)
+{
+	switch (err) {
+	case 0:
+		return 200;
+	case -EINVAL:
+	case -EMSGSIZE:
+	case -ERANGE:
+		return 400;
+	case -EPERM:
+	case -EACCES:
+		return 403;
+	case -ENOENT:
+		return 404;
+	case -EOPNOTSUPP:
+		return 405;
+	case -EEXIST:
+		return 409;
+	case -EFBIG:
+		return 413;
+	case -ENOSPC:
+		return 507;
+	case -EAGAIN:
+	case -ESHUTDOWN:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+void mg_api_error(struct mg_api_req *req, int err, const char *msg)
+{
+	json_t *j;
+
+	req->status = mg_api_http_status(err);
+	j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message",
+		      msg && msg[0] ? msg : strerror(-err));
+	free(req->reply);
+	req->reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+}
+
+static void mg_api_reply(struct mg_api_req *req, int status, json_t *j)
+{
+	req->status = status;
+	free(req->reply);
+	req->reply = NULL;
+	if (j) {
+		req->reply = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		if (!req->reply) {
+			mg_api_error(req, -ENOMEM, "out of memory");
+		}
+	}
+}
+
+/* ---- routing (HTTP thread) ---- */
+
+static enum mg_method mg_method_parse(const char *m)
+{
+	if (!strcmp(m, "GET")) {
+		return MG_M_GET;
+	}
+	if (!strcmp(m, "POST")) {
+		return MG_M_POST;
+	}
+	if (!strcmp(m, "DELETE")) {
+		return MG_M_DELETE;
+	}
+	return MG_M_OTHER;
+}
+
+struct mg_route_def {
+	const char *prefix; /* exact path, or prefix of "/{arg}" when has_arg */
+	bool has_arg;
+	enum mg_route route;
+	unsigned int methods; /* bit per enum mg_method */
+	const char *allow;
+};
+
+#define MG_BIT(m) (1u << (m))
+
+static const struct mg_route_def mg_routes[] = {
+	{"/v1/cluster/info", false, MG_R_INFO, MG_BIT(MG_M_GET), "GET"},
+	{"/v1/cluster/status", false, MG_R_STATUS, MG_BIT(MG_M_GET), "GET"},
+	{"/v1/servers", false, MG_R_SERVERS, MG_BIT(MG_M_GET), "GET"},
+	{"/v1/servers/", true, MG_R_SERVER, MG_BIT(MG_M_GET), "GET"},
+	{"/v1/pools", false, MG_R_POOLS, MG_BIT(MG_M_GET) | MG_BIT(MG_M_POST), "GET, POST"},
+	{"/v1/pgs", false, MG_R_PGS, MG_BIT(MG_M_GET), "GET"},
+	{"/v1/volumes", false, MG_R_VOLUMES, MG_BIT(MG_M_GET) | MG_BIT(MG_M_POST), "GET, POST"},
+	{"/v1/volumes/", true, MG_R_VOLUME, MG_BIT(MG_M_GET) | MG_BIT(MG_M_DELETE), "GET, DELETE"},
+};
+
+int mg_api_route(const char *method, const char *path, struct mg_api_req *req, const char **allow)
+{
+	size_t len = strlen(path);
+
+	/* One trailing slash is tolerated ("/v1/volumes/"). */
+	if (len > 1 && path[len - 1] == '/') {
+		len--;
+	}
+	for (size_t i = 0; i < sizeof(mg_routes) / sizeof(mg_routes[0]); i++) {
+		const struct mg_route_def *d = &mg_routes[i];
+		size_t plen = strlen(d->prefix);
+
+		if (!d->has_arg) {
+			if (len != plen || strncmp(path, d->prefix, plen)) {
+				continue;
+			}
+		} else {
+			size_t alen = len > plen ? len - plen : 0;
+
+			if (!alen || strncmp(path, d->prefix, plen) ||
+			    memchr(path + plen, '/', alen)) {
+				continue;
+			}
+			if (alen >= sizeof(req->arg)) {
+				return -ENOENT; /* no name or id is that long */
+			}
+			memcpy(req->arg, path + plen, alen);
+			req->arg[alen] = '\0';
+		}
+		req->method = mg_method_parse(method);
+		if (!(d->methods & MG_BIT(req->method))) {
+			*allow = d->allow;
+			return -EOPNOTSUPP;
+		}
+		req->route = d->route;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int mg_api_parse_body(const char *body, size_t len, struct mg_api_req *req, char *err,
+		      size_t errlen)
+{
+	json_error_t je;
+	json_t *j;
+
+	if (!len) {
+		snprintf(err, errlen, "request body required: a JSON object");
+		return -EINVAL;
+	}
+	j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	if (!j) {
+		snprintf(err, errlen, "malformed JSON at line %d column %d: %s", je.line, je.column,
+			 je.text);
+		return -EINVAL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		snprintf(err, errlen, "request body must be a JSON object");
+		return -EINVAL;
+	}
+	req->body = j;
+	return 0;
+}
+
+/* ---- body fields ---- */
+
+static int mg_fields_known(json_t *body, const char *const *known, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(body, key, v)
+	{
+		bool ok = false;
+
+		for (size_t i = 0; known[i]; i++) {
+			ok |= !strcmp(key, known[i]);
+		}
+		if (!ok) {
+			snprintf(err, errlen, "unknown field '%.64s'", key);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* A string field; *out keeps @def when absent. */
+static int mg_field_str(json_t *body, const char *key, bool required, const char **out, char *err,
+			size_t errlen)
+{
+	json_t *v = json_object_get(body, key);
+
+	if (!v) {
+		if (required) {
+			snprintf(err, errlen, "field '%s' is required", key);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!json_is_string(v)) {
+		snprintf(err, errlen, "field '%s' must be a string", key);
+		return -EINVAL;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* A non-negative integer field; *out keeps its default when absent. */
+static int mg_field_u64(json_t *body, const char *key, bool required, uint64_t *out, char *err,
+			size_t errlen)
+{
+	json_t *v = json_object_get(body, key);
+
+	if (!v) {
+		if (required) {
+			snprintf(err, errlen, "field '%s' is required", key);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!json_is_integer(v)) {
+		snprintf(err, errlen, "field '%s' must be an integer", key);
+		return -EINVAL;
+	}
+	if (json_integer_value(v) < 0) {
+		snprintf(err, errlen, "field '%s' must not be negative", key);
+		return -EINVAL;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+/* ---- JSON views ---- */
+
+static json_t *mg_iso_time(int64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char buf[32];
+
+	if (!ms || !gmtime_r(&t, &tm)) {
+		return json_null();
+	}
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+static json_t *mg_server_json(struct mg_cluster *c, const struct mg_server *s)
+{
+	json_t *tags = json_array();
+	const char *p = s->rec.tags;
+	json_t *last_hb;
+
+	while (*p) {
+		size_t n = strcspn(p, ",");
+
+		json_array_append_new(tags, json_stringn(p, n));
+		p += n + (p[n] == ',');
+	}
+	last_hb = s->hb_seen
+			  ? json_integer((json_int_t)((reactor_now_ns() - s->last_hb_ns) / 1000000))
+			  : json_null();
+	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:I,s:o,s:b,s:b,s:I,s:I,s:o,s:o,s:I}", "id",
+			 (json_int_t)s->rec.id, "uuid", s->rec.uuid, "addr", s->rec.addr, "host",
+			 s->rec.host, "rack", s->rec.rack, "weight", (json_int_t)s->rec.weight,
+			 "tags", tags, "up", s->up, "in", s->rec.in, "capacity_bytes",
+			 (json_int_t)s->rec.capacity_bytes, "used_bytes",
+			 (json_int_t)s->rec.used_bytes, "last_heartbeat_ms", last_hb, "down_since",
+			 mg_iso_time(s->up ? 0 : s->rec.down_since_ms), "map_epoch",
+			 (json_int_t)s->hb_epoch);
+}
+
+static json_t *mg_pool_json(const struct mg_pool *p)
+{
+	return json_pack("{s:I,s:s,s:I,s:I,s:s,s:I,s:s}", "id", (json_int_t)p->rec.id, "name",
+			 p->rec.name, "replicas", (json_int_t)p->rec.replicas, "min_replicas",
+			 (json_int_t)p->rec.min_replicas, "failure_domain",
+			 mg_failure_domains[p->rec.failure_domain], "pg_count",
+			 (json_int_t)p->rec.pg_count, "tag", p->rec.tag);
+}
+
+static json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v)
+{
+	const struct mg_pool *p = mg_cluster_pool(c, v->pool);
+
+	return json_pack("{s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:o}", "id", (json_int_t)v->id, "name",
+			 v->name, "size", (json_int_t)v->size, "pool", p ? p->rec.name : "?",
+			 "pool_id", (json_int_t)v->pool, "object_size", (json_int_t)v->object_size,
+			 "inode", (json_int_t)(v->id << 16), "created_at",
+			 mg_iso_time(v->created_at * 1000));
+}
+
+/* ---- handlers ---- */
+
+static void mg_h_info(struct mg_cluster *c, struct mg_api_req *req)
+{
+	mg_api_reply(req, 200,
+		     json_pack("{s:s,s:I,s:s}", "cluster_addr", c->cluster_addr, "epoch",
+			       (json_int_t)c->meta.epoch, "version", MG_VERSION));
+}
+
+static void mg_add_check(json_t *checks, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void mg_add_check(json_t *checks, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	json_array_append_new(checks, json_string(buf));
+}
+
+static const char *mg_plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+static void mg_h_status(struct mg_cluster *c, struct mg_api_req *req)
+{
+	struct mg_pg_counts n;
+	json_t *checks = json_array();
+	uint32_t up = 0, in = 0, down = 0;
+	const char *health;
+	int64_t wall = mg_wall_ms();
+
+	mg_pg_counts(c, &n);
+	for (uint32_t i = 0; i < c->nservers; i++) {
+		const struct mg_server *s = &c->servers[i];
+
+		up += s->up;
+		in += s->rec.in;
+		if (!s->up) {
+			if (down++ < 8) {
+				mg_add_check(checks, "server %u (%s) down for %.0f s%s", s->rec.id,
+					     s->rec.addr,
+					     (double)(wall - s->rec.down_since_ms) / 1000,
+					     s->rec.in ? "" : ", out");
+			}
+		}
+	}
+	if (down > 8) {
+		mg_add_check(checks, "%u more servers down", down - 8);
+	}
+	if (!c->nservers) {
+		mg_add_check(checks, "no servers registered");
+	}
+	if (n.inactive) {
+		mg_add_check(checks, "%u %s inactive (no up in-sync copy: I/O blocked)", n.inactive,
+			     mg_plural(n.inactive, "PG", "PGs"));
+	}
+	if (n.degraded) {
+		mg_add_check(checks, "%u %s degraded (fewer in-sync copies than replicas)",
+			     n.degraded, mg_plural(n.degraded, "PG", "PGs"));
+	}
+	if (n.recovering) {
+		mg_add_check(checks,
+			     "%u %s recovering (%" PRIu64 " objects, %" PRIu64 " bytes left)",
+			     n.recovering, mg_plural(n.recovering, "PG", "PGs"), n.objects_left,
+			     n.bytes_left);
+	}
+	if (n.peering) {
+		mg_add_check(checks, "%u %s peering", n.peering, mg_plural(n.peering, "PG", "PGs"));
+	}
+	if (n.inactive) {
+		health = "HEALTH_ERR";
+	} else if (n.degraded || n.recovering || n.peering || down) {
+		health = "HEALTH_WARN";
+	} else {
+		health = "HEALTH_OK";
+	}
+	mg_api_reply(req, 200,
+		     json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I},"
+			       "s:{s:I,s:I,s:I},s:o}",
+			       "health", health, "epoch", (json_int_t)c->meta.epoch, "servers",
+			       "total", (json_int_t)c->nservers, "up", (json_int_t)up, "in",
+			       (json_int_t)in, "pgs", "total", (json_int_t)n.total, "active",
+			       (json_int_t)n.active, "degraded", (json_int_t)n.degraded,
+			       "recovering", (json_int_t)n.recovering, "peering",
+			       (json_int_t)n.peering, "inactive", (json_int_t)n.inactive,
+			       "recovery", "objects_left", (json_int_t)n.objects_left, "bytes_left",
+			       (json_int_t)n.bytes_left, "bytes_copied", (json_int_t)n.bytes_copied,
+			       "checks", checks));
+}
+
+static void mg_h_servers(struct mg_cluster *c, struct mg_api_req *req)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; i < c->nservers; i++) {
+		json_array_append_new(a, mg_server_json(c, &c->servers[i]));
+	}
+	mg_api_reply(req, 200, a);
+}
+
+static void mg_h_server(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char *end, msg[MG_API_ERR_LEN];
+	unsigned long id = strtoul(req->arg, &end, 10);
+	struct mg_server *s = NULL;
+
+	if (*end == '\0' && req->arg[0] >= '1' && req->arg[0] <= '9' && id <= 65535) {
+		s = mg_cluster_server(c, (uint32_t)id);
+	}
+	if (!s) {
+		snprintf(msg, sizeof(msg), "server '%.64s' not found", req->arg);
+		mg_api_error(req, -ENOENT, msg);
+		return;
+	}
+	mg_api_reply(req, 200, mg_server_json(c, s));
+}
+
+static void mg_h_pools(struct mg_cluster *c, struct mg_api_req *req)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; i < c->npools; i++) {
+		json_array_append_new(a, mg_pool_json(&c->pools[i]));
+	}
+	mg_api_reply(req, 200, a);
+}
+
+static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {
+		"name", "replicas", "min_replicas", "failure_domain", "pg_count", "tag", NULL};
+	const char *name = NULL, *fd = "host", *tag = "";
+	uint64_t replicas = 3, min_replicas = 2, pg_count = 128;
+	char err[MG_API_ERR_LEN];
+	const struct mg_pool *pool;
+	struct mg_pool_rec r;
+	int ret, fdi;
+
+	ret = mg_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_field_str(req->body, "name", true, &name, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_u64(req->body, "replicas", false, &replicas, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_u64(req->body, "min_replicas", false, &min_replicas, err,
+				   sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_str(req->body, "failure_domain", false, &fd, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_u64(req->body, "pg_count", false, &pg_count, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_str(req->body, "tag", false, &tag, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_name("pool", name, err, sizeof(err));
+	}
+	if (!ret && tag[0]) {
+		ret = mg_check_name("tag", tag, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_pool_shape(replicas, min_replicas, pg_count, err, sizeof(err));
+	}
+	if (!ret) {
+		fdi = mg_parse_failure_domain(fd, err, sizeof(err));
+		ret = fdi < 0 ? fdi : 0;
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	snprintf(r.tag, sizeof(r.tag), "%s", tag);
+	r.replicas = (uint32_t)replicas;
+	r.min_replicas = (uint32_t)min_replicas;
+	r.pg_count = (uint32_t)pg_count;
+	r.failure_domain = fdi;
+	ret = mg_cluster_add_pool(c, &r, &pool);
+	if (ret == -EEXIST) {
+		snprintf(err, sizeof(err), "pool '%s' already exists", name);
+	} else if (ret == -ENOSPC) {
+		snprintf(err, sizeof(err), "no more pools (at most %d)", MG_MAX_POOLS);
+	} else if (ret) {
+		snprintf(err, sizeof(err), "cannot create pool '%s': %s", name, strerror(-ret));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	mg_api_reply(req, 201, mg_pool_json(pool));
+}
+
+static json_t *mg_member_list(const struct cmap_pg *pg, bool only_in_sync)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; i < pg->nmembers; i++) {
+		if (!only_in_sync || (pg->in_sync & (1u << i))) {
+			json_array_append_new(a, json_integer(pg->members[i]));
+		}
+	}
+	return a;
+}
+
+static void mg_h_pgs(struct mg_cluster *c, struct mg_api_req *req)
+{
+	json_t *a = json_array();
+
+	for (uint32_t i = 0; i < c->npools; i++) {
+		const struct mg_pool *pool = &c->pools[i];
+		const struct cmap_pool *mp = cmap_pool(c->map, pool->rec.id);
+
+		for (uint32_t pg = 0; mp && pg < mp->pg_count; pg++) {
+			const struct cmap_pg *p = &mp->pgs[pg];
+			const struct mg_pg_stat *st = &pool->stats[pg];
+			bool cur = st->interval == p->interval;
+
+			json_array_append_new(
+				a,
+				json_pack("{s:I,s:I,s:o,s:I,s:o,s:I,s:s,s:I,s:I}", "pool",
+					  (json_int_t)pool->rec.id, "pg", (json_int_t)pg, "members",
+					  mg_member_list(p, false), "primary",
+					  (json_int_t)p->primary, "in_sync",
+					  mg_member_list(p, true), "interval",
+					  (json_int_t)p->interval, "state", mg_pg_state(c, pool, p),
+					  "objects_left", (json_int_t)(cur ? st->objects_left : 0),
+					  "bytes_left", (json_int_t)(cur ? st->bytes_left : 0)));
+		}
+	}
+	mg_api_reply(req, 200, a);
+}
+
+static int mg_volume_collect(void *arg, const struct mg_volume_rec *v)
+{
+	void **ctx = arg;
+
+	json_array_append_new(ctx[1], mg_volume_json(ctx[0], v));
+	return 0;
+}
+
+static void mg_h_volumes(struct mg_cluster *c, struct mg_api_req *req)
+{
+	void *ctx[2] = {c, json_array()};
+	int ret;
+
+	ret = mg_store_each_volume(c->st, mg_volume_collect, ctx);
+	if (ret) {
+		json_decref(ctx[1]);
+		mg_api_error(req, ret, "cannot read volumes");
+		return;
+	}
+	mg_api_reply(req, 200, ctx[1]);
+}
+
+static void mg_h_volume_get(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char msg[MG_API_ERR_LEN];
+	struct mg_volume_rec v;
+	int ret;
+
+	ret = mg_check_name("volume", req->arg, NULL, 0);
+	if (!ret) {
+		ret = mg_store_get_volume(c->st, req->arg, &v);
+	} else {
+		ret = -ENOENT;
+	}
+	if (ret) {
+		snprintf(msg, sizeof(msg), "volume '%.64s' %s", req->arg,
+			 ret == -ENOENT ? "not found" : "cannot be read");
+		mg_api_error(req, ret, msg);
+		return;
+	}
+	mg_api_reply(req, 200, mg_volume_json(c, &v));
+}
+
+/* One transaction: the volume row, the id counter, the pool's data flag. */
+static int mg_volume_insert(struct mg_cluster *c, struct mg_volume_rec *v, struct mg_pool *pool)
+{
+	struct mg_meta meta = c->meta;
+	struct mg_pool_rec pr = pool->rec;
+	int ret;
+
+	if (meta.next_volume_id > MG_VOLUME_ID_MAX) {
+		return -ENOSPC;
+	}
+	v->id = meta.next_volume_id++;
+	ret = mg_store_begin(c->st);
+	if (ret) {
+		return ret;
+	}
+	ret = mg_store_add_volume(c->st, v);
+	if (!ret) {
+		ret = mg_store_put_meta(c->st, &meta);
+	}
+	if (!ret && !pr.has_data) {
+		/* From now on new PG members must be recovered, not assumed
+		 * in sync (docs/cluster.md). */
+		pr.has_data = true;
+		ret = mg_store_put_pool(c->st, &pr);
+	}
+	if (ret) {
+		mg_store_rollback(c->st);
+		return ret;
+	}
+	ret = mg_store_commit(c->st);
+	if (ret) {
+		return ret;
+	}
+	c->meta.next_volume_id = meta.next_volume_id;
+	pool->rec.has_data = true;
+	return 0;
+}
+
+static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"name", "size", "pool", "object_size", NULL};
+	const char *name = NULL, *pool_name = "default";
+	uint64_t size = 0, object_size = MG_OBJECT_SIZE_DEFAULT;
+	char err[MG_API_ERR_LEN];
+	struct mg_volume_rec v, old;
+	struct mg_pool *pool;
+	int ret;
+
+	ret = mg_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_field_str(req->body, "name", true, &name, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_u64(req->body, "size", true, &size, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_str(req->body, "pool", false, &pool_name, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_field_u64(req->body, "object_size", false, &object_size, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_name("volume", name, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_volume_size(size, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_object_size(object_size, err, sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	pool = mg_cluster_pool_by_name(c, pool_name);
+	if (!pool) {
+		snprintf(err, sizeof(err), "pool '%.64s' not found", pool_name);
+		mg_api_error(req, -ENOENT, err);
+		return;
+	}
+	ret = mg_store_get_volume(c->st, name, &old);
+	if (ret != -ENOENT) {
+		snprintf(err, sizeof(err), "volume '%s' %s", name,
+			 ret ? "cannot be checked" : "already exists");
+		mg_api_error(req, ret ? ret : -EEXIST, err);
+		return;
+	}
+	memset(&v, 0, sizeof(v));
+	snprintf(v.name, sizeof(v.name), "%s", name);
+	v.size = size;
+	v.pool = pool->rec.id;
+	v.object_size = (uint32_t)object_size;
+	v.created_at = mg_wall_ms() / 1000;
+	ret = mg_volume_insert(c, &v, pool);
+	if (ret) {
+		snprintf(err, sizeof(err), "volume '%s' %s", name,
+			 ret == -EEXIST ? "already exists" : "not created");
+		mg_api_error(req, ret, err);
+		return;
+	}
+	log_info("volume %llu '%s' created: %llu bytes, pool %s, object size %u",
+		 (unsigned long long)v.id, v.name, (unsigned long long)v.size, pool->rec.name,
+		 v.object_size);
+	mg_api_reply(req, 201, mg_volume_json(c, &v));
+}
+
+static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char msg[MG_API_ERR_LEN];
+	int ret = -ENOENT;
+
+	if (!mg_check_name("volume", req->arg, NULL, 0)) {
+		ret = mg_store_begin(c->st);
+		if (!ret) {
+			ret = mg_store_delete_volume(c->st, req->arg);
+			if (ret) {
+				mg_store_rollback(c->st);
+			} else {
+				ret = mg_store_commit(c->st);
+			}
+		}
+	}
+	if (ret) {
+		snprintf(msg, sizeof(msg), "volume '%.64s' %s", req->arg,
+			 ret == -ENOENT ? "not found" : "not deleted");
+		mg_api_error(req, ret, msg);
+		return;
+	}
+	/* The objects stay on the servers until the purge job exists. */
+	log_info("volume '%s' deleted", req->arg);
+	mg_api_reply(req, 204, NULL);
+}
+
+void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
+{
+	if (c->stopping) {
+		mg_api_error(req, -ESHUTDOWN, "mgmt is shutting down");
+		return;
+	}
+	switch (req->route) {
+	case MG_R_INFO:
+		mg_h_info(c, req);
+		break;
+	case MG_R_STATUS:
+		mg_h_status(c, req);
+		break;
+	case MG_R_SERVERS:
+		mg_h_servers(c, req);
+		break;
+	case MG_R_SERVER:
+		mg_h_server(c, req);
+		break;
+	case MG_R_POOLS:
+		if (req->method == MG_M_POST) {
+			mg_h_pool_create(c, req);
+		} else {
+			mg_h_pools(c, req);
+		}
+		break;
+	case MG_R_PGS:
+		mg_h_pgs(c, req);
+		break;
+	case MG_R_VOLUMES:
+		if (req->method == MG_M_POST) {
+			mg_h_volume_create(c, req);
+		} else {
+			mg_h_volumes(c, req);
+		}
+		break;
+	case MG_R_VOLUME:
+		if (req->method == MG_M_DELETE) {
+			mg_h_volume_delete(c, req);
+		} else {
+			mg_h_volume_get(c, req);
+		}
+		break;
+	default:
+		mg_api_error(req, -ENOENT, "no such resource");
+		break;
+	}
+}

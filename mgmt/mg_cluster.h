@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mg_cluster: keel-mgmt's cluster state and the one place it changes.
+ *
+ * The state: servers (persistent record + runtime up/heartbeat), pools,
+ * per-PG recovery reports, and the published cluster map (struct cmap,
+ * immutable, epoch-numbered). It is owned by the reactor thread: every
+ * function here runs there, and REST requests reach it via reactor_post()
+ * (mg_http.c). Docs: docs/cluster.md, docs/api.md.
+ *
+ * Every map change goes through mg_cluster_publish(): build the next map
+ * (epoch + 1, placement, cmap_update_pgs() against the previous map), write
+ * it to the store in one transaction with whatever the caller changed, then
+ * install it and push it to every connected server and subscriber. If the
+ * store refuses, nothing is installed; membership changes the caller already
+ * made in memory are retried by the 100 ms tick (mg_cluster.dirty).
+ *
+ * Membership (mg_member.c): MG_REGISTER/MG_HEARTBEAT from servers; a
+ * registered server's connection closing marks it down at once, a server
+ * silent for heartbeat_timeout_ms is marked down (and its connection
+ * closed) by the tick, and one down for down_out_interval_s is marked out.
+ *
+ * Cluster port (mg_cport.c): accepts kp_conn connections, dispatches the
+ * MG_* opcodes through one table, pushes maps (at most one push in flight
+ * per connection; a slow peer only ever gets the newest map).
+ */
+#ifndef KEEL_MGMT_MG_CLUSTER_H
+#define KEEL_MGMT_MG_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/reactor.h"
+#include "common/xport.h"
+#include "mgmt/mg_settings.h"
+#include "mgmt/mg_store.h"
+#include "mgmt/mg_valid.h"
+#include "proto/auth.h"
+#include "proto/cmap.h"
+#include "proto/conn.h"
+
+#define MG_TICK_NS	   (100ull * 1000 * 1000)
+#define MG_PEER_NAME_LEN   80
+#define MG_PG_STATE_LEN	   16
+#define MG_STOP_TIMEOUT_NS (2ull * 1000 * 1000 * 1000)
+
+struct mg_cluster;
+
+/* A packed ClusterMap shared by every push of one epoch. */
+struct mg_blob {
+	unsigned int refs;
+	uint64_t epoch;
+	size_t len;
+	uint8_t *data;
+};
+
+/* One connection on the cluster port (a server, a client, or both). */
+struct mg_peer {
+	struct mg_cluster *c;
+	struct kp_conn *kc; /* NULL once the connection closed */
+	unsigned int refs;  /* the open connection + each message in flight */
+	char name[MG_PEER_NAME_LEN];
+	uint32_t server_id;  /* registered as this server; 0 = not a server */
+	bool subscribed;     /* MG_SUBSCRIBE: wants map pushes */
+	uint64_t sent_epoch; /* newest map this peer was sent */
+	/* The single push slot: sending (bytes not yet out) or awaiting the
+	 * peer's reply; while either holds, newer maps wait and coalesce. */
+	bool push_sending, push_awaiting;
+	uint64_t push_req_id;
+	struct mg_blob *push_blob;
+	struct kp_msg push;
+	uint64_t pushes_sent, pushes_coalesced;
+	struct mg_peer *prev, *next;
+};
+
+struct mg_server {
+	struct mg_server_rec rec;
+	bool up;
+	uint64_t last_hb_ns; /* monotonic time of the last register/heartbeat */
+	bool hb_seen;	     /* heard from it since this mgmt started */
+	uint64_t hb_epoch;   /* map epoch it says it applied */
+	uint64_t ops;
+	struct mg_peer *peer; /* its registered connection, or NULL */
+};
+
+/* What a PG's primary last reported (docs/cluster.md, recovery). */
+struct mg_pg_stat {
+	uint64_t interval; /* the PG interval the report is about; 0 = none */
+	char state[MG_PG_STATE_LEN];
+	uint64_t objects_left, bytes_left, bytes_copied;
+};
+
+struct mg_pool {
+	struct mg_pool_rec rec;
+	struct mg_pg_stat *stats; /* rec.pg_count entries */
+};
+
+struct mg_pg_counts {
+	uint32_t total, active, degraded, recovering, peering, inactive;
+	uint64_t objects_left, bytes_left, bytes_copied;
+};
+
+struct mg_cluster {
+	struct reactor *r;
+	struct mg_store *st;
+	const struct mg_settings *cfg;
+	const struct kp_key *key;
+	struct mg_meta meta;
+	struct mg_server *servers; /* ascending id */
+	uint32_t nservers, servers_cap;
+	struct mg_pool pools[MG_MAX_POOLS]; /* ascending id */
+	uint32_t npools;
+	struct cmap *map;	  /* the published map */
+	struct mg_blob *map_blob; /* the published map, packed */
+	bool dirty;		  /* a publish failed to persist: retry */
+	struct reactor_timer tick;
+	bool tick_stopped;
+	/* cluster port */
+	struct xport_listener *listener;
+	char cluster_addr[128];
+	struct mg_peer *peers;
+	unsigned int npeers;
+	uint64_t next_req_id;
+	/* shutdown */
+	bool stopping;
+	uint64_t stop_deadline;
+	void (*on_tick)(struct mg_cluster *c); /* owner's hook, every tick */
+};
+
+/* ---- lifecycle (mg_cluster.c) ---- */
+
+/*
+ * Load the state from @st; on a new database create the pool "default" from
+ * @cfg and publish epoch 1. Servers that were up when mgmt stopped stay up,
+ * with a fresh heartbeat_timeout_ms grace period to reconnect. Starts the
+ * 100 ms tick. 0, -EIO (store; logged), -ENOMEM.
+ */
+int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st,
+		    const struct mg_settings *cfg, const struct kp_key *key);
+/* Free everything (after the reactor stopped). */
+void mg_cluster_close(struct mg_cluster *c);
+
+/*
+ * Publish the next epoch built from the current servers and pools, with
+ * in-sync bits carried over from @base (the current map, or a copy of it
+ * the caller modified; NULL = c->map). @save, if given, runs inside the
+ * same transaction (the caller's own rows). 0 or -EIO/-ENOMEM: then
+ * nothing changed in the store or in the map.
+ */
+int mg_cluster_publish(struct mg_cluster *c, const struct cmap *base, const char *reason,
+		       int (*save)(struct mg_cluster *c, void *arg), void *arg);
+
+/* Create a pool (validated by the caller) and publish. 0, -EEXIST (name),
+ * -ENOSPC (too many pools), -EIO, -ENOMEM. *out points into c->pools. */
+int mg_cluster_add_pool(struct mg_cluster *c, const struct mg_pool_rec *p,
+			const struct mg_pool **out);
+
+struct mg_server *mg_cluster_server(struct mg_cluster *c, uint32_t id);
+struct mg_pool *mg_cluster_pool(struct mg_cluster *c, uint32_t id);
+struct mg_pool *mg_cluster_pool_by_name(struct mg_cluster *c, const char *name);
+
+/* "active", "degraded", "recovering", "peering" or "inactive" (docs/api.md). */
+const char *mg_pg_state(const struct mg_cluster *c, const struct mg_pool *pool,
+			const struct cmap_pg *pg);
+void mg_pg_counts(const struct mg_cluster *c, struct mg_pg_counts *out);
+
+/* Wall clock in ms since 1970. */
+int64_t mg_wall_ms(void);
+
+/* ---- membership (mg_member.c) ---- */
+
+struct Keel__ServerInfo;
+struct Keel__Heartbeat;
+struct Keel__PgReportBatch;
+
+/* MG_REGISTER from @p. 0 (*id set) or -EINVAL (bad info, @err says why),
+ * -ENOSPC (no server ids left), -EIO, -ENOMEM. */
+int mg_member_register(struct mg_cluster *c, struct mg_peer *p, const struct Keel__ServerInfo *info,
+		       uint32_t *id, char *err, size_t errlen);
+/* MG_HEARTBEAT from @p. 0, or -ENOENT when @p is not registered as that
+ * server (it must register again). */
+int mg_member_heartbeat(struct mg_cluster *c, struct mg_peer *p, const struct Keel__Heartbeat *hb);
+/* MG_PG_REPORT from @p. Reports about an older interval are ignored.
+ * 0, -EINVAL (unknown pool/PG, bad state, not the primary; nothing
+ * applied), -EPERM (not a registered server), -EIO, -ENOMEM. */
+int mg_member_pg_report(struct mg_cluster *c, struct mg_peer *p,
+			const struct Keel__PgReportBatch *b, char *err, size_t errlen);
+/* @p closed while registered: its server goes down at once. */
+void mg_member_peer_closed(struct mg_cluster *c, struct mg_peer *p, int err, const char *reason);
+/* The tick: heartbeat timeouts, down -> out, retry of a failed publish. */
+void mg_member_tick(struct mg_cluster *c);
+
+/* ---- cluster port (mg_cport.c) ---- */
+
+/* Listen on @addr and accept kp_conn connections. 0 or -errno (logged). */
+int mg_cport_start(struct mg_cluster *c, const char *addr);
+/* Stop accepting and close every connection. */
+void mg_cport_stop(struct mg_cluster *c);
+/* Send the current map to every server and subscriber that lacks it. */
+void mg_cport_push_all(struct mg_cluster *c);
+void mg_cport_close_peer(struct mg_peer *p, const char *reason);
+
+/* Blob refcounting (mg_cport.c). */
+struct mg_blob *mg_blob_pack(const struct cmap *m);
+void mg_blob_put(struct mg_blob *b);
+
+#endif

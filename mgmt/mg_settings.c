@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keel-mgmt settings: the [mgmt] schema for common/config.h. */
+#include "mgmt/mg_settings.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "common/config.h"
+#include "mgmt/mg_valid.h"
+
+static const char *const mg_log_levels[] = {
+	[MG_LOG_ERROR] = "error",
+	[MG_LOG_WARN] = "warn",
+	[MG_LOG_INFO] = "info",
+	[MG_LOG_DEBUG] = "debug",
+	NULL,
+};
+
+#define MG_OPT(name_, type_, field_, min_, max_, def_, vals_, help_)                               \
+	{                                                                                          \
+		.section = "mgmt", .name = name_, .type = type_,                                   \
+		.offset = offsetof(struct mg_settings, field_),                                    \
+		.size = sizeof(((struct mg_settings *)0)->field_), .min = min_, .max = max_,       \
+		.def = def_, .enum_vals = vals_, .help = help_,                                    \
+	}
+
+static const struct cfg_opt mg_opts[] = {
+	MG_OPT("db", CFG_STR, db, 0, 0, "", NULL, "SQLite database file (created if missing)"),
+	MG_OPT("listen_api", CFG_STR, listen_api, 0, 0, "127.0.0.1:8776", NULL,
+	       "REST API address, host:port"),
+	MG_OPT("listen_cluster", CFG_STR, listen_cluster, 0, 0, "127.0.0.1:7000", NULL,
+	       "cluster port (servers and clients, Keel wire protocol), host:port"),
+	MG_OPT("key_file", CFG_STR, key_file, 0, 0, "", NULL,
+	       "cluster key file (hex, mode 0600), the same as the servers'"),
+	MG_OPT("heartbeat_timeout_ms", CFG_U32, heartbeat_timeout_ms, 200, 600000, "3000", NULL,
+	       "a server silent this long is marked down"),
+	MG_OPT("down_out_interval_s", CFG_U32, down_out_interval_s, 1, 31536000, "600", NULL,
+	       "a server down this long is marked out and its PGs are re-placed"),
+	MG_OPT("default_replicas", CFG_U32, default_replicas, 1, MG_MAX_REPLICAS, "3", NULL,
+	       "replicas of the pool 'default' created on first start"),
+	MG_OPT("default_min_replicas", CFG_U32, default_min_replicas, 1, MG_MAX_REPLICAS, "2", NULL,
+	       "min_replicas of the pool 'default'"),
+	MG_OPT("default_failure_domain", CFG_ENUM, default_failure_domain, 0, 0, "host",
+	       mg_failure_domains, "failure domain of the pool 'default'"),
+	MG_OPT("default_pg_count", CFG_U32, default_pg_count, 1, MG_MAX_PG_COUNT, "128", NULL,
+	       "PGs of the pool 'default'"),
+	MG_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", mg_log_levels,
+	       "error, warn, info or debug"),
+};
+
+#define MG_NOPTS (sizeof(mg_opts) / sizeof(mg_opts[0]))
+
+int mg_settings_defaults(struct mg_settings *s, char *err, size_t errlen)
+{
+	return cfg_defaults(mg_opts, MG_NOPTS, s, err, errlen);
+}
+
+int mg_settings_load(struct mg_settings *s, const char *path, char *err, size_t errlen)
+{
+	return cfg_load_file(mg_opts, MG_NOPTS, s, path, err, errlen);
+}
+
+int mg_settings_set(struct mg_settings *s, const char *key, const char *value, char *err,
+		    size_t errlen)
+{
+	return cfg_set(mg_opts, MG_NOPTS, s, key, value, err, errlen);
+}
+
+int mg_settings_check(const struct mg_settings *s, char *err, size_t errlen)
+{
+	if (!s->db[0]) {
+		snprintf(err, errlen, "no database: give --db or mgmt.db");
+		return -EINVAL;
+	}
+	if (!s->key_file[0]) {
+		snprintf(err, errlen, "no key: give --key or mgmt.key_file");
+		return -EINVAL;
+	}
+	if (s->default_min_replicas > s->default_replicas) {
+		snprintf(err, errlen,
+			 "mgmt.default_min_replicas (%u) exceeds default_replicas (%u)",
+			 s->default_min_replicas, s->default_replicas);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void mg_settings_help(FILE *f)
+{
+	cfg_print_help(mg_opts, MG_NOPTS, f);
+}

@@ -1,0 +1,632 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mg_store: SQLite schema, transactions and rows of keel-mgmt's state. */
+#include "mgmt/mg_store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "common/log.h"
+
+struct mg_store {
+	sqlite3 *db;
+	bool in_tx;
+};
+
+/* Schema version 1. Later versions append migrations; never edit this. */
+static const char mg_schema_v1[] =
+	"CREATE TABLE meta ("
+	"  id INTEGER PRIMARY KEY CHECK (id = 1),"
+	"  epoch INTEGER NOT NULL,"
+	"  next_server_id INTEGER NOT NULL,"
+	"  next_pool_id INTEGER NOT NULL,"
+	"  next_volume_id INTEGER NOT NULL);"
+	"INSERT INTO meta VALUES (1, 0, 1, 1, 1);"
+	"CREATE TABLE servers ("
+	"  id INTEGER PRIMARY KEY,"
+	"  uuid TEXT NOT NULL UNIQUE,"
+	"  addr TEXT NOT NULL, host TEXT NOT NULL, rack TEXT NOT NULL,"
+	"  weight INTEGER NOT NULL, tags TEXT NOT NULL,"
+	"  in_flag INTEGER NOT NULL, down_since INTEGER NOT NULL,"
+	"  capacity_bytes INTEGER NOT NULL, used_bytes INTEGER NOT NULL);"
+	"CREATE TABLE pools ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  replicas INTEGER NOT NULL, min_replicas INTEGER NOT NULL,"
+	"  failure_domain INTEGER NOT NULL, pg_count INTEGER NOT NULL,"
+	"  tag TEXT NOT NULL, has_data INTEGER NOT NULL);"
+	"CREATE TABLE pgs ("
+	"  pool INTEGER NOT NULL REFERENCES pools(id),"
+	"  pg INTEGER NOT NULL,"
+	"  members TEXT NOT NULL, in_sync INTEGER NOT NULL,"
+	"  interval INTEGER NOT NULL, \"primary\" INTEGER NOT NULL,"
+	"  PRIMARY KEY (pool, pg));"
+	"CREATE TABLE volumes ("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  size INTEGER NOT NULL,"
+	"  pool INTEGER NOT NULL REFERENCES pools(id),"
+	"  object_size INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL);";
+
+static int mg_sql_err(struct mg_store *st, const char *what)
+{
+	log_error("sqlite: %s: %s", what, sqlite3_errmsg(st->db));
+	return -EIO;
+}
+
+static int mg_exec(struct mg_store *st, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("sqlite: %s: %s", sql, msg ? msg : "error");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int mg_user_version(struct mg_store *st, int *out)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK) {
+		return mg_sql_err(st, "user_version");
+	}
+	rc = sqlite3_step(s);
+	*out = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+	sqlite3_finalize(s);
+	return *out < 0 ? -EIO : 0;
+}
+
+static int mg_store_migrate(struct mg_store *st, char *err, size_t errlen)
+{
+	char sql[64];
+	int ver, ret;
+
+	ret = mg_user_version(st, &ver);
+	if (ret) {
+		snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(st->db));
+		return ret;
+	}
+	if (ver > MG_STORE_SCHEMA) {
+		snprintf(err, errlen, "database schema %d is newer than this keel-mgmt (%d)", ver,
+			 MG_STORE_SCHEMA);
+		return -EPROTONOSUPPORT;
+	}
+	if (ver == MG_STORE_SCHEMA) {
+		return 0;
+	}
+	/* Schema creation and its version bump are one transaction. */
+	ret = mg_store_begin(st);
+	if (ret) {
+		goto out_err;
+	}
+	ret = mg_exec(st, mg_schema_v1);
+	if (ret) {
+		goto out_rollback;
+	}
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", MG_STORE_SCHEMA);
+	ret = mg_exec(st, sql);
+	if (ret) {
+		goto out_rollback;
+	}
+	ret = mg_store_commit(st);
+	if (ret) {
+		goto out_err;
+	}
+	log_info("created database schema version %d", MG_STORE_SCHEMA);
+	return 0;
+
+out_rollback:
+	mg_store_rollback(st);
+out_err:
+	snprintf(err, errlen, "cannot create the schema: %s", sqlite3_errmsg(st->db));
+	return ret;
+}
+
+int mg_store_open(const char *path, struct mg_store **out, char *err, size_t errlen)
+{
+	struct mg_store *st;
+	int ret;
+
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "cannot open database %s: %s", path,
+			 st->db ? sqlite3_errmsg(st->db) : "out of memory");
+		ret = -EIO;
+		goto out_close_db;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, 5000);
+	/* WAL + FULL: see the header for why FULL. */
+	if (mg_exec(st, "PRAGMA journal_mode = WAL") || mg_exec(st, "PRAGMA synchronous = FULL") ||
+	    mg_exec(st, "PRAGMA foreign_keys = ON")) {
+		snprintf(err, errlen, "cannot configure database %s: %s", path,
+			 sqlite3_errmsg(st->db));
+		ret = -EIO;
+		goto out_close_db;
+	}
+	ret = mg_store_migrate(st, err, errlen);
+	if (ret) {
+		goto out_close_db;
+	}
+	*out = st;
+	return 0;
+
+out_close_db:
+	sqlite3_close(st->db);
+	free(st);
+	return ret;
+}
+
+void mg_store_close(struct mg_store *st)
+{
+	if (!st) {
+		return;
+	}
+	if (st->in_tx) {
+		mg_store_rollback(st);
+	}
+	sqlite3_close(st->db);
+	free(st);
+}
+
+/* ---- transactions ---- */
+
+int mg_store_begin(struct mg_store *st)
+{
+	int ret;
+
+	kassert(!st->in_tx);
+	ret = mg_exec(st, "BEGIN IMMEDIATE");
+	if (!ret) {
+		st->in_tx = true;
+	}
+	return ret;
+}
+
+int mg_store_commit(struct mg_store *st)
+{
+	kassert(st->in_tx);
+	if (mg_exec(st, "COMMIT")) {
+		mg_store_rollback(st);
+		return -EIO;
+	}
+	st->in_tx = false;
+	return 0;
+}
+
+void mg_store_rollback(struct mg_store *st)
+{
+	kassert(st->in_tx);
+	/* A failed COMMIT may already have rolled back: then this fails
+	 * harmlessly ("no transaction is active"). */
+	sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->in_tx = false;
+}
+
+bool mg_store_in_transaction(const struct mg_store *st)
+{
+	return st->in_tx;
+}
+
+/* ---- statement helpers ---- */
+
+static int mg_prepare(struct mg_store *st, const char *sql, sqlite3_stmt **s)
+{
+	if (sqlite3_prepare_v2(st->db, sql, -1, s, NULL) != SQLITE_OK) {
+		return mg_sql_err(st, sql);
+	}
+	return 0;
+}
+
+/* Run a statement that returns no rows; finalizes it. */
+static int mg_step_done(struct mg_store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	int ret = 0;
+
+	if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+		ret = -EEXIST;
+	} else if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, what);
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+static void mg_col_text(sqlite3_stmt *s, int col, char *dst, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	snprintf(dst, len, "%s", t ? (const char *)t : "");
+}
+
+/* ---- meta ---- */
+
+int mg_store_get_meta(struct mg_store *st, struct mg_meta *m)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	ret = mg_prepare(st,
+			 "SELECT epoch, next_server_id, next_pool_id, next_volume_id FROM meta "
+			 "WHERE id = 1",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	if (sqlite3_step(s) != SQLITE_ROW) {
+		ret = mg_sql_err(st, "read meta");
+		goto out_finalize;
+	}
+	m->epoch = (uint64_t)sqlite3_column_int64(s, 0);
+	m->next_server_id = (uint32_t)sqlite3_column_int64(s, 1);
+	m->next_pool_id = (uint32_t)sqlite3_column_int64(s, 2);
+	m->next_volume_id = (uint64_t)sqlite3_column_int64(s, 3);
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st,
+			 "UPDATE meta SET epoch = ?, next_server_id = ?, next_pool_id = ?, "
+			 "next_volume_id = ? WHERE id = 1",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)m->epoch);
+	sqlite3_bind_int64(s, 2, m->next_server_id);
+	sqlite3_bind_int64(s, 3, m->next_pool_id);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->next_volume_id);
+	return mg_step_done(st, s, "write meta");
+}
+
+/* ---- servers ---- */
+
+int mg_store_put_server(struct mg_store *st, const struct mg_server_rec *r)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(
+		st,
+		"INSERT INTO servers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+		"ON CONFLICT(id) DO UPDATE SET uuid = excluded.uuid, addr = excluded.addr, "
+		"host = excluded.host, rack = excluded.rack, weight = excluded.weight, "
+		"tags = excluded.tags, in_flag = excluded.in_flag, "
+		"down_since = excluded.down_since, capacity_bytes = excluded.capacity_bytes, "
+		"used_bytes = excluded.used_bytes",
+		&s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, r->id);
+	sqlite3_bind_text(s, 2, r->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, r->addr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, r->host, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, r->rack, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 6, r->weight);
+	sqlite3_bind_text(s, 7, r->tags, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 8, r->in);
+	sqlite3_bind_int64(s, 9, r->down_since_ms);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)r->capacity_bytes);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)r->used_bytes);
+	return mg_step_done(st, s, "write server");
+}
+
+int mg_store_each_server(struct mg_store *st, int (*cb)(void *arg, const struct mg_server_rec *r),
+			 void *arg)
+{
+	struct mg_server_rec r;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT id, uuid, addr, host, rack, weight, tags, in_flag, down_since, "
+			 "capacity_bytes, used_bytes FROM servers ORDER BY id",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&r, 0, sizeof(r));
+		r.id = (uint32_t)sqlite3_column_int64(s, 0);
+		mg_col_text(s, 1, r.uuid, sizeof(r.uuid));
+		mg_col_text(s, 2, r.addr, sizeof(r.addr));
+		mg_col_text(s, 3, r.host, sizeof(r.host));
+		mg_col_text(s, 4, r.rack, sizeof(r.rack));
+		r.weight = (uint32_t)sqlite3_column_int64(s, 5);
+		mg_col_text(s, 6, r.tags, sizeof(r.tags));
+		r.in = sqlite3_column_int(s, 7) != 0;
+		r.down_since_ms = sqlite3_column_int64(s, 8);
+		r.capacity_bytes = (uint64_t)sqlite3_column_int64(s, 9);
+		r.used_bytes = (uint64_t)sqlite3_column_int64(s, 10);
+		ret = cb(arg, &r);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read servers");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* ---- pools ---- */
+
+int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st,
+			 "INSERT INTO pools VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+			 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+			 "replicas = excluded.replicas, min_replicas = excluded.min_replicas, "
+			 "failure_domain = excluded.failure_domain, pg_count = excluded.pg_count, "
+			 "tag = excluded.tag, has_data = excluded.has_data",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, p->id);
+	sqlite3_bind_text(s, 2, p->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, p->replicas);
+	sqlite3_bind_int64(s, 4, p->min_replicas);
+	sqlite3_bind_int(s, 5, p->failure_domain);
+	sqlite3_bind_int64(s, 6, p->pg_count);
+	sqlite3_bind_text(s, 7, p->tag, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 8, p->has_data);
+	return mg_step_done(st, s, "write pool");
+}
+
+int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg_pool_rec *p),
+		       void *arg)
+{
+	struct mg_pool_rec p;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT id, name, replicas, min_replicas, failure_domain, pg_count, tag, "
+			 "has_data FROM pools ORDER BY id",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&p, 0, sizeof(p));
+		p.id = (uint32_t)sqlite3_column_int64(s, 0);
+		mg_col_text(s, 1, p.name, sizeof(p.name));
+		p.replicas = (uint32_t)sqlite3_column_int64(s, 2);
+		p.min_replicas = (uint32_t)sqlite3_column_int64(s, 3);
+		p.failure_domain = sqlite3_column_int(s, 4);
+		p.pg_count = (uint32_t)sqlite3_column_int64(s, 5);
+		mg_col_text(s, 6, p.tag, sizeof(p.tag));
+		p.has_data = sqlite3_column_int(s, 7) != 0;
+		ret = cb(arg, &p);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read pools");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* ---- PGs: members stored as "3,1,7" ---- */
+
+int mg_store_put_pg(struct mg_store *st, const struct mg_pg_rec *pg)
+{
+	char members[CMAP_MAX_REPLICAS * 12] = "";
+	size_t off = 0;
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx && pg->nmembers <= CMAP_MAX_REPLICAS);
+	for (uint32_t i = 0; i < pg->nmembers; i++) {
+		off += (size_t)snprintf(members + off, sizeof(members) - off, "%s%u", i ? "," : "",
+					pg->members[i]);
+	}
+	ret = mg_prepare(st, "INSERT OR REPLACE INTO pgs VALUES (?, ?, ?, ?, ?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, pg->pool);
+	sqlite3_bind_int64(s, 2, pg->pg);
+	sqlite3_bind_text(s, 3, members, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 4, pg->in_sync);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)pg->interval);
+	sqlite3_bind_int64(s, 6, pg->primary);
+	return mg_step_done(st, s, "write pg");
+}
+
+/* The database is ours, but a damaged one must not overflow members[]. */
+static int mg_parse_members(const char *text, struct mg_pg_rec *pg)
+{
+	const char *p = text;
+	char *end;
+
+	pg->nmembers = 0;
+	while (*p) {
+		unsigned long v = strtoul(p, &end, 10);
+
+		if (end == p || v == 0 || v > 65535 || pg->nmembers == CMAP_MAX_REPLICAS) {
+			return -EIO;
+		}
+		pg->members[pg->nmembers++] = (uint32_t)v;
+		p = *end == ',' ? end + 1 : end;
+		if (*end && *end != ',') {
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+int mg_store_each_pg(struct mg_store *st, int (*cb)(void *arg, const struct mg_pg_rec *pg),
+		     void *arg)
+{
+	struct mg_pg_rec pg;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT pool, pg, members, in_sync, interval, \"primary\" FROM pgs "
+			 "ORDER BY pool, pg",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *members = sqlite3_column_text(s, 2);
+
+		memset(&pg, 0, sizeof(pg));
+		pg.pool = (uint32_t)sqlite3_column_int64(s, 0);
+		pg.pg = (uint32_t)sqlite3_column_int64(s, 1);
+		if (mg_parse_members(members ? (const char *)members : "", &pg)) {
+			log_error("sqlite: pg %u.%u: bad member list", pg.pool, pg.pg);
+			ret = -EIO;
+			goto out_finalize;
+		}
+		pg.in_sync = (uint32_t)sqlite3_column_int64(s, 3);
+		pg.interval = (uint64_t)sqlite3_column_int64(s, 4);
+		pg.primary = (uint32_t)sqlite3_column_int64(s, 5);
+		ret = cb(arg, &pg);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read pgs");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* ---- volumes ---- */
+
+int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT INTO volumes VALUES (?, ?, ?, ?, ?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)v->id);
+	sqlite3_bind_text(s, 2, v->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)v->size);
+	sqlite3_bind_int64(s, 4, v->pool);
+	sqlite3_bind_int64(s, 5, v->object_size);
+	sqlite3_bind_int64(s, 6, v->created_at);
+	return mg_step_done(st, s, "add volume");
+}
+
+static void mg_volume_from_row(sqlite3_stmt *s, struct mg_volume_rec *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->id = (uint64_t)sqlite3_column_int64(s, 0);
+	mg_col_text(s, 1, v->name, sizeof(v->name));
+	v->size = (uint64_t)sqlite3_column_int64(s, 2);
+	v->pool = (uint32_t)sqlite3_column_int64(s, 3);
+	v->object_size = (uint32_t)sqlite3_column_int64(s, 4);
+	v->created_at = sqlite3_column_int64(s, 5);
+}
+
+#define MG_VOLUME_COLS "id, name, size, pool, object_size, created_at"
+
+int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE name = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		mg_volume_from_row(s, v);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read volume");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_delete_volume(struct mg_store *st, const char *name)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "DELETE FROM volumes WHERE name = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	ret = mg_step_done(st, s, "delete volume");
+	if (!ret && sqlite3_changes(st->db) == 0) {
+		ret = -ENOENT;
+	}
+	return ret;
+}
+
+int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct mg_volume_rec *v),
+			 void *arg)
+{
+	struct mg_volume_rec v;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st, "SELECT " MG_VOLUME_COLS " FROM volumes ORDER BY id", &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		mg_volume_from_row(s, &v);
+		ret = cb(arg, &v);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read volumes");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}

@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mg_store: keel-mgmt's durable state in one SQLite database.
+ *
+ * Tables (schema version in PRAGMA user_version, MG_STORE_SCHEMA):
+ *   meta(id = 1, epoch, next_server_id, next_pool_id, next_volume_id)
+ *   servers(id, uuid UNIQUE, addr, host, rack, weight, tags, in_flag, down_since,
+ *           capacity_bytes, used_bytes)
+ *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
+ *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
+ *   volumes(id, name UNIQUE, size, pool, object_size, created_at)
+ *
+ * The database runs in WAL mode with synchronous=FULL: every commit is on
+ * stable storage before mg_store_commit() returns. Metadata changes are rare
+ * (an epoch or a volume create), and losing an acknowledged one after a power
+ * cut would hand out an epoch number twice with different maps, or forget a
+ * volume a client was told exists; one fsync per change is cheap for that.
+ *
+ * Every change is one transaction: mg_store_begin(), any number of put/add/
+ * delete calls, then mg_store_commit() or mg_store_rollback(). The put/add/
+ * delete functions may be called only inside a transaction (an internal
+ * invariant, asserted). A failed call leaves the transaction open: the caller
+ * rolls back, and nothing of it reaches the database.
+ *
+ * Errors: -EIO (SQLite error, logged with its message), -EEXIST (a UNIQUE
+ * name or uuid already taken), -ENOENT (no such row), -ENOMEM.
+ *
+ * Single-threaded: the owning thread only (keel-mgmt's reactor thread).
+ */
+#ifndef KEEL_MGMT_MG_STORE_H
+#define KEEL_MGMT_MG_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/cmap.h"
+
+#define MG_STORE_SCHEMA 1
+#define MG_UUID_LEN	37 /* 36 characters and NUL */
+#define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
+
+struct mg_store;
+
+struct mg_meta {
+	uint64_t epoch;
+	uint32_t next_server_id;
+	uint32_t next_pool_id;
+	uint64_t next_volume_id;
+};
+
+struct mg_server_rec {
+	uint32_t id;
+	char uuid[MG_UUID_LEN];
+	char addr[CMAP_ADDR_LEN];
+	char host[CMAP_NAME_LEN];
+	char rack[CMAP_NAME_LEN];
+	uint32_t weight;
+	char tags[MG_TAGS_LEN]; /* comma-separated */
+	bool in;
+	int64_t down_since_ms; /* wall clock (ms since 1970) it went down; 0 = up */
+	uint64_t capacity_bytes;
+	uint64_t used_bytes;
+};
+
+struct mg_pool_rec {
+	uint32_t id;
+	char name[CMAP_NAME_LEN];
+	uint32_t replicas;
+	uint32_t min_replicas;
+	int failure_domain; /* enum cmap_fd */
+	uint32_t pg_count;
+	char tag[CMAP_NAME_LEN];
+	bool has_data; /* a volume was ever created in it */
+};
+
+struct mg_pg_rec {
+	uint32_t pool;
+	uint32_t pg;
+	uint32_t nmembers;
+	uint32_t members[CMAP_MAX_REPLICAS];
+	uint32_t primary;
+	uint32_t in_sync;
+	uint64_t interval;
+};
+
+struct mg_volume_rec {
+	uint64_t id;
+	char name[CMAP_NAME_LEN];
+	uint64_t size;
+	uint32_t pool;
+	uint32_t object_size;
+	int64_t created_at; /* seconds since 1970 */
+};
+
+/* Open or create the database at @path and bring the schema to
+ * MG_STORE_SCHEMA. -EIO (cannot open, corrupt), -EPROTONOSUPPORT (written by
+ * a newer keel-mgmt), -ENOMEM; @err says which. */
+int mg_store_open(const char *path, struct mg_store **out, char *err, size_t errlen);
+void mg_store_close(struct mg_store *st);
+
+/* 0 or -EIO. Nested transactions are a bug (asserted). */
+int mg_store_begin(struct mg_store *st);
+/* 0, or -EIO after which the transaction has been rolled back. */
+int mg_store_commit(struct mg_store *st);
+/* Undo everything since mg_store_begin(). Never fails visibly. */
+void mg_store_rollback(struct mg_store *st);
+bool mg_store_in_transaction(const struct mg_store *st);
+
+int mg_store_get_meta(struct mg_store *st, struct mg_meta *m);
+int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m);
+
+/* Insert or replace by id. -EEXIST when another id has the uuid / name. */
+int mg_store_put_server(struct mg_store *st, const struct mg_server_rec *s);
+int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p);
+int mg_store_put_pg(struct mg_store *st, const struct mg_pg_rec *pg);
+
+/* Insert a volume. -EEXIST if the name or id exists. */
+int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v);
+/* -ENOENT if there is no such volume. */
+int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v);
+int mg_store_delete_volume(struct mg_store *st, const char *name);
+
+/*
+ * Visit every row in id order ((pool, pg) order for PGs). @cb returns 0 to
+ * go on or a negative errno, which stops the walk and is returned. Other
+ * errors: -EIO. The record passed to @cb is valid during the call only.
+ */
+int mg_store_each_server(struct mg_store *st, int (*cb)(void *arg, const struct mg_server_rec *s),
+			 void *arg);
+int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg_pool_rec *p),
+		       void *arg);
+int mg_store_each_pg(struct mg_store *st, int (*cb)(void *arg, const struct mg_pg_rec *pg),
+		     void *arg);
+int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct mg_volume_rec *v),
+			 void *arg);
+
+#endif

@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mg_store: schema, rows, transactions and rollback. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/log.h"
+#include "mgmt/mg_store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct mg_store *st;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	klog_set_level(KLOG_FATAL);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_mg_store.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/mgmt.db", f->dir);
+	assert_int_equal(mg_store_open(f->path, &f->st, err, sizeof(err)), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	mg_store_close(f->st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static void reopen(struct fixture *f)
+{
+	char err[256];
+
+	mg_store_close(f->st);
+	assert_int_equal(mg_store_open(f->path, &f->st, err, sizeof(err)), 0);
+}
+
+static int raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		v = sqlite3_column_int(s, 0);
+	}
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static struct mg_volume_rec vol(uint64_t id, const char *name)
+{
+	struct mg_volume_rec v;
+
+	memset(&v, 0, sizeof(v));
+	v.id = id;
+	snprintf(v.name, sizeof(v.name), "%s", name);
+	v.size = 1 << 30;
+	v.pool = 1;
+	v.object_size = 4 << 20;
+	v.created_at = 1700000000;
+	return v;
+}
+
+static void add_pool(struct mg_store *st, uint32_t id, const char *name)
+{
+	struct mg_pool_rec p;
+
+	memset(&p, 0, sizeof(p));
+	p.id = id;
+	snprintf(p.name, sizeof(p.name), "%s", name);
+	p.replicas = 3;
+	p.min_replicas = 2;
+	p.failure_domain = 1;
+	p.pg_count = 8;
+	assert_int_equal(mg_store_begin(st), 0);
+	assert_int_equal(mg_store_put_pool(st, &p), 0);
+	assert_int_equal(mg_store_commit(st), 0);
+}
+
+static void test_schema(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_meta m;
+
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), MG_STORE_SCHEMA);
+	assert_int_equal(raw_int(f->path, "PRAGMA journal_mode = WAL") >= 0 ? 1 : 0, 1);
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(m.epoch, 0);
+	assert_int_equal(m.next_server_id, 1);
+	assert_int_equal(m.next_pool_id, 1);
+	assert_int_equal(m.next_volume_id, 1);
+	/* Opening again does not recreate (or fail on) the schema. */
+	reopen(f);
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM meta"), 1);
+}
+
+static void test_newer_schema_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_store *st;
+	char err[256] = "";
+	sqlite3 *db;
+
+	mg_store_close(f->st);
+	f->st = NULL;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(mg_store_open(f->path, &st, err, sizeof(err)), -EPROTONOSUPPORT);
+	assert_non_null(strstr(err, "newer"));
+	/* teardown closes f->st: give it a fresh store elsewhere */
+	snprintf(f->path, sizeof(f->path), "%s/other.db", f->dir);
+	assert_int_equal(mg_store_open(f->path, &f->st, err, sizeof(err)), 0);
+}
+
+static int count_volumes(void *arg, const struct mg_volume_rec *v)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_volumes(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_volume_rec v = vol(7, "alpha"), got;
+	int n = 0;
+
+	add_pool(f->st, 1, "default");
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &v), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	reopen(f);
+	assert_int_equal(mg_store_get_volume(f->st, "alpha", &got), 0);
+	assert_int_equal(got.id, 7);
+	assert_int_equal(got.size, 1 << 30);
+	assert_int_equal(got.object_size, 4 << 20);
+	assert_int_equal(got.created_at, 1700000000);
+	assert_int_equal(mg_store_get_volume(f->st, "beta", &got), -ENOENT);
+	/* Duplicate name, duplicate id. */
+	assert_int_equal(mg_store_begin(f->st), 0);
+	v.id = 8;
+	assert_int_equal(mg_store_add_volume(f->st, &v), -EEXIST);
+	mg_store_rollback(f->st);
+	assert_int_equal(mg_store_begin(f->st), 0);
+	v = vol(7, "beta");
+	assert_int_equal(mg_store_add_volume(f->st, &v), -EEXIST);
+	mg_store_rollback(f->st);
+	assert_int_equal(mg_store_each_volume(f->st, count_volumes, &n), 0);
+	assert_int_equal(n, 1);
+	/* Delete. */
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_delete_volume(f->st, "alpha"), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_delete_volume(f->st, "alpha"), -ENOENT);
+	mg_store_rollback(f->st);
+	assert_int_equal(mg_store_get_volume(f->st, "alpha", &got), -ENOENT);
+}
+
+/* A change that fails half-way leaves nothing behind, not even the parts
+ * that succeeded before the failure. */
+static void test_rollback(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_volume_rec a = vol(1, "a"), b = vol(2, "b"), dup = vol(3, "a"), got;
+	struct mg_meta m, m2;
+	int n = 0;
+
+	add_pool(f->st, 1, "default");
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_true(mg_store_in_transaction(f->st));
+	assert_int_equal(mg_store_add_volume(f->st, &a), 0);
+	m2 = m;
+	m2.next_volume_id = 4;
+	m2.epoch = 99;
+	assert_int_equal(mg_store_put_meta(f->st, &m2), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &b), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &dup), -EEXIST);
+	mg_store_rollback(f->st);
+	assert_false(mg_store_in_transaction(f->st));
+	assert_int_equal(mg_store_get_volume(f->st, "a", &got), -ENOENT);
+	assert_int_equal(mg_store_get_volume(f->st, "b", &got), -ENOENT);
+	assert_int_equal(mg_store_get_meta(f->st, &m2), 0);
+	assert_int_equal(m2.epoch, m.epoch);
+	assert_int_equal(m2.next_volume_id, m.next_volume_id);
+	/* Nothing reached the file either. */
+	reopen(f);
+	assert_int_equal(mg_store_each_volume(f->st, count_volumes, &n), 0);
+	assert_int_equal(n, 0);
+	/* A foreign key violation (no such pool) is an error, not a row. */
+	b.pool = 42;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &b), -EIO);
+	mg_store_rollback(f->st);
+	assert_int_equal(mg_store_get_volume(f->st, "b", &got), -ENOENT);
+}
+
+static int collect_server(void *arg, const struct mg_server_rec *s)
+{
+	*(struct mg_server_rec *)arg = *s;
+	return 0;
+}
+
+static void test_servers(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_server_rec s, got;
+
+	memset(&s, 0, sizeof(s));
+	s.id = 3;
+	snprintf(s.uuid, sizeof(s.uuid), "00112233-4455-6677-8899-aabbccddeeff");
+	snprintf(s.addr, sizeof(s.addr), "10.0.0.3:7400");
+	snprintf(s.host, sizeof(s.host), "h3");
+	snprintf(s.rack, sizeof(s.rack), "r1");
+	snprintf(s.tags, sizeof(s.tags), "nvme,fast");
+	s.weight = 100;
+	s.in = true;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_server(f->st, &s), 0);
+	/* Upsert by id. */
+	s.down_since_ms = 12345;
+	s.in = false;
+	assert_int_equal(mg_store_put_server(f->st, &s), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	reopen(f);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(mg_store_each_server(f->st, collect_server, &got), 0);
+	assert_int_equal(got.id, 3);
+	assert_string_equal(got.uuid, s.uuid);
+	assert_string_equal(got.tags, "nvme,fast");
+	assert_false(got.in);
+	assert_int_equal(got.down_since_ms, 12345);
+	/* Another id with the same uuid is refused. */
+	s.id = 4;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_server(f->st, &s), -EEXIST);
+	mg_store_rollback(f->st);
+}
+
+static int collect_pg(void *arg, const struct mg_pg_rec *pg)
+{
+	*(struct mg_pg_rec *)arg = *pg;
+	return 0;
+}
+
+static int stop_at_first(void *arg, const struct mg_pg_rec *pg)
+{
+	return -ECANCELED;
+}
+
+static void test_pgs(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_pg_rec pg = {.pool = 1,
+			       .pg = 5,
+			       .nmembers = 3,
+			       .members = {4, 1, 9},
+			       .primary = 1,
+			       .in_sync = 6,
+			       .interval = 17};
+	struct mg_pg_rec got;
+	sqlite3 *db;
+
+	add_pool(f->st, 1, "default");
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_pg(f->st, &pg), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	memset(&got, 0, sizeof(got));
+	assert_int_equal(mg_store_each_pg(f->st, collect_pg, &got), 0);
+	assert_memory_equal(&got, &pg, sizeof(pg));
+	assert_int_equal(mg_store_each_pg(f->st, stop_at_first, NULL), -ECANCELED);
+	/* A damaged member list is an error, never an overflow. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db, "UPDATE pgs SET members = '1,2,3,4,5,6'", NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(mg_store_each_pg(f->st, collect_pg, &got), -EIO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_volumes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_servers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pgs, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

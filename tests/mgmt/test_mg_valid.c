@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mg_valid: names, sizes, object sizes, pool shapes. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "mgmt/mg_valid.h"
+
+static void test_names(void **state)
+{
+	static const char *const good[] = {"a",		"Z",	  "0",	    "vol-1",
+					   "vol_1.img", "9lives", "A.b-C_d"};
+	static const char *const bad[] = {"",	  "-x", ".x",	"_x",	 "a b",	      "a/b",
+					  "a%2f", "é",	"a\nb", "x\x01", "name;drop", "../etc"};
+	char err[256], n63[64], n64[65];
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(mg_check_name("volume", good[i], err, sizeof(err)), 0);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(mg_check_name("volume", bad[i], err, sizeof(err)), -EINVAL);
+		assert_non_null(strstr(err, "volume name"));
+	}
+	memset(n63, 'a', 63);
+	n63[63] = '\0';
+	memset(n64, 'a', 64);
+	n64[64] = '\0';
+	assert_int_equal(mg_check_name("pool", n63, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_name("pool", n64, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "1-63"));
+	/* A NULL err is allowed. */
+	assert_int_equal(mg_check_name("volume", "-", NULL, 0), -EINVAL);
+}
+
+static void test_sizes(void **state)
+{
+	char err[256];
+
+	assert_int_equal(mg_check_volume_size(0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_volume_size(1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_volume_size(4095, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "4096"));
+	assert_int_equal(mg_check_volume_size(4096, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_volume_size(10ull << 30, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_volume_size(1ull << 50, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_volume_size((1ull << 50) + 4096, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_volume_size(UINT64_MAX - 4095, err, sizeof(err)), -EINVAL);
+}
+
+static void test_object_sizes(void **state)
+{
+	char err[256];
+
+	for (uint64_t s = 64 << 10; s <= 64 << 20; s <<= 1) {
+		assert_int_equal(mg_check_object_size(s, err, sizeof(err)), 0);
+	}
+	assert_int_equal(mg_check_object_size(0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_object_size(32 << 10, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_object_size(128ull << 20, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_object_size(3 << 20, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_object_size((4 << 20) + 4096, err, sizeof(err)), -EINVAL);
+}
+
+static void test_pool_shape(void **state)
+{
+	char err[256];
+
+	assert_int_equal(mg_check_pool_shape(3, 2, 128, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_pool_shape(1, 1, 1, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_pool_shape(5, 5, 4096, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_pool_shape(0, 0, 128, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_pool_shape(6, 2, 128, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_pool_shape(3, 4, 128, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_pool_shape(3, 0, 128, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_pool_shape(3, 2, 0, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_pool_shape(3, 2, 4097, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_parse_failure_domain("server", err, sizeof(err)), 0);
+	assert_int_equal(mg_parse_failure_domain("host", err, sizeof(err)), 1);
+	assert_int_equal(mg_parse_failure_domain("rack", err, sizeof(err)), 2);
+	assert_int_equal(mg_parse_failure_domain("Host", err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_parse_failure_domain("", err, sizeof(err)), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_object_sizes),
+		cmocka_unit_test(test_pool_shape),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
