@@ -32,6 +32,8 @@ static const char help_main[] =
 	"                       [--journal-size SIZE] [--backend NAME] [--force]\n"
 	"    keel-server run [--config FILE] [--device PATH] [--listen HOST:PORT]\n"
 	"                    [--key FILE] [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
+	"                    [--mgmt HOST:PORT [--host NAME] [--rack NAME] [--weight N]\n"
+	"                     [--advertise HOST:PORT]]\n"
 	"    keel-server keygen FILE\n"
 	"    keel-server help [format|run|keygen]\n"
 	"    keel-server --help\n"
@@ -102,6 +104,8 @@ static const char help_run[] =
 	"    keel-server run [--config FILE] [--device PATH] [--listen HOST:PORT]\n"
 	"                    [--key FILE] [--backend NAME] [--flush-mode MODE]\n"
 	"                    [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
+	"                    [--mgmt HOST:PORT [--host NAME] [--rack NAME] [--weight N]\n"
+	"                     [--advertise HOST:PORT]]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Opens the blockstore (replaying its journal), listens, authenticates\n"
@@ -126,6 +130,18 @@ static const char help_run[] =
 	"    --flush-mode MODE   same as --set server.flush_mode=MODE\n"
 	"    --log-level LEVEL   same as --set server.log_level=LEVEL\n"
 	"    --set S.KEY=VALUE   set any configuration key\n"
+	"    --mgmt HOST:PORT    same as --set server.mgmt=HOST:PORT: cluster mode\n"
+	"    --host NAME         same as --set server.host=NAME\n"
+	"    --rack NAME         same as --set server.rack=NAME\n"
+	"    --weight N          same as --set server.weight=N\n"
+	"    --advertise ADDR    same as --set server.advertise=ADDR\n"
+	"\n"
+	"    Cluster mode (--mgmt): the server registers with keel-mgmt (identity:\n"
+	"    the blockstore uuid), heartbeats every 250 ms, follows the cluster map,\n"
+	"    serves the PGs it is primary of (client requests must carry the PG id\n"
+	"    and map epoch; others get EINVAL/ESTALE), replicates writes to the\n"
+	"    other members and recovers members that are not in sync. Without\n"
+	"    --mgmt it serves requests alone, as a single server.\n"
 	"\n"
 	"    Configuration keys ([server] section) and their defaults:\n"
 	"%s"
@@ -414,6 +430,11 @@ static int run_parse(int argc, char **argv, struct srv_settings *s)
 		{"flush-mode", required_argument, NULL, 'F'},
 		{"log-level", required_argument, NULL, 'L'},
 		{"set", required_argument, NULL, 'S'},
+		{"mgmt", required_argument, NULL, 'M'},
+		{"host", required_argument, NULL, 'H'},
+		{"rack", required_argument, NULL, 'R'},
+		{"weight", required_argument, NULL, 'W'},
+		{"advertise", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -423,6 +444,8 @@ static int run_parse(int argc, char **argv, struct srv_settings *s)
 	} direct[] = {
 		{'d', "server.device"},	 {'l', "server.listen"},     {'k', "server.key_file"},
 		{'b', "server.backend"}, {'F', "server.flush_mode"}, {'L', "server.log_level"},
+		{'M', "server.mgmt"},	 {'H', "server.host"},	     {'R', "server.rack"},
+		{'W', "server.weight"},	 {'A', "server.advertise"},
 	};
 	char err[CFG_ERR_LEN];
 	const char *config = NULL;
@@ -591,6 +614,14 @@ static int cmd_run(int argc, char **argv)
 		goto out_close_bs;
 	}
 	ctx.srv_started = true;
+	if (s.mgmt[0]) {
+		ret = srv_cluster_start(&ctx.srv, &s);
+		if (ret) {
+			log_error("cannot start cluster mode: %s", strerror(-ret));
+			srv_destroy(&ctx.srv);
+			goto out_close_bs;
+		}
+	}
 	log_info("ready");
 	ret = reactor_run(r);
 	if (ret) {

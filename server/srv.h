@@ -42,6 +42,7 @@
 #include "proto/conn.h"
 #include "proto/frame.h"
 #include "server/bs.h"
+#include "server/srv_pg.h"
 
 #define SRV_QUEUE_DEPTH	     128
 #define SRV_REJECT_SLOTS     16
@@ -70,6 +71,15 @@ struct srv_settings {
 	uint32_t meta_cache_mb;
 	int log_level; /* enum srv_log_level */
 	uint32_t max_connections;
+	/* cluster mode (docs/cluster.md); mgmt empty = single-server mode */
+	char mgmt[128];
+	char host[64];
+	char rack[64];
+	uint32_t weight;
+	char advertise[128];
+	uint32_t recovery_max_active;
+	uint32_t recovery_client_ops;
+	uint32_t replica_timeout_ms;
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */
@@ -87,6 +97,7 @@ const char *srv_flush_mode_name(int mode);
 
 struct srv;
 struct srv_conn;
+struct srv_cluster;
 
 /* Per-opcode counters, exposed through STAT. */
 struct srv_counters {
@@ -101,6 +112,83 @@ enum srv_req_state {
 	SRV_REQ_FREE = 0,
 	SRV_REQ_BS,	  /* blockstore request in flight */
 	SRV_REQ_REPLYING, /* reply queued on the connection */
+	SRV_REQ_CLUSTER,  /* owned by srv_repl.c (cluster mode) */
+};
+
+/* ---- server-to-server requests (srv_peer.c) ---- */
+
+struct srv_peer;
+struct srv_peer_req;
+
+enum srv_pr_state {
+	SRV_PR_IDLE = 0,
+	SRV_PR_QUEUED, /* waiting for the connection (or a retry time) */
+	SRV_PR_SENT,   /* on the wire, reply expected */
+	SRV_PR_DONE,   /* reply delivered */
+};
+
+/*
+ * One request to another server. The owner fills msg.hdr (opcode, epoch,
+ * pgid, object fields, lengths; not req_id), msg.meta/data/crcs, done and
+ * arg, then srv_peer_send(). Connection loss and timeouts re-send it after
+ * reconnecting; done fires once with the reply (res = reply status as
+ * -errno; @h/@meta valid during the call) unless srv_peer_cancel() first.
+ * Payload buffers stay the owner's and must live until srv_peer_idle().
+ */
+struct srv_peer_req {
+	struct srv_peer *peer;
+	enum srv_pr_state state;
+	bool sending; /* kp_conn still holds the payload */
+	uint32_t slot;
+	uint64_t deadline_ns, retry_ns;
+	struct srv_peer_req *qnext;
+	struct kp_msg msg;
+	void (*done)(struct srv_peer_req *pr, int res, const struct kp_hdr *h, const uint8_t *meta);
+	void (*idle)(struct srv_peer_req *pr); /* optional: sending went false */
+	void *arg;
+};
+
+/* ---- cluster mode per-request state (srv_repl.c) ---- */
+
+enum srv_repl_state {
+	SRV_RS_NONE = 0,
+	SRV_RS_OBJ_WAIT,  /* waiting for the object (earlier mutation, push) */
+	SRV_RS_PG_WAIT,	  /* mutation queued: below min_replicas */
+	SRV_RS_RUNNING,	  /* local op and replica ops in flight */
+	SRV_RS_PUSHING,	  /* a member rejected the previous version: object push */
+	SRV_RS_FINISHING, /* result known, waiting for sends to release buffers */
+};
+
+struct srv_obj;
+struct srv_rop;
+
+/* A waiter for an object (srv_obj): a client request or an object push. */
+struct srv_obj_waiter {
+	struct srv_obj_waiter *next;
+	bool writer;
+	void (*grant)(struct srv_obj_waiter *w);
+};
+
+struct srv_repl {
+	struct srv_obj_waiter ow;
+	enum srv_repl_state state;
+	struct srv_pg *pg;
+	struct srv_obj *obj;
+	bool locked;		       /* holds the object (as ow.writer says) */
+	struct srv_req *wnext;	       /* PG wait queue */
+	struct srv_req *pnext, *pprev; /* pg->active */
+	uint32_t pg_gen;
+	uint64_t version, prev_version;
+	bool local_done;
+	int local_res;
+	int final_res;
+	unsigned int nsubs;
+	uint32_t sent[CMAP_MAX_REPLICAS];
+	bool done[CMAP_MAX_REPLICAS];
+	bool need_push[CMAP_MAX_REPLICAS];
+	struct srv_peer_req subs[CMAP_MAX_REPLICAS];
+	struct srv_rop *rop; /* inline push in progress */
+	struct reactor_defer defer;
 };
 
 /* One preallocated request slot. */
@@ -114,6 +202,12 @@ struct srv_req {
 	struct bufpool *pool; /* where buf came from */
 	uint32_t crcs[BS_MAX_IO / BS_BLOCK];
 	struct srv_req *next_free;
+	struct srv_repl r; /* cluster mode */
+	union {
+		struct bs_push_req push;
+		struct bs_bvers_req bvers;
+	} x;
+	uint64_t vers[BS_MAX_IO / BS_BLOCK]; /* REPLICA_PUSH block versions */
 };
 
 struct srv_conn {
@@ -147,6 +241,7 @@ struct srv {
 	struct reactor_timer drain_timer;
 	struct srv_counters ctr;
 	uint64_t started_ns;
+	struct srv_cluster *cl; /* NULL: single-server mode */
 };
 
 /* Allocate pools and start listening on @addr. 0 or -errno (logged). */
@@ -172,6 +267,157 @@ void srv_dispatch(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 void srv_req_finish(struct srv_req *req, int res);
 /* Take a pool buffer of at least @len bytes; -EBUSY when none is free. */
 int srv_req_get_buf(struct srv_req *req, uint32_t len);
+/* Pack @msg (a ProtobufCMessage) into a pool buffer as the reply meta. */
+int srv_req_reply_meta(struct srv_req *req, const void *msg);
+/* Submit req->bs (filled by the caller) with the generic completion. */
+int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version);
+
+/* ---- cluster mode (srv_mgmt.c, srv_peer.c, srv_repl.c, srv_recovery.c) ---- */
+
+#define SRV_PEER_SLOTS	    1024u /* requests in flight per peer connection */
+#define SRV_OBJS	    8192u /* objects with client ops in flight (cluster mode) */
+#define SRV_HEARTBEAT_NS    (250ull * 1000 * 1000)
+#define SRV_TICK_NS	    (20ull * 1000 * 1000)
+#define SRV_REPORT_NS	    (1000ull * 1000 * 1000)
+#define SRV_EAGAIN_RETRY_NS (20ull * 1000 * 1000)
+#define SRV_INLINE_ROPS	    8u /* object pushes started by writes (beyond recovery's) */
+
+/* An object with client ops or a push in flight (primary side). */
+struct srv_obj {
+	uint64_t inode, objno;
+	struct srv_obj *hnext;
+	uint32_t readers;
+	bool writer;
+	bool hashed;   /* in use (in the hash), not on the free list */
+	uint32_t pins; /* wake-ups in progress: grants may re-enter unlock */
+	struct srv_obj_waiter *wait_head, *wait_tail;
+};
+
+/* Object push to one member (recovery and writes' repair), srv_recovery.c. */
+enum srv_rop_state {
+	SRV_ROP_FREE = 0,
+	SRV_ROP_LOCK,	     /* waiting for the object */
+	SRV_ROP_LOCAL_BVERS, /* our block versions */
+	SRV_ROP_REMOTE_BVERS,
+	SRV_ROP_READ,	/* reading one run */
+	SRV_ROP_PUSH,	/* REPLICA_PUSH of one run in flight */
+	SRV_ROP_DELETE, /* REPLICA_DELETE in flight */
+	SRV_ROP_DONE,
+};
+
+struct srv_rop {
+	struct srv_cluster *cl;
+	enum srv_rop_state state;
+	struct srv_pg *pg;
+	uint32_t pg_gen;
+	uint32_t member;
+	uint64_t inode, objno;
+	bool delete_only;
+	bool locked_by_owner; /* a write holds the object for us */
+	struct srv_obj *obj;
+	struct srv_obj_waiter ow;
+	int res;
+	uint64_t obj_version;
+	uint64_t *pv, *rv; /* bpo entries each */
+	void *iobuf;	   /* BS_MAX_IO, 4096-aligned */
+	uint32_t *crcs;
+	struct pg_run *runs;
+	unsigned int nruns, run;
+	uint64_t bytes;
+	struct bs_bvers_req bv;
+	struct bs_req bsr;
+	struct srv_peer_req pr;
+	uint8_t meta[8192]; /* PushRequest: <= 256 versions */
+	void (*done)(struct srv_rop *rop, int res);
+	void *arg;
+	struct srv_rop *next_free;
+};
+
+struct srv_cluster {
+	struct srv *srv;
+	struct reactor *r;
+	const struct kp_key *key;
+	struct srv_settings set;
+	uint32_t self;	  /* server id from mgmt, 0 until registered */
+	struct cmap *map; /* NULL until the first map */
+	uint64_t epoch;
+	/* PG table: per pool index of map->pools, pg_count pointers */
+	struct srv_pg **pool_pgs[4096]; /* by pool id: CMAP_MAX_PGS pointers, kept */
+	/* mgmt session */
+	struct kp_conn *mkc;
+	bool mready, registered;
+	uint64_t mretry_ns, mbackoff_ns;
+	struct kp_msg mreg, mhb, mrep;
+	bool mreg_busy, mhb_busy, mrep_busy;
+	uint8_t mreg_buf[1024], mhb_buf[128];
+	uint8_t *mrep_buf;
+	size_t mrep_cap;
+	struct kp_msg mmap_reply[4];
+	uint32_t mmap_reply_busy;
+	uint64_t next_hb_ns, next_report_ns;
+	/* peers */
+	struct srv_peer *peers;
+	/* objects */
+	struct srv_obj *objs;
+	struct srv_obj *obj_free;
+	struct srv_obj **obj_hash;
+	uint32_t obj_hmask;
+	/* recovery */
+	struct srv_rop *rops;
+	struct srv_rop *rop_free;
+	uint32_t rops_active;	  /* recovery-started pushes in flight */
+	struct srv_pg **rec_list; /* PGs we are primary of with an up member not in sync */
+	unsigned int nrec;
+	uint64_t client_inflight;
+	uint64_t rec_bytes_copied, rec_objects_copied;
+	/* timers */
+	struct reactor_timer tick;
+	bool stopping;
+};
+
+/* srv_mgmt.c: cluster mode start/stop; the mgmt session and map application. */
+int srv_cluster_start(struct srv *s, const struct srv_settings *set);
+void srv_cluster_stop(struct srv *s);
+struct srv_pg *srv_cluster_pg(struct srv_cluster *cl, uint32_t pgid);
+void srv_cluster_report_now(struct srv_cluster *cl);
+
+/* srv_peer.c */
+void srv_peer_send(struct srv_cluster *cl, uint32_t server_id, struct srv_peer_req *pr);
+void srv_peer_cancel(struct srv_peer_req *pr);
+void srv_peer_tick(struct srv_cluster *cl, uint64_t now);
+void srv_peer_map_changed(struct srv_cluster *cl);
+void srv_peer_close_all(struct srv_cluster *cl);
+/* Request id high 16 bits: the sender's server id (replica-side fencing). */
+#define SRV_REQID_SENDER(id) ((uint32_t)((id) >> 48))
+
+/* srv_repl.c */
+/* Cluster-mode checks of a client data op (pgid, primary, epochs); sets
+ * req->r.pg. 0 or -EINVAL / -ESTALE for the reply. */
+int srv_cluster_check_client(struct srv_cluster *cl, struct srv_req *req);
+/* Run a checked client READ/WRITE/DISCARD/WRITE_ZEROES (data already in
+ * req->buf); srv_req_finish() follows exactly once. */
+void srv_repl_client(struct srv_req *req);
+void srv_repl_replica(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		      const uint32_t *crcs);
+void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone);
+/* Find or make the entry of an object; NULL when SRV_OBJS are in use. */
+struct srv_obj *srv_obj_get(struct srv_cluster *cl, uint64_t inode, uint64_t objno);
+/* Take @o for @w (shared for readers): true when granted now, else @w is
+ * queued (FIFO) and w->grant() runs when it is granted. */
+bool srv_obj_lock(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w);
+/* Drop a granted hold; wakes waiters; frees the entry when unused. */
+void srv_obj_unlock(struct srv_cluster *cl, struct srv_obj *o, bool writer);
+/* Remove a queued (not granted) waiter; frees the entry when unused. */
+void srv_obj_unqueue(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w);
+
+/* srv_recovery.c */
+int srv_recovery_init(struct srv_cluster *cl);
+void srv_recovery_fini(struct srv_cluster *cl);
+void srv_recovery_kick(struct srv_cluster *cl);
+void srv_recovery_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone);
+struct srv_rop *srv_rop_get(struct srv_cluster *cl, bool inline_push);
+void srv_rop_start(struct srv_rop *rop);
+void srv_rop_obj_ready(struct srv_rop *rop);
 
 /* ---- signals (srv_signal.c) ---- */
 

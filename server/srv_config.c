@@ -47,6 +47,21 @@ static const struct cfg_opt srv_opts[] = {
 		"error, warn, info or debug"),
 	SRV_OPT("max_connections", CFG_U32, max_connections, 1, 65536, "1024", NULL,
 		"connections served at once; more are refused"),
+	SRV_OPT("mgmt", CFG_STR, mgmt, 0, 0, "", NULL,
+		"keel-mgmt cluster address host:port; empty = single-server mode"),
+	SRV_OPT("host", CFG_STR, host, 0, 0, "", NULL,
+		"failure-domain host name (default: the hostname)"),
+	SRV_OPT("rack", CFG_STR, rack, 0, 0, "default", NULL, "failure-domain rack name"),
+	SRV_OPT("weight", CFG_U32, weight, 0, 1000000, "0", NULL,
+		"placement weight; 0 = GiB of object space (at least 1)"),
+	SRV_OPT("advertise", CFG_STR, advertise, 0, 0, "", NULL,
+		"data address announced to mgmt and peers (default: the listen address)"),
+	SRV_OPT("recovery_max_active", CFG_U32, recovery_max_active, 1, 1024, "4", NULL,
+		"recovery object pushes in flight per server"),
+	SRV_OPT("recovery_client_ops", CFG_U32, recovery_client_ops, 1, 65536, "16", NULL,
+		"recovery starts no new object push while this many client ops are in flight"),
+	SRV_OPT("replica_timeout_ms", CFG_U32, replica_timeout_ms, 100, 600000, "2000", NULL,
+		"a replica request unanswered this long closes the peer connection (resent)"),
 };
 
 #define SRV_NOPTS (sizeof(srv_opts) / sizeof(srv_opts[0]))

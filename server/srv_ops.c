@@ -19,9 +19,11 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "crcs go between the wire and the blockstore without conversion");
 
 enum srv_op_flags {
-	SRV_OP_EXTENT = 1u << 0, /* offset/length address an extent of one object */
-	SRV_OP_DATA = 1u << 1,	 /* request carries data (WRITE) */
-	SRV_OP_META = 1u << 2,	 /* request may carry a meta message */
+	SRV_OP_EXTENT = 1u << 0,  /* offset/length address an extent of one object */
+	SRV_OP_DATA = 1u << 1,	  /* request carries data (WRITE) */
+	SRV_OP_META = 1u << 2,	  /* request may carry a meta message */
+	SRV_OP_CLUSTER = 1u << 3, /* server-to-server: cluster mode only */
+	SRV_OP_CLIENT = 1u << 4,  /* client data op: PG and epoch checks in cluster mode */
 };
 
 struct srv_op {
@@ -48,6 +50,11 @@ static void srv_bs_done(struct bs_req *breq, int res)
 /* Hand req->bs to the blockstore; on a refused submit the caller replies. */
 static int srv_bs_submit(struct srv_req *req, enum bs_op op)
 {
+	return srv_req_bs_submit(req, op, op == BS_OP_WRITE ? req->hdr.obj_ver : 0);
+}
+
+int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version)
+{
 	struct srv *s = req->conn->srv;
 	struct bs_req *b = &req->bs;
 	int ret;
@@ -60,7 +67,7 @@ static int srv_bs_submit(struct srv_req *req, enum bs_op op)
 	b->length = req->hdr.length;
 	b->buf = req->buf;
 	b->crcs = req->buf ? req->crcs : NULL;
-	b->version = op == BS_OP_WRITE ? req->hdr.obj_ver : 0;
+	b->version = version;
 	b->cb = srv_bs_done;
 	b->arg = req;
 	req->state = SRV_REQ_BS;
@@ -80,6 +87,10 @@ static int srv_op_read(struct srv_req *req, const uint8_t *meta, const uint8_t *
 
 	if (ret) {
 		return ret;
+	}
+	if (req->conn->srv->cl) {
+		srv_repl_client(req);
+		return 0;
 	}
 	return srv_bs_submit(req, BS_OP_READ);
 }
@@ -102,24 +113,41 @@ static int srv_op_write(struct srv_req *req, const uint8_t *meta, const uint8_t 
 	}
 	memcpy(req->buf, data, len);
 	memcpy(req->crcs, crcs, (len / BS_BLOCK) * sizeof(uint32_t));
+	if (req->conn->srv->cl) {
+		srv_repl_client(req);
+		return 0;
+	}
 	return srv_bs_submit(req, BS_OP_WRITE);
 }
 
 static int srv_op_discard(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 			  const uint32_t *crcs)
 {
+	if (req->conn->srv->cl) {
+		srv_repl_client(req);
+		return 0;
+	}
 	return srv_bs_submit(req, BS_OP_DISCARD);
 }
 
 static int srv_op_write_zeroes(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 			       const uint32_t *crcs)
 {
+	if (req->conn->srv->cl) {
+		srv_repl_client(req);
+		return 0;
+	}
 	return srv_bs_submit(req, BS_OP_WRITE_ZEROES);
 }
 
 static int srv_op_sync(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 		       const uint32_t *crcs)
 {
+	if (req->conn->srv->cl) {
+		/* cluster mode: writes are durable on every copy when acked */
+		srv_req_finish(req, 0);
+		return 0;
+	}
 	return srv_bs_submit(req, BS_OP_SYNC);
 }
 
@@ -133,6 +161,12 @@ static int srv_op_ping(struct srv_req *req, const uint8_t *meta, const uint8_t *
 /* Pack @msg into a pool buffer as the reply's meta. */
 static int srv_reply_meta(struct srv_req *req, const ProtobufCMessage *msg)
 {
+	return srv_req_reply_meta(req, msg);
+}
+
+int srv_req_reply_meta(struct srv_req *req, const void *m)
+{
+	const ProtobufCMessage *msg = m;
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	int ret;
 
@@ -155,6 +189,8 @@ static int srv_stat_store(struct srv_req *req)
 	struct srv *s = req->conn->srv;
 	Keel__StoreStat st = KEEL__STORE_STAT__INIT;
 	struct bs_stat bst;
+	uint8_t uuid[16];
+	char uuid_hex[33];
 
 	bs_stat(s->bs, &bst);
 	st.object_size = bst.object_size;
@@ -166,7 +202,22 @@ static int srv_stat_store(struct srv_req *req)
 	st.reads = bst.reads;
 	st.writes = bst.writes;
 	st.crc_errors = bst.crc_errors;
-	st.uuid = (char *)"";
+	bs_uuid(s->bs, uuid);
+	for (unsigned int i = 0; i < 16; i++) {
+		snprintf(uuid_hex + 2 * i, 3, "%02x", uuid[i]);
+	}
+	st.uuid = uuid_hex;
+	st.ops_read = s->ctr.ops[KP_OP_READ];
+	st.ops_write = s->ctr.ops[KP_OP_WRITE];
+	st.bytes_read = s->ctr.bytes_read;
+	st.bytes_written = s->ctr.bytes_written;
+	st.connections = s->nconns;
+	if (s->cl) {
+		st.recovery_bytes_copied = s->cl->rec_bytes_copied;
+		st.recovery_objects_copied = s->cl->rec_objects_copied;
+		st.map_epoch = s->cl->epoch;
+		st.server_id = s->cl->self;
+	}
 	return srv_reply_meta(req, &st.base);
 }
 
@@ -257,16 +308,34 @@ static int srv_op_list(struct srv_req *req, const uint8_t *meta, const uint8_t *
 	return 0;
 }
 
+static int srv_op_replica(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+			  const uint32_t *crcs)
+{
+	srv_repl_replica(req, meta, data, crcs);
+	return 0;
+}
+
 static const struct srv_op srv_ops[KP_OP__MAX] = {
-	[KP_OP_READ] = {"READ", srv_op_read, BS_OP_READ, SRV_OP_EXTENT},
-	[KP_OP_WRITE] = {"WRITE", srv_op_write, BS_OP_WRITE, SRV_OP_EXTENT | SRV_OP_DATA},
-	[KP_OP_DISCARD] = {"DISCARD", srv_op_discard, BS_OP_DISCARD, SRV_OP_EXTENT},
+	[KP_OP_READ] = {"READ", srv_op_read, BS_OP_READ, SRV_OP_EXTENT | SRV_OP_CLIENT},
+	[KP_OP_WRITE] = {"WRITE", srv_op_write, BS_OP_WRITE,
+			 SRV_OP_EXTENT | SRV_OP_DATA | SRV_OP_CLIENT},
+	[KP_OP_DISCARD] = {"DISCARD", srv_op_discard, BS_OP_DISCARD, SRV_OP_EXTENT | SRV_OP_CLIENT},
 	[KP_OP_WRITE_ZEROES] = {"WRITE_ZEROES", srv_op_write_zeroes, BS_OP_WRITE_ZEROES,
-				SRV_OP_EXTENT},
-	[KP_OP_SYNC] = {"SYNC", srv_op_sync, BS_OP_SYNC, 0},
+				SRV_OP_EXTENT | SRV_OP_CLIENT},
+	[KP_OP_SYNC] = {"SYNC", srv_op_sync, BS_OP_SYNC, SRV_OP_CLIENT},
 	[KP_OP_LIST] = {"LIST", srv_op_list, 0, SRV_OP_META},
 	[KP_OP_STAT] = {"STAT", srv_op_stat, 0, 0},
 	[KP_OP_PING] = {"PING", srv_op_ping, 0, 0},
+	/* cluster mode only: srv_repl.c validates and serves these */
+	[KP_OP_REPLICA_WRITE] = {"REPLICA_WRITE", srv_op_replica, 0,
+				 SRV_OP_EXTENT | SRV_OP_DATA | SRV_OP_CLUSTER},
+	[KP_OP_REPLICA_DISCARD] = {"REPLICA_DISCARD", srv_op_replica, 0,
+				   SRV_OP_EXTENT | SRV_OP_CLUSTER},
+	[KP_OP_REPLICA_LIST] = {"REPLICA_LIST", srv_op_replica, 0, SRV_OP_META | SRV_OP_CLUSTER},
+	[KP_OP_REPLICA_BVERS] = {"REPLICA_BVERS", srv_op_replica, 0, SRV_OP_CLUSTER},
+	[KP_OP_REPLICA_PUSH] = {"REPLICA_PUSH", srv_op_replica, 0,
+				SRV_OP_EXTENT | SRV_OP_DATA | SRV_OP_META | SRV_OP_CLUSTER},
+	[KP_OP_REPLICA_DELETE] = {"REPLICA_DELETE", srv_op_replica, 0, SRV_OP_CLUSTER},
 };
 
 /* Checks that need the store's geometry. 0 or -errno for the reply. */
@@ -277,6 +346,9 @@ static int srv_validate(struct srv_req *req, const struct srv_op *op)
 
 	if (h->meta_len && !(op->flags & SRV_OP_META)) {
 		return -EINVAL;
+	}
+	if ((op->flags & SRV_OP_CLUSTER) && !req->conn->srv->cl) {
+		return -ENOTSUP;
 	}
 	if (!(op->flags & SRV_OP_DATA) && h->data_len) {
 		return -EINVAL;
@@ -316,6 +388,9 @@ void srv_dispatch(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 		  (unsigned long long)req->hdr.req_id, (unsigned long long)req->hdr.inode,
 		  (unsigned long long)req->hdr.objno, req->hdr.offset, req->hdr.length);
 	ret = srv_validate(req, op);
+	if (!ret && s->cl && (op->flags & SRV_OP_CLIENT)) {
+		ret = srv_cluster_check_client(s->cl, req);
+	}
 	if (!ret) {
 		ret = op->handler(req, meta, data, crcs);
 	}

@@ -390,6 +390,7 @@ static void srv_close_all(struct srv *s)
 {
 	struct srv_conn *c, *next;
 
+	srv_cluster_stop(s);
 	if (!s->conns) {
 		reactor_stop(s->r);
 		return;
@@ -414,7 +415,8 @@ static void srv_drain_tick(struct reactor_timer *t)
 {
 	struct srv *s = container_of(t, struct srv, drain_timer);
 
-	if (s->bs_inflight && reactor_now_ns() < s->drain_deadline) {
+	if ((s->bs_inflight || (s->cl && s->cl->client_inflight)) &&
+	    reactor_now_ns() < s->drain_deadline) {
 		reactor_timer_start(s->r, t, 10 * 1000 * 1000, srv_drain_tick);
 		return;
 	}

@@ -1,0 +1,1017 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * srv_repl: the replicated data path (docs/cluster.md "Data path and
+ * versions").
+ *
+ * Primary side: client ops take their object (srv_obj: readers share,
+ * mutations and pushes are exclusive, FIFO), so one mutation per object is
+ * in flight and a read never returns data that is not on every copy yet.
+ * A mutation gets version pg_next_version(), is written locally and sent
+ * as REPLICA_WRITE / REPLICA_DISCARD to every other up member in parallel
+ * (hdr.obj_ver = new version, hdr.gen = the object's previous version), and
+ * is acknowledged when pg_write_complete() says so. A member that holds a
+ * different previous version answers ENOENT: its copy of the object is not
+ * the primary's, so the primary pushes the whole object state to it (an
+ * inline object push, srv_recovery.c) before counting it. Below
+ * min_replicas mutations queue on the PG; a replica that fails keeps the
+ * mutation waiting (re-sent) until a map removes it; a map that takes the
+ * PG from us fails everything with ESTALE.
+ *
+ * Replica side: REPLICA_* ops are fenced by pg_check_replica() and applied
+ * with the primary's version; a version already present answers OK.
+ */
+#include "server/srv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "proto/keel.pb-c.h"
+
+#define SRV_REPL_RETRY_NS (100ull * 1000 * 1000)
+
+/* ---- objects ---- */
+
+static uint32_t obj_hash(const struct srv_cluster *cl, uint64_t inode, uint64_t objno)
+{
+	uint64_t h = (inode * 0x9e3779b97f4a7c15ull) ^ (objno * 0xc2b2ae3d27d4eb4full);
+
+	return (uint32_t)(h ^ (h >> 29)) & cl->obj_hmask;
+}
+
+struct srv_obj *srv_obj_get(struct srv_cluster *cl, uint64_t inode, uint64_t objno)
+{
+	uint32_t h = obj_hash(cl, inode, objno);
+	struct srv_obj *o;
+
+	for (o = cl->obj_hash[h]; o; o = o->hnext) {
+		if (o->inode == inode && o->objno == objno) {
+			return o;
+		}
+	}
+	o = cl->obj_free;
+	if (!o) {
+		return NULL;
+	}
+	cl->obj_free = o->hnext;
+	memset(o, 0, sizeof(*o));
+	o->inode = inode;
+	o->objno = objno;
+	o->hashed = true;
+	o->hnext = cl->obj_hash[h];
+	cl->obj_hash[h] = o;
+	return o;
+}
+
+static void obj_put_if_unused(struct srv_cluster *cl, struct srv_obj *o)
+{
+	struct srv_obj **pp;
+
+	if (!o->hashed || o->readers || o->writer || o->wait_head || o->pins) {
+		return;
+	}
+	o->hashed = false;
+	pp = &cl->obj_hash[obj_hash(cl, o->inode, o->objno)];
+	while (*pp != o) {
+		pp = &(*pp)->hnext;
+	}
+	*pp = o->hnext;
+	o->hnext = cl->obj_free;
+	cl->obj_free = o;
+}
+
+static bool obj_can_grant(const struct srv_obj *o, bool writer)
+{
+	return writer ? !o->writer && !o->readers : !o->writer;
+}
+
+bool srv_obj_lock(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w)
+{
+	if (!o->wait_head && obj_can_grant(o, w->writer)) {
+		if (w->writer) {
+			o->writer = true;
+		} else {
+			o->readers++;
+		}
+		return true;
+	}
+	w->next = NULL;
+	if (o->wait_tail) {
+		o->wait_tail->next = w;
+	} else {
+		o->wait_head = w;
+	}
+	o->wait_tail = w;
+	return false;
+}
+
+/* Grants run requests that may unlock @o again (re-entering here): the pin
+ * keeps @o from being freed and reused under this loop. */
+static void obj_wake(struct srv_cluster *cl, struct srv_obj *o)
+{
+	o->pins++;
+	while (o->wait_head && obj_can_grant(o, o->wait_head->writer)) {
+		struct srv_obj_waiter *w = o->wait_head;
+
+		o->wait_head = w->next;
+		if (!o->wait_head) {
+			o->wait_tail = NULL;
+		}
+		if (w->writer) {
+			o->writer = true;
+		} else {
+			o->readers++;
+		}
+		w->grant(w);
+	}
+	o->pins--;
+}
+
+void srv_obj_unlock(struct srv_cluster *cl, struct srv_obj *o, bool writer)
+{
+	if (writer) {
+		kassert(o->writer);
+		o->writer = false;
+	} else {
+		kassert(o->readers > 0);
+		o->readers--;
+	}
+	obj_wake(cl, o);
+	obj_put_if_unused(cl, o);
+}
+
+void srv_obj_unqueue(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w)
+{
+	struct srv_obj_waiter **pp = &o->wait_head, *prev = NULL;
+
+	while (*pp && *pp != w) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp) {
+		*pp = w->next;
+		if (o->wait_tail == w) {
+			o->wait_tail = prev;
+		}
+	}
+	obj_wake(cl, o);
+	obj_put_if_unused(cl, o);
+}
+
+/* ---- primary: client requests ---- */
+
+static bool req_is_mutation(const struct srv_req *req)
+{
+	return req->hdr.opcode != KP_OP_READ;
+}
+
+static struct srv_cluster *req_cl(const struct srv_req *req)
+{
+	return req->conn->srv->cl;
+}
+
+static void repl_check(struct srv_req *req);
+
+static bool repl_subs_sending(const struct srv_req *req)
+{
+	unsigned int k;
+
+	for (k = 0; k < req->r.nsubs; k++) {
+		if (req->r.subs[k].sending) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void pg_active_del(struct srv_req *req)
+{
+	struct srv_pg *pg = req->r.pg;
+
+	if (req->r.pprev) {
+		req->r.pprev->r.pnext = req->r.pnext;
+	} else if (pg->active == req) {
+		pg->active = req->r.pnext;
+	}
+	if (req->r.pnext) {
+		req->r.pnext->r.pprev = req->r.pprev;
+	}
+	req->r.pnext = req->r.pprev = NULL;
+	if (req->r.pg_gen == pg->gen) {
+		kassert(pg->inflight_cur > 0);
+		pg->inflight_cur--;
+	} else {
+		kassert(pg->inflight_prev > 0);
+		pg->inflight_prev--;
+	}
+}
+
+/* The last step of every client request in cluster mode. */
+static void repl_complete(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	int res = req->r.final_res;
+
+	if (repl_subs_sending(req) || req->r.rop) {
+		return; /* a send-done or the push's end calls us again */
+	}
+	if (req->r.state == SRV_RS_RUNNING || req->r.state == SRV_RS_PUSHING ||
+	    req->r.state == SRV_RS_FINISHING) {
+		if (req_is_mutation(req) && req->r.version) {
+			pg_active_del(req);
+		}
+	}
+	req->r.state = SRV_RS_NONE;
+	if (req->r.locked) {
+		req->r.locked = false;
+		srv_obj_unlock(cl, req->r.obj, req->r.ow.writer);
+	}
+	req->r.obj = NULL;
+	kassert(cl->client_inflight > 0);
+	cl->client_inflight--;
+	if (!res && req_is_mutation(req)) {
+		req->reply.hdr.obj_ver = req->r.version;
+	}
+	srv_req_finish(req, res);
+}
+
+static void repl_sub_idle(struct srv_peer_req *pr)
+{
+	struct srv_req *req = pr->arg;
+
+	if (req->r.state == SRV_RS_FINISHING) {
+		repl_complete(req);
+	}
+}
+
+/* Finish with @res once the local op is done and no send holds req->buf. */
+static void repl_finish(struct srv_req *req, int res)
+{
+	unsigned int k;
+
+	if (req->r.state == SRV_RS_FINISHING) {
+		return;
+	}
+	for (k = 0; k < req->r.nsubs; k++) {
+		srv_peer_cancel(&req->r.subs[k]);
+	}
+	req->r.final_res = res;
+	if (req->r.state == SRV_RS_RUNNING && !req->r.local_done) {
+		/* the local op still uses req->buf: its completion finishes */
+		req->r.state = SRV_RS_FINISHING;
+		return;
+	}
+	req->r.state = SRV_RS_FINISHING;
+	repl_complete(req);
+}
+
+static void repl_local_done(struct bs_req *b, int res)
+{
+	struct srv_req *req = b->arg;
+
+	req->r.local_done = true;
+	req->r.local_res = res;
+	if (req->r.state == SRV_RS_FINISHING) {
+		repl_complete(req);
+		return;
+	}
+	if (!req_is_mutation(req)) {
+		if (!res) {
+			req->reply.data = req->buf;
+			req->reply.crcs = req->crcs;
+			req->reply.hdr.data_len = req->hdr.length;
+			req->reply.hdr.obj_ver = b->version;
+		}
+		req->r.state = SRV_RS_FINISHING;
+		req->r.final_res = res;
+		repl_complete(req);
+		return;
+	}
+	if (res) {
+		/* Replicas may have applied it: their next previous-version
+		 * check finds the difference and the object gets pushed. */
+		log_error("%s: local %s of %llu:%llu failed: %s", req->conn->peer,
+			  kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
+			  (unsigned long long)req->hdr.objno, strerror(-res));
+		repl_finish(req, res);
+		return;
+	}
+	repl_check(req);
+}
+
+static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr *h,
+			  const uint8_t *meta);
+
+static void repl_sub_send(struct srv_req *req, unsigned int k)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_peer_req *pr = &req->r.subs[k];
+	struct kp_msg *m = &pr->msg;
+
+	memset(&m->hdr, 0, sizeof(m->hdr));
+	m->hdr.opcode =
+		req->hdr.opcode == KP_OP_WRITE ? KP_OP_REPLICA_WRITE : KP_OP_REPLICA_DISCARD;
+	m->hdr.epoch = cl->epoch;
+	m->hdr.pgid = req->hdr.pgid;
+	m->hdr.inode = req->hdr.inode;
+	m->hdr.objno = req->hdr.objno;
+	m->hdr.offset = req->hdr.offset;
+	m->hdr.length = req->hdr.length;
+	m->hdr.obj_ver = req->r.version;
+	m->hdr.gen = req->r.prev_version;
+	if (req->hdr.opcode == KP_OP_WRITE) {
+		m->hdr.data_len = req->hdr.length;
+		m->data = req->buf;
+		m->crcs = req->crcs;
+	} else {
+		m->data = NULL;
+		m->crcs = NULL;
+	}
+	m->meta = NULL;
+	pr->done = repl_sub_done;
+	pr->idle = repl_sub_idle;
+	pr->arg = req;
+	srv_peer_send(cl, req->r.sent[k], pr);
+}
+
+static void repl_push_done(struct srv_rop *rop, int res)
+{
+	struct srv_req *req = rop->arg;
+	unsigned int k;
+
+	req->r.rop = NULL;
+	for (k = 0; k < req->r.nsubs; k++) {
+		if (req->r.sent[k] == rop->member) {
+			break;
+		}
+	}
+	if (req->r.state == SRV_RS_FINISHING) {
+		repl_complete(req);
+		return;
+	}
+	req->r.state = SRV_RS_RUNNING;
+	if (k < req->r.nsubs) {
+		req->r.need_push[k] = false;
+		if (!res) {
+			/* the member now holds our whole object, this write included */
+			req->r.done[k] = true;
+		} else if (pg_member_up(req->r.pg, rop->member)) {
+			/* try again: the write, then (on ENOENT) another push */
+			req->r.subs[k].retry_ns = 0;
+			repl_sub_send(req, k);
+		}
+	}
+	repl_check(req);
+}
+
+/* Push the object to members that refused the previous version. */
+static void repl_start_push(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_rop *rop;
+	unsigned int k;
+
+	if (req->r.rop || !req->r.local_done) {
+		return;
+	}
+	for (k = 0; k < req->r.nsubs; k++) {
+		if (req->r.need_push[k] && pg_member_up(req->r.pg, req->r.sent[k])) {
+			break;
+		}
+	}
+	if (k == req->r.nsubs) {
+		return;
+	}
+	rop = srv_rop_get(cl, true);
+	if (!rop) {
+		/* all push slots busy: resend the write later, it will ask again */
+		req->r.need_push[k] = false;
+		req->r.subs[k].retry_ns = reactor_now_ns() + SRV_REPL_RETRY_NS;
+		repl_sub_send(req, k);
+		return;
+	}
+	rop->pg = req->r.pg;
+	rop->pg_gen = req->r.pg->gen;
+	rop->member = req->r.sent[k];
+	rop->inode = req->hdr.inode;
+	rop->objno = req->hdr.objno;
+	rop->locked_by_owner = true;
+	rop->obj = req->r.obj;
+	rop->done = repl_push_done;
+	rop->arg = req;
+	req->r.rop = rop;
+	req->r.state = SRV_RS_PUSHING;
+	srv_rop_start(rop);
+}
+
+static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr *h,
+			  const uint8_t *meta)
+{
+	struct srv_req *req = pr->arg;
+	unsigned int k = (unsigned int)(pr - req->r.subs);
+
+	if (req->r.state == SRV_RS_FINISHING) {
+		return;
+	}
+	if (!res) {
+		req->r.done[k] = true;
+		repl_check(req);
+		return;
+	}
+	if (res == -ENOENT) {
+		log_debug("member %u lacks version %llx of %llu:%llu: pushing the object",
+			  req->r.sent[k], (unsigned long long)req->r.prev_version,
+			  (unsigned long long)req->hdr.inode, (unsigned long long)req->hdr.objno);
+		req->r.need_push[k] = true;
+		repl_start_push(req);
+		return;
+	}
+	/* Fenced (our map is old), or the member failed: keep the write
+	 * waiting, re-sent now and then, until a map decides. */
+	log_debug("member %u: %s of %llu:%llu: %s, retrying", req->r.sent[k],
+		  kp_opcode_name(pr->msg.hdr.opcode), (unsigned long long)req->hdr.inode,
+		  (unsigned long long)req->hdr.objno, strerror(-res));
+	if (pg_member_up(req->r.pg, req->r.sent[k])) {
+		pr->retry_ns = reactor_now_ns() + SRV_REPL_RETRY_NS;
+		srv_peer_send(req_cl(req), req->r.sent[k], pr);
+	}
+}
+
+static void repl_check(struct srv_req *req)
+{
+	struct srv_pg *pg = req->r.pg;
+
+	if (req->r.state != SRV_RS_RUNNING) {
+		return;
+	}
+	if (pg->role != SRV_PG_PRIMARY) {
+		repl_finish(req, -ESTALE);
+		return;
+	}
+	if (!req->r.local_done) {
+		return;
+	}
+	repl_start_push(req);
+	if (req->r.state != SRV_RS_RUNNING) {
+		return;
+	}
+	if (pg_write_complete(pg, req->r.sent, req->r.done, req->r.nsubs, true)) {
+		repl_finish(req, 0);
+	}
+}
+
+/* Start a mutation that holds its object and may write (pg_writable). */
+static void repl_mutation_start(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_pg *pg = req->r.pg;
+	struct bs_obj_stat st;
+	enum bs_op op;
+	uint32_t i;
+	int ret;
+
+	req->r.prev_version =
+		bs_stat_object(cl->srv->bs, req->hdr.inode, req->hdr.objno, &st) ? 0 : st.version;
+	req->r.version = pg_next_version(pg->last_ver, pg->interval, req->r.prev_version);
+	pg->last_ver = req->r.version;
+	req->r.pg_gen = pg->gen;
+	pg->inflight_cur++;
+	req->r.pprev = NULL;
+	req->r.pnext = pg->active;
+	if (pg->active) {
+		pg->active->r.pprev = req;
+	}
+	pg->active = req;
+	req->r.state = SRV_RS_RUNNING;
+	req->r.local_done = false;
+	req->r.nsubs = 0;
+	for (i = 0; i < pg->nmembers; i++) {
+		if ((int)i == pg->self || !(pg->up & (1u << i))) {
+			continue;
+		}
+		req->r.sent[req->r.nsubs] = pg->members[i];
+		req->r.done[req->r.nsubs] = false;
+		req->r.need_push[req->r.nsubs] = false;
+		memset(&req->r.subs[req->r.nsubs], 0, sizeof(req->r.subs[0]));
+		req->r.nsubs++;
+	}
+	op = req->hdr.opcode == KP_OP_WRITE ? BS_OP_WRITE : BS_OP_DISCARD;
+	memset(&req->bs, 0, sizeof(req->bs));
+	req->bs.op = op;
+	req->bs.inode = req->hdr.inode;
+	req->bs.objno = req->hdr.objno;
+	req->bs.offset = req->hdr.offset;
+	req->bs.length = req->hdr.length;
+	req->bs.buf = op == BS_OP_WRITE ? req->buf : NULL;
+	req->bs.crcs = op == BS_OP_WRITE ? req->crcs : NULL;
+	req->bs.version = req->r.version;
+	req->bs.cb = repl_local_done;
+	req->bs.arg = req;
+	ret = bs_submit(cl->srv->bs, &req->bs);
+	if (ret) {
+		req->r.local_done = true;
+		req->r.local_res = ret;
+		req->r.nsubs = 0;
+		repl_finish(req, ret);
+		return;
+	}
+	for (i = 0; i < req->r.nsubs; i++) {
+		repl_sub_send(req, i);
+	}
+}
+
+static void repl_pg_enqueue(struct srv_req *req)
+{
+	struct srv_pg *pg = req->r.pg;
+
+	req->r.state = SRV_RS_PG_WAIT;
+	req->r.wnext = NULL;
+	if (pg->wait_tail) {
+		pg->wait_tail->r.wnext = req;
+	} else {
+		pg->wait_head = req;
+	}
+	pg->wait_tail = req;
+}
+
+/* The object is ours: run the op. */
+static void repl_run(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_pg *pg = req->r.pg;
+	int ret;
+
+	req->r.locked = true;
+	if (pg->role != SRV_PG_PRIMARY || cl->stopping) {
+		req->r.state = SRV_RS_FINISHING;
+		req->r.final_res = cl->stopping ? -EAGAIN : -ESTALE;
+		repl_complete(req);
+		return;
+	}
+	if (!req_is_mutation(req)) {
+		req->r.state = SRV_RS_RUNNING;
+		memset(&req->bs, 0, sizeof(req->bs));
+		req->bs.op = BS_OP_READ;
+		req->bs.inode = req->hdr.inode;
+		req->bs.objno = req->hdr.objno;
+		req->bs.offset = req->hdr.offset;
+		req->bs.length = req->hdr.length;
+		req->bs.buf = req->buf;
+		req->bs.crcs = req->crcs;
+		req->bs.cb = repl_local_done;
+		req->bs.arg = req;
+		req->r.local_done = false;
+		ret = bs_submit(cl->srv->bs, &req->bs);
+		if (ret) {
+			req->r.local_done = true;
+			req->r.state = SRV_RS_FINISHING;
+			req->r.final_res = ret;
+			repl_complete(req);
+		}
+		return;
+	}
+	if (!pg_writable(pg)) {
+		log_debug("pg %u.%u: %u up members < min_replicas %u: write queued", pg->pool,
+			  pg->pg, __builtin_popcount(pg->up), pg->min_replicas);
+		repl_pg_enqueue(req);
+		return;
+	}
+	repl_mutation_start(req);
+}
+
+static void repl_granted(struct srv_obj_waiter *w)
+{
+	struct srv_req *req = container_of(w, struct srv_req, r.ow);
+
+	repl_run(req);
+}
+
+void srv_repl_client(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_obj *o;
+
+	req->state = SRV_REQ_CLUSTER;
+	req->r.state = SRV_RS_OBJ_WAIT;
+	req->r.version = 0;
+	req->r.nsubs = 0;
+	req->r.rop = NULL;
+	req->r.locked = false;
+	req->r.final_res = 0;
+	req->r.local_done = true;
+	cl->client_inflight++;
+	o = srv_obj_get(cl, req->hdr.inode, req->hdr.objno);
+	if (!o) {
+		req->r.state = SRV_RS_FINISHING;
+		req->r.final_res = -EBUSY;
+		repl_complete(req);
+		return;
+	}
+	req->r.obj = o;
+	req->r.ow.writer = req_is_mutation(req);
+	req->r.ow.grant = repl_granted;
+	if (srv_obj_lock(cl, o, &req->r.ow)) {
+		repl_run(req);
+	}
+}
+
+/* Members up in the new map that this mutation was not sent to (back from
+ * a failure, or new): send it to them too, the write completes with them. */
+static void repl_add_members(struct srv_req *req)
+{
+	struct srv_pg *pg = req->r.pg;
+	uint32_t i;
+	unsigned int k;
+
+	if (req->r.state != SRV_RS_RUNNING && req->r.state != SRV_RS_PUSHING) {
+		return;
+	}
+	for (i = 0; i < pg->nmembers; i++) {
+		uint32_t id = pg->members[i];
+		unsigned int slot = CMAP_MAX_REPLICAS;
+
+		if ((int)i == pg->self || !(pg->up & (1u << i))) {
+			continue;
+		}
+		for (k = 0; k < req->r.nsubs; k++) {
+			if (req->r.sent[k] == id) {
+				break;
+			}
+			if (!req->r.sent[k] && !req->r.subs[k].sending &&
+			    slot == CMAP_MAX_REPLICAS) {
+				slot = k;
+			}
+		}
+		if (k < req->r.nsubs) {
+			continue;
+		}
+		if (slot == CMAP_MAX_REPLICAS) {
+			if (req->r.nsubs == CMAP_MAX_REPLICAS) {
+				continue;
+			}
+			slot = req->r.nsubs++;
+		}
+		memset(&req->r.subs[slot], 0, sizeof(req->r.subs[slot]));
+		req->r.sent[slot] = id;
+		req->r.done[slot] = false;
+		req->r.need_push[slot] = false;
+		repl_sub_send(req, slot);
+	}
+}
+
+/* A new map changed @pg (or took it from us: @gone / not primary). */
+void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
+{
+	struct srv_req *req, *next;
+
+	if (gone || pg->role != SRV_PG_PRIMARY) {
+		/* queued mutations: ESTALE, the client retries at the new primary */
+		while ((req = pg->wait_head)) {
+			pg->wait_head = req->r.wnext;
+			if (!pg->wait_head) {
+				pg->wait_tail = NULL;
+			}
+			req->r.state = SRV_RS_FINISHING;
+			req->r.final_res = -ESTALE;
+			repl_complete(req);
+		}
+		for (req = pg->active; req; req = next) {
+			next = req->r.pnext;
+			repl_finish(req, -ESTALE);
+		}
+		return;
+	}
+	for (req = pg->active; req; req = next) {
+		unsigned int k;
+
+		next = req->r.pnext;
+		for (k = 0; k < req->r.nsubs; k++) {
+			if (req->r.sent[k] && !req->r.done[k] &&
+			    !pg_member_up(pg, req->r.sent[k])) {
+				/* the map removed it: out of this write for good,
+				 * even if it comes back (then recovery, which waits
+				 * for this write, brings it up to date) */
+				srv_peer_cancel(&req->r.subs[k]);
+				req->r.sent[k] = 0;
+				req->r.need_push[k] = false;
+			}
+		}
+		repl_add_members(req);
+		repl_check(req);
+	}
+	if (pg_writable(pg)) {
+		struct srv_req *q = pg->wait_head;
+
+		pg->wait_head = pg->wait_tail = NULL;
+		for (req = q; req; req = next) {
+			next = req->r.wnext;
+			repl_mutation_start(req);
+		}
+	}
+}
+
+/* ---- replica side ---- */
+
+static bool list_match_pg(uint64_t inode, uint64_t objno, void *arg)
+{
+	const struct srv_pg *pg = arg;
+
+	return cmap_object_pg(inode, objno, pg->pg_count) == pg->pg;
+}
+
+static int replica_list(struct srv_req *req, struct srv_pg *pg, const uint8_t *meta)
+{
+	struct srv *s = req->conn->srv;
+	struct bs_obj_stat st[SRV_LIST_PAGE_MAX];
+	Keel__ObjectStat ents[SRV_LIST_PAGE_MAX];
+	Keel__ObjectStat *ptrs[SRV_LIST_PAGE_MAX];
+	Keel__ObjectList out = KEEL__OBJECT_LIST__INIT;
+	Keel__ListRequest *lr;
+	uint64_t ci, co;
+	unsigned int max, n, extra = 0;
+	bool first, ok;
+	int ret;
+
+	lr = keel__list_request__unpack(NULL, req->hdr.meta_len, meta ? meta : (const uint8_t *)"");
+	if (!lr) {
+		return -EINVAL;
+	}
+	ok = lr->by_pg && KP_PGID(lr->pool, lr->pg) == req->hdr.pgid;
+	ci = lr->cursor_inode;
+	co = lr->cursor_objno;
+	max = lr->max && lr->max < SRV_LIST_PAGE_MAX ? lr->max : SRV_LIST_PAGE_MAX;
+	keel__list_request__free_unpacked(lr, NULL);
+	if (!ok) {
+		return -EINVAL;
+	}
+	first = !ci && !co;
+	n = bs_list_match(s->bs, list_match_pg, pg, &first, &ci, &co, st, max);
+	if (n == max) {
+		struct bs_obj_stat probe;
+		bool pf = first;
+		uint64_t pi = ci, po = co;
+
+		extra = bs_list_match(s->bs, list_match_pg, pg, &pf, &pi, &po, &probe, 1);
+	}
+	for (unsigned int i = 0; i < n; i++) {
+		keel__object_stat__init(&ents[i]);
+		ents[i].inode = st[i].inode;
+		ents[i].objno = st[i].objno;
+		ents[i].version = st[i].version;
+		ents[i].blocks_mapped = st[i].blocks_mapped;
+		ptrs[i] = &ents[i];
+	}
+	out.n_objects = n;
+	out.objects = ptrs;
+	out.more = extra > 0;
+	out.cursor_inode = ci;
+	out.cursor_objno = co;
+	ret = srv_req_reply_meta(req, &out.base);
+	if (ret) {
+		return ret;
+	}
+	srv_req_finish(req, 0);
+	return 0;
+}
+
+static void replica_bvers_done(struct bs_bvers_req *bv, int res)
+{
+	struct srv_req *req = bv->arg;
+	Keel__BlockVersions m = KEEL__BLOCK_VERSIONS__INIT;
+	uint32_t bpo = bs_object_size(req->conn->srv->bs) / BS_BLOCK;
+	size_t len;
+
+	if (res) {
+		srv_req_finish(req, res);
+		return;
+	}
+	m.object_version = bv->obj_version;
+	m.n_versions = bpo;
+	m.versions = bv->versions;
+	len = keel__block_versions__get_packed_size(&m);
+	if (len > KP_MAX_META || len > SRV_LARGE_BUF / 2) {
+		srv_req_finish(req, -EINVAL);
+		return;
+	}
+	/* versions live in the first half of the buffer, the reply in the second */
+	keel__block_versions__pack(&m, (uint8_t *)req->buf + SRV_LARGE_BUF / 2);
+	req->reply.meta = (uint8_t *)req->buf + SRV_LARGE_BUF / 2;
+	req->reply.hdr.meta_len = (uint32_t)len;
+	req->reply.hdr.obj_ver = bv->obj_version;
+	srv_req_finish(req, 0);
+}
+
+static int replica_bvers(struct srv_req *req)
+{
+	struct srv *s = req->conn->srv;
+	uint32_t bpo = bs_object_size(s->bs) / BS_BLOCK;
+	struct bs_bvers_req *bv = &req->x.bvers;
+	int ret;
+
+	if (bpo > BS_BVERS_MAX_BLOCKS) {
+		return -EINVAL;
+	}
+	ret = srv_req_get_buf(req, SRV_LARGE_BUF);
+	if (ret) {
+		return ret;
+	}
+	memset(bv, 0, sizeof(*bv));
+	bv->inode = req->hdr.inode;
+	bv->objno = req->hdr.objno;
+	bv->versions = req->buf;
+	bv->buf = (uint8_t *)req->buf + BS_BVERS_MAX_BLOCKS * sizeof(uint64_t);
+	bv->cb = replica_bvers_done;
+	bv->arg = req;
+	return bs_block_versions(s->bs, bv);
+}
+
+static void replica_push_done(struct bs_push_req *p, int res)
+{
+	struct srv_req *req = p->arg;
+
+	srv_req_finish(req, res);
+}
+
+static int replica_push(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+			const uint32_t *crcs)
+{
+	struct srv *s = req->conn->srv;
+	uint32_t nblk = req->hdr.length / BS_BLOCK;
+	struct bs_push_req *p = &req->x.push;
+	Keel__PushRequest *pm;
+	uint64_t objver;
+	int ret;
+
+	pm = keel__push_request__unpack(NULL, req->hdr.meta_len, meta ? meta : (const uint8_t *)"");
+	if (!pm) {
+		return -EINVAL;
+	}
+	if (pm->n_versions != nblk || nblk > BS_MAX_IO / BS_BLOCK) {
+		keel__push_request__free_unpacked(pm, NULL);
+		return -EINVAL;
+	}
+	memcpy(req->vers, pm->versions, nblk * sizeof(uint64_t));
+	objver = pm->object_version;
+	keel__push_request__free_unpacked(pm, NULL);
+	ret = srv_req_get_buf(req, req->hdr.length);
+	if (ret) {
+		return ret;
+	}
+	memcpy(req->buf, data, req->hdr.length);
+	memcpy(req->crcs, crcs, nblk * sizeof(uint32_t));
+	memset(p, 0, sizeof(*p));
+	p->inode = req->hdr.inode;
+	p->objno = req->hdr.objno;
+	p->offset = req->hdr.offset;
+	p->length = req->hdr.length;
+	p->buf = req->buf;
+	p->crcs = req->crcs;
+	p->versions = req->vers;
+	p->obj_version = objver;
+	p->cb = replica_push_done;
+	p->arg = req;
+	return bs_push(s->bs, p);
+}
+
+static int replica_delete(struct srv_req *req)
+{
+	struct srv *s = req->conn->srv;
+	struct bs_push_req *p = &req->x.push;
+	uint32_t osize = bs_object_size(s->bs);
+	struct bs_obj_stat st;
+	int ret;
+
+	if (bs_stat_object(s->bs, req->hdr.inode, req->hdr.objno, &st)) {
+		srv_req_finish(req, 0); /* already absent */
+		return 0;
+	}
+	if ((osize / BS_BLOCK) * sizeof(uint64_t) > SRV_LARGE_BUF) {
+		return -EINVAL;
+	}
+	ret = srv_req_get_buf(req, SRV_LARGE_BUF);
+	if (ret) {
+		return ret;
+	}
+	memset(req->buf, 0, (osize / BS_BLOCK) * sizeof(uint64_t));
+	memset(p, 0, sizeof(*p));
+	p->inode = req->hdr.inode;
+	p->objno = req->hdr.objno;
+	p->offset = 0;
+	p->length = osize;
+	p->versions = req->buf;
+	p->cb = replica_push_done;
+	p->arg = req;
+	return bs_push(s->bs, p);
+}
+
+static void replica_mut_done(struct bs_req *b, int res)
+{
+	struct srv_req *req = b->arg;
+	struct bs_obj_stat st;
+	uint64_t cur;
+
+	req->state = SRV_REQ_CLUSTER;
+	cur = bs_stat_object(req->conn->srv->bs, req->hdr.inode, req->hdr.objno, &st) ? 0
+										      : st.version;
+	if (res == -ESTALE && cur == req->hdr.obj_ver) {
+		res = 0; /* a re-sent copy of a write we applied meanwhile */
+	}
+	req->reply.hdr.obj_ver = res ? cur : req->hdr.obj_ver;
+	srv_req_finish(req, res);
+}
+
+static int replica_mutation(struct srv_req *req, const uint8_t *data, const uint32_t *crcs)
+{
+	struct srv *s = req->conn->srv;
+	struct bs_obj_stat st;
+	uint64_t cur;
+	int ret;
+
+	if (!req->hdr.obj_ver || req->hdr.obj_ver >= BS_VER_TEMP_BASE) {
+		return -EINVAL;
+	}
+	cur = bs_stat_object(s->bs, req->hdr.inode, req->hdr.objno, &st) ? 0 : st.version;
+	if (cur == req->hdr.obj_ver) {
+		req->reply.hdr.obj_ver = cur;
+		srv_req_finish(req, 0); /* duplicate: already applied */
+		return 0;
+	}
+	if (cur != req->hdr.gen) {
+		/* our copy is not the primary's previous state: it pushes */
+		req->reply.hdr.obj_ver = cur;
+		srv_req_finish(req, -ENOENT);
+		return 0;
+	}
+	if (req->hdr.opcode == KP_OP_REPLICA_WRITE) {
+		ret = srv_req_get_buf(req, req->hdr.length);
+		if (ret) {
+			return ret;
+		}
+		memcpy(req->buf, data, req->hdr.length);
+		memcpy(req->crcs, crcs, (req->hdr.length / BS_BLOCK) * sizeof(uint32_t));
+	}
+	memset(&req->bs, 0, sizeof(req->bs));
+	req->bs.op = req->hdr.opcode == KP_OP_REPLICA_WRITE ? BS_OP_WRITE : BS_OP_DISCARD;
+	req->bs.inode = req->hdr.inode;
+	req->bs.objno = req->hdr.objno;
+	req->bs.offset = req->hdr.offset;
+	req->bs.length = req->hdr.length;
+	req->bs.buf = req->bs.op == BS_OP_WRITE ? req->buf : NULL;
+	req->bs.crcs = req->bs.op == BS_OP_WRITE ? req->crcs : NULL;
+	req->bs.version = req->hdr.obj_ver;
+	req->bs.cb = replica_mut_done;
+	req->bs.arg = req;
+	return bs_submit(s->bs, &req->bs);
+}
+
+void srv_repl_replica(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		      const uint32_t *crcs)
+{
+	struct srv_cluster *cl = req->conn->srv->cl;
+	const struct kp_hdr *h = &req->hdr;
+	struct srv_pg *pg = srv_cluster_pg(cl, h->pgid);
+	int ret;
+
+	req->state = SRV_REQ_CLUSTER;
+	ret = pg_check_replica(pg && pg->role != SRV_PG_NONE ? pg : NULL, cl->epoch, h->epoch,
+			       SRV_REQID_SENDER(h->req_id));
+	if (ret) {
+		log_debug("%s: %s pg %u.%u epoch %llu (ours %llu, interval %llu): %s",
+			  req->conn->peer, kp_opcode_name(h->opcode), KP_PGID_POOL(h->pgid),
+			  KP_PGID_PG(h->pgid), (unsigned long long)h->epoch,
+			  (unsigned long long)cl->epoch,
+			  (unsigned long long)(pg ? pg->interval : 0), strerror(-ret));
+		srv_req_finish(req, ret);
+		return;
+	}
+	if (h->opcode != KP_OP_REPLICA_LIST &&
+	    (!h->inode || cmap_object_pg(h->inode, h->objno, pg->pg_count) != pg->pg)) {
+		srv_req_finish(req, -EINVAL);
+		return;
+	}
+	switch (h->opcode) {
+	case KP_OP_REPLICA_WRITE:
+	case KP_OP_REPLICA_DISCARD:
+		ret = replica_mutation(req, data, crcs);
+		break;
+	case KP_OP_REPLICA_LIST:
+		ret = replica_list(req, pg, meta);
+		break;
+	case KP_OP_REPLICA_BVERS:
+		ret = replica_bvers(req);
+		break;
+	case KP_OP_REPLICA_PUSH:
+		ret = replica_push(req, meta, data, crcs);
+		break;
+	case KP_OP_REPLICA_DELETE:
+		ret = replica_delete(req);
+		break;
+	default:
+		ret = -EPROTO;
+		break;
+	}
+	if (ret) {
+		srv_req_finish(req, ret);
+	}
+}
