@@ -156,28 +156,28 @@ prefill "$DRV"
 "$SERVER" format --device "$DRV" --force >/dev/null
 
 declare -A R
-for qd in 1 32; do
-	echo "fio raw randwrite QD$qd" >&2
-	R[raw_w_$qd]=$(raw_fio randwrite "$qd")
-	echo "fio raw+flush randwrite QD$qd" >&2
-	R[rawf_w_$qd]=$(raw_fio randwrite "$qd" --fdatasync=1)
-	echo "fio raw randread QD$qd" >&2
-	R[raw_r_$qd]=$(raw_fio randread "$qd")
-done
-
+# Each keel case runs right after its raw reference (fio on the other file
+# while keel-server idles), so a change in machine load between the two
+# halves of the run cannot skew a ratio.
 start_server always
 echo "keel: filling the span so reads hit stored data" >&2
 "$BENCH" --server "$ADDR" --key "$KEY" --rw write --bs 1M --iodepth 8 \
 	--size "$SPAN" --ios $((SPAN >> 20)) --json >/dev/null
 for qd in 1 32; do
+	echo "fio raw+flush randwrite QD$qd" >&2
+	R[rawf_w_$qd]=$(raw_fio randwrite "$qd" --fdatasync=1)
 	echo "keel flush_mode=always randwrite QD$qd" >&2
 	R[keelf_w_$qd]=$(keel_bench randwrite "$qd")
+	echo "fio raw randread QD$qd" >&2
+	R[raw_r_$qd]=$(raw_fio randread "$qd")
 	echo "keel randread QD$qd" >&2
 	R[keel_r_$qd]=$(keel_bench randread "$qd")
 done
 stop_server
 start_server none
 for qd in 1 32; do
+	echo "fio raw randwrite QD$qd" >&2
+	R[raw_w_$qd]=$(raw_fio randwrite "$qd")
 	echo "keel flush_mode=none randwrite QD$qd" >&2
 	R[keel_w_$qd]=$(keel_bench randwrite "$qd")
 done

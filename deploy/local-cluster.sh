@@ -5,10 +5,15 @@
 #
 #   local-cluster.sh up [--servers N] [--dir DIR] [--netns] [--size SIZE]
 #                       [--build DIR] [--object-size SIZE] [--journal-size SIZE]
+#                       [--port-base PORT] [--subnet A.B.C]
+#                       [--mgmt-set KEY=VALUE]... [--server-set KEY=VALUE]...
 #   local-cluster.sh down [--dir DIR]
 #   local-cluster.sh status [--dir DIR]
 #   local-cluster.sh stop-server ID [--dir DIR] [--signal SIG]
 #   local-cluster.sh start-server ID [--dir DIR]
+#   local-cluster.sh signal ID --signal SIG [--dir DIR]   (send only: STOP, CONT...)
+#   local-cluster.sh link NODE up|down [--dir DIR]        (--netns: host side veth)
+#   local-cluster.sh pid NODE [--dir DIR]
 #   local-cluster.sh exec NODE [--dir DIR] -- COMMAND...   (--netns: run in a node's namespace)
 #
 # `up` starts keel-mgmt and N keel-servers (default 3) on drive files under DIR
@@ -16,10 +21,22 @@
 # nodeI), waits until the cluster reports HEALTH_OK and prints the mgmt URL
 # as its last line. With --netns, mgmt, every server and a client node each
 # get their own network namespace, joined by veth pairs to a bridge
-# (10.77.0.0/24); the host reaches them through the bridge address.
+# (10.77.C.0/24); the host reaches them through the bridge address.
 # DIR/cluster.env holds KEEL_MGMT_URL and KEEL_KEY_FILE for other tools.
 # `down` stops everything `up` started (SIGTERM, then SIGKILL after 10 s),
 # and removes the namespaces; the drive files stay in DIR.
+#
+# Several clusters can run at once (tests under ctest -j): give each its own
+# DIR and --port-base (mgmt API on PORT, cluster port PORT+1, server I on
+# PORT+10+I; default: 8776, 7000, 7400+I). With --netns each DIR gets its own
+# subnet (10.77.C.0/24, C derived from DIR unless --subnet) and namespace
+# names. --mgmt-set KEY=VALUE passes `--set mgmt.KEY=VALUE` to keel-mgmt,
+# --server-set KEY=VALUE passes `--set server.KEY=VALUE` to every keel-server
+# (kept in DIR for start-server). NODE is mgmt, client or sI.
+# `stop-server` waits for the process to exit (SIGKILL after 10 s unless SIG
+# is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
+# takes a node's veth down or up on the bridge side (netns only); `pid`
+# prints a node's pid.
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -36,10 +53,15 @@ JSIZE=
 BUILD=${BUILD:-$TOP/build}
 SIG=TERM
 ARG=
+ARG2=
 EXEC=()
+PORT_BASE=
+SUBNET=
+MGMT_SET=()
+SERVER_SET=()
 
 usage() {
-	sed -n '4,23p' "$SELF" | sed 's/^# \{0,1\}//'
+	sed -n '4,39p' "$SELF" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -52,23 +74,50 @@ while [ $# -gt 0 ]; do
 	--object-size) OBJSIZE=$2; shift 2 ;;
 	--journal-size) JSIZE=$2; shift 2 ;;
 	--build) BUILD=$2; shift 2 ;;
-	--signal) SIG=$2; shift 2 ;;
+	--signal) SIG=${2#SIG}; shift 2 ;;
+	--port-base) PORT_BASE=$2; shift 2 ;;
+	--subnet) SUBNET=$2; shift 2 ;;
+	--mgmt-set) MGMT_SET+=("$2"); shift 2 ;;
+	--server-set) SERVER_SET+=("$2"); shift 2 ;;
 	--) shift; EXEC=("$@"); break ;;
 	-h|--help) usage 0 ;;
 	-*) echo "local-cluster.sh: unknown option $1" >&2; usage 2 ;;
-	*) ARG=$1; shift ;;
+	*) if [ -z "$ARG" ]; then ARG=$1; else ARG2=$1; fi; shift ;;
 	esac
 done
 
 MGMT=$BUILD/mgmt/keel-mgmt
 SRV=$BUILD/server/keel-server
 KEELCTL=$BUILD/mgmt/keelctl
-API_PORT=8776
-CLUSTER_PORT=7000
-SRV_PORT0=7400
-NS_PREFIX=keel$(echo -n "$DIR" | cksum | cut -c1-5)
+DIR=$(realpath -m "$DIR")
+DIR_SUM=$(echo -n "$DIR" | cksum | awk '{print $1}')
+# Interface names are limited to 15 characters: keelNNNNNclient is 15.
+NS_PREFIX=keel$(printf '%05d' $((DIR_SUM % 100000)))
 BRIDGE=${NS_PREFIX}br
-NET=10.77.0
+
+# Ports and subnet: chosen by `up`, remembered in DIR for later commands.
+if [ "$CMD" != up ] && [ -f "$DIR/ports" ]; then
+	read -r API_PORT CLUSTER_PORT SRV_PORT0 <"$DIR/ports"
+elif [ -n "$PORT_BASE" ]; then
+	[[ "$PORT_BASE" =~ ^[0-9]+$ ]] && [ "$PORT_BASE" -ge 1024 ] && [ "$PORT_BASE" -le 65000 ] ||
+		{ echo "local-cluster.sh: --port-base expects 1024..65000" >&2; exit 2; }
+	API_PORT=$PORT_BASE
+	CLUSTER_PORT=$((PORT_BASE + 1))
+	SRV_PORT0=$((PORT_BASE + 10))
+else
+	API_PORT=8776
+	CLUSTER_PORT=7000
+	SRV_PORT0=7400
+fi
+if [ "$CMD" != up ] && [ -f "$DIR/subnet" ]; then
+	NET=$(cat "$DIR/subnet")
+elif [ -n "$SUBNET" ]; then
+	[[ "$SUBNET" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+		{ echo "local-cluster.sh: --subnet expects A.B.C" >&2; exit 2; }
+	NET=$SUBNET
+else
+	NET=10.77.$((DIR_SUM % 250 + 1))
+fi
 
 die() {
 	echo "local-cluster.sh: $*" >&2
@@ -99,8 +148,25 @@ in_node() {
 	fi
 }
 
+# Like in_node, replacing the calling (sub)shell: `exec_in_node NODE CMD &`
+# leaves $! the daemon's own pid (ip netns exec execs too), so the pid files
+# name the daemon, not a subshell that a SIGKILL would leave it running under.
+exec_in_node() {
+	local node=$1
+	shift
+	cd "$DIR" # core files land next to the logs
+	if [ "$(cat "$DIR/netns" 2>/dev/null || echo 0)" = 1 ]; then
+		exec ip netns exec "$NS_PREFIX-$node" "$@"
+	else
+		exec "$@"
+	fi
+}
+
 netns_up() {
 	local nodes=(mgmt client) i node
+	command -v ip >/dev/null || die "netns mode needs iproute2's ip"
+	ip route show | grep -q "^$NET\.0/24 " && ! ip link show "$BRIDGE" >/dev/null 2>&1 &&
+		die "subnet $NET.0/24 is already in use on this host (use --subnet)"
 	for i in $(seq 1 "$SERVERS"); do nodes+=("s$i"); done
 	ip link add "$BRIDGE" type bridge 2>/dev/null || true
 	ip addr add "$NET.254/24" dev "$BRIDGE" 2>/dev/null || true
@@ -124,36 +190,68 @@ netns_down() {
 	ip link delete "$BRIDGE" 2>/dev/null || true
 }
 
+# Size of a log file before a start, so that wait_log only looks at what
+# the new process writes (logs are appended across restarts).
+log_size() {
+	stat -c %s "$1" 2>/dev/null || echo 0
+}
+
+# A process is alive when it exists and is not a zombie (a killed process
+# whose parent has not reaped it yet still answers kill -0).
+alive() {
+	local pid=$1 state
+	kill -0 "$pid" 2>/dev/null || return 1
+	state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo X)
+	[ "$state" != Z ] && [ "$state" != X ]
+}
+
 wait_log() {
-	local file=$1 pattern=$2 pid=$3 i
-	for i in $(seq 200); do
-		grep -q "$pattern" "$file" 2>/dev/null && return 0
-		kill -0 "$pid" 2>/dev/null || { tail -20 "$file" >&2; return 1; }
+	local file=$1 pattern=$2 pid=$3 from=$4 i
+	for i in $(seq 400); do
+		tail -c "+$((from + 1))" "$file" 2>/dev/null | grep -q "$pattern" && return 0
+		alive "$pid" || { tail -20 "$file" >&2; return 1; }
 		sleep 0.05
 	done
 	tail -20 "$file" >&2
 	return 1
 }
 
+# --set arguments remembered in DIR/NAME.set, one KEY=VALUE a line.
+set_args() {
+	local file=$1 section=$2 kv
+	[ -f "$file" ] || return 0
+	while IFS= read -r kv; do
+		[ -n "$kv" ] && printf '%s\n' --set "$section.$kv"
+	done <"$file"
+}
+
 start_mgmt() {
-	local ip
+	local ip from extra=()
 	ip=$(node_ip mgmt)
-	in_node mgmt "$MGMT" run --db "$DIR/mgmt.db" --listen-api "$ip:$API_PORT" \
-		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" \
+	from=$(log_size "$DIR/mgmt.log")
+	mapfile -t extra < <(set_args "$DIR/mgmt.set" mgmt)
+	exec_in_node mgmt "$MGMT" run --db "$DIR/mgmt.db" --listen-api "$ip:$API_PORT" \
+		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" "${extra[@]}" \
 		>>"$DIR/mgmt.log" 2>&1 &
 	echo $! >"$DIR/mgmt.pid"
-	wait_log "$DIR/mgmt.log" "listening" "$!" || die "keel-mgmt did not start (log: $DIR/mgmt.log)"
+	wait_log "$DIR/mgmt.log" "listening" "$!" "$from" ||
+		die "keel-mgmt did not start (log: $DIR/mgmt.log)"
 }
 
 start_server() {
-	local i=$1 ip
+	local i=$1 ip from extra=()
 	ip=$(node_ip "s$i")
 	[ -f "$DIR/drive$i" ] || die "no drive $DIR/drive$i"
-	in_node "s$i" "$SRV" run --device "$DIR/drive$i" --listen "$ip:$((SRV_PORT0 + i))" \
+	[ -f "$DIR/server$i.pid" ] && alive "$(cat "$DIR/server$i.pid")" &&
+		die "keel-server $i is already running"
+	from=$(log_size "$DIR/server$i.log")
+	mapfile -t extra < <(set_args "$DIR/server.set" server)
+	exec_in_node "s$i" "$SRV" run --device "$DIR/drive$i" --listen "$ip:$((SRV_PORT0 + i))" \
 		--key "$DIR/keel.key" --mgmt "$(node_ip mgmt):$CLUSTER_PORT" --host "node$i" \
-		>>"$DIR/server$i.log" 2>&1 &
+		"${extra[@]}" >>"$DIR/server$i.log" 2>&1 &
 	echo $! >"$DIR/server$i.pid"
-	wait_log "$DIR/server$i.log" "listening on" "$!" ||
+	# "ready" comes after the journal replay and the listen.
+	wait_log "$DIR/server$i.log" "ready" "$!" "$from" ||
 		die "keel-server $i did not start (log: $DIR/server$i.log)"
 }
 
@@ -161,15 +259,47 @@ stop_pid() {
 	local pidfile=$1 sig=${2:-TERM} pid i
 	[ -f "$pidfile" ] || return 0
 	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
+	if alive "$pid"; then
 		kill "-$sig" "$pid" 2>/dev/null || true
+		# A stopped process handles SIGTERM only once continued.
+		kill -CONT "$pid" 2>/dev/null || true
 		for i in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
+			alive "$pid" || break
 			sleep 0.1
 		done
-		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+		if alive "$pid"; then
+			kill -KILL "$pid" 2>/dev/null || true
+			for i in $(seq 50); do
+				alive "$pid" || break
+				sleep 0.1
+			done
+		fi
 	fi
 	rm -f "$pidfile"
+}
+
+signal_server() {
+	local pidfile=$DIR/server$1.pid
+	[ -f "$pidfile" ] && alive "$(cat "$pidfile")" || die "keel-server $1 is not running"
+	kill "-$SIG" "$(cat "$pidfile")"
+}
+
+node_pid() {
+	local f
+	case "$1" in
+	mgmt) f=$DIR/mgmt.pid ;;
+	s*) f=$DIR/server${1#s}.pid ;;
+	*) die "no pid for node $1" ;;
+	esac
+	[ -f "$f" ] && alive "$(cat "$f")" || die "$1 is not running"
+	cat "$f"
+}
+
+set_link() {
+	local node=$1 state=$2
+	[ "$(cat "$DIR/netns" 2>/dev/null || echo 0)" = 1 ] || die "link needs a --netns cluster"
+	case "$state" in up|down) ;; *) usage 2 ;; esac
+	ip link set "${NS_PREFIX}${node}" "$state"
 }
 
 api() {
@@ -190,7 +320,7 @@ wait_healthy() {
 }
 
 cmd_up() {
-	local i
+	local i kv
 	for b in "$MGMT" "$SRV" "$KEELCTL"; do
 		[ -x "$b" ] || die "$b not built (make build, or --build DIR)"
 	done
@@ -199,6 +329,12 @@ cmd_up() {
 		die "a cluster is already running in $DIR (local-cluster.sh down --dir $DIR)"
 	echo "$NETNS" >"$DIR/netns"
 	echo "$SERVERS" >"$DIR/servers"
+	echo "$API_PORT $CLUSTER_PORT $SRV_PORT0" >"$DIR/ports"
+	echo "$NET" >"$DIR/subnet"
+	: >"$DIR/mgmt.set"
+	: >"$DIR/server.set"
+	for kv in ${MGMT_SET[@]+"${MGMT_SET[@]}"}; do echo "$kv" >>"$DIR/mgmt.set"; done
+	for kv in ${SERVER_SET[@]+"${SERVER_SET[@]}"}; do echo "$kv" >>"$DIR/server.set"; done
 	[ "$NETNS" = 1 ] && netns_up
 	[ -f "$DIR/keel.key" ] || "$SRV" keygen "$DIR/keel.key" >/dev/null
 	echo "http://$(node_ip mgmt):$API_PORT" >"$DIR/mgmt.url"
@@ -237,6 +373,9 @@ down) cmd_down ;;
 status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") "$KEELCTL" cluster status ;;
 stop-server) [ -n "$ARG" ] || usage 2; stop_pid "$DIR/server$ARG.pid" "$SIG" ;;
 start-server) [ -n "$ARG" ] || usage 2; SERVERS=$(cat "$DIR/servers"); start_server "$ARG" ;;
+signal) [ -n "$ARG" ] || usage 2; signal_server "$ARG" ;;
+link) [ -n "$ARG" ] && [ -n "$ARG2" ] || usage 2; set_link "$ARG" "$ARG2" ;;
+pid) [ -n "$ARG" ] || usage 2; node_pid "$ARG" ;;
 exec) [ -n "$ARG" ] && [ ${#EXEC[@]} -gt 0 ] || usage 2; in_node "$ARG" "${EXEC[@]}" ;;
 -h|--help|help|"") usage 0 ;;
 *) echo "local-cluster.sh: unknown command $CMD" >&2; usage 2 ;;

@@ -33,6 +33,11 @@ static void run_arm(struct bs *bs)
 	}
 }
 
+void bs_run_later(struct bs *bs)
+{
+	run_arm(bs);
+}
+
 void bs_kick(struct bs_ctx *op)
 {
 	struct bs *bs = op->bs;

@@ -19,6 +19,8 @@
 #define BS_NONE	       UINT32_MAX
 #define BS_OPS_MAX     2048u	  /* request contexts; more requests queue */
 #define BS_CKPT_WINDOW 32u	  /* slot-table writes in flight in a checkpoint */
+#define BS_CK_RUNS     8u	  /* meta-block runs in flight in a checkpoint */
+#define BS_CK_RUN_MAX  64u	  /* blocks per meta-block run (one device write) */
 #define BS_BATCH_MAX   (4u << 20) /* largest journal write (group commit) */
 #define BS_MC_MIN      16u	  /* smallest meta cache, in blocks */
 #define BS_REC_MAX     ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
@@ -109,6 +111,16 @@ struct bs_ckio {
 	struct bs *bs;
 };
 
+/* One checkpoint write of consecutive meta blocks, copied to a staging
+ * buffer: dirty blocks ck_mcs[first .. first + n - 1] plus any clean cached
+ * blocks between them. */
+struct bs_ckrun {
+	struct bs_io io;
+	struct bs *bs;
+	uint8_t *buf; /* BS_CK_RUN_MAX blocks of bs->ck_stage */
+	uint32_t first, n;
+};
+
 enum bs_ck_state {
 	BS_CK_IDLE = 0,
 	BS_CK_WRITE, /* dirty meta and slot-table blocks */
@@ -191,6 +203,12 @@ struct bs {
 	struct bs_ckio ck_io[BS_CKPT_WINDOW];
 	uint32_t ck_io_free[BS_CKPT_WINDOW];
 	uint32_t ck_nio_free;
+	struct bs_ckrun ck_runs[BS_CK_RUNS];
+	uint32_t ck_run_free[BS_CK_RUNS];
+	uint32_t ck_nrun_free;
+	uint8_t *ck_stage;	/* BS_CK_RUNS * BS_CK_RUN_MAX blocks */
+	struct bs_mc **ck_mcs;	/* this checkpoint's dirty blocks, sorted; mc_cap entries */
+	uint32_t ck_nmc, ck_mpos;
 	struct bs_io ck_flush_io, ck_jsb_io;
 	void *ck_jsb_buf;
 
@@ -201,6 +219,8 @@ struct bs {
 /* bs.c */
 void bs_kick(struct bs_ctx *op);
 void bs_run(struct bs *bs);
+/* bs_run() on the next reactor turn, before that turn submits its SQEs. */
+void bs_run_later(struct bs *bs);
 void bs_op_finish(struct bs_ctx *op, int res);
 void bs_op_ack(struct bs_ctx *op);
 void bs_fail(struct bs *bs, int err, const char *what);

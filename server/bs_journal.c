@@ -6,6 +6,7 @@
  * Sequence and crash reasoning: docs/on-disk-format.md.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/crc.h"
@@ -174,7 +175,10 @@ static void batch_durable(struct bs *bs)
 		}
 		op = next;
 	}
-	if (bs->jused > bs->jsize / 2 || bs->mc_ndirty > bs->mc_cap / 2 ||
+	/* Dirty meta blocks stay pinned until a checkpoint: they only threaten
+	 * to starve the cache when it cannot hold the whole metadata area. */
+	if (bs->jused > bs->jsize / 2 ||
+	    (bs->mc_cap < bs->sb.meta_blocks && bs->mc_ndirty > bs->mc_cap / 2) ||
 	    bs->nslot_dirty > bs->sb.slot_blocks / 2 + BS_CKPT_WINDOW) {
 		bs->ck_want = true;
 	}
@@ -197,7 +201,11 @@ static void batch_step(struct bs *bs, int res)
 		return;
 	}
 	batch_durable(bs);
-	bs_run(bs);
+	/* The acks queued their replies for the next reactor turn (the
+	 * transport batches sends per turn); run the applies and the next batch
+	 * from that turn too, after the replies, so the sendmsgs come first in
+	 * the one io_uring_enter that submits them all. */
+	bs_run_later(bs);
 }
 
 static void batch_write_done(struct bs_io *io, int res)
@@ -352,15 +360,75 @@ static void ck_slot_done(struct bs_io *io, int res)
 	ck_done_io(bs, res);
 }
 
-static void ck_meta_done(struct bs_io *io, int res)
+static void ck_run_done(struct bs_io *io, int res)
 {
-	struct bs_mc *mc = container_of(io, struct bs_mc, io);
-	struct bs *bs = mc->bs;
+	struct bs_ckrun *run = container_of(io, struct bs_ckrun, io);
+	struct bs *bs = run->bs;
+	uint32_t i;
 
+	/* Only now may the blocks become clean (evictable): a reload before the
+	 * write completed would read the old contents. */
 	if (res >= 0) {
-		bs_mc_written(bs, mc);
+		for (i = 0; i < run->n; i++) {
+			bs_mc_written(bs, bs->ck_mcs[run->first + i]);
+		}
 	}
+	bs->ck_run_free[bs->ck_nrun_free++] = (uint32_t)(run - bs->ck_runs);
 	ck_done_io(bs, res);
+}
+
+/*
+ * Issue meta-block writes up to the window, in block order, each a run of up
+ * to BS_CK_RUN_MAX consecutive blocks: the dirty ones plus clean cached
+ * blocks between them (their cached image is what is on disk, so rewriting
+ * it changes nothing), so a checkpoint of a densely dirty area is a few large
+ * sequential writes instead of one random write per block. The blocks are
+ * copied: records are not built during a checkpoint, so the copies are the
+ * state the jsb will point after.
+ */
+static void ck_issue_meta(struct bs *bs)
+{
+	while (bs->ck_nrun_free && bs->ck_mpos < bs->ck_nmc) {
+		struct bs_ckrun *run = &bs->ck_runs[bs->ck_run_free[--bs->ck_nrun_free]];
+		uint64_t first = bs->ck_mcs[bs->ck_mpos]->blkno;
+		uint32_t len = 0, j = bs->ck_mpos;
+
+		while (len < BS_CK_RUN_MAX) {
+			uint64_t b = first + len;
+			const struct bs_mc *mc = NULL;
+
+			if (j < bs->ck_nmc && bs->ck_mcs[j]->blkno == b) {
+				mc = bs->ck_mcs[j++];
+			} else if (j < bs->ck_nmc && bs->ck_mcs[j]->blkno < first + BS_CK_RUN_MAX) {
+				mc = bs_mc_lookup(bs, b);
+				if (mc && (mc->state != BS_MC_VALID || mc->dirty)) {
+					mc = NULL;
+				}
+			}
+			if (!mc) {
+				break;
+			}
+			memcpy(run->buf + (size_t)len * BS_BLOCK, mc->ent, BS_BLOCK);
+			len++;
+		}
+		/* trailing clean blocks: only when the next dirty one did not fit */
+		while (bs->ck_mcs[j - 1]->blkno != first + len - 1) {
+			len--;
+		}
+		run->first = bs->ck_mpos;
+		run->n = j - bs->ck_mpos;
+		bs->ck_mpos = j;
+		bs->ck_pending++;
+		bs_dev_submit(bs, BS_IO_WRITE, run->buf, (size_t)len * BS_BLOCK,
+			      bs->sb.meta_off + first * BS_BLOCK, &run->io, ck_run_done);
+	}
+}
+
+static int ck_mc_cmp(const void *a, const void *b)
+{
+	const struct bs_mc *x = *(struct bs_mc *const *)a, *y = *(struct bs_mc *const *)b;
+
+	return x->blkno < y->blkno ? -1 : x->blkno > y->blkno;
 }
 
 static void ck_flush_done(struct bs_io *io, int res)
@@ -414,6 +482,7 @@ static void ck_step(struct bs *bs)
 
 	if (bs->ck == BS_CK_WRITE) {
 		if (!bs->ck_err) {
+			ck_issue_meta(bs);
 			ck_issue_slots(bs);
 		}
 		if (bs->ck_pending) {
@@ -499,15 +568,23 @@ bool bs_ckpt_pump(struct bs *bs)
 		bs->ck_io[i].bs = bs;
 		bs->ck_io_free[i] = (uint32_t)i;
 	}
+	bs->ck_nrun_free = BS_CK_RUNS;
+	for (i = 0; i < BS_CK_RUNS; i++) {
+		bs->ck_runs[i].bs = bs;
+		bs->ck_runs[i].buf = bs->ck_stage + i * BS_CK_RUN_MAX * BS_BLOCK;
+		bs->ck_run_free[i] = (uint32_t)i;
+	}
+	bs->ck_nmc = 0;
+	bs->ck_mpos = 0;
 	while (bs->mc_dirty) {
 		struct bs_mc *mc = bs->mc_dirty;
 
 		bs->mc_dirty = mc->dnext;
 		bs->mc_ndirty--;
-		bs->ck_pending++;
-		bs_dev_submit(bs, BS_IO_WRITE, mc->ent, BS_BLOCK,
-			      bs->sb.meta_off + mc->blkno * BS_BLOCK, &mc->io, ck_meta_done);
+		kassert(bs->ck_nmc < bs->mc_cap);
+		bs->ck_mcs[bs->ck_nmc++] = mc;
 	}
+	qsort(bs->ck_mcs, bs->ck_nmc, sizeof(*bs->ck_mcs), ck_mc_cmp);
 	ck_step(bs);
 	return true;
 }

@@ -255,6 +255,8 @@ static int read_sb(struct bs_dev *dev, struct bs_sb *out)
 static void bs_free(struct bs *bs)
 {
 	free(bs->ck_jsb_buf);
+	free(bs->ck_stage);
+	free(bs->ck_mcs);
 	free(bs->jm);
 	free(bs->aobjs);
 	free(bs->ao_hash);
@@ -309,15 +311,24 @@ static int bs_alloc(struct bs *bs, const struct bs_opts *opts)
 		bs->ao_free = &bs->aobjs[i];
 	}
 	if (posix_memalign((void **)&bs->jm, BS_BLOCK, bs->jsize) ||
-	    posix_memalign(&bs->ck_jsb_buf, BS_BLOCK, BS_BLOCK)) {
+	    posix_memalign(&bs->ck_jsb_buf, BS_BLOCK, BS_BLOCK) ||
+	    posix_memalign((void **)&bs->ck_stage, BS_BLOCK,
+			   (size_t)BS_CK_RUNS * BS_CK_RUN_MAX * BS_BLOCK)) {
 		return -ENOMEM;
 	}
+	/* Fault the mirror in now: a first touch on the write path costs a page
+	 * fault per 4 KiB record block (expensive in a VM). */
+	memset(bs->jm, 0, bs->jsize);
 	mc_cap = (uint64_t)(opts && opts->meta_cache_mb ? opts->meta_cache_mb : 64) << 8;
 	if (mc_cap > bs->sb.meta_blocks + BS_MC_MIN) {
 		mc_cap = bs->sb.meta_blocks + BS_MC_MIN;
 	}
 	if (mc_cap < BS_MC_MIN) {
 		mc_cap = BS_MC_MIN;
+	}
+	bs->ck_mcs = calloc(mc_cap, sizeof(*bs->ck_mcs));
+	if (!bs->ck_mcs) {
+		return -ENOMEM;
 	}
 	return bs_mc_init(bs, (uint32_t)mc_cap);
 }

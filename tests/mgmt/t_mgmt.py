@@ -375,8 +375,9 @@ def cluster(mg):
     f[0].p.kill()
     delay, b = wait_server(mg, f[0].id, lambda b: not b["up"], 3)
     crash_ms = (time.monotonic() - t_kill) * 1000 if delay is not None else None
-    check(crash_ms is not None and crash_ms < 500,
-          "crash detected: server %d down %.1f ms after SIGKILL (< 500 ms)"
+    # Acceptance: down within 1 s of a crash (the REST poll is included).
+    check(crash_ms is not None and crash_ms < 1000,
+          "crash detected: server %d down %.1f ms after SIGKILL (< 1000 ms)"
           % (f[0].id, crash_ms or -1))
     s, st = http(mg, "GET", "/v1/cluster/status")
     check(st["epoch"] > epoch0 and st["health"] == "HEALTH_WARN"
@@ -394,7 +395,8 @@ def cluster(mg):
     t_stop = time.monotonic()
     delay, b = wait_server(mg, f[1].id, lambda b: not b["up"], 5)
     hang_ms = (time.monotonic() - t_stop) * 1000 if delay is not None else None
-    limit = HB_TIMEOUT_MS + 500
+    # Acceptance: within 5 s of a hang; here timeout + 1 s of slack for a loaded CI box.
+    limit = HB_TIMEOUT_MS + 1000
     check(hang_ms is not None and HB_TIMEOUT_MS - 300 < hang_ms < limit,
           "hang detected: server %d down %.1f ms after SIGSTOP (timeout %d ms, limit %d ms)"
           % (f[1].id, hang_ms or -1, HB_TIMEOUT_MS, limit))
