@@ -415,7 +415,8 @@ static uint32_t pg_up_mask(const struct cmap *m, const struct cmap_pg *g)
 	return mask;
 }
 
-static void pg_update(const struct cmap *m, struct cmap_pg *g, const struct cmap_pg *old)
+static void pg_update(const struct cmap *m, struct cmap_pg *g, const struct cmap *prev,
+		      const struct cmap_pg *old)
 {
 	uint32_t sync = 0, up_sync, primary = 0, i;
 	bool changed;
@@ -453,6 +454,15 @@ static void pg_update(const struct cmap *m, struct cmap_pg *g, const struct cmap
 	g->primary = primary;
 	changed = !old || old->nmembers != g->nmembers || old->primary != primary ||
 		  memcmp(old->members, g->members, g->nmembers * sizeof(g->members[0])) != 0;
+	/*
+	 * A member going down or coming back also starts a new interval, even
+	 * with the same primary: a recovery report (or a replica write) made
+	 * under the old interval must not count for a member that has since
+	 * bounced and missed writes in between.
+	 */
+	if (!changed && pg_up_mask(m, g) != pg_up_mask(prev, old)) {
+		changed = true;
+	}
 	g->interval = changed ? m->epoch : old->interval;
 }
 
@@ -470,7 +480,7 @@ void cmap_update_pgs(struct cmap *m, const struct cmap *prev)
 			if (op && pg < op->pg_count) {
 				old = &op->pgs[pg];
 			}
-			pg_update(m, &p->pgs[pg], old);
+			pg_update(m, &p->pgs[pg], prev, old);
 		}
 	}
 }

@@ -784,15 +784,16 @@ static void test_update_pgs(void **state)
 	assert_int_equal(g->interval, 2);
 	assert_int_equal(cmap_pg_up_count(e2, g, false), 2);
 
-	/* Nothing changes for this PG: interval carried over. 1 comes back up
-	 * but stays out of sync (recovery has not reported it). */
+	/* 1 comes back up but stays out of sync (recovery has not reported
+	 * it); same primary, but the up set changed: a new interval, so a
+	 * report made before the bounce cannot mark 1 in sync. */
 	e3 = next_map(e2, NULL, 0);
 	set_up(e3, 1, true);
 	cmap_update_pgs(e3, e2);
 	g = cmap_pg(e3, 1, 0);
 	assert_int_equal(g->in_sync, 0x6);
 	assert_int_equal(g->primary, 2);
-	assert_int_equal(g->interval, 2);
+	assert_int_equal(g->interval, 3);
 	assert_int_equal(cmap_pg_up_count(e3, g, false), 3);
 	assert_int_equal(cmap_pg_up_count(e3, g, true), 2);
 
@@ -834,6 +835,15 @@ static void test_update_pgs(void **state)
 	assert_int_equal(g->primary, 3);
 	assert_int_equal(g->in_sync, 0x4);
 	assert_int_equal(g->interval, 7);
+
+	/* Nothing changes: the interval is carried over. */
+	{
+		struct cmap *same = next_map(e7, NULL, 0);
+
+		cmap_update_pgs(same, e7);
+		assert_int_equal(cmap_pg(same, 1, 0)->interval, 7);
+		cmap_free(same);
+	}
 
 	/* Recovery reported 4 in sync (mgmt sets the bit): primary is the first
 	 * up in-sync member in placement order, and the interval moves. */
