@@ -1,73 +1,63 @@
 #!/bin/bash
-# Keel main job (issue #2 stage): format a drive file, start keel-server on
-# it, run a verified random read/write workload through the wire protocol,
-# print the result, stop the server cleanly and check the data survives a
-# restart.
+# Keel main job: a local cluster on files (keel-mgmt + 3 keel-servers), a
+# 3-replica volume created through keelctl, a verified random read/write
+# workload through libkeel (keel-bench --volume) during which one server is
+# SIGKILLed and restarted, a block-history check of every I/O, and the
+# cluster back to HEALTH_OK with the returning server resynced.
 #
-#   BUILD=build DIR=/tmp/keel-demo SIZE=1G RUNTIME=5 scripts/demo.sh
+#   BUILD=build DIR=/tmp/keel-demo RUNTIME=20 scripts/demo.sh
 set -euo pipefail
 
-BUILD=${BUILD:-build}
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-$TOP/build}
+BUILD=$(cd "$BUILD" && pwd)
 DIR=${DIR:-$(mktemp -d /tmp/keel-demo.XXXXXX)}
-SIZE=${SIZE:-1G}
-RUNTIME=${RUNTIME:-5}
-PORT=${PORT:-7400}
-SRV=$BUILD/server/keel-server
+RUNTIME=${RUNTIME:-20}
+LC="$TOP/deploy/local-cluster.sh"
+KEELCTL=$BUILD/mgmt/keelctl
 BENCH=$BUILD/bench/keel-bench
+HISTCHECK=$BUILD/tests/keel-histcheck
 
-for b in "$SRV" "$BENCH"; do
+for b in "$KEELCTL" "$BENCH" "$HISTCHECK"; do
 	[ -x "$b" ] || { echo "demo: $b not built (run: make build)" >&2; exit 1; }
 done
-mkdir -p "$DIR"
-pid=""
+
 cleanup() {
-	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-	return 0
+	"$LC" down --dir "$DIR" --build "$BUILD" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
-start_server() {
-	"$SRV" run --device "$DIR/drive0" --listen "127.0.0.1:$PORT" --key "$DIR/key" \
-		>>"$DIR/server.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 100); do
-		if grep -q "listening on" "$DIR/server.log" 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || { cat "$DIR/server.log"; exit 1; }
-		sleep 0.1
-	done
-	echo "demo: server did not start" >&2
-	cat "$DIR/server.log" >&2
-	exit 1
-}
+echo "== starting a local cluster in $DIR: keel-mgmt + 3 keel-servers on 2 GiB drive files"
+URL=$("$LC" up --dir "$DIR" --servers 3 --size 2G --build "$BUILD" ${PORT_BASE:+--port-base "$PORT_BASE"} | tail -1)
+export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
+echo "== mgmt at $URL"
+"$KEELCTL" server list
+"$KEELCTL" volume create demo --size 1G
+"$KEELCTL" volume show demo
 
-stop_server() {
-	kill -TERM "$pid"
-	wait "$pid"
-	pid=""
-}
+echo "== verified 4 KiB random read/write, QD32, ${RUNTIME}s; server 2 is killed (SIGKILL) after 5 s"
+"$BENCH" --volume demo --rw randrw --bs 4k --iodepth 32 --runtime "$RUNTIME" \
+	--verify --history "$DIR/history.bin" >"$DIR/bench.out" 2>&1 &
+bench=$!
+sleep 5
+"$LC" stop-server 2 --dir "$DIR" --signal KILL
+echo "   server 2 killed at $(date +%T)"
+sleep 3
+"$KEELCTL" cluster status || true
+"$LC" start-server 2 --dir "$DIR" --build "$BUILD"
+echo "   server 2 restarted at $(date +%T)"
+rc=0
+wait "$bench" || rc=$?
+cat "$DIR/bench.out"
+[ "$rc" = 0 ] || { echo "demo: keel-bench failed (exit $rc)" >&2; exit 1; }
 
-echo "== keel demo in $DIR"
-[ -f "$DIR/key" ] || "$SRV" keygen "$DIR/key"
-"$SRV" format --device "$DIR/drive0" --size "$SIZE" --force
-start_server
-echo "== server up on 127.0.0.1:$PORT (log: $DIR/server.log)"
+echo "== block-history check of every I/O (lost writes, stale reads, torn blocks)"
+"$HISTCHECK" "$DIR/history.bin"
 
-SPAN_MB=256
-bench() {
-	"$BENCH" --server "127.0.0.1:$PORT" --key "$DIR/key" --bs 4k --size ${SPAN_MB}M --seed 7 \
-		--verify --state "$DIR/verify.state" "$@"
-}
-rm -f "$DIR/verify.state"
-echo "== verified random write, QD32, ${RUNTIME}s"
-bench --rw randwrite --iodepth 32 --runtime "$RUNTIME"
-echo "== verified random read/write mix, QD32, ${RUNTIME}s"
-bench --rw randrw --iodepth 32 --runtime "$RUNTIME"
-
-echo "== restart: stop (SIGTERM), start again, read back and verify the whole span"
-stop_server
-start_server
-bench --rw read --iodepth 32 --ios $((SPAN_MB * 256))
-stop_server
-echo "== demo passed: data written, verified, survived a restart"
+echo "== waiting for recovery to finish"
+for _ in $(seq 300); do
+	"$KEELCTL" -f json cluster status | grep -q '"HEALTH_OK"' && break
+	sleep 0.2
+done
+"$KEELCTL" cluster status
+echo "== demo passed: volume served through a server crash, every read verified"
