@@ -206,8 +206,8 @@ struct bs {
 	struct bs_ckrun ck_runs[BS_CK_RUNS];
 	uint32_t ck_run_free[BS_CK_RUNS];
 	uint32_t ck_nrun_free;
-	uint8_t *ck_stage;	/* BS_CK_RUNS * BS_CK_RUN_MAX blocks */
-	struct bs_mc **ck_mcs;	/* this checkpoint's dirty blocks, sorted; mc_cap entries */
+	uint8_t *ck_stage;     /* BS_CK_RUNS * BS_CK_RUN_MAX blocks */
+	struct bs_mc **ck_mcs; /* this checkpoint's dirty blocks, sorted; mc_cap entries */
 	uint32_t ck_nmc, ck_mpos;
 	struct bs_io ck_flush_io, ck_jsb_io;
 	void *ck_jsb_buf;
