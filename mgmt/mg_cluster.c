@@ -531,6 +531,7 @@ static void mg_tick_fn(struct reactor_timer *t)
 	struct mg_cluster *c = container_of(t, struct mg_cluster, tick);
 
 	mg_member_tick(c);
+	mg_cport_check_auth(c);
 	if (c->on_tick) {
 		c->on_tick(c);
 	}

@@ -41,6 +41,7 @@
 #include "proto/conn.h"
 
 #define MG_TICK_NS	   (100ull * 1000 * 1000)
+#define MG_AUTH_TIMEOUT_NS (10ull * 1000 * 1000 * 1000)
 #define MG_PEER_NAME_LEN   80
 #define MG_PG_STATE_LEN	   16
 #define MG_STOP_TIMEOUT_NS (2ull * 1000 * 1000 * 1000)
@@ -200,6 +201,9 @@ void mg_cport_stop(struct mg_cluster *c);
 /* Send the current map to every server and subscriber that lacks it. */
 void mg_cport_push_all(struct mg_cluster *c);
 void mg_cport_close_peer(struct mg_peer *p, const char *reason);
+/* Close connections that have not authenticated within MG_AUTH_TIMEOUT_NS
+ * (run from the tick). */
+void mg_cport_check_auth(struct mg_cluster *c);
 
 /* Blob refcounting (mg_cport.c). */
 struct mg_blob *mg_blob_pack(const struct cmap *m);

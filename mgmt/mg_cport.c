@@ -501,6 +501,27 @@ static void mg_on_accept(struct xport_listener *l, struct xport_conn *xc, void *
 	log_debug("%s: cluster connection accepted (%u open)", p->name, c->npeers);
 }
 
+void mg_cport_check_auth(struct mg_cluster *c)
+{
+	uint64_t now = reactor_now_ns();
+	struct mg_peer *p, *next;
+
+	/* Closing never frees inline (on_close is deferred), but hold a
+	 * reference anyway so the walk never depends on that. */
+	for (p = c->peers; p; p = p->next) {
+		p->refs++;
+	}
+	for (p = c->peers; p; p = p->next) {
+		if (p->kc) {
+			kp_conn_check_auth_timeout(p->kc, now, MG_AUTH_TIMEOUT_NS);
+		}
+	}
+	for (p = c->peers; p; p = next) {
+		next = p->next;
+		mg_peer_put(p);
+	}
+}
+
 int mg_cport_start(struct mg_cluster *c, const char *addr)
 {
 	const struct xport_ops *ops = &xport_tcp_ops;

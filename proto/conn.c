@@ -53,6 +53,7 @@ struct kp_conn {
 	void *arg;
 	struct kp_key key;
 	enum kp_conn_state state;
+	uint64_t created_ns;
 	bool in_recv;
 	size_t rx_buffered; /* bytes of an incomplete frame left in the xport */
 	int close_err;
@@ -661,6 +662,7 @@ static int conn_new(struct xport_conn *xc, const struct kp_key *key, const struc
 	c->cbs = *cbs;
 	c->arg = arg;
 	c->key = *key;
+	c->created_ns = reactor_now_ns();
 	peer = xc->ops->peer(xc);
 	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
 	*out = c;
@@ -732,4 +734,16 @@ const char *kp_conn_peer(const struct kp_conn *c)
 bool kp_conn_ready(const struct kp_conn *c)
 {
 	return c->state == KP_CS_READY;
+}
+
+bool kp_conn_check_auth_timeout(struct kp_conn *c, uint64_t now_ns, uint64_t timeout_ns)
+{
+	bool handshaking = c->state != KP_CS_READY && c->state != KP_CS_DRAINING &&
+			   c->state != KP_CS_CLOSED;
+
+	if (!handshaking || now_ns - c->created_ns <= timeout_ns) {
+		return false;
+	}
+	kp_conn_close(c, -ETIMEDOUT, "authentication timeout");
+	return true;
 }

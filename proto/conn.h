@@ -91,4 +91,13 @@ void *kp_conn_arg(const struct kp_conn *c);
 const char *kp_conn_peer(const struct kp_conn *c);
 bool kp_conn_ready(const struct kp_conn *c);
 
+/*
+ * A peer that connects and never completes the handshake would hold its
+ * connection forever. Owners call this periodically for each connection:
+ * if the handshake has not completed @timeout_ns after the conn was
+ * created, it is closed with reason "authentication timeout" (on_close
+ * follows) and true is returned.
+ */
+bool kp_conn_check_auth_timeout(struct kp_conn *c, uint64_t now_ns, uint64_t timeout_ns);
+
 #endif

@@ -609,7 +609,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	log_store(&s, bs, dev);
 	ctx.srv.r = r;
-	ret = srv_start(&ctx.srv, r, bs, &key, s.listen, s.max_connections);
+	ret = srv_start(&ctx.srv, r, bs, &key, s.listen, s.max_connections, s.auth_timeout_ms);
 	if (ret) {
 		goto out_close_bs;
 	}

@@ -71,6 +71,7 @@ struct srv_settings {
 	uint32_t meta_cache_mb;
 	int log_level; /* enum srv_log_level */
 	uint32_t max_connections;
+	uint32_t auth_timeout_ms; /* a connection must authenticate within this */
 	/* cluster mode (docs/cluster.md); mgmt empty = single-server mode */
 	char mgmt[128];
 	char host[64];
@@ -239,14 +240,18 @@ struct srv {
 	bool stopping;
 	uint64_t drain_deadline;
 	struct reactor_timer drain_timer;
+	uint64_t auth_timeout_ns;
+	struct reactor_timer auth_timer; /* closes connections that never authenticate */
 	struct srv_counters ctr;
 	uint64_t started_ns;
 	struct srv_cluster *cl; /* NULL: single-server mode */
 };
 
-/* Allocate pools and start listening on @addr. 0 or -errno (logged). */
+/* Allocate pools and start listening on @addr. A connection that has not
+ * completed the handshake @auth_timeout_ms after it was accepted is closed
+ * ("authentication timeout"). 0 or -errno (logged). */
 int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_key *key,
-	      const char *addr, uint32_t max_connections);
+	      const char *addr, uint32_t max_connections, uint32_t auth_timeout_ms);
 /* Begin a graceful shutdown; reactor_stop() follows once drained. */
 void srv_shutdown(struct srv *s);
 /* Free pools after the reactor returned (every connection is gone). */

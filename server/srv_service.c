@@ -333,8 +333,38 @@ static void srv_on_accept(struct xport_listener *l, struct xport_conn *xc, void 
 	log_info("%s: connection accepted (%u open)", c->peer, s->nconns);
 }
 
+#define SRV_AUTH_TICK_NS (100ull * 1000 * 1000)
+
+/*
+ * A peer that connects and never finishes the handshake would hold a
+ * connection slot forever (max_connections is the only bound): close it.
+ */
+static void srv_auth_tick(struct reactor_timer *t)
+{
+	struct srv *s = container_of(t, struct srv, auth_timer);
+	uint64_t now = reactor_now_ns();
+	struct srv_conn *c, *next;
+
+	if (s->stopping) {
+		return;
+	}
+	for (c = s->conns; c; c = c->next) {
+		c->refs++;
+	}
+	for (c = s->conns; c; c = c->next) {
+		if (c->kc) {
+			kp_conn_check_auth_timeout(c->kc, now, s->auth_timeout_ns);
+		}
+	}
+	for (c = s->conns; c; c = next) {
+		next = c->next;
+		srv_conn_put(c);
+	}
+	reactor_timer_start(s->r, t, SRV_AUTH_TICK_NS, srv_auth_tick);
+}
+
 int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_key *key,
-	      const char *addr, uint32_t max_connections)
+	      const char *addr, uint32_t max_connections, uint32_t auth_timeout_ms)
 {
 	int ret;
 
@@ -344,6 +374,7 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 	s->key = key;
 	s->xops = &xport_tcp_ops;
 	s->max_connections = max_connections;
+	s->auth_timeout_ns = (uint64_t)auth_timeout_ms * 1000 * 1000;
 	s->started_ns = reactor_now_ns();
 	ret = bufpool_create(SRV_SMALL_BUF, SRV_SMALL_BUFS, &s->small);
 	if (ret) {
@@ -367,6 +398,7 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 		log_error("cannot accept on %s: %s", addr, strerror(-ret));
 		goto out_close_listener;
 	}
+	reactor_timer_start(r, &s->auth_timer, SRV_AUTH_TICK_NS, srv_auth_tick);
 	/* The bound address, with the port the kernel chose for port 0: tests
 	 * read it from this line. */
 	log_info("listening on %s (%s), queue depth %u per connection, max %u connections",

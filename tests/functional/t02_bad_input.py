@@ -39,7 +39,8 @@ def attack(env, srv, name, reason, fn):
 def test(env):
     dev = os.path.join(env.dir, "drive0")
     env.format(dev, size="256M", object_size="1M", journal_size="16M")
-    srv = env.server(dev)
+    # A short authentication timeout so the silent-client case runs quickly.
+    srv = env.server(dev, extra=["--set", "server.auth_timeout_ms=1500"])
     srv.start()
     key = kt.load_key(env.key)
     other_key = os.urandom(32)
@@ -117,6 +118,12 @@ def test(env):
         c.send(recorded_hello)
     attack(env, srv, "handshake after auth", "repeated handshake|handshake after authentication",
            second_handshake)
+
+    # Connects and never authenticates (silent, or half a HELLO header):
+    # closed after auth_timeout_ms, not held forever.
+    attack(env, srv, "silent client", "authentication timeout", lambda c: None)
+    attack(env, srv, "half a header, then silence", "authentication timeout",
+           lambda c: c.send(recorded_hello[:40]))
 
     attack(env, srv, "garbage bytes", "bad magic",
            lambda c: c.send(b"GET / HTTP/1.1\r\n" + bytes(rnd.getrandbits(8)
