@@ -48,17 +48,7 @@ for b in "$SERVER" "$BENCH"; do
 done
 command -v fio >/dev/null || { echo "bench-server.sh: fio not installed" >&2; exit 2; }
 
-to_bytes() {
-	local v=${1^^} n
-	n=${v%[KMGT]}
-	case "$v" in
-	*K) echo $((n << 10)) ;;
-	*M) echo $((n << 20)) ;;
-	*G) echo $((n << 30)) ;;
-	*T) echo $((n << 40)) ;;
-	*) echo "$n" ;;
-	esac
-}
+. "$(dirname "$0")/lib.sh"
 BYTES=$(to_bytes "$SIZE")
 # keel's data area is the drive minus journal and metadata: use 3/4 of the
 # drive as the span for both, rounded to 4 MiB objects.
@@ -86,35 +76,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-prefill() {
-	echo "prefilling $1 ($SIZE)" >&2
-	dd if=/dev/zero of="$1" bs=1M count=$((BYTES >> 20)) oflag=direct status=none
-	sync "$1"
-}
-
-# fio on the raw file: prints "iops mean_us p99_us".
-raw_fio() {
-	local rw=$1 qd=$2 extra=${3:-}
-	fio --name=raw --filename="$RAW" --ioengine=io_uring --direct=1 --rw="$rw" --bs=4k \
-		--iodepth="$qd" --size="$SPAN" --time_based --runtime="$RUNTIME" \
-		--randrepeat=0 --norandommap --lat_percentiles=1 $extra \
-		--output-format=json 2>/dev/null |
-		$PY -c '
-import json, sys
-j = json.load(sys.stdin)["jobs"][0]
-side = j["write"] if j["write"]["io_bytes"] else j["read"]
-lat = side["lat_ns"]
-mean = lat["mean"]
-p99 = lat.get("percentile", {}).get("99.000000", 0)
-# With fdatasync=1 a write is durable only after its sync: fio reports the
-# sync latency separately, so add it (p99: sum of p99s, an upper bound).
-sync = j.get("sync", {}).get("lat_ns", {})
-if sync.get("N", 0):
-    mean += sync["mean"]
-    p99 += sync.get("percentile", {}).get("99.000000", 0)
-print("%.0f %.1f %.1f" % (side["iops"], mean / 1e3, p99 / 1e3))'
-}
-
 start_server() {
 	"$SERVER" run --device "$DRV" --key "$KEY" --listen 127.0.0.1:0 \
 		--set "server.flush_mode=$1" >>"$LOG" 2>&1 &
@@ -140,18 +101,11 @@ stop_server() {
 keel_bench() {
 	local rw=$1 qd=$2
 	"$BENCH" --server "$ADDR" --key "$KEY" --rw "$rw" --bs 4k --iodepth "$qd" \
-		--size "$SPAN" --runtime "$RUNTIME" --json |
-		$PY -c '
-import json, sys
-r = json.load(sys.stdin)
-if not r["ok"]:
-    sys.exit("keel-bench reported errors")
-t = r["total"]
-print("%.0f %.1f %.1f" % (t["iops"], t["lat_us"]["mean"], t["lat_us"]["p99"]))'
+		--size "$SPAN" --runtime "$RUNTIME" --json | bench_summary
 }
 
-prefill "$RAW"
-prefill "$DRV"
+prefill "$RAW" "$BYTES"
+prefill "$DRV" "$BYTES"
 "$SERVER" keygen "$KEY" >/dev/null
 "$SERVER" format --device "$DRV" --force >/dev/null
 
@@ -183,35 +137,21 @@ for qd in 1 32; do
 done
 stop_server
 
-row() {
-	local name=$1 ref=$2 raw=$3 keel=$4
-	read -r ri rm rp <<<"$raw"
-	read -r ki km kp <<<"$keel"
-	$PY -c '
-import sys
-name, ref, ri, rm, rp, ki, km, kp = sys.argv[1:]
-ri, rm, rp, ki, km, kp = map(float, (ri, rm, rp, ki, km, kp))
-ratio = ki / ri if ri else 0
-print("| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f / %+.1f |" %
-      (name, ref, ri, ki, ratio, rm, rp, km, kp, km - rm, kp - rp))' \
-		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp"
-}
-
 {
 	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB)"
 	echo
 	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file. raw+flush: the same with"
 	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"
 	echo "its latency is write + fdatasync (p99: sum of the two p99s, an upper bound)."
-	echo "Latency in µs: mean / p99; delta = keel - reference."
+	echo "Latency in µs: mean / p99."
 	echo
-	echo "| case | keel vs reference | ref IOPS | keel IOPS | ratio | ref mean / p99 | keel mean / p99 | delta mean / p99 |"
+	echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
 	echo "|---|---|---:|---:|---:|---:|---:|---:|"
 	for qd in 1 32; do
-		row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" \
+		bench_row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" \
 			"${R[rawf_w_$qd]}" "${R[keelf_w_$qd]}"
-		row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" \
+		bench_row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" \
 			"${R[raw_w_$qd]}" "${R[keel_w_$qd]}"
-		row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
+		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
 	done
 } | tee ${OUT:+"$OUT"}

@@ -1,0 +1,137 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# bench-cluster.sh: a 3-replica Keel cluster on this machine (keel-mgmt + N
+# keel-servers on drive files, libkeel through keel-bench --volume) vs fio
+# on a raw file on the same file system, 4 KiB random write and read at QD1
+# and QD32, in one run. Prints a Markdown table with the ratios.
+#
+# All servers share one disk and the machine's cores, so a 3-replica write
+# costs three journal writes, three applies and the CPU of three servers
+# plus the client: the targets are ratios against one raw file, not against
+# three disks. flush_mode is the servers' (default none: compared with raw
+# fio without flushes; with always, writes are compared with fio
+# --fdatasync=1).
+#
+# Usage: bench/bench-cluster.sh [--runtime SECONDS] [--size SIZE] [--servers N]
+#                               [--flush-mode none|always] [--out FILE] [--dir DIR]
+#                               [--port-base PORT]
+# Binaries come from $BUILD (default ./build).
+set -euo pipefail
+
+RUNTIME=15
+SIZE=2G
+SERVERS=3
+FLUSH=none
+OUT=
+DIR=
+PORT_BASE=9400
+BUILD=${BUILD:-./build}
+BUILD=$(cd "$BUILD" && pwd)
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+. "$TOP/bench/lib.sh"
+
+usage() {
+	sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runtime) RUNTIME=$2; shift 2 ;;
+	--size) SIZE=$2; shift 2 ;;
+	--servers) SERVERS=$2; shift 2 ;;
+	--flush-mode) FLUSH=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	--dir) DIR=$2; shift 2 ;;
+	--port-base) PORT_BASE=$2; shift 2 ;;
+	-h|--help) usage 0 ;;
+	*) echo "bench-cluster.sh: unknown option $1" >&2; usage 2 ;;
+	esac
+done
+case "$FLUSH" in
+none|always) ;;
+*) echo "bench-cluster.sh: --flush-mode is none or always" >&2; exit 2 ;;
+esac
+
+LC=$TOP/deploy/local-cluster.sh
+SERVER=$BUILD/server/keel-server
+BENCH=$BUILD/bench/keel-bench
+KEELCTL=$BUILD/mgmt/keelctl
+for b in "$SERVER" "$BENCH" "$KEELCTL"; do
+	[ -x "$b" ] || { echo "bench-cluster.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
+done
+command -v fio >/dev/null || { echo "bench-cluster.sh: fio not installed" >&2; exit 2; }
+
+BYTES=$(to_bytes "$SIZE")
+# The volume spans half a drive (every server holds a copy of everything
+# with 3 servers and 3 replicas; the rest is journal, metadata and slack).
+SPAN=$(((BYTES / 2) / (4 << 20) * (4 << 20)))
+
+MADE_DIR=
+if [ -z "$DIR" ]; then
+	DIR=$(mktemp -d "${PWD}/keel-bench-cluster.XXXXXX")
+	MADE_DIR=$DIR
+fi
+mkdir -p "$DIR"
+RAW=$DIR/raw.img
+
+cleanup() {
+	"$LC" down --dir "$DIR" --build "$BUILD" >/dev/null 2>&1 || true
+	rm -f "$RAW" "$DIR"/drive* 2>/dev/null || true
+	[ -z "$MADE_DIR" ] || rm -rf "$MADE_DIR"
+}
+trap cleanup EXIT
+
+prefill "$RAW" "$BYTES"
+for i in $(seq 1 "$SERVERS"); do
+	prefill "$DIR/drive$i" "$BYTES"
+	"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
+done
+URL=$("$LC" up --dir "$DIR" --servers "$SERVERS" --build "$BUILD" --port-base "$PORT_BASE" \
+	--server-set "flush_mode=$FLUSH" | tail -1)
+export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
+"$KEELCTL" volume create bench --size "$SPAN" >/dev/null
+
+keel_bench() {
+	local rw=$1 qd=$2
+	"$BENCH" --volume bench --rw "$rw" --bs 4k --iodepth "$qd" --runtime "$RUNTIME" \
+		--json 2>/dev/null | bench_summary
+}
+
+echo "keel: filling the volume so reads hit stored data" >&2
+"$BENCH" --volume bench --rw write --bs 1M --iodepth 8 --ios $((SPAN >> 20)) --json \
+	>/dev/null 2>&1
+
+declare -A R
+wref=
+[ "$FLUSH" = always ] && wref=--fdatasync=1
+# Each keel case right after its raw reference: a load change between the
+# two cannot skew a ratio.
+for qd in 1 32; do
+	echo "fio raw randwrite QD$qd $wref" >&2
+	R[raw_w_$qd]=$(raw_fio randwrite "$qd" "$wref")
+	echo "keel randwrite QD$qd" >&2
+	R[keel_w_$qd]=$(keel_bench randwrite "$qd")
+	echo "fio raw randread QD$qd" >&2
+	R[raw_r_$qd]=$(raw_fio randread "$qd")
+	echo "keel randread QD$qd" >&2
+	R[keel_r_$qd]=$(keel_bench randread "$qd")
+done
+
+{
+	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH)"
+	echo
+	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file on the same file system"
+	[ "$FLUSH" = always ] && echo "(writes with --fdatasync=1, latency = write + fdatasync)."
+	echo "Keel: keel-bench --volume through libkeel, every write on 3 servers sharing that disk."
+	echo "Latency in µs: mean / p99."
+	echo
+	echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	for qd in 1 32; do
+		bench_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" "${R[raw_w_$qd]}" "${R[keel_w_$qd]}"
+		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
+	done
+} | tee ${OUT:+"$OUT"}
