@@ -26,6 +26,7 @@ struct xport_conn;
 struct xport_listener;
 
 #define XPORT_MAX_IOV 8
+#define XPORT_TCP_CONNECT_TIMEOUT_MS 200
 
 struct xport_send;
 typedef void (*xport_send_cb)(struct xport_send *s, int res);
@@ -66,7 +67,8 @@ struct xport_ops {
 			    void (*cb)(struct xport_listener *l, struct xport_conn *c, void *arg),
 			    void *arg);
 	void (*listen_close)(struct xport_listener *l);
-	/* Blocking connect (for clients, at setup time). */
+	/* Blocking connect, bounded by XPORT_TCP_CONNECT_TIMEOUT_MS (-ETIMEDOUT):
+	 * callers run it on their reactor thread, so it must never hang. */
 	int (*connect)(struct reactor *r, const char *addr, struct xport_conn **out);
 	int (*start)(struct xport_conn *c, const struct xport_conn_cbs *cbs, size_t rx_size,
 		     void *arg);

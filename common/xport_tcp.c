@@ -4,9 +4,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +631,48 @@ static int tcp_send(struct xport_conn *xc, struct xport_send *s)
 
 /* --- connect and the ops table --- */
 
+/*
+ * connect(2) with a bound: the caller's reactor thread waits for the TCP
+ * handshake, and a peer behind a dead link would otherwise hold it for the
+ * kernel's SYN retry time (minutes), freezing every other connection and
+ * timer on that thread (a healthy server would miss its heartbeats).
+ */
+static int tcp_connect_fd(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+	socklen_t elen = sizeof(int);
+	int flags, err = 0, n;
+
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		return -errno;
+	}
+	if (connect(fd, sa, len) && errno != EINPROGRESS) {
+		return -errno;
+	}
+	do {
+		n = poll(&pfd, 1, XPORT_TCP_CONNECT_TIMEOUT_MS);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		return -errno;
+	}
+	if (!n) {
+		return -ETIMEDOUT;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) {
+		return -errno;
+	}
+	if (err) {
+		return -err;
+	}
+	/* The connection is driven by io_uring from here: blocking mode keeps
+	 * the plain-syscall fallbacks simple. */
+	if (fcntl(fd, F_SETFL, flags) < 0) {
+		return -errno;
+	}
+	return 0;
+}
+
 static int tcp_connect(struct reactor *r, const char *addr, struct xport_conn **out)
 {
 	struct addrinfo *res, *ai;
@@ -647,10 +691,10 @@ static int tcp_connect(struct reactor *r, const char *addr, struct xport_conn **
 			ret = -errno;
 			continue;
 		}
-		if (!connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+		ret = tcp_connect_fd(fd, ai->ai_addr, ai->ai_addrlen);
+		if (!ret) {
 			break;
 		}
-		ret = -errno;
 		close(fd);
 		fd = -1;
 	}

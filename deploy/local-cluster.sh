@@ -196,13 +196,24 @@ log_size() {
 	stat -c %s "$1" 2>/dev/null || echo 0
 }
 
-# A process is alive when it exists and is not a zombie (a killed process
-# whose parent has not reaped it yet still answers kill -0).
+# A process is alive while it exists and is not a zombie (a killed process
+# whose parent has not reaped it yet still answers kill -0), or while any of
+# its threads still runs: after SIGKILL the main thread turns zombie at
+# once, but io_uring workers (iou-wrk-*) finish their blocking I/O first
+# (an fdatasync can take seconds), and the process keeps its files, its
+# sockets and its drive until the last thread exits.
 alive() {
-	local pid=$1 state
+	local pid=$1 state t
 	kill -0 "$pid" 2>/dev/null || return 1
 	state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo X)
-	[ "$state" != Z ] && [ "$state" != X ]
+	if [ "$state" = Z ] || [ "$state" = X ]; then
+		for t in /proc/"$pid"/task/*; do
+			[ "${t##*/}" = "$pid" ] && continue
+			[ -e "$t" ] && return 0
+		done
+		return 1
+	fi
+	return 0
 }
 
 wait_log() {

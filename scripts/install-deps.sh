@@ -7,7 +7,7 @@ PKGS="build-essential cmake pkg-config clang
 liburing-dev libprotobuf-c-dev protobuf-c-compiler uuid-dev libcmocka-dev
 libibverbs-dev librdmacm-dev libisal-dev libsqlite3-dev libmicrohttpd-dev
 libjansson-dev libcurl4-openssl-dev libinih-dev libssl-dev
-fio python3 procps iproute2 util-linux"
+fio python3 procps iproute2 util-linux curl"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,26 @@
+# Cluster functional tests (issue "Cluster"): keel-mgmt and real keel-servers
+# started by deploy/local-cluster.sh (loopback or network namespaces), a
+# verified keel-bench load, faults (kill, pause, link down), keel-histcheck
+# over the block history and a per-PG replica comparison at the end.
+# /usr/bin/python3 stdlib only; root for the --netns tests. docs/testing.md
+# says what each asserts and which environment variables make long runs.
+set(KEEL_CFT_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+function(keel_cluster_ft name timeout labels)
+  add_test(NAME cluster_ft_${name}
+    COMMAND /usr/bin/python3 ${KEEL_CFT_DIR}/${name}.py ${CMAKE_BINARY_DIR})
+  set_tests_properties(cluster_ft_${name} PROPERTIES TIMEOUT ${timeout}
+    LABELS "${labels}"
+    # Every binary the scripts run (BUILD_DIR layout), built before the test.
+    REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keelctl>;$<TARGET_FILE:keel-bench>;$<TARGET_FILE:keel-histcheck>")
+endfunction()
+
+# known-failing: these three find open product bugs (issue "Cluster" is not
+# resolved: lost acknowledged writes across repeated kills, a recovery-path
+# assertion; see docs/testing.md). `make check` leaves them out so CI tests
+# what works; `make check-cluster` runs them and must fail until fixed.
+keel_cluster_ft(t_netns 300 "functional;cluster")
+keel_cluster_ft(t_kill 1200 "functional;cluster;slow;known-failing")
+keel_cluster_ft(t_pause_partition 600 "functional;cluster;known-failing")
+keel_cluster_ft(t_min_replicas 400 "functional;cluster;known-failing")
+keel_cluster_ft(t_resync 900 "functional;cluster")
