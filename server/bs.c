@@ -636,68 +636,19 @@ int bs_submit(struct bs *bs, struct bs_req *req)
 	return 0;
 }
 
-static int key_cmp(uint64_t ai, uint64_t ao, uint64_t bi, uint64_t bo)
+static bool bs_list_inode_match(uint64_t inode, uint64_t objno, void *arg)
 {
-	if (ai != bi) {
-		return ai < bi ? -1 : 1;
-	}
-	if (ao != bo) {
-		return ao < bo ? -1 : 1;
-	}
-	return 0;
+	const uint64_t *want = arg;
+
+	return *want == UINT64_MAX || inode == *want;
 }
 
 unsigned int bs_list(struct bs *bs, uint64_t inode, bool *first, uint64_t *cursor_inode,
 		     uint64_t *cursor_objno, struct bs_obj_stat *out, unsigned int max)
 {
-	unsigned int n = 0, lo, hi, mid;
-	uint32_t i;
-
-	if (!max) {
-		return 0;
-	}
-	for (i = 0; i < bs->nslots; i++) {
-		const struct bs_slot *s = &bs->slots[i];
-
-		if (!s->mapped || bs_index_lookup(bs, s->inode, s->objno) != i) {
-			continue;
-		}
-		if (inode != UINT64_MAX && s->inode != inode) {
-			continue;
-		}
-		if (!*first && key_cmp(s->inode, s->objno, *cursor_inode, *cursor_objno) <= 0) {
-			continue;
-		}
-		if (n == max &&
-		    key_cmp(s->inode, s->objno, out[n - 1].inode, out[n - 1].objno) >= 0) {
-			continue;
-		}
-		lo = 0;
-		hi = n;
-		while (lo < hi) {
-			mid = (lo + hi) / 2;
-			if (key_cmp(out[mid].inode, out[mid].objno, s->inode, s->objno) < 0) {
-				lo = mid + 1;
-			} else {
-				hi = mid;
-			}
-		}
-		if (n == max) {
-			n--;
-		}
-		memmove(&out[lo + 1], &out[lo], (n - lo) * sizeof(*out));
-		out[lo].inode = s->inode;
-		out[lo].objno = s->objno;
-		out[lo].version = s->version;
-		out[lo].blocks_mapped = s->mapped;
-		n++;
-	}
-	if (n) {
-		*first = false;
-		*cursor_inode = out[n - 1].inode;
-		*cursor_objno = out[n - 1].objno;
-	}
-	return n;
+	/* The general listing (bs_repl.c) with an inode filter. */
+	return bs_list_match(bs, bs_list_inode_match, &inode, first, cursor_inode, cursor_objno,
+			     out, max);
 }
 
 int bs_stat_object(struct bs *bs, uint64_t inode, uint64_t objno, struct bs_obj_stat *out)
