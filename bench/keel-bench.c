@@ -1001,7 +1001,9 @@ static const char bench_help[] =
 	"\n"
 	"EXIT STATUS\n"
 	"    0 no I/O error and no verify mismatch; 1 any I/O error, crc error,\n"
-	"    verify mismatch or lost connection; 2 usage error or cannot connect.\n"
+	"    verify mismatch, lost connection, or (volume mode) requests still\n"
+	"    outstanding 60 s after a time-based run ends (an I/O hang); 2 usage\n"
+	"    error or cannot connect.\n"
 	"\n"
 	"EXAMPLES\n"
 	"    keel-bench --server 127.0.0.1:7400 --key k --rw randwrite --bs 4k \\\n"
@@ -1214,6 +1216,7 @@ static int bench_alloc_conn(struct bench *b, struct bench_conn *c, unsigned int 
 #define VB_WID_BITS   40
 #define VB_WID_MASK   ((1ull << VB_WID_BITS) - 1)
 #define VB_CHAIN_WALK 4096 /* older writes of one slot examined per read */
+#define VB_HANG_GRACE_NS (60ull * 1000 * 1000 * 1000) /* outstanding I/O after the run */
 #define VB_HIST_BATCH 4096
 
 /* One write of this run, indexed by the low bits of its id. */
@@ -1260,6 +1263,7 @@ struct vbench {
 	uint64_t bytes_read, bytes_written, errors, mismatches, verified, concurrent;
 	uint64_t torn, misplaced, garbage, stale, future;
 	const char *fatal;
+	char hang_msg[128];
 };
 
 static uint32_t vb_body_crc(const uint8_t *blk)
@@ -1580,6 +1584,19 @@ static void vb_timer(struct reactor_timer *t)
 
 	vb->timer_armed = false;
 	vb_kick(vb);
+	/*
+	 * A time-based run ends at t_end; requests still outstanding long
+	 * after it are an I/O hang (libkeel retries failover forever): report
+	 * it and stop rather than wait forever.
+	 */
+	if (!vb->done && !vb->o->ios && vb->busy &&
+	    reactor_now_ns() > vb->t_end + VB_HANG_GRACE_NS) {
+		snprintf(vb->hang_msg, sizeof(vb->hang_msg),
+			 "%u requests still outstanding %llu s after the end of the run (I/O hang)",
+			 vb->busy, (unsigned long long)(VB_HANG_GRACE_NS / 1000000000ull));
+		vb->fatal = vb->hang_msg;
+		vb->done = true;
+	}
 	if (!vb->done) {
 		vb->timer_armed = true;
 		reactor_timer_start(vb->r, t, 100ull * 1000 * 1000, vb_timer);
