@@ -704,6 +704,44 @@ static int kc_help(const char *topic)
 	return kc_usage("no help for '%s' (try volume, server, cluster, pool, pg)", topic);
 }
 
+/*
+ * Global options may stand anywhere on the line (`keelctl -f json volume
+ * list` and `keelctl volume list -f json` alike): take them out of argv in
+ * place. Returns 0, or a usage exit status.
+ */
+static int kc_take_global(struct kc_ctx *k, int *argc, char **argv)
+{
+	int i, n = 0;
+
+	for (i = 0; i < *argc; i++) {
+		const char *a = argv[i];
+
+		if (!strncmp(a, "--mgmt=", 7)) {
+			k->url = a + 7;
+			continue;
+		}
+		if (strcmp(a, "--mgmt") && strcmp(a, "-f") && strcmp(a, "--format")) {
+			argv[n++] = argv[i];
+			continue;
+		}
+		if (i + 1 >= *argc) {
+			return kc_usage("%s needs a value", a);
+		}
+		i++;
+		if (!strcmp(a, "--mgmt")) {
+			k->url = argv[i];
+		} else if (!strcmp(argv[i], "json")) {
+			k->json = true;
+		} else if (!strcmp(argv[i], "table")) {
+			k->json = false;
+		} else {
+			return kc_usage("-f expects table or json, not '%s'", argv[i]);
+		}
+	}
+	*argc = n;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct kc_ctx k = {.url = getenv("KEEL_MGMT_URL")};
@@ -713,30 +751,19 @@ int main(int argc, char **argv)
 	if (!k.url || !k.url[0]) {
 		k.url = KC_DEFAULT_URL;
 	}
-	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+	argc--;
+	argv++;
+	ret = kc_take_global(&k, &argc, argv);
+	if (ret) {
+		return ret;
+	}
+	for (i = 0; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
 
 		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			return kc_help(NULL);
 		}
-		if (!strcmp(a, "--mgmt") || !strcmp(a, "-f") || !strcmp(a, "--format")) {
-			if (i + 1 >= argc) {
-				return kc_usage("%s needs a value", a);
-			}
-			if (a[1] == '-' && a[2] == 'm') {
-				k.url = argv[++i];
-			} else if (!strcmp(argv[++i], "json")) {
-				k.json = true;
-			} else if (!strcmp(argv[i], "table")) {
-				k.json = false;
-			} else {
-				return kc_usage("-f expects table or json, not '%s'", argv[i]);
-			}
-		} else if (!strncmp(a, "--mgmt=", 7)) {
-			k.url = a + 7;
-		} else {
-			return kc_usage("unknown option %s", a);
-		}
+		return kc_usage("unknown option %s", a);
 	}
 	if (i >= argc) {
 		fputs(kc_help_main, stderr);
