@@ -16,6 +16,7 @@
 struct reactor {
 	struct io_uring ring;
 	bool stop;
+	uint64_t poll_ns; /* busy-poll the CQ this long before sleeping */
 	unsigned int pending_sqes;
 
 	struct reactor_defer *defer_head;
@@ -288,6 +289,38 @@ static int reap(struct reactor *r)
 	return total;
 }
 
+void reactor_set_poll_us(struct reactor *r, unsigned int us)
+{
+	r->poll_ns = (uint64_t)us * 1000;
+}
+
+/*
+ * Adaptive busy-poll: after submitting, spin on the CQ for up to poll_ns
+ * before sleeping in io_uring_enter. At low queue depth the completion
+ * usually arrives within a few microseconds, and a sleep + wakeup (a
+ * reschedule, on a VM an IPI and an exit) costs more than the spin.
+ */
+static bool poll_cq(struct reactor *r)
+{
+	struct io_uring_cqe *cqe;
+	uint64_t deadline;
+
+	if (!r->poll_ns) {
+		return false;
+	}
+	if (reactor_submit(r) < 0) {
+		return false;
+	}
+	deadline = reactor_now_ns() + r->poll_ns;
+	do {
+		if (!io_uring_peek_cqe(&r->ring, &cqe)) {
+			return true;
+		}
+		__builtin_ia32_pause();
+	} while (reactor_now_ns() < deadline);
+	return false;
+}
+
 int reactor_poll(struct reactor *r, bool wait)
 {
 	struct io_uring_cqe *cqe;
@@ -295,7 +328,7 @@ int reactor_poll(struct reactor *r, bool wait)
 
 	msg_arm(r);
 	n += run_deferred(r);
-	if (wait && !n && !r->defer_head) {
+	if (wait && !n && !r->defer_head && !poll_cq(r)) {
 		do {
 			ret = io_uring_submit_and_wait(&r->ring, 1);
 		} while (ret == -EINTR);

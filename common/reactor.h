@@ -123,6 +123,11 @@ void reactor_post(struct reactor *r, struct reactor_msg *m);
  */
 int reactor_run(struct reactor *r);
 
+/* Busy-poll the completion queue for up to @us microseconds before each
+ * sleep (0, the default, never spins). Trades CPU for latency at low queue
+ * depth; see docs/benchmarks.md. */
+void reactor_set_poll_us(struct reactor *r, unsigned int us);
+
 /* Make reactor_run() return after the current iteration. */
 void reactor_stop(struct reactor *r);
 

@@ -581,6 +581,9 @@ static int cmd_run(int argc, char **argv)
 		goto out_wipe_key;
 	}
 	ret = reactor_create(SRV_RING_ENTRIES, &r);
+	if (!ret) {
+		reactor_set_poll_us(r, s.poll_us);
+	}
 	if (ret) {
 		log_error("cannot create io_uring: %s", strerror(-ret));
 		goto out_wipe_key;

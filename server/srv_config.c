@@ -47,6 +47,8 @@ static const struct cfg_opt srv_opts[] = {
 		"error, warn, info or debug"),
 	SRV_OPT("max_connections", CFG_U32, max_connections, 1, 65536, "1024", NULL,
 		"connections served at once; more are refused"),
+	SRV_OPT("poll_us", CFG_U32, poll_us, 0, 1000000, "0", NULL,
+		"busy-poll completions this many microseconds before sleeping (0: never)"),
 	SRV_OPT("auth_timeout_ms", CFG_U32, auth_timeout_ms, 100, 600000, "10000", NULL,
 		"a connection that has not authenticated within this is closed"),
 	SRV_OPT("mgmt", CFG_STR, mgmt, 0, 0, "", NULL,
