@@ -15,6 +15,13 @@
  * the exact versions. A crash before that replays the temporary versions:
  * the data is right, the versions differ from the primary's, and the next
  * recovery pushes the blocks again.
+ *
+ * The object version is set only once the push's last run is durable, and
+ * only when obj_version != 0: a primary pushing an object in several
+ * REPLICA_PUSH messages sends 0 in all but the last, so a push cut short
+ * (primary or member crash, map change) leaves a temporary object version,
+ * which recovery's listing sees as different. Equal object versions thus
+ * keep meaning equal contents.
  */
 #include <errno.h>
 #include <string.h>
@@ -254,6 +261,23 @@ static void push_patch(struct bs_push_req *req)
 			bs_bmeta_set(e, req->versions[req->run_blk + b], e->data_crc);
 		}
 	}
+	/* The object version stays temporary until the whole push is durable
+	 * (push_next): an object version equal to the primary's must mean
+	 * every block is the primary's, also after a crash that follows a
+	 * checkpoint taken between two runs. */
+}
+
+/* The last run is durable: set the object version (0: the sender has more
+ * runs of this object to push, keep the temporary one). Same context as
+ * push_patch() (batch_durable(), or the deferred start). */
+static void push_set_objver(struct bs_push_req *req)
+{
+	struct bs *bs = req->bs;
+	uint32_t slot = bs_index_lookup(bs, req->inode, req->objno);
+
+	if (slot == BS_NONE || !req->obj_version) {
+		return;
+	}
 	bs_slot_set(bs, slot, req->inode, req->objno, req->obj_version, bs->slots[slot].mapped);
 }
 
@@ -282,6 +306,7 @@ static void push_next(struct bs_push_req *req)
 	int ret;
 
 	if (start >= nblk) {
+		push_set_objver(req);
 		req->cb(req, 0);
 		return;
 	}

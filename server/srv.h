@@ -406,7 +406,6 @@ void srv_repl_client(struct srv_req *req);
 void srv_repl_replica(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 		      const uint32_t *crcs);
 void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone);
-void srv_repl_debug_dump(struct srv_cluster *cl);
 /* Find or make the entry of an object; NULL when SRV_OBJS are in use. */
 struct srv_obj *srv_obj_get(struct srv_cluster *cl, uint64_t inode, uint64_t objno);
 /* Take @o for @w (shared for readers): true when granted now, else @w is

@@ -156,7 +156,9 @@ static void rop_send_push(struct srv_rop *rop)
 	struct srv_peer_req *pr = &rop->pr;
 	size_t len;
 
-	m.object_version = rop->obj_version;
+	/* the object version goes with the last run only: until every run is
+	 * on the member, its copy must not claim our version (bs_repl.c) */
+	m.object_version = rop->run + 1 == rop->nruns ? rop->obj_version : 0;
 	m.n_versions = run->nblk;
 	m.versions = rop->pv + run->blk;
 	len = keel__push_request__get_packed_size(&m);
@@ -174,7 +176,7 @@ static void rop_send_push(struct srv_rop *rop)
 	pr->msg.hdr.length = run->nblk * BS_BLOCK;
 	pr->msg.hdr.data_len = run->nblk * BS_BLOCK;
 	pr->msg.hdr.meta_len = (uint32_t)len;
-	pr->msg.hdr.obj_ver = rop->obj_version;
+	pr->msg.hdr.obj_ver = m.object_version;
 	pr->msg.meta = rop->meta;
 	pr->msg.data = rop->iobuf;
 	pr->msg.crcs = rop->crcs;
@@ -744,9 +746,44 @@ void srv_recovery_kick(struct srv_cluster *cl)
 	}
 }
 
+/*
+ * Pushes of @pg waiting for an answer from a member the map took down (or
+ * of a PG we no longer lead) stop waiting: that answer may only come when
+ * the member is back, and meanwhile the push holds its object (and the
+ * write that started it). Pushes in a local step check rop_stale() when
+ * that step ends.
+ */
+static void rop_cancel_stale(struct srv_cluster *cl, struct srv_pg *pg)
+{
+	uint32_t n = cl->set.recovery_max_active + SRV_INLINE_ROPS, i;
+
+	if (!cl->rops) {
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		struct srv_rop *rop = &cl->rops[i];
+
+		if (rop->pg != pg || !rop_stale(rop)) {
+			continue;
+		}
+		if (rop->state != SRV_ROP_REMOTE_BVERS && rop->state != SRV_ROP_PUSH &&
+		    rop->state != SRV_ROP_DELETE) {
+			continue;
+		}
+		if (rop->pr.state != SRV_PR_QUEUED && rop->pr.state != SRV_PR_SENT) {
+			continue;
+		}
+		srv_peer_cancel(&rop->pr);
+		rop_finish(rop, -ESTALE);
+	}
+}
+
 void srv_recovery_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
 {
-	struct srv_rec *rec = pg->rec;
+	struct srv_rec *rec;
+
+	rop_cancel_stale(cl, pg);
+	rec = pg->rec;
 
 	if (!rec || rec_valid(rec)) {
 		return;

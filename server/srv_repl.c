@@ -433,8 +433,11 @@ static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr 
 		  kp_opcode_name(pr->msg.hdr.opcode), (unsigned long long)req->hdr.inode,
 		  (unsigned long long)req->hdr.objno, strerror(-res));
 	if (pg_member_up(req->r.pg, req->r.sent[k])) {
+		/* rebuilt with our current epoch: a member whose PG interval
+		 * moved past the epoch it was first sent with (ESTALE) would
+		 * refuse the same frame forever */
 		pr->retry_ns = reactor_now_ns() + SRV_REPL_RETRY_NS;
-		srv_peer_send(req_cl(req), req->r.sent[k], pr);
+		repl_sub_send(req, k);
 	}
 }
 

@@ -187,6 +187,44 @@ static bool odd_objno(uint64_t inode, uint64_t objno, void *arg)
 	return objno & 1;
 }
 
+/* A push in several messages: the object version is set by the last one
+ * only (obj_version 0 before it), so a push cut short never leaves a copy
+ * that claims the primary's object version without all its blocks. */
+static void test_push_partial(void **state)
+{
+	struct tenv e;
+	uint64_t v[NB], pv[NB], ov;
+	struct bs_obj_stat st;
+	uint64_t base = 9ull << 32;
+
+	assert_int_equal(tenv_setup(&e, "ram", 64ull << 20, OSZ, 4ull << 20), 0);
+	assert_int_equal(tenv_write(&e, 6, 2, 0, 16384, 11), 0);
+	assert_int_equal(bs_stat_object(e.bs, 6, 2, &st), 0);
+	/* first run of two: exact block versions, temporary object version */
+	pv[0] = base + 1;
+	pv[1] = base + 2;
+	assert_int_equal(do_push(&e, 6, 2, 0, 8192, 21, pv, 0), 0);
+	assert_int_equal(get_versions(&e, 6, 2, v, &ov), 0);
+	assert_true(ov >= BS_VER_TEMP_BASE);
+	assert_int_equal(v[0], base + 1);
+	assert_int_equal(v[1], base + 2);
+	assert_int_equal(bs_stat_object(e.bs, 6, 2, &st), 0);
+	assert_true(st.version >= BS_VER_TEMP_BASE);
+	/* a crash-free reopen (checkpoint) keeps it temporary */
+	assert_int_equal(tenv_reopen(&e), 0);
+	assert_int_equal(bs_stat_object(e.bs, 6, 2, &st), 0);
+	assert_true(st.version >= BS_VER_TEMP_BASE);
+	/* the last run sets the object version */
+	pv[0] = base + 3;
+	assert_int_equal(do_push(&e, 6, 2, 8192, 4096, 22, pv, base + 3), 0);
+	assert_int_equal(get_versions(&e, 6, 2, v, &ov), 0);
+	assert_int_equal(ov, base + 3);
+	assert_int_equal(v[2], base + 3);
+	assert_int_equal(tenv_check(&e, 6, 2, 0, 8192, 21), 0);
+	assert_int_equal(tenv_check(&e, 6, 2, 8192, 4096, 22), 0);
+	tenv_teardown(&e);
+}
+
 static void test_list_match(void **state)
 {
 	struct tenv e;
@@ -219,6 +257,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_push_exact),
+		cmocka_unit_test(test_push_partial),
 		cmocka_unit_test(test_list_match),
 	};
 
