@@ -12,13 +12,14 @@
 #     drive with a volatile cache; the fair "no flush" reference).
 # Reads are compared with raw reads.
 #
-# Usage: bench/bench-server.sh [--runtime SECONDS] [--size SIZE] [--out FILE]
+# Usage: bench/bench-server.sh [--runtime SECONDS] [--size SIZE] [--out FILE] [--poll-us N]
 #                              [--dir DIR]
 # Binaries come only from $BUILD (default ./build): $BUILD/server/keel-server
 # and $BUILD/bench/keel-bench. fio and /usr/bin/python3 from the system.
 set -euo pipefail
 
 RUNTIME=15
+POLL_US=0
 SIZE=2G
 OUT=
 DIR=
@@ -32,6 +33,7 @@ usage() {
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runtime) RUNTIME=$2; shift 2 ;;
+	--poll-us) POLL_US=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
@@ -78,7 +80,7 @@ trap cleanup EXIT
 
 start_server() {
 	"$SERVER" run --device "$DRV" --key "$KEY" --listen 127.0.0.1:0 \
-		--set "server.flush_mode=$1" >>"$LOG" 2>&1 &
+		--set "server.flush_mode=$1" --set "server.poll_us=$POLL_US" >>"$LOG" 2>&1 &
 	SRV_PID=$!
 	for _ in $(seq 100); do
 		ADDR=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$LOG" | tail -1 | cut -d' ' -f3) || true
@@ -100,7 +102,7 @@ stop_server() {
 # keel-bench: prints "iops mean_us p99_us".
 keel_bench() {
 	local rw=$1 qd=$2
-	"$BENCH" --server "$ADDR" --key "$KEY" --rw "$rw" --bs 4k --iodepth "$qd" \
+	"$BENCH" --server "$ADDR" --key "$KEY" --rw "$rw" --bs 4k --iodepth "$qd" --poll-us "$POLL_US" \
 		--size "$SPAN" --runtime "$RUNTIME" --json | bench_summary
 }
 
@@ -138,7 +140,7 @@ done
 stop_server
 
 {
-	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB)"
+	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB, poll_us=$POLL_US)"
 	echo
 	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file. raw+flush: the same with"
 	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"
