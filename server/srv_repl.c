@@ -213,6 +213,14 @@ static void repl_complete(struct srv_req *req)
 	struct srv_cluster *cl = req_cl(req);
 	int res = req->r.final_res;
 
+	if (req->r.state == SRV_RS_NONE) {
+		/* Already completed: a late send-done or push end must not
+		 * finish the request (or its reused slot) a second time. */
+		log_error("%s: %s of %llu:%llu completed twice (ignored)", req->conn->peer,
+			  kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
+			  (unsigned long long)req->hdr.objno);
+		return;
+	}
 	if (repl_subs_sending(req) || req->r.rop) {
 		return; /* a send-done or the push's end calls us again */
 	}
