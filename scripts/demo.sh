@@ -11,7 +11,11 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$TOP/build}
 BUILD=$(cd "$BUILD" && pwd)
-DIR=${DIR:-$(mktemp -d /tmp/keel-demo.XXXXXX)}
+MADE_DIR=
+if [ -z "${DIR:-}" ]; then
+	DIR=$(mktemp -d /tmp/keel-demo.XXXXXX)
+	MADE_DIR=$DIR
+fi
 RUNTIME=${RUNTIME:-20}
 LC="$TOP/deploy/local-cluster.sh"
 KEELCTL=$BUILD/mgmt/keelctl
@@ -23,7 +27,15 @@ for b in "$KEELCTL" "$BENCH" "$HISTCHECK"; do
 done
 
 cleanup() {
+	local rc=$?
 	"$LC" down --dir "$DIR" --build "$BUILD" >/dev/null 2>&1 || true
+	# A directory the demo made itself goes away on success (6 GiB of drive
+	# files); on failure it stays for the logs.
+	if [ -n "$MADE_DIR" ] && [ "$rc" = 0 ]; then
+		rm -rf "$MADE_DIR"
+	elif [ "$rc" != 0 ]; then
+		echo "demo: logs kept in $DIR" >&2
+	fi
 }
 trap cleanup EXIT
 
