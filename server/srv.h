@@ -275,6 +275,13 @@ void srv_req_finish(struct srv_req *req, int res);
 int srv_req_get_buf(struct srv_req *req, uint32_t len);
 /* Pack @msg (a ProtobufCMessage) into a pool buffer as the reply meta. */
 int srv_req_reply_meta(struct srv_req *req, const void *msg);
+/* Reply with one ObjectList page: up to @max objects after the cursor
+ * (ci, co; 0/0 = from the start) for which @match is true, with `more` set
+ * when others follow; then finish the request. 0, or -errno (the caller
+ * finishes with it). */
+int srv_req_reply_object_page(struct srv_req *req,
+			      bool (*match)(uint64_t inode, uint64_t objno, void *arg), void *arg,
+			      uint64_t ci, uint64_t co, unsigned int max);
 /* Submit req->bs (filled by the caller) with the generic completion. */
 int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version);
 

@@ -248,44 +248,30 @@ static int srv_op_stat(struct srv_req *req, const uint8_t *meta, const uint8_t *
 	return 0;
 }
 
-static int srv_op_list(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
-		       const uint32_t *crcs)
+int srv_req_reply_object_page(struct srv_req *req,
+			      bool (*match)(uint64_t inode, uint64_t objno, void *arg), void *arg,
+			      uint64_t ci, uint64_t co, unsigned int max)
 {
 	struct srv *s = req->conn->srv;
 	struct bs_obj_stat st[SRV_LIST_PAGE_MAX];
 	Keel__ObjectStat ents[SRV_LIST_PAGE_MAX];
 	Keel__ObjectStat *ptrs[SRV_LIST_PAGE_MAX];
 	Keel__ObjectList out = KEEL__OBJECT_LIST__INIT;
-	Keel__ListRequest *lr;
-	uint64_t inode, cur_inode, cur_objno;
-	unsigned int max, n, extra;
-	bool first;
+	unsigned int n, extra = 0;
+	bool first = !ci && !co;
 	int ret;
 
-	/* Control path: protobuf-c's default allocator is acceptable here. */
-	lr = keel__list_request__unpack(NULL, req->hdr.meta_len, meta);
-	if (!lr) {
-		return -EINVAL;
+	if (!max || max > SRV_LIST_PAGE_MAX) {
+		max = SRV_LIST_PAGE_MAX;
 	}
-	inode = lr->all_inodes ? UINT64_MAX : lr->inode;
-	cur_inode = lr->cursor_inode;
-	cur_objno = lr->cursor_objno;
-	first = !cur_inode && !cur_objno;
-	max = lr->max && lr->max < SRV_LIST_PAGE_MAX ? lr->max : SRV_LIST_PAGE_MAX;
-	keel__list_request__free_unpacked(lr, NULL);
-	if (inode == 0) {
-		return -EINVAL;
-	}
-
 	/* Ask for one more than we return to learn whether more follow. */
-	n = bs_list(s->bs, inode, &first, &cur_inode, &cur_objno, st, max);
-	extra = 0;
+	n = bs_list_match(s->bs, match, arg, &first, &ci, &co, st, max);
 	if (n == max) {
 		struct bs_obj_stat probe;
 		bool pf = first;
-		uint64_t pi = cur_inode, po = cur_objno;
+		uint64_t pi = ci, po = co;
 
-		extra = bs_list(s->bs, inode, &pf, &pi, &po, &probe, 1);
+		extra = bs_list_match(s->bs, match, arg, &pf, &pi, &po, &probe, 1);
 	}
 	for (unsigned int i = 0; i < n; i++) {
 		keel__object_stat__init(&ents[i]);
@@ -298,14 +284,45 @@ static int srv_op_list(struct srv_req *req, const uint8_t *meta, const uint8_t *
 	out.n_objects = n;
 	out.objects = ptrs;
 	out.more = extra > 0;
-	out.cursor_inode = n ? st[n - 1].inode : cur_inode;
-	out.cursor_objno = n ? st[n - 1].objno : cur_objno;
+	/* bs_list_match() left the cursor on the last object returned. */
+	out.cursor_inode = ci;
+	out.cursor_objno = co;
 	ret = srv_reply_meta(req, &out.base);
 	if (ret) {
 		return ret;
 	}
 	srv_req_finish(req, 0);
 	return 0;
+}
+
+static bool srv_list_inode_match(uint64_t inode, uint64_t objno, void *arg)
+{
+	const uint64_t *want = arg;
+
+	return *want == UINT64_MAX || inode == *want;
+}
+
+static int srv_op_list(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
+		       const uint32_t *crcs)
+{
+	Keel__ListRequest *lr;
+	uint64_t inode, ci, co;
+	unsigned int max;
+
+	/* Control path: protobuf-c's default allocator is acceptable here. */
+	lr = keel__list_request__unpack(NULL, req->hdr.meta_len, meta);
+	if (!lr) {
+		return -EINVAL;
+	}
+	inode = lr->all_inodes ? UINT64_MAX : lr->inode;
+	ci = lr->cursor_inode;
+	co = lr->cursor_objno;
+	max = lr->max;
+	keel__list_request__free_unpacked(lr, NULL);
+	if (inode == 0) {
+		return -EINVAL;
+	}
+	return srv_req_reply_object_page(req, srv_list_inode_match, &inode, ci, co, max);
 }
 
 static int srv_op_replica(struct srv_req *req, const uint8_t *meta, const uint8_t *data,

@@ -733,16 +733,10 @@ static bool list_match_pg(uint64_t inode, uint64_t objno, void *arg)
 
 static int replica_list(struct srv_req *req, struct srv_pg *pg, const uint8_t *meta)
 {
-	struct srv *s = req->conn->srv;
-	struct bs_obj_stat st[SRV_LIST_PAGE_MAX];
-	Keel__ObjectStat ents[SRV_LIST_PAGE_MAX];
-	Keel__ObjectStat *ptrs[SRV_LIST_PAGE_MAX];
-	Keel__ObjectList out = KEEL__OBJECT_LIST__INIT;
 	Keel__ListRequest *lr;
 	uint64_t ci, co;
-	unsigned int max, n, extra = 0;
-	bool first, ok;
-	int ret;
+	unsigned int max;
+	bool ok;
 
 	lr = keel__list_request__unpack(NULL, req->hdr.meta_len, meta ? meta : (const uint8_t *)"");
 	if (!lr) {
@@ -751,39 +745,12 @@ static int replica_list(struct srv_req *req, struct srv_pg *pg, const uint8_t *m
 	ok = lr->by_pg && KP_PGID(lr->pool, lr->pg) == req->hdr.pgid;
 	ci = lr->cursor_inode;
 	co = lr->cursor_objno;
-	max = lr->max && lr->max < SRV_LIST_PAGE_MAX ? lr->max : SRV_LIST_PAGE_MAX;
+	max = lr->max;
 	keel__list_request__free_unpacked(lr, NULL);
 	if (!ok) {
 		return -EINVAL;
 	}
-	first = !ci && !co;
-	n = bs_list_match(s->bs, list_match_pg, pg, &first, &ci, &co, st, max);
-	if (n == max) {
-		struct bs_obj_stat probe;
-		bool pf = first;
-		uint64_t pi = ci, po = co;
-
-		extra = bs_list_match(s->bs, list_match_pg, pg, &pf, &pi, &po, &probe, 1);
-	}
-	for (unsigned int i = 0; i < n; i++) {
-		keel__object_stat__init(&ents[i]);
-		ents[i].inode = st[i].inode;
-		ents[i].objno = st[i].objno;
-		ents[i].version = st[i].version;
-		ents[i].blocks_mapped = st[i].blocks_mapped;
-		ptrs[i] = &ents[i];
-	}
-	out.n_objects = n;
-	out.objects = ptrs;
-	out.more = extra > 0;
-	out.cursor_inode = ci;
-	out.cursor_objno = co;
-	ret = srv_req_reply_meta(req, &out.base);
-	if (ret) {
-		return ret;
-	}
-	srv_req_finish(req, 0);
-	return 0;
+	return srv_req_reply_object_page(req, list_match_pg, pg, ci, co, max);
 }
 
 static void replica_bvers_done(struct bs_bvers_req *bv, int res)
