@@ -37,6 +37,10 @@ struct xport_send {
 	struct iovec iov[XPORT_MAX_IOV];
 	int iovcnt;
 	xport_send_cb cb;
+	/* Fault injection (tests): hold the connection's output, this send
+	 * and everything queued with or after it, at least this long. 0 in
+	 * normal operation. */
+	uint32_t delay_ms;
 	/* private */
 	struct xport_send *next;
 	size_t done;

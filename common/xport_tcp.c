@@ -54,6 +54,11 @@ struct tcp_conn {
 	struct iovec tx_iov[TCP_TX_IOV];
 	struct reactor_op send_op;
 	struct reactor_defer tx_defer;
+	/* An injected delay (xport_send.delay_ms) holds output until
+	 * tx_hold_until_ns; the armed timer owns a reference. */
+	bool tx_holding;
+	uint64_t tx_hold_until_ns;
+	struct reactor_timer tx_hold;
 
 	struct reactor_defer close_defer;
 	char peer[TCP_ADDR_LEN];
@@ -578,7 +583,7 @@ static void tcp_send_done(struct reactor_op *op, int res)
 		s->cb(s, 0);
 	}
 	c->tx_armed = false;
-	if (c->state <= TCP_CONN_OPEN && c->tx_head) {
+	if (c->state <= TCP_CONN_OPEN && c->tx_head && !c->tx_holding) {
 		tcp_send_arm(c);
 	}
 out_put:
@@ -590,10 +595,44 @@ static void tcp_tx_flush(struct reactor_defer *d)
 	struct tcp_conn *c = container_of(d, struct tcp_conn, tx_defer);
 
 	c->tx_deferred = false;
+	if (c->state <= TCP_CONN_OPEN && !c->tx_armed && c->tx_head && !c->tx_holding) {
+		tcp_send_arm(c);
+	}
+	tcp_conn_put(c);
+}
+
+static void tcp_tx_hold_done(struct reactor_timer *t)
+{
+	struct tcp_conn *c = container_of(t, struct tcp_conn, tx_hold);
+	uint64_t now = reactor_now_ns();
+
+	if (c->state <= TCP_CONN_OPEN && now < c->tx_hold_until_ns) {
+		/* extended by a later delayed send: the reference stays */
+		reactor_timer_start(c->base.r, &c->tx_hold, c->tx_hold_until_ns - now,
+				    tcp_tx_hold_done);
+		return;
+	}
+	c->tx_holding = false;
 	if (c->state <= TCP_CONN_OPEN && !c->tx_armed && c->tx_head) {
 		tcp_send_arm(c);
 	}
 	tcp_conn_put(c);
+}
+
+static void tcp_tx_hold(struct tcp_conn *c, uint32_t delay_ms)
+{
+	uint64_t ns = (uint64_t)delay_ms * 1000000ull;
+	uint64_t until = reactor_now_ns() + ns;
+
+	if (until > c->tx_hold_until_ns) {
+		c->tx_hold_until_ns = until;
+	}
+	if (c->tx_holding) {
+		return;
+	}
+	c->tx_holding = true;
+	c->refs++;
+	reactor_timer_start(c->base.r, &c->tx_hold, ns, tcp_tx_hold_done);
 }
 
 static int tcp_send(struct xport_conn *xc, struct xport_send *s)
@@ -618,6 +657,9 @@ static int tcp_send(struct xport_conn *xc, struct xport_send *s)
 	s->next = NULL;
 	*c->tx_tail = s;
 	c->tx_tail = &s->next;
+	if (s->delay_ms) {
+		tcp_tx_hold(c, s->delay_ms);
+	}
 	/* Flush on the next loop turn: every send queued this turn goes out in
 	 * one sendmsg. */
 	if (!c->tx_armed && !c->tx_deferred) {

@@ -32,7 +32,8 @@
 # subnet (10.77.C.0/24, C derived from DIR unless --subnet) and namespace
 # names. --mgmt-set KEY=VALUE passes `--set mgmt.KEY=VALUE` to keel-mgmt,
 # --server-set KEY=VALUE passes `--set server.KEY=VALUE` to every keel-server
-# (kept in DIR for start-server). NODE is mgmt, client or sI.
+# (kept in DIR for start-server); a KEY with a dot names its own section
+# (--server-set fault.msg_drop_every=5000). NODE is mgmt, client or sI.
 # `stop-server` waits for the process to exit (SIGKILL after 10 s unless SIG
 # is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
 # takes a node's veth down or up on the bridge side (netns only); `pid`
@@ -232,7 +233,11 @@ set_args() {
 	local file=$1 section=$2 kv
 	[ -f "$file" ] || return 0
 	while IFS= read -r kv; do
-		[ -n "$kv" ] && printf '%s\n' --set "$section.$kv"
+		case "${kv%%=*}" in
+		"") ;;
+		*.*) printf '%s\n' --set "$kv" ;; # names its own section
+		*) printf '%s\n' --set "$section.$kv" ;;
+		esac
 	done <"$file"
 }
 

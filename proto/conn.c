@@ -63,6 +63,7 @@ struct kp_conn {
 	char peer[KP_PEER_MAX];
 	char name[KP_NAME_MAX + 1];
 	struct kp_hs_slot slots[KP_SLOT__MAX];
+	struct kp_fault *fault;
 	/* Aligned copy of the received crcs handed to on_msg (wire order). */
 	uint32_t rx_crcs[KP_MAX_DATA / KP_BLOCK];
 };
@@ -137,12 +138,13 @@ static void iov_add(struct xport_send *s, const void *base, size_t len)
 }
 
 /* Encode and queue @m, whose header is known to be valid. */
-static int conn_queue(struct kp_conn *c, struct kp_msg *m)
+static int conn_queue(struct kp_conn *c, struct kp_msg *m, uint32_t delay_ms)
 {
 	struct xport_send *s = &m->send;
 
 	kp_hdr_encode(&m->hdr, m->hdr_buf);
 	memset(s, 0, sizeof(*s));
+	s->delay_ms = delay_ms;
 	iov_add(s, m->hdr_buf, KP_HDR_SIZE);
 	iov_add(s, m->meta, m->hdr.meta_len);
 	iov_add(s, m->data, m->hdr.data_len);
@@ -174,6 +176,10 @@ static bool msg_valid(struct kp_msg *m)
 
 int kp_conn_send(struct kp_conn *c, struct kp_msg *m)
 {
+	struct kp_fault *f = c->fault;
+	uint32_t delay_ms = 0;
+	int ret;
+
 	if (c->state != KP_CS_READY) {
 		return -ENOTCONN;
 	}
@@ -181,7 +187,15 @@ int kp_conn_send(struct kp_conn *c, struct kp_msg *m)
 	if (!msg_valid(m)) {
 		return -EINVAL;
 	}
-	return conn_queue(c, m);
+	if (f && f->delay_every && ++f->tx_frames % f->delay_every == 0) {
+		f->delayed++;
+		delay_ms = f->delay_ms;
+		log_debug("fault: holding output to %s for %u ms at %s", c->peer, delay_ms,
+			  kp_opcode_name(m->hdr.opcode));
+	}
+	ret = conn_queue(c, m, delay_ms);
+	/* the transport is closing under us (peer reset): on_close follows */
+	return ret == -EPIPE ? -ENOTCONN : ret;
 }
 
 static void slot_done(struct kp_msg *m, int res)
@@ -212,7 +226,7 @@ static int slot_send(struct kp_conn *c, enum kp_hs_slot_id id, const struct kp_h
 	slot->m.data = NULL;
 	slot->m.crcs = NULL;
 	slot->m.done = slot_done;
-	return conn_queue(c, &slot->m);
+	return conn_queue(c, &slot->m, 0);
 }
 
 static struct kp_hdr reply_hdr(const struct kp_hdr *req, int status, uint32_t meta_len)
@@ -524,6 +538,57 @@ static void conn_dispatch(struct kp_conn *c, const struct kp_hdr *h, const uint8
 	}
 }
 
+/* ---- fault injection (tests) ---- */
+
+struct kp_conn_stats kp_conn_stats;
+
+enum kp_fault_action {
+	KP_FAULT_NONE,
+	KP_FAULT_DROP,
+	KP_FAULT_CORRUPT,
+};
+
+/*
+ * Apply the receive faults to the complete frame at @p (header @h). The
+ * frame is in the transport's receive buffer, which is ours until
+ * on_recv returns: a corrupted byte is flipped in place.
+ */
+static enum kp_fault_action fault_rx(struct kp_conn *c, uint8_t *p, const struct kp_hdr *h)
+{
+	struct kp_fault *f = c->fault;
+	uint64_t n = ++f->rx_frames;
+
+	if (f->drop_every && n % f->drop_every == 0) {
+		f->dropped++;
+		log_debug("fault: dropping %s%s from %s", kp_opcode_name(h->opcode),
+			  h->flags & KP_F_REPLY ? " reply" : "", c->peer);
+		return KP_FAULT_DROP;
+	}
+	if (f->corrupt_every && n % f->corrupt_every == 0) {
+		size_t at;
+
+		f->corrupted++;
+		if (h->data_len) {
+			/* a byte of the data, which its crc covers */
+			at = KP_HDR_SIZE + h->meta_len + (size_t)(n % h->data_len);
+		} else {
+			/* a byte of the req_id, which the header crc covers */
+			at = 16 + (size_t)(n % 8);
+		}
+		log_debug("fault: corrupting byte %zu of %s%s from %s", at,
+			  kp_opcode_name(h->opcode), h->flags & KP_F_REPLY ? " reply" : "",
+			  c->peer);
+		p[at] ^= 0x5a;
+		return KP_FAULT_CORRUPT;
+	}
+	return KP_FAULT_NONE;
+}
+
+void kp_conn_set_fault(struct kp_conn *c, struct kp_fault *f)
+{
+	c->fault = f;
+}
+
 /*
  * Take one frame from @p. Returns its size, 0 when it is not complete yet,
  * or a negative errno after closing the connection.
@@ -542,6 +607,9 @@ static ssize_t conn_take_frame(struct kp_conn *c, const uint8_t *p, size_t avail
 	}
 	ret = kp_hdr_decode(p, &h, &why);
 	if (ret) {
+		if (ret == -EBADMSG) {
+			kp_conn_stats.hdr_crc_errors++;
+		}
 		conn_fail(c, ret, why, NULL);
 		return ret;
 	}
@@ -554,6 +622,22 @@ static ssize_t conn_take_frame(struct kp_conn *c, const uint8_t *p, size_t avail
 	if (avail < total) {
 		return 0;
 	}
+	if (c->fault && c->state == KP_CS_READY) {
+		switch (fault_rx(c, (uint8_t *)p, &h)) {
+		case KP_FAULT_DROP:
+			return (ssize_t)total;
+		case KP_FAULT_CORRUPT:
+			ret = kp_hdr_decode(p, &h, &why);
+			if (ret) {
+				kp_conn_stats.hdr_crc_errors++;
+				conn_fail(c, ret, why, NULL);
+				return ret;
+			}
+			break;
+		default:
+			break;
+		}
+	}
 	meta = p + KP_HDR_SIZE;
 	if (h.data_len) {
 		data = meta + h.meta_len;
@@ -561,6 +645,7 @@ static ssize_t conn_take_frame(struct kp_conn *c, const uint8_t *p, size_t avail
 		memcpy(c->rx_crcs, data + h.data_len, ncrc * 4);
 		crcs = c->rx_crcs;
 		if (!kp_data_verify(data, h.data_len, crcs)) {
+			kp_conn_stats.data_crc_errors++;
 			conn_fail(c, -EBADMSG, "payload crc mismatch", NULL);
 			return -EBADMSG;
 		}

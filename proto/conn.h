@@ -87,6 +87,42 @@ int kp_conn_send(struct kp_conn *c, struct kp_msg *m);
 /* Close with @reason (logged); on_close follows. Idempotent. */
 void kp_conn_close(struct kp_conn *c, int err, const char *reason);
 
+/*
+ * In-process message faults, for tests (keel-server fault_msg_* settings).
+ * Counting only frames of authenticated connections (the handshake is never
+ * touched), every connection pointing at one kp_fault shares its counters:
+ *   drop_every N:    every Nth received frame is discarded unread, as if
+ *                    lost (the sender's request timeout must recover);
+ *   corrupt_every N: every Nth received frame has one byte flipped before
+ *                    it is checked (its payload if it has one, else its
+ *                    header): the crc check must catch it and close the
+ *                    connection;
+ *   delay_every N:   every Nth sent frame holds the connection's output
+ *                    for delay_ms.
+ * 0 disables a fault. The counters are read by the owner (STAT).
+ */
+struct kp_fault {
+	uint32_t drop_every;
+	uint32_t corrupt_every;
+	uint32_t delay_every;
+	uint32_t delay_ms;
+	uint64_t rx_frames, tx_frames;
+	uint64_t dropped, corrupted, delayed;
+};
+
+/* Subject @c to @f (NULL: no faults). @f must outlive the conn. */
+void kp_conn_set_fault(struct kp_conn *c, struct kp_fault *f);
+
+/*
+ * Process-wide counts of frames refused for a bad checksum (header crc or
+ * payload crc), whoever sent them.
+ */
+struct kp_conn_stats {
+	uint64_t hdr_crc_errors;
+	uint64_t data_crc_errors;
+};
+extern struct kp_conn_stats kp_conn_stats;
+
 void *kp_conn_arg(const struct kp_conn *c);
 const char *kp_conn_peer(const struct kp_conn *c);
 bool kp_conn_ready(const struct kp_conn *c);

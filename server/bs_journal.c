@@ -85,6 +85,10 @@ static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq
 	kassert(cur == BS_NONE || cur == op->slot);
 	ver = next_version(op, curver, &err);
 	if (err) {
+		log_warn("bs: %s of %llu:%llu refused: version %llx not above the object's %llx",
+			 op->kind == BS_OP_WRITE ? "write" : "unmap", (unsigned long long)op->inode,
+			 (unsigned long long)op->objno, (unsigned long long)ver,
+			 (unsigned long long)curver);
 		return err;
 	}
 	memset(h, 0, BS_BLOCK);

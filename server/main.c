@@ -143,7 +143,14 @@ static const char help_run[] =
 	"    other members and recovers members that are not in sync. Without\n"
 	"    --mgmt it serves requests alone, as a single server.\n"
 	"\n"
-	"    Configuration keys ([server] section) and their defaults:\n"
+	"    Fault injection (tests only, never in production): the [fault] keys\n"
+	"    make the server drop, corrupt or delay every Nth frame on its client\n"
+	"    and peer connections (not the mgmt one) to exercise the timeout,\n"
+	"    checksum and resend paths; STAT and the exit log count what was\n"
+	"    injected and what the checksums caught.\n"
+	"\n"
+	"    Configuration keys ([server] section; [fault] is for tests only) and\n"
+	"    their defaults:\n"
 	"%s"
 	"\n"
 	"FILES\n"
@@ -390,6 +397,7 @@ struct run_ctx {
 	struct srv srv;
 	struct srv_signal sig;
 	bool srv_started;
+	struct kp_fault fault;
 };
 
 static void run_on_signal(struct srv_signal *sig, int signo)
@@ -551,6 +559,17 @@ static void log_counters(const struct srv *s)
 		 (unsigned long long)c->ops[KP_OP_STAT], (unsigned long long)c->ops[KP_OP_PING],
 		 (unsigned long long)c->busy_rejects, (unsigned long long)c->conns_accepted,
 		 (unsigned long long)c->conns_refused);
+	if (kp_conn_stats.hdr_crc_errors || kp_conn_stats.data_crc_errors) {
+		log_info("frames refused for bad crc: %llu header, %llu payload",
+			 (unsigned long long)kp_conn_stats.hdr_crc_errors,
+			 (unsigned long long)kp_conn_stats.data_crc_errors);
+	}
+	if (s->fault) {
+		log_info("message faults injected: %llu dropped, %llu corrupted, %llu delayed",
+			 (unsigned long long)s->fault->dropped,
+			 (unsigned long long)s->fault->corrupted,
+			 (unsigned long long)s->fault->delayed);
+	}
 }
 
 static int cmd_run(int argc, char **argv)
@@ -617,6 +636,18 @@ static int cmd_run(int argc, char **argv)
 		goto out_close_bs;
 	}
 	ctx.srv_started = true;
+	ctx.fault.drop_every = s.fault_msg_drop_every;
+	ctx.fault.corrupt_every = s.fault_msg_corrupt_every;
+	ctx.fault.delay_every = s.fault_msg_delay_every;
+	ctx.fault.delay_ms = s.fault_msg_delay_ms;
+	if (ctx.fault.drop_every || ctx.fault.corrupt_every ||
+	    (ctx.fault.delay_every && ctx.fault.delay_ms)) {
+		log_warn("message fault injection on (tests only): drop every %u, corrupt every "
+			 "%u, delay every %u by %u ms",
+			 ctx.fault.drop_every, ctx.fault.corrupt_every, ctx.fault.delay_every,
+			 ctx.fault.delay_ms);
+		ctx.srv.fault = &ctx.fault;
+	}
 	if (s.mgmt[0]) {
 		ret = srv_cluster_start(&ctx.srv, &s);
 		if (ret) {

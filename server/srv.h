@@ -82,6 +82,11 @@ struct srv_settings {
 	uint32_t recovery_max_active;
 	uint32_t recovery_client_ops;
 	uint32_t replica_timeout_ms;
+	/* [fault]: in-process message faults, tests only (proto/conn.h) */
+	uint32_t fault_msg_drop_every;
+	uint32_t fault_msg_corrupt_every;
+	uint32_t fault_msg_delay_every;
+	uint32_t fault_msg_delay_ms;
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */
@@ -246,6 +251,8 @@ struct srv {
 	struct srv_counters ctr;
 	uint64_t started_ns;
 	struct srv_cluster *cl; /* NULL: single-server mode */
+	/* message faults on every data connection (client and peer), or NULL */
+	struct kp_fault *fault;
 };
 
 /* Allocate pools and start listening on @addr. A connection that has not

@@ -30,6 +30,14 @@ static const char *const srv_log_levels[] = {
 		.def = def_, .enum_vals = vals_, .help = help_,                                    \
 	}
 
+#define FAULT_OPT(name_, field_, max_, help_)                                                      \
+	{                                                                                          \
+		.section = "fault", .name = name_, .type = CFG_U32,                                \
+		.offset = offsetof(struct srv_settings, field_),                                   \
+		.size = sizeof(((struct srv_settings *)0)->field_), .min = 0, .max = max_,         \
+		.def = "0", .enum_vals = NULL, .help = help_,                                      \
+	}
+
 static const struct cfg_opt srv_opts[] = {
 	SRV_OPT("listen", CFG_STR, listen, 0, 0, "127.0.0.1:7400", NULL,
 		"address to listen on, host:port or [v6]:port"),
@@ -66,6 +74,14 @@ static const struct cfg_opt srv_opts[] = {
 		"recovery starts no new object push while this many client ops are in flight"),
 	SRV_OPT("replica_timeout_ms", CFG_U32, replica_timeout_ms, 100, 600000, "2000", NULL,
 		"a replica request unanswered this long closes the peer connection (resent)"),
+	FAULT_OPT("msg_drop_every", fault_msg_drop_every, 1000000000,
+		  "TESTS ONLY: discard every Nth data-path frame received (0: off)"),
+	FAULT_OPT("msg_corrupt_every", fault_msg_corrupt_every, 1000000000,
+		  "TESTS ONLY: flip a byte of every Nth data-path frame received (0: off)"),
+	FAULT_OPT("msg_delay_every", fault_msg_delay_every, 1000000000,
+		  "TESTS ONLY: hold a connection's output at every Nth frame sent (0: off)"),
+	FAULT_OPT("msg_delay_ms", fault_msg_delay_ms, 60000,
+		  "TESTS ONLY: how long msg_delay_every holds the output"),
 };
 
 #define SRV_NOPTS (sizeof(srv_opts) / sizeof(srv_opts[0]))

@@ -218,6 +218,13 @@ static int srv_stat_store(struct srv_req *req)
 		st.map_epoch = s->cl->epoch;
 		st.server_id = s->cl->self;
 	}
+	st.msg_hdr_crc_errors = kp_conn_stats.hdr_crc_errors;
+	st.msg_data_crc_errors = kp_conn_stats.data_crc_errors;
+	if (s->fault) {
+		st.fault_msgs_dropped = s->fault->dropped;
+		st.fault_msgs_corrupted = s->fault->corrupted;
+		st.fault_msgs_delayed = s->fault->delayed;
+	}
 	return srv_reply_meta(req, &st.base);
 }
 

@@ -279,6 +279,8 @@ static void peer_connect(struct srv_peer *p, uint64_t now)
 		ret = kp_conn_client(xc, cl->key, name, &peer_cbs, p, &p->kc);
 		if (ret) {
 			xc->ops->close(xc, ret);
+		} else {
+			kp_conn_set_fault(p->kc, cl->srv->fault);
 		}
 	}
 	if (ret) {

@@ -221,8 +221,10 @@ static void repl_complete(struct srv_req *req)
 			  (unsigned long long)req->hdr.objno);
 		return;
 	}
-	if (repl_subs_sending(req) || req->r.rop) {
-		return; /* a send-done or the push's end calls us again */
+	if (repl_subs_sending(req) || req->r.rop || !req->r.local_done) {
+		/* a send-done, the push's end or the local op's completion
+		 * calls us again: none may outlive the request */
+		return;
 	}
 	if (req->r.state == SRV_RS_RUNNING || req->r.state == SRV_RS_PUSHING ||
 	    req->r.state == SRV_RS_FINISHING) {
@@ -299,9 +301,13 @@ static void repl_local_done(struct bs_req *b, int res)
 	if (res) {
 		/* Replicas may have applied it: their next previous-version
 		 * check finds the difference and the object gets pushed. */
-		log_error("%s: local %s of %llu:%llu failed: %s", req->conn->peer,
-			  kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
-			  (unsigned long long)req->hdr.objno, strerror(-res));
+		log_error("%s: local %s of %llu:%llu failed: %s (version %llx, previous %llx, "
+			  "pg %u.%u interval %llu)",
+			  req->conn->peer, kp_opcode_name(req->hdr.opcode),
+			  (unsigned long long)req->hdr.inode, (unsigned long long)req->hdr.objno,
+			  strerror(-res), (unsigned long long)req->r.version,
+			  (unsigned long long)req->r.prev_version, req->r.pg->pool, req->r.pg->pg,
+			  (unsigned long long)req->r.pg->interval);
 		repl_finish(req, res);
 		return;
 	}

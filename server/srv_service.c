@@ -321,6 +321,7 @@ static void srv_on_accept(struct xport_listener *l, struct xport_conn *xc, void 
 		return;
 	}
 	c->kc = kc;
+	kp_conn_set_fault(kc, s->fault);
 	c->refs = 1;
 	c->counted = true;
 	s->nconns++;

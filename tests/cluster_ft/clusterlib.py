@@ -107,6 +107,8 @@ class Cluster:
         self.size = size
         self.mgmt_set = list(mgmt_set)
         self.server_set = list(server_set)
+        if os.environ.get("KEEL_SERVER_LOG"):
+            self.server_set.append("log_level=" + os.environ["KEEL_SERVER_LOG"])
         self.url = None
         self.key = None
         self.running = False
@@ -237,7 +239,10 @@ class Cluster:
         finally:
             c.close()
         names = {7: "reads", 8: "writes", 9: "crc_errors", 18: "recovery_bytes_copied",
-                 19: "recovery_objects_copied", 20: "map_epoch", 21: "server_id"}
+                 19: "recovery_objects_copied", 20: "map_epoch", 21: "server_id",
+                 22: "msg_hdr_crc_errors", 23: "msg_data_crc_errors",
+                 24: "fault_msgs_dropped", 25: "fault_msgs_corrupted",
+                 26: "fault_msgs_delayed"}
         return {n: f.get(k, [0])[0] for k, n in names.items()}
 
 

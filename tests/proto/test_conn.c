@@ -53,6 +53,7 @@ static struct kp_key key, wrong_key;
 static struct srv_stats srv;
 static struct reactor_timer tick;
 static bool ticking;
+static struct kp_fault *srv_fault; /* applied to accepted connections */
 
 /* A server reply: header only, freed when sent. */
 static void reply_done(struct kp_msg *m, int res)
@@ -116,6 +117,7 @@ static void on_accept(struct xport_listener *l, struct xport_conn *xc, void *arg
 
 	srv.accepted++;
 	assert_int_equal(kp_conn_server(xc, &key, &srv_cbs, NULL, &c), 0);
+	kp_conn_set_fault(c, srv_fault);
 }
 
 static void tick_fn(struct reactor_timer *t)
@@ -887,6 +889,151 @@ static int group_setup(void **state)
 	return xport_tcp_ops.accept_start(lis, on_accept, NULL);
 }
 
+/* ---- in-process message faults ---- */
+
+static bool cli_done_n(void *arg)
+{
+	struct cli *cl = arg;
+
+	return cl->done_calls >= 4 || cl->closed;
+}
+
+/* Run the reactor for about @ns. */
+static void pump_for(uint64_t ns)
+{
+	uint64_t until = reactor_now_ns() + ns;
+
+	while (reactor_now_ns() < until) {
+		if (!ticking) {
+			ticking = true;
+			assert_int_equal(reactor_timer_start(r, &tick, TICK_NS, tick_fn), 0);
+		}
+		assert_true(reactor_poll(r, true) >= 0);
+	}
+}
+
+static void test_fault_drop_every_nth(void **state)
+{
+	struct kp_fault f = {.drop_every = 2};
+	struct kp_msg m[4];
+	struct cli cl;
+	int msgs = srv.msgs;
+
+	cli_start(&cl, &key);
+	assert_true(cl.ready);
+	kp_conn_set_fault(cl.c, &f);
+	for (int i = 0; i < 4; i++) {
+		cli_ping(&cl, &m[i], 100 + i);
+	}
+	pump_until(cli_done_n, &cl);
+	pump_for(100ull * 1000 * 1000);
+	/* the server answered all four; replies 2 and 4 were lost */
+	assert_int_equal(srv.msgs, msgs + 4);
+	assert_int_equal(cl.replies, 2);
+	assert_int_equal(cl.last_req_id, 102);
+	assert_int_equal(f.rx_frames, 4);
+	assert_int_equal(f.dropped, 2);
+	assert_false(cl.closed);
+	cli_close(&cl);
+}
+
+static void test_fault_corrupt_header(void **state)
+{
+	struct kp_fault f = {.corrupt_every = 1};
+	uint64_t before = kp_conn_stats.hdr_crc_errors;
+	struct kp_msg m;
+	struct cli cl;
+
+	cli_start(&cl, &key);
+	assert_true(cl.ready);
+	kp_conn_set_fault(cl.c, &f);
+	cli_ping(&cl, &m, 7);
+	pump_until(cli_closed, &cl);
+	assert_int_equal(cl.replies, 0);
+	assert_int_equal(cl.close_err, -EBADMSG);
+	assert_string_equal(cl.close_reason, "header crc mismatch");
+	assert_int_equal(f.corrupted, 1);
+	assert_int_equal(kp_conn_stats.hdr_crc_errors, before + 1);
+}
+
+static void test_fault_corrupt_payload(void **state)
+{
+	static uint8_t data[2 * KP_BLOCK];
+	static uint32_t crcs[2];
+	struct kp_fault f = {.corrupt_every = 1};
+	uint64_t before = kp_conn_stats.data_crc_errors;
+	int closed = srv.closed, msgs = srv.msgs;
+	struct kp_msg m = {0};
+	struct cli cl;
+
+	memset(data, 0x3c, sizeof(data));
+	crc32c_blocks(data, sizeof(data), crcs);
+	srv_fault = &f; /* the server side of the next connection */
+	cli_start(&cl, &key);
+	srv_fault = NULL;
+	assert_true(cl.ready);
+	m.hdr.opcode = KP_OP_WRITE;
+	m.hdr.req_id = 8;
+	m.hdr.length = sizeof(data);
+	m.hdr.data_len = sizeof(data);
+	m.data = data;
+	m.crcs = crcs;
+	m.done = cli_msg_done;
+	m.arg = &cl;
+	assert_int_equal(kp_conn_send(cl.c, &m), 0);
+	pump_until(cli_closed, &cl);
+	wait_srv_closed(closed + 1);
+	assert_int_equal(srv.msgs, msgs);
+	assert_int_equal(srv.last_err, -EBADMSG);
+	assert_string_equal(srv.last_reason, "payload crc mismatch");
+	assert_int_equal(f.corrupted, 1);
+	assert_int_equal(kp_conn_stats.data_crc_errors, before + 1);
+	/* the sender's buffer is untouched: only the receiver's copy was hit */
+	for (size_t i = 0; i < sizeof(data); i++) {
+		assert_int_equal(data[i], 0x3c);
+	}
+}
+
+static bool srv_msgs_n(void *arg)
+{
+	return srv.msgs >= *(int *)arg;
+}
+
+static void test_fault_delay(void **state)
+{
+	struct kp_fault f = {.delay_every = 2, .delay_ms = 300};
+	struct kp_msg m[4];
+	struct cli cl;
+	int msgs = srv.msgs, want;
+	uint64_t t0;
+
+	cli_start(&cl, &key);
+	assert_true(cl.ready);
+	kp_conn_set_fault(cl.c, &f);
+	t0 = reactor_now_ns();
+	cli_ping(&cl, &m[0], 1);
+	want = msgs + 1;
+	pump_until(srv_msgs_n, &want);
+	assert_true(reactor_now_ns() - t0 < 250ull * 1000 * 1000);
+	/* the second frame holds the output; the third queues behind it */
+	t0 = reactor_now_ns();
+	cli_ping(&cl, &m[1], 2);
+	cli_ping(&cl, &m[2], 3);
+	want = msgs + 3;
+	pump_until(srv_msgs_n, &want);
+	assert_true(reactor_now_ns() - t0 >= 300ull * 1000 * 1000);
+	assert_int_equal(srv.last_req_id, 3); /* order kept */
+	assert_int_equal(f.delayed, 1);
+	assert_int_equal(f.tx_frames, 3);
+	/* closing while output is held: the held send completes (with an
+	 * error) and the connection is released once the hold ends */
+	cli_ping(&cl, &m[3], 4);
+	assert_int_equal(f.delayed, 2);
+	cli_close(&cl);
+	assert_int_equal(cl.done_at_close, 4);
+	assert_int_equal(srv.last_req_id, 3);
+}
+
 static bool tick_idle(void *arg)
 {
 	return reactor_timer_idle(&tick);
@@ -924,6 +1071,10 @@ int main(void)
 		cmocka_unit_test(test_hello_wrong_proto_version),
 		cmocka_unit_test(test_close_from_on_msg),
 		cmocka_unit_test(test_done_before_close),
+		cmocka_unit_test(test_fault_drop_every_nth),
+		cmocka_unit_test(test_fault_corrupt_header),
+		cmocka_unit_test(test_fault_corrupt_payload),
+		cmocka_unit_test(test_fault_delay),
 	};
 	int ret;
 
