@@ -220,7 +220,9 @@ alive() {
 wait_log() {
 	local file=$1 pattern=$2 pid=$3 from=$4 i
 	for i in $(seq 400); do
-		tail -c "+$((from + 1))" "$file" 2>/dev/null | grep -q "$pattern" && return 0
+		# not a pipe: under pipefail, tail's SIGPIPE when grep -q stops
+		# early (a big debug log) would read as "not found"
+		grep -q "$pattern" <(tail -c "+$((from + 1))" "$file" 2>/dev/null) && return 0
 		alive "$pid" || { tail -20 "$file" >&2; return 1; }
 		sleep 0.05
 	done

@@ -173,6 +173,28 @@ static struct srv_cluster *req_cl(const struct srv_req *req)
 
 static void repl_check(struct srv_req *req);
 
+/*
+ * A callback that finds its request in a state it cannot come from is a
+ * late one for an earlier use of the request slot: log it and drop it
+ * (acting on it would complete the new request early, or twice).
+ */
+static bool repl_stale_cb(const struct srv_req *req, const char *what, bool ok)
+{
+	if (ok) {
+		return false;
+	}
+	log_error("%s: late %s for %s of %llu:%llu in state %d (ignored)", req->conn->peer, what,
+		  kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
+		  (unsigned long long)req->hdr.objno, req->r.state);
+	return true;
+}
+
+static bool repl_in_flight(const struct srv_req *req)
+{
+	return req->r.state == SRV_RS_RUNNING || req->r.state == SRV_RS_PUSHING ||
+	       req->r.state == SRV_RS_FINISHING;
+}
+
 static bool repl_subs_sending(const struct srv_req *req)
 {
 	unsigned int k;
@@ -250,6 +272,9 @@ static void repl_sub_idle(struct srv_peer_req *pr)
 {
 	struct srv_req *req = pr->arg;
 
+	if (repl_stale_cb(req, "send-done", repl_in_flight(req))) {
+		return;
+	}
 	if (req->r.state == SRV_RS_FINISHING) {
 		repl_complete(req);
 	}
@@ -280,6 +305,12 @@ static void repl_local_done(struct bs_req *b, int res)
 {
 	struct srv_req *req = b->arg;
 
+	if (repl_stale_cb(req, "local completion",
+			  !req->r.local_done &&
+				  (req->r.state == SRV_RS_RUNNING ||
+				   req->r.state == SRV_RS_FINISHING))) {
+		return;
+	}
 	req->r.local_done = true;
 	req->r.local_res = res;
 	if (req->r.state == SRV_RS_FINISHING) {
@@ -354,6 +385,9 @@ static void repl_push_done(struct srv_rop *rop, int res)
 	struct srv_req *req = rop->arg;
 	unsigned int k;
 
+	if (repl_stale_cb(req, "push end", req->r.rop == rop && repl_in_flight(req))) {
+		return;
+	}
 	req->r.rop = NULL;
 	for (k = 0; k < req->r.nsubs; k++) {
 		if (req->r.sent[k] == rop->member) {
@@ -425,6 +459,9 @@ static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr 
 	struct srv_req *req = pr->arg;
 	unsigned int k = (unsigned int)(pr - req->r.subs);
 
+	if (repl_stale_cb(req, "replica reply", repl_in_flight(req) && k < req->r.nsubs)) {
+		return;
+	}
 	if (req->r.state == SRV_RS_FINISHING) {
 		return;
 	}
@@ -559,6 +596,9 @@ static void repl_run(struct srv_req *req)
 	struct srv_pg *pg = req->r.pg;
 	int ret;
 
+	if (repl_stale_cb(req, "object grant", req->r.state == SRV_RS_OBJ_WAIT && req->r.obj)) {
+		return;
+	}
 	req->r.locked = true;
 	if (pg->role != SRV_PG_PRIMARY || cl->stopping) {
 		req->r.state = SRV_RS_FINISHING;
