@@ -401,6 +401,19 @@ out_close:
 	return ret;
 }
 
+int cfg_split_assignment(const char *arg, char *key, size_t keylen, const char **value)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= keylen) {
+		return -EINVAL;
+	}
+	memcpy(key, arg, (size_t)(eq - arg));
+	key[eq - arg] = '\0';
+	*value = eq + 1;
+	return 0;
+}
+
 int cfg_set(const struct cfg_opt *opts, size_t n, void *obj, const char *key, const char *value,
 	    char *err, size_t errlen)
 {

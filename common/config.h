@@ -53,6 +53,11 @@ int cfg_defaults(const struct cfg_opt *opts, size_t n, void *obj, char *err, siz
 int cfg_load_file(const struct cfg_opt *opts, size_t n, void *obj, const char *path, char *err,
 		  size_t errlen);
 
+/* Split a command-line "KEY=VALUE" (--set): @key gets KEY (NUL-terminated,
+ * at most @keylen - 1 bytes), *@value points into @arg. -EINVAL when there
+ * is no '=', KEY is empty or too long. */
+int cfg_split_assignment(const char *arg, char *key, size_t keylen, const char **value);
+
 /* Set "section.name" (or bare "name" when unique) to @value, as from the
  * command line. -EINVAL (unknown key, bad value) with @err. */
 int cfg_set(const struct cfg_opt *opts, size_t n, void *obj, const char *key, const char *value,

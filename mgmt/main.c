@@ -213,15 +213,10 @@ static int run_parse(int argc, char **argv, struct mg_settings *s)
 		char kbuf[128];
 
 		if (c == 'S') {
-			const char *eq = strchr(optarg, '=');
-
-			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(kbuf)) {
+			if (cfg_split_assignment(optarg, kbuf, sizeof(kbuf), &value)) {
 				return usage_error("--set expects SECTION.KEY=VALUE", optarg);
 			}
-			memcpy(kbuf, optarg, (size_t)(eq - optarg));
-			kbuf[eq - optarg] = '\0';
 			key = kbuf;
-			value = eq + 1;
 		}
 		for (size_t i = 0; i < sizeof(direct) / sizeof(direct[0]); i++) {
 			if (direct[i].opt == c) {

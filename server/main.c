@@ -496,15 +496,13 @@ static int run_parse(int argc, char **argv, struct srv_settings *s)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c == 'S') {
 			char key[128];
-			const char *eq = strchr(optarg, '=');
+			const char *value;
 
-			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(key)) {
+			if (cfg_split_assignment(optarg, key, sizeof(key), &value)) {
 				return usage_error("run", "--set expects SECTION.KEY=VALUE",
 						   optarg);
 			}
-			memcpy(key, optarg, (size_t)(eq - optarg));
-			key[eq - optarg] = '\0';
-			if (run_set(s, key, eq + 1)) {
+			if (run_set(s, key, value)) {
 				return EXIT_USAGE;
 			}
 			continue;

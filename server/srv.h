@@ -172,6 +172,7 @@ struct srv_rop;
 /* A waiter for an object (srv_obj): a client request or an object push. */
 struct srv_obj_waiter {
 	struct srv_obj_waiter *next;
+	struct srv_obj *obj; /* set by srv_obj_lock() */
 	bool writer;
 	void (*grant)(struct srv_obj_waiter *w);
 };
@@ -193,6 +194,7 @@ struct srv_repl {
 	uint32_t sent[CMAP_MAX_REPLICAS];
 	bool done[CMAP_MAX_REPLICAS];
 	bool need_push[CMAP_MAX_REPLICAS];
+	bool behind[CMAP_MAX_REPLICAS]; /* recovering member, recovery brings it */
 	struct srv_peer_req subs[CMAP_MAX_REPLICAS];
 	struct srv_rop *rop; /* inline push in progress */
 	struct reactor_defer defer;
@@ -435,6 +437,13 @@ int srv_recovery_init(struct srv_cluster *cl);
 void srv_recovery_fini(struct srv_cluster *cl);
 void srv_recovery_kick(struct srv_cluster *cl);
 void srv_recovery_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone);
+/*
+ * Will recovery still compare @inode:@objno between us and @member (a
+ * member of @pg that is not in sync) before it reports the member in sync?
+ * True until a recovery pass for the member has listed past the object.
+ */
+bool srv_recovery_will_visit(const struct srv_pg *pg, uint32_t member, uint64_t inode,
+			     uint64_t objno);
 struct srv_rop *srv_rop_get(struct srv_cluster *cl, bool inline_push);
 void srv_rop_start(struct srv_rop *rop);
 void srv_rop_obj_ready(struct srv_rop *rop);

@@ -148,8 +148,15 @@ bool pg_member_up(const struct srv_pg *pg, uint32_t id)
 	return i >= 0 && i != pg->self && (pg->up & (1u << i));
 }
 
+bool pg_member_in_sync(const struct srv_pg *pg, uint32_t id)
+{
+	int i = pg_index(pg, id);
+
+	return i >= 0 && (pg->in_sync & (1u << i));
+}
+
 bool pg_write_complete(const struct srv_pg *pg, const uint32_t *sent, const bool *done,
-		       unsigned int nsent, bool local_done)
+		       const bool *behind, unsigned int nsent, bool local_done)
 {
 	uint32_t have = 0, need;
 	unsigned int k;
@@ -163,6 +170,12 @@ bool pg_write_complete(const struct srv_pg *pg, const uint32_t *sent, const bool
 
 		if (i < 0 || i == pg->self || !(pg->up & (1u << i))) {
 			continue; /* the map removed it (or it is down): not waited for */
+		}
+		if (behind && behind[k] && !done[k]) {
+			if (pg->in_sync & (1u << i)) {
+				return false; /* in sync meanwhile: it must have it */
+			}
+			continue;
 		}
 		if (!done[k]) {
 			return false;

@@ -113,10 +113,15 @@ bool pg_writable(const struct srv_pg *pg);
  * 0: dropped); @local_done: our own copy is durable. Every up member of
  * the current map that was sent the write must have it (members the map
  * removed no longer count), and the copies (us plus those members) must
- * be >= min_replicas.
+ * be >= min_replicas. @behind (may be NULL): members that are not in sync
+ * and lack the object's previous state, left to recovery: not waited for
+ * and not counted, unless the map shows them in sync by now.
  */
 bool pg_write_complete(const struct srv_pg *pg, const uint32_t *sent, const bool *done,
-		       unsigned int nsent, bool local_done);
+		       const bool *behind, unsigned int nsent, bool local_done);
+
+/* Is @id a member of @pg marked in sync? */
+bool pg_member_in_sync(const struct srv_pg *pg, uint32_t id);
 
 /* Is server @id an up member of @pg (other than us)? */
 bool pg_member_up(const struct srv_pg *pg, uint32_t id);

@@ -52,6 +52,9 @@ struct srv_rec {
 	bool list_inflight;
 	bool dead; /* freed once its send completes */
 	struct srv_rop *rop;
+	/* how far the pass has listed: objects up to here are compared */
+	bool listed_any, listed_all;
+	uint64_t listed_inode, listed_objno;
 	struct pg_obj_ent remote[SRV_REC_PAGE], local[SRV_REC_PAGE];
 	struct pg_obj_todo todo[2 * SRV_REC_PAGE];
 	unsigned int ntodo, next;
@@ -562,6 +565,10 @@ static void rec_list_reply(struct srv_peer_req *pr, int res, const struct kp_hdr
 				  2 * SRV_REC_PAGE);
 	rec->next = 0;
 	rec->last_page = ball;
+	rec->listed_any = true;
+	rec->listed_all = ball;
+	rec->listed_inode = bi;
+	rec->listed_objno = bo;
 	if (!ball) {
 		rec->first = false;
 		rec->cur_inode = bi;
@@ -705,6 +712,28 @@ static void rec_step(struct srv_rec *rec)
 	case SRV_REC_ABORT:
 		return;
 	}
+}
+
+bool srv_recovery_will_visit(const struct srv_pg *pg, uint32_t member, uint64_t inode,
+			     uint64_t objno)
+{
+	const struct srv_rec *rec = pg->rec;
+
+	if (pg->role != SRV_PG_PRIMARY || pg->synced_member == member) {
+		return false; /* its pass is over (reported, not yet in the map) */
+	}
+	if (!rec || rec->member != member || rec->state == SRV_REC_ABORT) {
+		return true; /* a pass for it starts from the beginning later */
+	}
+	if (!rec->listed_any) {
+		return true;
+	}
+	if (rec->listed_all) {
+		return false;
+	}
+	/* beyond every page listed so far (the current one included) */
+	return inode > rec->listed_inode ||
+	       (inode == rec->listed_inode && objno > rec->listed_objno);
 }
 
 void srv_recovery_kick(struct srv_cluster *cl)

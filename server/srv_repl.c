@@ -88,6 +88,7 @@ static bool obj_can_grant(const struct srv_obj *o, bool writer)
 
 bool srv_obj_lock(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w)
 {
+	w->obj = o;
 	if (!o->wait_head && obj_can_grant(o, w->writer)) {
 		if (w->writer) {
 			o->writer = true;
@@ -470,6 +471,18 @@ static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr 
 		repl_check(req);
 		return;
 	}
+	if (res == -ENOENT && !pg_member_in_sync(req->r.pg, req->r.sent[k]) &&
+	    srv_recovery_will_visit(req->r.pg, req->r.sent[k], req->hdr.inode, req->hdr.objno)) {
+		/* A recovering member whose copy recovery has not reached:
+		 * recovery copies the object (this write included) before the
+		 * member counts as in sync; the write does not wait for it. */
+		log_debug("member %u lacks version %llx of %llu:%llu: left to recovery",
+			  req->r.sent[k], (unsigned long long)req->r.prev_version,
+			  (unsigned long long)req->hdr.inode, (unsigned long long)req->hdr.objno);
+		req->r.behind[k] = true;
+		repl_check(req);
+		return;
+	}
 	if (res == -ENOENT) {
 		log_debug("member %u lacks version %llx of %llu:%llu: pushing the object",
 			  req->r.sent[k], (unsigned long long)req->r.prev_version,
@@ -510,7 +523,7 @@ static void repl_check(struct srv_req *req)
 	if (req->r.state != SRV_RS_RUNNING) {
 		return;
 	}
-	if (pg_write_complete(pg, req->r.sent, req->r.done, req->r.nsubs, true)) {
+	if (pg_write_complete(pg, req->r.sent, req->r.done, req->r.behind, req->r.nsubs, true)) {
 		repl_finish(req, 0);
 	}
 }
@@ -547,6 +560,7 @@ static void repl_mutation_start(struct srv_req *req)
 		req->r.sent[req->r.nsubs] = pg->members[i];
 		req->r.done[req->r.nsubs] = false;
 		req->r.need_push[req->r.nsubs] = false;
+		req->r.behind[req->r.nsubs] = false;
 		memset(&req->r.subs[req->r.nsubs], 0, sizeof(req->r.subs[0]));
 		req->r.nsubs++;
 	}
@@ -596,9 +610,6 @@ static void repl_run(struct srv_req *req)
 	struct srv_pg *pg = req->r.pg;
 	int ret;
 
-	if (repl_stale_cb(req, "object grant", req->r.state == SRV_RS_OBJ_WAIT && req->r.obj)) {
-		return;
-	}
 	req->r.locked = true;
 	if (pg->role != SRV_PG_PRIMARY || cl->stopping) {
 		req->r.state = SRV_RS_FINISHING;
@@ -641,6 +652,12 @@ static void repl_granted(struct srv_obj_waiter *w)
 {
 	struct srv_req *req = container_of(w, struct srv_req, r.ow);
 
+	if (repl_stale_cb(req, "object grant",
+			  req->r.state == SRV_RS_OBJ_WAIT && req->r.obj == w->obj)) {
+		/* nobody will release what was just granted */
+		srv_obj_unlock(req_cl(req), w->obj, w->writer);
+		return;
+	}
 	repl_run(req);
 }
 
@@ -713,6 +730,7 @@ static void repl_add_members(struct srv_req *req)
 		req->r.sent[slot] = id;
 		req->r.done[slot] = false;
 		req->r.need_push[slot] = false;
+		req->r.behind[slot] = false;
 		repl_sub_send(req, slot);
 	}
 }
@@ -752,6 +770,12 @@ void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
 				srv_peer_cancel(&req->r.subs[k]);
 				req->r.sent[k] = 0;
 				req->r.need_push[k] = false;
+			} else if (req->r.behind[k] && pg_member_in_sync(pg, req->r.sent[k]) &&
+				   !req->r.subs[k].sending) {
+				/* in sync by now: it must have this write after all */
+				req->r.behind[k] = false;
+				req->r.subs[k].retry_ns = 0;
+				repl_sub_send(req, k);
 			}
 		}
 		repl_add_members(req);

@@ -146,23 +146,23 @@ static void test_write_complete(void **state)
 	memset(&pg, 0, sizeof(pg));
 	pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
 	assert_true(pg_writable(&pg));
-	assert_false(pg_write_complete(&pg, sent, done, 2, false));
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, false));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	done[0] = true;
 	/* never ack on fewer than the acting set */
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	done[1] = true;
-	assert_true(pg_write_complete(&pg, sent, done, 2, true));
-	assert_false(pg_write_complete(&pg, sent, done, 2, false));
+	assert_true(pg_write_complete(&pg, sent, done, NULL, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, false));
 
 	/* member 3 fails: the write waits until the map removes it ... */
 	done[1] = false;
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	fixture_init(&f, 1u << 3);
 	f.pgs[0].in_sync = 3;
 	pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
 	/* ... then completes on the rest (2 >= min_replicas) */
-	assert_true(pg_write_complete(&pg, sent, done, 2, true));
+	assert_true(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	assert_true(pg_writable(&pg));
 
 	/* below min_replicas: not writable, never complete */
@@ -171,7 +171,7 @@ static void test_write_complete(void **state)
 	pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
 	assert_false(pg_writable(&pg));
 	done[0] = done[1] = true;
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 
 	/* a recovering member (up, not in sync) must have it, but does not count */
 	fixture_init(&f, 0);
@@ -179,9 +179,32 @@ static void test_write_complete(void **state)
 	pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
 	done[0] = true;
 	done[1] = false;
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	done[1] = true;
-	assert_true(pg_write_complete(&pg, sent, done, 2, true));
+	assert_true(pg_write_complete(&pg, sent, done, NULL, 2, true));
+	/* ... unless it lacks the object's previous state and recovery will
+	 * copy it: then it is neither waited for nor counted */
+	{
+		bool behind[2] = {false, true};
+
+		done[1] = false;
+		assert_true(pg_write_complete(&pg, sent, done, behind, 2, true));
+		done[0] = false; /* only our copy: below min_replicas */
+		assert_false(pg_write_complete(&pg, sent, done, behind, 2, true));
+		done[0] = true;
+		/* a map that shows it in sync: it must have the write after all */
+		fixture_init(&f, 0);
+		f.pgs[0].in_sync = 7;
+		pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
+		assert_false(pg_write_complete(&pg, sent, done, behind, 2, true));
+		assert_true(pg_member_in_sync(&pg, 3));
+		fixture_init(&f, 0);
+		f.pgs[0].in_sync = 3;
+		pg_view_update(&pg, &f.m, &f.pool, &f.pgs[0], 1);
+		assert_false(pg_member_in_sync(&pg, 3));
+		assert_true(pg_member_in_sync(&pg, 2));
+		done[1] = true;
+	}
 	/* recovering members that acknowledged count toward min_replicas:
 	 * they only acknowledge with a complete copy of the object */
 	fixture_init(&f, 1u << 3);
@@ -190,12 +213,12 @@ static void test_write_complete(void **state)
 	assert_true(pg_writable(&pg));
 	done[0] = false;
 	done[1] = false;
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	done[0] = true;
-	assert_true(pg_write_complete(&pg, sent, done, 2, true));
+	assert_true(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	/* a dropped member (id 0) is not waited for */
 	sent[0] = 0;
-	assert_false(pg_write_complete(&pg, sent, done, 2, true));
+	assert_false(pg_write_complete(&pg, sent, done, NULL, 2, true));
 	sent[0] = 2;
 	/* a primary that is not in sync never writes */
 	f.pgs[0].in_sync = 2;

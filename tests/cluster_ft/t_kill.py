@@ -91,14 +91,15 @@ def test(tools, tmp, box):
 
     tot, bad = b.summary()
     ends = cl.completion_times(b.histories)
-    print("\n kill  server  id  detect_s  detected_by  restart_s  recover_s  max_stall_s")
+    print("\n kill  server  id  detect_s  detected_by  restart_s  recover_s  max_stall_s"
+          "  stall_utc")
     stalls = []
     for (k, v, sid, det, rec, t0, t1, st, how) in rows:
-        g, _, _ = cl.longest_gap(ends, t0, t1)
+        g, ga, gb = cl.longest_gap(ends, t0, t1)
         stalls.append(g)
-        print(" %4d  %6d  %2d  %8s  %11s  %9.2f  %9s  %11.3f" % (
+        print(" %4d  %6d  %2d  %8s  %11s  %9.2f  %9s  %11.3f  %s-%s" % (
             k, v, sid, "%.3f" % det if det is not None else "-", how, st,
-            "%.1f" % rec if rec is not None else "TIMEOUT", g))
+            "%.1f" % rec if rec is not None else "TIMEOUT", g, cl.wall(ga), cl.wall(gb)))
     dets = [r[3] for r in rows if r[3] is not None]
     if dets:
         print(" detection: max %.3f s, mean %.3f s; stall: max %.3f s, mean %.3f s" % (
