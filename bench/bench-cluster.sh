@@ -94,10 +94,16 @@ URL=$("$LC" up --dir "$DIR" --servers "$SERVERS" --build "$BUILD" --port-base "$
 export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
 "$KEELCTL" volume create bench --size "$SPAN" >/dev/null
 
+# keel-bench on the volume; CPU = the servers' (from /proc) + keel-bench's own.
 keel_bench() {
-	local rw=$1 qd=$2
+	local rw=$1 qd=$2 t0 t1 out
+	out=$DIR/bench.json
+	t0=$(cpu_ticks "$DIR"/server*.pid)
 	"$BENCH" --volume bench --rw "$rw" --bs 4k --iodepth "$qd" --runtime "$RUNTIME" \
-		--json 2>/dev/null | bench_summary
+		--json >"$out" 2>/dev/null
+	t1=$(cpu_ticks "$DIR"/server*.pid)
+	bench_summary "$($PY -c 'import sys; print((int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]))' \
+		"$t0" "$t1" "$(getconf CLK_TCK)")" <"$out"
 }
 
 echo "keel: filling the volume so reads hit stored data" >&2
@@ -126,12 +132,13 @@ done
 	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file on the same file system"
 	[ "$FLUSH" = always ] && echo "(writes with --fdatasync=1, latency = write + fdatasync)."
 	echo "Keel: keel-bench --volume through libkeel, every write on 3 servers sharing that disk."
-	echo "Latency in µs: mean / p99."
+	echo "Latency in µs: mean / p99. CPU: seconds of CPU (user + system) per 100k I/Os:"
+	echo "fio's own; keel-bench's plus every keel-server's (mgmt idles)."
 	echo
-	echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel |"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 	for qd in 1 32; do
-		bench_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" "${R[raw_w_$qd]}" "${R[keel_w_$qd]}"
-		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
+		bench_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" "${R[raw_w_$qd]}" "${R[keel_w_$qd]}" cpu
+		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}" cpu
 	done
 } | tee ${OUT:+"$OUT"}

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "client/libkeel.h"
@@ -1645,10 +1646,23 @@ static int vb_wait_open(struct vbench *vb)
 	return vb->open_res;
 }
 
+/* CPU (user + system, every thread) this process has used so far. */
+static double process_cpu_s(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru)) {
+		return 0;
+	}
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static void vb_report(struct vbench *vb)
 {
 	struct bench_opts *o = vb->o;
 	double secs = (vb->t_end - vb->t_start) / 1e9;
+	double cpu;
 	struct keel_volume_stats st;
 	struct bench_hist all;
 	bool ok = !vb->errors && !vb->mismatches && !vb->fatal;
@@ -1658,11 +1672,14 @@ static void vb_report(struct vbench *vb)
 	}
 	keel_volume_stats(vb->v, &st);
 	hist_merge(&all, &vb->h_read, &vb->h_write);
+	cpu = process_cpu_s();
 	if (o->json) {
 		printf("{\"mode\":\"volume\",\"volume\":\"%s\",\"rw\":\"%s\",\"bs\":%u,"
-		       "\"iodepth\":%u,\"size\":%llu,\"object_size\":%u,\"runtime_s\":%.3f,",
+		       "\"iodepth\":%u,\"size\":%llu,\"object_size\":%u,\"runtime_s\":%.3f,"
+		       "\"cpu_s\":%.3f,",
 		       o->volume, bench_rw_names[o->rw], o->bs, o->iodepth,
-		       (unsigned long long)o->size, keel_volume_info(vb->v)->object_size, secs);
+		       (unsigned long long)o->size, keel_volume_info(vb->v)->object_size, secs,
+		       cpu);
 		print_hist_json("total", &all, secs, vb->bytes_read + vb->bytes_written, true);
 		print_hist_json("read", &vb->h_read, secs, vb->bytes_read, true);
 		print_hist_json("write", &vb->h_write, secs, vb->bytes_written, true);
@@ -1681,9 +1698,10 @@ static void vb_report(struct vbench *vb)
 		       (unsigned long long)keel_cluster_epoch(vb->c), ok ? "true" : "false");
 		return;
 	}
-	printf("keel-bench: volume %s %s bs=%u iodepth=%u size=%llu object_size=%u, %.2f s\n",
+	printf("keel-bench: volume %s %s bs=%u iodepth=%u size=%llu object_size=%u, %.2f s, "
+	       "client CPU %.2f s\n",
 	       o->volume, bench_rw_names[o->rw], o->bs, o->iodepth, (unsigned long long)o->size,
-	       keel_volume_info(vb->v)->object_size, secs);
+	       keel_volume_info(vb->v)->object_size, secs, cpu);
 	print_hist_text("read", &vb->h_read, secs, vb->bytes_read);
 	print_hist_text("write", &vb->h_write, secs, vb->bytes_written);
 	print_hist_text("total", &all, secs, vb->bytes_read + vb->bytes_written);

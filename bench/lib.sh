@@ -23,7 +23,17 @@ prefill() {
 	sync "$file"
 }
 
-# fio on the raw file: prints "iops mean_us p99_us".
+# CPU clock ticks (user + system) used so far by the processes in pid files.
+cpu_ticks() {
+	local f t=0 u s
+	for f in "$@"; do
+		read -r u s < <(awk '{print $14, $15}' "/proc/$(cat "$f")/stat" 2>/dev/null || echo "0 0")
+		t=$((t + u + s))
+	done
+	echo "$t"
+}
+
+# fio on the raw file: prints "iops mean_us p99_us cpu_s_per_100k_ios".
 raw_fio() {
 	local rw=$1 qd=$2 extra=${3:-}
 	# shellcheck disable=SC2086
@@ -44,10 +54,15 @@ sync = j.get("sync", {}).get("lat_ns", {})
 if sync.get("N", 0):
     mean += sync["mean"]
     p99 += sync.get("percentile", {}).get("99.000000", 0)
-print("%.0f %.1f %.1f" % (side["iops"], mean / 1e3, p99 / 1e3))'
+cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * j["job_runtime"] / 1000.0
+ios = side["total_ios"] or 1
+print("%.0f %.1f %.1f %.2f" % (side["iops"], mean / 1e3, p99 / 1e3, cpu / ios * 1e5))'
 }
 
 # keel-bench --json on stdin: prints "iops mean_us p99_us", fails on errors.
+# keel-bench --json on stdin: prints "iops mean_us p99_us cpu_s_per_100k_ios";
+# $1 (optional): CPU seconds the servers used meanwhile, added to the
+# client's own.
 bench_summary() {
 	$PY -c '
 import json, sys
@@ -55,22 +70,28 @@ r = json.load(sys.stdin)
 if not r["ok"]:
     sys.exit("keel-bench reported errors")
 t = r["total"]
-print("%.0f %.1f %.1f" % (t["iops"], t["lat_us"]["mean"], t["lat_us"]["p99"]))'
+cpu = r.get("cpu_s", 0) + float(sys.argv[1])
+print("%.0f %.1f %.1f %.2f" % (t["iops"], t["lat_us"]["mean"], t["lat_us"]["p99"],
+                               cpu / max(t["ios"], 1) * 1e5))' "${1:-0}"
 }
 
 # One Markdown table row: name, reference name, "iops mean p99" of the
 # reference and of keel.
+# $5 = cpu: add a "CPU s per 100k I/Os, reference / keel" column.
 bench_row() {
-	local name=$1 ref=$2 raw=$3 keel=$4 ri rm rp ki km kp
-	read -r ri rm rp <<<"$raw"
-	read -r ki km kp <<<"$keel"
+	local name=$1 ref=$2 raw=$3 keel=$4 cpu=${5:-} ri rm rp rc ki km kp kc
+	read -r ri rm rp rc <<<"$raw"
+	read -r ki km kp kc <<<"$keel"
 	$PY -c '
 import sys
-name, ref, ri, rm, rp, ki, km, kp = sys.argv[1:]
+name, ref, ri, rm, rp, ki, km, kp, rc, kc, cpu = sys.argv[1:]
 ri, rm, rp, ki, km, kp = map(float, (ri, rm, rp, ki, km, kp))
 ratio = ki / ri if ri else 0
 lat = km / rm if rm else 0
-print("| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f µs (%.2fx) |" %
-      (name, ref, ri, ki, ratio, rm, rp, km, kp, km - rm, lat))' \
-		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp"
+row = "| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f µs (%.2fx) |" % (
+    name, ref, ri, ki, ratio, rm, rp, km, kp, km - rm, lat)
+if cpu:
+    row += " %s / %s |" % (rc, kc)
+print(row)' \
+		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp" "${rc:--}" "${kc:--}" "$cpu"
 }

@@ -433,9 +433,42 @@ static int replay_apply(struct bs *bs, const struct bs_jrec *h)
  * that is not ends the journal. Then apply the replayed writes in place,
  * in order. Returns the number of records replayed or -errno.
  */
+/* Replay reads the journal into its mirror in chunks this big. */
+#define BS_REPLAY_CHUNK (4ull << 20)
+
+/*
+ * Make jm[pos, pos + len) hold the journal's bytes on disk: a miss reads a
+ * whole chunk from @pos on (replay walks the ring forward, so one read
+ * serves many records). Reading a range again only rewrites the mirror
+ * with the same bytes.
+ */
+static int replay_load(struct bs *bs, uint64_t *lo, uint64_t *hi, uint64_t pos, uint64_t len)
+{
+	uint64_t n = BS_REPLAY_CHUNK;
+	int ret;
+
+	if (pos >= *lo && pos + len <= *hi) {
+		return 0;
+	}
+	if (n < len) {
+		n = len;
+	}
+	if (pos + n > bs->jsize) {
+		n = bs->jsize - pos;
+	}
+	ret = bs_sync_io(bs->dev, BS_IO_READ, bs->jm + pos, n, bs->sb.journal_off + pos);
+	if (ret < 0) {
+		return ret;
+	}
+	*lo = pos;
+	*hi = pos + n;
+	return 0;
+}
+
 static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 {
 	uint64_t pos = jsb->tail_pos, seq = jsb->tail_seq, used = 0, n = 0;
+	uint64_t lo = 0, hi = 0;
 	uint32_t crcs[BS_JREC_MAX_BLOCKS];
 	int ret;
 
@@ -447,7 +480,7 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 		if (used + BS_BLOCK > bs->jsize) {
 			break;
 		}
-		ret = bs_sync_io(bs->dev, BS_IO_READ, h, BS_BLOCK, bs->sb.journal_off + pos);
+		ret = replay_load(bs, &lo, &hi, pos, BS_BLOCK);
 		if (ret < 0) {
 			return ret;
 		}
@@ -468,8 +501,7 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 			if (used + rl > bs->jsize) {
 				break;
 			}
-			ret = bs_sync_io(bs->dev, BS_IO_READ, bs->jm + pos + BS_BLOCK, h->length,
-					 bs->sb.journal_off + pos + BS_BLOCK);
+			ret = replay_load(bs, &lo, &hi, pos + BS_BLOCK, h->length);
 			if (ret < 0) {
 				return ret;
 			}

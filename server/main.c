@@ -557,6 +557,9 @@ static void log_counters(const struct srv *s)
 		 (unsigned long long)c->ops[KP_OP_STAT], (unsigned long long)c->ops[KP_OP_PING],
 		 (unsigned long long)c->busy_rejects, (unsigned long long)c->conns_accepted,
 		 (unsigned long long)c->conns_refused);
+	if (s->slow_requests) {
+		log_info("slow requests logged: %llu", (unsigned long long)s->slow_requests);
+	}
 	if (kp_conn_stats.hdr_crc_errors || kp_conn_stats.data_crc_errors) {
 		log_info("frames refused for bad crc: %llu header, %llu payload",
 			 (unsigned long long)kp_conn_stats.hdr_crc_errors,
@@ -634,6 +637,7 @@ static int cmd_run(int argc, char **argv)
 		goto out_close_bs;
 	}
 	ctx.srv_started = true;
+	ctx.srv.slow_ns = (uint64_t)s.slow_request_ms * 1000000ull;
 	ctx.fault.drop_every = s.fault_msg_drop_every;
 	ctx.fault.corrupt_every = s.fault_msg_corrupt_every;
 	ctx.fault.delay_every = s.fault_msg_delay_every;

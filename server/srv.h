@@ -73,6 +73,7 @@ struct srv_settings {
 	uint32_t max_connections;
 	uint32_t auth_timeout_ms; /* a connection must authenticate within this */
 	uint32_t poll_us;	  /* reactor busy-poll before sleeping */
+	uint32_t slow_request_ms; /* log requests in flight longer (0: never) */
 	/* cluster mode (docs/cluster.md); mgmt empty = single-server mode */
 	char mgmt[128];
 	char host[64];
@@ -204,6 +205,8 @@ struct srv_repl {
 struct srv_req {
 	struct srv_conn *conn;
 	enum srv_req_state state;
+	uint64_t start_ns; /* dispatched at (slow-request warnings) */
+	bool slow_logged;
 	struct kp_hdr hdr; /* the request as received */
 	struct bs_req bs;
 	struct kp_msg reply;
@@ -255,6 +258,9 @@ struct srv {
 	struct srv_cluster *cl; /* NULL: single-server mode */
 	/* message faults on every data connection (client and peer), or NULL */
 	struct kp_fault *fault;
+	uint64_t slow_ns; /* a request in flight this long is logged once */
+	uint64_t slow_requests; /* how many were */
+	unsigned int ticks;
 };
 
 /* Allocate pools and start listening on @addr. A connection that has not
@@ -432,6 +438,9 @@ void srv_obj_unlock(struct srv_cluster *cl, struct srv_obj *o, bool writer);
 /* Remove a queued (not granted) waiter; frees the entry when unused. */
 void srv_obj_unqueue(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w);
 
+/* What a cluster request waits for, for the slow-request warning. */
+void srv_repl_describe(const struct srv_req *req, char *buf, size_t len);
+
 /* srv_recovery.c */
 int srv_recovery_init(struct srv_cluster *cl);
 void srv_recovery_fini(struct srv_cluster *cl);
@@ -440,7 +449,8 @@ void srv_recovery_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gon
 /*
  * Will recovery still compare @inode:@objno between us and @member (a
  * member of @pg that is not in sync) before it reports the member in sync?
- * True until a recovery pass for the member has listed past the object.
+ * True until a recovery pass for the member has listed past the object,
+ * and while the object waits in the pass's current page.
  */
 bool srv_recovery_will_visit(const struct srv_pg *pg, uint32_t member, uint64_t inode,
 			     uint64_t objno);

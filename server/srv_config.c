@@ -59,6 +59,8 @@ static const struct cfg_opt srv_opts[] = {
 		"busy-poll completions this many microseconds before sleeping (0: never)"),
 	SRV_OPT("auth_timeout_ms", CFG_U32, auth_timeout_ms, 100, 600000, "10000", NULL,
 		"a connection that has not authenticated within this is closed"),
+	SRV_OPT("slow_request_ms", CFG_U32, slow_request_ms, 0, 3600000, "2000", NULL,
+		"a request in flight this long is logged once, with what it waits for (0: off)"),
 	SRV_OPT("mgmt", CFG_STR, mgmt, 0, 0, "", NULL,
 		"keel-mgmt cluster address host:port; empty = single-server mode"),
 	SRV_OPT("host", CFG_STR, host, 0, 0, "", NULL,

@@ -408,6 +408,8 @@ void srv_dispatch(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 		return;
 	}
 	s->ctr.ops[opcode]++;
+	req->start_ns = reactor_now_ns();
+	req->slow_logged = false;
 	log_debug("%s %s req %llu inode %llu objno %llu off %u len %u", req->conn->peer, op->name,
 		  (unsigned long long)req->hdr.req_id, (unsigned long long)req->hdr.inode,
 		  (unsigned long long)req->hdr.objno, req->hdr.offset, req->hdr.length);

@@ -728,10 +728,19 @@ bool srv_recovery_will_visit(const struct srv_pg *pg, uint32_t member, uint64_t 
 	if (!rec->listed_any) {
 		return true;
 	}
+	/* still to push in the current page (the push at rec->next included:
+	 * it takes the object after the write that asks) */
+	if (rec->state == SRV_REC_OBJS) {
+		for (unsigned int k = rec->next; k < rec->ntodo; k++) {
+			if (rec->todo[k].inode == inode && rec->todo[k].objno == objno) {
+				return rec->todo[k].action == PG_OBJ_PUSH;
+			}
+		}
+	}
 	if (rec->listed_all) {
 		return false;
 	}
-	/* beyond every page listed so far (the current one included) */
+	/* beyond every page listed so far */
 	return inode > rec->listed_inode ||
 	       (inode == rec->listed_inode && objno > rec->listed_objno);
 }

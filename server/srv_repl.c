@@ -690,6 +690,48 @@ void srv_repl_client(struct srv_req *req)
 	}
 }
 
+void srv_repl_describe(const struct srv_req *req, char *buf, size_t len)
+{
+	const struct srv_pg *pg = req->r.pg;
+	size_t n = 0;
+	unsigned int k;
+
+	if (req->hdr.opcode >= KP_OP_REPLICA_WRITE) {
+		snprintf(buf, len, "replica op in the blockstore");
+		return;
+	}
+	switch (req->r.state) {
+	case SRV_RS_OBJ_WAIT:
+		snprintf(buf, len, "waiting for its object (an earlier op or a push holds it)");
+		return;
+	case SRV_RS_PG_WAIT:
+		snprintf(buf, len, "queued: pg %u.%u has %u up members, min_replicas %u",
+			 pg ? pg->pool : 0, pg ? pg->pg : 0, pg ? __builtin_popcount(pg->up) : 0,
+			 pg ? pg->min_replicas : 0);
+		return;
+	case SRV_RS_PUSHING:
+		snprintf(buf, len, "pushing the object to member %u",
+			 req->r.rop ? req->r.rop->member : 0);
+		return;
+	case SRV_RS_FINISHING:
+		snprintf(buf, len, "finishing (result %d, local %s, sends in flight)",
+			 req->r.final_res, req->r.local_done ? "done" : "pending");
+		return;
+	case SRV_RS_RUNNING:
+		n = (size_t)snprintf(buf, len, "local %s, waiting for members:",
+				     req->r.local_done ? "done" : "pending");
+		for (k = 0; k < req->r.nsubs && n < len; k++) {
+			if (req->r.sent[k] && !req->r.done[k] && !req->r.behind[k]) {
+				n += (size_t)snprintf(buf + n, len - n, " %u", req->r.sent[k]);
+			}
+		}
+		return;
+	default:
+		snprintf(buf, len, "state %d", req->r.state);
+		return;
+	}
+}
+
 /* Members up in the new map that this mutation was not sent to (back from
  * a failure, or new): send it to them too, the write completes with them. */
 static void repl_add_members(struct srv_req *req)

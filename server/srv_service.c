@@ -336,14 +336,46 @@ static void srv_on_accept(struct xport_listener *l, struct xport_conn *xc, void 
 
 #define SRV_AUTH_TICK_NS (100ull * 1000 * 1000)
 
+/* Requests in flight longer than slow_ns are logged once each (with what
+ * they wait for): the first thing to look at when I/O stalls. */
+static void srv_check_slow(struct srv *s, struct srv_conn *c, uint64_t now)
+{
+	char what[160];
+
+	for (unsigned int i = 0; i < SRV_QUEUE_DEPTH; i++) {
+		struct srv_req *req = &c->reqs[i];
+
+		if (req->state != SRV_REQ_BS && req->state != SRV_REQ_CLUSTER) {
+			continue;
+		}
+		if (req->slow_logged || now - req->start_ns < s->slow_ns) {
+			continue;
+		}
+		req->slow_logged = true;
+		s->slow_requests++;
+		if (req->state == SRV_REQ_CLUSTER) {
+			srv_repl_describe(req, what, sizeof(what));
+		} else {
+			snprintf(what, sizeof(what), "in the blockstore");
+		}
+		log_warn("slow request: %s %s %llu:%llu off %u len %u in flight %.1f s: %s",
+			 c->peer, kp_opcode_name(req->hdr.opcode),
+			 (unsigned long long)req->hdr.inode, (unsigned long long)req->hdr.objno,
+			 req->hdr.offset, req->hdr.length, (double)(now - req->start_ns) / 1e9,
+			 what);
+	}
+}
+
 /*
- * A peer that connects and never finishes the handshake would hold a
- * connection slot forever (max_connections is the only bound): close it.
+ * Housekeeping every 100 ms. A peer that connects and never finishes the
+ * handshake would hold a connection slot forever (max_connections is the
+ * only bound): close it. Every second: slow requests.
  */
 static void srv_auth_tick(struct reactor_timer *t)
 {
 	struct srv *s = container_of(t, struct srv, auth_timer);
 	uint64_t now = reactor_now_ns();
+	bool slow = s->slow_ns && ++s->ticks % 10 == 0;
 	struct srv_conn *c, *next;
 
 	if (s->stopping) {
@@ -355,6 +387,9 @@ static void srv_auth_tick(struct reactor_timer *t)
 	for (c = s->conns; c; c = c->next) {
 		if (c->kc) {
 			kp_conn_check_auth_timeout(c->kc, now, s->auth_timeout_ns);
+		}
+		if (slow) {
+			srv_check_slow(s, c, now);
 		}
 	}
 	for (c = s->conns; c; c = next) {
