@@ -33,7 +33,7 @@ check-asan: build-asan
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) -LE 'slow|cluster|known-failing'
 
-# All cluster acceptance tests, including the known-failing ones.
+# All cluster acceptance tests (known-failing ones included, if any).
 check-cluster: build
 	cd $(BUILD) && ctest --output-on-failure -L cluster
 

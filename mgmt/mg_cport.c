@@ -301,6 +301,11 @@ static void mg_op_register(struct mg_peer *p, const struct kp_hdr *h, const uint
 	}
 	rep.server_id = id;
 	rep.map = map;
+	/* mgmt declares a server down no sooner than heartbeat_timeout_ms
+	 * after receiving its last heartbeat, i.e. after the server sent it:
+	 * a lease shorter by a third leaves room for clock-rate differences
+	 * and for the new map to travel */
+	rep.lease_ms = p->c->cfg->heartbeat_timeout_ms * 2 / 3;
 	len = keel__register_reply__get_packed_size(&rep);
 	buf = malloc(len);
 	if (!buf || len > KP_MAX_META) {

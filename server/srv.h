@@ -340,7 +340,6 @@ struct srv_rop {
 	uint32_t pg_gen;
 	uint32_t member;
 	uint64_t inode, objno;
-	bool delete_only;
 	bool locked_by_owner; /* a write holds the object for us */
 	struct srv_obj *obj;
 	struct srv_obj_waiter ow;
@@ -383,6 +382,13 @@ struct srv_cluster {
 	struct kp_msg mmap_reply[4];
 	uint32_t mmap_reply_busy;
 	uint64_t next_hb_ns, next_report_ns;
+	/* primary lease: client I/O as primary only until lease_until_ns
+	 * (heartbeat send time + lease_ms once mgmt acknowledged it) */
+	uint32_t lease_ms;
+	uint64_t lease_until_ns;
+	uint64_t hb_seq;
+	uint64_t hb_sent_ns[8]; /* by heartbeat seq % 8 */
+	bool lease_lost_logged;
 	/* peers */
 	struct srv_peer *peers;
 	/* objects */
@@ -408,6 +414,11 @@ int srv_cluster_start(struct srv *s, const struct srv_settings *set);
 void srv_cluster_stop(struct srv *s);
 struct srv_pg *srv_cluster_pg(struct srv_cluster *cl, uint32_t pgid);
 void srv_cluster_report_now(struct srv_cluster *cl);
+/* Heartbeat request ids: base + sequence number (lease bookkeeping). */
+#define SRV_HB_REQID_BASE (1ull << 40)
+/* May we serve client I/O as primary (docs/cluster.md "Primary lease")?
+ * Logs the first refusal after a renewal. */
+bool srv_cluster_lease_valid(struct srv_cluster *cl);
 
 /* srv_peer.c */
 void srv_peer_send(struct srv_cluster *cl, uint32_t server_id, struct srv_peer_req *pr);

@@ -49,6 +49,9 @@ int srv_cluster_check_client(struct srv_cluster *cl, struct srv_req *req)
 	if (!cl->map || h->epoch > cl->epoch) {
 		return -ESTALE; /* the client is ahead of us: it retries shortly */
 	}
+	if (!srv_cluster_lease_valid(cl)) {
+		return -ESTALE; /* mgmt may have given our PGs to others by now */
+	}
 	pool = cmap_pool(cl->map, KP_PGID_POOL(h->pgid));
 	pgno = KP_PGID_PG(h->pgid);
 	if (!pool || pgno >= pool->pg_count) {
@@ -403,7 +406,9 @@ static void mgmt_send_heartbeat(struct srv_cluster *cl)
 	len = keel__heartbeat__pack(&hb, cl->mhb_buf);
 	memset(&cl->mhb, 0, sizeof(cl->mhb));
 	cl->mhb.hdr.opcode = KP_OP_MG_HEARTBEAT;
-	cl->mhb.hdr.req_id = 2;
+	cl->hb_seq++;
+	cl->hb_sent_ns[cl->hb_seq % 8] = reactor_now_ns();
+	cl->mhb.hdr.req_id = SRV_HB_REQID_BASE + cl->hb_seq;
 	cl->mhb.hdr.epoch = cl->epoch;
 	cl->mhb.hdr.meta_len = (uint32_t)len;
 	cl->mhb.meta = cl->mhb_buf;
@@ -539,6 +544,38 @@ static void mgmt_reply_status(struct srv_cluster *cl, const struct kp_hdr *h, in
 	}
 }
 
+/* mgmt acknowledged heartbeat @req_id: the lease runs from its send time. */
+static void mgmt_lease_renew(struct srv_cluster *cl, uint64_t req_id)
+{
+	uint64_t seq = req_id - SRV_HB_REQID_BASE, until;
+
+	if (req_id <= SRV_HB_REQID_BASE || seq > cl->hb_seq || cl->hb_seq - seq >= 8) {
+		return; /* not one of ours, or too old to know when it left */
+	}
+	until = cl->hb_sent_ns[seq % 8] + (uint64_t)cl->lease_ms * 1000000ull;
+	if (until > cl->lease_until_ns) {
+		if (cl->lease_lost_logged) {
+			log_info("mgmt: primary lease renewed");
+			cl->lease_lost_logged = false;
+		}
+		cl->lease_until_ns = until;
+	}
+}
+
+bool srv_cluster_lease_valid(struct srv_cluster *cl)
+{
+	if (!cl->lease_ms || reactor_now_ns() < cl->lease_until_ns) {
+		return true;
+	}
+	if (!cl->lease_lost_logged) {
+		log_warn("mgmt: no heartbeat acknowledged for %u ms: primary lease expired, "
+			 "client I/O refused (ESTALE) until mgmt answers again",
+			 cl->lease_ms);
+		cl->lease_lost_logged = true;
+	}
+	return false;
+}
+
 static void mgmt_on_register_reply(struct srv_cluster *cl, const struct kp_hdr *h,
 				   const uint8_t *meta)
 {
@@ -568,6 +605,10 @@ static void mgmt_on_register_reply(struct srv_cluster *cl, const struct kp_hdr *
 	}
 	cl->self = rr->server_id;
 	cl->registered = true;
+	if (rr->lease_ms != cl->lease_ms) {
+		log_info("mgmt: primary lease %u ms", rr->lease_ms);
+		cl->lease_ms = rr->lease_ms;
+	}
 	cl->mbackoff_ns = 0;
 	if (rr->map) {
 		ret = cmap_from_pb(rr->map, &m, err, sizeof(err));
@@ -600,7 +641,9 @@ static void mgmt_on_msg(struct kp_conn *kc, const struct kp_hdr *h, const uint8_
 					 strerror(-kp_status_to_errno(h->status)));
 				cl->registered = false;
 				mgmt_send_register(cl);
+				break;
 			}
+			mgmt_lease_renew(cl, h->req_id);
 			break;
 		case KP_OP_MG_PG_REPORT:
 			if (h->status != KP_S_OK) {
@@ -701,6 +744,9 @@ static void cluster_tick(struct reactor_timer *t)
 	if (cl->registered && now >= cl->next_hb_ns) {
 		cl->next_hb_ns = now + SRV_HEARTBEAT_NS;
 		mgmt_send_heartbeat(cl);
+	}
+	if (cl->registered) {
+		srv_cluster_lease_valid(cl); /* logs the expiry when it happens */
 	}
 	if (cl->registered && now >= cl->next_report_ns) {
 		cl->next_report_ns = now + SRV_REPORT_NS;

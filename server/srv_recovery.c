@@ -309,14 +309,10 @@ static void rop_locked(struct srv_rop *rop)
 		rop_finish(rop, -ESTALE);
 		return;
 	}
-	if (rop->delete_only) {
-		rop->obj_version = 0;
-		rop->pr.done = rop_delete_reply;
-		rop->pr.arg = rop;
-		rop->state = SRV_ROP_DELETE;
-		rop_send(rop, KP_OP_REPLICA_DELETE);
-		return;
-	}
+	/* Always look at our copy now that the object is ours, even for a
+	 * delete: the listing that asked for it may predate a write that was
+	 * still on its way into our store (the member, listed first, already
+	 * had it), and deleting then would drop that write from the member. */
 	rop->state = SRV_ROP_LOCAL_BVERS;
 	memset(&rop->bv, 0, sizeof(rop->bv));
 	rop->bv.inode = rop->inode;
@@ -351,7 +347,6 @@ struct srv_rop *srv_rop_get(struct srv_cluster *cl, bool inline_push)
 	rop->state = SRV_ROP_LOCK;
 	rop->obj = NULL;
 	rop->locked_by_owner = false;
-	rop->delete_only = false;
 	rop->res = 0;
 	rop->bytes = 0;
 	rop->nruns = 0;
@@ -703,7 +698,6 @@ static void rec_step(struct srv_rec *rec)
 		rop->member = rec->member;
 		rop->inode = rec->todo[rec->next].inode;
 		rop->objno = rec->todo[rec->next].objno;
-		rop->delete_only = rec->todo[rec->next].action == PG_OBJ_DELETE;
 		rop->done = rec_rop_done;
 		rop->arg = rec;
 		rec->rop = rop;

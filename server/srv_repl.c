@@ -454,6 +454,29 @@ static void repl_start_push(struct srv_req *req)
 	srv_rop_start(rop);
 }
 
+/*
+ * May the write go on without member @k, leaving its copy of the object to
+ * recovery? Only if the other copies can still make min_replicas: else the
+ * write would wait for a recovery that waits for the write's object.
+ */
+static bool repl_can_leave_behind(const struct srv_req *req, unsigned int k)
+{
+	const struct srv_pg *pg = req->r.pg;
+	unsigned int j, copies = 1;
+
+	if (pg_member_in_sync(pg, req->r.sent[k]) ||
+	    !srv_recovery_will_visit(pg, req->r.sent[k], req->hdr.inode, req->hdr.objno)) {
+		return false;
+	}
+	for (j = 0; j < req->r.nsubs; j++) {
+		if (j != k && req->r.sent[j] && !req->r.behind[j] &&
+		    pg_member_up(pg, req->r.sent[j])) {
+			copies++;
+		}
+	}
+	return copies >= pg->min_replicas;
+}
+
 static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr *h,
 			  const uint8_t *meta)
 {
@@ -471,8 +494,7 @@ static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr 
 		repl_check(req);
 		return;
 	}
-	if (res == -ENOENT && !pg_member_in_sync(req->r.pg, req->r.sent[k]) &&
-	    srv_recovery_will_visit(req->r.pg, req->r.sent[k], req->hdr.inode, req->hdr.objno)) {
+	if (res == -ENOENT && repl_can_leave_behind(req, k)) {
 		/* A recovering member whose copy recovery has not reached:
 		 * recovery copies the object (this write included) before the
 		 * member counts as in sync; the write does not wait for it. */

@@ -9,6 +9,11 @@ without pause while:
      KEEL_FAULT_S seconds (default 10), then SIGCONTed; wait HEALTH_OK;
   2. another server's veth is taken down on the bridge side (ip link set
      <veth> down) for KEEL_FAULT_S seconds, then up; wait HEALTH_OK.
+  3. a third server is cut off from mgmt only (a blackhole route to
+     mgmt's address in its namespace; client and peers still reach it)
+     for KEEL_FAULT_S seconds: its primary lease must expire (its log:
+     "primary lease expired") before mgmt marks it down and gives its PGs
+     to others (docs/cluster.md "Primary lease").
 In-process message faults (drop, corrupt, delay) are t_msg_faults.py.
 
 Pass: every keel-bench segment exits 0 with zero errors and mismatches;
@@ -42,6 +47,7 @@ def test(tools, tmp, box):
     b.start()
     time.sleep(3)
     rows = []
+    lease_rows = []
     failures = []
     try:
         # 1. SIGSTOP the busiest primary.
@@ -85,6 +91,34 @@ def test(tools, tmp, box):
         td, line = cl.find_log_line(c.log_path("mgmt"), r"server %d down" % sid2, t_wall)
         rows.append(("link down %.0fs" % fault_s, victim2, sid2, prim2,
                      td - t_wall if td else None, t0, time.monotonic(), t_back))
+
+        # 3. Cut a third server off from mgmt only (blackhole route in its
+        # namespace): it still reaches the client and its peers, so only
+        # its primary lease keeps it from serving after mgmt has given its
+        # PGs away.
+        third = [i for i in ids.values() if i not in (victim, victim2)]
+        victim3 = rng.choice(third)
+        sid3 = [k for k, v in ids.items() if v == victim3][0]
+        prim3 = sum(1 for p in c.pgs() if p["primary"] == sid3)
+        mgmt_ip = c.url.split("//")[1].rsplit(":", 1)[0]
+        log("server %d (id %d, primary of %d PGs) cut off from mgmt %s for %.0f s" % (
+            victim3, sid3, prim3, mgmt_ip, fault_s))
+        t_wall, t0 = time.time(), time.monotonic()
+        c.lc("exec", "s%d" % victim3, "--", "ip", "route", "add", "blackhole",
+             mgmt_ip + "/32")
+        time.sleep(fault_s)
+        c.lc("exec", "s%d" % victim3, "--", "ip", "route", "del", "blackhole",
+             mgmt_ip + "/32")
+        t_back = time.monotonic()
+        try:
+            c.wait_health_ok(90)
+        except cl.TestFailure as e:
+            failures.append("after reconnecting server %d to mgmt: %s" % (victim3, e))
+        td, line = cl.find_log_line(c.log_path("mgmt"), r"server %d down" % sid3, t_wall)
+        tl, _ = cl.find_log_line(c.log_path(victim3), r"primary lease expired", t_wall)
+        rows.append(("mgmt cut %.0fs" % fault_s, victim3, sid3, prim3,
+                     td - t_wall if td else None, t0, time.monotonic(), t_back))
+        lease_rows.append((victim3, tl - t_wall if tl else None, td - t_wall if td else None))
         time.sleep(2)
     finally:
         b.stop()
@@ -121,6 +155,14 @@ def test(tools, tmp, box):
               "%s: server %d marked down within %.0f s (%s)" % (
                   what, v, detect_max, "%.2f s" % det if det is not None else "never"))
 
+    for (v, tl, td) in lease_rows:
+        print(" server %d cut off from mgmt: lease expired after %s, marked down after %s" % (
+            v, "%.2f s" % tl if tl is not None else "never",
+            "%.2f s" % td if td is not None else "never"))
+        ck.check(tl is not None and td is not None and tl < td,
+                 "server %d stopped serving as primary (lease expired, %s) before mgmt "
+                 "gave its PGs away (%s)" % (v, "%.2f s" % tl if tl is not None else "never",
+                                              "%.2f s" % td if td is not None else "never"))
     for what, pd in post:
         if stall_max > 0:
             ck.check(pd <= stall_max, "%s: I/O resumed within %.1f s of the server being marked "

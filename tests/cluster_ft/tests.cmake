@@ -15,12 +15,12 @@ function(keel_cluster_ft name timeout labels)
     REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keelctl>;$<TARGET_FILE:keel-bench>;$<TARGET_FILE:keel-histcheck>")
 endfunction()
 
-# known-failing: these find open product bugs (issue "Cluster" is not
-# resolved; see docs/testing.md). `make check` leaves them out so CI tests
-# what works; `make check-cluster` runs them and fails until they are fixed.
+# A test that finds an open product bug gets the label known-failing
+# (docs/testing.md says why): `make check` leaves it out, `make check-cluster`
+# runs it. None has it today.
 keel_cluster_ft(t_netns 300 "functional;cluster")
-keel_cluster_ft(t_kill 1200 "functional;cluster;slow;known-failing")
-keel_cluster_ft(t_pause_partition 600 "functional;cluster;known-failing")
-keel_cluster_ft(t_min_replicas 400 "functional;cluster;known-failing")
+keel_cluster_ft(t_kill 1200 "functional;cluster;slow")
+keel_cluster_ft(t_pause_partition 600 "functional;cluster")
+keel_cluster_ft(t_min_replicas 400 "functional;cluster")
 keel_cluster_ft(t_resync 900 "functional;cluster")
 keel_cluster_ft(t_msg_faults 600 "functional;cluster")
