@@ -188,6 +188,7 @@ struct srv_repl {
 	struct srv_req *pnext, *pprev; /* pg->active */
 	uint32_t pg_gen;
 	uint64_t version, prev_version;
+	uint64_t interval; /* the PG's interval when the mutation started */
 	bool local_done;
 	int local_res;
 	int final_res;
@@ -404,6 +405,15 @@ struct srv_cluster {
 	unsigned int nrec;
 	uint64_t client_inflight;
 	uint64_t rec_bytes_copied, rec_objects_copied;
+	/* (PG, interval) pairs we acknowledged writes in as primary, logged
+	 * once a second ("primary writes acknowledged"): tests check that no
+	 * two servers ever did for the same pair */
+	struct srv_wrote {
+		uint32_t pool, pg;
+		uint64_t interval;
+	} wrote[256];
+	unsigned int nwrote;
+	uint64_t next_wrote_ns;
 	/* timers */
 	struct reactor_timer tick;
 	bool stopping;
@@ -448,6 +458,9 @@ bool srv_obj_lock(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_wait
 void srv_obj_unlock(struct srv_cluster *cl, struct srv_obj *o, bool writer);
 /* Remove a queued (not granted) waiter; frees the entry when unused. */
 void srv_obj_unqueue(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w);
+
+/* Log the (PG, interval) pairs recorded since the last call. */
+void srv_repl_log_writers(struct srv_cluster *cl);
 
 /* What a cluster request waits for, for the slow-request warning. */
 void srv_repl_describe(const struct srv_req *req, char *buf, size_t len);

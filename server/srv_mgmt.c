@@ -748,6 +748,10 @@ static void cluster_tick(struct reactor_timer *t)
 	if (cl->registered) {
 		srv_cluster_lease_valid(cl); /* logs the expiry when it happens */
 	}
+	if (cl->nwrote && now >= cl->next_wrote_ns) {
+		cl->next_wrote_ns = now + 1000000000ull;
+		srv_repl_log_writers(cl);
+	}
 	if (cl->registered && now >= cl->next_report_ns) {
 		cl->next_report_ns = now + SRV_REPORT_NS;
 		mgmt_send_report(cl);
@@ -811,6 +815,7 @@ void srv_cluster_stop(struct srv *s)
 	}
 	cl->stopping = true;
 	reactor_timer_cancel(cl->r, &cl->tick);
+	srv_repl_log_writers(cl);
 	/* Requests still waiting (replicas, min_replicas) hold their
 	 * connections open: answer them now, the client retries elsewhere. */
 	for (uint32_t p = 1; p < 4096; p++) {

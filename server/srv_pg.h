@@ -41,6 +41,7 @@ struct srv_pg {
 
 	/* primary: versions and requests (srv_repl.c) */
 	uint64_t last_ver;	   /* highest version assigned by us */
+	uint64_t acked_interval;   /* last interval we acknowledged a write in */
 	uint32_t gen;		   /* +1 whenever the map changed this PG */
 	uint32_t inflight_cur;	   /* mutations started under the current gen */
 	uint32_t inflight_prev;	   /* mutations started before it */

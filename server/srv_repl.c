@@ -230,6 +230,43 @@ static void pg_active_del(struct srv_req *req)
 	}
 }
 
+/* We acknowledge a write as primary of @pg in @interval: record the pair
+ * (once per pair) for srv_repl_log_writers(). */
+static void repl_note_writer(struct srv_cluster *cl, struct srv_pg *pg, uint64_t interval)
+{
+	struct srv_wrote *w;
+
+	if (!pg || pg->acked_interval == interval) {
+		return;
+	}
+	if (cl->nwrote == sizeof(cl->wrote) / sizeof(cl->wrote[0])) {
+		srv_repl_log_writers(cl);
+	}
+	pg->acked_interval = interval;
+	w = &cl->wrote[cl->nwrote++];
+	w->pool = pg->pool;
+	w->pg = pg->pg;
+	w->interval = interval;
+}
+
+void srv_repl_log_writers(struct srv_cluster *cl)
+{
+	char line[512];
+	unsigned int i = 0;
+
+	while (i < cl->nwrote) {
+		size_t n = 0;
+
+		for (; i < cl->nwrote && n + 48 < sizeof(line); i++) {
+			n += (size_t)snprintf(line + n, sizeof(line) - n, " %u.%u@%llu",
+					      cl->wrote[i].pool, cl->wrote[i].pg,
+					      (unsigned long long)cl->wrote[i].interval);
+		}
+		log_info("primary writes acknowledged (pg@interval):%s", line);
+	}
+	cl->nwrote = 0;
+}
+
 /* The last step of every client request in cluster mode. */
 static void repl_complete(struct srv_req *req)
 {
@@ -265,6 +302,7 @@ static void repl_complete(struct srv_req *req)
 	cl->client_inflight--;
 	if (!res && req_is_mutation(req)) {
 		req->reply.hdr.obj_ver = req->r.version;
+		repl_note_writer(cl, req->r.pg, req->r.interval);
 	}
 	srv_req_finish(req, res);
 }
@@ -563,6 +601,7 @@ static void repl_mutation_start(struct srv_req *req)
 	req->r.prev_version =
 		bs_stat_object(cl->srv->bs, req->hdr.inode, req->hdr.objno, &st) ? 0 : st.version;
 	req->r.version = pg_next_version(pg->last_ver, pg->interval, req->r.prev_version);
+	req->r.interval = pg->interval;
 	pg->last_ver = req->r.version;
 	req->r.pg_gen = pg->gen;
 	pg->inflight_cur++;

@@ -276,6 +276,41 @@ def find_log_line(path, pattern, after_wall, timeout=0.0):
         time.sleep(0.1)
 
 
+# ---- one writer per PG per interval ----
+
+_WROTE = re.compile(r"primary writes acknowledged \(pg@interval\):(.*)$")
+
+
+def writers_per_interval(cluster):
+    """{(pg, interval): set of server numbers} from every server's log (all
+    incarnations: logs are appended across restarts). Servers log each
+    (PG, interval) in which they acknowledged a client write as primary."""
+    seen = {}
+    for i in range(1, cluster.nservers + 1):
+        with open(cluster.log_path(i), errors="replace") as f:
+            for line in f:
+                m = _WROTE.search(line)
+                if not m:
+                    continue
+                for tok in m.group(1).split():
+                    pg, _, interval = tok.partition("@")
+                    seen.setdefault((pg, int(interval)), set()).add(i)
+    return seen
+
+
+def one_writer(cluster):
+    """(ok, message) for "at most one server acknowledged writes per PG per
+    interval" (the epoch the PG's primary or acting set last changed);
+    vacuous (no pair logged at all) counts as a failure."""
+    seen = writers_per_interval(cluster)
+    bad = sorted((k, sorted(v)) for k, v in seen.items() if len(v) > 1)
+    for (pg, iv), who in bad[:10]:
+        print("  pg %s interval %d: writes acknowledged by servers %s" % (pg, iv, who))
+    return (bool(seen) and not bad,
+            "at most one writer per PG per interval (%d (PG, interval) pairs with "
+            "acknowledged writes, %d with more than one writer)" % (len(seen), len(bad)))
+
+
 # ---- keel-bench ----
 
 class Bench:

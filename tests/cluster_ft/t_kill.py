@@ -140,6 +140,7 @@ def test(tools, tmp, box):
     check(tot["write_ios"] > 0, "the load wrote (%d writes)" % tot["write_ios"])
     check(rc == 0, "keel-histcheck: no lost acknowledged write, no stale read")
     pgs = c.pgs()
+    check(*cl.one_writer(c))
     problems, summary = cl.compare_replicas(c, pgs, tmp)
     for p in problems[:20]:
         print("  " + p)

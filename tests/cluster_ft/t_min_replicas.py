@@ -130,6 +130,7 @@ def test(tools, tmp, box):
     except TestFailure as e:
         ck.check(False, "second server back, HEALTH_OK: %s" % e)
     if healthy:
+        ck.check(*cl.one_writer(c))
         problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
         for p in problems[:20]:
             print("  " + p)

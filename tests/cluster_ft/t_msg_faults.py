@@ -73,6 +73,7 @@ def test(tools, tmp, box):
               "server %d: the crc checks caught every corrupted frame (%d caught, %d "
               "corrupted)" % (i, caught, s["fault_msgs_corrupted"]))
     c.wait_health_ok(90)
+    check(*cl.one_writer(c))
     problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
     for p in problems[:20]:
         print("  " + p)

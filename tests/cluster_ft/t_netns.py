@@ -51,6 +51,7 @@ def test(tools, tmp, box):
     print(hout)
     check(hrc == 0, "keel-histcheck passes")
     c.wait_health_ok(60)
+    check(*cl.one_writer(c))
     problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
     for p in problems[:20]:
         print("  " + p)

@@ -146,6 +146,7 @@ def test(tools, tmp, box):
     ck.check(not bad, "every keel-bench segment exited 0 without errors or mismatches" +
           ("" if not bad else ":\n" + "\n".join(bad)))
     ck.check(hrc == 0, "keel-histcheck: no lost acknowledged write, no stale read")
+    ck.check(*cl.one_writer(c))
     problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
     for p in problems[:20]:
         print("  " + p)
