@@ -11,6 +11,8 @@
 #   local-cluster.sh status [--dir DIR]
 #   local-cluster.sh stop-server ID [--dir DIR] [--signal SIG]
 #   local-cluster.sh start-server ID [--dir DIR]
+#   local-cluster.sh stop-mgmt [--dir DIR] [--signal SIG]
+#   local-cluster.sh start-mgmt [--dir DIR]
 #   local-cluster.sh signal ID --signal SIG [--dir DIR]   (send only: STOP, CONT...)
 #   local-cluster.sh link NODE up|down [--dir DIR]        (--netns: host side veth)
 #   local-cluster.sh pid NODE [--dir DIR]
@@ -37,7 +39,8 @@
 # `stop-server` waits for the process to exit (SIGKILL after 10 s unless SIG
 # is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
 # takes a node's veth down or up on the bridge side (netns only); `pid`
-# prints a node's pid.
+# prints a node's pid. `stop-mgmt` / `start-mgmt` stop and restart keel-mgmt
+# alone (its state stays in DIR/mgmt.db).
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -62,7 +65,7 @@ MGMT_SET=()
 SERVER_SET=()
 
 usage() {
-	sed -n '4,39p' "$SELF" | sed 's/^# \{0,1\}//'
+	sed -n '4,43p' "$SELF" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -391,6 +394,8 @@ down) cmd_down ;;
 status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") "$KEELCTL" cluster status ;;
 stop-server) [ -n "$ARG" ] || usage 2; stop_pid "$DIR/server$ARG.pid" "$SIG" ;;
 start-server) [ -n "$ARG" ] || usage 2; SERVERS=$(cat "$DIR/servers"); start_server "$ARG" ;;
+stop-mgmt) stop_pid "$DIR/mgmt.pid" "$SIG" ;;
+start-mgmt) start_mgmt ;;
 signal) [ -n "$ARG" ] || usage 2; signal_server "$ARG" ;;
 link) [ -n "$ARG" ] && [ -n "$ARG2" ] || usage 2; set_link "$ARG" "$ARG2" ;;
 pid) [ -n "$ARG" ] || usage 2; node_pid "$ARG" ;;

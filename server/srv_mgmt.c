@@ -22,7 +22,7 @@
 #include "proto/keel.pb-c.h"
 
 #define SRV_MGMT_BACKOFF_MIN_NS (100ull * 1000 * 1000)
-#define SRV_MGMT_BACKOFF_MAX_NS (2000ull * 1000 * 1000)
+#define SRV_MGMT_BACKOFF_MAX_NS (500ull * 1000 * 1000) /* the lease waits on it */
 
 struct srv_pg *srv_cluster_pg(struct srv_cluster *cl, uint32_t pgid)
 {
@@ -698,8 +698,8 @@ static void mgmt_on_close(struct kp_conn *kc, int err, const char *reason)
 		return;
 	}
 	mgmt_schedule_reconnect(cl);
-	log_warn("mgmt: connection lost (%s); data path continues on map epoch %llu, "
-		 "reconnecting in %llu ms",
+	log_warn("mgmt: connection lost (%s); data path continues on map epoch %llu until "
+		 "the primary lease runs out, reconnecting in %llu ms",
 		 reason ? reason : "closed", (unsigned long long)cl->epoch,
 		 (unsigned long long)(cl->mbackoff_ns / 1000000));
 }
@@ -745,7 +745,7 @@ static void cluster_tick(struct reactor_timer *t)
 		cl->next_hb_ns = now + SRV_HEARTBEAT_NS;
 		mgmt_send_heartbeat(cl);
 	}
-	if (cl->registered) {
+	if (cl->lease_until_ns) {
 		srv_cluster_lease_valid(cl); /* logs the expiry when it happens */
 	}
 	if (cl->nwrote && now >= cl->next_wrote_ns) {
