@@ -742,7 +742,8 @@ static int tcp_connect(struct reactor *r, const char *addr, struct xport_conn **
 	}
 	if (fd < 0) {
 		freeaddrinfo(res);
-		log_error("tcp: cannot connect to %s: %s", addr, strerror(-ret));
+		/* the caller reports it (once per outage, not per retry) */
+		log_debug("tcp: cannot connect to %s: %s", addr, strerror(-ret));
 		return ret;
 	}
 	c = tcp_conn_new(r, fd, ai->ai_addr);

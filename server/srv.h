@@ -374,6 +374,7 @@ struct srv_cluster {
 	/* mgmt session */
 	struct kp_conn *mkc;
 	bool mready, registered;
+	bool mconnect_failing; /* reported; quiet until a connect succeeds */
 	uint64_t mretry_ns, mbackoff_ns;
 	struct kp_msg mreg, mhb, mrep;
 	bool mreg_busy, mhb_busy, mrep_busy;

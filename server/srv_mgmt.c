@@ -681,6 +681,7 @@ static void mgmt_on_ready(struct kp_conn *kc)
 	struct srv_cluster *cl = kp_conn_arg(kc);
 
 	cl->mready = true;
+	cl->mconnect_failing = false;
 	log_info("mgmt: connected to %s", cl->set.mgmt);
 	mgmt_send_register(cl);
 }
@@ -723,6 +724,12 @@ static void mgmt_connect(struct srv_cluster *cl)
 		}
 	}
 	if (ret) {
+		if (!cl->mconnect_failing) {
+			log_warn("mgmt: cannot connect to %s: %s; retrying every %llu ms at most",
+				 cl->set.mgmt, strerror(-ret),
+				 (unsigned long long)(SRV_MGMT_BACKOFF_MAX_NS / 1000000));
+			cl->mconnect_failing = true;
+		}
 		cl->mkc = NULL;
 		mgmt_schedule_reconnect(cl);
 	}

@@ -25,6 +25,7 @@ struct srv_peer {
 	char addr[CMAP_ADDR_LEN];
 	struct kp_conn *kc;
 	bool ready;
+	bool connect_failing; /* reported; quiet until a connect succeeds */
 	uint64_t retry_ns, backoff_ns;
 	uint32_t seq, next_slot, nslots_used;
 	struct srv_peer_req *slots[SRV_PEER_SLOTS];
@@ -172,6 +173,7 @@ static void peer_on_ready(struct kp_conn *kc)
 
 	p->ready = true;
 	p->backoff_ns = 0;
+	p->connect_failing = false;
 	log_info("peer %u (%s): connected", p->id, p->addr);
 	peer_flush(p, reactor_now_ns());
 }
@@ -284,6 +286,11 @@ static void peer_connect(struct srv_peer *p, uint64_t now)
 		}
 	}
 	if (ret) {
+		if (!p->connect_failing) {
+			log_warn("peer %u (%s): cannot connect: %s; retrying", p->id, p->addr,
+				 strerror(-ret));
+			p->connect_failing = true;
+		}
 		p->kc = NULL;
 		p->backoff_ns = p->backoff_ns ? p->backoff_ns * 2 : SRV_PEER_BACKOFF_MIN_NS;
 		if (p->backoff_ns > SRV_PEER_BACKOFF_MAX_NS) {
