@@ -288,25 +288,32 @@ static void mgmt_schedule_reconnect(struct srv_cluster *cl)
 	cl->mretry_ns = reactor_now_ns() + cl->mbackoff_ns;
 }
 
-static void mgmt_reg_done(struct kp_msg *m, int res)
+/* Our own requests to mgmt: one message each, its buffer guarded by a
+ * busy flag (m->arg) until the send completes. */
+static void mgmt_req_done(struct kp_msg *m, int res)
 {
-	struct srv_cluster *cl = m->arg;
-
-	cl->mreg_busy = false;
+	*(bool *)m->arg = false;
 }
 
-static void mgmt_hb_done(struct kp_msg *m, int res)
+static int mgmt_send_req(struct srv_cluster *cl, struct kp_msg *m, bool *busy, uint16_t opcode,
+			 uint64_t req_id, const uint8_t *meta, size_t len)
 {
-	struct srv_cluster *cl = m->arg;
+	int ret;
 
-	cl->mhb_busy = false;
-}
-
-static void mgmt_rep_done(struct kp_msg *m, int res)
-{
-	struct srv_cluster *cl = m->arg;
-
-	cl->mrep_busy = false;
+	memset(m, 0, sizeof(*m));
+	m->hdr.opcode = opcode;
+	m->hdr.req_id = req_id;
+	m->hdr.epoch = cl->epoch;
+	m->hdr.meta_len = (uint32_t)len;
+	m->meta = meta;
+	m->done = mgmt_req_done;
+	m->arg = busy;
+	*busy = true;
+	ret = kp_conn_send(cl->mkc, m);
+	if (ret) {
+		*busy = false;
+	}
+	return ret;
 }
 
 static void mgmt_map_reply_done(struct kp_msg *m, int res)
@@ -365,17 +372,9 @@ static void mgmt_send_register(struct srv_cluster *cl)
 		return;
 	}
 	keel__register_request__pack(&rr, cl->mreg_buf);
-	memset(&cl->mreg, 0, sizeof(cl->mreg));
-	cl->mreg.hdr.opcode = KP_OP_MG_REGISTER;
-	cl->mreg.hdr.req_id = 1;
-	cl->mreg.hdr.meta_len = (uint32_t)len;
-	cl->mreg.meta = cl->mreg_buf;
-	cl->mreg.done = mgmt_reg_done;
-	cl->mreg.arg = cl;
-	cl->mreg_busy = true;
-	ret = kp_conn_send(cl->mkc, &cl->mreg);
+	ret = mgmt_send_req(cl, &cl->mreg, &cl->mreg_busy, KP_OP_MG_REGISTER, 1, cl->mreg_buf,
+			    len);
 	if (ret) {
-		cl->mreg_busy = false;
 		log_error("mgmt: cannot send MG_REGISTER: %s", strerror(-ret));
 		return;
 	}
@@ -404,20 +403,10 @@ static void mgmt_send_heartbeat(struct srv_cluster *cl)
 	hb.used_bytes = st.objects_used * st.object_size;
 	hb.ops = ops;
 	len = keel__heartbeat__pack(&hb, cl->mhb_buf);
-	memset(&cl->mhb, 0, sizeof(cl->mhb));
-	cl->mhb.hdr.opcode = KP_OP_MG_HEARTBEAT;
 	cl->hb_seq++;
 	cl->hb_sent_ns[cl->hb_seq % 8] = reactor_now_ns();
-	cl->mhb.hdr.req_id = SRV_HB_REQID_BASE + cl->hb_seq;
-	cl->mhb.hdr.epoch = cl->epoch;
-	cl->mhb.hdr.meta_len = (uint32_t)len;
-	cl->mhb.meta = cl->mhb_buf;
-	cl->mhb.done = mgmt_hb_done;
-	cl->mhb.arg = cl;
-	cl->mhb_busy = true;
-	if (kp_conn_send(cl->mkc, &cl->mhb)) {
-		cl->mhb_busy = false;
-	}
+	mgmt_send_req(cl, &cl->mhb, &cl->mhb_busy, KP_OP_MG_HEARTBEAT,
+		      SRV_HB_REQID_BASE + cl->hb_seq, cl->mhb_buf, len);
 }
 
 static const char *pg_state_name(const struct srv_pg *pg)
@@ -492,18 +481,7 @@ static void mgmt_send_report(struct srv_cluster *cl)
 		}
 	}
 	keel__pg_report_batch__pack(&b, cl->mrep_buf);
-	memset(&cl->mrep, 0, sizeof(cl->mrep));
-	cl->mrep.hdr.opcode = KP_OP_MG_PG_REPORT;
-	cl->mrep.hdr.req_id = 3;
-	cl->mrep.hdr.epoch = cl->epoch;
-	cl->mrep.hdr.meta_len = (uint32_t)len;
-	cl->mrep.meta = cl->mrep_buf;
-	cl->mrep.done = mgmt_rep_done;
-	cl->mrep.arg = cl;
-	cl->mrep_busy = true;
-	if (kp_conn_send(cl->mkc, &cl->mrep)) {
-		cl->mrep_busy = false;
-	}
+	mgmt_send_req(cl, &cl->mrep, &cl->mrep_busy, KP_OP_MG_PG_REPORT, 3, cl->mrep_buf, len);
 out_free:
 	free(synced);
 	free(ptrs);
