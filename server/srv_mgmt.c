@@ -111,11 +111,32 @@ static void pg_clear_synced(struct srv_pg *pg, const struct srv_pg *prev)
 	pg->synced_member = 0;
 }
 
+/* The PGs a new map changed (or took from us: @gone), in map order. */
+struct pg_changes {
+	struct {
+		struct srv_pg *pg;
+		bool gone;
+	} *v;
+	unsigned int n, cap;
+};
+
+static void pg_changes_add(struct pg_changes *ch, struct srv_pg *pg, bool gone)
+{
+	if (ch->n == ch->cap) {
+		ch->cap = ch->cap ? ch->cap * 2 : 64;
+		ch->v = realloc(ch->v, ch->cap * sizeof(*ch->v));
+		if (!ch->v) {
+			log_fatal("out of memory applying map");
+		}
+	}
+	ch->v[ch->n].pg = pg;
+	ch->v[ch->n++].gone = gone;
+}
+
 static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 {
-	struct srv_pg **changed = NULL;
-	bool *gone = NULL;
-	unsigned int nchanged = 0, cap = 0, nrec = 0;
+	struct pg_changes ch = {0};
+	unsigned int nrec = 0;
 	struct cmap *old = cl->map;
 	uint32_t p, i;
 
@@ -186,16 +207,7 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 					log_debug("pg %u.%u: no longer primary (primary %u)",
 						  pg->pool, pg->pg, pg->primary);
 				}
-				if (nchanged == cap) {
-					cap = cap ? cap * 2 : 64;
-					changed = realloc(changed, cap * sizeof(*changed));
-					gone = realloc(gone, cap * sizeof(*gone));
-					if (!changed || !gone) {
-						log_fatal("out of memory applying map");
-					}
-				}
-				changed[nchanged] = pg;
-				gone[nchanged++] = false;
+				pg_changes_add(&ch, pg, false);
 			}
 		}
 	}
@@ -216,16 +228,7 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 			pg->inflight_prev += pg->inflight_cur;
 			pg->inflight_cur = 0;
 			pg->synced_member = 0;
-			if (nchanged == cap) {
-				cap = cap ? cap * 2 : 64;
-				changed = realloc(changed, cap * sizeof(*changed));
-				gone = realloc(gone, cap * sizeof(*gone));
-				if (!changed || !gone) {
-					log_fatal("out of memory applying map");
-				}
-			}
-			changed[nchanged] = pg;
-			gone[nchanged++] = true;
+			pg_changes_add(&ch, pg, true);
 		}
 	}
 	/* the recovery list: primaries with work, and recoveries to wind down */
@@ -263,14 +266,13 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 		}
 	}
 	log_info("map epoch %llu applied: %u servers, %u pools, %u PGs changed, %u to recover",
-		 (unsigned long long)m->epoch, m->nservers, m->npools, nchanged, cl->nrec);
+		 (unsigned long long)m->epoch, m->nservers, m->npools, ch.n, cl->nrec);
 	srv_peer_map_changed(cl);
-	for (i = 0; i < nchanged; i++) {
-		srv_repl_pg_changed(cl, changed[i], gone[i]);
-		srv_recovery_pg_changed(cl, changed[i], gone[i]);
+	for (i = 0; i < ch.n; i++) {
+		srv_repl_pg_changed(cl, ch.v[i].pg, ch.v[i].gone);
+		srv_recovery_pg_changed(cl, ch.v[i].pg, ch.v[i].gone);
 	}
-	free(changed);
-	free(gone);
+	free(ch.v);
 	if (old) {
 		cmap_free(old);
 	}

@@ -556,7 +556,7 @@ def dump_drive(tools, drive, key, workdir, name):
 def compare_replicas(cluster, pgs, workdir):
     """Stop the cluster (after HEALTH_OK) and check every PG's members hold
     the same objects with the same versions and bytes. Returns a list of
-    problems (empty: identical) and a summary line."""
+    problems (empty: identical; the first 20 are printed) and a summary line."""
     ids = {s["id"]: int(s["host"][4:]) for s in cluster.servers()}
     pg_count = {p["id"]: p["pg_count"] for p in cluster.api("/v1/pools")}
     cluster.down()
@@ -594,6 +594,8 @@ def compare_replicas(cluster, pgs, workdir):
             problems.append("object %#x:%d belongs to no known PG" % key)
     summary = "%d objects compared across PG members, %d stray copies on non-members" % (
         nobj, strays)
+    for p in problems[:20]:
+        print("  " + p)
     return problems, summary
 
 

@@ -142,8 +142,6 @@ def test(tools, tmp, box):
     pgs = c.pgs()
     check(*cl.one_writer(c))
     problems, summary = cl.compare_replicas(c, pgs, tmp)
-    for p in problems[:20]:
-        print("  " + p)
     check(not problems, "replicas byte-identical per PG (%s; %d differ)" % (
         summary, len(problems)))
     # Timing targets last (docs/cluster.md): data checks report first.
