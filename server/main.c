@@ -395,12 +395,12 @@ static int cmd_keygen(int argc, char **argv)
 
 struct run_ctx {
 	struct srv srv;
-	struct srv_signal sig;
+	struct rsignal sig;
 	bool srv_started;
 	struct kp_fault fault;
 };
 
-static void run_on_signal(struct srv_signal *sig, int signo)
+static void run_on_signal(struct rsignal *sig, int signo)
 {
 	struct run_ctx *ctx = container_of(sig, struct run_ctx, sig);
 
@@ -608,7 +608,7 @@ static int cmd_run(int argc, char **argv)
 		log_error("cannot create io_uring: %s", strerror(-ret));
 		goto out_wipe_key;
 	}
-	ret = srv_signal_start(&ctx.sig, r, run_on_signal);
+	ret = rsignal_start(&ctx.sig, r, run_on_signal);
 	if (ret) {
 		log_error("cannot set up signals: %s", strerror(-ret));
 		goto out_destroy_reactor;
@@ -673,7 +673,7 @@ out_close_bs:
 out_close_dev:
 	bs_dev_close(dev);
 out_stop_signals:
-	srv_signal_stop(&ctx.sig);
+	rsignal_stop(&ctx.sig);
 out_destroy_reactor:
 	reactor_destroy(r);
 out_wipe_key:

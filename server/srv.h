@@ -37,6 +37,7 @@
 
 #include "common/bufpool.h"
 #include "common/reactor.h"
+#include "common/rsignal.h"
 #include "common/xport.h"
 #include "proto/auth.h"
 #include "proto/conn.h"
@@ -482,22 +483,5 @@ bool srv_recovery_will_visit(const struct srv_pg *pg, uint32_t member, uint64_t 
 struct srv_rop *srv_rop_get(struct srv_cluster *cl, bool inline_push);
 void srv_rop_start(struct srv_rop *rop);
 void srv_rop_obj_ready(struct srv_rop *rop);
-
-/* ---- signals (srv_signal.c) ---- */
-
-struct srv_signal {
-	struct reactor *r;
-	int fd;
-	struct reactor_op op;
-	struct signalfd_siginfo info;
-	void (*on_signal)(struct srv_signal *sig, int signo);
-	bool armed;
-};
-
-/* Block SIGTERM/SIGINT/SIGHUP (ignore SIGPIPE) and read them via a signalfd
- * on @r. Call before any thread starts. 0 or -errno. */
-int srv_signal_start(struct srv_signal *sig, struct reactor *r,
-		     void (*on_signal)(struct srv_signal *sig, int signo));
-void srv_signal_stop(struct srv_signal *sig);
 
 #endif

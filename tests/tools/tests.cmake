@@ -4,3 +4,8 @@ add_executable(keel-histcheck ${CMAKE_CURRENT_LIST_DIR}/keel-histcheck.c)
 target_link_libraries(keel-histcheck PRIVATE keel_histcheck)
 keel_unit_test(test_histcheck SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_histcheck.c
   LIBS keel_histcheck)
+
+# keel-export: a local file through keel-client's exports (vhost-user-blk,
+# NBD), for the export tests, fuzz corpus and benchmarks.
+add_executable(keel-export ${CMAKE_CURRENT_LIST_DIR}/keel-export.c)
+target_link_libraries(keel-export PRIVATE keel_export)

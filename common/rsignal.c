@@ -1,10 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/*
- * Signals as reactor events: the signals are blocked for the whole process
- * and read from a signalfd with an io_uring read, so the handler runs on
- * the reactor thread like any other completion and may touch anything.
- */
-#include "server/srv.h"
+/* rsignal: see rsignal.h. */
+#include "common/rsignal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -13,11 +9,11 @@
 
 #include "common/log.h"
 
-static void srv_signal_arm(struct srv_signal *sig);
+static void rsignal_arm(struct rsignal *sig);
 
-static void srv_signal_done(struct reactor_op *op, int res)
+static void rsignal_done(struct reactor_op *op, int res)
 {
-	struct srv_signal *sig = container_of(op, struct srv_signal, op);
+	struct rsignal *sig = container_of(op, struct rsignal, op);
 
 	sig->armed = false;
 	if (sig->fd < 0) {
@@ -26,7 +22,7 @@ static void srv_signal_done(struct reactor_op *op, int res)
 	if (res == (int)sizeof(sig->info)) {
 		int signo = (int)sig->info.ssi_signo;
 
-		srv_signal_arm(sig);
+		rsignal_arm(sig);
 		sig->on_signal(sig, signo);
 		return;
 	}
@@ -34,20 +30,20 @@ static void srv_signal_done(struct reactor_op *op, int res)
 		log_error("signalfd read failed: %s", strerror(-res));
 		return;
 	}
-	srv_signal_arm(sig);
+	rsignal_arm(sig);
 }
 
-static void srv_signal_arm(struct srv_signal *sig)
+static void rsignal_arm(struct rsignal *sig)
 {
 	struct io_uring_sqe *sqe = reactor_sqe(sig->r);
 
 	io_uring_prep_read(sqe, sig->fd, &sig->info, sizeof(sig->info), 0);
-	reactor_sqe_set_op(sqe, &sig->op, srv_signal_done);
+	reactor_sqe_set_op(sqe, &sig->op, rsignal_done);
 	sig->armed = true;
 }
 
-int srv_signal_start(struct srv_signal *sig, struct reactor *r,
-		     void (*on_signal)(struct srv_signal *sig, int signo))
+int rsignal_start(struct rsignal *sig, struct reactor *r,
+		     void (*on_signal)(struct rsignal *sig, int signo))
 {
 	sigset_t set;
 
@@ -66,13 +62,13 @@ int srv_signal_start(struct srv_signal *sig, struct reactor *r,
 	if (sig->fd < 0) {
 		return -errno;
 	}
-	srv_signal_arm(sig);
+	rsignal_arm(sig);
 	return 0;
 }
 
 /* The read may still be queued; with fd = -1 its completion is ignored. The
  * struct must outlive the reactor (it does: main owns both). */
-void srv_signal_stop(struct srv_signal *sig)
+void rsignal_stop(struct rsignal *sig)
 {
 	if (sig->fd >= 0) {
 		close(sig->fd);

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nbd_server: one blk_dev served over the NBD protocol (fixed newstyle
+ * handshake, NBD_OPT_GO / INFO / EXPORT_NAME / LIST / ABORT, structured
+ * replies not required; commands READ, WRITE, FLUSH, TRIM, WRITE_ZEROES,
+ * DISC) on a unix socket and/or TCP, for fio's nbd engine, qemu-img,
+ * qemu-io, nbdinfo and nbd-client. Multi-conn safe
+ * (NBD_FLAG_CAN_MULTI_CONN: a FLUSH on any connection covers writes
+ * completed on all of them, which blk_dev's flush guarantees).
+ *
+ * Every byte a client sends is validated (option lengths, export names,
+ * command flags, offsets and lengths against the size and block size): a
+ * bad command gets an error reply (EINVAL, ENOSPC for past-the-end,
+ * EPERM for writes to a read-only export), a framing violation closes that
+ * connection only. Never an abort.
+ *
+ * Threading: one reactor; every call from its thread.
+ */
+#ifndef KEEL_CLIENT_NBD_SERVER_H
+#define KEEL_CLIENT_NBD_SERVER_H
+
+#include <stdint.h>
+
+#include "client/blk_dev.h"
+#include "common/reactor.h"
+
+struct nbd_server;
+
+struct nbd_server_opts {
+	const char *unix_path; /* unlinked if present, created mode 0660; NULL: none */
+	const char *tcp_addr;  /* "host:port" to listen on; NULL: none */
+	unsigned int max_conns; /* concurrent connections (default 16) */
+};
+
+struct nbd_server_stats {
+	uint64_t reads, writes, flushes, trims, write_zeroes;
+	uint64_t bytes_read, bytes_written;
+	uint64_t bad_requests, io_errors, connections;
+};
+
+/* Listen and serve @dev under the export name dev->name. 0, or -errno from
+ * socket/bind/listen, -EINVAL (neither address given, bad tcp_addr),
+ * -ENOMEM. @dev must outlive the server. */
+int nbd_server_create(struct reactor *r, struct blk_dev *dev, const struct nbd_server_opts *opts,
+		      struct nbd_server **out);
+
+/* Close listeners (unlinking the unix socket) and connections; @cb fires
+ * once every request in flight on @dev has completed, then the server is
+ * freed. @cb always fires (later). */
+void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg);
+
+void nbd_server_get_stats(const struct nbd_server *s, struct nbd_server_stats *out);
+
+#endif
