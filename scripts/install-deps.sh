@@ -7,7 +7,8 @@ PKGS="build-essential cmake pkg-config clang
 liburing-dev libprotobuf-c-dev protobuf-c-compiler uuid-dev libcmocka-dev
 libibverbs-dev librdmacm-dev libisal-dev libsqlite3-dev libmicrohttpd-dev
 libjansson-dev libcurl4-openssl-dev libinih-dev libssl-dev
-fio python3 procps iproute2 util-linux curl"
+fio python3 procps iproute2 util-linux curl
+qemu-system-x86 qemu-utils qemu-block-extra busybox-static libnbd-bin cpio zstd"
 
 missing=""
 for p in $PKGS; do
