@@ -13,6 +13,8 @@
 #   local-cluster.sh start-server ID [--dir DIR]
 #   local-cluster.sh stop-mgmt [--dir DIR] [--signal SIG]
 #   local-cluster.sh start-mgmt [--dir DIR]
+#   local-cluster.sh stop-client [--dir DIR] [--signal SIG]
+#   local-cluster.sh start-client [--dir DIR]
 #   local-cluster.sh signal ID --signal SIG [--dir DIR]   (send only: STOP, CONT...)
 #   local-cluster.sh link NODE up|down [--dir DIR]        (--netns: host side veth)
 #   local-cluster.sh pid NODE [--dir DIR]
@@ -20,8 +22,9 @@
 #
 # `up` starts keel-mgmt and N keel-servers (default 3) on drive files under DIR
 # (default /tmp/keel-local), each server in its own failure domain (host
-# nodeI), waits until the cluster reports HEALTH_OK and prints the mgmt URL
-# as its last line. With --netns, mgmt, every server and a client node each
+# nodeI), and keel-client for this host (--host $(hostname), sockets in
+# DIR/run: `keelctl volume attach NAME` serves NAME there), waits until the
+# cluster reports HEALTH_OK and prints the mgmt URL as its last line. With --netns, mgmt, every server and a client node each
 # get their own network namespace, joined by veth pairs to a bridge
 # (10.77.C.0/24); the host reaches them through the bridge address.
 # DIR/cluster.env holds KEEL_MGMT_URL and KEEL_KEY_FILE for other tools.
@@ -40,7 +43,8 @@
 # is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
 # takes a node's veth down or up on the bridge side (netns only); `pid`
 # prints a node's pid. `stop-mgmt` / `start-mgmt` stop and restart keel-mgmt
-# alone (its state stays in DIR/mgmt.db).
+# alone (its state stays in DIR/mgmt.db); `stop-client` / `start-client` do
+# the same for keel-client (guests on its sockets reconnect).
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -93,6 +97,7 @@ done
 MGMT=$BUILD/mgmt/keel-mgmt
 SRV=$BUILD/server/keel-server
 KEELCTL=$BUILD/mgmt/keelctl
+CLIENT=$BUILD/client/keel-client
 DIR=$(realpath -m "$DIR")
 DIR_SUM=$(echo -n "$DIR" | cksum | awk '{print $1}')
 # Interface names are limited to 15 characters: keelNNNNNclient is 15.
@@ -276,6 +281,20 @@ start_server() {
 		die "keel-server $i did not start (log: $DIR/server$i.log)"
 }
 
+# keel-client for this host; in the client node's namespace with --netns.
+start_client() {
+	local from
+	[ -f "$DIR/client.pid" ] && alive "$(cat "$DIR/client.pid")" &&
+		die "keel-client is already running"
+	from=$(log_size "$DIR/client.log")
+	mkdir -p "$DIR/run"
+	exec_in_node client "$CLIENT" --mgmt "$(cat "$DIR/mgmt.url")" --key "$DIR/keel.key" \
+		--host "$(hostname)" --run-dir "$DIR/run" >>"$DIR/client.log" 2>&1 &
+	echo $! >"$DIR/client.pid"
+	wait_log "$DIR/client.log" "joined the cluster" "$!" "$from" ||
+		die "keel-client did not start (log: $DIR/client.log)"
+}
+
 stop_pid() {
 	local pidfile=$1 sig=${2:-TERM} pid i
 	[ -f "$pidfile" ] || return 0
@@ -310,6 +329,7 @@ node_pid() {
 	case "$1" in
 	mgmt) f=$DIR/mgmt.pid ;;
 	s*) f=$DIR/server${1#s}.pid ;;
+	client) f=$DIR/client.pid ;;
 	*) die "no pid for node $1" ;;
 	esac
 	[ -f "$f" ] && alive "$(cat "$f")" || die "$1 is not running"
@@ -342,7 +362,7 @@ wait_healthy() {
 
 cmd_up() {
 	local i kv
-	for b in "$MGMT" "$SRV" "$KEELCTL"; do
+	for b in "$MGMT" "$SRV" "$KEELCTL" "$CLIENT"; do
 		[ -x "$b" ] || die "$b not built (make build, or --build DIR)"
 	done
 	mkdir -p "$DIR"
@@ -374,15 +394,18 @@ KEEL_MGMT_URL=$(cat "$DIR/mgmt.url")
 KEEL_KEY_FILE=$DIR/keel.key
 EOF
 	wait_healthy || die "cluster did not become healthy (logs in $DIR)"
+	start_client
 	cat "$DIR/mgmt.url"
 }
 
 cmd_down() {
 	local f
+	# keel-client first: it closes its exports while the servers still
+	# answer the requests in flight.
+	[ -e "$DIR/client.pid" ] && stop_pid "$DIR/client.pid" TERM
 	for f in "$DIR"/server*.pid; do
 		[ -e "$f" ] && stop_pid "$f" TERM
 	done
-	[ -e "$DIR/client.pid" ] && stop_pid "$DIR/client.pid" TERM
 	stop_pid "$DIR/mgmt.pid" TERM
 	[ "$(cat "$DIR/netns" 2>/dev/null || echo 0)" = 1 ] && netns_down
 	return 0
@@ -396,6 +419,8 @@ stop-server) [ -n "$ARG" ] || usage 2; stop_pid "$DIR/server$ARG.pid" "$SIG" ;;
 start-server) [ -n "$ARG" ] || usage 2; SERVERS=$(cat "$DIR/servers"); start_server "$ARG" ;;
 stop-mgmt) stop_pid "$DIR/mgmt.pid" "$SIG" ;;
 start-mgmt) start_mgmt ;;
+stop-client) stop_pid "$DIR/client.pid" "$SIG" ;;
+start-client) start_client ;;
 signal) [ -n "$ARG" ] || usage 2; signal_server "$ARG" ;;
 link) [ -n "$ARG" ] && [ -n "$ARG2" ] || usage 2; set_link "$ARG" "$ARG2" ;;
 pid) [ -n "$ARG" ] || usage 2; node_pid "$ARG" ;;

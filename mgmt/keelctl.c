@@ -11,21 +11,9 @@
 #include <jansson.h>
 
 #include "common/config.h"
-#include "mgmt/kc_http.h"
+#include "proto/rest.h"
+#include "mgmt/kc.h"
 #include "mgmt/kc_table.h"
-
-enum {
-	KC_EXIT_OK = 0,
-	KC_EXIT_ERR = 1,   /* the request failed: mgmt said no, or is unreachable */
-	KC_EXIT_USAGE = 2, /* bad command line */
-};
-
-#define KC_DEFAULT_URL "http://127.0.0.1:8776"
-
-struct kc_ctx {
-	const char *url;
-	bool json; /* -f json */
-};
 
 static const char kc_help_main[] =
 	"NAME\n"
@@ -33,13 +21,16 @@ static const char kc_help_main[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl [--mgmt URL] [-f table|json] COMMAND [ARGS...]\n"
-	"    keelctl help [volume|server|cluster|pool|pg]\n"
+	"    keelctl help [volume|attachment|server|cluster|pool|pg]\n"
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
 	"    volume list\n"
 	"    volume show NAME\n"
 	"    volume delete NAME\n"
+	"    volume attach NAME [--host HOST] [--ro] [--nbd] [--no-wait] [--timeout SEC]\n"
+	"    volume detach NAME [--host HOST]\n"
+	"    attachment list [--host HOST]\n"
 	"    server list\n"
 	"    cluster status\n"
 	"    pool list\n"
@@ -70,20 +61,26 @@ static const char kc_help_main[] =
 
 static const char kc_help_volume[] =
 	"NAME\n"
-	"    keelctl volume - create, list, show and delete volumes\n"
+	"    keelctl volume - create, list, show, delete, attach and detach volumes\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
 	"    keelctl volume list\n"
 	"    keelctl volume show NAME\n"
 	"    keelctl volume delete NAME\n"
+	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd] [--no-wait]\n"
+	"                               [--timeout SEC]\n"
+	"    keelctl volume detach NAME [--host HOST]\n"
+	"\n"
+	"    attach and detach are described in 'keelctl help attachment'.\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    A volume is a thin-provisioned block device of SIZE bytes, split into\n"
 	"    objects of --object-size bytes placed in POOL's placement groups.\n"
 	"    Names are 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter\n"
 	"    or digit. Deleting a volume removes it from mgmt; its data is purged\n"
-	"    from the servers by a later job.\n"
+	"    from the servers by a later job. An attached volume cannot be deleted:\n"
+	"    detach it from every host first.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
@@ -167,7 +164,7 @@ static const char kc_help_pg[] =
 	"EXIT STATUS\n"
 	"    0 done; 1 mgmt unreachable.\n";
 
-static int kc_usage(const char *fmt, const char *arg)
+int kc_usage(const char *fmt, const char *arg)
 {
 	fputs("keelctl: ", stderr);
 	fprintf(stderr, fmt, arg);
@@ -175,7 +172,7 @@ static int kc_usage(const char *fmt, const char *arg)
 	return KC_EXIT_USAGE;
 }
 
-static int kc_fail(const char *msg)
+int kc_fail(const char *msg)
 {
 	fprintf(stderr, "keelctl: %s\n", msg);
 	return KC_EXIT_ERR;
@@ -183,27 +180,27 @@ static int kc_fail(const char *msg)
 
 /* Run a request; on success *out is the reply (caller frees). Prints the
  * error and returns KC_EXIT_ERR otherwise. */
-static int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t *body,
-		   struct kc_resp *out)
+int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t *body,
+	    struct rest_resp *out)
 {
 	char err[512], buf[64];
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	int ret;
 
-	ret = kc_http(k->url, method, path, text, out, err, sizeof(err));
+	ret = rest_call(k->url, method, path, text, out, err, sizeof(err));
 	free(text);
 	if (ret) {
 		return kc_fail(err);
 	}
 	if (out->status >= 300) {
-		kc_fail(kc_resp_error(out, buf, sizeof(buf)));
-		kc_resp_free(out);
+		kc_fail(rest_resp_error(out, buf, sizeof(buf)));
+		rest_resp_free(out);
 		return KC_EXIT_ERR;
 	}
 	return KC_EXIT_OK;
 }
 
-static void kc_print_json(const struct kc_resp *r)
+void kc_print_json(const struct rest_resp *r)
 {
 	if (r->json) {
 		json_dumpf(r->json, stdout, JSON_INDENT(2));
@@ -229,7 +226,7 @@ static const char *kc_bytes(uint64_t v, char *buf, size_t len)
 	return buf;
 }
 
-static uint64_t kc_u64(json_t *o, const char *key)
+uint64_t kc_u64(json_t *o, const char *key)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -237,7 +234,7 @@ static uint64_t kc_u64(json_t *o, const char *key)
 							       : 0;
 }
 
-static const char *kc_str(json_t *o, const char *key)
+const char *kc_str(json_t *o, const char *key)
 {
 	json_t *v = json_object_get(o, key);
 
@@ -306,7 +303,7 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 	const char *name = NULL, *pool = NULL;
 	uint64_t size = 0, osize = 0;
 	bool have_size = false;
-	struct kc_resp r;
+	struct rest_resp r;
 	json_t *body;
 	int ret;
 
@@ -363,13 +360,13 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 		kc_volume_table(one);
 		json_decref(one);
 	}
-	kc_resp_free(&r);
+	rest_resp_free(&r);
 	return KC_EXIT_OK;
 }
 
 /* Path for a named resource; names are validated by mgmt, but a '/' or
  * '%' must not change the URL. */
-static int kc_name_path(const char *prefix, const char *name, char *buf, size_t len)
+int kc_name_path(const char *prefix, const char *name, char *buf, size_t len)
 {
 	char *esc = curl_easy_escape(NULL, name, 0);
 
@@ -383,12 +380,19 @@ static int kc_name_path(const char *prefix, const char *name, char *buf, size_t 
 
 static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 {
-	struct kc_resp r;
+	struct rest_resp r;
 	char path[512];
 	int ret;
 
 	if (argc < 1) {
-		return kc_usage("%s", "volume: expected create, list, show or delete");
+		return kc_usage("%s",
+				"volume: expected create, list, show, delete, attach or detach");
+	}
+	if (!strcmp(argv[0], "attach")) {
+		return kc_volume_attach(k, argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[0], "detach")) {
+		return kc_volume_detach(k, argc - 1, argv + 1);
 	}
 	if (!strcmp(argv[0], "create")) {
 		return kc_volume_create(k, argc - 1, argv + 1);
@@ -400,7 +404,7 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 		ret = kc_call(k, "GET", "/v1/volumes", NULL, &r);
 		if (!ret) {
 			k->json ? kc_print_json(&r) : (void)kc_volume_table(r.json);
-			kc_resp_free(&r);
+			rest_resp_free(&r);
 		}
 		return ret;
 	}
@@ -430,7 +434,7 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 			kc_volume_table(one);
 			json_decref(one);
 		}
-		kc_resp_free(&r);
+		rest_resp_free(&r);
 		return KC_EXIT_OK;
 	}
 	return kc_usage("volume: unknown subcommand '%s'", argv[0]);
@@ -550,7 +554,7 @@ static int kc_pg_table(json_t *list)
 static int kc_list(const struct kc_ctx *k, const char *what, int argc, char **argv,
 		   const char *path, int (*table)(json_t *list))
 {
-	struct kc_resp r;
+	struct rest_resp r;
 	int ret;
 
 	if (argc != 1 || strcmp(argv[0], "list")) {
@@ -561,7 +565,7 @@ static int kc_list(const struct kc_ctx *k, const char *what, int argc, char **ar
 		return ret;
 	}
 	ret = k->json ? (kc_print_json(&r), KC_EXIT_OK) : table(r.json);
-	kc_resp_free(&r);
+	rest_resp_free(&r);
 	return ret;
 }
 
@@ -571,7 +575,7 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count"};
 	json_t *body = json_object();
 	const char *name = NULL;
-	struct kc_resp r;
+	struct rest_resp r;
 	int ret;
 
 	for (int i = 0; i < argc; i++) {
@@ -633,7 +637,7 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 		kc_pool_table(one);
 		json_decref(one);
 	}
-	kc_resp_free(&r);
+	rest_resp_free(&r);
 	return KC_EXIT_OK;
 }
 
@@ -641,7 +645,7 @@ static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
 {
 	json_t *s, *sv, *pg, *rec, *v;
 	char a[32], b[32];
-	struct kc_resp r;
+	struct rest_resp r;
 	size_t i;
 	int ret;
 
@@ -654,7 +658,7 @@ static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
 	}
 	if (k->json) {
 		kc_print_json(&r);
-		kc_resp_free(&r);
+		rest_resp_free(&r);
 		return KC_EXIT_OK;
 	}
 	s = r.json;
@@ -676,7 +680,7 @@ static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
 	{
 		printf("%s  %s\n", i ? "         " : "checks:", json_string_value(v));
 	}
-	kc_resp_free(&r);
+	rest_resp_free(&r);
 	return KC_EXIT_OK;
 }
 
@@ -688,7 +692,7 @@ static int kc_help(const char *topic)
 	} pages[] = {
 		{"volume", kc_help_volume},   {"server", kc_help_server},
 		{"cluster", kc_help_cluster}, {"pool", kc_help_pool},
-		{"pg", kc_help_pg},
+		{"pg", kc_help_pg},	      {"attachment", kc_help_attach},
 	};
 
 	if (!topic) {
@@ -701,7 +705,7 @@ static int kc_help(const char *topic)
 			return KC_EXIT_OK;
 		}
 	}
-	return kc_usage("no help for '%s' (try volume, server, cluster, pool, pg)", topic);
+	return kc_usage("no help for '%s' (try volume, attachment, server, cluster, pool, pg)", topic);
 }
 
 /*
@@ -779,6 +783,8 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "volume")) {
 		ret = kc_volume(&k, argc - i, argv + i);
+	} else if (!strcmp(cmd, "attachment")) {
+		ret = kc_attachment(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "server")) {
 		ret = kc_list(&k, "server", argc - i, argv + i, "/v1/servers", kc_server_table);
 	} else if (!strcmp(cmd, "pool")) {

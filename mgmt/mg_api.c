@@ -33,6 +33,8 @@ int mg_api_http_status(int err)
 	case -EOPNOTSUPP:
 		return 405;
 	case -EEXIST:
+	case -EBUSY:
+	case -ESTALE:
 		return 409;
 	case -EFBIG:
 		return 413;
@@ -58,7 +60,7 @@ void mg_api_error(struct mg_api_req *req, int err, const char *msg)
 	json_decref(j);
 }
 
-static void mg_api_reply(struct mg_api_req *req, int status, json_t *j)
+void mg_api_reply(struct mg_api_req *req, int status, json_t *j)
 {
 	req->status = status;
 	free(req->reply);
@@ -82,6 +84,9 @@ static enum mg_method mg_method_parse(const char *m)
 	if (!strcmp(m, "POST")) {
 		return MG_M_POST;
 	}
+	if (!strcmp(m, "PUT")) {
+		return MG_M_PUT;
+	}
 	if (!strcmp(m, "DELETE")) {
 		return MG_M_DELETE;
 	}
@@ -89,25 +94,67 @@ static enum mg_method mg_method_parse(const char *m)
 }
 
 struct mg_route_def {
-	const char *prefix; /* exact path, or prefix of "/{arg}" when has_arg */
-	bool has_arg;
+	const char *pattern; /* path; each "*" segment matches one non-empty segment */
 	enum mg_route route;
 	unsigned int methods; /* bit per enum mg_method */
 	const char *allow;
 };
 
 #define MG_BIT(m) (1u << (m))
+#define MG_GET	  MG_BIT(MG_M_GET)
+#define MG_POST	  MG_BIT(MG_M_POST)
+#define MG_PUT	  MG_BIT(MG_M_PUT)
+#define MG_DEL	  MG_BIT(MG_M_DELETE)
 
 static const struct mg_route_def mg_routes[] = {
-	{"/v1/cluster/info", false, MG_R_INFO, MG_BIT(MG_M_GET), "GET"},
-	{"/v1/cluster/status", false, MG_R_STATUS, MG_BIT(MG_M_GET), "GET"},
-	{"/v1/servers", false, MG_R_SERVERS, MG_BIT(MG_M_GET), "GET"},
-	{"/v1/servers/", true, MG_R_SERVER, MG_BIT(MG_M_GET), "GET"},
-	{"/v1/pools", false, MG_R_POOLS, MG_BIT(MG_M_GET) | MG_BIT(MG_M_POST), "GET, POST"},
-	{"/v1/pgs", false, MG_R_PGS, MG_BIT(MG_M_GET), "GET"},
-	{"/v1/volumes", false, MG_R_VOLUMES, MG_BIT(MG_M_GET) | MG_BIT(MG_M_POST), "GET, POST"},
-	{"/v1/volumes/", true, MG_R_VOLUME, MG_BIT(MG_M_GET) | MG_BIT(MG_M_DELETE), "GET, DELETE"},
+	{"/v1/cluster/info", MG_R_INFO, MG_GET, "GET"},
+	{"/v1/cluster/status", MG_R_STATUS, MG_GET, "GET"},
+	{"/v1/servers", MG_R_SERVERS, MG_GET, "GET"},
+	{"/v1/servers/*", MG_R_SERVER, MG_GET, "GET"},
+	{"/v1/pools", MG_R_POOLS, MG_GET | MG_POST, "GET, POST"},
+	{"/v1/pgs", MG_R_PGS, MG_GET, "GET"},
+	{"/v1/volumes", MG_R_VOLUMES, MG_GET | MG_POST, "GET, POST"},
+	{"/v1/volumes/*", MG_R_VOLUME, MG_GET | MG_DEL, "GET, DELETE"},
+	{"/v1/volumes/*/attachments", MG_R_VOLUME_ATTACHMENTS, MG_GET | MG_POST, "GET, POST"},
+	{"/v1/volumes/*/attachments/*", MG_R_VOLUME_ATTACHMENT, MG_GET | MG_DEL, "GET, DELETE"},
+	{"/v1/attachments", MG_R_ATTACHMENTS, MG_GET, "GET"},
+	{"/v1/hosts/*/attachments", MG_R_HOST_ATTACHMENTS, MG_GET, "GET"},
+	{"/v1/hosts/*/attachments/*", MG_R_HOST_ATTACHMENT, MG_PUT, "PUT"},
 };
+
+/* Match @path (length @len) against @pattern, capturing the "*" segments
+ * into req->arg and req->arg2. */
+static bool mg_route_match(const char *pattern, const char *path, size_t len,
+			   struct mg_api_req *req)
+{
+	char *caps[2] = {req->arg, req->arg2};
+	const char *end = path + len;
+	unsigned int ncap = 0;
+
+	while (*pattern) {
+		if (*pattern == '*') {
+			const char *seg_end = memchr(path, '/', (size_t)(end - path));
+			size_t n;
+
+			seg_end = seg_end ? seg_end : end;
+			n = (size_t)(seg_end - path);
+			if (!n || n >= MG_API_ARG_LEN || ncap == 2) {
+				return false;
+			}
+			memcpy(caps[ncap], path, n);
+			caps[ncap++][n] = '\0';
+			path = seg_end;
+			pattern++;
+			continue;
+		}
+		if (path == end || *path != *pattern) {
+			return false;
+		}
+		path++;
+		pattern++;
+	}
+	return path == end;
+}
 
 int mg_api_route(const char *method, const char *path, struct mg_api_req *req, const char **allow)
 {
@@ -119,24 +166,9 @@ int mg_api_route(const char *method, const char *path, struct mg_api_req *req, c
 	}
 	for (size_t i = 0; i < sizeof(mg_routes) / sizeof(mg_routes[0]); i++) {
 		const struct mg_route_def *d = &mg_routes[i];
-		size_t plen = strlen(d->prefix);
 
-		if (!d->has_arg) {
-			if (len != plen || strncmp(path, d->prefix, plen)) {
-				continue;
-			}
-		} else {
-			size_t alen = len > plen ? len - plen : 0;
-
-			if (!alen || strncmp(path, d->prefix, plen) ||
-			    memchr(path + plen, '/', alen)) {
-				continue;
-			}
-			if (alen >= sizeof(req->arg)) {
-				return -ENOENT; /* no name or id is that long */
-			}
-			memcpy(req->arg, path + plen, alen);
-			req->arg[alen] = '\0';
+		if (!mg_route_match(d->pattern, path, len, req)) {
+			continue;
 		}
 		req->method = mg_method_parse(method);
 		if (!(d->methods & MG_BIT(req->method))) {
@@ -176,7 +208,7 @@ int mg_api_parse_body(const char *body, size_t len, struct mg_api_req *req, char
 
 /* ---- body fields ---- */
 
-static int mg_fields_known(json_t *body, const char *const *known, char *err, size_t errlen)
+int mg_api_fields_known(json_t *body, const char *const *known, char *err, size_t errlen)
 {
 	const char *key;
 	json_t *v;
@@ -197,8 +229,8 @@ static int mg_fields_known(json_t *body, const char *const *known, char *err, si
 }
 
 /* A string field; *out keeps @def when absent. */
-static int mg_field_str(json_t *body, const char *key, bool required, const char **out, char *err,
-			size_t errlen)
+int mg_api_field_str(json_t *body, const char *key, bool required, const char **out, char *err,
+		     size_t errlen)
 {
 	json_t *v = json_object_get(body, key);
 
@@ -218,8 +250,23 @@ static int mg_field_str(json_t *body, const char *key, bool required, const char
 }
 
 /* A non-negative integer field; *out keeps its default when absent. */
-static int mg_field_u64(json_t *body, const char *key, bool required, uint64_t *out, char *err,
-			size_t errlen)
+int mg_api_field_bool(json_t *body, const char *key, bool *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(body, key);
+
+	if (!v) {
+		return 0;
+	}
+	if (!json_is_boolean(v)) {
+		snprintf(err, errlen, "field '%s' must be true or false", key);
+		return -EINVAL;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+int mg_api_field_u64(json_t *body, const char *key, bool required, uint64_t *out, char *err,
+		     size_t errlen)
 {
 	json_t *v = json_object_get(body, key);
 
@@ -244,7 +291,7 @@ static int mg_field_u64(json_t *body, const char *key, bool required, uint64_t *
 
 /* ---- JSON views ---- */
 
-static json_t *mg_iso_time(int64_t ms)
+json_t *mg_api_iso_time(int64_t ms)
 {
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
@@ -278,7 +325,7 @@ static json_t *mg_server_json(struct mg_cluster *c, const struct mg_server *s)
 			 "tags", tags, "up", s->up, "in", s->rec.in, "capacity_bytes",
 			 (json_int_t)s->rec.capacity_bytes, "used_bytes",
 			 (json_int_t)s->rec.used_bytes, "last_heartbeat_ms", last_hb, "down_since",
-			 mg_iso_time(s->up ? 0 : s->rec.down_since_ms), "map_epoch",
+			 mg_api_iso_time(s->up ? 0 : s->rec.down_since_ms), "map_epoch",
 			 (json_int_t)s->hb_epoch);
 }
 
@@ -299,7 +346,7 @@ static json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *
 			 v->name, "size", (json_int_t)v->size, "pool", p ? p->rec.name : "?",
 			 "pool_id", (json_int_t)v->pool, "object_size", (json_int_t)v->object_size,
 			 "inode", (json_int_t)(v->id << 16), "created_at",
-			 mg_iso_time(v->created_at * 1000));
+			 mg_api_iso_time(v->created_at * 1000));
 }
 
 /* ---- handlers ---- */
@@ -445,25 +492,25 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 	struct mg_pool_rec r;
 	int ret, fdi;
 
-	ret = mg_fields_known(req->body, known, err, sizeof(err));
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
 	if (!ret) {
-		ret = mg_field_str(req->body, "name", true, &name, err, sizeof(err));
+		ret = mg_api_field_str(req->body, "name", true, &name, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_u64(req->body, "replicas", false, &replicas, err, sizeof(err));
+		ret = mg_api_field_u64(req->body, "replicas", false, &replicas, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_u64(req->body, "min_replicas", false, &min_replicas, err,
+		ret = mg_api_field_u64(req->body, "min_replicas", false, &min_replicas, err,
 				   sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_str(req->body, "failure_domain", false, &fd, err, sizeof(err));
+		ret = mg_api_field_str(req->body, "failure_domain", false, &fd, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_u64(req->body, "pg_count", false, &pg_count, err, sizeof(err));
+		ret = mg_api_field_u64(req->body, "pg_count", false, &pg_count, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_str(req->body, "tag", false, &tag, err, sizeof(err));
+		ret = mg_api_field_str(req->body, "tag", false, &tag, err, sizeof(err));
 	}
 	if (!ret) {
 		ret = mg_check_name("pool", name, err, sizeof(err));
@@ -635,18 +682,18 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	struct mg_pool *pool;
 	int ret;
 
-	ret = mg_fields_known(req->body, known, err, sizeof(err));
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
 	if (!ret) {
-		ret = mg_field_str(req->body, "name", true, &name, err, sizeof(err));
+		ret = mg_api_field_str(req->body, "name", true, &name, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_u64(req->body, "size", true, &size, err, sizeof(err));
+		ret = mg_api_field_u64(req->body, "size", true, &size, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_str(req->body, "pool", false, &pool_name, err, sizeof(err));
+		ret = mg_api_field_str(req->body, "pool", false, &pool_name, err, sizeof(err));
 	}
 	if (!ret) {
-		ret = mg_field_u64(req->body, "object_size", false, &object_size, err, sizeof(err));
+		ret = mg_api_field_u64(req->body, "object_size", false, &object_size, err, sizeof(err));
 	}
 	if (!ret) {
 		ret = mg_check_name("volume", name, err, sizeof(err));
@@ -699,6 +746,22 @@ static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
 	int ret = -ENOENT;
 
 	if (!mg_check_name("volume", req->arg, NULL, 0)) {
+		struct mg_volume_rec v;
+		unsigned int nattach = 0;
+
+		ret = mg_store_get_volume(c->st, req->arg, &v);
+		if (!ret) {
+			ret = mg_attach_count(c, v.id, &nattach);
+		}
+		if (!ret && nattach) {
+			snprintf(msg, sizeof(msg),
+				 "volume '%s' is attached to %u host%s: detach it first", req->arg,
+				 nattach, nattach == 1 ? "" : "s");
+			mg_api_error(req, -EBUSY, msg);
+			return;
+		}
+	}
+	if (!ret) {
 		ret = mg_store_begin(c->st);
 		if (!ret) {
 			ret = mg_store_delete_volume(c->st, req->arg);
@@ -762,6 +825,13 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 		} else {
 			mg_h_volume_get(c, req);
 		}
+		break;
+	case MG_R_VOLUME_ATTACHMENTS:
+	case MG_R_VOLUME_ATTACHMENT:
+	case MG_R_ATTACHMENTS:
+	case MG_R_HOST_ATTACHMENTS:
+	case MG_R_HOST_ATTACHMENT:
+		mg_attach_handle(c, req);
 		break;
 	default:
 		mg_api_error(req, -ENOENT, "no such resource");

@@ -10,7 +10,9 @@
 #ifndef KEEL_MGMT_MG_API_H
 #define KEEL_MGMT_MG_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -30,11 +32,17 @@ enum mg_route {
 	MG_R_PGS,     /* GET /v1/pgs */
 	MG_R_VOLUMES, /* GET, POST /v1/volumes */
 	MG_R_VOLUME,  /* GET, DELETE /v1/volumes/{name} */
+	MG_R_VOLUME_ATTACHMENTS, /* GET, POST /v1/volumes/{name}/attachments */
+	MG_R_VOLUME_ATTACHMENT,	 /* GET, DELETE /v1/volumes/{name}/attachments/{host} */
+	MG_R_ATTACHMENTS,	 /* GET /v1/attachments */
+	MG_R_HOST_ATTACHMENTS,	 /* GET /v1/hosts/{host}/attachments (keel-client) */
+	MG_R_HOST_ATTACHMENT,	 /* PUT /v1/hosts/{host}/attachments/{volume} (keel-client) */
 };
 
 enum mg_method {
 	MG_M_GET = 0,
 	MG_M_POST,
+	MG_M_PUT,
 	MG_M_DELETE,
 	MG_M_OTHER,
 };
@@ -43,8 +51,9 @@ struct mg_api_req {
 	/* in */
 	enum mg_route route;
 	enum mg_method method;
-	char arg[MG_API_ARG_LEN]; /* {id} or {name}, already URL-decoded */
-	json_t *body;		  /* POST: a JSON object (owned) */
+	char arg[MG_API_ARG_LEN];  /* first {id} or {name} of the path */
+	char arg2[MG_API_ARG_LEN]; /* second one ({host} or {volume}) */
+	json_t *body;		   /* POST, PUT: a JSON object (owned) */
 	/* out */
 	int status;  /* HTTP status */
 	char *reply; /* JSON text (malloc'd), NULL for no body */
@@ -70,5 +79,24 @@ void mg_api_error(struct mg_api_req *req, int err, const char *msg);
 
 /* The one errno -> HTTP status mapping. */
 int mg_api_http_status(int err);
+
+/* For handler files (mg_attach.c): set the reply (takes @j; NULL: no body). */
+void mg_api_reply(struct mg_api_req *req, int status, json_t *j);
+/* Body field helpers: 0 or -EINVAL with @err set. A missing optional field
+ * leaves *out as it was. */
+int mg_api_fields_known(json_t *body, const char *const *known, char *err, size_t errlen);
+int mg_api_field_str(json_t *body, const char *key, bool required, const char **out, char *err,
+		     size_t errlen);
+int mg_api_field_bool(json_t *body, const char *key, bool *out, char *err, size_t errlen);
+int mg_api_field_u64(json_t *body, const char *key, bool required, uint64_t *out, char *err,
+		     size_t errlen);
+
+/* ISO 8601 UTC string for wall-clock ms (JSON null for 0). */
+json_t *mg_api_iso_time(int64_t ms);
+
+/* Attachment handlers (mg_attach.c). */
+void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req);
+/* True when the volume has an attachment (volume delete refuses). */
+int mg_attach_count(struct mg_cluster *c, uint64_t volume_id, unsigned int *out);
 
 #endif

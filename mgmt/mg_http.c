@@ -129,7 +129,7 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		snprintf(err, sizeof(err), "request body over %d bytes", MG_API_BODY_MAX);
 		return mg_http_error(conn, &hr->api, -EFBIG, err, NULL);
 	}
-	if (hr->api.method == MG_M_POST) {
+	if (hr->api.method == MG_M_POST || hr->api.method == MG_M_PUT) {
 		ret = mg_api_parse_body(hr->body, hr->len, &hr->api, err, sizeof(err));
 		if (ret) {
 			return mg_http_error(conn, &hr->api, ret, err, NULL);

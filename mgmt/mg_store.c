@@ -53,6 +53,22 @@ static const char mg_schema_v1[] =
 	"  object_size INTEGER NOT NULL,"
 	"  created_at INTEGER NOT NULL);";
 
+/* Version 2: volume attachments to hosts (keel-client), and the attachment
+ * generation counter. */
+static const char mg_schema_v2[] =
+	"ALTER TABLE meta ADD COLUMN next_attach_gen INTEGER NOT NULL DEFAULT 1;"
+	"CREATE TABLE attachments ("
+	"  volume INTEGER NOT NULL REFERENCES volumes(id),"
+	"  host TEXT NOT NULL,"
+	"  read_only INTEGER NOT NULL, nbd INTEGER NOT NULL,"
+	"  generation INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL,"
+	"  vhost_socket TEXT NOT NULL, nbd_uri TEXT NOT NULL, error TEXT NOT NULL,"
+	"  PRIMARY KEY (volume, host));";
+
+/* mg_schemas[i] takes the database from version i to i + 1. */
+static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2};
+
 static int mg_sql_err(struct mg_store *st, const char *what)
 {
 	log_error("sqlite: %s: %s", what, sqlite3_errmsg(st->db));
@@ -103,14 +119,17 @@ static int mg_store_migrate(struct mg_store *st, char *err, size_t errlen)
 	if (ver == MG_STORE_SCHEMA) {
 		return 0;
 	}
-	/* Schema creation and its version bump are one transaction. */
+	/* Every step and its version bump are one transaction: a crash leaves
+	 * the database at the old version or the new one, never between. */
 	ret = mg_store_begin(st);
 	if (ret) {
 		goto out_err;
 	}
-	ret = mg_exec(st, mg_schema_v1);
-	if (ret) {
-		goto out_rollback;
+	for (int v = ver; v < MG_STORE_SCHEMA; v++) {
+		ret = mg_exec(st, mg_schemas[v]);
+		if (ret) {
+			goto out_rollback;
+		}
 	}
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", MG_STORE_SCHEMA);
 	ret = mg_exec(st, sql);
@@ -121,13 +140,14 @@ static int mg_store_migrate(struct mg_store *st, char *err, size_t errlen)
 	if (ret) {
 		goto out_err;
 	}
-	log_info("created database schema version %d", MG_STORE_SCHEMA);
+	log_info("database schema version %d -> %d", ver, MG_STORE_SCHEMA);
 	return 0;
 
 out_rollback:
 	mg_store_rollback(st);
 out_err:
-	snprintf(err, errlen, "cannot create the schema: %s", sqlite3_errmsg(st->db));
+	snprintf(err, errlen, "cannot bring the schema from version %d to %d: %s", ver,
+		 MG_STORE_SCHEMA, sqlite3_errmsg(st->db));
 	return ret;
 }
 
@@ -262,8 +282,8 @@ int mg_store_get_meta(struct mg_store *st, struct mg_meta *m)
 	int ret;
 
 	ret = mg_prepare(st,
-			 "SELECT epoch, next_server_id, next_pool_id, next_volume_id FROM meta "
-			 "WHERE id = 1",
+			 "SELECT epoch, next_server_id, next_pool_id, next_volume_id, "
+			 "next_attach_gen FROM meta WHERE id = 1",
 			 &s);
 	if (ret) {
 		return ret;
@@ -276,6 +296,7 @@ int mg_store_get_meta(struct mg_store *st, struct mg_meta *m)
 	m->next_server_id = (uint32_t)sqlite3_column_int64(s, 1);
 	m->next_pool_id = (uint32_t)sqlite3_column_int64(s, 2);
 	m->next_volume_id = (uint64_t)sqlite3_column_int64(s, 3);
+	m->next_attach_gen = (uint64_t)sqlite3_column_int64(s, 4);
 out_finalize:
 	sqlite3_finalize(s);
 	return ret;
@@ -289,7 +310,7 @@ int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m)
 	kassert(st->in_tx);
 	ret = mg_prepare(st,
 			 "UPDATE meta SET epoch = ?, next_server_id = ?, next_pool_id = ?, "
-			 "next_volume_id = ? WHERE id = 1",
+			 "next_volume_id = ?, next_attach_gen = ? WHERE id = 1",
 			 &s);
 	if (ret) {
 		return ret;
@@ -298,6 +319,7 @@ int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m)
 	sqlite3_bind_int64(s, 2, m->next_server_id);
 	sqlite3_bind_int64(s, 3, m->next_pool_id);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->next_volume_id);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)m->next_attach_gen);
 	return mg_step_done(st, s, "write meta");
 }
 
@@ -625,6 +647,143 @@ int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct 
 	}
 	if (rc != SQLITE_DONE) {
 		ret = mg_sql_err(st, "read volumes");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+/* ---- attachments ---- */
+
+#define MG_ATTACH_COLS                                                                             \
+	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
+	"a.vhost_socket, a.nbd_uri, a.error"
+
+int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st,
+			 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			 "ON CONFLICT(volume, host) DO UPDATE SET read_only = excluded.read_only, "
+			 "nbd = excluded.nbd, generation = excluded.generation, "
+			 "created_at = excluded.created_at, state = excluded.state, "
+			 "vhost_socket = excluded.vhost_socket, nbd_uri = excluded.nbd_uri, "
+			 "error = excluded.error",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)a->volume_id);
+	sqlite3_bind_text(s, 2, a->host, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 3, a->read_only);
+	sqlite3_bind_int(s, 4, a->nbd);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)a->generation);
+	sqlite3_bind_int64(s, 6, a->created_at);
+	sqlite3_bind_int(s, 7, (int)a->state);
+	sqlite3_bind_text(s, 8, a->vhost_socket, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 9, a->nbd_uri, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 10, a->error, -1, SQLITE_STATIC);
+	return mg_step_done(st, s, "write attachment");
+}
+
+static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
+{
+	int state = sqlite3_column_int(s, 7);
+
+	memset(a, 0, sizeof(*a));
+	a->volume_id = (uint64_t)sqlite3_column_int64(s, 0);
+	mg_col_text(s, 1, a->volume, sizeof(a->volume));
+	mg_col_text(s, 2, a->host, sizeof(a->host));
+	a->read_only = sqlite3_column_int(s, 3) != 0;
+	a->nbd = sqlite3_column_int(s, 4) != 0;
+	a->generation = (uint64_t)sqlite3_column_int64(s, 5);
+	a->created_at = sqlite3_column_int64(s, 6);
+	a->state = state >= 0 && state <= MG_ATTACH_ERROR ? (enum mg_attach_state)state
+							   : MG_ATTACH_ERROR;
+	mg_col_text(s, 8, a->vhost_socket, sizeof(a->vhost_socket));
+	mg_col_text(s, 9, a->nbd_uri, sizeof(a->nbd_uri));
+	mg_col_text(s, 10, a->error, sizeof(a->error));
+}
+
+int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
+			struct mg_attach_rec *a)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
+			 "v.id = a.volume WHERE a.volume = ? AND a.host = ?",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		mg_attach_from_row(s, a);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read attachment");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *host)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "DELETE FROM attachments WHERE volume = ? AND host = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+	ret = mg_step_done(st, s, "delete attachment");
+	if (!ret && sqlite3_changes(st->db) == 0) {
+		ret = -ENOENT;
+	}
+	return ret;
+}
+
+int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *host,
+			 int (*cb)(void *arg, const struct mg_attach_rec *a), void *arg)
+{
+	struct mg_attach_rec a;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
+			 "v.id = a.volume WHERE (?1 = 0 OR a.volume = ?1) AND "
+			 "(?2 IS NULL OR a.host = ?2) ORDER BY a.volume, a.host",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	if (host) {
+		sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_null(s, 2);
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		mg_attach_from_row(s, &a);
+		ret = cb(arg, &a);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read attachments");
 	}
 out_finalize:
 	sqlite3_finalize(s);

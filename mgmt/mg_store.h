@@ -9,6 +9,9 @@
  *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
  *   volumes(id, name UNIQUE, size, pool, object_size, created_at)
+ *   attachments(volume, host, read_only, nbd, generation, created_at, state,
+ *               vhost_socket, nbd_uri, error)       PRIMARY KEY (volume, host)
+ *   (version 2 added attachments and meta.next_attach_gen)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -36,7 +39,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 1
+#define MG_STORE_SCHEMA 2
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -47,6 +50,7 @@ struct mg_meta {
 	uint32_t next_server_id;
 	uint32_t next_pool_id;
 	uint64_t next_volume_id;
+	uint64_t next_attach_gen; /* generation of the next attachment */
 };
 
 struct mg_server_rec {
@@ -93,6 +97,30 @@ struct mg_volume_rec {
 	int64_t created_at; /* seconds since 1970 */
 };
 
+#define MG_PATH_LEN 256
+
+/* Where an attachment is: mgmt records it (ATTACHING); the host's
+ * keel-client reports the export up (ATTACHED) or failed (ERROR). */
+enum mg_attach_state {
+	MG_ATTACH_ATTACHING = 0,
+	MG_ATTACH_ATTACHED = 1,
+	MG_ATTACH_ERROR = 2,
+};
+
+struct mg_attach_rec {
+	uint64_t volume_id;
+	char volume[CMAP_NAME_LEN]; /* read only (joined from volumes) */
+	char host[CMAP_NAME_LEN];
+	bool read_only;
+	bool nbd;
+	uint64_t generation; /* unique per attach, never reused */
+	int64_t created_at;  /* seconds since 1970 */
+	enum mg_attach_state state;
+	char vhost_socket[MG_PATH_LEN];
+	char nbd_uri[MG_PATH_LEN + 64];
+	char error[MG_PATH_LEN];
+};
+
 /* Open or create the database at @path and bring the schema to
  * MG_STORE_SCHEMA. -EIO (cannot open, corrupt), -EPROTONOSUPPORT (written by
  * a newer keel-mgmt), -ENOMEM; @err says which. */
@@ -121,6 +149,13 @@ int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v);
 int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v);
 int mg_store_delete_volume(struct mg_store *st, const char *name);
 
+/* Insert or replace the attachment of (volume_id, host). */
+int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a);
+/* -ENOENT if the volume is not attached to @host. */
+int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
+			struct mg_attach_rec *a);
+int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *host);
+
 /*
  * Visit every row in id order ((pool, pg) order for PGs). @cb returns 0 to
  * go on or a negative errno, which stops the walk and is returned. Other
@@ -134,5 +169,9 @@ int mg_store_each_pg(struct mg_store *st, int (*cb)(void *arg, const struct mg_p
 		     void *arg);
 int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct mg_volume_rec *v),
 			 void *arg);
+/* Attachments in (volume, host) order, only of @volume_id (0: all) and
+ * only to @host (NULL: all). */
+int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *host,
+			 int (*cb)(void *arg, const struct mg_attach_rec *a), void *arg);
 
 #endif

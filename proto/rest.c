@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* keelctl: HTTP requests to keel-mgmt over libcurl. */
-#include "mgmt/kc_http.h"
+/* rest: HTTP requests to keel-mgmt over libcurl (see rest.h). */
+#include "proto/rest.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -10,21 +10,21 @@
 
 #include <curl/curl.h>
 
-#define KC_MAX_REPLY (64u << 20)
+#define REST_MAX_REPLY (64u << 20)
 
-struct kc_buf {
+struct rest_buf {
 	char *data;
 	size_t len;
 	bool too_big;
 };
 
-static size_t kc_write(char *ptr, size_t size, size_t nmemb, void *arg)
+static size_t rest_write(char *ptr, size_t size, size_t nmemb, void *arg)
 {
-	struct kc_buf *b = arg;
+	struct rest_buf *b = arg;
 	size_t n = size * nmemb;
 	char *d;
 
-	if (b->len + n > KC_MAX_REPLY) {
+	if (b->len + n > REST_MAX_REPLY) {
 		b->too_big = true;
 		return 0;
 	}
@@ -39,12 +39,12 @@ static size_t kc_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-int kc_http(const char *base, const char *method, const char *path, const char *body,
-	    struct kc_resp *resp, char *err, size_t errlen)
+int rest_call(const char *base, const char *method, const char *path, const char *body,
+	    struct rest_resp *resp, char *err, size_t errlen)
 {
 	char url[1024], curl_err[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
-	struct kc_buf b = {0};
+	struct rest_buf b = {0};
 	CURLcode rc;
 	CURL *h;
 	size_t blen = strlen(base);
@@ -61,7 +61,7 @@ int kc_http(const char *base, const char *method, const char *path, const char *
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, kc_write);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, rest_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
@@ -93,14 +93,14 @@ int kc_http(const char *base, const char *method, const char *path, const char *
 	return 0;
 }
 
-void kc_resp_free(struct kc_resp *resp)
+void rest_resp_free(struct rest_resp *resp)
 {
 	json_decref(resp->json);
 	free(resp->text);
 	memset(resp, 0, sizeof(*resp));
 }
 
-const char *kc_resp_error(const struct kc_resp *resp, char *buf, size_t len)
+const char *rest_resp_error(const struct rest_resp *resp, char *buf, size_t len)
 {
 	json_t *msg = json_object_get(json_object_get(resp->json, "error"), "message");
 

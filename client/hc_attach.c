@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keel-client attachments: converge on what mgmt lists for this host.
+ *
+ * Each attachment is a small state machine (enum hc_attach_state):
+ *
+ *   (listed) -> OPENING --volume open--> ACTIVE --(unlisted)--> CLOSING -> freed
+ *                  |                                               ^
+ *                  +--error--> FAILED --retry_ms--> OPENING        |
+ *                                 +-------------(unlisted)---------+
+ *
+ * mgmt is told the outcome (attached with the socket paths, or error) and
+ * is told again whenever a poll shows it something else, so a lost report,
+ * a mgmt restart or a keel-client restart all converge. A generation that
+ * changes under a name (detach + attach between two polls) closes the old
+ * attachment first; the next poll opens the new one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/hc.h"
+#include "client/nbd_server.h"
+#include "client/vhost_blk.h"
+#include "common/log.h"
+
+#define HC_SUN_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
+
+static void hc_attach_open(struct hc_attach *a);
+static void hc_attach_start_close(struct hc_attach *a);
+static void hc_attach_schedule_reap(struct hc_daemon *d);
+static void hc_attach_reap(struct hc_daemon *d);
+
+static const char *const hc_state_names[] = {
+	[HC_A_OPENING] = "opening",
+	[HC_A_ACTIVE] = "active",
+	[HC_A_FAILED] = "failed",
+	[HC_A_CLOSING] = "closing",
+};
+
+static void hc_attach_set_state(struct hc_attach *a, enum hc_attach_state s)
+{
+	log_debug("volume %s gen %llu: %s -> %s", a->volume, (unsigned long long)a->generation,
+		  hc_state_names[a->state], hc_state_names[s]);
+	a->state = s;
+}
+
+static void hc_attach_report(struct hc_attach *a)
+{
+	struct hc_daemon *d = a->d;
+	json_t *body;
+
+	if (a->state == HC_A_ACTIVE) {
+		body = json_pack("{s:I,s:s,s:s,s:s}", "generation", (json_int_t)a->generation,
+				 "state", "attached", "vhost_socket", a->vhost_path, "nbd_uri",
+				 a->nbd_uri);
+	} else {
+		body = json_pack("{s:I,s:s,s:s}", "generation", (json_int_t)a->generation, "state",
+				 "error", "error", a->error);
+	}
+	if (body) {
+		hc_mgmt_report(d->mgmt, a->volume, body);
+	}
+	a->mgmt_has_state = true;
+}
+
+static void hc_attach_fail(struct hc_attach *a, const char *fmt, int err)
+{
+	snprintf(a->error, sizeof(a->error), fmt, strerror(-err));
+	log_error("volume %s: %s (retrying every %u ms)", a->volume, a->error, a->d->set.retry_ms);
+	hc_attach_set_state(a, HC_A_FAILED);
+	a->retry_at_ns = reactor_now_ns() + (uint64_t)a->d->set.retry_ms * 1000000ull;
+	hc_attach_report(a);
+}
+
+/* Undo a partly built attachment (OPENING that failed midway). Only called
+ * before anything was exported, so nothing can be in flight. */
+static void hc_attach_release(struct hc_attach *a)
+{
+	if (a->dev) {
+		a->dev->ops->destroy(a->dev);
+		a->dev = NULL;
+	}
+	if (a->vol) {
+		keel_volume_close(a->vol);
+		a->vol = NULL;
+	}
+}
+
+static void hc_attach_export(struct hc_attach *a)
+{
+	struct hc_daemon *d = a->d;
+	struct vhost_blk_opts vo = {
+		.socket_path = a->vhost_path,
+		.num_queues = d->set.num_queues,
+		.allow_uid = d->allow_uid,
+		.allow_gid = d->allow_gid,
+	};
+	char fmt[sizeof(a->vhost_path) + 32];
+	int rc;
+
+	if (strlen(a->vhost_path) >= HC_SUN_PATH_MAX || strlen(a->nbd_path) >= HC_SUN_PATH_MAX) {
+		hc_attach_release(a);
+		hc_attach_fail(a, "socket path over 107 bytes: use a shorter run_dir (%s)",
+			       -ENAMETOOLONG);
+		return;
+	}
+
+	rc = blk_keel_create(a->vol, a->read_only, &a->dev);
+	if (rc) {
+		hc_attach_release(a);
+		hc_attach_fail(a, "cannot create the block device: %s", rc);
+		return;
+	}
+	rc = vhost_blk_create(d->r, a->dev, &vo, &a->vb);
+	if (rc) {
+		hc_attach_release(a);
+		snprintf(fmt, sizeof(fmt), "vhost-user socket %s: %%s", a->vhost_path);
+		hc_attach_fail(a, fmt, rc);
+		return;
+	}
+	if (a->nbd) {
+		struct nbd_server_opts no = {.unix_path = a->nbd_path};
+
+		rc = nbd_server_create(d->r, a->dev, &no, &a->nbd_srv);
+		if (rc) {
+			/* The vhost export is up and a frontend may be on it:
+			 * close it properly; the next poll starts over. */
+			snprintf(fmt, sizeof(fmt), "NBD socket %s: %%s", a->nbd_path);
+			hc_attach_fail(a, fmt, rc);
+			hc_attach_start_close(a);
+			return;
+		}
+	}
+	a->error[0] = '\0';
+	hc_attach_set_state(a, HC_A_ACTIVE);
+	log_info("volume %s (%s, generation %llu) served on %s%s%s", a->volume,
+		 a->read_only ? "read-only" : "read-write", (unsigned long long)a->generation,
+		 a->vhost_path, a->nbd ? " and " : "", a->nbd ? a->nbd_uri : "");
+	hc_attach_report(a);
+}
+
+static void hc_attach_opened(struct keel_volume *v, int res, void *arg)
+{
+	struct hc_attach *a = arg;
+
+	(void)v;
+	if (a->state != HC_A_OPENING) {
+		/* Unlisted while opening: hc_attach_finish_close() waits for us. */
+		if (!res) {
+			keel_volume_close(a->vol);
+		}
+		a->vol = NULL;
+		if (--a->closing == 0) {
+			hc_attach_schedule_reap(a->d);
+		}
+		return;
+	}
+	if (res) {
+		a->vol = NULL;
+		hc_attach_fail(a, res == -ENOENT ? "volume not found in the cluster map (%s)"
+						 : "cannot open the volume: %s",
+			       res);
+		return;
+	}
+	hc_attach_export(a);
+}
+
+static void hc_attach_open(struct hc_attach *a)
+{
+	struct hc_daemon *d = a->d;
+	int rc;
+
+	hc_attach_set_state(a, HC_A_OPENING);
+	if (!d->cluster_ready) {
+		return; /* hc_attach_cluster_ready() resumes */
+	}
+	rc = keel_volume_open(d->cluster, a->volume, hc_attach_opened, a, &a->vol);
+	if (rc) {
+		a->vol = NULL;
+		hc_attach_fail(a, "cannot open the volume: %s", rc);
+	}
+}
+
+void hc_attach_cluster_ready(struct hc_daemon *d)
+{
+	for (struct hc_attach *a = d->attaches; a; a = a->next) {
+		if (a->state == HC_A_OPENING && !a->vol) {
+			hc_attach_open(a);
+		}
+	}
+}
+
+static void hc_attach_export_closed(void *arg)
+{
+	struct hc_attach *a = arg;
+
+	if (--a->closing == 0) {
+		hc_attach_schedule_reap(a->d);
+	}
+}
+
+static void hc_attach_start_close(struct hc_attach *a)
+{
+	enum hc_attach_state was = a->state;
+
+	hc_attach_set_state(a, HC_A_CLOSING);
+	log_info("volume %s (generation %llu): closing its exports", a->volume,
+		 (unsigned long long)a->generation);
+	a->closing = 1; /* held while the closes are issued */
+	if (was == HC_A_OPENING && a->vol) {
+		a->closing++; /* hc_attach_opened() still to come */
+	}
+	if (a->vb) {
+		a->closing++;
+		vhost_blk_close(a->vb, hc_attach_export_closed, a);
+		a->vb = NULL;
+	}
+	if (a->nbd_srv) {
+		a->closing++;
+		nbd_server_close(a->nbd_srv, hc_attach_export_closed, a);
+		a->nbd_srv = NULL;
+	}
+	hc_attach_export_closed(a);
+}
+
+static void hc_attach_reap_deferred(struct reactor_defer *df)
+{
+	struct hc_daemon *d = container_of(df, struct hc_daemon, reap_defer);
+
+	d->reap_queued = false;
+	hc_attach_reap(d);
+}
+
+/* Reaping frees attachments: never from inside a walk of the list or a
+ * callback that still holds one, always on the next loop turn. */
+static void hc_attach_schedule_reap(struct hc_daemon *d)
+{
+	if (!d->reap_queued) {
+		d->reap_queued = true;
+		d->reap_defer.fn = hc_attach_reap_deferred;
+		reactor_defer(d->r, &d->reap_defer);
+	}
+}
+
+/* Free CLOSING attachments whose exports have all closed. */
+static void hc_attach_reap(struct hc_daemon *d)
+{
+	struct hc_attach **pp = &d->attaches;
+
+	while (*pp) {
+		struct hc_attach *a = *pp;
+
+		if (a->state != HC_A_CLOSING || a->closing) {
+			pp = &a->next;
+			continue;
+		}
+		hc_attach_release(a);
+		log_info("volume %s (generation %llu) detached", a->volume,
+			 (unsigned long long)a->generation);
+		*pp = a->next;
+		free(a);
+		if (d->mgmt && !d->stopping) {
+			hc_mgmt_kick(d->mgmt); /* a re-attach may be waiting */
+		}
+	}
+	if (d->stopping && !d->attaches) {
+		hc_daemon_maybe_exit(d);
+	}
+}
+
+static struct hc_attach *hc_attach_find(struct hc_daemon *d, const char *volume)
+{
+	for (struct hc_attach *a = d->attaches; a; a = a->next) {
+		if (!strcmp(a->volume, volume)) {
+			return a;
+		}
+	}
+	return NULL;
+}
+
+static struct hc_attach *hc_attach_new(struct hc_daemon *d, const char *volume, uint64_t gen,
+				       bool ro, bool nbd)
+{
+	struct hc_attach *a = calloc(1, sizeof(*a));
+
+	if (!a) {
+		log_error("volume %s: out of memory", volume);
+		return NULL;
+	}
+	a->d = d;
+	snprintf(a->volume, sizeof(a->volume), "%s", volume);
+	a->generation = gen;
+	a->read_only = ro;
+	a->nbd = nbd;
+	snprintf(a->vhost_path, sizeof(a->vhost_path), "%s/%s.vhost", d->set.run_dir, volume);
+	if (nbd) {
+		snprintf(a->nbd_path, sizeof(a->nbd_path), "%s/%s.nbd", d->set.run_dir, volume);
+		snprintf(a->nbd_uri, sizeof(a->nbd_uri), "nbd+unix:///%s?socket=%s", volume,
+			 a->nbd_path);
+	}
+	a->next = d->attaches;
+	d->attaches = a;
+	log_info("volume %s attached here (%s%s, generation %llu): opening", volume,
+		 ro ? "read-only" : "read-write", nbd ? ", nbd" : "", (unsigned long long)gen);
+	return a;
+}
+
+/* One entry of mgmt's list. Names were validated by mgmt; check again
+ * anyway: they become file names here. */
+static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
+{
+	const char *volume = json_string_value(json_object_get(e, "volume"));
+	const char *state = json_string_value(json_object_get(e, "state"));
+	json_t *gen = json_object_get(e, "generation");
+	bool ro = json_is_true(json_object_get(e, "read_only"));
+	bool nbd = json_is_true(json_object_get(e, "nbd"));
+	struct hc_attach *a;
+
+	if (!volume || !volume[0] || strlen(volume) >= HC_NAME_LEN || strchr(volume, '/') ||
+	    volume[0] == '.' || !json_is_integer(gen) || !state) {
+		log_warn("ignoring a malformed attachment from mgmt");
+		return;
+	}
+	a = hc_attach_find(d, volume);
+	if (a && a->generation != (uint64_t)json_integer_value(gen)) {
+		if (a->state != HC_A_CLOSING) {
+			log_info("volume %s: attachment generation %llu replaced by %lld",
+				 volume, (unsigned long long)a->generation,
+				 (long long)json_integer_value(gen));
+			hc_attach_start_close(a);
+		}
+		return; /* opened by a later poll, once closed */
+	}
+	if (!a) {
+		a = hc_attach_new(d, volume, (uint64_t)json_integer_value(gen), ro, nbd);
+		if (!a) {
+			return;
+		}
+		a->seen = true;
+		hc_attach_open(a);
+		return;
+	}
+	a->seen = true;
+	if (a->state == HC_A_ACTIVE && strcmp(state, "attached")) {
+		hc_attach_report(a);
+	} else if (a->state == HC_A_FAILED) {
+		if (reactor_now_ns() >= a->retry_at_ns) {
+			hc_attach_open(a);
+		} else if (strcmp(state, "error")) {
+			hc_attach_report(a);
+		}
+	}
+}
+
+void hc_attach_sync(struct hc_daemon *d, json_t *list)
+{
+	struct hc_attach *a;
+	size_t i;
+	json_t *e;
+
+	if (list && !d->stopping) {
+		for (a = d->attaches; a; a = a->next) {
+			a->seen = false;
+		}
+		json_array_foreach(list, i, e)
+		{
+			hc_attach_sync_one(d, e);
+		}
+		for (a = d->attaches; a; a = a->next) {
+			if (!a->seen && a->state != HC_A_CLOSING) {
+				log_info("volume %s: detached at mgmt", a->volume);
+				hc_attach_start_close(a);
+			}
+		}
+	}
+}
+
+void hc_attach_close_all(struct hc_daemon *d)
+{
+	for (struct hc_attach *a = d->attaches; a; a = a->next) {
+		if (a->state != HC_A_CLOSING) {
+			hc_attach_start_close(a);
+		}
+	}
+	hc_attach_schedule_reap(d);
+}
+
+bool hc_attach_all_closed(const struct hc_daemon *d)
+{
+	return !d->attaches;
+}

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * keel-client's mgmt worker: the only thread besides the reactor. It makes
+ * the blocking REST calls (libcurl through proto/rest.h) so the reactor
+ * never waits on mgmt: reports queued by the reactor go out first, then
+ * the host's attachment list is fetched and posted back to the reactor.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "client/hc.h"
+#include "common/log.h"
+#include "proto/rest.h"
+
+struct hc_report {
+	struct hc_report *next;
+	char volume[HC_NAME_LEN];
+	char *body; /* JSON text */
+};
+
+/* Carries the callback itself, not the worker: it may run after
+ * hc_mgmt_stop() has freed the worker. */
+struct hc_list_msg {
+	struct reactor_msg m;
+	void (*on_list)(void *arg, json_t *list, const char *err);
+	void *arg;
+	json_t *list;
+	char err[512];
+};
+
+struct hc_mgmt {
+	struct reactor *r;
+	const struct hc_settings *set;
+	void (*on_list)(void *arg, json_t *list, const char *err);
+	void *arg;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct hc_report *reports, **reports_tail; /* FIFO */
+	bool kicked;
+	bool stop;
+	char list_path[HC_PATH_LEN];
+};
+
+static void hc_list_deliver(struct reactor_msg *m)
+{
+	struct hc_list_msg *lm = container_of(m, struct hc_list_msg, m);
+
+	lm->on_list(lm->arg, lm->list, lm->list ? NULL : lm->err);
+	free(lm);
+}
+
+static void hc_mgmt_send_report(struct hc_mgmt *mg, struct hc_report *rep)
+{
+	char path[HC_PATH_LEN * 2], err[256], buf[64];
+	char *ehost = curl_easy_escape(NULL, mg->set->host, 0);
+	char *evol = curl_easy_escape(NULL, rep->volume, 0);
+	struct rest_resp resp;
+
+	if (!ehost || !evol) {
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/v1/hosts/%s/attachments/%s", ehost, evol);
+	if (rest_call(mg->set->mgmt_url, "PUT", path, rep->body, &resp, err, sizeof(err))) {
+		/* The next poll shows mgmt without our state: reported again. */
+		log_debug("report on %s not delivered: %s", rep->volume, err);
+		goto out;
+	}
+	if (resp.status == 409) {
+		log_info("volume %s: attachment changed at mgmt while reporting (%s)",
+			 rep->volume, rest_resp_error(&resp, buf, sizeof(buf)));
+	} else if (resp.status >= 300) {
+		log_warn("volume %s: mgmt refused the attachment report: %s", rep->volume,
+			 rest_resp_error(&resp, buf, sizeof(buf)));
+	}
+	rest_resp_free(&resp);
+out:
+	curl_free(ehost);
+	curl_free(evol);
+}
+
+static void hc_mgmt_poll(struct hc_mgmt *mg)
+{
+	struct hc_list_msg *lm = calloc(1, sizeof(*lm));
+	struct rest_resp resp;
+	char buf[64];
+
+	if (!lm) {
+		return;
+	}
+	lm->on_list = mg->on_list;
+	lm->arg = mg->arg;
+	lm->m.fn = hc_list_deliver;
+	if (rest_call(mg->set->mgmt_url, "GET", mg->list_path, NULL, &resp, lm->err,
+		      sizeof(lm->err))) {
+		reactor_post(mg->r, &lm->m);
+		return;
+	}
+	if (resp.status != 200 || !json_is_array(resp.json)) {
+		snprintf(lm->err, sizeof(lm->err), "GET %s: %s", mg->list_path,
+			 rest_resp_error(&resp, buf, sizeof(buf)));
+	} else {
+		lm->list = json_incref(resp.json);
+	}
+	rest_resp_free(&resp);
+	reactor_post(mg->r, &lm->m);
+}
+
+static void *hc_mgmt_thread(void *arg)
+{
+	struct hc_mgmt *mg = arg;
+
+	pthread_mutex_lock(&mg->lock);
+	while (!mg->stop) {
+		struct hc_report *reps = mg->reports;
+		struct timespec until;
+
+		mg->reports = NULL;
+		mg->reports_tail = &mg->reports;
+		mg->kicked = false;
+		pthread_mutex_unlock(&mg->lock);
+		while (reps) {
+			struct hc_report *next = reps->next;
+
+			hc_mgmt_send_report(mg, reps);
+			free(reps->body);
+			free(reps);
+			reps = next;
+		}
+		hc_mgmt_poll(mg);
+		pthread_mutex_lock(&mg->lock);
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += mg->set->poll_ms / 1000;
+		until.tv_nsec += (long)(mg->set->poll_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		while (!mg->stop && !mg->kicked && !mg->reports) {
+			if (pthread_cond_timedwait(&mg->cond, &mg->lock, &until) == ETIMEDOUT) {
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&mg->lock);
+	return NULL;
+}
+
+int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
+		  void (*on_list)(void *arg, json_t *list, const char *err), void *arg,
+		  struct hc_mgmt **out)
+{
+	struct hc_mgmt *mg = calloc(1, sizeof(*mg));
+	pthread_condattr_t ca;
+	char *ehost;
+	int rc;
+
+	if (!mg) {
+		return -ENOMEM;
+	}
+	ehost = curl_easy_escape(NULL, set->host, 0);
+	if (!ehost) {
+		free(mg);
+		return -ENOMEM;
+	}
+	snprintf(mg->list_path, sizeof(mg->list_path), "/v1/hosts/%s/attachments", ehost);
+	curl_free(ehost);
+	mg->r = r;
+	mg->set = set;
+	mg->on_list = on_list;
+	mg->arg = arg;
+	mg->reports_tail = &mg->reports;
+	pthread_mutex_init(&mg->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&mg->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = pthread_create(&mg->thread, NULL, hc_mgmt_thread, mg);
+	if (rc) {
+		pthread_cond_destroy(&mg->cond);
+		pthread_mutex_destroy(&mg->lock);
+		free(mg);
+		return -rc;
+	}
+	*out = mg;
+	return 0;
+}
+
+void hc_mgmt_report(struct hc_mgmt *mg, const char *volume, json_t *body)
+{
+	struct hc_report *rep = calloc(1, sizeof(*rep));
+
+	if (rep) {
+		rep->body = json_dumps(body, JSON_COMPACT);
+	}
+	json_decref(body);
+	if (!rep || !rep->body) {
+		free(rep);
+		log_error("volume %s: out of memory for the attachment report", volume);
+		return;
+	}
+	snprintf(rep->volume, sizeof(rep->volume), "%s", volume);
+	pthread_mutex_lock(&mg->lock);
+	*mg->reports_tail = rep;
+	mg->reports_tail = &rep->next;
+	pthread_cond_signal(&mg->cond);
+	pthread_mutex_unlock(&mg->lock);
+}
+
+void hc_mgmt_kick(struct hc_mgmt *mg)
+{
+	pthread_mutex_lock(&mg->lock);
+	mg->kicked = true;
+	pthread_cond_signal(&mg->cond);
+	pthread_mutex_unlock(&mg->lock);
+}
+
+void hc_mgmt_stop(struct hc_mgmt *mg)
+{
+	struct hc_report *rep;
+
+	pthread_mutex_lock(&mg->lock);
+	mg->stop = true;
+	pthread_cond_signal(&mg->cond);
+	pthread_mutex_unlock(&mg->lock);
+	pthread_join(mg->thread, NULL);
+	while ((rep = mg->reports)) {
+		mg->reports = rep->next;
+		free(rep->body);
+		free(rep);
+	}
+	pthread_cond_destroy(&mg->cond);
+	pthread_mutex_destroy(&mg->lock);
+	free(mg);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keelctl's shared helpers (keelctl.c) and its command files (kc_*.c). */
+#ifndef KEEL_MGMT_KC_H
+#define KEEL_MGMT_KC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "proto/rest.h"
+
+enum {
+	KC_EXIT_OK = 0,
+	KC_EXIT_ERR = 1,   /* the request failed: mgmt said no, or is unreachable */
+	KC_EXIT_USAGE = 2, /* bad command line */
+};
+
+#define KC_DEFAULT_URL "http://127.0.0.1:8776"
+
+struct kc_ctx {
+	const char *url;
+	bool json; /* -f json */
+};
+
+/* Print "keelctl: <fmt % arg>" and the help hint; KC_EXIT_USAGE. */
+int kc_usage(const char *fmt, const char *arg);
+/* Print "keelctl: msg"; KC_EXIT_ERR. */
+int kc_fail(const char *msg);
+/* Run a request; KC_EXIT_OK with *out the reply (rest_resp_free() it), or
+ * the error printed and KC_EXIT_ERR (HTTP status >= 300 or unreachable). */
+int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t *body,
+	    struct rest_resp *out);
+void kc_print_json(const struct rest_resp *r);
+/* A string member or "-". */
+const char *kc_str(json_t *o, const char *key);
+uint64_t kc_u64(json_t *o, const char *key);
+/* @prefix followed by @name URL-escaped. 0 or KC_EXIT_ERR. */
+int kc_name_path(const char *prefix, const char *name, char *buf, size_t len);
+
+/* kc_attach.c */
+extern const char kc_help_attach[];
+int kc_volume_attach(const struct kc_ctx *k, int argc, char **argv);
+int kc_volume_detach(const struct kc_ctx *k, int argc, char **argv);
+int kc_attachment(const struct kc_ctx *k, int argc, char **argv);
+
+#endif

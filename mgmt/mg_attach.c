@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Attachments: which host's keel-client serves which volume (docs/api.md,
+ * docs/host-client.md). mgmt only records the wish (ATTACHING) and what the
+ * host reports back (ATTACHED with its socket paths, or ERROR); keel-client
+ * polls GET /v1/hosts/{host}/attachments and converges on it.
+ *
+ * Every attach gets a new generation from meta.next_attach_gen (never
+ * reused, survives restarts): a report carries the generation it is about,
+ * so a late report for an attachment that was detached and attached again
+ * is refused instead of marking the new one attached.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "mgmt/mg_api.h"
+#include "mgmt/mg_valid.h"
+
+static const char *const mg_attach_state_names[] = {"attaching", "attached", "error"};
+
+static json_t *mg_attach_json(const struct mg_attach_rec *a)
+{
+	return json_pack("{s:s,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:o}", "volume", a->volume,
+			 "volume_id", (json_int_t)a->volume_id, "host", a->host, "read_only",
+			 a->read_only, "nbd", a->nbd, "generation", (json_int_t)a->generation,
+			 "state", mg_attach_state_names[a->state], "vhost_socket",
+			 a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
+			 a->nbd_uri[0] ? a->nbd_uri : NULL, "error", a->error[0] ? a->error : NULL,
+			 "created_at", mg_api_iso_time(a->created_at * 1000));
+}
+
+static int mg_attach_collect(void *arg, const struct mg_attach_rec *a)
+{
+	json_t *j = mg_attach_json(a);
+
+	return j ? json_array_append_new(arg, j) ? -ENOMEM : 0 : -ENOMEM;
+}
+
+static int mg_attach_counter(void *arg, const struct mg_attach_rec *a)
+{
+	(void)a;
+	(*(unsigned int *)arg)++;
+	return 0;
+}
+
+int mg_attach_count(struct mg_cluster *c, uint64_t volume_id, unsigned int *out)
+{
+	*out = 0;
+	return mg_store_each_attach(c->st, volume_id, NULL, mg_attach_counter, out);
+}
+
+/* The volume named by the path, or an error reply. */
+static int mg_attach_volume(struct mg_cluster *c, struct mg_api_req *req, const char *name,
+			    struct mg_volume_rec *v)
+{
+	char msg[MG_API_ERR_LEN];
+	int ret = -ENOENT;
+
+	if (!mg_check_name("volume", name, NULL, 0)) {
+		ret = mg_store_get_volume(c->st, name, v);
+	}
+	if (ret) {
+		snprintf(msg, sizeof(msg), "volume '%.64s' %s", name,
+			 ret == -ENOENT ? "not found" : "cannot be read");
+		mg_api_error(req, ret, msg);
+	}
+	return ret;
+}
+
+static void mg_attach_list(struct mg_cluster *c, struct mg_api_req *req, uint64_t volume_id,
+			   const char *host)
+{
+	json_t *a = json_array();
+	int ret;
+
+	ret = a ? mg_store_each_attach(c->st, volume_id, host, mg_attach_collect, a) : -ENOMEM;
+	if (ret) {
+		json_decref(a);
+		mg_api_error(req, ret, "cannot read attachments");
+		return;
+	}
+	mg_api_reply(req, 200, a);
+}
+
+/* One transaction: the attachment row and the generation counter. */
+static int mg_attach_insert(struct mg_cluster *c, struct mg_attach_rec *a)
+{
+	struct mg_meta meta = c->meta;
+	int ret;
+
+	a->generation = meta.next_attach_gen++;
+	ret = mg_store_begin(c->st);
+	if (ret) {
+		return ret;
+	}
+	ret = mg_store_put_attach(c->st, a);
+	if (!ret) {
+		ret = mg_store_put_meta(c->st, &meta);
+	}
+	if (ret) {
+		mg_store_rollback(c->st);
+		return ret;
+	}
+	ret = mg_store_commit(c->st);
+	if (!ret) {
+		c->meta.next_attach_gen = meta.next_attach_gen;
+	}
+	return ret;
+}
+
+static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"host", "read_only", "nbd", NULL};
+	char err[MG_API_ERR_LEN];
+	struct mg_attach_rec a, old;
+	struct mg_volume_rec v;
+	const char *host = NULL;
+	bool ro = false, nbd = false;
+	int ret;
+
+	if (mg_attach_volume(c, req, req->arg, &v)) {
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_str(req->body, "host", true, &host, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_bool(req->body, "read_only", &ro, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_bool(req->body, "nbd", &nbd, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_name("host", host, err, sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	ret = mg_store_get_attach(c->st, v.id, host, &old);
+	if (!ret) {
+		if (old.read_only == ro && old.nbd == nbd) {
+			/* The same request again: idempotent. */
+			mg_api_reply(req, 200, mg_attach_json(&old));
+			return;
+		}
+		snprintf(err, sizeof(err),
+			 "volume '%s' is already attached to host '%s' (%s%s): detach it first",
+			 v.name, host, old.read_only ? "read-only" : "read-write",
+			 old.nbd ? ", nbd" : "");
+		mg_api_error(req, -EEXIST, err);
+		return;
+	}
+	if (ret != -ENOENT) {
+		mg_api_error(req, ret, "cannot read attachments");
+		return;
+	}
+	memset(&a, 0, sizeof(a));
+	a.volume_id = v.id;
+	snprintf(a.volume, sizeof(a.volume), "%s", v.name);
+	snprintf(a.host, sizeof(a.host), "%s", host);
+	a.read_only = ro;
+	a.nbd = nbd;
+	a.created_at = mg_wall_ms() / 1000;
+	a.state = MG_ATTACH_ATTACHING;
+	ret = mg_attach_insert(c, &a);
+	if (ret) {
+		mg_api_error(req, ret, "attachment not recorded");
+		return;
+	}
+	log_info("volume '%s' attached to host '%s' (%s%s, generation %llu)", v.name, host,
+		 ro ? "read-only" : "read-write", nbd ? ", nbd" : "",
+		 (unsigned long long)a.generation);
+	mg_api_reply(req, 201, mg_attach_json(&a));
+}
+
+static void mg_attach_get(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char msg[MG_API_ERR_LEN];
+	struct mg_attach_rec a;
+	struct mg_volume_rec v;
+	int ret = -ENOENT;
+
+	if (mg_attach_volume(c, req, req->arg, &v)) {
+		return;
+	}
+	if (!mg_check_name("host", req->arg2, NULL, 0)) {
+		ret = mg_store_get_attach(c->st, v.id, req->arg2, &a);
+	}
+	if (ret) {
+		snprintf(msg, sizeof(msg), "volume '%s' is not attached to host '%.64s'", v.name,
+			 req->arg2);
+		mg_api_error(req, ret, ret == -ENOENT ? msg : "cannot read attachments");
+		return;
+	}
+	mg_api_reply(req, 200, mg_attach_json(&a));
+}
+
+static void mg_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char msg[MG_API_ERR_LEN];
+	struct mg_volume_rec v;
+	int ret = -ENOENT;
+
+	if (mg_attach_volume(c, req, req->arg, &v)) {
+		return;
+	}
+	if (!mg_check_name("host", req->arg2, NULL, 0)) {
+		ret = mg_store_begin(c->st);
+		if (!ret) {
+			ret = mg_store_delete_attach(c->st, v.id, req->arg2);
+			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+		}
+	}
+	if (ret) {
+		snprintf(msg, sizeof(msg), "volume '%s' is not attached to host '%.64s'", v.name,
+			 req->arg2);
+		mg_api_error(req, ret, ret == -ENOENT ? msg : "attachment not removed");
+		return;
+	}
+	log_info("volume '%s' detached from host '%s'", v.name, req->arg2);
+	mg_api_reply(req, 204, NULL);
+}
+
+/* keel-client's report: PUT /v1/hosts/{host}/attachments/{volume}. */
+static void mg_attach_report(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"generation", "state", "vhost_socket", "nbd_uri",
+					    "error", NULL};
+	const char *state = NULL, *sock = "", *uri = "", *error = "";
+	char err[MG_API_ERR_LEN];
+	struct mg_attach_rec a;
+	struct mg_volume_rec v;
+	uint64_t gen = 0;
+	int ret;
+
+	if (mg_attach_volume(c, req, req->arg2, &v)) {
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_u64(req->body, "generation", true, &gen, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_str(req->body, "state", true, &state, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_str(req->body, "vhost_socket", false, &sock, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_str(req->body, "nbd_uri", false, &uri, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_str(req->body, "error", false, &error, err, sizeof(err));
+	}
+	if (!ret && strcmp(state, "attached") && strcmp(state, "error")) {
+		snprintf(err, sizeof(err), "state must be 'attached' or 'error'");
+		ret = -EINVAL;
+	}
+	if (!ret && (strlen(sock) >= sizeof(a.vhost_socket) || strlen(uri) >= sizeof(a.nbd_uri))) {
+		snprintf(err, sizeof(err), "socket path or URI too long");
+		ret = -EINVAL;
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	ret = mg_check_name("host", req->arg, NULL, 0);
+	if (!ret) {
+		ret = mg_store_get_attach(c->st, v.id, req->arg, &a);
+	}
+	if (ret || a.generation != gen) {
+		/* Detached, or detached and attached again: the host must drop
+		 * what it reports on. */
+		snprintf(err, sizeof(err),
+			 "volume '%s' has no attachment generation %llu on host '%.64s'", v.name,
+			 (unsigned long long)gen, req->arg);
+		mg_api_error(req, ret == -ENOENT || !ret ? -ESTALE : ret, err);
+		return;
+	}
+	a.state = strcmp(state, "attached") ? MG_ATTACH_ERROR : MG_ATTACH_ATTACHED;
+	snprintf(a.vhost_socket, sizeof(a.vhost_socket), "%s", sock);
+	snprintf(a.nbd_uri, sizeof(a.nbd_uri), "%s", uri);
+	snprintf(a.error, sizeof(a.error), "%.*s", (int)sizeof(a.error) - 1, error);
+	ret = mg_store_begin(c->st);
+	if (!ret) {
+		ret = mg_store_put_attach(c->st, &a);
+		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+	}
+	if (ret) {
+		mg_api_error(req, ret, "attachment state not recorded");
+		return;
+	}
+	if (a.state == MG_ATTACH_ERROR) {
+		log_warn("host '%s' failed to attach volume '%s': %s", a.host, a.volume, a.error);
+	} else {
+		log_info("host '%s' serves volume '%s' on %s%s%s", a.host, a.volume, a.vhost_socket,
+			 a.nbd_uri[0] ? " and " : "", a.nbd_uri);
+	}
+	mg_api_reply(req, 200, mg_attach_json(&a));
+}
+
+void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req)
+{
+	struct mg_volume_rec v;
+
+	switch (req->route) {
+	case MG_R_VOLUME_ATTACHMENTS:
+		if (req->method == MG_M_POST) {
+			mg_attach_create(c, req);
+		} else if (!mg_attach_volume(c, req, req->arg, &v)) {
+			mg_attach_list(c, req, v.id, NULL);
+		}
+		break;
+	case MG_R_VOLUME_ATTACHMENT:
+		if (req->method == MG_M_DELETE) {
+			mg_attach_delete(c, req);
+		} else {
+			mg_attach_get(c, req);
+		}
+		break;
+	case MG_R_ATTACHMENTS:
+		mg_attach_list(c, req, 0, NULL);
+		break;
+	case MG_R_HOST_ATTACHMENTS:
+		if (mg_check_name("host", req->arg, NULL, 0)) {
+			mg_api_error(req, -EINVAL, "bad host name");
+			return;
+		}
+		mg_attach_list(c, req, 0, req->arg);
+		break;
+	case MG_R_HOST_ATTACHMENT:
+		mg_attach_report(c, req);
+		break;
+	default:
+		mg_api_error(req, -ENOENT, "no such resource");
+		break;
+	}
+}
