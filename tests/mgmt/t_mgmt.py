@@ -240,6 +240,76 @@ def rest(mg):
     return vol1_id
 
 
+# ---- 1b. attachments (mgmt side; keel-client's part is in tests/client) ----
+
+def attachments(mg):
+    http(mg, "POST", "/v1/volumes", {"name": "att1", "size": 1 << 30})
+    s, b = http(mg, "POST", "/v1/volumes/att1/attachments", {"host": "hv1", "nbd": True})
+    check(s == 201 and b["host"] == "hv1" and b["state"] == "attaching" and b["nbd"] is True
+          and b["read_only"] is False and b["generation"] >= 1 and b["vhost_socket"] is None,
+          "attach att1 to hv1 -> 201 attaching")
+    gen = b["generation"]
+    s, b = http(mg, "POST", "/v1/volumes/att1/attachments", {"host": "hv1", "nbd": True})
+    check(s == 200 and b["generation"] == gen, "same attach again is idempotent (200)")
+    s, b = http(mg, "POST", "/v1/volumes/att1/attachments", {"host": "hv1", "read_only": True})
+    check(is_error(s, b, 409) and "detach it first" in b["error"]["message"],
+          "attach with other options -> 409")
+    s, b = http(mg, "POST", "/v1/volumes/att1/attachments", {"host": "hv2", "read_only": True})
+    check(s == 201 and b["generation"] > gen and b["read_only"] is True,
+          "multi-attach: a second host gets a new generation")
+    for body, what in [({}, "no host"), ({"host": "a/b"}, "bad host"), ({"host": 5}, "host int"),
+                       ({"host": "h", "nbd": "yes"}, "nbd not bool"),
+                       ({"host": "h", "mode": "rw"}, "unknown field")]:
+        s, b = http(mg, "POST", "/v1/volumes/att1/attachments", body)
+        check(is_error(s, b, 400), "attach: 400 for " + what)
+    s, b = http(mg, "POST", "/v1/volumes/nope/attachments", {"host": "hv1"})
+    check(is_error(s, b, 404), "attach unknown volume -> 404")
+    s, b = http(mg, "GET", "/v1/hosts/hv1/attachments")
+    check(s == 200 and [a["volume"] for a in b] == ["att1"], "host hv1 lists att1")
+    s, b = http(mg, "GET", "/v1/attachments")
+    check(s == 200 and sorted(a["host"] for a in b) == ["hv1", "hv2"], "all attachments")
+
+    # keel-client's report.
+    rep = {"generation": gen, "state": "attached", "vhost_socket": "/run/keel/att1.vhost",
+           "nbd_uri": "nbd+unix:///att1?socket=/run/keel/att1.nbd"}
+    s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", rep)
+    check(s == 200 and b["state"] == "attached" and b["vhost_socket"] == rep["vhost_socket"],
+          "report attached")
+    s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", dict(rep, generation=gen + 100))
+    check(is_error(s, b, 409), "report for a stale generation -> 409")
+    for body, what in [(dict(rep, state="bogus"), "bad state"), ({"state": "attached"},
+                       "no generation"), (dict(rep, extra=1), "unknown field"),
+                       (dict(rep, vhost_socket="x" * 300), "path too long")]:
+        s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", body)
+        check(is_error(s, b, 400), "report: 400 for " + what)
+    s, b = http(mg, "GET", "/v1/volumes/att1/attachments/hv1")
+    check(s == 200 and b["state"] == "attached", "bad reports changed nothing")
+
+    s, b = http(mg, "DELETE", "/v1/volumes/att1")
+    check(is_error(s, b, 409) and "attached to 2 hosts" in b["error"]["message"],
+          "delete of an attached volume -> 409")
+    rc, out, err = keelctl(mg, "-f", "json", "attachment", "list", "--host", "hv2")
+    check(rc == 0 and [a["volume"] for a in json.loads(out)] == ["att1"],
+          "keelctl attachment list --host")
+    rc, out, err = keelctl(mg, "volume", "attach", "att1", "--host", "hv3", "--timeout", "1")
+    check(rc == 1 and "has not picked up" in err, "keelctl attach without keel-client: "
+          "exit 1 after --timeout (%s)" % err.strip())
+    rc, out, err = keelctl(mg, "-f", "json", "volume", "attach", "att1", "--host", "hv1",
+                           "--nbd")
+    check(rc == 0 and json.loads(out)["vhost_socket"] == rep["vhost_socket"]
+          and json.loads(out)["nbd_uri"] == rep["nbd_uri"],
+          "keelctl attach of an attached volume prints the sockets")
+    for host in ("hv1", "hv2", "hv3"):
+        rc, out, err = keelctl(mg, "volume", "detach", "att1", "--host", host)
+        check(rc == 0 and "detached" in out, "keelctl volume detach --host " + host)
+    rc, out, err = keelctl(mg, "volume", "detach", "att1", "--host", "hv1")
+    check(rc == 1 and "not attached" in err, "detach twice: exit 1")
+    s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", rep)
+    check(is_error(s, b, 409), "report after detach -> 409 (keel-client drops it)")
+    s, b = http(mg, "DELETE", "/v1/volumes/att1")
+    check(s == 204, "delete after detach -> 204")
+
+
 # ---- 2. keelctl ----
 
 def cli(mg):
@@ -448,6 +518,7 @@ def main():
 
     mg = Mgmt()
     vol1_id = rest(mg)
+    attachments(mg)
     cli(mg)
     crash_ms, hang_ms, alive = cluster(mg)
 

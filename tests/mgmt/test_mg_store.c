@@ -183,6 +183,126 @@ static void test_volumes(void **state)
 	assert_int_equal(mg_store_get_volume(f->st, "alpha", &got), -ENOENT);
 }
 
+static int collect_attach(void *arg, const struct mg_attach_rec *a)
+{
+	struct mg_attach_rec *out = arg;
+
+	out[out[0].generation == 0 ? 0 : 1] = *a;
+	return 0;
+}
+
+static void test_attachments(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_volume_rec v = vol(7, "alpha");
+	struct mg_attach_rec a, got, list[2];
+	struct mg_meta m;
+
+	add_pool(f->st, 1, "default");
+	memset(&a, 0, sizeof(a));
+	a.volume_id = 7;
+	snprintf(a.host, sizeof(a.host), "hv1");
+	a.generation = 5;
+	a.nbd = true;
+	a.state = MG_ATTACH_ATTACHED;
+	snprintf(a.vhost_socket, sizeof(a.vhost_socket), "/run/keel/alpha.vhost");
+	assert_int_equal(mg_store_begin(f->st), 0);
+	/* The volume must exist (foreign key). */
+	assert_int_not_equal(mg_store_put_attach(f->st, &a), 0);
+	mg_store_rollback(f->st);
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &v), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(m.next_attach_gen, 1);
+	m.next_attach_gen = 6;
+	assert_int_equal(mg_store_put_meta(f->st, &m), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	reopen(f);
+	assert_int_equal(mg_store_get_attach(f->st, 7, "hv1", &got), 0);
+	assert_string_equal(got.volume, "alpha");
+	assert_int_equal(got.generation, 5);
+	assert_true(got.nbd && !got.read_only);
+	assert_int_equal(got.state, MG_ATTACH_ATTACHED);
+	assert_string_equal(got.vhost_socket, "/run/keel/alpha.vhost");
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(m.next_attach_gen, 6);
+	assert_int_equal(mg_store_get_attach(f->st, 7, "hv2", &got), -ENOENT);
+	/* A second host; filters by volume and by host. */
+	snprintf(a.host, sizeof(a.host), "hv2");
+	a.generation = 6;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	memset(list, 0, sizeof(list));
+	assert_int_equal(mg_store_each_attach(f->st, 7, NULL, collect_attach, list), 0);
+	assert_string_equal(list[0].host, "hv1");
+	assert_string_equal(list[1].host, "hv2");
+	memset(list, 0, sizeof(list));
+	assert_int_equal(mg_store_each_attach(f->st, 0, "hv2", collect_attach, list), 0);
+	assert_int_equal(list[0].generation, 6);
+	assert_int_equal(list[1].generation, 0);
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_delete_attach(f->st, 7, "hv1"), 0);
+	assert_int_equal(mg_store_delete_attach(f->st, 7, "hv1"), -ENOENT);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_attach(f->st, 7, "hv1", &got), -ENOENT);
+}
+
+/* A version 1 database (before attachments) is migrated in place and keeps
+ * its rows. The v1 schema is frozen, so it is spelled out here. */
+static void test_migrate_v1(void **state)
+{
+	static const char v1[] =
+		"CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), epoch INTEGER NOT "
+		"NULL, next_server_id INTEGER NOT NULL, next_pool_id INTEGER NOT NULL, "
+		"next_volume_id INTEGER NOT NULL);"
+		"INSERT INTO meta VALUES (1, 42, 3, 2, 9);"
+		"CREATE TABLE servers (id INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, addr TEXT "
+		"NOT NULL, host TEXT NOT NULL, rack TEXT NOT NULL, weight INTEGER NOT NULL, tags "
+		"TEXT NOT NULL, in_flag INTEGER NOT NULL, down_since INTEGER NOT NULL, "
+		"capacity_bytes INTEGER NOT NULL, used_bytes INTEGER NOT NULL);"
+		"CREATE TABLE pools (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, replicas "
+		"INTEGER NOT NULL, min_replicas INTEGER NOT NULL, failure_domain INTEGER NOT NULL, "
+		"pg_count INTEGER NOT NULL, tag TEXT NOT NULL, has_data INTEGER NOT NULL);"
+		"INSERT INTO pools VALUES (1, 'default', 3, 2, 1, 8, '', 1);"
+		"CREATE TABLE pgs (pool INTEGER NOT NULL REFERENCES pools(id), pg INTEGER NOT NULL, "
+		"members TEXT NOT NULL, in_sync INTEGER NOT NULL, interval INTEGER NOT NULL, "
+		"\"primary\" INTEGER NOT NULL, PRIMARY KEY (pool, pg));"
+		"CREATE TABLE volumes (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, size "
+		"INTEGER NOT NULL, pool INTEGER NOT NULL REFERENCES pools(id), object_size INTEGER "
+		"NOT NULL, created_at INTEGER NOT NULL);"
+		"INSERT INTO volumes VALUES (8, 'old', 4096, 1, 4194304, 1700000000);"
+		"PRAGMA user_version = 1;";
+	struct fixture *f = *state;
+	struct mg_volume_rec v;
+	struct mg_attach_rec a;
+	struct mg_meta m;
+	char err[256];
+	sqlite3 *db;
+
+	mg_store_close(f->st);
+	snprintf(f->path, sizeof(f->path), "%s/v1.db", f->dir);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(mg_store_open(f->path, &f->st, err, sizeof(err)), 0);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), MG_STORE_SCHEMA);
+	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
+	assert_int_equal(m.epoch, 42);
+	assert_int_equal(m.next_volume_id, 9);
+	assert_int_equal(m.next_attach_gen, 1);
+	assert_int_equal(mg_store_get_volume(f->st, "old", &v), 0);
+	assert_int_equal(v.id, 8);
+	memset(&a, 0, sizeof(a));
+	a.volume_id = 8;
+	snprintf(a.host, sizeof(a.host), "hv1");
+	a.generation = 1;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+}
+
 /* A change that fails half-way leaves nothing behind, not even the parts
  * that succeeded before the failure. */
 static void test_rollback(void **state)
@@ -314,6 +434,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_servers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pgs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_attachments, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
