@@ -1,9 +1,12 @@
 #!/bin/bash
-# Keel main job: a local cluster on files (keel-mgmt + 3 keel-servers), a
-# 3-replica volume created through keelctl, a verified random read/write
-# workload through libkeel (keel-bench --volume) during which one server is
-# SIGKILLed and restarted, a block-history check of every I/O, and the
-# cluster back to HEALTH_OK with the returning server resynced.
+# Keel main job: a local cluster on files (keel-mgmt + 3 keel-servers +
+# keel-client for this host), a 3-replica volume created through keelctl, a
+# verified random read/write workload through libkeel (keel-bench --volume)
+# during which one server is SIGKILLed and restarted, a block-history check
+# of every I/O, the cluster back to HEALTH_OK with the returning server
+# resynced; then the volume attached to this host (keelctl volume attach
+# --nbd), a verified fio job through keel-client's NBD export, and the QEMU
+# command line for its vhost-user-blk socket.
 #
 #   BUILD=build DIR=/tmp/keel-demo RUNTIME=20 scripts/demo.sh
 set -euo pipefail
@@ -22,7 +25,7 @@ KEELCTL=$BUILD/mgmt/keelctl
 BENCH=$BUILD/bench/keel-bench
 HISTCHECK=$BUILD/tests/keel-histcheck
 
-for b in "$KEELCTL" "$BENCH" "$HISTCHECK"; do
+for b in "$KEELCTL" "$BENCH" "$HISTCHECK" "$BUILD/client/keel-client"; do
 	[ -x "$b" ] || { echo "demo: $b not built (run: make build)" >&2; exit 1; }
 done
 
@@ -39,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting a local cluster in $DIR: keel-mgmt + 3 keel-servers on 2 GiB drive files"
+echo "== starting a local cluster in $DIR: keel-mgmt + 3 keel-servers on 2 GiB drive files + keel-client"
 URL=$("$LC" up --dir "$DIR" --servers 3 --size 2G --build "$BUILD" ${PORT_BASE:+--port-base "$PORT_BASE"} | tail -1)
 export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
 echo "== mgmt at $URL"
@@ -72,4 +75,25 @@ for _ in $(seq 300); do
 	sleep 0.2
 done
 "$KEELCTL" cluster status
-echo "== demo passed: volume served through a server crash, every read verified"
+
+echo "== attaching the volume to this host (keel-client serves it over vhost-user and NBD)"
+"$KEELCTL" volume attach demo --nbd
+NBD_URI=$("$KEELCTL" -f json volume attach demo --nbd | sed -n 's/.*"nbd_uri": "\(.*\)".*/\1/p')
+VHOST=$("$KEELCTL" -f json volume attach demo --nbd | sed -n 's/.*"vhost_socket": "\(.*\)".*/\1/p')
+[ -n "$NBD_URI" ] && [ -n "$VHOST" ] || { echo "demo: attach printed no sockets" >&2; exit 1; }
+
+echo "== fio over NBD ($NBD_URI): 4 KiB random writes, QD16, 256 MiB, then every block verified (crc32c)"
+fio --name=demo-nbd --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=16 \
+	--size=256M --verify=crc32c --verify_fatal=1 --do_verify=1 --output-format=normal \
+	>"$DIR/fio.out" 2>&1 || { cat "$DIR/fio.out"; echo "demo: fio failed" >&2; exit 1; }
+grep -E "write: IOPS|read: IOPS|lat \(usec\).*avg|err=" "$DIR/fio.out" | sed 's/^ */   /'
+
+echo "== a KVM guest uses the same volume through $VHOST:"
+cat <<EOF
+   qemu-system-x86_64 -machine q35,accel=kvm -m 2G -smp 2 \\
+       -object memory-backend-memfd,id=mem,size=2G,share=on -numa node,memdev=mem \\
+       -chardev socket,id=disk0,path=$VHOST,reconnect=1 \\
+       -device vhost-user-blk-pci,chardev=disk0,num-queues=2 ...
+EOF
+"$KEELCTL" volume detach demo
+echo "== demo passed: volume served through a server crash, every read verified, fio verified over NBD"
