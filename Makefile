@@ -3,12 +3,14 @@
 #   make check  - install deps, build (release + ASan/UBSan), run every test
 #   make build  - build only (into ./build)
 #   make bench  - run bench/bench-server.sh (fio vs keel, same run)
+#   make bench-client - bench/bench-client.sh (keel-client vs qemu-storage-daemon)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: deps build build-asan check check-release check-asan check-cluster demo bench format clean
+.PHONY: deps build build-asan check check-release check-asan check-cluster demo bench bench-client \
+	format clean
 
 deps:
 	./scripts/install-deps.sh
@@ -44,6 +46,9 @@ demo: build
 
 bench: build
 	BUILD=$(BUILD) ./bench/bench-server.sh
+
+bench-client: build
+	BUILD=$(BUILD) ./bench/bench-client.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

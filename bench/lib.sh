@@ -33,17 +33,19 @@ cpu_ticks() {
 	echo "$t"
 }
 
-# fio on the raw file: prints "iops mean_us p99_us cpu_s_per_100k_ios".
-raw_fio() {
-	local rw=$1 qd=$2 extra=${3:-}
-	# shellcheck disable=SC2086
-	fio --name=raw --filename="$RAW" --ioengine=io_uring --direct=1 --rw="$rw" --bs=4k \
-		--iodepth="$qd" --size="$SPAN" --time_based --runtime="$RUNTIME" \
-		--randrepeat=0 --norandommap --lat_percentiles=1 $extra \
+# A fio job on any engine/target (the options in "$@" after rw and qd):
+# prints "iops mean_us p99_us cpu_s_per_100k_ios" (fio's own CPU).
+fio_job() {
+	local rw=$1 qd=$2
+	shift 2
+	fio --name=job "$@" --rw="$rw" --bs=4k --iodepth="$qd" --time_based \
+		--runtime="$RUNTIME" --randrepeat=0 --norandommap --lat_percentiles=1 \
 		--output-format=json 2>/dev/null |
 		$PY -c '
 import json, sys
 j = json.load(sys.stdin)["jobs"][0]
+if j.get("error"):
+    sys.exit("fio error %d" % j["error"])
 side = j["write"] if j["write"]["io_bytes"] else j["read"]
 lat = side["lat_ns"]
 mean = lat["mean"]
@@ -57,6 +59,13 @@ if sync.get("N", 0):
 cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * j["job_runtime"] / 1000.0
 ios = side["total_ios"] or 1
 print("%.0f %.1f %.1f %.2f" % (side["iops"], mean / 1e3, p99 / 1e3, cpu / ios * 1e5))'
+}
+
+# fio on the raw file: prints "iops mean_us p99_us cpu_s_per_100k_ios".
+raw_fio() {
+	local rw=$1 qd=$2 extra=${3:-}
+	# shellcheck disable=SC2086
+	fio_job "$rw" "$qd" --filename="$RAW" --ioengine=io_uring --direct=1 --size="$SPAN" $extra
 }
 
 # keel-bench --json on stdin: prints "iops mean_us p99_us", fails on errors.
