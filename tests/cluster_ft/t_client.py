@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""t_client: keel-client serves attached volumes; attach/detach, restarts, faults.
+
+3 servers (local-cluster.sh starts keel-client for this host). A 3-replica
+volume is attached with --nbd through keelctl; then, through keel-client's
+NBD export with real clients (qemu-io, nbdinfo, fio's nbd engine):
+
+  1. attach prints the vhost-user socket (a socket, mode 0660) and the NBD
+     URI; nbdinfo shows the volume's size and a 4 KiB minimum block size;
+  2. qemu-io writes a pattern, reads it back, write-zeroes reads as zeroes;
+  3. fio --verify=crc32c (random writes, then every block read back) passes
+     while keel-server 2 is SIGKILLed and restarted in the middle;
+  4. keel-client stopped (SIGTERM) and started again, then SIGKILLed and
+     started again: the attachment is served again at the same paths and
+     the pattern of step 2 reads back;
+  5. a read-only attachment refuses writes (qemu-io write fails) and reads;
+  6. detach removes both sockets; an attached volume cannot be deleted, a
+     detached one can.
+
+    t_client.py BUILD_DIR
+"""
+import json
+import os
+import stat
+import subprocess
+import threading
+import time
+
+import clusterlib as cl
+from clusterlib import TestFailure, check, log
+
+
+def run(cmd, timeout=120, ok=True):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=timeout)
+    if ok and p.returncode != 0:
+        raise TestFailure("%s exited %d:\n%s" % (" ".join(cmd), p.returncode, p.stdout[-3000:]))
+    return p
+
+
+def attach(c, vol, *opts):
+    out = c.keelctl("-f", "json", "volume", "attach", vol, *opts)
+    return json.loads(out)
+
+
+def wait_gone(path, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if not os.path.exists(path):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def qemu_io(uri, *cmds, ok=True):
+    args = ["qemu-io", "-f", "raw"]
+    for cmd in cmds:
+        args += ["-c", cmd]
+    p = run(args + [uri], ok=False)
+    failed = p.returncode != 0 or "error" in p.stdout.lower() or "fail" in p.stdout.lower()
+    if ok and failed:
+        raise TestFailure("qemu-io %s on %s:\n%s" % (cmds, uri, p.stdout[-2000:]))
+    return not failed, p.stdout
+
+
+def test(tools, tmp, box):
+    for t in ("qemu-io", "nbdinfo", "fio"):
+        if subprocess.run(["which", t], stdout=subprocess.DEVNULL).returncode != 0:
+            raise TestFailure("required tool missing: " + t)
+    c = cl.Cluster(tools, tmp, servers=3, size="1G")
+    box.append(c)
+    c.up()
+    c.create_volume("cv1", "512M")
+
+    # 1. attach
+    a = attach(c, "cv1", "--nbd")
+    vh, uri = a.get("vhost_socket"), a.get("nbd_uri")
+    check(a["state"] == "attached" and vh and uri, "attach --nbd: state attached, %s, %s"
+          % (vh, uri))
+    st = os.stat(vh)
+    check(stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660,
+          "vhost-user socket %s is a socket, mode 0660 (%o)" % (vh, stat.S_IMODE(st.st_mode)))
+    info = run(["nbdinfo", "--json", uri]).stdout
+    j = json.loads(info)
+    ex = j["exports"][0]
+    check(ex["export-size"] == 512 << 20, "nbdinfo: size 512 MiB (%d)" % ex["export-size"])
+    check(ex.get("block_size_minimum") == 4096, "nbdinfo: minimum block size 4096 (%s)"
+          % ex.get("block_size_minimum"))
+    again = attach(c, "cv1", "--nbd")
+    check(again["generation"] == a["generation"], "attach again: same generation (idempotent)")
+
+    # 2. qemu-io
+    qemu_io(uri, "write -P 0xab 256M 1M", "read -P 0xab 256M 1M", "write -z 300M 64k",
+            "read -P 0 300M 64k")
+    log("qemu-io pattern write/read and write-zeroes: ok")
+
+    # 3. fio verify while a server dies
+    fio = ["fio", "--name=kill", "--ioengine=nbd", "--uri=" + uri, "--rw=randwrite",
+           "--bs=4k", "--iodepth=16", "--size=64M", "--verify=crc32c", "--verify_fatal=1",
+           "--do_verify=1", "--output-format=json"]
+    res = {}
+    th = threading.Thread(target=lambda: res.update(p=run(fio, timeout=600, ok=False)))
+    th.start()
+    time.sleep(3)
+    c.kill(2)
+    log("keel-server 2 killed under fio")
+    time.sleep(2)
+    c.start(2)
+    th.join(600)
+    p = res.get("p")
+    check(p is not None and p.returncode == 0, "fio verify over NBD across a server kill "
+          "(exit %s)" % (p.returncode if p else "hang"))
+    j = json.loads(p.stdout[p.stdout.index("{"):])
+    job = j["jobs"][0]
+    check(job["error"] == 0 and job["write"]["total_ios"] == 16384,
+          "fio: 0 errors, %d writes, %d verify reads" % (job["write"]["total_ios"],
+                                                         job["read"]["total_ios"]))
+    c.wait_health_ok(120)
+
+    # 4. keel-client restarts
+    for sig in ("TERM", "KILL"):
+        c.lc("stop-client", "--signal", sig)
+        if sig == "TERM":
+            check(not os.path.exists(vh), "keel-client stopped by SIGTERM removed its sockets")
+        c.lc("start-client")
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 15:
+            got = json.loads(c.keelctl("-f", "json", "attachment", "list"))
+            if got and got[0]["state"] == "attached" and os.path.exists(vh):
+                break
+            time.sleep(0.2)
+        check(os.path.exists(vh) and os.path.exists(uri.split("socket=")[1]),
+              "after SIG%s and restart keel-client serves cv1 again (%.1f s)"
+              % (sig, time.monotonic() - t0))
+        qemu_io(uri, "read -P 0xab 256M 1M")
+        log("pattern reads back after keel-client SIG%s + restart" % sig)
+
+    # 5. read-only
+    c.keelctl("volume", "detach", "cv1")
+    check(wait_gone(vh, 10), "detach: vhost socket removed")
+    check(wait_gone(uri.split("socket=")[1], 10), "detach: NBD socket removed")
+    ro = attach(c, "cv1", "--nbd", "--ro")
+    check(ro["read_only"] and ro["generation"] > a["generation"],
+          "read-only attach: new generation %d" % ro["generation"])
+    ok, out = qemu_io(ro["nbd_uri"], "write -P 0xcd 256M 4k", ok=False)
+    check(not ok, "write to a read-only attachment fails")
+    qemu_io(ro["nbd_uri"], "read -P 0xab 256M 1M")
+    log("read-only attachment: writes refused, reads served")
+
+    # 6. delete only when detached
+    p = subprocess.run([tools.keelctl, "--mgmt", c.url, "volume", "delete", "cv1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check(p.returncode == 1 and "detach it first" in p.stderr,
+          "delete of an attached volume refused: %s" % p.stderr.strip())
+    c.keelctl("volume", "detach", "cv1")
+    check(wait_gone(ro["vhost_socket"], 10), "detach: sockets removed")
+    c.keelctl("volume", "delete", "cv1")
+    log("detached volume deleted")
+
+
+if __name__ == "__main__":
+    cl.main(test)
