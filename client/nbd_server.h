@@ -36,6 +36,9 @@ struct nbd_server_stats {
 	uint64_t reads, writes, flushes, trims, write_zeroes;
 	uint64_t bytes_read, bytes_written;
 	uint64_t bad_requests, io_errors, connections;
+	/* Connections closed for a framing violation (bad magic, unknown client
+	 * flags, oversized option or WRITE payload, too many options). */
+	uint64_t protocol_errors;
 };
 
 /* Listen and serve @dev under the export name dev->name. 0, or -errno from
