@@ -43,6 +43,12 @@ int srv_cluster_check_client(struct srv_cluster *cl, struct srv_req *req)
 	struct srv_pg *pg;
 	uint32_t pgno;
 
+	if (h->opcode == KP_OP_SYNC) {
+		/* A SYNC names no PG: libkeel sends one to every server it
+		 * wrote through, and srv_op_sync() answers it at once (an
+		 * acknowledged write is already durable on every copy). */
+		return 0;
+	}
 	if (!h->pgid) {
 		return -EINVAL; /* cluster mode: every data op names its PG */
 	}
@@ -57,7 +63,7 @@ int srv_cluster_check_client(struct srv_cluster *cl, struct srv_req *req)
 	if (!pool || pgno >= pool->pg_count) {
 		return -EINVAL;
 	}
-	if (h->opcode != KP_OP_SYNC && cmap_object_pg(h->inode, h->objno, pool->pg_count) != pgno) {
+	if (cmap_object_pg(h->inode, h->objno, pool->pg_count) != pgno) {
 		return -EINVAL;
 	}
 	pg = srv_cluster_pg(cl, h->pgid);

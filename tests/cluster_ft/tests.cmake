@@ -12,7 +12,7 @@ function(keel_cluster_ft name timeout labels)
   set_tests_properties(cluster_ft_${name} PROPERTIES TIMEOUT ${timeout}
     LABELS "${labels}"
     # Every binary the scripts run (BUILD_DIR layout), built before the test.
-    REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keelctl>;$<TARGET_FILE:keel-bench>;$<TARGET_FILE:keel-histcheck>")
+    REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keel-client>;$<TARGET_FILE:keelctl>;$<TARGET_FILE:keel-bench>;$<TARGET_FILE:keel-histcheck>")
 endfunction()
 
 # A test that finds an open product bug gets the label known-failing
@@ -25,3 +25,4 @@ keel_cluster_ft(t_min_replicas 400 "functional;cluster")
 keel_cluster_ft(t_resync 900 "functional;cluster")
 keel_cluster_ft(t_msg_faults 600 "functional;cluster")
 keel_cluster_ft(t_mgmt_restart 400 "functional;cluster")
+keel_cluster_ft(t_client 600 "functional;cluster;client")
