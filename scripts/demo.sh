@@ -84,7 +84,7 @@ VHOST=$("$KEELCTL" -f json volume attach demo --nbd | sed -n 's/.*"vhost_socket"
 
 echo "== fio over NBD ($NBD_URI): 4 KiB random writes, QD16, 256 MiB, then every block verified (crc32c)"
 fio --name=demo-nbd --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=16 \
-	--size=256M --verify=crc32c --verify_fatal=1 --do_verify=1 --output-format=normal \
+	--size=256M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --output-format=normal \
 	>"$DIR/fio.out" 2>&1 || { cat "$DIR/fio.out"; echo "demo: fio failed" >&2; exit 1; }
 grep -E "write: IOPS|read: IOPS|lat \(usec\).*avg|err=" "$DIR/fio.out" | sed 's/^ */   /'
 

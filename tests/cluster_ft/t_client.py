@@ -98,7 +98,7 @@ def test(tools, tmp, box):
     # 3. fio verify while a server dies
     fio = ["fio", "--name=kill", "--ioengine=nbd", "--uri=" + uri, "--rw=randwrite",
            "--bs=4k", "--iodepth=16", "--size=64M", "--verify=crc32c", "--verify_fatal=1",
-           "--do_verify=1", "--output-format=json"]
+           "--do_verify=1", "--verify_state_save=0", "--output-format=json"]
     res = {}
     th = threading.Thread(target=lambda: res.update(p=run(fio, timeout=600, ok=False)))
     th.start()
