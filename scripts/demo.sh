@@ -82,11 +82,11 @@ NBD_URI=$("$KEELCTL" -f json volume attach demo --nbd | sed -n 's/.*"nbd_uri": "
 VHOST=$("$KEELCTL" -f json volume attach demo --nbd | sed -n 's/.*"vhost_socket": "\(.*\)".*/\1/p')
 [ -n "$NBD_URI" ] && [ -n "$VHOST" ] || { echo "demo: attach printed no sockets" >&2; exit 1; }
 
-echo "== fio over NBD ($NBD_URI): 4 KiB random writes, QD16, 256 MiB, then every block verified (crc32c)"
+echo "== fio over NBD ($NBD_URI): 4 KiB random writes, QD16, 128 MiB, then every block verified (crc32c)"
 fio --name=demo-nbd --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=16 \
-	--size=256M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --output-format=normal \
+	--size=128M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --output-format=normal \
 	>"$DIR/fio.out" 2>&1 || { cat "$DIR/fio.out"; echo "demo: fio failed" >&2; exit 1; }
-grep -E "write: IOPS|read: IOPS|lat \(usec\).*avg|err=" "$DIR/fio.out" | sed 's/^ */   /'
+grep -E "err=|(read|write): IOPS|^ +lat \((u|m)sec\)" "$DIR/fio.out" | sed 's/^ */   /'
 
 echo "== a KVM guest uses the same volume through $VHOST:"
 cat <<EOF
