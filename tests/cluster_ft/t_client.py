@@ -16,12 +16,15 @@ NBD export with real clients (qemu-io, nbdinfo, fio's nbd engine):
      the pattern of step 2 reads back;
   5. a read-only attachment refuses writes (qemu-io write fails) and reads;
   6. detach removes both sockets; an attached volume cannot be deleted, a
-     detached one can.
+     detached one can;
+  7. qemu-img convert of a 1 GiB image (seeded data all over, holes
+     between) into a second volume and back out compares equal.
 
     t_client.py BUILD_DIR
 """
 import json
 import os
+import random
 import stat
 import subprocess
 import threading
@@ -64,11 +67,28 @@ def qemu_io(uri, *cmds, ok=True, ro=False):
     return not failed, p.stdout
 
 
+def make_image(path, size, seed=7):
+    """A sparse raw image with seeded data: 1 MiB runs at random MiB
+    offsets, short runs at random 4 KiB offsets, and the last block."""
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for _ in range(128):
+            f.seek(rnd.randrange(size >> 20) << 20)
+            f.write(rnd.randbytes(1 << 20))
+        for _ in range(128):
+            off = rnd.randrange(size >> 12) << 12
+            f.seek(off)
+            f.write(rnd.randbytes(min(4096 * rnd.randint(1, 8), size - off)))
+        f.seek(size - 4096)
+        f.write(b"\xee" * 4096)
+
+
 def test(tools, tmp, box):
     for t in ("qemu-io", "nbdinfo", "fio"):
         if subprocess.run(["which", t], stdout=subprocess.DEVNULL).returncode != 0:
             raise TestFailure("required tool missing: " + t)
-    c = cl.Cluster(tools, tmp, servers=3, size="1G")
+    c = cl.Cluster(tools, tmp, servers=3, size="2G")
     box.append(c)
     c.up()
     c.create_volume("cv1", "512M")
@@ -158,6 +178,22 @@ def test(tools, tmp, box):
     check(wait_gone(ro["vhost_socket"], 10), "detach: sockets removed")
     c.keelctl("volume", "delete", "cv1")
     log("detached volume deleted")
+
+    # 7. qemu-img convert in and out
+    gib = 1 << 30
+    src, out = os.path.join(tmp, "src.img"), os.path.join(tmp, "out.img")
+    make_image(src, gib)
+    c.create_volume("cv2", "1G")
+    a2 = attach(c, "cv2", "--nbd")
+    t0 = time.monotonic()
+    run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, a2["nbd_uri"]],
+        timeout=600)
+    t1 = time.monotonic()
+    run(["qemu-img", "convert", "-f", "raw", "-O", "raw", a2["nbd_uri"], out], timeout=600)
+    t2 = time.monotonic()
+    p = run(["cmp", src, out], ok=False)
+    check(p.returncode == 0, "qemu-img convert 1 GiB into the volume (%.1f s) and back (%.1f s): "
+          "equal" % (t1 - t0, t2 - t1))
 
 
 if __name__ == "__main__":
