@@ -143,7 +143,7 @@ nbd_fio() {
 	serve_cpu "$pids" fio_job "$rw" "$qd" --ioengine=nbd --uri="$uri" --size="$SPAN" \
 		>"$DIR/fio.line"
 	read -r i m p c <"$DIR/fio.line"
-	$PY -c 'import sys; i,m,p,c,s = sys.argv[1:]; print("%s %s %s %.2f" % (i, m, p, float(c) + float(s) / max(float(i) * float(sys.argv[6]), 1) * 1e5))' \
+	$PY -c 'import sys; i,m,p,c,s = sys.argv[1:6]; print("%s %s %s %.2f" % (i, m, p, float(c) + float(s) / max(float(i) * float(sys.argv[6]), 1) * 1e5))' \
 		"$i" "$m" "$p" "$c" "$(cat "$DIR/cpu")" "$RUNTIME"
 }
 

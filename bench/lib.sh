@@ -43,7 +43,9 @@ fio_job() {
 		--output-format=json 2>/dev/null |
 		$PY -c '
 import json, sys
-j = json.load(sys.stdin)["jobs"][0]
+text = sys.stdin.read()
+# Some engines (nbd) print a line before the JSON document.
+j = json.loads(text[text.index("{"):])["jobs"][0]
 if j.get("error"):
     sys.exit("fio error %d" % j["error"])
 side = j["write"] if j["write"]["io_bytes"] else j["read"]
