@@ -108,7 +108,11 @@ for i in 1 2 3; do
 	prefill "$DIR/drive$i" "$BYTES"
 	"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
 done
-URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" | tail -1)
+# flush_mode=none: like qemu-storage-daemon (writeback, no flush per write),
+# the servers acknowledge a write once it is in the page cache of the
+# drive file, so both sides are compared without device flushes.
+URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" \
+	--server-set flush_mode=none | tail -1)
 export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
 "$KEELCTL" volume create bench --size "$SPAN" >/dev/null
 ATT=$("$KEELCTL" -f json volume attach bench --nbd)
@@ -165,7 +169,8 @@ done
 	echo
 	echo "Reference: qemu-storage-daemon, file blockdev (cache.direct=on, aio=io_uring) on a"
 	echo "prefilled file. Keel: keel-client serving a 3-replica volume of 3 keel-servers on"
-	echo "the same file system. vhost-user: tests/vfront's keel-vfront bench (1 queue);"
+	echo "the same file system (flush_mode=none: neither side flushes the device per write)."
+	echo "vhost-user: tests/vfront's keel-vfront bench (1 queue);"
 	echo "NBD: fio --ioengine=nbd. Latency in µs: mean / p99. CPU: seconds per 100k I/Os of"
 	echo "the load generator plus the serving processes (qemu-storage-daemon; keel-client"
 	echo "and the 3 keel-servers)."
