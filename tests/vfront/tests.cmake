@@ -16,3 +16,9 @@ target_link_libraries(keel-vfront PRIVATE keel_common m)
 add_test(NAME vfront_qsd
   COMMAND /usr/bin/python3 ${KEEL_VF_DIR}/t_vfront_qsd.py ${CMAKE_BINARY_DIR})
 set_tests_properties(vfront_qsd PROPERTIES TIMEOUT 300 LABELS "functional;vhost")
+
+# keel-export's vhost-user-blk backend: the same checks plus the
+# malicious-guest corpus.
+add_test(NAME vfront_keel
+  COMMAND /usr/bin/python3 ${KEEL_VF_DIR}/t_vfront_keel.py ${CMAKE_BINARY_DIR})
+set_tests_properties(vfront_keel PROPERTIES TIMEOUT 900 LABELS "functional;vhost")

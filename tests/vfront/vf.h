@@ -135,13 +135,16 @@ struct vf_config_hdr {
 	/* config bytes follow */
 };
 
+/* The spec lists 20 bytes of fields; QEMU sends its C struct with the
+ * tail padding (24 bytes), and backends expect that. */
 struct vf_inflight_msg {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
 	uint16_t num_queues;
 	uint16_t queue_size;
-} __attribute__((packed));
-_Static_assert(sizeof(struct vf_inflight_msg) == 20, "inflight message");
+	uint32_t padding;
+};
+_Static_assert(sizeof(struct vf_inflight_msg) == 24, "inflight message as QEMU sends it");
 
 /* ---- virtio-blk (virtio 1.1, 5.2) ---- */
 

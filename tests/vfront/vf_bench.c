@@ -133,6 +133,15 @@ static int vf_bench_submit(struct vf_bench *bn, struct vf_io *io)
 	} else {
 		slot = vf_rand(&bn->rng) % bn->nslots;
 	}
+	if (!read && io->type == VF_BLK_T_IN) {
+		/* The buffer holds what the last read returned: spoil every
+		 * block's first word so that bench never copies a verify
+		 * block to another offset (a later verify would call that a
+		 * misplaced write). */
+		for (uint32_t off = 0; off < cli->bs; off += 4096) {
+			*(uint64_t *)(io->data + off) = vf_rand(&bn->rng);
+		}
+	}
 	io->type = read ? VF_BLK_T_IN : VF_BLK_T_OUT;
 	io->sector = slot * (cli->bs / VF_SECTOR);
 	io->len = cli->bs;

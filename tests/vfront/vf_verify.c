@@ -179,9 +179,9 @@ static void vf_verify_check(struct vf_verify *v, const uint8_t *buf, uint64_t fi
 					       (unsigned long long)off, vf_pat_result_name(r));
 			}
 		} else if (exp == VF_EXP_UNKNOWN) {
-			/* Anything but one of our blocks in the wrong place, or one
-			 * from the future. */
-			if (r == VF_PAT_MISPLACED || (r == VF_PAT_OK && seq > v->seq)) {
+			/* Old contents, zeroes, or an earlier run's blocks (even
+			 * with this seed): anything but a block in the wrong place. */
+			if (r == VF_PAT_MISPLACED) {
 				vf_verify_fail(v,
 					       "block at offset %llu (never written or "
 					       "discarded) holds %s",
