@@ -266,6 +266,14 @@ int vf_cmd_bench(const struct vf_cli *cli)
 		ret = -EROFS;
 		goto out_close;
 	}
+	if (cli->iodepth * (cli->dev.indirect ? 1u : 3u) > bn->dev.queue_size) {
+		fprintf(stderr,
+			"keel-vfront: --iodepth %u needs %u descriptors per queue; raise "
+			"--queue-size or use --indirect\n",
+			cli->iodepth, cli->iodepth * (cli->dev.indirect ? 1u : 3u));
+		ret = -EINVAL;
+		goto out_close;
+	}
 	ret = vf_blk_init(&bn->blk, &bn->dev, cli->iodepth, cli->bs, cli->dev.indirect);
 	if (ret) {
 		fprintf(stderr, "keel-vfront: slots: %s\n", strerror(-ret));

@@ -173,7 +173,7 @@ static int vf_corpus_connect(struct vf_corpus *c)
 		c->ready = false;
 		ret = vf_dev_connect(&c->dev, c->cli->dev.socket, c->cli->dev.timeout_ms);
 		if (!ret) {
-			ret = vf_dev_negotiate(&c->dev, true);
+			ret = vf_dev_negotiate(&c->dev, 1ull << VF_F_RING_INDIRECT_DESC);
 		}
 		if (!ret) {
 			c->capacity = vf_capacity(&c->dev);
@@ -429,7 +429,9 @@ static enum vf_outcome vf_mem_table(struct vf_corpus *c, const struct vf_mem_reg
 	if (len > sizeof(msg)) {
 		len = sizeof(msg);
 	}
-	memcpy(msg.r, r, (len - sizeof(msg.h)));
+	if (nregions) {
+		memcpy(msg.r, r, len - sizeof(msg.h));
+	}
 	return vf_msg_ok(c, VF_SET_MEM_TABLE, &msg, len, fds, nfds);
 }
 
@@ -522,7 +524,7 @@ static enum vf_outcome vf_c_desc_self_loop(struct vf_corpus *c)
 
 static enum vf_outcome vf_c_chain_wraps_queue(struct vf_corpus *c)
 {
-	static struct vf_rd rd[VF_CORPUS_QSIZE];
+	struct vf_rd rd[VF_CORPUS_QSIZE];
 	unsigned int n = VF_CORPUS_QSIZE;
 
 	vf_std_chain(c, rd, VF_BLK_T_IN, 0, 0);
@@ -993,8 +995,8 @@ static enum vf_outcome vf_c_avail_idx_jump(struct vf_corpus *c)
 	struct vf_vq *vq = &c->dev.vq[0];
 
 	/* More new entries than the queue holds. */
-	__atomic_store_n(&vq->avail->idx, (uint16_t)(vq->avail_idx + vq->size + 5),
-			 __ATOMIC_RELEASE);
+	vq->avail_idx = (uint16_t)(vq->avail_idx + vq->size + 5);
+	__atomic_store_n(&vq->avail->idx, vq->avail_idx, __ATOMIC_RELEASE);
 	vf_vq_kick(vq);
 	return vf_raw_wait(c, 0);
 }

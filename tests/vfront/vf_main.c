@@ -40,6 +40,8 @@ static const char vf_usage_text[] =
 	"  --mem SIZE        guest memory (default 64M, a multiple of 2M)\n"
 	"  --regions 1|2     memory regions (default 2: the second at 4 GiB guest-physical)\n"
 	"  --indirect        use indirect descriptor tables (needs INDIRECT_DESC)\n"
+	"  --event-idx       negotiate EVENT_IDX when offered (notification suppression\n"
+	"                    as Linux guests use it)\n"
 	"  --timeout MS      reply and completion timeout (default 5000)\n"
 	"  --spin            busy-poll the used rings instead of poll() on the call fds\n"
 	"  --seed S          PRNG seed (default 1)\n"
@@ -215,6 +217,7 @@ int main(int argc, char **argv)
 		{"mem", required_argument, NULL, 'm'},
 		{"regions", required_argument, NULL, 'R'},
 		{"indirect", no_argument, NULL, 'I'},
+		{"event-idx", no_argument, NULL, 'E'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"spin", no_argument, NULL, 'S'},
 		{"iodepth", required_argument, NULL, 'd'},
@@ -286,6 +289,9 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			cli.dev.indirect = true;
+			break;
+		case 'E':
+			cli.dev.event_idx = true;
 			break;
 		case 'T':
 			if (!vf_parse_uint(optarg, 3600000, &v) || v == 0) {

@@ -452,9 +452,10 @@ static const uint64_t vf_wanted_features =
 	(1ull << VF_F_BLK_WRITE_ZEROES) | (1ull << VF_F_PROTOCOL_FEATURES) |
 	(1ull << VF_F_VERSION_1);
 
-int vf_dev_negotiate(struct vf_dev *d, bool indirect)
+int vf_dev_negotiate(struct vf_dev *d, uint64_t ring_features)
 {
-	uint64_t want = vf_wanted_features | (indirect ? 1ull << VF_F_RING_INDIRECT_DESC : 0);
+	uint64_t want = vf_wanted_features | ring_features;
+	uint64_t pf;
 	uint64_t nq = 1;
 	int ret;
 
@@ -479,19 +480,15 @@ int vf_dev_negotiate(struct vf_dev *d, bool indirect)
 	if (ret) {
 		return ret;
 	}
-	/* Before SET_PROTOCOL_FEATURES: protocol_features is still 0, so this
-	 * message is sent without NEED_REPLY. */
-	d->protocol_features = d->dev_protocol_features & VF_PF_WANTED;
-	{
-		uint64_t pf = d->protocol_features;
-
-		d->protocol_features = 0;
-		ret = vf_msg_set(d, VF_SET_PROTOCOL_FEATURES, &pf, sizeof(pf), NULL, 0);
-		d->protocol_features = pf;
-		if (ret) {
-			return ret;
-		}
+	/* REPLY_ACK is not in force before this message is through: no
+	 * NEED_REPLY on it. */
+	pf = d->dev_protocol_features & VF_PF_WANTED;
+	ret = vf_msg_send_raw(d, VF_SET_PROTOCOL_FEATURES, VF_USER_VERSION, sizeof(pf), &pf,
+			      sizeof(pf), NULL, 0);
+	if (ret) {
+		return ret;
 	}
+	d->protocol_features = pf;
 	if (vf_has_pf(d, VF_PF_MQ)) {
 		ret = vf_msg_get_u64(d, VF_GET_QUEUE_NUM, &nq);
 		if (ret) {
@@ -604,6 +601,7 @@ int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
 	if (ret) {
 		return ret;
 	}
+	vq->event_idx = vf_has_feature(d, VF_F_RING_EVENT_IDX);
 	st.num = d->queue_size;
 	ret = vf_msg_set(d, VF_SET_VRING_NUM, &st, sizeof(st), NULL, 0);
 	if (ret) {
@@ -645,13 +643,13 @@ int vf_dev_open(struct vf_dev *d, const struct vf_dev_opts *o)
 	unsigned int queues;
 	int ret;
 
-	ret = vf_dev_negotiate(d, o->indirect);
-	if (ret) {
-		return ret;
-	}
 	if (o->queue_size == 0 || o->queue_size > VF_MAX_QUEUE_SIZE ||
 	    (o->queue_size & (o->queue_size - 1))) {
 		return -EINVAL;
+	}
+	ret = vf_dev_negotiate(d, vf_ring_features(o));
+	if (ret) {
+		return ret;
 	}
 	d->queue_size = (uint16_t)o->queue_size;
 	queues = o->queues ? o->queues : 1;

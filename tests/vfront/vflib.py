@@ -250,12 +250,15 @@ def check_bench(res, rw):
 
 
 def run_data_checks(build, backend, sock, image, size):
-    """info, two verify runs (each checked against the file), a 2 s bench."""
+    """info, two verify runs (each checked against the file: 2 queues with
+    EVENT_IDX, then 16 KiB in one memory region through indirect tables,
+    when offered), a 2 s randrw bench."""
     info = vfront(build, ["info", "--socket", sock])
     check_info(info, size, 2)
     backend.check_alive()
     runs = [
-        ["--queues", "2", "--iodepth", "8", "--count", "3000", "--seed", "11"],
+        ["--queues", "2", "--iodepth", "8", "--count", "3000", "--seed", "11"]
+        + (["--event-idx"] if "event_idx" in info["device_feature_names"] else []),
         ["--queues", "2", "--iodepth", "4", "--bs", "16k", "--count", "1000", "--seed", "12",
          "--regions", "1"] + (["--indirect"] if "indirect_desc" in info["device_feature_names"]
                               else []),
