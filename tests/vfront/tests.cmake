@@ -9,7 +9,8 @@ add_executable(keel-vfront
   ${KEEL_VF_DIR}/vf_blk.c
   ${KEEL_VF_DIR}/vf_verify.c
   ${KEEL_VF_DIR}/vf_bench.c
-  ${KEEL_VF_DIR}/vf_corpus.c)
+  ${KEEL_VF_DIR}/vf_corpus.c
+  ${KEEL_VF_DIR}/vf_corpus_cases.c)
 target_link_libraries(keel-vfront PRIVATE keel_common m)
 
 # The frontend against the reference backend (validates keel-vfront itself).
