@@ -553,7 +553,8 @@ struct vf_cli {
 	unsigned int rwmixread; /* percent reads for randrw */
 	const char *corpus_case;
 	bool list;
-	int pid; /* backend pid to check after each corpus case (0: none) */
+	int pid;       /* backend pid to check after each corpus case (0: none) */
+	uint64_t span; /* verify: bytes from offset 0 to exercise (0: min(device, 1 GiB)) */
 };
 
 /*

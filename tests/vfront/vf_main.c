@@ -14,7 +14,8 @@
 static const char vf_usage_text[] =
 	"usage: keel-vfront info   --socket S [common options]\n"
 	"       keel-vfront verify --socket S [--queues N] [--iodepth D] [--bs SIZE]\n"
-	"                          [--count N | --runtime SECS] [--seed S] [--json]\n"
+	"                          [--count N | --runtime SECS] [--seed S] [--span SIZE]\n"
+	"                          [--json]\n"
 	"       keel-vfront bench  --socket S --rw MODE [--bs SIZE] [--iodepth D]\n"
 	"                          [--runtime SECS] [--queues N] [--rwmixread PCT] [--json]\n"
 	"       keel-vfront corpus --socket S [--case NAME | --list] [--pid PID] [--json]\n"
@@ -26,7 +27,8 @@ static const char vf_usage_text[] =
 	"  verify   random writes of self-describing 4 KiB blocks (offset, sequence,\n"
 	"           seed, crc32c), reads checked while running and over the whole\n"
 	"           device at the end, plus flush, discard, write-zeroes, GET_ID;\n"
-	"           exits 1 at the first mismatch or error status\n"
+	"           exits 1 at the first mismatch or error status; --span limits it to\n"
+	"           the first SIZE bytes (default: the device, at most 1G)\n"
 	"  bench    fio-like load: IOPS, MiB/s, latency mean/p50/p99/p99.9 (us);\n"
 	"           MODE is randread, randwrite, randrw, read or write\n"
 	"  corpus   the malicious-guest corpus: each case does one bad thing, checks\n"
@@ -231,6 +233,7 @@ int main(int argc, char **argv)
 		{"case", required_argument, NULL, 'c'},
 		{"list", no_argument, NULL, 'l'},
 		{"pid", required_argument, NULL, 'p'},
+		{"span", required_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -359,6 +362,13 @@ int main(int argc, char **argv)
 				return vf_usage("bad --pid", optarg);
 			}
 			cli.pid = (int)v;
+			break;
+		case 'P':
+			if (cfg_parse_size(optarg, &cli.span) || cli.span < (1u << 20) ||
+			    cli.span % 4096) {
+				return vf_usage("bad --span (at least 1M, a multiple of 4K)",
+						optarg);
+			}
 			break;
 		case 'h':
 			return vf_usage(NULL, NULL);
