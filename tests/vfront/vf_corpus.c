@@ -171,6 +171,13 @@ unsigned int vf_std_chain(struct vf_corpus *c, struct vf_rd *rd, uint32_t type, 
 static int vf_raw_submit(struct vf_corpus *c, unsigned int q, const struct vf_rd *rd,
 			 unsigned int n)
 {
+	*c->status = VF_BLK_S_NONE;
+	return vf_raw_submit_nowait(c, q, rd, n);
+}
+
+int vf_raw_submit_nowait(struct vf_corpus *c, unsigned int q, const struct vf_rd *rd,
+			 unsigned int n)
+{
 	struct vf_vq *vq = &c->dev.vq[q];
 	uint16_t ids[VF_CORPUS_QSIZE];
 
@@ -185,7 +192,6 @@ static int vf_raw_submit(struct vf_corpus *c, unsigned int q, const struct vf_rd
 			.next = rd[i].abs_next ? rd[i].next
 					       : (rd[i].next < n ? ids[rd[i].next] : rd[i].next)};
 	}
-	*c->status = VF_BLK_S_NONE;
 	vf_vq_publish(vq, ids[0], c);
 	return vf_vq_kick(vq);
 }

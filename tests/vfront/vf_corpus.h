@@ -109,6 +109,11 @@ struct vf_rd vf_indirect(struct vf_corpus *c, const struct vf_rd *rd, unsigned i
 enum vf_outcome vf_raw(struct vf_corpus *c, unsigned int q, const struct vf_rd *rd, unsigned int n);
 enum vf_outcome vf_raw_wait(struct vf_corpus *c, unsigned int q);
 
+/* Publish @n raw descriptors as one chain on queue @q and notify, without
+ * touching c->status or waiting. -ENOSPC, -ECONNRESET, -errno. */
+int vf_raw_submit_nowait(struct vf_corpus *c, unsigned int q, const struct vf_rd *rd,
+			 unsigned int n);
+
 /* Fill @len bytes of c->data with blocks a bad write carries (they must
  * never land: the canary check finds them). */
 void vf_bad_payload(struct vf_corpus *c, uint32_t len);

@@ -593,6 +593,50 @@ static enum vf_outcome vf_c_avail_bad_head(struct vf_corpus *c)
 	return vf_raw_wait(c, 0);
 }
 
+#define VF_DROP_REQUESTS 32u
+
+static enum vf_outcome vf_c_drop_with_inflight(struct vf_corpus *c)
+{
+	/* 32 requests in flight on both queues, then the frontend goes away
+	 * without waiting: reads of the canary (the device writes guest
+	 * memory after we are gone) and 4 KiB writes just past it. Every
+	 * request has its own header and status byte. */
+	uint8_t *wbuf = (uint8_t *)c->itab;
+
+	memset(wbuf, 0x3c, 4096);
+	for (unsigned int i = 0; i < VF_DROP_REQUESTS; i++) {
+		struct vf_blk_req_hdr *h = c->hdr + i;
+		bool write = i % 2;
+		struct vf_rd rd[3] = {
+			{.addr = vf_corpus_gpa(c, h),
+			 .len = 16,
+			 .flags = VF_DESC_F_NEXT,
+			 .next = 1},
+			{.addr = write ? vf_corpus_gpa(c, wbuf) : vf_corpus_gpa(c, c->data),
+			 .len = write ? 4096 : VF_CORPUS_DATA,
+			 .flags = VF_DESC_F_NEXT | (write ? 0 : VF_DESC_F_WRITE),
+			 .next = 2},
+			{.addr = vf_corpus_gpa(c, c->status + 64 + i),
+			 .len = 1,
+			 .flags = VF_DESC_F_WRITE},
+		};
+		int ret;
+
+		*h = (struct vf_blk_req_hdr){.type = write ? VF_BLK_T_OUT : VF_BLK_T_IN,
+					     .sector = write ? (VF_CANARY_HEAD + 2 + i) *
+								       (VF_PAT_BLOCK / VF_SECTOR)
+							     : 0};
+		ret = vf_raw_submit_nowait(c, i % c->dev.num_queues, rd, 3);
+		if (ret) {
+			vf_corpus_note(c, "submit: %s", strerror(-ret));
+			return ret == -ECONNRESET ? VF_OC_CLOSED : VF_OC_BAD;
+		}
+	}
+	close(c->dev.sock);
+	c->dev.sock = -1;
+	return VF_OC_CLOSED;
+}
+
 /* ---- message cases ---- */
 
 static enum vf_outcome vf_m_mem_zero_regions(struct vf_corpus *c)
@@ -991,6 +1035,28 @@ static enum vf_outcome vf_m_get_config_huge(struct vf_corpus *c)
 	}
 }
 
+static enum vf_outcome vf_m_drop_mid_setup(struct vf_corpus *c)
+{
+	/* Memory table and half a ring, then gone. */
+	struct vf_vring_state st = {.index = 0, .num = VF_CORPUS_QSIZE};
+	int ret;
+
+	if (vf_corpus_mem(c)) {
+		return VF_OC_BAD;
+	}
+	ret = vf_dev_set_mem_table(&c->dev);
+	if (!ret) {
+		ret = vf_msg_set(&c->dev, VF_SET_VRING_NUM, &st, sizeof(st), NULL, 0);
+	}
+	if (ret) {
+		vf_corpus_note(c, "setup before the drop: %s", strerror(-ret));
+		return ret == -ECONNRESET ? VF_OC_CLOSED : VF_OC_BAD;
+	}
+	close(c->dev.sock);
+	c->dev.sock = -1;
+	return VF_OC_CLOSED;
+}
+
 static enum vf_outcome vf_m_inflight_bad(struct vf_corpus *c)
 {
 	/* SET_INFLIGHT_FD with a region larger than its descriptor. */
@@ -1150,6 +1216,9 @@ const struct vf_case vf_corpus_cases[] = {
 	    "avail->idx moved by queue size + 5"),
 	REQ("avail-head-out-of-range", OC(CLOSED), vf_c_avail_bad_head,
 	    "avail ring entry 266 in a queue of 256"),
+	REQ("drop-with-inflight", OC(CLOSED), vf_c_drop_with_inflight,
+	    "32 reads and writes in flight on every queue, then the frontend disconnects "
+	    "(the backend must survive it and serve the next frontend)"),
 	MSG("mem-table-zero-regions", OC_MSG_REFUSAL, vf_m_mem_zero_regions,
 	    "SET_MEM_TABLE with 0 regions"),
 	MSG("mem-table-too-many", OC_MSG_REFUSAL, vf_m_mem_too_many,
@@ -1214,6 +1283,8 @@ const struct vf_case vf_corpus_cases[] = {
 	    "GET_CONFIG asking for 1 MiB of config space"),
 	MSG("inflight-size-past-fd", OC_MSG_REFUSAL, vf_m_inflight_bad,
 	    "SET_INFLIGHT_FD with mmap_size 1 TiB"),
+	MSG("drop-mid-setup", OC(CLOSED), vf_m_drop_mid_setup,
+	    "memory table and SET_VRING_NUM, then the frontend disconnects"),
 	MSG("inflight-get-bad-geometry", OC_MSG_REFUSAL, vf_m_inflight_get_huge,
 	    "GET_INFLIGHT_FD for 65535 queues of 65535 descriptors"),
 };
