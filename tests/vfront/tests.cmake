@@ -1,9 +1,9 @@
 # keel-vfront: a vhost-user-blk test frontend playing QEMU's part (verify,
-# bench, the malicious-guest corpus), and the tests that drive it against
-# qemu-storage-daemon (the reference backend) and keel-export.
+# bench, the malicious-guest corpus), its unit test, and the tests that
+# drive it against qemu-storage-daemon (the reference backend) and
+# keel-export.
 set(KEEL_VF_DIR ${CMAKE_CURRENT_LIST_DIR})
-add_executable(keel-vfront
-  ${KEEL_VF_DIR}/vf_main.c
+add_library(keel_vfront STATIC
   ${KEEL_VF_DIR}/vf_proto.c
   ${KEEL_VF_DIR}/vf_ring.c
   ${KEEL_VF_DIR}/vf_blk.c
@@ -11,7 +11,11 @@ add_executable(keel-vfront
   ${KEEL_VF_DIR}/vf_bench.c
   ${KEEL_VF_DIR}/vf_corpus.c
   ${KEEL_VF_DIR}/vf_corpus_cases.c)
-target_link_libraries(keel-vfront PRIVATE keel_common m)
+target_link_libraries(keel_vfront PUBLIC keel_common m)
+add_executable(keel-vfront ${KEEL_VF_DIR}/vf_main.c)
+target_link_libraries(keel-vfront PRIVATE keel_vfront)
+
+keel_unit_test(test_vfront SOURCES ${KEEL_VF_DIR}/test_vfront.c LIBS keel_vfront)
 
 # The frontend against the reference backend (validates keel-vfront itself).
 add_test(NAME vfront_qsd
