@@ -360,6 +360,7 @@ struct vf_dev {
 	int inflight_fd;
 	void *inflight;
 	uint64_t inflight_size;
+	uint64_t inflight_offset;
 	struct vf_vq vq[VF_MAX_QUEUES];
 };
 
@@ -408,6 +409,15 @@ int vf_dev_setup_inflight(struct vf_dev *d, unsigned int queues);
 /* Lay out queue @q in guest memory and send SET_VRING_NUM/BASE/ADDR/KICK/
  * CALL/ENABLE. */
 int vf_dev_start_queue(struct vf_dev *d, unsigned int q);
+
+/* Drop the connection with requests in flight and come back as QEMU does
+ * after losing its backend: keep guest memory, rings and the inflight
+ * region; negotiate (the same features, or -EPROTO), SET_INFLIGHT_FD with
+ * the region, SET_MEM_TABLE, every ring again with base = used->idx, and
+ * a kick. The backend resubmits what it had taken and not completed.
+ * -EOPNOTSUPP without an inflight region; otherwise errors as the
+ * messages (-EREMOTEIO: refused, e.g. while the old requests drain). */
+int vf_dev_reconnect(struct vf_dev *d, const char *path);
 
 /* Close the socket, free the queues, the memory and the inflight region. */
 void vf_dev_close(struct vf_dev *d);
@@ -553,8 +563,9 @@ struct vf_cli {
 	unsigned int rwmixread; /* percent reads for randrw */
 	const char *corpus_case;
 	bool list;
-	int pid;       /* backend pid to check after each corpus case (0: none) */
-	uint64_t span; /* verify: bytes from offset 0 to exercise (0: min(device, 1 GiB)) */
+	int pid;	    /* backend pid to check after each corpus case (0: none) */
+	uint64_t span;	    /* verify: bytes from offset 0 to exercise (0: min(device, 1 GiB)) */
+	uint64_t reconnect; /* verify: drop and resume the connection every N requests */
 };
 
 /*

@@ -15,7 +15,7 @@ static const char vf_usage_text[] =
 	"usage: keel-vfront info   --socket S [common options]\n"
 	"       keel-vfront verify --socket S [--queues N] [--iodepth D] [--bs SIZE]\n"
 	"                          [--count N | --runtime SECS] [--seed S] [--span SIZE]\n"
-	"                          [--json]\n"
+	"                          [--reconnect N] [--json]\n"
 	"       keel-vfront bench  --socket S --rw MODE [--bs SIZE] [--iodepth D]\n"
 	"                          [--runtime SECS] [--queues N] [--rwmixread PCT] [--json]\n"
 	"       keel-vfront corpus --socket S [--case NAME | --list] [--pid PID] [--json]\n"
@@ -28,7 +28,10 @@ static const char vf_usage_text[] =
 	"           seed, crc32c), reads checked while running and over the whole\n"
 	"           device at the end, plus flush, discard, write-zeroes, GET_ID;\n"
 	"           exits 1 at the first mismatch or error status; --span limits it to\n"
-	"           the first SIZE bytes (default: the device, at most 1G)\n"
+	"           the first SIZE bytes (default: the device, at most 1G); --reconnect N\n"
+	"           drops the connection with requests in flight every N requests and\n"
+	"           resumes it through the inflight region (INFLIGHT_SHMFD): every\n"
+	"           request must still complete, once, and the data stay right\n"
 	"  bench    fio-like load: IOPS, MiB/s, latency mean/p50/p99/p99.9 (us);\n"
 	"           MODE is randread, randwrite, randrw, read or write\n"
 	"  corpus   the malicious-guest corpus: each case does one bad thing, checks\n"
@@ -234,6 +237,7 @@ int main(int argc, char **argv)
 		{"list", no_argument, NULL, 'l'},
 		{"pid", required_argument, NULL, 'p'},
 		{"span", required_argument, NULL, 'P'},
+		{"reconnect", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -368,6 +372,11 @@ int main(int argc, char **argv)
 			    cli.span % 4096) {
 				return vf_usage("bad --span (at least 1M, a multiple of 4K)",
 						optarg);
+			}
+			break;
+		case 'r':
+			if (!vf_parse_uint(optarg, UINT64_MAX, &cli.reconnect) || !cli.reconnect) {
+				return vf_usage("bad --reconnect", optarg);
 			}
 			break;
 		case 'h':
