@@ -2,8 +2,8 @@
 """vfront_qsd: keel-vfront against the reference backend, qemu-storage-daemon.
 
 Validates the test frontend itself: info (features, config space), verify
-(two runs: 2 queues and 4 KiB, then 16 KiB with one memory region and
-indirect descriptors; after each, the image file must hold exactly the
+(two runs: 2 queues, 4 KiB and EVENT_IDX, then 16 KiB with one memory
+region and indirect descriptors; after each, the image file must hold exactly the
 final contents verify reported), a 2 s randrw bench with sane JSON, and
 qemu-storage-daemon alive throughout and stopping cleanly.
 

@@ -135,8 +135,8 @@ struct vf_config_hdr {
 	/* config bytes follow */
 };
 
-/* The spec lists 20 bytes of fields; QEMU (and DPDK, and our backend) send
- * the naturally aligned C struct, 24 bytes with the tail padding. */
+/* The spec lists 20 bytes of fields; QEMU sends its C struct with the
+ * tail padding (24 bytes), and backends expect that. */
 struct vf_inflight_msg {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
@@ -144,7 +144,7 @@ struct vf_inflight_msg {
 	uint16_t queue_size;
 	uint32_t padding;
 };
-_Static_assert(sizeof(struct vf_inflight_msg) == 24, "inflight message");
+_Static_assert(sizeof(struct vf_inflight_msg) == 24, "inflight message as QEMU sends it");
 
 /* ---- virtio-blk (virtio 1.1, 5.2) ---- */
 
@@ -208,6 +208,8 @@ _Static_assert(sizeof(struct vf_blk_dwz_seg) == 16, "discard/write-zeroes segmen
 #define VF_DESC_F_WRITE	    2
 #define VF_DESC_F_INDIRECT  4
 #define VF_USED_F_NO_NOTIFY 1
+/* EVENT_IDX: used_event lives after avail->ring[size], avail_event after
+ * used->ring[size]. */
 
 struct vf_desc {
 	uint64_t addr; /* guest-physical */
@@ -278,8 +280,10 @@ struct vf_vq {
 	struct vf_desc *desc;
 	struct vf_avail *avail;
 	struct vf_used *used;
-	uint16_t avail_idx; /* next avail->idx to publish */
-	uint16_t last_used; /* next used->idx entry to reap */
+	bool event_idx;	     /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	uint16_t avail_idx;  /* next avail->idx to publish */
+	uint16_t kicked_idx; /* avail_idx at the last notification */
+	uint16_t last_used;  /* next used->idx entry to reap */
 	uint16_t free_head;
 	uint16_t num_free;
 	uint16_t *chain_next; /* our own chain/free links, never read from desc */
@@ -303,8 +307,15 @@ int vf_vq_alloc(struct vf_vq *vq, unsigned int n, uint16_t *ids);
  * make it visible (release store of avail->idx). Does not notify. */
 void vf_vq_publish(struct vf_vq *vq, uint16_t head, void *token);
 
-/* Notify the device unless it set VRING_USED_F_NO_NOTIFY. -errno from write. */
+/* Notify the device of what was published since the last kick, unless it
+ * suppressed notifications (VRING_USED_F_NO_NOTIFY, or its avail_event
+ * with EVENT_IDX). -errno from write. */
 int vf_vq_kick(struct vf_vq *vq);
+
+/* Before sleeping on the call fd: with EVENT_IDX, ask for a notification
+ * at the next used entry. Returns true when entries arrived meanwhile
+ * (reap again instead of sleeping). Always false without EVENT_IDX. */
+bool vf_vq_arm(struct vf_vq *vq);
 
 /* Reap one used entry: 1 with *token and *len set (the chain is freed), 0
  * when none, -EPROTO when the device returned an id that is out of range or
@@ -329,6 +340,7 @@ struct vf_dev_opts {
 	uint64_t mem_size;
 	unsigned int regions; /* 1 or 2 */
 	bool indirect;	      /* negotiate VIRTIO_RING_F_INDIRECT_DESC if offered */
+	bool event_idx;	      /* negotiate VIRTIO_RING_F_EVENT_IDX if offered */
 	int timeout_ms;	      /* for every reply and completion wait */
 };
 
@@ -348,6 +360,7 @@ struct vf_dev {
 	int inflight_fd;
 	void *inflight;
 	uint64_t inflight_size;
+	uint64_t inflight_offset;
 	struct vf_vq vq[VF_MAX_QUEUES];
 };
 
@@ -374,9 +387,17 @@ int vf_dev_open(struct vf_dev *d, const struct vf_dev_opts *opts);
 /* SET_OWNER, GET/SET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM,
  * GET_CONFIG. Device features we take: VERSION_1, PROTOCOL_FEATURES and
  * the blk features we know (flush, discard, write zeroes, MQ, ...), plus
- * INDIRECT_DESC when @indirect. -EPROTO when the backend lacks VERSION_1 or
- * PROTOCOL_FEATURES, or sends a malformed reply. */
-int vf_dev_negotiate(struct vf_dev *d, bool indirect);
+ * those of @ring_features (INDIRECT_DESC, EVENT_IDX bits) the backend
+ * offers. -EPROTO when the backend lacks VERSION_1 or PROTOCOL_FEATURES, or
+ * sends a malformed reply. */
+int vf_dev_negotiate(struct vf_dev *d, uint64_t ring_features);
+
+/* The ring features @o asks for, as vf_dev_negotiate() takes them. */
+static inline uint64_t vf_ring_features(const struct vf_dev_opts *o)
+{
+	return (o->indirect ? 1ull << VF_F_RING_INDIRECT_DESC : 0) |
+	       (o->event_idx ? 1ull << VF_F_RING_EVENT_IDX : 0);
+}
 
 /* Announce d->mem with SET_MEM_TABLE (one fd per region). */
 int vf_dev_set_mem_table(struct vf_dev *d);
@@ -388,6 +409,15 @@ int vf_dev_setup_inflight(struct vf_dev *d, unsigned int queues);
 /* Lay out queue @q in guest memory and send SET_VRING_NUM/BASE/ADDR/KICK/
  * CALL/ENABLE. */
 int vf_dev_start_queue(struct vf_dev *d, unsigned int q);
+
+/* Drop the connection with requests in flight and come back as QEMU does
+ * after losing its backend: keep guest memory, rings and the inflight
+ * region; negotiate (the same features, or -EPROTO), SET_INFLIGHT_FD with
+ * the region, SET_MEM_TABLE, every ring again with base = used->idx, and
+ * a kick. The backend resubmits what it had taken and not completed.
+ * -EOPNOTSUPP without an inflight region; otherwise errors as the
+ * messages (-EREMOTEIO: refused, e.g. while the old requests drain). */
+int vf_dev_reconnect(struct vf_dev *d, const char *path);
 
 /* Close the socket, free the queues, the memory and the inflight region. */
 void vf_dev_close(struct vf_dev *d);
@@ -533,14 +563,16 @@ struct vf_cli {
 	unsigned int rwmixread; /* percent reads for randrw */
 	const char *corpus_case;
 	bool list;
-	int pid; /* backend pid to check after each corpus case (0: none) */
+	int pid;	    /* backend pid to check after each corpus case (0: none) */
+	uint64_t span;	    /* verify: bytes from offset 0 to exercise (0: min(device, 1 GiB)) */
+	uint64_t reconnect; /* verify: drop and resume the connection every N requests */
 };
 
 /*
  * The self-describing 4 KiB block (vf_verify.c): magic "KVFBLK01", the
  * block's byte offset, the write's sequence number and the run's seed (4
  * little-endian u64s), PRNG filler derived from all three, and the
- * crc32c of bytes 0..4091 in the last 4 bytes. tests/vfront/vfcheck.py
+ * crc32c of bytes 0..4091 in the last 4 bytes. tests/vfront/vflib.py
  * reads the same format from the backing file.
  */
 #define VF_PAT_BLOCK 4096u

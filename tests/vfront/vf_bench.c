@@ -133,6 +133,15 @@ static int vf_bench_submit(struct vf_bench *bn, struct vf_io *io)
 	} else {
 		slot = vf_rand(&bn->rng) % bn->nslots;
 	}
+	if (!read && io->type == VF_BLK_T_IN) {
+		/* The buffer holds what the last read returned: spoil every
+		 * block's first word so that bench never copies a verify
+		 * block to another offset (a later verify would call that a
+		 * misplaced write). */
+		for (uint32_t off = 0; off < cli->bs; off += 4096) {
+			*(uint64_t *)(io->data + off) = vf_rand(&bn->rng);
+		}
+	}
 	io->type = read ? VF_BLK_T_IN : VF_BLK_T_OUT;
 	io->sector = slot * (cli->bs / VF_SECTOR);
 	io->len = cli->bs;
@@ -255,6 +264,14 @@ int vf_cmd_bench(const struct vf_cli *cli)
 	    vf_has_feature(&bn->dev, VF_F_BLK_RO)) {
 		fprintf(stderr, "keel-vfront: the device is read-only\n");
 		ret = -EROFS;
+		goto out_close;
+	}
+	if (cli->iodepth * (cli->dev.indirect ? 1u : 3u) > bn->dev.queue_size) {
+		fprintf(stderr,
+			"keel-vfront: --iodepth %u needs %u descriptors per queue; raise "
+			"--queue-size or use --indirect\n",
+			cli->iodepth, cli->iodepth * (cli->dev.indirect ? 1u : 3u));
+		ret = -EINVAL;
 		goto out_close;
 	}
 	ret = vf_blk_init(&bn->blk, &bn->dev, cli->iodepth, cli->bs, cli->dev.indirect);

@@ -205,6 +205,17 @@ static int vf_blk_reap(struct vf_blk *b, struct vf_vq *vq)
 	return done;
 }
 
+/* Ask every queue for a notification at its next completion. */
+static bool vf_blk_arm(struct vf_blk *b)
+{
+	bool pending = false;
+
+	for (unsigned int q = 0; q < b->dev->num_queues; q++) {
+		pending |= vf_vq_arm(&b->dev->vq[q]);
+	}
+	return pending;
+}
+
 int vf_blk_poll(struct vf_blk *b, int timeout_ms)
 {
 	struct vf_dev *d = b->dev;
@@ -228,6 +239,9 @@ int vf_blk_poll(struct vf_blk *b, int timeout_ms)
 		now = vf_now_ns();
 		if (timeout_ms <= 0 || now >= deadline) {
 			return timeout_ms <= 0 ? 0 : -ETIMEDOUT;
+		}
+		if (vf_blk_arm(b)) {
+			continue; /* completions arrived while arming */
 		}
 		for (unsigned int q = 0; q < d->num_queues; q++) {
 			pfd[q] = (struct pollfd){.fd = d->vq[q].call_fd, .events = POLLIN};

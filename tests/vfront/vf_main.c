@@ -14,7 +14,8 @@
 static const char vf_usage_text[] =
 	"usage: keel-vfront info   --socket S [common options]\n"
 	"       keel-vfront verify --socket S [--queues N] [--iodepth D] [--bs SIZE]\n"
-	"                          [--count N | --runtime SECS] [--seed S] [--json]\n"
+	"                          [--count N | --runtime SECS] [--seed S] [--span SIZE]\n"
+	"                          [--reconnect N] [--json]\n"
 	"       keel-vfront bench  --socket S --rw MODE [--bs SIZE] [--iodepth D]\n"
 	"                          [--runtime SECS] [--queues N] [--rwmixread PCT] [--json]\n"
 	"       keel-vfront corpus --socket S [--case NAME | --list] [--pid PID] [--json]\n"
@@ -26,7 +27,11 @@ static const char vf_usage_text[] =
 	"  verify   random writes of self-describing 4 KiB blocks (offset, sequence,\n"
 	"           seed, crc32c), reads checked while running and over the whole\n"
 	"           device at the end, plus flush, discard, write-zeroes, GET_ID;\n"
-	"           exits 1 at the first mismatch or error status\n"
+	"           exits 1 at the first mismatch or error status; --span limits it to\n"
+	"           the first SIZE bytes (default: the device, at most 1G); --reconnect N\n"
+	"           drops the connection with requests in flight every N requests and\n"
+	"           resumes it through the inflight region (INFLIGHT_SHMFD): every\n"
+	"           request must still complete, once, and the data stay right\n"
 	"  bench    fio-like load: IOPS, MiB/s, latency mean/p50/p99/p99.9 (us);\n"
 	"           MODE is randread, randwrite, randrw, read or write\n"
 	"  corpus   the malicious-guest corpus: each case does one bad thing, checks\n"
@@ -40,6 +45,8 @@ static const char vf_usage_text[] =
 	"  --mem SIZE        guest memory (default 64M, a multiple of 2M)\n"
 	"  --regions 1|2     memory regions (default 2: the second at 4 GiB guest-physical)\n"
 	"  --indirect        use indirect descriptor tables (needs INDIRECT_DESC)\n"
+	"  --event-idx       negotiate EVENT_IDX when offered (notification suppression\n"
+	"                    as Linux guests use it)\n"
 	"  --timeout MS      reply and completion timeout (default 5000)\n"
 	"  --spin            busy-poll the used rings instead of poll() on the call fds\n"
 	"  --seed S          PRNG seed (default 1)\n"
@@ -215,6 +222,7 @@ int main(int argc, char **argv)
 		{"mem", required_argument, NULL, 'm'},
 		{"regions", required_argument, NULL, 'R'},
 		{"indirect", no_argument, NULL, 'I'},
+		{"event-idx", no_argument, NULL, 'E'},
 		{"timeout", required_argument, NULL, 'T'},
 		{"spin", no_argument, NULL, 'S'},
 		{"iodepth", required_argument, NULL, 'd'},
@@ -228,6 +236,8 @@ int main(int argc, char **argv)
 		{"case", required_argument, NULL, 'c'},
 		{"list", no_argument, NULL, 'l'},
 		{"pid", required_argument, NULL, 'p'},
+		{"span", required_argument, NULL, 'P'},
+		{"reconnect", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -286,6 +296,9 @@ int main(int argc, char **argv)
 			break;
 		case 'I':
 			cli.dev.indirect = true;
+			break;
+		case 'E':
+			cli.dev.event_idx = true;
 			break;
 		case 'T':
 			if (!vf_parse_uint(optarg, 3600000, &v) || v == 0) {
@@ -353,6 +366,18 @@ int main(int argc, char **argv)
 				return vf_usage("bad --pid", optarg);
 			}
 			cli.pid = (int)v;
+			break;
+		case 'P':
+			if (cfg_parse_size(optarg, &cli.span) || cli.span < (1u << 20) ||
+			    cli.span % 4096) {
+				return vf_usage("bad --span (at least 1M, a multiple of 4K)",
+						optarg);
+			}
+			break;
+		case 'r':
+			if (!vf_parse_uint(optarg, UINT64_MAX, &cli.reconnect) || !cli.reconnect) {
+				return vf_usage("bad --reconnect", optarg);
+			}
 			break;
 		case 'h':
 			return vf_usage(NULL, NULL);

@@ -414,10 +414,31 @@ bool vf_dev_alive(struct vf_dev *d, int wait_ms)
 
 /* ---- connection setup ---- */
 
-int vf_dev_connect(struct vf_dev *d, const char *path, int timeout_ms)
+static int vf_connect_socket(const char *path, int *out)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, ret;
 
+	*out = -1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		return -errno;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	*out = fd;
+	return 0;
+}
+
+int vf_dev_connect(struct vf_dev *d, const char *path, int timeout_ms)
+{
 	memset(d, 0, sizeof(*d));
 	d->sock = -1;
 	d->inflight_fd = -1;
@@ -427,22 +448,7 @@ int vf_dev_connect(struct vf_dev *d, const char *path, int timeout_ms)
 		d->vq[q].kick_fd = -1;
 		d->vq[q].call_fd = -1;
 	}
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, path);
-	d->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (d->sock < 0) {
-		return -errno;
-	}
-	if (connect(d->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int ret = -errno;
-
-		close(d->sock);
-		d->sock = -1;
-		return ret;
-	}
-	return 0;
+	return vf_connect_socket(path, &d->sock);
 }
 
 static const uint64_t vf_wanted_features =
@@ -452,12 +458,14 @@ static const uint64_t vf_wanted_features =
 	(1ull << VF_F_BLK_WRITE_ZEROES) | (1ull << VF_F_PROTOCOL_FEATURES) |
 	(1ull << VF_F_VERSION_1);
 
-int vf_dev_negotiate(struct vf_dev *d, bool indirect)
+int vf_dev_negotiate(struct vf_dev *d, uint64_t ring_features)
 {
-	uint64_t want = vf_wanted_features | (indirect ? 1ull << VF_F_RING_INDIRECT_DESC : 0);
+	uint64_t want = vf_wanted_features | ring_features;
+	uint64_t pf;
 	uint64_t nq = 1;
 	int ret;
 
+	d->protocol_features = 0; /* nothing negotiated on this connection yet */
 	ret = vf_msg_set(d, VF_SET_OWNER, NULL, 0, NULL, 0);
 	if (ret) {
 		return ret;
@@ -479,19 +487,15 @@ int vf_dev_negotiate(struct vf_dev *d, bool indirect)
 	if (ret) {
 		return ret;
 	}
-	/* Before SET_PROTOCOL_FEATURES: protocol_features is still 0, so this
-	 * message is sent without NEED_REPLY. */
-	d->protocol_features = d->dev_protocol_features & VF_PF_WANTED;
-	{
-		uint64_t pf = d->protocol_features;
-
-		d->protocol_features = 0;
-		ret = vf_msg_set(d, VF_SET_PROTOCOL_FEATURES, &pf, sizeof(pf), NULL, 0);
-		d->protocol_features = pf;
-		if (ret) {
-			return ret;
-		}
+	/* REPLY_ACK is not in force before this message is through: no
+	 * NEED_REPLY on it. */
+	pf = d->dev_protocol_features & VF_PF_WANTED;
+	ret = vf_msg_send_raw(d, VF_SET_PROTOCOL_FEATURES, VF_USER_VERSION, sizeof(pf), &pf,
+			      sizeof(pf), NULL, 0);
+	if (ret) {
+		return ret;
 	}
+	d->protocol_features = pf;
 	if (vf_has_pf(d, VF_PF_MQ)) {
 		ret = vf_msg_get_u64(d, VF_GET_QUEUE_NUM, &nq);
 		if (ret) {
@@ -579,6 +583,7 @@ int vf_dev_setup_inflight(struct vf_dev *d, unsigned int queues)
 		goto out_close_fd;
 	}
 	d->inflight_size = msg.mmap_size;
+	d->inflight_offset = msg.mmap_offset;
 	d->inflight_fd = fd;
 	/* A fresh start: hand the region back as it came (zeroed by the
 	 * backend); a restart test would keep it across connections. */
@@ -589,7 +594,8 @@ out_close_fd:
 	return ret;
 }
 
-int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
+/* SET_VRING_NUM/BASE/ADDR/CALL/KICK/ENABLE for the ring laid out in vq. */
+static int vf_dev_send_vring(struct vf_dev *d, unsigned int q, uint16_t base)
 {
 	struct vf_vq *vq = &d->vq[q];
 	struct vf_vring_state st = {.index = q};
@@ -597,19 +603,12 @@ int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
 	uint64_t fdarg = q;
 	int ret;
 
-	if (q >= VF_MAX_QUEUES) {
-		return -EINVAL;
-	}
-	ret = vf_vq_init(vq, &d->mem, q, d->queue_size);
-	if (ret) {
-		return ret;
-	}
 	st.num = d->queue_size;
 	ret = vf_msg_set(d, VF_SET_VRING_NUM, &st, sizeof(st), NULL, 0);
 	if (ret) {
 		return ret;
 	}
-	st.num = 0;
+	st.num = base;
 	ret = vf_msg_set(d, VF_SET_VRING_BASE, &st, sizeof(st), NULL, 0);
 	if (ret) {
 		return ret;
@@ -630,7 +629,23 @@ int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
 		return ret;
 	}
 	st.num = 1;
-	ret = vf_msg_set(d, VF_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0);
+	return vf_msg_set(d, VF_SET_VRING_ENABLE, &st, sizeof(st), NULL, 0);
+}
+
+int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
+{
+	struct vf_vq *vq = &d->vq[q];
+	int ret;
+
+	if (q >= VF_MAX_QUEUES) {
+		return -EINVAL;
+	}
+	ret = vf_vq_init(vq, &d->mem, q, d->queue_size);
+	if (ret) {
+		return ret;
+	}
+	vq->event_idx = vf_has_feature(d, VF_F_RING_EVENT_IDX);
+	ret = vf_dev_send_vring(d, q, 0);
 	if (ret) {
 		return ret;
 	}
@@ -640,18 +655,70 @@ int vf_dev_start_queue(struct vf_dev *d, unsigned int q)
 	return 0;
 }
 
+int vf_dev_reconnect(struct vf_dev *d, const char *path)
+{
+	uint64_t features = d->features;
+	struct vf_inflight_msg msg = {.mmap_size = d->inflight_size,
+				      .mmap_offset = d->inflight_offset,
+				      .num_queues = (uint16_t)d->num_queues,
+				      .queue_size = d->queue_size};
+	int ret;
+
+	if (!d->inflight) {
+		return -EOPNOTSUPP;
+	}
+	close(d->sock);
+	ret = vf_connect_socket(path, &d->sock);
+	if (ret) {
+		return ret;
+	}
+	ret = vf_dev_negotiate(
+		d, features & ((1ull << VF_F_RING_INDIRECT_DESC) | (1ull << VF_F_RING_EVENT_IDX)));
+	if (ret) {
+		return ret;
+	}
+	if (d->features != features || !vf_has_pf(d, VF_PF_INFLIGHT_SHMFD)) {
+		fprintf(stderr, "keel-vfront: the backend came back with other features\n");
+		return -EPROTO;
+	}
+	ret = vf_msg_set(d, VF_SET_INFLIGHT_FD, &msg, sizeof(msg), &d->inflight_fd, 1);
+	if (ret) {
+		return ret;
+	}
+	ret = vf_dev_set_mem_table(d);
+	if (ret) {
+		return ret;
+	}
+	for (unsigned int q = 0; q < d->num_queues; q++) {
+		struct vf_vq *vq = &d->vq[q];
+		uint64_t one = 1;
+
+		/* Where QEMU restarts a ring it lost: what the device has
+		 * returned; the inflight region tells the backend the rest. */
+		ret = vf_dev_send_vring(d, q, __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE));
+		if (ret) {
+			return ret;
+		}
+		/* Entries published while nobody listened need a kick. */
+		if (write(vq->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
 int vf_dev_open(struct vf_dev *d, const struct vf_dev_opts *o)
 {
 	unsigned int queues;
 	int ret;
 
-	ret = vf_dev_negotiate(d, o->indirect);
-	if (ret) {
-		return ret;
-	}
 	if (o->queue_size == 0 || o->queue_size > VF_MAX_QUEUE_SIZE ||
 	    (o->queue_size & (o->queue_size - 1))) {
 		return -EINVAL;
+	}
+	ret = vf_dev_negotiate(d, vf_ring_features(o));
+	if (ret) {
+		return ret;
 	}
 	d->queue_size = (uint16_t)o->queue_size;
 	queues = o->queues ? o->queues : 1;

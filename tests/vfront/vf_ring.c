@@ -120,20 +120,49 @@ void vf_vq_publish(struct vf_vq *vq, uint16_t head, void *token)
 	__atomic_store_n(&vq->avail->idx, vq->avail_idx, __ATOMIC_RELEASE);
 }
 
+/* virtio 1.1, 2.6.7.2: notify when @event lies in (old, new]. */
+static bool vf_need_event(uint16_t event, uint16_t new_idx, uint16_t old_idx)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old_idx);
+}
+
 int vf_vq_kick(struct vf_vq *vq)
 {
+	uint16_t old = vq->kicked_idx;
 	uint64_t one = 1;
+	bool notify;
 
-	/* The index store must be visible before we read the device's flag
-	 * (store-load ordering: a full fence). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED) & VF_USED_F_NO_NOTIFY) {
+	if (old == vq->avail_idx) {
 		return 0;
 	}
-	if (write(vq->kick_fd, &one, sizeof(one)) != sizeof(one)) {
+	vq->kicked_idx = vq->avail_idx;
+	/* The index store must be visible before we read the device's
+	 * suppression state (store-load ordering: a full fence). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (vq->event_idx) {
+		uint16_t event =
+			__atomic_load_n((uint16_t *)&vq->used->ring[vq->size], __ATOMIC_RELAXED);
+
+		notify = vf_need_event(event, vq->avail_idx, old);
+	} else {
+		notify = !(__atomic_load_n(&vq->used->flags, __ATOMIC_RELAXED) &
+			   VF_USED_F_NO_NOTIFY);
+	}
+	if (notify && write(vq->kick_fd, &one, sizeof(one)) != sizeof(one)) {
 		return -errno;
 	}
 	return 0;
+}
+
+bool vf_vq_arm(struct vf_vq *vq)
+{
+	if (!vq->event_idx) {
+		return false;
+	}
+	__atomic_store_n(&vq->avail->ring[vq->size], vq->last_used, __ATOMIC_RELAXED);
+	/* used_event before the re-check of used->idx (store-load). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return __atomic_load_n(&vq->used->idx, __ATOMIC_ACQUIRE) != vq->last_used;
 }
 
 int vf_vq_reap(struct vf_vq *vq, void **token, uint32_t *len)
