@@ -178,8 +178,14 @@ int vhost_user_check_msg(const struct vhost_user_msg *m, unsigned int nfds,
 		return rc;
 	}
 	d = vu_desc(m->hdr.request);
-	if (d->vring && m->p.state.index >= num_queues) {
-		return -EINVAL;
+	if (d->vring) {
+		/* Kick/call/err carry the index in the low byte of a u64. */
+		uint64_t idx = d->fds == VU_FDS_VRING ? m->p.u64 & VHOST_USER_VRING_IDX_MASK
+						      : m->p.state.index;
+
+		if (idx >= num_queues) {
+			return -EINVAL;
+		}
 	}
 	switch (d->fds) {
 	case VU_FDS_NONE:
