@@ -9,3 +9,5 @@ keel_unit_test(test_vhost_vring SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_vri
   LIBS keel_export TIMEOUT 30)
 keel_unit_test(test_vhost_user SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_user.c
   LIBS keel_export TIMEOUT 30)
+keel_unit_test(test_vhost_blk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_blk.c
+  LIBS keel_export TIMEOUT 60)
