@@ -205,7 +205,9 @@ static int fe_msg(uint32_t req, uint32_t flags, const void *payload, uint32_t si
 	ssize_t n;
 
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
+	if (size) {
+		memcpy(buf + VHOST_USER_HDR_SIZE, payload, size);
+	}
 	if (nfds) {
 		struct cmsghdr *cm;
 

@@ -11,3 +11,23 @@ keel_unit_test(test_vhost_user SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_user
   LIBS keel_export TIMEOUT 30)
 keel_unit_test(test_vhost_blk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_blk.c
   LIBS keel_export TIMEOUT 60)
+
+# libFuzzer targets (clang only): the vhost-user message checks, the ring
+# walker and the virtio-blk parser, built from the sources directly with
+# -fsanitize=fuzzer,address,undefined. tests/vhost/run-fuzz.sh configures a
+# clang build directory with WITH_FUZZ=ON, builds and runs them.
+option(WITH_FUZZ "Build the libFuzzer targets (needs clang)" OFF)
+if(WITH_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "WITH_FUZZ needs clang (CC=clang)")
+  endif()
+  set(VHOST_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/client/vhost_user.c
+    ${CMAKE_SOURCE_DIR}/client/vhost_vring.c ${CMAKE_SOURCE_DIR}/client/virtio_blk.c)
+  foreach(f fuzz_vhost_user fuzz_vhost_vring fuzz_virtio_blk)
+    add_executable(${f} ${CMAKE_CURRENT_LIST_DIR}/${f}.c ${VHOST_FUZZ_SOURCES})
+    target_compile_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined
+      -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+    target_link_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${f} PRIVATE PkgConfig::URING)
+  endforeach()
+endif()
