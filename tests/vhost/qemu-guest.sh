@@ -1,0 +1,177 @@
+#!/bin/bash
+# QEMU 7.2 (TCG) guest checks for the vhost-user-blk backend.
+#
+#   tests/vhost/qemu-guest.sh prepare      kernel (Debian's, decompressed) + busybox initramfs
+#   tests/vhost/qemu-guest.sh basic        guest writes 4 MiB, reads it back; host compares
+#   tests/vhost/qemu-guest.sh mq           the same with 2 queues and 2 vCPUs
+#   tests/vhost/qemu-guest.sh reconnect [N]  4 parallel guest writers; keel-export is
+#                                          SIGSTOPped + SIGKILLed N times (default 3) and
+#                                          restarted; QEMU reconnects (reconnect=1) and
+#                                          every guest verify must pass
+#
+# Environment: VH_GUEST_DIR (kernel, initramfs; default /tmp/vh-guest),
+# KEEL_EXPORT (default build/tests/keel-export), VH_WORK (temp dir).
+# Exit status 0 = pass, 1 = fail (a missing tool or kernel is a failure).
+set -u
+src=$(cd "$(dirname "$0")/../.." && pwd)
+G=${VH_GUEST_DIR:-/tmp/vh-guest}
+EXP=${KEEL_EXPORT:-$src/build/tests/keel-export}
+W=${VH_WORK:-$(mktemp -d /tmp/vh-qemu.XXXXXX)}
+SOCK=$W/vh.sock
+IMG=$W/vh.img
+MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
+EXP_PID=
+QEMU_PID=
+
+fail() { echo "qemu-guest: FAIL: $*" >&2; cleanup; exit 1; }
+cleanup() {
+	[ -n "$QEMU_PID" ] && kill "$QEMU_PID" 2>/dev/null
+	[ -n "$EXP_PID" ] && kill "$EXP_PID" 2>/dev/null
+	wait 2>/dev/null
+	QEMU_PID= EXP_PID=
+}
+trap cleanup EXIT
+
+prepare() {
+	mkdir -p "$G" && cd "$G" || fail "cannot use $G"
+	if [ ! -f vmlinux ]; then
+		pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -1)
+		[ -n "$pkg" ] || fail "no linux-image package found"
+		apt-get download "$pkg" >/dev/null 2>&1 || fail "apt-get download $pkg"
+		rm -rf x && dpkg-deb -x "$pkg"_*.deb x || fail "dpkg-deb"
+		/usr/bin/python3 - x/boot/vmlinuz-* vmlinux <<'EOF' || fail "cannot decompress the kernel"
+import sys, lzma, zlib
+data = open(sys.argv[1], 'rb').read()
+for magic, kind in ((b'\xfd7zXZ\x00', 'xz'), (b'\x1f\x8b\x08', 'gz')):
+    i = data.find(magic)
+    while i >= 0:
+        try:
+            out = (lzma.LZMADecompressor().decompress(data[i:]) if kind == 'xz'
+                   else zlib.decompressobj(31).decompress(data[i:]))
+            if out[:4] == b'\x7fELF':
+                open(sys.argv[2], 'wb').write(out)
+                sys.exit(0)
+        except Exception:
+            pass
+        i = data.find(magic, i + 1)
+sys.exit(1)
+EOF
+	fi
+	K=$(ls x/lib/modules)
+	R=$G/root
+	rm -rf "$R" && mkdir -p "$R"/{bin,proc,sys,dev,mods,tmp}
+	cp /usr/bin/busybox "$R/bin/busybox" || fail "busybox-static missing"
+	for a in sh mount insmod dd cmp cat echo sleep poweroff seq head sed sync ls wc; do
+		ln -s busybox "$R/bin/$a"
+	done
+	for m in $MODS; do cp "$(find x/lib/modules/$K -name "$m.ko")" "$R/mods/" || fail "$m.ko"; done
+	cat > "$R/init" <<'EOT'
+#!/bin/sh
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk; do insmod /mods/$m.ko; done
+mode=$(sed -n 's/.*vhmode=\([a-z]*\).*/\1/p' /proc/cmdline)
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+echo "VH: size $(cat /sys/block/vda/size) lbs $(cat /sys/block/vda/queue/logical_block_size) mq $(ls /sys/block/vda/mq | wc -l)"
+seq 1 1000000 | head -c 4194304 > /tmp/pat
+case "$mode" in
+basic)
+  dd if=/tmp/pat of=/dev/vda bs=64k seek=16 conv=fsync 2>/dev/null
+  echo 3 > /proc/sys/vm/drop_caches
+  dd if=/dev/vda of=/tmp/rb bs=64k skip=16 count=64 iflag=direct 2>/dev/null
+  cmp /tmp/pat /tmp/rb && echo "VH: RESULT PASS" || echo "VH: RESULT FAIL"
+  ;;
+loop)
+  w() {
+    k=$1; n=0; fail=0; off=$(( 256 + k * 64 ))
+    while [ $n -lt 12 ]; do
+      dd if=/tmp/pat of=/dev/vda bs=64k seek=$off oflag=direct 2>/dev/null || { echo "VH: w$k write error $n"; fail=1; }
+      dd if=/dev/vda of=/tmp/rb$k bs=64k skip=$off count=64 iflag=direct 2>/dev/null || { echo "VH: w$k read error $n"; fail=1; }
+      cmp -s /tmp/pat /tmp/rb$k || { echo "VH: w$k mismatch $n"; fail=1; }
+      n=$((n+1)); echo "VH: w$k iter $n"
+    done
+    echo "VH: w$k done fail=$fail"
+  }
+  w 0 & w 1 & w 2 & w 3 &
+  wait
+  ;;
+esac
+sync
+poweroff -f
+EOT
+	chmod +x "$R/init"
+	(cd "$R" && find . | cpio -o -H newc 2>/dev/null) > "$G/initrd.cpio" || fail "cpio"
+	echo "qemu-guest: prepared $G/vmlinux $G/initrd.cpio"
+}
+
+start_export() { # queues
+	"$EXP" --file "$IMG" --size 256M --vhost "$SOCK" --queues "$1" >> "$W/export.log" 2>&1 &
+	EXP_PID=$!
+	for i in $(seq 1 50); do [ -S "$SOCK" ] && return; sleep 0.1; done
+	fail "keel-export did not start (see $W/export.log)"
+}
+
+run_qemu() { # mode queues smp reconnect timeout
+	local chardev="socket,id=c0,path=$SOCK"
+	[ "$4" = 1 ] && chardev="$chardev,reconnect=1"
+	timeout "$5" qemu-system-x86_64 -M q35 -m 512M \
+		-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
+		-accel tcg,thread=multi $3 -nographic -no-reboot \
+		-kernel "$G/vmlinux" -initrd "$G/initrd.cpio" \
+		-append "console=ttyS0 quiet panic=-1 vhmode=$1" \
+		-chardev "$chardev" -device vhost-user-blk-pci,chardev=c0,num-queues="$2" \
+		> "$W/qemu.log" 2>&1
+}
+
+check_prereq() {
+	for t in qemu-system-x86_64 busybox cpio; do command -v $t >/dev/null || fail "$t missing"; done
+	[ -x "$EXP" ] || fail "$EXP missing (build first)"
+	[ -f "$G/vmlinux" ] && [ -f "$G/initrd.cpio" ] || fail "no guest in $G: run '$0 prepare'"
+}
+
+basic() { # queues smp
+	check_prereq
+	rm -f "$IMG"
+	start_export "$1"
+	run_qemu basic "$1" "$2" 0 180
+	grep "VH:" "$W/qemu.log"
+	grep -q "VH: RESULT PASS" "$W/qemu.log" || fail "guest check (see $W/qemu.log)"
+	grep -q "mq $1" "$W/qemu.log" || fail "guest does not see $1 queues"
+	grep -q "size 524288 lbs 4096" "$W/qemu.log" || fail "wrong geometry"
+	seq 1 1000000 | head -c 4194304 | cmp - <(dd if="$IMG" bs=64k skip=16 count=64 2>/dev/null) \
+		|| fail "host copy differs from what the guest wrote"
+	kill "$EXP_PID"; wait "$EXP_PID"; EXP_PID=
+	echo "qemu-guest: PASS ($W)"
+}
+
+reconnect() { # kills
+	check_prereq
+	rm -f "$IMG"
+	start_export 1
+	run_qemu loop 1 "-smp 1,maxcpus=2" 1 400 &
+	QEMU_PID=$!
+	for k in $(seq 1 "$1"); do
+		for i in $(seq 1 200); do
+			[ "$(grep -c iter "$W/qemu.log" 2>/dev/null)" -ge $((k * 10)) ] && break
+			sleep 0.3
+		done
+		kill -STOP "$EXP_PID"; sleep 0.3; kill -KILL "$EXP_PID"; wait "$EXP_PID" 2>/dev/null
+		echo "qemu-guest: keel-export killed after $(grep -c iter "$W/qemu.log") guest iterations"
+		sleep 1
+		rm -f "$SOCK"
+		start_export 1
+	done
+	wait "$QEMU_PID"; QEMU_PID=
+	grep -E "done fail|error|mismatch" "$W/qemu.log"
+	grep -E "resubmitting" "$W/export.log"
+	[ "$(grep -c 'done fail=0' "$W/qemu.log")" = 4 ] || fail "guest writers failed (see $W/qemu.log)"
+	kill "$EXP_PID"; wait "$EXP_PID"; EXP_PID=
+	echo "qemu-guest: PASS ($W)"
+}
+
+case "${1:-}" in
+prepare) prepare ;;
+basic) basic 1 "-smp 1,maxcpus=2" ;;
+mq) basic 2 "-smp 2" ;;
+reconnect) reconnect "${2:-3}" ;;
+*) sed -n '2,16p' "$0"; exit 2 ;;
+esac
