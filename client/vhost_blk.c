@@ -535,7 +535,8 @@ static void dev_done(void *arg, int res)
 	struct vhost_blk *vb = rq->q->c->vb;
 
 	vb->dev_inflight--;
-	if (!res && (rq->br.op == VIRTIO_BLK_OP_DISCARD || rq->br.op == VIRTIO_BLK_OP_WRITE_ZEROES) &&
+	if (!res &&
+	    (rq->br.op == VIRTIO_BLK_OP_DISCARD || rq->br.op == VIRTIO_BLK_OP_WRITE_ZEROES) &&
 	    ++rq->seg < rq->br.nsegs) {
 		req_start(rq);
 	} else {
@@ -724,7 +725,7 @@ static int queue_start(struct vhost_queue *q)
 		}
 		vr->inflight = (struct vhost_inflight_queue *)((uint8_t *)c->inflight_map +
 							       q->idx * vhost_inflight_queue_size(
-									       vr->num));
+										vr->num));
 		if (!q->resubmit) {
 			q->resubmit = calloc(VHOST_BLK_MAX_QUEUE_SIZE, sizeof(uint16_t));
 			if (!q->resubmit) {
@@ -979,7 +980,8 @@ static int msg_dispatch(struct vhost_conn *c)
 {
 	struct vhost_user_msg *m = &c->msg;
 	struct vhost_blk *vb = c->vb;
-	struct vhost_queue *q = &c->q[m->p.state.index < VHOST_BLK_MAX_QUEUES ? m->p.state.index : 0];
+	struct vhost_queue *q =
+		&c->q[m->p.state.index < VHOST_BLK_MAX_QUEUES ? m->p.state.index : 0];
 
 	switch (m->hdr.request) {
 	case VHOST_USER_GET_FEATURES: {

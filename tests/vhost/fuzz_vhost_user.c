@@ -36,8 +36,11 @@ static void fz_mem(const struct vhost_user_mem *um, const uint8_t *probe, size_t
 		const struct vhost_user_region *r = &um->regions[i];
 
 		fz_check(r->size && r->gpa + r->size > r->gpa && r->uva + r->size > r->uva);
-		m.r[i] = (struct vhost_mem_region){.gpa = r->gpa, .size = r->size, .uva = r->uva,
-						   .host = (uint8_t *)(uintptr_t)(0x1000u * (i + 1))};
+		m.r[i] = (struct vhost_mem_region){
+			.gpa = r->gpa,
+			.size = r->size,
+			.uva = r->uva,
+			.host = (uint8_t *)(uintptr_t)(0x1000u * (i + 1))};
 	}
 	for (size_t p = 0; p + 16 <= plen; p += 16) {
 		uint64_t a, l;

@@ -38,8 +38,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(b, data + FZ_REG, size - FZ_REG < FZ_REG ? size - FZ_REG : FZ_REG);
 	}
 	m.r[0] = (struct vhost_mem_region){.gpa = FZ_GPA, .size = FZ_REG, .uva = 1, .host = a};
-	m.r[1] = (struct vhost_mem_region){.gpa = FZ_GPA + FZ_REG, .size = FZ_REG, .uva = 1 << 20,
-					   .host = b};
+	m.r[1] = (struct vhost_mem_region){
+		.gpa = FZ_GPA + FZ_REG, .size = FZ_REG, .uva = 1 << 20, .host = b};
 	vr.desc = (struct vring_desc *)a;
 	for (uint16_t h = 0; h <= FZ_NUM; h++) {
 		unsigned int out, in;

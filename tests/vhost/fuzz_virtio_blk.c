@@ -28,7 +28,8 @@ static void fz_check(int ok)
 
 static int fz_inside(const struct iovec *v, const uint8_t *lo, const uint8_t *hi)
 {
-	return (const uint8_t *)v->iov_base >= lo && (const uint8_t *)v->iov_base + v->iov_len <= hi;
+	return (const uint8_t *)v->iov_base >= lo &&
+	       (const uint8_t *)v->iov_base + v->iov_len <= hi;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -82,7 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				len += req.data[i].iov_len;
 			}
 			fz_check(len == req.length);
-			fz_check(req.offset % BLK_DEV_BLOCK == 0 && req.length % BLK_DEV_BLOCK == 0);
+			fz_check(req.offset % BLK_DEV_BLOCK == 0 &&
+				 req.length % BLK_DEV_BLOCK == 0);
 			fz_check(req.length && req.offset + req.length <= FZ_CAP);
 			break;
 		}

@@ -32,9 +32,9 @@
 #include "client/virtio_blk.h"
 #include "common/reactor.h"
 
-#define DEV_SIZE (16u << 20)
-#define MEM_SIZE (1u << 20)
-#define QSIZE	 16u
+#define DEV_SIZE  (16u << 20)
+#define MEM_SIZE  (1u << 20)
+#define QSIZE	  16u
 #define DESC_GPA  0x0u
 #define AVAIL_GPA 0x1000u
 #define USED_GPA  0x2000u
@@ -126,8 +126,8 @@ static int t_readv(struct blk_dev *d, const struct iovec *iov, int n, uint64_t o
 	return t_rw(false, iov, n, off, cb, arg);
 }
 
-static int t_writev(struct blk_dev *d, const struct iovec *iov, int n, uint64_t off,
-		    blk_io_cb cb, void *arg)
+static int t_writev(struct blk_dev *d, const struct iovec *iov, int n, uint64_t off, blk_io_cb cb,
+		    void *arg)
 {
 	return t_rw(true, iov, n, off, cb, arg);
 }
@@ -189,13 +189,12 @@ static bool sock_readable(int fd)
 }
 
 /* Send one message; with @reply, pump the reactor until the reply came. */
-static int fe_msg(uint32_t req, uint32_t flags, const void *payload, uint32_t size,
-		  const int *fds, unsigned int nfds, void *reply, uint32_t *reply_size,
-		  int *reply_fd)
+static int fe_msg(uint32_t req, uint32_t flags, const void *payload, uint32_t size, const int *fds,
+		  unsigned int nfds, void *reply, uint32_t *reply_size, int *reply_fd)
 {
 	uint8_t buf[VHOST_USER_HDR_SIZE + VHOST_USER_MAX_PAYLOAD];
-	struct vhost_user_hdr h = {.request = req, .flags = VHOST_USER_VERSION | flags,
-				   .size = size};
+	struct vhost_user_hdr h = {
+		.request = req, .flags = VHOST_USER_VERSION | flags, .size = size};
 	union {
 		char b[CMSG_SPACE(sizeof(int) * 8)];
 		struct cmsghdr a;
@@ -323,13 +322,11 @@ static void fe_setup(bool inflight, bool event_idx)
 	assert_true(pf & (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD));
 	v = (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
 	    (1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
-	assert_int_equal(fe_msg(VHOST_USER_SET_PROTOCOL_FEATURES, 0, &v, 8, NULL, 0, NULL, NULL,
-				NULL),
-			 0);
+	assert_int_equal(
+		fe_msg(VHOST_USER_SET_PROTOCOL_FEATURES, 0, &v, 8, NULL, 0, NULL, NULL, NULL), 0);
 	assert_int_equal(fe_get_u64(VHOST_USER_GET_QUEUE_NUM), 2);
-	assert_int_equal(fe_msg(VHOST_USER_GET_CONFIG, 0, &cfgm, 12 + 60, NULL, 0, &cfgm, NULL,
-				NULL),
-			 0);
+	assert_int_equal(
+		fe_msg(VHOST_USER_GET_CONFIG, 0, &cfgm, 12 + 60, NULL, 0, &cfgm, NULL, NULL), 0);
 	assert_int_equal(cfgm.size, 60);
 	memcpy(&bc, cfg->data, sizeof(bc));
 	assert_int_equal(bc.capacity, DEV_SIZE / 512);
@@ -382,8 +379,7 @@ static void fe_setup(bool inflight, bool event_idx)
 	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_KICK, 0, &v, 8, &F.kick, 1, NULL, NULL, NULL),
 			 0);
 	st = (struct vhost_user_vring_state){0, 1};
-	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_ENABLE, 0, &st, 8, NULL, 0, NULL, NULL,
-				NULL),
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_ENABLE, 0, &st, 8, NULL, 0, NULL, NULL, NULL),
 			 0);
 }
 
@@ -410,9 +406,9 @@ static uint8_t *fe_submit(unsigned int slot, uint32_t type, uint64_t sector, uin
 	*status = 0xff;
 	d[h] = (struct vring_desc){base, 16, VRING_DESC_F_NEXT, (uint16_t)(h + 1)};
 	if (len) {
-		d[h + 1] = (struct vring_desc){base + 0x1000, len,
-					       VRING_DESC_F_NEXT | (data_in ? VRING_DESC_F_WRITE : 0),
-					       (uint16_t)(h + 2)};
+		d[h + 1] = (struct vring_desc){
+			base + 0x1000, len, VRING_DESC_F_NEXT | (data_in ? VRING_DESC_F_WRITE : 0),
+			(uint16_t)(h + 2)};
 		d[h + 2] = (struct vring_desc){base + 0x3000, 1, VRING_DESC_F_WRITE, 0};
 	} else {
 		d[h + 1] = (struct vring_desc){base + 0x3000, 1, VRING_DESC_F_WRITE, 0};
@@ -453,8 +449,7 @@ static void fe_reset_rings(void)
 
 static int setup(void **state)
 {
-	struct vhost_blk_opts o = {.num_queues = 2, .allow_uid = (uid_t)-1,
-				   .allow_gid = (gid_t)-1};
+	struct vhost_blk_opts o = {.num_queues = 2, .allow_uid = (uid_t)-1, .allow_gid = (gid_t)-1};
 	int rc;
 
 	memset(&F, 0, sizeof(F));
@@ -466,8 +461,11 @@ static int setup(void **state)
 	}
 	TD.r = F.r;
 	TD.data = calloc(1, DEV_SIZE);
-	TD.dev = (struct blk_dev){.ops = &t_ops, .size = DEV_SIZE, .block_size = BLK_DEV_BLOCK,
-				  .queue_depth = 64, .serial = "test-serial"};
+	TD.dev = (struct blk_dev){.ops = &t_ops,
+				  .size = DEV_SIZE,
+				  .block_size = BLK_DEV_BLOCK,
+				  .queue_depth = 64,
+				  .serial = "test-serial"};
 	for (int i = 0; i < 64; i++) {
 		TD.pool[i].next = TD.free;
 		TD.free = &TD.pool[i];
@@ -584,9 +582,8 @@ static void test_io(void **state)
 	{
 		struct vhost_user_vring_state s = {0, 0};
 
-		assert_int_equal(fe_msg(VHOST_USER_GET_VRING_BASE, 0, &s, 8, NULL, 0, &s, NULL,
-					NULL),
-				 0);
+		assert_int_equal(
+			fe_msg(VHOST_USER_GET_VRING_BASE, 0, &s, 8, NULL, 0, &s, NULL, NULL), 0);
 		assert_int_equal(s.num, F.avail_idx);
 	}
 	fe_disconnect();
@@ -652,8 +649,8 @@ static void test_protocol_errors(void **state)
 	{
 		struct vhost_user_mem mem = {.nregions = 1};
 
-		mem.regions[0] = (struct vhost_user_region){.gpa = 0, .size = 2 * MEM_SIZE,
-							    .uva = 0x1000000};
+		mem.regions[0] = (struct vhost_user_region){
+			.gpa = 0, .size = 2 * MEM_SIZE, .uva = 0x1000000};
 		assert_int_equal(fe_msg(VHOST_USER_SET_MEM_TABLE, 0, &mem,
 					8 + sizeof(mem.regions[0]), &F.memfd, 1, NULL, NULL, NULL),
 				 0);

@@ -51,8 +51,8 @@ static void test_header(void **state)
 	M.hdr.size = 16; /* bigger than GET_FEATURES takes */
 	assert_int_equal(vhost_user_check_hdr(&M.hdr), -EPROTO);
 	/* unknown and unsupported requests */
-	static const uint32_t bad[] = {0, 6, 7, 19, 20, 22, 23, 26, 30, 33, 36, 37, 40, 41, 1000,
-				       UINT32_MAX};
+	static const uint32_t bad[] = {0,  6,  7,  19, 20, 22, 23,   26,
+				       30, 33, 36, 37, 40, 41, 1000, UINT32_MAX};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		msg(bad[i], 0);
 		assert_int_equal(vhost_user_check_hdr(&M.hdr), -EOPNOTSUPP);
@@ -82,8 +82,8 @@ static void test_fds(void **state)
 	M.p.u64 = 1ull << 9; /* unknown bits */
 	assert_int_equal(check(1), -EINVAL);
 	msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	M.p.inflight = (struct vhost_user_inflight){.mmap_size = 4096, .num_queues = 1,
-						    .queue_size = 128};
+	M.p.inflight =
+		(struct vhost_user_inflight){.mmap_size = 4096, .num_queues = 1, .queue_size = 128};
 	assert_int_equal(check(1), 0);
 	assert_int_equal(check(0), -EPROTO);
 	assert_int_equal(check(2), -EPROTO);
@@ -97,8 +97,10 @@ static void mem_msg(uint32_t n)
 	msg(VHOST_USER_SET_MEM_TABLE, 8 + n * sizeof(struct vhost_user_region));
 	M.p.mem.nregions = n;
 	for (uint32_t i = 0; i < n; i++) {
-		M.p.mem.regions[i] = (struct vhost_user_region){
-			.gpa = i * 0x100000ull, .size = 0x100000, .uva = 0x7f0000000000 + i * 0x100000ull};
+		M.p.mem.regions[i] =
+			(struct vhost_user_region){.gpa = i * 0x100000ull,
+						   .size = 0x100000,
+						   .uva = 0x7f0000000000 + i * 0x100000ull};
 	}
 }
 
@@ -206,8 +208,8 @@ static void test_config_and_inflight(void **state)
 	M.p.inflight.queue_size = 2048;
 	assert_int_equal(check(0), -EINVAL);
 	msg(VHOST_USER_SET_INFLIGHT_FD, sizeof(struct vhost_user_inflight));
-	M.p.inflight = (struct vhost_user_inflight){.mmap_size = 0, .num_queues = 1,
-						    .queue_size = 128};
+	M.p.inflight =
+		(struct vhost_user_inflight){.mmap_size = 0, .num_queues = 1, .queue_size = 128};
 	assert_int_equal(check(1), -EINVAL);
 	M.p.inflight.mmap_size = 4096;
 	M.p.inflight.mmap_offset = UINT64_MAX - 100;
@@ -217,8 +219,10 @@ static void test_config_and_inflight(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_header),	 cmocka_unit_test(test_fds),
-		cmocka_unit_test(test_mem_table), cmocka_unit_test(test_vring_msgs),
+		cmocka_unit_test(test_header),
+		cmocka_unit_test(test_fds),
+		cmocka_unit_test(test_mem_table),
+		cmocka_unit_test(test_vring_msgs),
 		cmocka_unit_test(test_config_and_inflight),
 	};
 

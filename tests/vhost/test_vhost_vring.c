@@ -18,7 +18,7 @@
 #include "client/vhost_vring.h"
 
 #define REG_SIZE 0x10000u
-#define GPA_A	 0x100000u	       /* region A: rings and buffers */
+#define GPA_A	 0x100000u	    /* region A: rings and buffers */
 #define GPA_B	 (GPA_A + REG_SIZE) /* region B: right after A, other host memory */
 #define NUM	 8u
 
@@ -53,10 +53,10 @@ static int setup(void **state)
 	memset(E.a, 0, REG_SIZE);
 	memset(E.b, 0, REG_SIZE);
 	E.mem.nregions = 2;
-	E.mem.r[0] = (struct vhost_mem_region){.gpa = GPA_A, .size = REG_SIZE, .uva = 0x7f0000000000,
-					       .host = E.a};
-	E.mem.r[1] = (struct vhost_mem_region){.gpa = GPA_B, .size = REG_SIZE, .uva = 0x7f1000000000,
-					       .host = E.b};
+	E.mem.r[0] = (struct vhost_mem_region){
+		.gpa = GPA_A, .size = REG_SIZE, .uva = 0x7f0000000000, .host = E.a};
+	E.mem.r[1] = (struct vhost_mem_region){
+		.gpa = GPA_B, .size = REG_SIZE, .uva = 0x7f1000000000, .host = E.b};
 	E.vr.num = NUM;
 	E.vr.indirect = true;
 	E.vr.desc = host(DESC_GPA);
@@ -75,8 +75,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void set_desc(struct vring_desc *t, uint16_t i, uint64_t addr, uint32_t len,
-		     uint16_t flags, uint16_t next)
+static void set_desc(struct vring_desc *t, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+		     uint16_t next)
 {
 	t[i] = (struct vring_desc){.addr = addr, .len = len, .flags = flags, .next = next};
 }
@@ -346,7 +346,7 @@ static void test_notify_event_idx(void **state)
 	vhost_vring_push(&E.vr, 1, 1);
 	assert_false(vhost_vring_need_signal(&E.vr)); /* used idx 2: event 2 not crossed */
 	vhost_vring_push(&E.vr, 2, 1);
-	assert_true(vhost_vring_need_signal(&E.vr)); /* used idx 3 crosses 2 */
+	assert_true(vhost_vring_need_signal(&E.vr));  /* used idx 3 crosses 2 */
 	assert_false(vhost_vring_need_signal(&E.vr)); /* nothing new */
 }
 

@@ -403,8 +403,8 @@ static void test_get_id(void **state)
 
 static void test_unknown_types(void **state)
 {
-	static const uint32_t types[] = {2, 3, 5, 7, 9, 10, 12, 14, 15, 0x80000000u,
-					 0x80000001u, UINT32_MAX};
+	static const uint32_t types[] = {2,  3,	 5,  7,		  9,	       10,
+					 12, 14, 15, 0x80000000u, 0x80000001u, UINT32_MAX};
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		t_reset();
@@ -503,7 +503,8 @@ static void test_discard_bad(void **state)
 	s[1] = (struct virtio_blk_dwz_seg){.sector = UINT64_MAX - 7, .num_sectors = 8};
 	t_dwz(VIRTIO_BLK_T_WRITE_ZEROES, s, 2);
 	assert_refused(VIRTIO_BLK_S_IOERR);
-	s[1] = (struct virtio_blk_dwz_seg){.sector = 0, .num_sectors = VIRTIO_BLK_MAX_DWZ_SECTORS + 8};
+	s[1] = (struct virtio_blk_dwz_seg){.sector = 0,
+					   .num_sectors = VIRTIO_BLK_MAX_DWZ_SECTORS + 8};
 	t_dwz(VIRTIO_BLK_T_DISCARD, s, 2);
 	assert_refused(VIRTIO_BLK_S_IOERR);
 	/* writable data besides the status */
