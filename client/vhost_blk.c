@@ -845,6 +845,13 @@ static int msg_vring_fd(struct vhost_conn *c, struct vhost_queue *q)
 				close(fd);
 				return -ENOMEM;
 			}
+			/* Completions pushed while there was no call fd (QEMU
+			 * sends it after the kick, and resubmitted requests may
+			 * finish in between) were never signalled: one spurious
+			 * interrupt is harmless, a lost one hangs the guest. */
+			if (q->started) {
+				call_write(q->call);
+			}
 		}
 		return 0;
 	default: /* SET_VRING_KICK: the ring starts */
@@ -1354,7 +1361,7 @@ static bool peer_allowed(const struct vhost_blk *vb, int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len)) {
 		return false;
 	}
-	if (cr.uid == 0 || cr.uid == getuid() ||
+	if (cr.uid == 0 || cr.uid == geteuid() ||
 	    (vb->opts.allow_uid != (uid_t)-1 && cr.uid == vb->opts.allow_uid) ||
 	    (vb->opts.allow_gid != (gid_t)-1 && cr.gid == vb->opts.allow_gid)) {
 		return true;

@@ -321,7 +321,8 @@ static void fe_setup(bool inflight, bool event_idx)
 	assert_true(pf & (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK));
 	assert_true(pf & (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD));
 	v = (1ull << VHOST_USER_PROTOCOL_F_REPLY_ACK) | (1ull << VHOST_USER_PROTOCOL_F_CONFIG) |
-	    (1ull << VHOST_USER_PROTOCOL_F_MQ) | (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
+	    (1ull << VHOST_USER_PROTOCOL_F_BACKEND_REQ) | (1ull << VHOST_USER_PROTOCOL_F_MQ) |
+	    (1ull << VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 	assert_int_equal(
 		fe_msg(VHOST_USER_SET_PROTOCOL_FEATURES, 0, &v, 8, NULL, 0, NULL, NULL, NULL), 0);
 	assert_int_equal(fe_get_u64(VHOST_USER_GET_QUEUE_NUM), 2);
@@ -578,6 +579,43 @@ static void test_io(void **state)
 	assert_int_equal(st.bad_requests, 4);
 	assert_int_equal(st.connections, 1);
 	assert_int_equal(st.protocol_errors, 0);
+	/* a resize reaches the frontend on the backend channel */
+	{
+		int sp[2];
+		struct vhost_user_hdr h;
+		uint64_t ack = 1;
+
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+		assert_int_equal(fe_msg(VHOST_USER_SET_BACKEND_REQ_FD, VHOST_USER_NEED_REPLY, NULL,
+					0, &sp[1], 1, &ack, NULL, NULL),
+				 0);
+		assert_int_equal(ack, 0);
+		close(sp[1]);
+		TD.dev.size = DEV_SIZE - 4096;
+		vhost_blk_resize(F.vb);
+		pump(5);
+		assert_int_equal(recv(sp[0], &h, sizeof(h), MSG_DONTWAIT), sizeof(h));
+		assert_int_equal(h.request, VHOST_USER_BACKEND_CONFIG_CHANGE_MSG);
+		assert_int_equal(h.flags, VHOST_USER_VERSION);
+		close(sp[0]);
+		/* and a read of the old last block is refused now */
+		status = fe_submit(1, VIRTIO_BLK_T_IN, DEV_SIZE / 512 - 8, 4096, true, 0);
+		fe_kick();
+		assert_int_equal(fe_wait_used(1), 1);
+		assert_int_equal(*status, VIRTIO_BLK_S_IOERR);
+		TD.dev.size = DEV_SIZE;
+		vhost_blk_resize(F.vb);
+	}
+	/* SET_CONFIG is refused through REPLY_ACK, the connection stays */
+	{
+		struct vhost_user_config cfg = {.offset = 32, .size = 1};
+		uint64_t ack = 0;
+
+		assert_int_equal(fe_msg(VHOST_USER_SET_CONFIG, VHOST_USER_NEED_REPLY, &cfg, 13,
+					NULL, 0, &ack, NULL, NULL),
+				 0);
+		assert_int_equal(ack, 1);
+	}
 	/* GET_VRING_BASE stops the ring and says where it stopped */
 	{
 		struct vhost_user_vring_state s = {0, 0};
