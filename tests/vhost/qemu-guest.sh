@@ -17,6 +17,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 G=${VH_GUEST_DIR:-/tmp/vh-guest}
 EXP=${KEEL_EXPORT:-$src/build/tests/keel-export}
 W=${VH_WORK:-$(mktemp -d /tmp/vh-qemu.XXXXXX)}
+mkdir -p "$W"
 SOCK=$W/vh.sock
 IMG=$W/vh.img
 MODS="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk"
@@ -61,7 +62,7 @@ EOF
 	R=$G/root
 	rm -rf "$R" && mkdir -p "$R"/{bin,proc,sys,dev,mods,tmp}
 	cp /usr/bin/busybox "$R/bin/busybox" || fail "busybox-static missing"
-	for a in sh mount insmod dd cmp cat echo sleep poweroff seq head sed sync ls wc; do
+	for a in sh mount insmod dd cmp cat echo sleep poweroff seq head sed sync ls wc blkdiscard; do
 		ln -s busybox "$R/bin/$a"
 	done
 	for m in $MODS; do cp "$(find x/lib/modules/$K -name "$m.ko")" "$R/mods/" || fail "$m.ko"; done
@@ -79,6 +80,10 @@ basic)
   echo 3 > /proc/sys/vm/drop_caches
   dd if=/dev/vda of=/tmp/rb bs=64k skip=16 count=64 iflag=direct 2>/dev/null
   cmp /tmp/pat /tmp/rb && echo "VH: RESULT PASS" || echo "VH: RESULT FAIL"
+  blkdiscard -o 0 -l 1048576 /dev/vda && echo "VH: DISCARD OK"
+  # past the end must fail, not wrap
+  dd if=/dev/vda of=/dev/null bs=4096 skip=$(( $(cat /sys/block/vda/size) / 8 )) count=1 iflag=direct 2>/dev/null
+  echo "VH: past-end read copied $(dd if=/dev/vda bs=4096 skip=$(( $(cat /sys/block/vda/size) / 8 )) count=1 iflag=direct 2>/dev/null | wc -c) bytes"
   ;;
 loop)
   w() {
@@ -137,9 +142,14 @@ basic() { # queues smp
 	grep -q "VH: RESULT PASS" "$W/qemu.log" || fail "guest check (see $W/qemu.log)"
 	grep -q "mq $1" "$W/qemu.log" || fail "guest does not see $1 queues"
 	grep -q "size 524288 lbs 4096" "$W/qemu.log" || fail "wrong geometry"
+	grep -q "VH: DISCARD OK" "$W/qemu.log" || fail "guest discard failed"
+	grep -q "past-end read copied 0 bytes" "$W/qemu.log" || fail "read past the end"
 	seq 1 1000000 | head -c 4194304 | cmp - <(dd if="$IMG" bs=64k skip=16 count=64 2>/dev/null) \
 		|| fail "host copy differs from what the guest wrote"
 	kill "$EXP_PID"; wait "$EXP_PID"; EXP_PID=
+	grep "vhost:" "$W/export.log" | tail -1
+	grep -q "discards [1-9]" "$W/export.log" || fail "no discard reached the backend"
+	grep -q "bad_requests 0 io_errors 0 protocol_errors 0" "$W/export.log" || fail "errors counted"
 	echo "qemu-guest: PASS ($W)"
 }
 
