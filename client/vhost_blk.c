@@ -118,8 +118,8 @@ struct vhost_conn {
 	struct msghdr rx_mh;
 	struct iovec rx_iov;
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-		struct cmsghdr align;
+		char buf[64]; /* >= CMSG_SPACE(8 ints), checked at create */
+		size_t align; /* cmsghdr alignment (it ends in a flexible array) */
 	} rx_cbuf;
 	struct vhost_user_msg msg;
 	size_t got;
@@ -130,8 +130,8 @@ struct vhost_conn {
 	struct msghdr tx_mh;
 	struct iovec tx_iov;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
+		char buf[32]; /* >= CMSG_SPACE(one int) */
+		size_t align; /* cmsghdr alignment (it ends in a flexible array) */
 	} tx_cbuf;
 	size_t tx_len, tx_done;
 	int tx_fd; /* sent with the reply, closed once sent */
@@ -1473,6 +1473,9 @@ int vhost_blk_create(struct reactor *r, struct blk_dev *dev, const struct vhost_
 	    !dev->size || dev->size % BLK_DEV_BLOCK) {
 		return -EINVAL;
 	}
+	kassert(CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS) <=
+		sizeof(((struct vhost_conn *)0)->rx_cbuf.buf));
+	kassert(CMSG_SPACE(sizeof(int)) <= sizeof(((struct vhost_conn *)0)->tx_cbuf.buf));
 	vb = calloc(1, sizeof(*vb));
 	if (!vb) {
 		return -ENOMEM;

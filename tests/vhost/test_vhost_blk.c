@@ -197,7 +197,7 @@ static int fe_msg(uint32_t req, uint32_t flags, const void *payload, uint32_t si
 		.request = req, .flags = VHOST_USER_VERSION | flags, .size = size};
 	union {
 		char b[CMSG_SPACE(sizeof(int) * 8)];
-		struct cmsghdr a;
+		size_t a;
 	} cbuf;
 	struct iovec iov = {buf, VHOST_USER_HDR_SIZE + size};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
