@@ -483,48 +483,66 @@ static int req_submit(struct vhost_req *rq)
 	}
 }
 
-static void req_start(struct vhost_req *rq)
+/* Hand @rq to the device: -EAGAIN (device full, nothing changed) or 0
+ * (running, or already answered). */
+static int req_try(struct vhost_req *rq)
 {
 	struct vhost_blk *vb = rq->q->c->vb;
 	int rc;
 
 	if (rq->q->c->dead) {
 		req_finish(rq, -1, 0); /* nobody to answer: do not touch the device */
-		return;
+		return 0;
 	}
 	rc = req_submit(rq);
 	if (rc == -EAGAIN) {
-		rq->state = VREQ_WAIT_DEV;
-		rq->next = NULL;
-		if (vb->wait_tail) {
-			vb->wait_tail->next = rq;
-		} else {
-			vb->wait_head = rq;
-		}
-		vb->wait_tail = rq;
-		return;
+		return rc;
 	}
 	if (rc) {
 		req_complete(rq, rc);
-		return;
+		return 0;
 	}
 	rq->state = VREQ_RUNNING;
 	vb->dev_inflight++;
+	return 0;
+}
+
+/* Start @rq, or queue it behind those already waiting for the device
+ * (one FIFO per export, so the device sees requests in arrival order). */
+static void req_start(struct vhost_req *rq)
+{
+	struct vhost_blk *vb = rq->q->c->vb;
+
+	if (!vb->wait_head && req_try(rq) != -EAGAIN) {
+		return;
+	}
+	rq->state = VREQ_WAIT_DEV;
+	rq->next = NULL;
+	if (vb->wait_tail) {
+		vb->wait_tail->next = rq;
+	} else {
+		vb->wait_head = rq;
+	}
+	vb->wait_tail = rq;
 }
 
 /* A device slot freed: retry what waits, oldest first, until -EAGAIN again. */
 static void vb_run_waiters(struct vhost_blk *vb)
 {
-	while (vb->wait_head) {
-		struct vhost_req *rq = vb->wait_head;
+	struct vhost_req *rq;
 
+	while ((rq = vb->wait_head)) {
 		vb->wait_head = rq->next;
 		if (!vb->wait_head) {
 			vb->wait_tail = NULL;
 		}
-		req_start(rq);
-		if (rq->state == VREQ_WAIT_DEV) {
-			break; /* requeued at the tail: it is the only one, or order is kept */
+		if (req_try(rq) == -EAGAIN) {
+			rq->next = vb->wait_head; /* back at the head: order kept */
+			vb->wait_head = rq;
+			if (!vb->wait_tail) {
+				vb->wait_tail = rq;
+			}
+			return;
 		}
 	}
 }
@@ -591,14 +609,6 @@ static void req_begin(struct vhost_queue *q, uint16_t head)
 		return;
 	}
 	default:
-		if (vb->wait_head) {
-			/* Keep device order: queue behind those already waiting. */
-			rq->state = VREQ_WAIT_DEV;
-			rq->next = NULL;
-			vb->wait_tail->next = rq;
-			vb->wait_tail = rq;
-			return;
-		}
 		req_start(rq);
 	}
 }
@@ -699,7 +709,11 @@ static int queue_start(struct vhost_queue *q)
 		return -EINVAL;
 	}
 	if (!q->reqs) {
-		q->nreqs = VHOST_BLK_QUEUE_REQS;
+		/* No more slots than the device takes at once: beyond its
+		 * depth requests would only wait on the -EAGAIN list. */
+		uint32_t depth = c->vb->dev->queue_depth;
+
+		q->nreqs = depth && depth < VHOST_BLK_QUEUE_REQS ? depth : VHOST_BLK_QUEUE_REQS;
 		q->reqs = calloc(q->nreqs, sizeof(*q->reqs));
 		if (!q->reqs) {
 			return -ENOMEM;

@@ -745,6 +745,42 @@ static void test_disconnect_and_resubmit(void **state)
 	fe_disconnect();
 }
 
+/* The device at its depth (-EAGAIN): requests wait and run in order. */
+static void test_device_full(void **state)
+{
+	struct t_io *spare = NULL;
+	uint8_t *st[5];
+
+	/* leave the device two slots */
+	for (int i = 0; i < 62; i++) {
+		struct t_io *io = TD.free;
+
+		TD.free = io->next;
+		io->next = spare;
+		spare = io;
+	}
+	fe_reset_rings();
+	fe_setup(false, false);
+	for (unsigned int i = 0; i < 5; i++) {
+		st[i] = fe_submit(i, VIRTIO_BLK_T_OUT, 8 * i, 4096, false, (uint8_t)(0x40 + i));
+	}
+	fe_kick();
+	assert_int_equal(fe_wait_used(5), 5);
+	for (unsigned int i = 0; i < 5; i++) {
+		assert_int_equal(*st[i], VIRTIO_BLK_S_OK);
+		assert_int_equal(TD.data[4096 * i], 0x40 + i);
+		assert_int_equal(F.vr.used->ring[i].id, 3 * i); /* device order kept */
+	}
+	while (spare) {
+		struct t_io *io = spare;
+
+		spare = io->next;
+		io->next = TD.free;
+		TD.free = io;
+	}
+	fe_disconnect();
+}
+
 static void test_close_with_requests(void **state)
 {
 	fe_reset_rings();
@@ -765,6 +801,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_and_resubmit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_requests, setup, teardown),
 	};
 
