@@ -4,6 +4,8 @@
 #   tests/vhost/qemu-guest.sh prepare      kernel (Debian's, decompressed) + busybox initramfs
 #   tests/vhost/qemu-guest.sh basic        guest writes 4 MiB, reads it back; host compares
 #   tests/vhost/qemu-guest.sh mq           the same with 2 queues and 2 vCPUs
+#   tests/vhost/qemu-guest.sh reboot       guest reboots (QEMU stops and restarts the rings)
+#                                          and finds its data
 #   tests/vhost/qemu-guest.sh reconnect [N]  4 parallel guest writers; keel-export is
 #                                          SIGSTOPped + SIGKILLed N times (default 3) and
 #                                          restarted; QEMU reconnects (reconnect=1) and
@@ -62,7 +64,7 @@ EOF
 	R=$G/root
 	rm -rf "$R" && mkdir -p "$R"/{bin,proc,sys,dev,mods,tmp}
 	cp /usr/bin/busybox "$R/bin/busybox" || fail "busybox-static missing"
-	for a in sh mount insmod dd cmp cat echo sleep poweroff seq head sed sync ls wc blkdiscard; do
+	for a in sh mount insmod dd cmp cat echo sleep poweroff seq head sed sync ls wc blkdiscard reboot printf; do
 		ln -s busybox "$R/bin/$a"
 	done
 	for m in $MODS; do cp "$(find x/lib/modules/$K -name "$m.ko")" "$R/mods/" || fail "$m.ko"; done
@@ -84,6 +86,19 @@ basic)
   # past the end must fail, not wrap
   dd if=/dev/vda of=/dev/null bs=4096 skip=$(( $(cat /sys/block/vda/size) / 8 )) count=1 iflag=direct 2>/dev/null
   echo "VH: past-end read copied $(dd if=/dev/vda bs=4096 skip=$(( $(cat /sys/block/vda/size) / 8 )) count=1 iflag=direct 2>/dev/null | wc -c) bytes"
+  ;;
+reboot)
+  # first boot: write, mark, reboot (QEMU stops and restarts the rings);
+  # second boot: the data must be there and I/O must still work
+  if [ "$(dd if=/dev/vda bs=8 count=1 iflag=direct 2>/dev/null)" = "REBOOTED" ]; then
+    dd if=/dev/vda of=/tmp/rb bs=64k skip=16 count=64 iflag=direct 2>/dev/null
+    cmp /tmp/pat /tmp/rb && echo "VH: RESULT PASS" || echo "VH: RESULT FAIL"
+  else
+    dd if=/tmp/pat of=/dev/vda bs=64k seek=16 oflag=direct 2>/dev/null
+    printf REBOOTED | dd of=/dev/vda bs=4096 conv=sync,fsync 2>/dev/null
+    echo "VH: rebooting"
+    reboot -f
+  fi
   ;;
 loop)
   w() {
@@ -120,7 +135,7 @@ run_qemu() { # mode queues smp reconnect timeout
 	[ "$4" = 1 ] && chardev="$chardev,reconnect=1"
 	timeout "$5" qemu-system-x86_64 -M q35 -m 512M \
 		-object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem \
-		-accel tcg,thread=multi $3 -nographic -no-reboot \
+		-accel tcg,thread=multi $3 -nographic ${VH_NO_REBOOT--no-reboot} \
 		-kernel "$G/vmlinux" -initrd "$G/initrd.cpio" \
 		-append "console=ttyS0 quiet panic=-1 vhmode=$1" \
 		-chardev "$chardev" -device vhost-user-blk-pci,chardev=c0,num-queues="$2" \
@@ -178,10 +193,24 @@ reconnect() { # kills
 	echo "qemu-guest: PASS ($W)"
 }
 
+reboot_check() {
+	check_prereq
+	rm -f "$IMG"
+	start_export 1
+	VH_NO_REBOOT= run_qemu reboot 1 "-smp 1,maxcpus=2" 0 240
+	grep "VH:" "$W/qemu.log"
+	grep -q "VH: rebooting" "$W/qemu.log" || fail "first boot did not reboot"
+	grep -q "VH: RESULT PASS" "$W/qemu.log" || fail "data lost across the guest reboot"
+	kill "$EXP_PID"; wait "$EXP_PID"; EXP_PID=
+	grep -q "protocol_errors 0" "$W/export.log" || fail "protocol errors"
+	echo "qemu-guest: PASS ($W)"
+}
+
 case "${1:-}" in
 prepare) prepare ;;
+reboot) reboot_check ;;
 basic) basic 1 "-smp 1,maxcpus=2" ;;
 mq) basic 2 "-smp 2" ;;
 reconnect) reconnect "${2:-3}" ;;
-*) sed -n '2,16p' "$0"; exit 2 ;;
+*) sed -n '2,18p' "$0"; exit 2 ;;
 esac
