@@ -168,8 +168,29 @@ basic() { # queues smp
 	echo "qemu-guest: PASS ($W)"
 }
 
+# Requests marked in flight in the inflight region keel-export @1 maps.
+inflight_count() {
+	/usr/bin/python3 - "$1" <<'EOF'
+import sys, struct
+pid = sys.argv[1]
+n = 0
+try:
+    for line in open(f"/proc/{pid}/maps"):
+        if "keel-vhost-inflight" not in line:
+            continue
+        rng = line.split()[0]
+        data = open(f"/proc/{pid}/map_files/{rng}", "rb").read()
+        num = struct.unpack_from("<H", data, 10)[0]
+        n += sum(1 for i in range(num) if 16 + 16 * i < len(data) and data[16 + 16 * i] == 1)
+except OSError:
+    pass
+print(n)
+EOF
+}
+
 reconnect() { # kills
 	check_prereq
+	caught=0
 	rm -f "$IMG"
 	start_export 1
 	run_qemu loop 1 "-smp 1,maxcpus=2" 1 400 &
@@ -179,8 +200,19 @@ reconnect() { # kills
 			[ "$(grep -c iter "$W/qemu.log" 2>/dev/null)" -ge $((k * 10)) ] && break
 			sleep 0.3
 		done
-		kill -STOP "$EXP_PID"; sleep 0.3; kill -KILL "$EXP_PID"; wait "$EXP_PID" 2>/dev/null
-		echo "qemu-guest: keel-export killed after $(grep -c iter "$W/qemu.log") guest iterations"
+		# Stop it when the shared inflight region shows requests taken
+		# but not answered (retry a while), so the restart must resubmit.
+		n=0
+		for try in $(seq 1 60); do
+			kill -STOP "$EXP_PID"
+			n=$(inflight_count "$EXP_PID")
+			[ "$n" -gt 0 ] && break
+			kill -CONT "$EXP_PID"
+			sleep 0.0$((RANDOM % 9 + 1))
+		done
+		caught=$((caught + n))
+		kill -KILL "$EXP_PID"; wait "$EXP_PID" 2>/dev/null
+		echo "qemu-guest: keel-export killed with $n requests in flight after $(grep -c iter "$W/qemu.log") guest iterations"
 		sleep 1
 		rm -f "$SOCK"
 		start_export 1
@@ -189,6 +221,12 @@ reconnect() { # kills
 	grep -E "done fail|error|mismatch" "$W/qemu.log"
 	grep -E "resubmitting" "$W/export.log"
 	[ "$(grep -c 'done fail=0' "$W/qemu.log")" = 4 ] || fail "guest writers failed (see $W/qemu.log)"
+	resub=$(sed -n 's/.*resubmitting \([0-9]*\) in-flight.*/\1/p' "$W/export.log" | awk '{s+=$1} END {print s+0}')
+	echo "qemu-guest: $caught requests in flight at the kills, $resub resubmitted"
+	# (a request caught between its used-ring update and the region update
+	# is done, not resubmitted: count only that some were)
+	[ "$caught" -gt 0 ] || fail "no kill caught a request in flight"
+	[ "$resub" -gt 0 ] || fail "nothing resubmitted after the restarts"
 	kill "$EXP_PID"; wait "$EXP_PID"; EXP_PID=
 	echo "qemu-guest: PASS ($W)"
 }
