@@ -10,6 +10,7 @@
 #                                          SIGSTOPped + SIGKILLed N times (default 3) and
 #                                          restarted; QEMU reconnects (reconnect=1) and
 #                                          every guest verify must pass
+#   tests/vhost/qemu-guest.sh reconnect-mq [N]  the same with 2 queues and 2 vCPUs
 #
 # Environment: VH_GUEST_DIR (kernel, initramfs; default /tmp/vh-guest),
 # KEEL_EXPORT (default build/tests/keel-export), VH_WORK (temp dir).
@@ -188,12 +189,12 @@ print(n)
 EOF
 }
 
-reconnect() { # kills
+reconnect() { # kills queues smp
 	check_prereq
 	caught=0
 	rm -f "$IMG"
-	start_export 1
-	run_qemu loop 1 "-smp 1,maxcpus=2" 1 400 &
+	start_export "$2"
+	run_qemu loop "$2" "$3" 1 400 &
 	QEMU_PID=$!
 	for k in $(seq 1 "$1"); do
 		for i in $(seq 1 200); do
@@ -215,7 +216,7 @@ reconnect() { # kills
 		echo "qemu-guest: keel-export killed with $n requests in flight after $(grep -c iter "$W/qemu.log") guest iterations"
 		sleep 1
 		rm -f "$SOCK"
-		start_export 1
+		start_export "$2"
 	done
 	wait "$QEMU_PID"; QEMU_PID=
 	grep -E "done fail|error|mismatch" "$W/qemu.log"
@@ -249,6 +250,7 @@ prepare) prepare ;;
 reboot) reboot_check ;;
 basic) basic 1 "-smp 1,maxcpus=2" ;;
 mq) basic 2 "-smp 2" ;;
-reconnect) reconnect "${2:-3}" ;;
-*) sed -n '2,18p' "$0"; exit 2 ;;
+reconnect) reconnect "${2:-3}" 1 "-smp 1,maxcpus=2" ;;
+reconnect-mq) reconnect "${2:-3}" 2 "-smp 2" ;;
+*) sed -n '2,19p' "$0"; exit 2 ;;
 esac
