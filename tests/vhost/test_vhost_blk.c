@@ -21,7 +21,9 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -448,6 +450,13 @@ static void fe_reset_rings(void)
 	F.used_seen = 0;
 }
 
+static bool closed_flag;
+
+static void on_closed(void *arg)
+{
+	closed_flag = true;
+}
+
 static int setup(void **state)
 {
 	struct vhost_blk_opts o = {.num_queues = 2, .allow_uid = (uid_t)-1, .allow_gid = (gid_t)-1};
@@ -487,13 +496,6 @@ static int setup(void **state)
 	F.vr.used = (void *)(F.mem + USED_GPA);
 	F.sock = -1;
 	return 0;
-}
-
-static bool closed_flag;
-
-static void on_closed(void *arg)
-{
-	closed_flag = true;
 }
 
 static int teardown(void **state)
@@ -781,6 +783,101 @@ static void test_device_full(void **state)
 	fe_disconnect();
 }
 
+/* A child as uid/gid 65534 connects and asks GET_FEATURES; 0 when the
+ * backend answered, 1 when it closed the connection. */
+static int peer_child(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct vhost_user_hdr h = {.request = VHOST_USER_GET_FEATURES, .flags = VHOST_USER_VERSION};
+	struct pollfd p;
+	char buf[64];
+	int fd;
+
+	if (setgid(65534) || setuid(65534)) {
+		return 2;
+	}
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		return 3;
+	}
+	if (write(fd, &h, sizeof(h)) != sizeof(h)) {
+		return 1;
+	}
+	p = (struct pollfd){.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, 5000) != 1) {
+		return 4;
+	}
+	return recv(fd, buf, sizeof(buf), 0) > 0 ? 0 : 1;
+}
+
+static int peer_try(const char *path)
+{
+	pid_t pid = fork();
+	int st = -1;
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		_exit(peer_child(path));
+	}
+	for (int i = 0; i < 5000; i++) {
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			break;
+		}
+		pump(1);
+	}
+	assert_true(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+static void test_peer_credentials(void **state)
+{
+	struct vhost_blk_opts o = {.num_queues = 1, .allow_uid = (uid_t)-1, .allow_gid = (gid_t)-1};
+	struct vhost_blk *vb2;
+	struct stat sb;
+	char path[108];
+
+	if (geteuid() != 0) {
+		fail_msg("test_peer_credentials needs root (it switches a child to uid 65534)");
+	}
+	/* the socket is created 0660 */
+	assert_int_equal(stat(F.path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0660);
+	/* opened up for the test: refused by SO_PEERCRED, not by the mode */
+	assert_int_equal(chmod(F.path, 0666), 0);
+	assert_int_equal(peer_try(F.path), 1);
+	/* allowed by uid, then by gid */
+	snprintf(path, sizeof(path), "/tmp/vhtest-%d-2.sock", getpid());
+	o.socket_path = path;
+	o.allow_uid = 65534;
+	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), 0);
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_int_equal(peer_try(path), 0);
+	closed_flag = false;
+	vhost_blk_close(vb2, on_closed, NULL);
+	for (int i = 0; i < 500 && !closed_flag; i++) {
+		pump(1);
+	}
+	assert_true(closed_flag);
+	o.allow_uid = (uid_t)-1;
+	o.allow_gid = 65534;
+	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), 0);
+	assert_int_equal(chmod(path, 0666), 0);
+	assert_int_equal(peer_try(path), 0);
+	closed_flag = false;
+	vhost_blk_close(vb2, on_closed, NULL);
+	for (int i = 0; i < 500 && !closed_flag; i++) {
+		pump(1);
+	}
+	assert_true(closed_flag);
+	/* bad options */
+	o.socket_path = NULL;
+	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), -EINVAL);
+	o.socket_path = path;
+	o.num_queues = VHOST_BLK_MAX_QUEUES + 1;
+	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), -EINVAL);
+}
+
 static void test_close_with_requests(void **state)
 {
 	fe_reset_rings();
@@ -802,6 +899,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_and_resubmit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_requests, setup, teardown),
 	};
 
