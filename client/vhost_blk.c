@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -113,8 +114,8 @@ struct vhost_conn {
 	unsigned int refs;
 	bool dead;
 	enum vhost_rx_state rx;
-	bool rx_busy, tx_busy;
-	struct reactor_op rx_op, tx_op;
+	bool rx_busy, tx_busy, hup_busy;
+	struct reactor_op rx_op, tx_op, hup_op; /* hup: watch for EOF while not reading */
 	struct msghdr rx_mh;
 	struct iovec rx_iov;
 	union {
@@ -252,7 +253,7 @@ static void conn_put(struct vhost_conn *c)
  * unsubmitted SQE would otherwise name a reused descriptor number). */
 static void conn_sock_close(struct vhost_conn *c)
 {
-	if (c->dead && c->fd >= 0 && !c->rx_busy && !c->tx_busy) {
+	if (c->dead && c->fd >= 0 && !c->rx_busy && !c->tx_busy && !c->hup_busy) {
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -891,6 +892,9 @@ static int msg_vring_fd(struct vhost_conn *c, struct vhost_queue *q)
 
 static void drain_reply(struct vhost_conn *c, struct vhost_queue *q)
 {
+	if (c->hup_busy) {
+		cancel_op(c->vb->r, &c->hup_op);
+	}
 	q->draining = false;
 	c->drain_q = -1;
 	c->reply.hdr.size = sizeof(struct vhost_user_vring_state);
@@ -1174,6 +1178,32 @@ static void reply_send(struct vhost_conn *c)
 	reactor_sqe_set_op(sqe, &c->tx_op, tx_done);
 }
 
+static void hup_done(struct reactor_op *op, int res)
+{
+	struct vhost_conn *c = container_of(op, struct vhost_conn, hup_op);
+
+	c->hup_busy = false;
+	if (!c->dead && res > 0 && (res & (POLLRDHUP | POLLHUP | POLLERR))) {
+		conn_kill(c, false);
+	}
+	conn_sock_close(c);
+	conn_put(c);
+}
+
+static void hup_arm(struct vhost_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->hup_busy) {
+		return; /* the previous watch is still being cancelled */
+	}
+	sqe = reactor_sqe(c->vb->r);
+	c->hup_busy = true;
+	conn_get(c);
+	io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP);
+	reactor_sqe_set_op(sqe, &c->hup_op, hup_done);
+}
+
 static void close_fds(struct vhost_conn *c)
 {
 	for (unsigned int i = 0; i < c->nfds; i++) {
@@ -1206,6 +1236,7 @@ static void msg_handle(struct vhost_conn *c)
 	}
 	c->rx = VRX_REPLY;
 	if (rc == VH_DEFER) {
+		hup_arm(c); /* not reading meanwhile: still notice a hangup */
 		return;
 	}
 	need_ack = (m->hdr.flags & VHOST_USER_NEED_REPLY) &&
@@ -1349,6 +1380,9 @@ static void conn_kill(struct vhost_conn *c, bool protocol_error)
 	}
 	if (c->be_busy) {
 		cancel_op(vb->r, &c->be_op);
+	}
+	if (c->hup_busy) {
+		cancel_op(vb->r, &c->hup_op);
 	}
 	for (unsigned int i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_queue *q = &c->q[i];

@@ -783,6 +783,34 @@ static void test_device_full(void **state)
 	fe_disconnect();
 }
 
+/* GET_VRING_BASE waits for a request the device holds; the frontend
+ * hangs up meanwhile: the backend notices without reading, and the next
+ * frontend gets in before the device lets go. */
+static void test_hangup_while_draining(void **state)
+{
+	struct vhost_user_vring_state s = {0, 0};
+	uint8_t *st;
+
+	fe_reset_rings();
+	fe_setup(false, false);
+	TD.hold = true;
+	st = fe_submit(0, VIRTIO_BLK_T_OUT, 0, 4096, false, 7);
+	fe_kick();
+	pump(20);
+	assert_int_equal(TD.inflight, 1);
+	assert_int_equal(fe_msg(VHOST_USER_GET_VRING_BASE, 0, &s, 8, NULL, 0, NULL, NULL, NULL), 0);
+	pump(10);
+	assert_false(sock_readable(F.sock)); /* no reply while the request runs */
+	fe_disconnect();
+	fe_connect();
+	assert_true(fe_get_u64(VHOST_USER_GET_FEATURES) & (1ull << VIRTIO_F_VERSION_1));
+	TD.hold = false;
+	t_release();
+	pump(20);
+	assert_int_equal(*st, 0xff); /* the old ring heard nothing */
+	fe_disconnect();
+}
+
 /* A child as uid/gid 65534 connects and asks GET_FEATURES; 0 when the
  * backend answered, 1 when it closed the connection. */
 static int peer_child(const char *path)
@@ -899,6 +927,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_and_resubmit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hangup_while_draining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_requests, setup, teardown),
 	};
