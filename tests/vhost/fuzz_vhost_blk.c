@@ -152,6 +152,11 @@ int blk_dev_check_range(const struct blk_dev *d, uint64_t offset, uint64_t lengt
 	return 0;
 }
 
+static void fz_cleanup(void)
+{
+	unlink(Z.path);
+}
+
 static void fz_init(void)
 {
 	struct vhost_blk_opts o = {.num_queues = 2, .allow_uid = (uid_t)-1, .allow_gid = (gid_t)-1};
@@ -175,6 +180,7 @@ static void fz_init(void)
 	if (vhost_blk_create(Z.r, &Z.dev, &o, &Z.vb)) {
 		abort();
 	}
+	atexit(fz_cleanup);
 	Z.memfd = memfd_create("fuzz-guest", MFD_CLOEXEC);
 	if (Z.memfd < 0 || ftruncate(Z.memfd, FZ_MEM)) {
 		abort();
