@@ -1023,6 +1023,7 @@ static int msg_dispatch(struct vhost_conn *c)
 			return -EINVAL;
 		}
 		c->features = m->p.u64;
+		log_debug("vhost: features 0x%lx", c->features);
 		return 0;
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
 		reply_u64(c, VHOST_BLK_PROTOCOL_FEATURES);
@@ -1032,6 +1033,7 @@ static int msg_dispatch(struct vhost_conn *c)
 			return -EINVAL;
 		}
 		c->protocol_features = m->p.u64;
+		log_debug("vhost: protocol features 0x%lx", c->protocol_features);
 		return 0;
 	case VHOST_USER_GET_QUEUE_NUM:
 		reply_u64(c, vb->opts.num_queues);
