@@ -783,6 +783,68 @@ static void test_device_full(void **state)
 	fe_disconnect();
 }
 
+/* Queue 1 next to queue 0: both take requests, each answers on its own
+ * ring and call fd. */
+static void test_two_queues(void **state)
+{
+	struct vhost_user_vring_state st = {1, QSIZE};
+	struct vhost_user_vring_addr addr = {.index = 1};
+	struct vhost_vring q0 = F.vr;
+	uint16_t avail0, used0;
+	int kick1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int call1 = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint64_t v = 1, calls = 0;
+	uint8_t *s0, *s1;
+
+	fe_reset_rings();
+	memset(F.mem + 0x3000, 0, 0x2000);
+	fe_setup(false, false);
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_NUM, 0, &st, 8, NULL, 0, NULL, NULL, NULL), 0);
+	st.num = 0;
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_BASE, 0, &st, 8, NULL, 0, NULL, NULL, NULL),
+			 0);
+	addr.desc_uva = (uintptr_t)F.mem + 0x3000;
+	addr.avail_uva = (uintptr_t)F.mem + 0x3800;
+	addr.used_uva = (uintptr_t)F.mem + 0x4000;
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_ADDR, 0, &addr, sizeof(addr), NULL, 0, NULL,
+				NULL, NULL),
+			 0);
+	/* kick before call, as QEMU does */
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_KICK, 0, &v, 8, &kick1, 1, NULL, NULL, NULL),
+			 0);
+	assert_int_equal(fe_msg(VHOST_USER_SET_VRING_CALL, 0, &v, 8, &call1, 1, NULL, NULL, NULL),
+			 0);
+	/* one request on queue 0 */
+	s0 = fe_submit(0, VIRTIO_BLK_T_OUT, 0, 4096, false, 0xa0);
+	fe_kick();
+	assert_int_equal(fe_wait_used(1), 1);
+	avail0 = F.avail_idx;
+	used0 = F.used_seen;
+	/* and one on queue 1, through its own rings */
+	F.vr.desc = (void *)(F.mem + 0x3000);
+	F.vr.avail = (void *)(F.mem + 0x3800);
+	F.vr.used = (void *)(F.mem + 0x4000);
+	F.avail_idx = 0;
+	F.used_seen = 0;
+	pump(5);
+	assert_int_equal(read(call1, &calls, 8), 8); /* the new call fd got its first interrupt */
+	s1 = fe_submit(1, VIRTIO_BLK_T_OUT, 8, 4096, false, 0xa1);
+	assert_int_equal(write(kick1, &v, 8), 8);
+	assert_int_equal(fe_wait_used(1), 1);
+	pump(5);
+	assert_int_equal(read(call1, &calls, 8), 8);
+	assert_int_equal(*s0, VIRTIO_BLK_S_OK);
+	assert_int_equal(*s1, VIRTIO_BLK_S_OK);
+	assert_int_equal(TD.data[0], 0xa0);
+	assert_int_equal(TD.data[4096], 0xa1);
+	assert_int_equal(q0.used->idx, used0); /* queue 0's ring untouched by queue 1 */
+	assert_int_equal(q0.avail->idx, avail0);
+	F.vr = q0;
+	close(kick1);
+	close(call1);
+	fe_disconnect();
+}
+
 /* GET_VRING_BASE waits for a request the device holds; the frontend
  * hangs up meanwhile: the backend notices without reading, and the next
  * frontend gets in before the device lets go. */
@@ -829,11 +891,11 @@ static int peer_child(const char *path)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
 		return 3;
 	}
-	if (write(fd, &h, sizeof(h)) != sizeof(h)) {
-		return 1;
+	if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) {
+		return 1; /* already closed on us */
 	}
 	p = (struct pollfd){.fd = fd, .events = POLLIN};
-	if (poll(&p, 1, 5000) != 1) {
+	if (poll(&p, 1, 15000) != 1) {
 		return 4;
 	}
 	return recv(fd, buf, sizeof(buf), 0) > 0 ? 0 : 1;
@@ -848,7 +910,8 @@ static int peer_try(const char *path)
 	if (!pid) {
 		_exit(peer_child(path));
 	}
-	for (int i = 0; i < 5000; i++) {
+	/* wall time, not loop turns: the child competes for the CPU */
+	for (uint64_t end = reactor_now_ns() + 20000000000ull; reactor_now_ns() < end;) {
 		if (waitpid(pid, &st, WNOHANG) == pid) {
 			break;
 		}
@@ -927,6 +990,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disconnect_and_resubmit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_two_queues, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hangup_while_draining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_requests, setup, teardown),
