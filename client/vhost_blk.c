@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -113,13 +114,13 @@ struct vhost_conn {
 	unsigned int refs;
 	bool dead;
 	enum vhost_rx_state rx;
-	bool rx_busy, tx_busy;
-	struct reactor_op rx_op, tx_op;
+	bool rx_busy, tx_busy, hup_busy;
+	struct reactor_op rx_op, tx_op, hup_op; /* hup: watch for EOF while not reading */
 	struct msghdr rx_mh;
 	struct iovec rx_iov;
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS)];
-		struct cmsghdr align;
+		char buf[64]; /* >= CMSG_SPACE(8 ints), checked at create */
+		size_t align; /* cmsghdr alignment (it ends in a flexible array) */
 	} rx_cbuf;
 	struct vhost_user_msg msg;
 	size_t got;
@@ -130,8 +131,8 @@ struct vhost_conn {
 	struct msghdr tx_mh;
 	struct iovec tx_iov;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
+		char buf[32]; /* >= CMSG_SPACE(one int) */
+		size_t align; /* cmsghdr alignment (it ends in a flexible array) */
 	} tx_cbuf;
 	size_t tx_len, tx_done;
 	int tx_fd; /* sent with the reply, closed once sent */
@@ -252,7 +253,7 @@ static void conn_put(struct vhost_conn *c)
  * unsubmitted SQE would otherwise name a reused descriptor number). */
 static void conn_sock_close(struct vhost_conn *c)
 {
-	if (c->dead && c->fd >= 0 && !c->rx_busy && !c->tx_busy) {
+	if (c->dead && c->fd >= 0 && !c->rx_busy && !c->tx_busy && !c->hup_busy) {
 		close(c->fd);
 		c->fd = -1;
 	}
@@ -483,48 +484,66 @@ static int req_submit(struct vhost_req *rq)
 	}
 }
 
-static void req_start(struct vhost_req *rq)
+/* Hand @rq to the device: -EAGAIN (device full, nothing changed) or 0
+ * (running, or already answered). */
+static int req_try(struct vhost_req *rq)
 {
 	struct vhost_blk *vb = rq->q->c->vb;
 	int rc;
 
 	if (rq->q->c->dead) {
 		req_finish(rq, -1, 0); /* nobody to answer: do not touch the device */
-		return;
+		return 0;
 	}
 	rc = req_submit(rq);
 	if (rc == -EAGAIN) {
-		rq->state = VREQ_WAIT_DEV;
-		rq->next = NULL;
-		if (vb->wait_tail) {
-			vb->wait_tail->next = rq;
-		} else {
-			vb->wait_head = rq;
-		}
-		vb->wait_tail = rq;
-		return;
+		return rc;
 	}
 	if (rc) {
 		req_complete(rq, rc);
-		return;
+		return 0;
 	}
 	rq->state = VREQ_RUNNING;
 	vb->dev_inflight++;
+	return 0;
+}
+
+/* Start @rq, or queue it behind those already waiting for the device
+ * (one FIFO per export, so the device sees requests in arrival order). */
+static void req_start(struct vhost_req *rq)
+{
+	struct vhost_blk *vb = rq->q->c->vb;
+
+	if (!vb->wait_head && req_try(rq) != -EAGAIN) {
+		return;
+	}
+	rq->state = VREQ_WAIT_DEV;
+	rq->next = NULL;
+	if (vb->wait_tail) {
+		vb->wait_tail->next = rq;
+	} else {
+		vb->wait_head = rq;
+	}
+	vb->wait_tail = rq;
 }
 
 /* A device slot freed: retry what waits, oldest first, until -EAGAIN again. */
 static void vb_run_waiters(struct vhost_blk *vb)
 {
-	while (vb->wait_head) {
-		struct vhost_req *rq = vb->wait_head;
+	struct vhost_req *rq;
 
+	while ((rq = vb->wait_head)) {
 		vb->wait_head = rq->next;
 		if (!vb->wait_head) {
 			vb->wait_tail = NULL;
 		}
-		req_start(rq);
-		if (rq->state == VREQ_WAIT_DEV) {
-			break; /* requeued at the tail: it is the only one, or order is kept */
+		if (req_try(rq) == -EAGAIN) {
+			rq->next = vb->wait_head; /* back at the head: order kept */
+			vb->wait_head = rq;
+			if (!vb->wait_tail) {
+				vb->wait_tail = rq;
+			}
+			return;
 		}
 	}
 }
@@ -535,7 +554,8 @@ static void dev_done(void *arg, int res)
 	struct vhost_blk *vb = rq->q->c->vb;
 
 	vb->dev_inflight--;
-	if (!res && (rq->br.op == VIRTIO_BLK_OP_DISCARD || rq->br.op == VIRTIO_BLK_OP_WRITE_ZEROES) &&
+	if (!res &&
+	    (rq->br.op == VIRTIO_BLK_OP_DISCARD || rq->br.op == VIRTIO_BLK_OP_WRITE_ZEROES) &&
 	    ++rq->seg < rq->br.nsegs) {
 		req_start(rq);
 	} else {
@@ -590,14 +610,6 @@ static void req_begin(struct vhost_queue *q, uint16_t head)
 		return;
 	}
 	default:
-		if (vb->wait_head) {
-			/* Keep device order: queue behind those already waiting. */
-			rq->state = VREQ_WAIT_DEV;
-			rq->next = NULL;
-			vb->wait_tail->next = rq;
-			vb->wait_tail = rq;
-			return;
-		}
 		req_start(rq);
 	}
 }
@@ -698,7 +710,11 @@ static int queue_start(struct vhost_queue *q)
 		return -EINVAL;
 	}
 	if (!q->reqs) {
-		q->nreqs = VHOST_BLK_QUEUE_REQS;
+		/* No more slots than the device takes at once: beyond its
+		 * depth requests would only wait on the -EAGAIN list. */
+		uint32_t depth = c->vb->dev->queue_depth;
+
+		q->nreqs = depth && depth < VHOST_BLK_QUEUE_REQS ? depth : VHOST_BLK_QUEUE_REQS;
 		q->reqs = calloc(q->nreqs, sizeof(*q->reqs));
 		if (!q->reqs) {
 			return -ENOMEM;
@@ -724,7 +740,7 @@ static int queue_start(struct vhost_queue *q)
 		}
 		vr->inflight = (struct vhost_inflight_queue *)((uint8_t *)c->inflight_map +
 							       q->idx * vhost_inflight_queue_size(
-									       vr->num));
+										vr->num));
 		if (!q->resubmit) {
 			q->resubmit = calloc(VHOST_BLK_MAX_QUEUE_SIZE, sizeof(uint16_t));
 			if (!q->resubmit) {
@@ -844,6 +860,13 @@ static int msg_vring_fd(struct vhost_conn *c, struct vhost_queue *q)
 				close(fd);
 				return -ENOMEM;
 			}
+			/* Completions pushed while there was no call fd (QEMU
+			 * sends it after the kick, and resubmitted requests may
+			 * finish in between) were never signalled: one spurious
+			 * interrupt is harmless, a lost one hangs the guest. */
+			if (q->started) {
+				call_write(q->call);
+			}
 		}
 		return 0;
 	default: /* SET_VRING_KICK: the ring starts */
@@ -869,6 +892,9 @@ static int msg_vring_fd(struct vhost_conn *c, struct vhost_queue *q)
 
 static void drain_reply(struct vhost_conn *c, struct vhost_queue *q)
 {
+	if (c->hup_busy) {
+		cancel_op(c->vb->r, &c->hup_op);
+	}
 	q->draining = false;
 	c->drain_q = -1;
 	c->reply.hdr.size = sizeof(struct vhost_user_vring_state);
@@ -979,7 +1005,8 @@ static int msg_dispatch(struct vhost_conn *c)
 {
 	struct vhost_user_msg *m = &c->msg;
 	struct vhost_blk *vb = c->vb;
-	struct vhost_queue *q = &c->q[m->p.state.index < VHOST_BLK_MAX_QUEUES ? m->p.state.index : 0];
+	struct vhost_queue *q =
+		&c->q[m->p.state.index < VHOST_BLK_MAX_QUEUES ? m->p.state.index : 0];
 
 	switch (m->hdr.request) {
 	case VHOST_USER_GET_FEATURES: {
@@ -996,6 +1023,7 @@ static int msg_dispatch(struct vhost_conn *c)
 			return -EINVAL;
 		}
 		c->features = m->p.u64;
+		log_debug("vhost: features 0x%lx", c->features);
 		return 0;
 	case VHOST_USER_GET_PROTOCOL_FEATURES:
 		reply_u64(c, VHOST_BLK_PROTOCOL_FEATURES);
@@ -1005,6 +1033,7 @@ static int msg_dispatch(struct vhost_conn *c)
 			return -EINVAL;
 		}
 		c->protocol_features = m->p.u64;
+		log_debug("vhost: protocol features 0x%lx", c->protocol_features);
 		return 0;
 	case VHOST_USER_GET_QUEUE_NUM:
 		reply_u64(c, vb->opts.num_queues);
@@ -1151,6 +1180,32 @@ static void reply_send(struct vhost_conn *c)
 	reactor_sqe_set_op(sqe, &c->tx_op, tx_done);
 }
 
+static void hup_done(struct reactor_op *op, int res)
+{
+	struct vhost_conn *c = container_of(op, struct vhost_conn, hup_op);
+
+	c->hup_busy = false;
+	if (!c->dead && res > 0 && (res & (POLLRDHUP | POLLHUP | POLLERR))) {
+		conn_kill(c, false);
+	}
+	conn_sock_close(c);
+	conn_put(c);
+}
+
+static void hup_arm(struct vhost_conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->hup_busy) {
+		return; /* the previous watch is still being cancelled */
+	}
+	sqe = reactor_sqe(c->vb->r);
+	c->hup_busy = true;
+	conn_get(c);
+	io_uring_prep_poll_add(sqe, c->fd, POLLRDHUP);
+	reactor_sqe_set_op(sqe, &c->hup_op, hup_done);
+}
+
 static void close_fds(struct vhost_conn *c)
 {
 	for (unsigned int i = 0; i < c->nfds; i++) {
@@ -1183,6 +1238,7 @@ static void msg_handle(struct vhost_conn *c)
 	}
 	c->rx = VRX_REPLY;
 	if (rc == VH_DEFER) {
+		hup_arm(c); /* not reading meanwhile: still notice a hangup */
 		return;
 	}
 	need_ack = (m->hdr.flags & VHOST_USER_NEED_REPLY) &&
@@ -1327,6 +1383,9 @@ static void conn_kill(struct vhost_conn *c, bool protocol_error)
 	if (c->be_busy) {
 		cancel_op(vb->r, &c->be_op);
 	}
+	if (c->hup_busy) {
+		cancel_op(vb->r, &c->hup_op);
+	}
 	for (unsigned int i = 0; i < VHOST_BLK_MAX_QUEUES; i++) {
 		struct vhost_queue *q = &c->q[i];
 
@@ -1352,7 +1411,7 @@ static bool peer_allowed(const struct vhost_blk *vb, int fd)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len)) {
 		return false;
 	}
-	if (cr.uid == 0 || cr.uid == getuid() ||
+	if (cr.uid == 0 || cr.uid == geteuid() ||
 	    (vb->opts.allow_uid != (uid_t)-1 && cr.uid == vb->opts.allow_uid) ||
 	    (vb->opts.allow_gid != (gid_t)-1 && cr.gid == vb->opts.allow_gid)) {
 		return true;
@@ -1464,6 +1523,9 @@ int vhost_blk_create(struct reactor *r, struct blk_dev *dev, const struct vhost_
 	    !dev->size || dev->size % BLK_DEV_BLOCK) {
 		return -EINVAL;
 	}
+	kassert(CMSG_SPACE(sizeof(int) * VHOST_USER_MAX_FDS) <=
+		sizeof(((struct vhost_conn *)0)->rx_cbuf.buf));
+	kassert(CMSG_SPACE(sizeof(int)) <= sizeof(((struct vhost_conn *)0)->tx_cbuf.buf));
 	vb = calloc(1, sizeof(*vb));
 	if (!vb) {
 		return -ENOMEM;

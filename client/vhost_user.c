@@ -47,19 +47,19 @@ static const struct vu_msg_desc vu_msgs[VHOST_USER_REQ_MAX] = {
 	[VHOST_USER_SET_VRING_KICK] = {"SET_VRING_KICK", VU_U64, VU_U64, VU_FDS_VRING, false, true},
 	[VHOST_USER_SET_VRING_CALL] = {"SET_VRING_CALL", VU_U64, VU_U64, VU_FDS_VRING, false, true},
 	[VHOST_USER_SET_VRING_ERR] = {"SET_VRING_ERR", VU_U64, VU_U64, VU_FDS_VRING, false, true},
-	[VHOST_USER_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", 0, VU_U64, VU_FDS_NONE,
-					      true, false},
-	[VHOST_USER_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", VU_U64, VU_U64,
-					      VU_FDS_NONE, false, false},
+	[VHOST_USER_GET_PROTOCOL_FEATURES] = {"GET_PROTOCOL_FEATURES", 0, VU_U64, VU_FDS_NONE, true,
+					      false},
+	[VHOST_USER_SET_PROTOCOL_FEATURES] = {"SET_PROTOCOL_FEATURES", VU_U64, VU_U64, VU_FDS_NONE,
+					      false, false},
 	[VHOST_USER_GET_QUEUE_NUM] = {"GET_QUEUE_NUM", 0, VU_U64, VU_FDS_NONE, true, false},
-	[VHOST_USER_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", VU_STATE, VU_STATE, VU_FDS_NONE,
-					 false, true},
+	[VHOST_USER_SET_VRING_ENABLE] = {"SET_VRING_ENABLE", VU_STATE, VU_STATE, VU_FDS_NONE, false,
+					 true},
 	[VHOST_USER_SET_BACKEND_REQ_FD] = {"SET_BACKEND_REQ_FD", 0, VU_U64, VU_FDS_ONE, false,
 					   false},
-	[VHOST_USER_GET_CONFIG] = {"GET_CONFIG", 12, sizeof(struct vhost_user_config),
-				   VU_FDS_NONE, true, false},
-	[VHOST_USER_SET_CONFIG] = {"SET_CONFIG", 12, sizeof(struct vhost_user_config),
-				   VU_FDS_NONE, false, false},
+	[VHOST_USER_GET_CONFIG] = {"GET_CONFIG", 12, sizeof(struct vhost_user_config), VU_FDS_NONE,
+				   true, false},
+	[VHOST_USER_SET_CONFIG] = {"SET_CONFIG", 12, sizeof(struct vhost_user_config), VU_FDS_NONE,
+				   false, false},
 	[VHOST_USER_GET_INFLIGHT_FD] = {"GET_INFLIGHT_FD", VU_INFL,
 					sizeof(struct vhost_user_inflight), VU_FDS_NONE, true,
 					false},
@@ -168,8 +168,7 @@ static int check_config(const struct vhost_user_msg *m)
 	return m->hdr.size == 12 + c->size ? 0 : -EPROTO;
 }
 
-int vhost_user_check_msg(const struct vhost_user_msg *m, unsigned int nfds,
-			 unsigned int num_queues)
+int vhost_user_check_msg(const struct vhost_user_msg *m, unsigned int nfds, unsigned int num_queues)
 {
 	const struct vu_msg_desc *d;
 	int rc = vhost_user_check_hdr(&m->hdr);
@@ -178,8 +177,14 @@ int vhost_user_check_msg(const struct vhost_user_msg *m, unsigned int nfds,
 		return rc;
 	}
 	d = vu_desc(m->hdr.request);
-	if (d->vring && m->p.state.index >= num_queues) {
-		return -EINVAL;
+	if (d->vring) {
+		/* Kick/call/err carry the index in the low byte of a u64. */
+		uint64_t idx = d->fds == VU_FDS_VRING ? m->p.u64 & VHOST_USER_VRING_IDX_MASK
+						      : m->p.state.index;
+
+		if (idx >= num_queues) {
+			return -EINVAL;
+		}
 	}
 	switch (d->fds) {
 	case VU_FDS_NONE:

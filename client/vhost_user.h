@@ -53,10 +53,10 @@ enum vhost_user_req {
 #define VHOST_USER_VRING_NOFD	  (1u << 8)
 
 /* Virtio / vhost-user feature bits. */
-#define VIRTIO_RING_F_INDIRECT_DESC	28u
-#define VIRTIO_RING_F_EVENT_IDX		29u
-#define VHOST_USER_F_PROTOCOL_FEATURES	30u
-#define VIRTIO_F_VERSION_1		32u
+#define VIRTIO_RING_F_INDIRECT_DESC    28u
+#define VIRTIO_RING_F_EVENT_IDX	       29u
+#define VHOST_USER_F_PROTOCOL_FEATURES 30u
+#define VIRTIO_F_VERSION_1	       32u
 
 /* Protocol feature bits. */
 #define VHOST_USER_PROTOCOL_F_MQ	     0u

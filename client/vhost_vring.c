@@ -50,8 +50,8 @@ void *vhost_mem_uva_to_host(const struct vhost_mem *m, uint64_t uva, uint64_t le
 	return NULL;
 }
 
-int vhost_mem_gpa_to_iov(const struct vhost_mem *m, uint64_t gpa, uint64_t len,
-			 struct iovec *iov, unsigned int *n, unsigned int max)
+int vhost_mem_gpa_to_iov(const struct vhost_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov,
+			 unsigned int *n, unsigned int max)
 {
 	if (gpa > UINT64_MAX - len) {
 		return -EFAULT;

@@ -18,14 +18,14 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define VHOST_MEM_MAX_REGIONS 8u
-#define VHOST_VRING_MAX_IOV   128u /* iovecs per request (seg_max + 2 plus region splits) */
+#define VHOST_MEM_MAX_REGIONS	 8u
+#define VHOST_VRING_MAX_IOV	 128u  /* iovecs per request (seg_max + 2 plus region splits) */
 #define VHOST_VRING_MAX_INDIRECT 1024u /* entries in one indirect table */
 
-#define VRING_DESC_F_NEXT     1u
-#define VRING_DESC_F_WRITE    2u
-#define VRING_DESC_F_INDIRECT 4u
-#define VRING_USED_F_NO_NOTIFY	 1u
+#define VRING_DESC_F_NEXT	   1u
+#define VRING_DESC_F_WRITE	   2u
+#define VRING_DESC_F_INDIRECT	   4u
+#define VRING_USED_F_NO_NOTIFY	   1u
 #define VRING_AVAIL_F_NO_INTERRUPT 1u
 
 struct vring_desc {
@@ -54,9 +54,9 @@ struct vring_used {
 };
 
 /* Ring sizes in bytes for @num entries (with the event-index fields). */
-#define VRING_DESC_SIZE(num)  ((uint64_t)(num) * 16u)
-#define VRING_AVAIL_SIZE(num) (6u + (uint64_t)(num) * 2u)
-#define VRING_USED_SIZE(num)  (6u + (uint64_t)(num) * 8u)
+#define VRING_DESC_SIZE(num)  ((uint64_t)(num)*16u)
+#define VRING_AVAIL_SIZE(num) (6u + (uint64_t)(num)*2u)
+#define VRING_USED_SIZE(num)  (6u + (uint64_t)(num)*8u)
 
 struct vhost_mem_region {
 	uint64_t gpa, size, uva;
@@ -80,8 +80,8 @@ void *vhost_mem_uva_to_host(const struct vhost_mem *m, uint64_t uva, uint64_t le
  * @max), one per region it crosses. 0, -EFAULT (some byte outside guest
  * memory, or gpa+len overflows), -E2BIG (more than @max entries).
  */
-int vhost_mem_gpa_to_iov(const struct vhost_mem *m, uint64_t gpa, uint64_t len,
-			 struct iovec *iov, unsigned int *n, unsigned int max);
+int vhost_mem_gpa_to_iov(const struct vhost_mem *m, uint64_t gpa, uint64_t len, struct iovec *iov,
+			 unsigned int *n, unsigned int max);
 
 /* Split-ring inflight state (vhost-user spec, "Inflight I/O tracking"). */
 struct vhost_inflight_desc {

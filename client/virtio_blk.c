@@ -176,8 +176,8 @@ int virtio_blk_parse(const struct virtio_blk_geom *g, struct iovec *iov, unsigne
 		req->op = VIRTIO_BLK_OP_READ;
 		parse_data(g, iov, out_num, in_num, hdr.sector, req);
 		if (req->op == VIRTIO_BLK_OP_READ) {
-			req->in_len = req->length < UINT32_MAX ? (uint32_t)req->length + 1
-							       : UINT32_MAX;
+			req->in_len =
+				req->length < UINT32_MAX ? (uint32_t)req->length + 1 : UINT32_MAX;
 		}
 		return 0;
 	case VIRTIO_BLK_T_OUT:

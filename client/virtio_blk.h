@@ -48,11 +48,11 @@
 
 #define VIRTIO_BLK_SECTOR	   512u
 #define VIRTIO_BLK_WZ_F_UNMAP	   1u
-#define VIRTIO_BLK_MAX_DWZ_SEGS	   16u /* discard / write-zeroes segments per request */
+#define VIRTIO_BLK_MAX_DWZ_SEGS	   16u	      /* discard / write-zeroes segments per request */
 #define VIRTIO_BLK_MAX_DWZ_SECTORS (1u << 22) /* 2 GiB per segment */
 /* Data buffers per read/write: blk_dev takes BLK_DEV_IOV_MAX; we advertise
  * seg_max so that a conforming driver (header + data + status) fits. */
-#define VIRTIO_BLK_SEG_MAX (BLK_DEV_IOV_MAX - 2)
+#define VIRTIO_BLK_SEG_MAX  (BLK_DEV_IOV_MAX - 2)
 #define VIRTIO_BLK_SIZE_MAX (1u << 20) /* advertised per-segment byte limit */
 
 /* Wire structures, little-endian (x86 only: no byte swapping). */
@@ -127,7 +127,7 @@ struct virtio_blk_req {
 	int ndata;	     /* 1..BLK_DEV_IOV_MAX */
 	uint32_t nsegs;	     /* DISCARD/WRITE_ZEROES */
 	struct virtio_blk_seg segs[VIRTIO_BLK_MAX_DWZ_SEGS];
-	uint32_t in_len;     /* bytes the device writes on success (used.len) */
+	uint32_t in_len; /* bytes the device writes on success (used.len) */
 };
 
 /*
