@@ -92,7 +92,6 @@ struct vhost_queue {
 	bool num_set, addr_set;
 	bool started; /* kick received, rings translated */
 	bool enabled; /* SET_VRING_ENABLE 0 pauses (see docs) */
-	bool broken;  /* the guest corrupted the ring: stop taking from it */
 	bool processing, signal_pending, draining;
 	uint32_t gen;
 	struct vhost_efd *kick, *call;
@@ -584,17 +583,21 @@ static void req_begin(struct vhost_queue *q, uint16_t head)
 	rq->mem = mem_get(c->mem);
 	rc = vhost_vring_walk(&q->vr, c->mem, head, rq->iov, VHOST_VRING_MAX_IOV, &out_num,
 			      &in_num);
-	if (rc) {
-		vb->stats.bad_requests++;
-		log_debug("vhost queue %u: bad descriptor chain at %u: %s", q->idx, head,
-			  strerror(-rc));
-		req_finish(rq, -1, 0);
-		return;
+	if (!rc) {
+		rc = virtio_blk_parse(&vb->geom, rq->iov, out_num, in_num, &rq->br);
 	}
-	rc = virtio_blk_parse(&vb->geom, rq->iov, out_num, in_num, &rq->br);
 	if (rc) {
+		/* No status byte we may write: a chain outside guest memory,
+		 * a loop, a bad indirect table, no header or no status. The
+		 * guest broke the ring protocol, as QEMU's virtio_error()
+		 * would say: the connection goes (the device is broken for
+		 * this guest only), instead of a used entry without a status
+		 * that a driver could take for success. */
 		vb->stats.bad_requests++;
-		req_finish(rq, -1, 0);
+		log_warn("vhost queue %u: bad descriptor chain at %u (%s): closing the connection",
+			 q->idx, head, strerror(-rc));
+		conn_kill(c, true);
+		req_finish(rq, -1, 0); /* not pushed: the connection is gone */
 		return;
 	}
 	switch (rq->br.op) {
@@ -621,8 +624,9 @@ static void queue_process(struct vhost_queue *q)
 	if (q->processing) {
 		return;
 	}
+	conn_get(c); /* a protocol error below may drop the last other reference */
 	q->processing = true;
-	while (!c->dead && q->started && q->enabled && !q->broken && !q->draining && q->free) {
+	while (!c->dead && q->started && q->enabled && !q->draining && q->free) {
 		uint16_t head;
 		int rc;
 
@@ -635,10 +639,13 @@ static void queue_process(struct vhost_queue *q)
 		vhost_vring_disable_notify(&q->vr);
 		rc = vhost_vring_pop(&q->vr, &head);
 		if (rc < 0) {
-			log_warn("vhost queue %u: guest broke the avail ring; queue stopped",
+			/* An avail index that jumps past the ring or a head out
+			 * of range: nothing on this ring can be trusted, and a
+			 * stopped queue would hang the guest. */
+			log_warn("vhost queue %u: guest broke the avail ring: closing the connection",
 				 q->idx);
 			c->vb->stats.bad_requests++;
-			q->broken = true;
+			conn_kill(c, true);
 			break;
 		}
 		if (!rc) {
@@ -650,6 +657,7 @@ static void queue_process(struct vhost_queue *q)
 		req_begin(q, head);
 	}
 	q->processing = false;
+	conn_put(c);
 }
 
 /* ---- queues ---- */
@@ -692,7 +700,6 @@ static void queue_stop(struct vhost_queue *q, bool forget)
 		q->call = NULL;
 		q->num_set = false;
 		q->addr_set = false;
-		q->broken = false;
 		q->vr.desc = NULL;
 		q->vr.avail = NULL;
 		q->vr.used = NULL;
@@ -757,7 +764,6 @@ static int queue_start(struct vhost_queue *q)
 		}
 	}
 	q->started = true;
-	q->broken = false;
 	log_debug("vhost queue %u started: num %u avail %u used %u", q->idx, vr->num,
 		  vr->last_avail, vr->used_idx);
 	return 0;

@@ -114,7 +114,8 @@ class Backend:
             time.sleep(0.05)
 
     def output(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.logpath, "rb") as f:
             return f.read().decode(errors="replace")
 
