@@ -90,6 +90,7 @@ struct nbd_conn {
 	bool draining;	 /* reading stopped: finish requests and replies, then close */
 	bool rx_blocked; /* every slot busy: reading resumes when one frees */
 	bool recv_armed, recv_direct, send_armed, cancel_armed;
+	bool free_queued;
 	unsigned int ops;    /* our SQEs in flight (recv, send, cancel) */
 	unsigned int busy;   /* requests not FREE */
 	unsigned int in_dev; /* requests in the device */
@@ -101,6 +102,7 @@ struct nbd_conn {
 	struct nbd_req *txq, **txq_tail;
 	size_t otx_len, otx_off;
 	struct reactor_op recv_op, send_op, cancel_op;
+	struct reactor_defer free_defer;
 	struct msghdr tx_msg;
 	struct iovec tx_iov[NBD_TX_IOV];
 	struct bufpool *pool;
@@ -829,12 +831,36 @@ static void conn_cancel_recv(struct nbd_conn *c)
 	reactor_sqe_set_op(sqe, &c->cancel_op, conn_cancel_done);
 }
 
-/* Hard close: shut the socket down, drop queued work; the memory goes once
- * our SQEs and the device's callbacks have all come back. Called again by
- * each of those completions on a dead connection. */
+static void conn_free(struct reactor_defer *d)
+{
+	struct nbd_conn *c = container_of(d, struct nbd_conn, free_defer);
+	struct nbd_server *s = c->s;
+
+	kassert(c->state == NBD_CONN_DEAD && !c->ops && !c->in_dev && !c->busy);
+	close(c->fd);
+	if (c->prev) {
+		c->prev->next = c->next;
+	} else {
+		s->conns = c->next;
+	}
+	if (c->next) {
+		c->next->prev = c->prev;
+	}
+	s->nconns--;
+	bufpool_destroy(c->pool);
+	free(c);
+	server_conns_gone(s);
+	server_put(s);
+}
+
+/*
+ * Hard close: shut the socket down, drop queued work; the memory goes once
+ * our SQEs and the device's callbacks have all come back (each of those
+ * completions calls this again on a dead connection). The free itself is
+ * deferred to the next loop turn, so callers may still touch @c.
+ */
 static void conn_kill(struct nbd_conn *c)
 {
-	struct nbd_server *s = c->s;
 	struct nbd_req *q;
 
 	if (c->state != NBD_CONN_DEAD) {
@@ -855,24 +881,13 @@ static void conn_kill(struct nbd_conn *c)
 		}
 		c->txq_tail = &c->txq;
 	}
-	if (c->ops || c->in_dev) {
+	if (c->ops || c->in_dev || c->free_queued) {
 		return;
 	}
-	kassert(c->busy == 0);
-	close(c->fd);
-	if (c->prev) {
-		c->prev->next = c->next;
-	} else {
-		s->conns = c->next;
-	}
-	if (c->next) {
-		c->next->prev = c->prev;
-	}
-	s->nconns--;
-	bufpool_destroy(c->pool);
-	free(c);
-	server_conns_gone(s);
-	server_put(s);
+	/* Nothing can be armed on a dead connection any more. */
+	c->free_queued = true;
+	c->free_defer.fn = conn_free;
+	reactor_defer(c->s->r, &c->free_defer);
 }
 
 /* Graceful close (NBD_CMD_DISC, server close): read nothing more, finish

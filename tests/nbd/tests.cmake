@@ -1,0 +1,13 @@
+# NBD export: unit tests for the socket-free protocol code (nbd_parse) and
+# functional tests against keel-export with real NBD clients (fio, qemu-img,
+# qemu-io, nbdinfo) and a raw-socket malformed client; each functional
+# script first runs its checks against qemu-storage-daemon on a file, so a
+# harness bug cannot pass as a product bug.
+keel_unit_test(test_nbd_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_nbd_parse.c
+  LIBS keel_export TIMEOUT 60)
+
+foreach(t t_nbd_tools)
+  add_test(NAME nbd_${t}
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/${t}.py ${CMAKE_BINARY_DIR})
+  set_tests_properties(nbd_${t} PROPERTIES TIMEOUT 600 LABELS "functional;nbd")
+endforeach()
