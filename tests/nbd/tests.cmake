@@ -6,7 +6,7 @@
 keel_unit_test(test_nbd_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_nbd_parse.c
   LIBS keel_export TIMEOUT 60)
 
-foreach(t t_nbd_tools)
+foreach(t t_nbd_tools t_nbd_malformed)
   add_test(NAME nbd_${t}
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/${t}.py ${CMAKE_BINARY_DIR})
   set_tests_properties(nbd_${t} PROPERTIES TIMEOUT 600 LABELS "functional;nbd")
