@@ -38,6 +38,9 @@ def check_nbdinfo(srv, tcp=False):
         assert exp["can_trim"] and exp["can_zero"], exp
         assert exp["is_read_only"] == srv.ro, exp
         assert exp.get("export-name", exp.get("name")) in ("vol", None), exp
+        if not tcp:
+            mode = os.stat(srv.sock).st_mode & 0o777
+            assert mode == 0o660, "unix socket mode %o" % mode
 
 
 def qemu_io(srv, cmds, tcp=False):

@@ -556,6 +556,86 @@ static void test_close_waits_for_device(void **state)
 	free(rd);
 }
 
+static int connect_unix(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Poll the reactor until @fd has the 18-byte greeting (1) or EOF (0). */
+static int greeting_or_eof(struct reactor *r, int fd)
+{
+	uint8_t buf[18];
+	size_t got = 0;
+
+	for (int i = 0; i < 100000; i++) {
+		ssize_t n;
+
+		assert_true(reactor_poll(r, false) >= 0);
+		n = recv(fd, buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+		if (n == 0) {
+			return 0;
+		}
+		if (n > 0) {
+			got += (size_t)n;
+			if (got == sizeof(buf)) {
+				return 1;
+			}
+		}
+		usleep(50);
+	}
+	fail_msg("neither greeting nor EOF");
+	return -1;
+}
+
+static void test_max_conns(void **state)
+{
+	struct reactor *r;
+	struct ram_dev *rd;
+	struct nbd_server *s;
+	struct nbd_server_stats st;
+	struct nbd_server_opts o = {.max_conns = 1};
+	char path[108];
+	atomic_int closed = 0;
+	int fd1, fd2, fd3;
+
+	assert_int_equal(reactor_create(64, &r), 0);
+	rd = ram_new(r);
+	sock_path(path, sizeof(path));
+	o.unix_path = path;
+	assert_int_equal(nbd_server_create(r, &rd->dev, &o, &s), 0);
+	fd1 = connect_unix(path);
+	assert_int_equal(greeting_or_eof(r, fd1), 1);
+	fd2 = connect_unix(path);
+	assert_int_equal(greeting_or_eof(r, fd2), 0); /* over the limit */
+	close(fd2);
+	close(fd1);
+	/* The slot frees once the server notices fd1 is gone. */
+	for (int i = 0; i < 100; i++) {
+		fd3 = connect_unix(path);
+		if (greeting_or_eof(r, fd3)) {
+			break;
+		}
+		close(fd3);
+		fd3 = -1;
+	}
+	assert_true(fd3 >= 0);
+	nbd_server_get_stats(s, &st);
+	assert_true(st.connections >= 2);
+	nbd_server_close(s, closed_cb, &closed);
+	run_until(r, &closed);
+	assert_int_equal(atomic_load(&closed), 1);
+	close(fd3);
+	reactor_destroy(r);
+	free(rd->data);
+	free(rd);
+}
+
 static void test_create_errors(void **state)
 {
 	struct reactor *r;
@@ -581,6 +661,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pipeline_eagain),
 		cmocka_unit_test(test_close_waits_for_device),
+		cmocka_unit_test(test_max_conns),
 		cmocka_unit_test(test_create_errors),
 	};
 
