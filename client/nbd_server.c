@@ -343,7 +343,8 @@ static void req_dispatch(struct nbd_req *q)
 		req_reply(q);
 		return;
 	}
-	rc = req_start(q);
+	/* Behind requests already waiting for the device: keep arrival order. */
+	rc = s->parked ? -EAGAIN : req_start(q);
 	if (rc == -EAGAIN) {
 		q->state = NBD_REQ_PARKED;
 		q->next = NULL;
@@ -428,8 +429,9 @@ static void conn_tx_done(struct reactor_op *op, int res)
 		conn_kill(c);
 		return;
 	}
-	if (res < 0) {
-		log_debug("nbd: conn %u: send: %s", c->id, strerror(-res));
+	if (res <= 0) {
+		/* 0 from a non-empty stream send would only loop: treat as gone. */
+		log_debug("nbd: conn %u: send: %s", c->id, res ? strerror(-res) : "no progress");
 		conn_kill(c);
 		return;
 	}
@@ -504,8 +506,8 @@ static void conn_otx_done(struct reactor_op *op, int res)
 		conn_kill(c);
 		return;
 	}
-	if (res < 0) {
-		log_debug("nbd: conn %u: send: %s", c->id, strerror(-res));
+	if (res <= 0) {
+		log_debug("nbd: conn %u: send: %s", c->id, res ? strerror(-res) : "no progress");
 		conn_kill(c);
 		return;
 	}
