@@ -40,6 +40,8 @@
 #define NBD_DEFAULT_CONNS     16u
 #define NBD_CLOSE_GRACE_NS    (2ull * 1000 * 1000 * 1000)
 #define NBD_RETRY_NS	      (1ull * 1000 * 1000)
+#define NBD_HANDSHAKE_NS      (10ull * 1000 * 1000 * 1000) /* accept to transmission */
+#define NBD_SWEEP_NS	      (1ull * 1000 * 1000 * 1000)
 #define NBD_ACCEPT_BACKOFF_NS (100ull * 1000 * 1000)
 #define NBD_MAX_LISTENERS     2
 
@@ -95,6 +97,7 @@ struct nbd_conn {
 	unsigned int busy;   /* requests not FREE */
 	unsigned int in_dev; /* requests in the device */
 	unsigned int nopts;
+	uint64_t deadline_ns; /* negotiation must be over by then; 0 once it is */
 	uint32_t opt, opt_len;
 	uint32_t rx_start, rx_end;
 	struct nbd_req *cur; /* the WRITE whose payload is being read */
@@ -135,9 +138,9 @@ struct nbd_server {
 	unsigned int dev_inflight;
 	unsigned int refs; /* SQEs of listeners and timers, plus one per connection */
 	bool closing;
-	bool grace_armed, retry_armed;
-	struct reactor_op grace_op, grace_cancel_op, retry_op;
-	struct __kernel_timespec grace_ts, retry_ts;
+	bool grace_armed, retry_armed, sweep_armed;
+	struct reactor_op grace_op, grace_cancel_op, retry_op, sweep_op, sweep_cancel_op;
+	struct __kernel_timespec grace_ts, retry_ts, sweep_ts;
 	struct reactor_defer done_defer;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -192,6 +195,62 @@ static void server_conns_gone(struct nbd_server *s)
 	sqe = reactor_sqe(s->r);
 	io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->grace_op, 0);
 	reactor_sqe_set_op(sqe, &s->grace_cancel_op, grace_cancel_done);
+}
+
+static void sweep_arm(struct nbd_server *s);
+
+/* Once a second while connections negotiate: a client that has not reached
+ * transmission NBD_HANDSHAKE_NS after connecting loses its connection, so
+ * idle sockets cannot hold every max_conns slot. */
+static void sweep_done(struct reactor_op *op, int res)
+{
+	struct nbd_server *s = container_of(op, struct nbd_server, sweep_op);
+	uint64_t now = reactor_now_ns();
+	struct nbd_conn *c, *next;
+	bool pending = false;
+
+	s->sweep_armed = false;
+	if (!s->closing) {
+		for (c = s->conns; c; c = next) {
+			next = c->next;
+			if (!c->deadline_ns || c->state == NBD_CONN_DEAD) {
+				continue;
+			}
+			if (now < c->deadline_ns) {
+				pending = true;
+				continue;
+			}
+			log_warn("nbd: conn %u: negotiation not finished in %llu s: closing", c->id,
+				 NBD_HANDSHAKE_NS / 1000000000ull);
+			s->stats.protocol_errors++;
+			conn_kill(c);
+		}
+		if (pending) {
+			sweep_arm(s);
+		}
+	}
+	server_put(s);
+}
+
+static void sweep_arm(struct nbd_server *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->sweep_armed || s->closing) {
+		return;
+	}
+	s->sweep_armed = true;
+	s->refs++;
+	s->sweep_ts.tv_sec = NBD_SWEEP_NS / 1000000000ull;
+	s->sweep_ts.tv_nsec = 0;
+	sqe = reactor_sqe(s->r);
+	io_uring_prep_timeout(sqe, &s->sweep_ts, 0, 0);
+	reactor_sqe_set_op(sqe, &s->sweep_op, sweep_done);
+}
+
+static void sweep_cancel_done(struct reactor_op *op, int res)
+{
+	server_put(container_of(op, struct nbd_server, sweep_cancel_op));
 }
 
 /* --- requests --- */
@@ -523,6 +582,7 @@ static void conn_otx_done(struct reactor_op *op, int res)
 	c->state = c->after_send;
 	if (c->state == NBD_CONN_XMIT_HDR) {
 		log_debug("nbd: conn %u: transmission phase", c->id);
+		c->deadline_ns = 0;
 	}
 	conn_rx_process(c);
 }
@@ -945,6 +1005,7 @@ static void conn_new(struct nbd_listener *l, int fd)
 	c->fd = fd;
 	c->id = ++s->next_id;
 	c->txq_tail = &c->txq;
+	c->deadline_ns = reactor_now_ns() + NBD_HANDSHAKE_NS;
 	for (unsigned int i = 0; i < NBD_CONN_DEPTH; i++) {
 		struct nbd_req *q = &c->reqs[i];
 
@@ -969,6 +1030,7 @@ static void conn_new(struct nbd_listener *l, int fd)
 	c->after_send = NBD_CONN_CLIENT_FLAGS;
 	c->state = NBD_CONN_OPT_SEND;
 	conn_otx_send(c);
+	sweep_arm(s);
 	return;
 
 out_free:
@@ -1251,6 +1313,12 @@ void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg)
 	}
 	if (s->unix_path) {
 		unlink(s->unix_path);
+	}
+	if (s->sweep_armed) {
+		s->refs++;
+		sqe = reactor_sqe(s->r);
+		io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->sweep_op, 0);
+		reactor_sqe_set_op(sqe, &s->sweep_cancel_op, sweep_cancel_done);
 	}
 	if (s->conns) {
 		s->grace_armed = true;

@@ -414,6 +414,24 @@ def many_connections(ctx):
     time.sleep(0.2)
 
 
+def idle_negotiation(ctx):
+    """Clients that never finish negotiating lose their connection after
+    10 s (they would otherwise hold max_conns slots for ever)."""
+    silent = ctx.client()
+    silent.greeting()
+    stalled = ctx.client()
+    stalled.start()
+    stalled.opt(0x4242)  # one option, then nothing
+    stalled.opt_reply()
+    working = ctx.export()  # in transmission: never timed out
+    t0 = time.time()
+    assert silent.is_closed(timeout=15), "silent client still connected"
+    assert stalled.is_closed(timeout=15 - (time.time() - t0)), "stalled client kept"
+    assert 8 < time.time() - t0 < 15, "closed after %.1f s" % (time.time() - t0)
+    assert working.read(CANARY_OFF[0], 4096) == CANARY[0][:4096]
+    working.disc()
+
+
 GENERIC = [
     ("bad client flags", bad_client_flags),
     ("request before the handshake", request_before_handshake),
@@ -439,6 +457,7 @@ GENERIC = [
 KEEL_ONLY = [
     ("structured replies refused", structured_reply_refused),
     ("unaligned and oversized requests", unaligned),
+    ("idle negotiation closed after 10 s", idle_negotiation),
 ]
 
 
