@@ -432,6 +432,35 @@ def idle_negotiation(ctx):
     working.disc()
 
 
+def random_garbage(ctx):
+    """150 connections send seeded random bytes, some behind valid magics,
+    at every phase, then hang up; requests that happen to be valid only
+    touch the scratch area beyond 64 MiB."""
+    g = random.Random(2024)
+    for i in range(150):
+        c = ctx.client()
+        try:
+            phase = i % 3
+            if phase >= 1:
+                c.start()
+            if phase == 2:
+                c.go()
+            junk = g.randbytes(g.randrange(1, 3000))
+            if phase == 1 and i % 2:
+                junk = struct.pack(">QI", nbdlib.OPTS_MAGIC, g.randrange(0, 12)) + junk
+            if phase == 2 and i % 2:
+                ln = g.choice([0, 4096, 8192, g.randrange(1 << 32)])
+                junk = struct.pack(">IHHQQI", REQ_MAGIC, g.randrange(4), g.randrange(8), i,
+                                   64 * MIB + g.randrange(64) * 4096, ln) + junk
+            c.send(junk)
+            if i % 4 == 0:
+                c.is_closed(timeout=0.05)
+        except OSError:
+            pass
+        c.close()
+    time.sleep(0.3)
+
+
 GENERIC = [
     ("bad client flags", bad_client_flags),
     ("request before the handshake", request_before_handshake),
@@ -453,6 +482,7 @@ GENERIC = [
     ("48 pipelined requests", pipelined),
     ("DISC behind writes in flight", disc_in_flight),
     ("half-open connections", many_connections),
+    ("random garbage at every phase", random_garbage),
 ]
 KEEL_ONLY = [
     ("structured replies refused", structured_reply_refused),
