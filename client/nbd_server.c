@@ -9,7 +9,8 @@
  * A connection reads into a 64 KiB ring (headers, options, small payloads)
  * and receives the rest of a long WRITE payload straight into the request's
  * buffer. Requests run in parallel, up to NBD_CONN_DEPTH per connection,
- * each with a preallocated NBD_MAX_PAYLOAD buffer; with every slot busy the
+ * each with an NBD_MAX_PAYLOAD buffer in the connection's slab (mapped at
+ * accept, touched as used); with every slot busy the
  * connection stops reading until a reply has gone out. Replies go out in
  * completion order (NBD matches them by handle), gathered into one sendmsg
  * at a time per connection; a short send resumes where it stopped.
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,7 +31,6 @@
 
 #include "client/nbd_parse.h"
 #include "client/nbd_server.h"
-#include "common/bufpool.h"
 #include "common/log.h"
 #include "common/xport.h"
 
@@ -44,6 +45,7 @@
 #define NBD_SWEEP_NS	      (1ull * 1000 * 1000 * 1000)
 #define NBD_ACCEPT_BACKOFF_NS (100ull * 1000 * 1000)
 #define NBD_MAX_LISTENERS     2
+#define NBD_SLAB_SIZE	      ((size_t)NBD_CONN_DEPTH * NBD_MAX_PAYLOAD)
 
 enum nbd_conn_state {
 	NBD_CONN_OPT_SEND,     /* sending the greeting or option replies */
@@ -73,7 +75,7 @@ struct nbd_req {
 	struct nbd_req *next; /* free list, reply queue or parked list */
 	struct nbd_req_hdr h;
 	int res;       /* 0 or -errno; nbd_errno_to_wire() makes the reply */
-	uint8_t *buf;  /* NBD_MAX_PAYLOAD bytes from the connection's pool */
+	uint8_t *buf;  /* NBD_MAX_PAYLOAD bytes of the connection's slab */
 	uint32_t got;  /* WRITE payload bytes received */
 	uint32_t sent; /* reply bytes sent */
 	struct iovec iov;
@@ -108,7 +110,7 @@ struct nbd_conn {
 	struct reactor_defer free_defer;
 	struct msghdr tx_msg;
 	struct iovec tx_iov[NBD_TX_IOV];
-	struct bufpool *pool;
+	uint8_t *slab; /* NBD_CONN_DEPTH payload buffers, mapped at accept */
 	struct nbd_req reqs[NBD_CONN_DEPTH];
 	uint8_t otx[NBD_OBUF_SIZE];
 	uint8_t rx[NBD_RX_SIZE];
@@ -405,6 +407,7 @@ static void req_dispatch(struct nbd_req *q)
 	/* Behind requests already waiting for the device: keep arrival order. */
 	rc = s->parked ? -EAGAIN : req_start(q);
 	if (rc == -EAGAIN) {
+		s->stats.parked++;
 		q->state = NBD_REQ_PARKED;
 		q->next = NULL;
 		*s->parked_tail = q;
@@ -909,7 +912,7 @@ static void conn_free(struct reactor_defer *d)
 		c->next->prev = c->prev;
 	}
 	s->nconns--;
-	bufpool_destroy(c->pool);
+	munmap(c->slab, NBD_SLAB_SIZE);
 	free(c);
 	server_conns_gone(s);
 	server_put(s);
@@ -995,7 +998,11 @@ static void conn_new(struct nbd_listener *l, int fd)
 		goto out_close;
 	}
 	/* Buffers are touched only as requests use them. */
-	if (bufpool_create(NBD_MAX_PAYLOAD, NBD_CONN_DEPTH, &c->pool)) {
+	/* Address space only: pages are touched (and count) as requests use
+	 * them, and go back to the system when the connection closes. */
+	c->slab = mmap(NULL, NBD_SLAB_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->slab == MAP_FAILED) {
 		goto out_free;
 	}
 	if (l->tcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
@@ -1010,7 +1017,7 @@ static void conn_new(struct nbd_listener *l, int fd)
 		struct nbd_req *q = &c->reqs[i];
 
 		q->c = c;
-		q->buf = bufpool_get(c->pool);
+		q->buf = c->slab + (size_t)i * NBD_MAX_PAYLOAD;
 		q->next = c->free_reqs;
 		c->free_reqs = q;
 	}

@@ -307,11 +307,11 @@ class Client:
         self.request(CMD_DISC, 0xD15C)
 
 
-def run(cmd, timeout=300, check=True):
+def run(cmd, timeout=300, check=True, cwd=None):
     """Run a tool; returns (rc, output). A timeout is a failure."""
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired as e:
         raise AssertionError("timeout after %ds: %s" % (timeout, " ".join(cmd))) from e
     out = p.stdout.decode(errors="replace")

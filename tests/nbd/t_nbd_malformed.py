@@ -521,7 +521,7 @@ def run_kind(res, kind, build, work):
             assert st.get("bad_requests", 0) >= 15, st
             assert st.get("io_errors", -1) == 0, st
             log = open(srv.log).read()
-            for bad in ("assertion", "AddressSanitizer", "runtime error"):
+            for bad in ("assertion", "AddressSanitizer", "runtime error", "LeakSanitizer"):
                 assert bad not in log, "%s in the log" % bad
         res.check("%s: clean stop, counters, no sanitizer reports" % tag, clean_stop)
 

@@ -89,7 +89,9 @@ def fio(srv, extra, tcp=False):
     args = ["fio", "--name=nbd", "--ioengine=nbd", "--uri=" + srv.uri(tcp), "--rw=randrw",
             "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_fatal=1",
             "--randrepeat=0", "--output-format=json"] + extra
-    _, out = run(args, timeout=300)
+    # fio leaves verify state files in its working directory: keep them in
+    # the test's temp dir.
+    _, out = run(args, timeout=300, cwd=os.path.dirname(srv.path))
     res = json.loads(out[out.index("{"):])
     jobs = res["jobs"]
     for j in jobs:
@@ -165,6 +167,9 @@ def scenarios(res, kind, build, work):
             assert st.get("writes", 0) > 0 and st.get("trims", 0) > 0, st
             assert st.get("write_zeroes", 0) > 0 and st.get("flushes", 0) > 0, st
             assert not os.path.exists(sock), "unix socket left behind"
+            log = open(srv.log).read()
+            for bad in ("assertion", "AddressSanitizer", "runtime error", "LeakSanitizer"):
+                assert bad not in log, "%s in the log:\n%s" % (bad, srv.log_tail())
         res.check("%s: clean stop, counters" % tag, clean_stop)
     os.unlink(img)
 
@@ -195,7 +200,8 @@ def negative_control(res, work):
                             stdin=subprocess.DEVNULL)
     try:
         nbdlib.wait_unix(sock, proc)
-        srv = types.SimpleNamespace(kind="null", uri=lambda tcp=False:
+        srv = types.SimpleNamespace(kind="null", path=os.path.join(work, "null.img"),
+                                    uri=lambda tcp=False:
                                     "nbd+unix:///vol?socket=%s" % sock, size=GIB)
 
         def must_fail(fn, *args):

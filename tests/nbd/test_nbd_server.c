@@ -455,6 +455,7 @@ static void test_pipeline_eagain(void **state)
 	}
 	assert_true(rd->eagain > 0); /* the retry path ran */
 	nbd_server_get_stats(s, &st);
+	assert_true(st.parked > 0);
 	assert_int_equal(st.writes, NREQ);
 	assert_int_equal(st.reads, 2 * NREQ);
 	assert_int_equal(st.write_zeroes, 1);
@@ -475,8 +476,6 @@ static void test_pipeline_eagain(void **state)
 	free(rd);
 }
 
-static atomic_int hold_sent;
-
 /* 8 writes, then wait for the server to close: the ones the device held
  * succeed, the parked ones get ESHUTDOWN, then the connection ends. */
 static int body_close(struct client *cl)
@@ -490,7 +489,6 @@ static int body_close(struct client *cl)
 			return cl_fail(cl, "send");
 		}
 	}
-	atomic_store(&hold_sent, 1);
 	for (;;) {
 		uint64_t h;
 		int err = cl_reply(cl, &h);
@@ -533,7 +531,13 @@ static void test_close_waits_for_device(void **state)
 	assert_int_equal(nbd_server_create(r, &rd->dev, &o, &s), 0);
 	assert_int_equal(pthread_create(&t, NULL, client_main, &cl), 0);
 	/* Until the device holds RAM_DEPTH requests and the rest are parked. */
-	for (int i = 0; i < 100000 && (rd->held < RAM_DEPTH || rd->eagain < 5); i++) {
+	for (int i = 0; i < 100000; i++) {
+		struct nbd_server_stats st;
+
+		nbd_server_get_stats(s, &st);
+		if (rd->held == RAM_DEPTH && st.parked == 8 - RAM_DEPTH) {
+			break;
+		}
 		assert_true(reactor_poll(r, false) >= 0);
 		usleep(50);
 	}
