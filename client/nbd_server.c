@@ -336,9 +336,10 @@ static void req_dev_done(void *arg, int res)
 	kassert(q->state == NBD_REQ_DEV);
 	c->in_dev--;
 	s->dev_inflight--;
-	if (!res && !q->fua_flush && (q->h.flags & NBD_CMD_FLAG_FUA) &&
-	    (q->h.type == NBD_CMD_WRITE || q->h.type == NBD_CMD_WRITE_ZEROES)) {
-		/* FUA is write + flush: the reply waits for the flush. */
+	if (!res && !q->fua_flush && (q->h.flags & NBD_CMD_FLAG_FUA) && q->h.type != NBD_CMD_READ &&
+	    q->h.type != NBD_CMD_FLUSH) {
+		/* FUA on anything that changes data is that + flush: the reply
+		 * waits for the flush. */
 		q->fua_flush = true;
 		req_dispatch(q);
 	} else {

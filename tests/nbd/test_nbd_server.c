@@ -47,7 +47,7 @@ struct ram_dev {
 	struct reactor *r;
 	uint8_t *data;
 	bool hold; /* keep completions until released */
-	unsigned int inflight, held, eagain, ops;
+	unsigned int inflight, held, eagain, ops, flushes;
 	struct ram_req reqs[RAM_DEPTH];
 };
 
@@ -149,7 +149,11 @@ static int ram_writev(struct blk_dev *d, const struct iovec *iov, int iovcnt, ui
 
 static int ram_flush(struct blk_dev *d, blk_io_cb cb, void *arg)
 {
-	return ram_submit(container_of(d, struct ram_dev, dev), cb, arg, 0);
+	struct ram_dev *rd = container_of(d, struct ram_dev, dev);
+	int rc = ram_submit(rd, cb, arg, 0);
+
+	rd->flushes += rc == 0;
+	return rc;
 }
 
 static int ram_zero(struct blk_dev *d, uint64_t off, uint64_t len, blk_io_cb cb, void *arg)
@@ -456,6 +460,8 @@ static void test_pipeline_eagain(void **state)
 	assert_true(rd->eagain > 0); /* the retry path ran */
 	nbd_server_get_stats(s, &st);
 	assert_true(st.parked > 0);
+	/* The FLUSH, and one after each of the 10 FUA writes. */
+	assert_int_equal(rd->flushes, 1 + NREQ / 4);
 	assert_int_equal(st.writes, NREQ);
 	assert_int_equal(st.reads, 2 * NREQ);
 	assert_int_equal(st.write_zeroes, 1);
