@@ -38,7 +38,8 @@ FLAG_READ_ONLY = 1 << 1
 
 EPERM, EIO, EINVAL, ENOSPC, ESHUTDOWN = 1, 5, 22, 28, 108
 
-REQUIRED_TOOLS = ["fio", "qemu-img", "qemu-io", "nbdinfo", "qemu-storage-daemon"]
+REQUIRED_TOOLS = ["fio", "qemu-img", "qemu-io", "nbdinfo", "nbdcopy", "qemu-storage-daemon",
+                  "cmp"]
 
 
 def need_tools(tools=REQUIRED_TOOLS):
