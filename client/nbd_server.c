@@ -9,7 +9,8 @@
  * A connection reads into a 64 KiB ring (headers, options, small payloads)
  * and receives the rest of a long WRITE payload straight into the request's
  * buffer. Requests run in parallel, up to NBD_CONN_DEPTH per connection,
- * each with a preallocated NBD_MAX_PAYLOAD buffer; with every slot busy the
+ * each with an NBD_MAX_PAYLOAD buffer in the connection's slab (mapped at
+ * accept, touched as used); with every slot busy the
  * connection stops reading until a reply has gone out. Replies go out in
  * completion order (NBD matches them by handle), gathered into one sendmsg
  * at a time per connection; a short send resumes where it stopped.
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,7 +31,6 @@
 
 #include "client/nbd_parse.h"
 #include "client/nbd_server.h"
-#include "common/bufpool.h"
 #include "common/log.h"
 #include "common/xport.h"
 
@@ -40,8 +41,11 @@
 #define NBD_DEFAULT_CONNS     16u
 #define NBD_CLOSE_GRACE_NS    (2ull * 1000 * 1000 * 1000)
 #define NBD_RETRY_NS	      (1ull * 1000 * 1000)
+#define NBD_HANDSHAKE_NS      (10ull * 1000 * 1000 * 1000) /* accept to transmission */
+#define NBD_SWEEP_NS	      (1ull * 1000 * 1000 * 1000)
 #define NBD_ACCEPT_BACKOFF_NS (100ull * 1000 * 1000)
 #define NBD_MAX_LISTENERS     2
+#define NBD_SLAB_SIZE	      ((size_t)NBD_CONN_DEPTH * NBD_MAX_PAYLOAD)
 
 enum nbd_conn_state {
 	NBD_CONN_OPT_SEND,     /* sending the greeting or option replies */
@@ -71,7 +75,7 @@ struct nbd_req {
 	struct nbd_req *next; /* free list, reply queue or parked list */
 	struct nbd_req_hdr h;
 	int res;       /* 0 or -errno; nbd_errno_to_wire() makes the reply */
-	uint8_t *buf;  /* NBD_MAX_PAYLOAD bytes from the connection's pool */
+	uint8_t *buf;  /* NBD_MAX_PAYLOAD bytes of the connection's slab */
 	uint32_t got;  /* WRITE payload bytes received */
 	uint32_t sent; /* reply bytes sent */
 	struct iovec iov;
@@ -95,6 +99,7 @@ struct nbd_conn {
 	unsigned int busy;   /* requests not FREE */
 	unsigned int in_dev; /* requests in the device */
 	unsigned int nopts;
+	uint64_t deadline_ns; /* negotiation must be over by then; 0 once it is */
 	uint32_t opt, opt_len;
 	uint32_t rx_start, rx_end;
 	struct nbd_req *cur; /* the WRITE whose payload is being read */
@@ -105,7 +110,7 @@ struct nbd_conn {
 	struct reactor_defer free_defer;
 	struct msghdr tx_msg;
 	struct iovec tx_iov[NBD_TX_IOV];
-	struct bufpool *pool;
+	uint8_t *slab; /* NBD_CONN_DEPTH payload buffers, mapped at accept */
 	struct nbd_req reqs[NBD_CONN_DEPTH];
 	uint8_t otx[NBD_OBUF_SIZE];
 	uint8_t rx[NBD_RX_SIZE];
@@ -135,9 +140,9 @@ struct nbd_server {
 	unsigned int dev_inflight;
 	unsigned int refs; /* SQEs of listeners and timers, plus one per connection */
 	bool closing;
-	bool grace_armed, retry_armed;
-	struct reactor_op grace_op, grace_cancel_op, retry_op;
-	struct __kernel_timespec grace_ts, retry_ts;
+	bool grace_armed, retry_armed, sweep_armed;
+	struct reactor_op grace_op, grace_cancel_op, retry_op, sweep_op, sweep_cancel_op;
+	struct __kernel_timespec grace_ts, retry_ts, sweep_ts;
 	struct reactor_defer done_defer;
 	void (*close_cb)(void *arg);
 	void *close_arg;
@@ -192,6 +197,62 @@ static void server_conns_gone(struct nbd_server *s)
 	sqe = reactor_sqe(s->r);
 	io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->grace_op, 0);
 	reactor_sqe_set_op(sqe, &s->grace_cancel_op, grace_cancel_done);
+}
+
+static void sweep_arm(struct nbd_server *s);
+
+/* Once a second while connections negotiate: a client that has not reached
+ * transmission NBD_HANDSHAKE_NS after connecting loses its connection, so
+ * idle sockets cannot hold every max_conns slot. */
+static void sweep_done(struct reactor_op *op, int res)
+{
+	struct nbd_server *s = container_of(op, struct nbd_server, sweep_op);
+	uint64_t now = reactor_now_ns();
+	struct nbd_conn *c, *next;
+	bool pending = false;
+
+	s->sweep_armed = false;
+	if (!s->closing) {
+		for (c = s->conns; c; c = next) {
+			next = c->next;
+			if (!c->deadline_ns || c->state == NBD_CONN_DEAD) {
+				continue;
+			}
+			if (now < c->deadline_ns) {
+				pending = true;
+				continue;
+			}
+			log_warn("nbd: conn %u: negotiation not finished in %llu s: closing", c->id,
+				 NBD_HANDSHAKE_NS / 1000000000ull);
+			s->stats.protocol_errors++;
+			conn_kill(c);
+		}
+		if (pending) {
+			sweep_arm(s);
+		}
+	}
+	server_put(s);
+}
+
+static void sweep_arm(struct nbd_server *s)
+{
+	struct io_uring_sqe *sqe;
+
+	if (s->sweep_armed || s->closing) {
+		return;
+	}
+	s->sweep_armed = true;
+	s->refs++;
+	s->sweep_ts.tv_sec = NBD_SWEEP_NS / 1000000000ull;
+	s->sweep_ts.tv_nsec = 0;
+	sqe = reactor_sqe(s->r);
+	io_uring_prep_timeout(sqe, &s->sweep_ts, 0, 0);
+	reactor_sqe_set_op(sqe, &s->sweep_op, sweep_done);
+}
+
+static void sweep_cancel_done(struct reactor_op *op, int res)
+{
+	server_put(container_of(op, struct nbd_server, sweep_cancel_op));
 }
 
 /* --- requests --- */
@@ -275,9 +336,10 @@ static void req_dev_done(void *arg, int res)
 	kassert(q->state == NBD_REQ_DEV);
 	c->in_dev--;
 	s->dev_inflight--;
-	if (!res && !q->fua_flush && (q->h.flags & NBD_CMD_FLAG_FUA) &&
-	    (q->h.type == NBD_CMD_WRITE || q->h.type == NBD_CMD_WRITE_ZEROES)) {
-		/* FUA is write + flush: the reply waits for the flush. */
+	if (!res && !q->fua_flush && (q->h.flags & NBD_CMD_FLAG_FUA) && q->h.type != NBD_CMD_READ &&
+	    q->h.type != NBD_CMD_FLUSH) {
+		/* FUA on anything that changes data is that + flush: the reply
+		 * waits for the flush. */
 		q->fua_flush = true;
 		req_dispatch(q);
 	} else {
@@ -343,8 +405,10 @@ static void req_dispatch(struct nbd_req *q)
 		req_reply(q);
 		return;
 	}
-	rc = req_start(q);
+	/* Behind requests already waiting for the device: keep arrival order. */
+	rc = s->parked ? -EAGAIN : req_start(q);
 	if (rc == -EAGAIN) {
+		s->stats.parked++;
 		q->state = NBD_REQ_PARKED;
 		q->next = NULL;
 		*s->parked_tail = q;
@@ -428,8 +492,9 @@ static void conn_tx_done(struct reactor_op *op, int res)
 		conn_kill(c);
 		return;
 	}
-	if (res < 0) {
-		log_debug("nbd: conn %u: send: %s", c->id, strerror(-res));
+	if (res <= 0) {
+		/* 0 from a non-empty stream send would only loop: treat as gone. */
+		log_debug("nbd: conn %u: send: %s", c->id, res ? strerror(-res) : "no progress");
 		conn_kill(c);
 		return;
 	}
@@ -504,8 +569,8 @@ static void conn_otx_done(struct reactor_op *op, int res)
 		conn_kill(c);
 		return;
 	}
-	if (res < 0) {
-		log_debug("nbd: conn %u: send: %s", c->id, strerror(-res));
+	if (res <= 0) {
+		log_debug("nbd: conn %u: send: %s", c->id, res ? strerror(-res) : "no progress");
 		conn_kill(c);
 		return;
 	}
@@ -521,6 +586,7 @@ static void conn_otx_done(struct reactor_op *op, int res)
 	c->state = c->after_send;
 	if (c->state == NBD_CONN_XMIT_HDR) {
 		log_debug("nbd: conn %u: transmission phase", c->id);
+		c->deadline_ns = 0;
 	}
 	conn_rx_process(c);
 }
@@ -847,7 +913,7 @@ static void conn_free(struct reactor_defer *d)
 		c->next->prev = c->prev;
 	}
 	s->nconns--;
-	bufpool_destroy(c->pool);
+	munmap(c->slab, NBD_SLAB_SIZE);
 	free(c);
 	server_conns_gone(s);
 	server_put(s);
@@ -933,7 +999,11 @@ static void conn_new(struct nbd_listener *l, int fd)
 		goto out_close;
 	}
 	/* Buffers are touched only as requests use them. */
-	if (bufpool_create(NBD_MAX_PAYLOAD, NBD_CONN_DEPTH, &c->pool)) {
+	/* Address space only: pages are touched (and count) as requests use
+	 * them, and go back to the system when the connection closes. */
+	c->slab = mmap(NULL, NBD_SLAB_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (c->slab == MAP_FAILED) {
 		goto out_free;
 	}
 	if (l->tcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))) {
@@ -943,11 +1013,12 @@ static void conn_new(struct nbd_listener *l, int fd)
 	c->fd = fd;
 	c->id = ++s->next_id;
 	c->txq_tail = &c->txq;
+	c->deadline_ns = reactor_now_ns() + NBD_HANDSHAKE_NS;
 	for (unsigned int i = 0; i < NBD_CONN_DEPTH; i++) {
 		struct nbd_req *q = &c->reqs[i];
 
 		q->c = c;
-		q->buf = bufpool_get(c->pool);
+		q->buf = c->slab + (size_t)i * NBD_MAX_PAYLOAD;
 		q->next = c->free_reqs;
 		c->free_reqs = q;
 	}
@@ -967,6 +1038,7 @@ static void conn_new(struct nbd_listener *l, int fd)
 	c->after_send = NBD_CONN_CLIENT_FLAGS;
 	c->state = NBD_CONN_OPT_SEND;
 	conn_otx_send(c);
+	sweep_arm(s);
 	return;
 
 out_free:
@@ -1249,6 +1321,12 @@ void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg)
 	}
 	if (s->unix_path) {
 		unlink(s->unix_path);
+	}
+	if (s->sweep_armed) {
+		s->refs++;
+		sqe = reactor_sqe(s->r);
+		io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)&s->sweep_op, 0);
+		reactor_sqe_set_op(sqe, &s->sweep_cancel_op, sweep_cancel_done);
 	}
 	if (s->conns) {
 		s->grace_armed = true;

@@ -39,6 +39,8 @@ struct nbd_server_stats {
 	/* Connections closed for a framing violation (bad magic, unknown client
 	 * flags, oversized option or WRITE payload, too many options). */
 	uint64_t protocol_errors;
+	/* Requests that waited for a device slot (-EAGAIN), started later. */
+	uint64_t parked;
 };
 
 /* Listen and serve @dev under the export name dev->name. 0, or -errno from

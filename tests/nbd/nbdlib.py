@@ -38,7 +38,8 @@ FLAG_READ_ONLY = 1 << 1
 
 EPERM, EIO, EINVAL, ENOSPC, ESHUTDOWN = 1, 5, 22, 28, 108
 
-REQUIRED_TOOLS = ["fio", "qemu-img", "qemu-io", "nbdinfo", "qemu-storage-daemon"]
+REQUIRED_TOOLS = ["fio", "qemu-img", "qemu-io", "nbdinfo", "nbdcopy", "qemu-storage-daemon",
+                  "cmp"]
 
 
 def need_tools(tools=REQUIRED_TOOLS):
@@ -307,11 +308,11 @@ class Client:
         self.request(CMD_DISC, 0xD15C)
 
 
-def run(cmd, timeout=300, check=True):
+def run(cmd, timeout=300, check=True, cwd=None):
     """Run a tool; returns (rc, output). A timeout is a failure."""
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, stdin=subprocess.DEVNULL)
+                           timeout=timeout, stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired as e:
         raise AssertionError("timeout after %ds: %s" % (timeout, " ".join(cmd))) from e
     out = p.stdout.decode(errors="replace")

@@ -38,6 +38,9 @@ def check_nbdinfo(srv, tcp=False):
         assert exp["can_trim"] and exp["can_zero"], exp
         assert exp["is_read_only"] == srv.ro, exp
         assert exp.get("export-name", exp.get("name")) in ("vol", None), exp
+        if not tcp:
+            mode = os.stat(srv.sock).st_mode & 0o777
+            assert mode == 0o660, "unix socket mode %o" % mode
 
 
 def qemu_io(srv, cmds, tcp=False):
@@ -86,7 +89,9 @@ def fio(srv, extra, tcp=False):
     args = ["fio", "--name=nbd", "--ioengine=nbd", "--uri=" + srv.uri(tcp), "--rw=randrw",
             "--bs=4k", "--iodepth=16", "--verify=crc32c", "--verify_fatal=1",
             "--randrepeat=0", "--output-format=json"] + extra
-    _, out = run(args, timeout=300)
+    # fio leaves verify state files in its working directory: keep them in
+    # the test's temp dir.
+    _, out = run(args, timeout=300, cwd=os.path.dirname(srv.path))
     res = json.loads(out[out.index("{"):])
     jobs = res["jobs"]
     for j in jobs:
@@ -139,6 +144,21 @@ def check_convert(srv, work, tcp=False):
     os.unlink(out)
 
 
+def check_nbdcopy(srv, work):
+    """nbdcopy uses CAN_MULTI_CONN: 4 connections, 16 requests each, into
+    the export with --flush and back out."""
+    src = os.path.join(work, "convert-src.img")
+    out = os.path.join(work, "nbdcopy-out-%s.img" % srv.kind)
+    if not os.path.exists(src):
+        make_image(src)
+    run(["nbdcopy", "--connections=4", "--requests=16", "--flush", src, srv.uri()], timeout=300)
+    with open(out, "wb"):
+        pass
+    run(["nbdcopy", "--connections=4", "--requests=16", srv.uri(), out], timeout=300)
+    run(["cmp", src, out], timeout=120)
+    os.unlink(out)
+
+
 def scenarios(res, kind, build, work):
     tag = "ref" if kind == "qsd" else "keel"
     img = os.path.join(work, "%s.img" % tag)
@@ -150,6 +170,7 @@ def scenarios(res, kind, build, work):
         res.check("%s: fio randrw iodepth 16 crc32c verify" % tag, check_fio, srv)
         res.check("%s: fio two connections at once" % tag, check_fio_multiconn, srv)
         res.check("%s: qemu-img convert 1 GiB in and out" % tag, check_convert, srv, work)
+        res.check("%s: nbdcopy 4 connections in and out" % tag, check_nbdcopy, srv, work)
         res.check("%s: server alive after clients" % tag, lambda: srv.alive() or 1 / 0)
     finally:
         rc = srv.stop()
@@ -157,11 +178,14 @@ def scenarios(res, kind, build, work):
         def clean_stop():
             assert rc == 0, "keel-export exit %r\n%s" % (rc, srv.log_tail())
             st = srv.stats()
-            assert st.get("connections", 0) >= 6, st
+            assert st.get("connections", 0) >= 14, st
             assert st.get("io_errors", -1) == 0, st
             assert st.get("writes", 0) > 0 and st.get("trims", 0) > 0, st
             assert st.get("write_zeroes", 0) > 0 and st.get("flushes", 0) > 0, st
             assert not os.path.exists(sock), "unix socket left behind"
+            log = open(srv.log).read()
+            for bad in ("assertion", "AddressSanitizer", "runtime error", "LeakSanitizer"):
+                assert bad not in log, "%s in the log:\n%s" % (bad, srv.log_tail())
         res.check("%s: clean stop, counters" % tag, clean_stop)
     os.unlink(img)
 
@@ -192,7 +216,8 @@ def negative_control(res, work):
                             stdin=subprocess.DEVNULL)
     try:
         nbdlib.wait_unix(sock, proc)
-        srv = types.SimpleNamespace(kind="null", uri=lambda tcp=False:
+        srv = types.SimpleNamespace(kind="null", path=os.path.join(work, "null.img"),
+                                    uri=lambda tcp=False:
                                     "nbd+unix:///vol?socket=%s" % sock, size=GIB)
 
         def must_fail(fn, *args):

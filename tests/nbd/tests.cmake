@@ -5,6 +5,11 @@
 # harness bug cannot pass as a product bug.
 keel_unit_test(test_nbd_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_nbd_parse.c
   LIBS keel_export TIMEOUT 60)
+# The server on a RAM blk_dev that answers -EAGAIN at depth 3, driven by a
+# blocking client thread: pipelining, parked-request retry, close waiting
+# for the device.
+keel_unit_test(test_nbd_server SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_nbd_server.c
+  LIBS keel_export pthread TIMEOUT 60)
 
 foreach(t t_nbd_tools t_nbd_malformed)
   add_test(NAME nbd_${t}
