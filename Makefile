@@ -1,6 +1,7 @@
 # Keel top-level entry points. See README.md.
 #   make demo   - install deps, build, run the main job (scripts/demo.sh)
-#   make check  - install deps, build (release + ASan/UBSan), run every test
+#   make check  - install deps, build (release + ASan/UBSan), run every test,
+#                 and the fuzz targets briefly
 #   make build  - build only (into ./build)
 #   make bench  - run bench/bench-server.sh (fio vs keel, same run)
 #   make bench-client - bench/bench-client.sh (keel-client vs qemu-storage-daemon)
@@ -9,7 +10,8 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
-.PHONY: deps build build-asan check check-release check-asan check-cluster demo bench bench-client \
+.PHONY: deps build build-asan check check-release check-asan check-fuzz check-cluster demo bench \
+	bench-client \
 	format clean
 
 deps:
@@ -35,11 +37,17 @@ check-asan: build-asan
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) -LE 'slow|cluster|known-failing'
 
+# The libFuzzer targets (vhost-user messages, vrings, virtio-blk requests,
+# the whole vhost-user-blk backend) built with clang and run briefly.
+FUZZ_SECONDS ?= 15
+check-fuzz: deps
+	FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_JOBS=$(JOBS) tests/vhost/run-fuzz.sh $(FUZZ_SECONDS)
+
 # All cluster acceptance tests (known-failing ones included, if any).
 check-cluster: build
 	cd $(BUILD) && ctest --output-on-failure -L cluster
 
-check: check-release check-asan
+check: check-release check-asan check-fuzz
 
 demo: build
 	BUILD=$(BUILD) ./scripts/demo.sh
@@ -54,4 +62,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

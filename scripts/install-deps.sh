@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is present. Needs root (or sudo).
 set -eu
 
-PKGS="build-essential cmake pkg-config clang
+PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 liburing-dev libprotobuf-c-dev protobuf-c-compiler uuid-dev libcmocka-dev
 libibverbs-dev librdmacm-dev libisal-dev libsqlite3-dev libmicrohttpd-dev
 libjansson-dev libcurl4-openssl-dev libinih-dev libssl-dev

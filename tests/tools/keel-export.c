@@ -62,9 +62,10 @@ static void export_print_stats(struct export_ctx *x)
 
 		nbd_server_get_stats(x->nbd, &s);
 		printf("nbd: connections %lu reads %lu writes %lu flushes %lu trims %lu "
-		       "write_zeroes %lu bad_requests %lu io_errors %lu\n",
+		       "write_zeroes %lu bad_requests %lu io_errors %lu protocol_errors %lu "
+		       "parked %lu\n",
 		       s.connections, s.reads, s.writes, s.flushes, s.trims, s.write_zeroes,
-		       s.bad_requests, s.io_errors);
+		       s.bad_requests, s.io_errors, s.protocol_errors, s.parked);
 	}
 	fflush(stdout);
 }
