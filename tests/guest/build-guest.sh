@@ -37,8 +37,18 @@ exec 9>"$OUT/.lock"
 flock 9
 
 # The kernel package linux-image-amd64 points at today.
-pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-	awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+kernel_pkg() {
+	apt-cache depends linux-image-amd64 2>/dev/null |
+		awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }'
+}
+pkg=$(kernel_pkg)
+if [ -z "$pkg" ] && ! ls "$CACHE"/linux-image-[0-9]*_amd64.deb >/dev/null 2>&1 &&
+	[ "$(id -u)" -eq 0 ]; then
+	# A fresh machine may have no package lists yet.
+	echo "build-guest: apt-get update (no package lists)" >&2
+	apt-get update -qq >&2 || true
+	pkg=$(kernel_pkg)
+fi
 deb=""
 if [ -n "$pkg" ]; then
 	deb=$(ls "$CACHE/${pkg}"_*_amd64.deb 2>/dev/null | tail -1 || true)

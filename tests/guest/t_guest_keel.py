@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""t_guest_keel.py BUILD_DIR [--backend keel-export|qsd]: the guest checks
+"""t_guest_keel.py BUILD_DIR [--backend keel-export|qsd|keel-client]: the guest checks
 against Keel's vhost-user-blk export.
 
 Backend keel-export (default): BUILD_DIR/tests/keel-export serves a local
@@ -16,7 +16,9 @@ file as vhost-user-blk and NBD. Checks (guestlib):
      (fio writes after it) is still there (NBD);
   5. the backend stops cleanly on SIGTERM (exit 0).
 Backend qsd runs the same checks against qemu-storage-daemon (the harness
-proved on the reference).
+proved on the reference). Backend keel-client is a template for the
+integrator (make_keel_client: a 3-replica cluster, SIGKILL of a keel-server
+and a restart of keel-client under the running guest).
 
 To add a backend (e.g. keel-client in front of a 3-replica cluster): write
 a make_* function returning (Backend, image path or None, faults, cleanup)
@@ -33,6 +35,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib as g  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MIB = int(os.environ.get("KEEL_GUEST_MIB", "32"))
 FIO_S = int(os.environ.get("KEEL_GUEST_FIO_S", "10"))
@@ -65,7 +69,50 @@ def make_qsd(build_dir, tmp):
     return be, image, faults, None
 
 
-BACKENDS = {"keel-export": make_keel_export, "qsd": make_qsd}
+def make_keel_client(build_dir, tmp):
+    """keel-client in front of a 3-replica local cluster (tests/cluster_ft's
+    clusterlib). TEMPLATE until keel-client lands: its command line below
+    is an assumption; adjust argv() and register a ctest entry then.
+    Faults: SIGKILL a keel-server mid-run (started again 5 s later; no
+    reconnect needed: the client rides it out), and SIGKILL + restart of
+    keel-client itself (reconnect=1)."""
+    sys.path.insert(0, os.path.join(TOP, "tests", "cluster_ft"))
+    import clusterlib as cl
+    tools = cl.Tools(build_dir)
+    exe = os.path.join(os.path.abspath(build_dir), "client", "keel-client")
+    if not os.access(exe, os.X_OK):
+        raise g.GuestError("%s not built" % exe)
+    cluster = cl.Cluster(tools, tmp, servers=3)
+    cluster.up()
+    try:
+        cluster.create_volume("vol", "%dM" % SIZE_MIB)
+    except Exception:
+        cluster.down()
+        raise
+
+    def argv(tmp_, vhost_sock, nbd_sock, num_queues=1):
+        return cluster.client_cmd([exe, "--mgmt", cluster.url, "--key", cluster.key,
+                                   "--volume", "vol", "--vhost", vhost_sock,
+                                   "--queues", str(num_queues), "--nbd-unix", nbd_sock,
+                                   "--name", "vol"])
+    argv.__name__ = "keel-client"
+    be = g.Backend(argv, tmp, name="keel-client")
+
+    def kill_server_2():
+        cluster.kill(2, "KILL")
+
+    def start_server_2():
+        cluster.start(2)
+
+    faults = [("SIGKILL keel-server 2 mid-run (back 5 s later)",
+               [(FAULT_AT, kill_server_2), (FAULT_AT + 5, start_server_2)], False),
+              ("keel-client SIGKILLed and restarted (reconnect=1)",
+               [(FAULT_AT, be.restart)], True)]
+    return be, None, faults, cluster.down
+
+
+BACKENDS = {"keel-export": make_keel_export, "qsd": make_qsd,
+            "keel-client": make_keel_client}
 
 
 def main():
@@ -99,8 +146,8 @@ def main():
         c.check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (be.name, rc))
         if rc != 0:
             g.log("backend log:\n%s" % be.log_text())
-    except g.GuestError as e:
-        c.check(False, "harness: %s" % e)
+    except Exception as e:  # GuestError, clusterlib's TestFailure, a timeout
+        c.check(False, "harness: %s: %s" % (type(e).__name__, e))
         if be is not None:
             g.log("backend log:\n%s" % be.log_text())
     finally:

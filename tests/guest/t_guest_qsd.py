@@ -39,7 +39,7 @@ def main():
     be = g.Backend(g.qsd_backend(image), tmp, name="qsd")
     try:
         be.start()
-        seed = g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
+        g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
                                       image=image, timeout=BOOT_TIMEOUT)
         rc = be.stop()
         c.check(rc == 0, "qemu-storage-daemon stopped cleanly (exit %s)" % rc)
@@ -48,6 +48,7 @@ def main():
         null = g.Backend(g.qsd_backend(None, size=256 * g.MIB, driver="null-co"), tmp,
                          name="null")
         null.start()
+        seed = g.random_seed()
         try:
             run = g.boot_guest(vmlinux, initrd, null.vhost_sock, "write-verify",
                                BOOT_TIMEOUT, params={"mib": MIB, "seed": seed},
