@@ -336,18 +336,21 @@ def nbd_sha256(uri, tmp, offset_mib, length_mib):
 
 
 def pattern_sha256(seed, mib):
-    """The write-verify job's data: `seq -w SEED ...` as 16-byte lines."""
+    """The write-verify job's data: a 512-byte line per sector, "%15d"
+    (SEED, SEED + 1, ...), 496 bytes "keelkeel...", "\n"."""
     h = hashlib.sha256()
-    per_mib = MIB // 16
+    filler = b"keel" * 124
+    per_mib = MIB // 512
     for m in range(mib):
         base = seed + m * per_mib
-        h.update(b"".join(b"%015d\n" % i for i in range(base, base + per_mib)))
+        h.update(b"".join(b"%15d%s\n" % (i, filler) for i in range(base, base + per_mib)))
     return h.hexdigest()
 
 
 def random_seed():
-    """A 15-digit write-verify seed whose whole pattern stays 15 digits."""
-    return int.from_bytes(os.urandom(6), "little") % (8 * 10 ** 14) + 10 ** 14
+    """A write-verify seed: busybox nl counts in a C int, so the pattern
+    (2^21 lines for 1 GiB) stays below 2^31."""
+    return 10 ** 9 + int.from_bytes(os.urandom(4), "little") % (2 ** 31 - 10 ** 9 - 2 ** 22)
 
 
 def make_tmp(prefix):

@@ -38,7 +38,7 @@ import guestlib as g  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MIB = int(os.environ.get("KEEL_GUEST_MIB", "32"))
+MIB = int(os.environ.get("KEEL_GUEST_MIB", "64"))
 FIO_S = int(os.environ.get("KEEL_GUEST_FIO_S", "10"))
 FAULT_FIO_S = int(os.environ.get("KEEL_GUEST_FAULT_FIO_S", "20"))
 FAULT_AT = float(os.environ.get("KEEL_GUEST_FAULT_AT", "5"))

@@ -19,7 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestlib as g  # noqa: E402
 
-MIB = int(os.environ.get("KEEL_GUEST_MIB", "32"))
+MIB = int(os.environ.get("KEEL_GUEST_MIB", "64"))
 FIO_S = int(os.environ.get("KEEL_GUEST_FIO_S", "10"))
 BOOT_TIMEOUT = 120
 
