@@ -21,6 +21,7 @@ on the serial console, then powers off.
   NBD (qemu-img dd against an nbd+unix URI).
 - pattern_sha256(): what job write-verify writes, computed on the host.
 """
+import ctypes
 import hashlib
 import os
 import shutil
@@ -39,6 +40,23 @@ MIB = 1 << 20
 
 class GuestError(Exception):
     pass
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Children (QEMU, backends) get SIGKILL when the test dies, e.g. when
+    ctest kills it at its timeout: no orphan QEMU spinning on 2 cores."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _sigterm(signum, frame):
+    raise SystemExit("killed by signal %d" % signum)
+
+
+signal.signal(signal.SIGTERM, _sigterm)
 
 
 def log(msg):
@@ -93,7 +111,8 @@ def _tail(lines, n=40):
 
 
 def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
-               reconnect=False, params=None, events=(), console_path=None):
+               reconnect=False, params=None, events=(), console_path=None,
+               machine="q35"):
     """Boot the guest on vhost_socket and run `job`.
 
     params: extra keel.* kernel parameters ({"mib": 64, "seed": ...}).
@@ -111,7 +130,7 @@ def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
     chardev = "socket,id=c0,path=%s" % vhost_socket
     if reconnect:
         chardev += ",reconnect=1"
-    argv = [QEMU, "-M", "q35", "-accel", "tcg,thread=multi",
+    argv = [QEMU, "-M", machine, "-accel", "tcg,thread=multi",
             # QEMU 7.2/TCG with one vCPU drops the guest's barriers (see
             # shared/TESTING-NOTES.md): maxcpus=2 keeps them.
             "-smp", "1,maxcpus=2", "-m", str(GUEST_MEM_MB),
@@ -128,7 +147,7 @@ def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
     cf = open(console_path, "w") if console_path else None
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
+                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
     def reader():
         for raw in p.stdout:
@@ -252,7 +271,7 @@ class Backend:
         logf = open(os.path.join(self.tmp, "%s.%d.log" % (self.name, self.starts)), "w")
         log("start %s: %s" % (self.name, " ".join(argv)))
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         logf.close()
         end = time.monotonic() + wait
         while time.monotonic() < end:

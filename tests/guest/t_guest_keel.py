@@ -25,7 +25,7 @@ a make_* function returning (Backend, image path or None, faults, cleanup)
 where faults is [(name, [(seconds, callable)], reconnect)], e.g.
 ("SIGKILL one keel-server", [(5, cluster.kill_server)], False) and
 ("keel-client killed and restarted", [(5, be.restart)], True).
-Environment: KEEL_GUEST_MIB (32), KEEL_GUEST_FIO_S (10),
+Environment: KEEL_GUEST_MIB (64), KEEL_GUEST_FIO_S (10),
 KEEL_GUEST_FAULT_FIO_S (20), KEEL_GUEST_FAULT_AT (5), KEEL_KEEP_TMP=1.
 """
 import argparse
