@@ -112,7 +112,7 @@ def _tail(lines, n=40):
 
 def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
                reconnect=False, params=None, events=(), console_path=None,
-               machine="q35"):
+               machine="q35", cpus=1):
     """Boot the guest on vhost_socket and run `job`.
 
     params: extra keel.* kernel parameters ({"mib": 64, "seed": ...}).
@@ -121,6 +121,8 @@ def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
     order given; an exception in one is raised after QEMU is stopped.
     reconnect: QEMU's chardev reconnects (reconnect=1) when the backend
     goes away, so a restarted backend gets the same guest back.
+    cpus: 1 boots -smp 1,maxcpus=2, 2 boots -smp 2 (a multi-queue guest:
+    blk-mq maps each CPU to its own virtqueue when num_queues >= 2).
     Returns a GuestRun; raises GuestError on timeout or without a result.
     """
     need_tools(QEMU)
@@ -133,7 +135,7 @@ def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
     argv = [QEMU, "-M", machine, "-accel", "tcg,thread=multi",
             # QEMU 7.2/TCG with one vCPU drops the guest's barriers (see
             # shared/TESTING-NOTES.md): maxcpus=2 keeps them.
-            "-smp", "1,maxcpus=2", "-m", str(GUEST_MEM_MB),
+            "-smp", "1,maxcpus=2" if cpus == 1 else str(cpus), "-m", str(GUEST_MEM_MB),
             "-object", "memory-backend-memfd,id=mem,size=%dM,share=on" % GUEST_MEM_MB,
             "-numa", "node,memdev=mem",
             "-chardev", chardev,
@@ -435,6 +437,23 @@ def check_write_read_fio(c, vmlinux, initrd, be, tmp, mib, fio_s, image=None,
     log("%s (wall %.1f s)" % (run, run.wall_s))
     c.check(run.ok, "fio randwrite verify=crc32c in the guest")
     return want
+
+
+def check_multiqueue(c, vmlinux, initrd, be, tmp, mib, fio_s, timeout=120):
+    """fio-verify with 2 vCPUs, 2 virtqueues and a fio job per CPU over
+    MiB [mib, 2 * mib): both queues carry verified I/O. The backend must
+    have been started with num_queues 2."""
+    run = boot_guest(vmlinux, initrd, be.vhost_sock, "fio-verify", timeout + fio_s,
+                     num_queues=2, cpus=2,
+                     params={"mib": mib, "off": mib, "runtime": fio_s, "jobs": 2},
+                     console_path=os.path.join(tmp, "console-mq.log"))
+    log("%s (wall %.1f s)" % (run, run.wall_s))
+    disk = [l for l in run.console.splitlines() if l.startswith("KEEL-DISK:")]
+    c.check(bool(disk) and "queues=2" in disk[0],
+            "guest sees 2 virtqueues (%s)" % (disk[0] if disk else "no KEEL-DISK line"))
+    c.check(run.ok and run.fields.get("jobs") == "2",
+            "fio verify, 2 jobs on 2 vCPUs over 2 virtqueues")
+    return run
 
 
 def check_fio_with_fault(c, vmlinux, initrd, be, tmp, mib, fio_s, faults, what,

@@ -14,7 +14,11 @@ file as vhost-user-blk and NBD. Checks (guestlib):
      guest keeps its disk (QEMU's chardev reconnect=1); the guest must end
      without an I/O error or a verify mismatch, and the pattern of step 1
      (fio writes after it) is still there (NBD);
-  5. the backend stops cleanly on SIGTERM (exit 0).
+  5. the backend stops cleanly on SIGTERM (exit 0; keel-export: its
+     counters show no bad request, I/O or protocol error);
+  6. multi-queue: the backend restarted with 2 queues, a 2-vCPU guest with
+     num-queues=2 runs a verified fio job per CPU (both queues busy), and
+     the pattern of step 1 is still intact.
 Backend qsd runs the same checks against qemu-storage-daemon (the harness
 proved on the reference). Backend keel-client is a template for the
 integrator (make_keel_client: a 3-replica cluster, SIGKILL of a keel-server
@@ -115,6 +119,36 @@ BACKENDS = {"keel-export": make_keel_export, "qsd": make_qsd,
             "keel-client": make_keel_client}
 
 
+def export_counters(be):
+    """keel-export prints its counters on a clean stop: {"vhost": {...},
+    "nbd": {...}} from the log of its latest start ({} for other backends)."""
+    out = {}
+    for line in be.log_text(n=10).splitlines():
+        word = line.split(":", 1)[0]
+        if word in ("vhost", "nbd") and line.startswith(word + ": "):
+            f = line.split()[1:]
+            out[word] = {f[i]: int(f[i + 1]) for i in range(0, len(f) - 1, 2)
+                         if f[i + 1].isdigit()}
+    return out
+
+
+def stop_and_check(c, be):
+    rc = be.stop()
+    c.check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (be.name, rc))
+    if rc != 0:
+        g.log("backend log:\n%s" % be.log_text())
+    if be.name != "keel-export":
+        return
+    n = export_counters(be)
+    g.log("keel-export counters (start %d): %s" % (be.starts, n))
+    v = n.get("vhost", {})
+    c.check(bool(v) and all(v.get(k, 1) == 0 for k in
+                            ("bad_requests", "io_errors", "protocol_errors")),
+            "keel-export: no bad requests, I/O or protocol errors on vhost (%s)"
+            % {k: v.get(k) for k in ("bad_requests", "io_errors", "protocol_errors",
+                                     "resubmitted")})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
@@ -142,10 +176,15 @@ def main():
             nbd = g.nbd_sha256(be.nbd_uri, tmp, 0, MIB)
             c.check(nbd == want, "pattern written before the fault intact (NBD) after: %s"
                     % what)
-        rc = be.stop()
-        c.check(rc == 0, "%s stopped cleanly on SIGTERM (exit %s)" % (be.name, rc))
-        if rc != 0:
-            g.log("backend log:\n%s" % be.log_text())
+        stop_and_check(c, be)
+
+        # Multi-queue: the backend again with 2 queues, a 2-vCPU guest.
+        be.num_queues = 2
+        be.start()
+        g.check_multiqueue(c, vmlinux, initrd, be, tmp, MIB, FIO_S)
+        nbd = g.nbd_sha256(be.nbd_uri, tmp, 0, MIB)
+        c.check(nbd == want, "pattern intact (NBD) after the multi-queue run")
+        stop_and_check(c, be)
     except Exception as e:  # GuestError, clusterlib's TestFailure, a timeout
         c.check(False, "harness: %s: %s" % (type(e).__name__, e))
         if be is not None:
