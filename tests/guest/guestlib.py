@@ -95,6 +95,10 @@ class GuestRun:
         self.job = parts[1] if len(parts) > 1 else ""
         self.fields = {}
         self.words = []
+        self.disk_sectors = None
+        for l in console.splitlines():
+            if l.startswith("KEEL-DISK:") and "sectors=" in l:
+                self.disk_sectors = int(l.split("sectors=")[1].split()[0])
         for p in parts[2:]:
             if "=" in p:
                 k, v = p.split("=", 1)
@@ -329,6 +333,18 @@ def nbd_read(uri, path, offset_mib, length_mib):
         raise GuestError("qemu-img dd from %s failed: %s" % (uri, r.stdout.decode(errors="replace")))
 
 
+def nbd_size(uri):
+    """The export's size as nbdinfo reports it (None when it cannot)."""
+    need_tools("nbdinfo")
+    r = subprocess.run(["nbdinfo", "--size", uri], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+    out = r.stdout.decode(errors="replace").strip()
+    if r.returncode != 0 or not out.isdigit():
+        log("nbdinfo --size %s: exit %d: %s" % (uri, r.returncode, out))
+        return None
+    return int(out)
+
+
 def file_sha256(path, length=None):
     h = hashlib.sha256()
     left = length
@@ -407,10 +423,11 @@ class Checks:
 # --- the checks every backend must pass ------------------------------------
 
 def check_write_read_fio(c, vmlinux, initrd, be, tmp, mib, fio_s, image=None,
-                         timeout=120, tag=""):
+                         timeout=120, tag="", size_mib=None):
     """write-verify over MiB [0, mib) (pattern sha256 == guest == NBD
     [== backing file]), read-check of it in a second guest, fio-verify for
-    fio_s seconds over MiB [mib, 2 * mib). Returns the pattern's sha256."""
+    fio_s seconds over MiB [mib, 2 * mib). With size_mib, the disk's size
+    in the guest and over NBD must be that. Returns the pattern's sha256."""
     seed = random_seed()
     want = pattern_sha256(seed, mib)
     run = boot_guest(vmlinux, initrd, be.vhost_sock, "write-verify", timeout,
@@ -418,6 +435,11 @@ def check_write_read_fio(c, vmlinux, initrd, be, tmp, mib, fio_s, image=None,
                      console_path=os.path.join(tmp, "console%s-write.log" % tag))
     log("%s (boot to /init %.2f s, wall %.1f s)" % (run, run.boot_s or -1, run.wall_s))
     c.check(run.ok, "write-verify in the guest")
+    if size_mib:
+        c.check(run.disk_sectors == size_mib * 2048,
+                "guest's /dev/vda has %s sectors (%d MiB)" % (run.disk_sectors, size_mib))
+        sz = nbd_size(be.nbd_uri)
+        c.check(sz == size_mib * MIB, "NBD export size %s == %d MiB" % (sz, size_mib))
     got = run.fields.get("sha256")
     c.check(got == want, "guest sha256 %s == host pattern sha256 %s" % (got, want))
     nbd = nbd_sha256(be.nbd_uri, tmp, 0, mib)
@@ -467,4 +489,11 @@ def check_fio_with_fault(c, vmlinux, initrd, be, tmp, mib, fio_s, faults, what,
                      console_path=os.path.join(tmp, "console%s.log" % tag))
     log("%s (wall %.1f s)" % (run, run.wall_s))
     c.check(run.ok, "fio randwrite verify=crc32c through %s" % what)
+    # The longest write latency is the I/O stall the fault caused.
+    for l in run.console.splitlines():
+        l = l.strip()
+        if l.startswith("clat (") and "max=" in l:
+            log("longest write completion latency through the fault: %s %s"
+                % (l.split("max=")[1].split(",")[0], l.split("(")[1].split(")")[0]))
+            break
     return run

@@ -142,6 +142,11 @@ def stop_and_check(c, be):
     n = export_counters(be)
     g.log("keel-export counters (start %d): %s" % (be.starts, n))
     v = n.get("vhost", {})
+    # After the fault run this is the restarted process: writes here mean
+    # the guest reconnected and went on through it.
+    c.check(v.get("connections", 0) >= 1 and v.get("writes", 0) > 0,
+            "keel-export start %d served the guest (connections %s, writes %s)"
+            % (be.starts, v.get("connections"), v.get("writes")))
     c.check(bool(v) and all(v.get(k, 1) == 0 for k in
                             ("bad_requests", "io_errors", "protocol_errors")),
             "keel-export: no bad requests, I/O or protocol errors on vhost (%s)"
@@ -160,12 +165,12 @@ def main():
     be = None
     cleanup = None
     try:
-        g.need_tools("qemu-system-x86_64", "qemu-img")
+        g.need_tools("qemu-system-x86_64", "qemu-img", "nbdinfo")
         vmlinux, initrd = g.build_image(args.build_dir)
         be, image, faults, cleanup = BACKENDS[args.backend](args.build_dir, tmp)
         be.start()
         want = g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
-                                      image=image)
+                                      image=image, size_mib=SIZE_MIB)
         for i, (what, events, reconnect) in enumerate(faults):
             g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
                                    events, what, reconnect=reconnect,

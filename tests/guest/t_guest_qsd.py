@@ -29,7 +29,7 @@ def main():
         sys.stderr.write("usage: t_guest_qsd.py BUILD_DIR\n")
         return 2
     t_start = time.monotonic()
-    g.need_tools("qemu-system-x86_64", "qemu-storage-daemon", "qemu-img")
+    g.need_tools("qemu-system-x86_64", "qemu-storage-daemon", "qemu-img", "nbdinfo")
     vmlinux, initrd = g.build_image(sys.argv[1])
     tmp = g.make_tmp("keel-guest-qsd.")
     c = g.Checks()
@@ -40,7 +40,7 @@ def main():
     try:
         be.start()
         g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
-                                      image=image, timeout=BOOT_TIMEOUT)
+                                      image=image, timeout=BOOT_TIMEOUT, size_mib=256)
         rc = be.stop()
         c.check(rc == 0, "qemu-storage-daemon stopped cleanly (exit %s)" % rc)
 
