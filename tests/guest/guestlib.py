@@ -215,11 +215,17 @@ def boot_guest(vmlinux, initramfs, vhost_socket, job, timeout, num_queues=1,
 # --- the backend: one volume as vhost-user-blk + NBD -----------------------
 
 def qsd_backend(image, size=None, driver="file"):
-    """qemu-storage-daemon serving `image` (driver file) or nothing at all
-    (driver null-co: reads zeros, drops writes: the negative control)."""
+    """qemu-storage-daemon serving `image` (driver file), or nothing at all
+    (driver null-co: reads zeros, drops writes: the negative control), or
+    the qcow2 image `image` (driver qcow2: its cluster mappings stay in
+    qsd's memory until the guest flushes, so a SIGKILL loses recent
+    writes: the negative control of the restart check)."""
 
     def argv(tmp, vhost_sock, nbd_sock, num_queues=1):
-        if driver == "null-co":
+        if driver == "qcow2":
+            blockdev = ("driver=qcow2,node-name=disk0,file.driver=file,file.filename=%s"
+                        % image)
+        elif driver == "null-co":
             # read-zeroes: else reads leave the guest's buffer as it was,
             # which may hold the very data a verify looks for.
             blockdev = "driver=null-co,node-name=disk0,size=%d,read-zeroes=on" % size

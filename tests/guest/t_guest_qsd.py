@@ -8,11 +8,15 @@ reads it back around its page cache and prints the sha256; the host checks
 that sha256 against the pattern it computes itself and against the same
 region read over NBD and straight from the file. A second guest re-reads
 the region (read-check: the data outlived the first vhost-user session),
-a third runs fio random writes with crc32c verify. Negative control: the
+a third runs fio random writes with crc32c verify, a fourth the same while
+qsd is SIGKILLed and restarted (QEMU reconnect=1). Negative controls: the
 same write-verify and fio jobs against a null-co blockdev (stores nothing)
-must fail with a verify mismatch, so the harness cannot pass by accident.
+must fail with a verify mismatch, and the restart run against a qcow2
+image (whose unflushed cluster mappings die with the process) must fail
+fio's verify, so neither check can pass by accident.
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -21,6 +25,8 @@ import guestlib as g  # noqa: E402
 
 MIB = int(os.environ.get("KEEL_GUEST_MIB", "64"))
 FIO_S = int(os.environ.get("KEEL_GUEST_FIO_S", "10"))
+FAULT_FIO_S = int(os.environ.get("KEEL_GUEST_FAULT_FIO_S", "20"))
+FAULT_AT = float(os.environ.get("KEEL_GUEST_FAULT_AT", "5"))
 BOOT_TIMEOUT = 120
 
 
@@ -41,6 +47,12 @@ def main():
         be.start()
         g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
                                       image=image, timeout=BOOT_TIMEOUT, size_mib=256)
+        # The restart check on the reference: qsd SIGKILLed and started
+        # again under a running fio-verify (reconnect=1) loses nothing.
+        g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
+                               [(FAULT_AT, be.restart)],
+                               "qemu-storage-daemon SIGKILLed and restarted (reconnect=1)",
+                               timeout=BOOT_TIMEOUT)
         rc = be.stop()
         c.check(rc == 0, "qemu-storage-daemon stopped cleanly (exit %s)" % rc)
 
@@ -64,6 +76,27 @@ def main():
                     "negative control: fio verify on null-co fails")
         finally:
             null.stop()
+
+        # Negative control of the restart check: qcow2 keeps new cluster
+        # mappings in memory until a flush (fio does not flush), so the
+        # SIGKILL loses writes the guest had completed; fio's verify after
+        # the restart must catch it.
+        q2img = os.path.join(tmp, "disk.qcow2")
+        r = subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", q2img, "256M"])
+        c.check(r.returncode == 0, "qemu-img create qcow2")
+        q2 = g.Backend(g.qsd_backend(q2img, driver="qcow2"), tmp, name="qcow2")
+        q2.start()
+        try:
+            run = g.boot_guest(vmlinux, initrd, q2.vhost_sock, "fio-verify",
+                               BOOT_TIMEOUT + FAULT_FIO_S, reconnect=True,
+                               params={"mib": MIB, "off": MIB, "runtime": FAULT_FIO_S},
+                               events=[(FAULT_AT, q2.restart)],
+                               console_path=os.path.join(tmp, "console-qcow2-fault.log"))
+            g.log("%s (wall %.1f s)" % (run, run.wall_s))
+            c.check(not run.ok and "verify:" in run.console,
+                    "negative control: writes lost by a SIGKILLed qcow2 qsd fail fio verify")
+        finally:
+            q2.kill()
     except g.GuestError as e:
         c.check(False, "harness: %s" % e)
     finally:
