@@ -485,21 +485,48 @@ def check_multiqueue(c, vmlinux, initrd, be, tmp, mib, fio_s, timeout=120):
 
 
 def check_fio_with_fault(c, vmlinux, initrd, be, tmp, mib, fio_s, faults, what,
-                         reconnect=True, timeout=180, tag="-fault"):
+                         reconnect=True, timeout=180, tag="-fault", min_stall_ms=None):
     """fio-verify for fio_s seconds over MiB [mib, 2 * mib) while faults
     [(seconds, callable)] run (seconds after the guest's disk came up). The
-    guest must finish with no I/O error and no verify mismatch."""
+    guest must finish with no I/O error and no verify mismatch. With
+    min_stall_ms, fio's longest completion latency must be at least that:
+    the guest had I/O outstanding through the outage (the fault was not
+    vacuous)."""
     run = boot_guest(vmlinux, initrd, be.vhost_sock, "fio-verify", timeout + fio_s,
                      num_queues=be.num_queues, reconnect=reconnect,
                      params={"mib": mib, "off": mib, "runtime": fio_s}, events=faults,
                      console_path=os.path.join(tmp, "console%s.log" % tag))
     log("%s (wall %.1f s)" % (run, run.wall_s))
     c.check(run.ok, "fio randwrite verify=crc32c through %s" % what)
-    # The longest write latency is the I/O stall the fault caused.
-    for l in run.console.splitlines():
-        l = l.strip()
-        if l.startswith("clat (") and "max=" in l:
-            log("longest write completion latency through the fault: %s %s"
-                % (l.split("max=")[1].split(",")[0], l.split("(")[1].split(")")[0]))
-            break
+    stall = fio_max_clat_ms(run.console)
+    if stall is not None:
+        log("longest fio completion latency (read or write) through the fault: %.0f ms"
+            % stall)
+    if min_stall_ms is not None:
+        c.check(stall is not None and stall >= min_stall_ms,
+                "the guest's I/O waited through the outage (longest latency %s ms >= %d ms)"
+                % ("%.0f" % stall if stall is not None else "?", min_stall_ms))
     return run
+
+
+def fio_max_clat_ms(console):
+    """The longest completion latency in fio's normal output (the I/O stall
+    a fault caused), in ms; None when fio printed none."""
+    unit_ms = {"nsec": 1e-6, "usec": 1e-3, "msec": 1.0}
+    best = None
+    for l in console.splitlines():
+        l = l.strip()
+        if not l.startswith("clat (") or "max=" not in l:
+            continue
+        unit = l.split("(")[1].split(")")[0]
+        v = l.split("max=")[1].split(",")[0].strip()
+        mult = 1.0
+        if v[-1:] in ("k", "M"):
+            mult = 1e3 if v[-1] == "k" else 1e6
+            v = v[:-1]
+        try:
+            ms = float(v) * mult * unit_ms.get(unit, 1e-3)
+        except ValueError:
+            continue
+        best = ms if best is None else max(best, ms)
+    return best

@@ -26,9 +26,10 @@ and a restart of keel-client under the running guest).
 
 To add a backend (e.g. keel-client in front of a 3-replica cluster): write
 a make_* function returning (Backend, image path or None, faults, cleanup)
-where faults is [(name, [(seconds, callable)], reconnect)], e.g.
-("SIGKILL one keel-server", [(5, cluster.kill_server)], False) and
-("keel-client killed and restarted", [(5, be.restart)], True).
+where faults is [(name, [(seconds, callable)], reconnect, min_stall_ms)],
+e.g. ("SIGKILL one keel-server", [(5, cluster.kill_server)], False, None)
+and ("keel-client killed and restarted", [(5, be.restart)], True, 500):
+min_stall_ms asserts that the guest had I/O waiting through the outage.
 Environment: KEEL_GUEST_MIB (64), KEEL_GUEST_FIO_S (10),
 KEEL_GUEST_FAULT_FIO_S (20), KEEL_GUEST_FAULT_AT (5), KEEL_KEEP_TMP=1.
 """
@@ -61,7 +62,7 @@ def make_keel_export(build_dir, tmp):
     be = g.Backend(g.keel_export_backend(build_dir, image, "%dM" % SIZE_MIB), tmp,
                    name="keel-export")
     faults = [("keel-export SIGKILLed and restarted (reconnect=1)",
-               [(FAULT_AT, be.restart)], True)]
+               [(FAULT_AT, be.restart)], True, 500)]
     return be, image, faults, None
 
 
@@ -69,7 +70,7 @@ def make_qsd(build_dir, tmp):
     image = new_image(tmp)
     be = g.Backend(g.qsd_backend(image), tmp, name="qsd")
     faults = [("qemu-storage-daemon SIGKILLed and restarted (reconnect=1)",
-               [(FAULT_AT, be.restart)], True)]
+               [(FAULT_AT, be.restart)], True, 500)]
     return be, image, faults, None
 
 
@@ -109,9 +110,9 @@ def make_keel_client(build_dir, tmp):
         cluster.start(2)
 
     faults = [("SIGKILL keel-server 2 mid-run (back 5 s later)",
-               [(FAULT_AT, kill_server_2), (FAULT_AT + 5, start_server_2)], False),
+               [(FAULT_AT, kill_server_2), (FAULT_AT + 5, start_server_2)], False, None),
               ("keel-client SIGKILLed and restarted (reconnect=1)",
-               [(FAULT_AT, be.restart)], True)]
+               [(FAULT_AT, be.restart)], True, 500)]
     return be, None, faults, cluster.down
 
 
@@ -171,10 +172,10 @@ def main():
         be.start()
         want = g.check_write_read_fio(c, vmlinux, initrd, be, tmp, MIB, FIO_S,
                                       image=image, size_mib=SIZE_MIB)
-        for i, (what, events, reconnect) in enumerate(faults):
+        for i, (what, events, reconnect, min_stall_ms) in enumerate(faults):
             g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
                                    events, what, reconnect=reconnect,
-                                   tag="-fault%d" % i)
+                                   tag="-fault%d" % i, min_stall_ms=min_stall_ms)
             c.check(be.proc is not None and be.proc.poll() is None,
                     "backend running after: %s" % what)
             # fio wrote MiB [MIB, 2 * MIB); the pattern before it is untouched.

@@ -52,7 +52,7 @@ def main():
         g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
                                [(FAULT_AT, be.restart)],
                                "qemu-storage-daemon SIGKILLed and restarted (reconnect=1)",
-                               timeout=BOOT_TIMEOUT)
+                               timeout=BOOT_TIMEOUT, min_stall_ms=500)
         rc = be.stop()
         c.check(rc == 0, "qemu-storage-daemon stopped cleanly (exit %s)" % rc)
 
