@@ -56,6 +56,10 @@ if [ -n "$pkg" ]; then
 		echo "build-guest: downloading $pkg" >&2
 		(cd "$CACHE" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2)
 		deb=$(ls "$CACHE/${pkg}"_*_amd64.deb | tail -1)
+		# Older kernels' packages are of no further use (70 MB each).
+		for old in "$CACHE"/linux-image-[0-9]*_amd64.deb; do
+			[ "$old" = "$deb" ] || rm -f "$old"
+		done
 	fi
 else
 	# No package lists (apt-get update never ran): use what the cache has.
