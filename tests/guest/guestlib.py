@@ -15,11 +15,14 @@ on the serial console, then powers off.
   backend while job fio-verify runs).
 - Backend: a process serving one volume as vhost-user-blk on one socket and
   NBD on another; qsd_backend() and keel_export_backend() make one, any
-  callable (tmp, vhost_sock, nbd_sock) -> argv does too; restart() is the
-  "kill and start again" fault.
-- nbd_sha256() / nbd_read(): the same region read back on the host over
-  NBD (qemu-img dd against an nbd+unix URI).
+  callable (tmp, vhost_sock, nbd_sock, num_queues) -> argv does too;
+  restart() is the "kill and start again" fault.
+- nbd_sha256() / nbd_read() / nbd_size(): the same disk seen on the host
+  over NBD (qemu-img dd, nbdinfo against an nbd+unix URI).
 - pattern_sha256(): what job write-verify writes, computed on the host.
+- check_write_read_fio(), check_multiqueue(), check_fio_with_fault(): the
+  checks every backend must pass, shared by t_guest_qsd.py and
+  t_guest_keel.py; Checks collects them.
 """
 import ctypes
 import hashlib
