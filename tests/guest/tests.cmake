@@ -1,0 +1,20 @@
+# Real-guest tests of the vhost-user-blk export: a Debian 12 kernel and a
+# busybox + fio initramfs (tests/guest/build-guest.sh, cached in
+# BUILD_DIR/guest) boot under QEMU/TCG on the export's socket and write,
+# read back and fio-verify /dev/vda; the host reads the same data over NBD.
+# /usr/bin/python3 stdlib only; docs/testing.md, "Guest tests".
+set(KEEL_GUEST_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# The harness against the reference backend (qemu-storage-daemon), with a
+# null-co negative control that must fail.
+add_test(NAME guest_qsd
+  COMMAND /usr/bin/python3 ${KEEL_GUEST_DIR}/t_guest_qsd.py ${CMAKE_BINARY_DIR})
+set_tests_properties(guest_qsd PROPERTIES TIMEOUT 420 LABELS "functional;guest")
+
+# The same checks, plus a kill-and-restart of the export under a running
+# guest, against keel-export (client/vhost_blk.c, client/nbd_server.c).
+add_test(NAME guest_export
+  COMMAND /usr/bin/python3 ${KEEL_GUEST_DIR}/t_guest_keel.py ${CMAKE_BINARY_DIR}
+          --backend keel-export)
+set_tests_properties(guest_export PROPERTIES TIMEOUT 600 LABELS "functional;guest"
+  REQUIRED_FILES "$<TARGET_FILE:keel-export>")
