@@ -223,8 +223,9 @@ class Cluster:
         raise TestFailure("server node%d unknown to mgmt" % i)
 
     def log_path(self, node):
-        return os.path.join(self.dir, "mgmt.log" if node == "mgmt" else
-                            "server%s.log" % str(node).lstrip("s"))
+        if node in ("mgmt", "client"):
+            return os.path.join(self.dir, node + ".log")
+        return os.path.join(self.dir, "server%s.log" % str(node).lstrip("s"))
 
     def store_stat(self, i):
         """StoreStat of server i over the wire (STAT, inode 0), with the

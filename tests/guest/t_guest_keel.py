@@ -20,9 +20,10 @@ file as vhost-user-blk and NBD. Checks (guestlib):
      num-queues=2 runs a verified fio job per CPU (both queues busy), and
      the pattern of step 1 is still intact.
 Backend qsd runs the same checks against qemu-storage-daemon (the harness
-proved on the reference). Backend keel-client is a template for the
-integrator (make_keel_client: a 3-replica cluster, SIGKILL of a keel-server
-and a restart of keel-client under the running guest).
+proved on the reference). Backend keel-client: the product path, a
+3-replica volume of a local cluster attached to this host through keelctl
+and served by keel-client; its faults are a SIGKILL of keel-server 2 (back
+5 s later) and a SIGKILL + restart of keel-client under the running guest.
 
 To add a backend (e.g. keel-client in front of a 3-replica cluster): write
 a make_* function returning (Backend, image path or None, faults, cleanup)
@@ -74,34 +75,96 @@ def make_qsd(build_dir, tmp):
     return be, image, faults, None
 
 
+class _ClientPid:
+    """Popen-like view of the keel-client that local-cluster.sh runs."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def poll(self):
+        try:
+            os.kill(self.cluster.pid("client"), 0)
+            return None
+        except Exception:  # local-cluster.sh: not running
+            return 1
+
+
+class KeelClientBackend:
+    """keel-client as the backend, the way an operator runs it: local-cluster.sh
+    starts it for this host, the volume is attached with `keelctl volume attach
+    --nbd`, and its sockets are the ones the attachment reports. start/stop/
+    restart go through local-cluster.sh start-client / stop-client."""
+
+    name = "keel-client"
+
+    def __init__(self, cluster, volume):
+        import json
+        self.cluster = cluster
+        self.num_queues = 1  # keel-client offers 4; QEMU asks for num_queues
+        self.starts = 1
+        att = json.loads(cluster.keelctl("-f", "json", "volume", "attach", volume, "--nbd"))
+        self.vhost_sock = att["vhost_socket"]
+        self.nbd_uri = att["nbd_uri"]
+        self.nbd_sock = self.nbd_uri.split("socket=", 1)[1]
+        self.proc = _ClientPid(cluster)
+
+    def _wait_sockets(self, wait=20.0):
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            if os.path.exists(self.vhost_sock) and os.path.exists(self.nbd_sock):
+                return
+            time.sleep(0.05)
+        raise g.GuestError("keel-client: sockets not back after %.0f s; log:\n%s"
+                           % (wait, self.log_text()))
+
+    def start(self, wait=20.0):
+        if self.proc.poll() is not None:
+            self.cluster.lc("start-client")
+            self.starts += 1
+        self._wait_sockets(wait)
+
+    def log_text(self, n=40):
+        try:
+            with open(self.cluster.log_path("client"), errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def kill(self, sig=None):
+        if self.proc.poll() is None:
+            self.cluster.lc("stop-client", "--signal", "KILL" if sig is None else sig.name[3:])
+
+    def stop(self):
+        """SIGTERM; 0 when keel-client logged its clean stop."""
+        import signal
+        self.kill(signal.SIGTERM)
+        return 0 if self.log_text(3).rstrip().endswith("info: stopped") else 1
+
+    def restart(self, down_s=1.0):
+        """The fault: SIGKILL keel-client, wait, start it again."""
+        self.cluster.lc("stop-client", "--signal", "KILL")
+        time.sleep(down_s)
+        self.start()
+
+
 def make_keel_client(build_dir, tmp):
     """keel-client in front of a 3-replica local cluster (tests/cluster_ft's
-    clusterlib). TEMPLATE until keel-client lands: its command line below
-    is an assumption; adjust argv() and register a ctest entry then.
-    Faults: SIGKILL a keel-server mid-run (started again 5 s later; no
-    reconnect needed: the client rides it out), and SIGKILL + restart of
-    keel-client itself (reconnect=1)."""
+    clusterlib, local-cluster.sh). Faults: SIGKILL keel-server 2 mid-run
+    (started again 5 s later; the guest needs no reconnect: libkeel rides it
+    out), and SIGKILL + restart of keel-client itself (reconnect=1: the
+    guest reconnects to the new process, in-flight requests are
+    resubmitted)."""
     sys.path.insert(0, os.path.join(TOP, "tests", "cluster_ft"))
     import clusterlib as cl
     tools = cl.Tools(build_dir)
-    exe = os.path.join(os.path.abspath(build_dir), "client", "keel-client")
-    if not os.access(exe, os.X_OK):
-        raise g.GuestError("%s not built" % exe)
     cluster = cl.Cluster(tools, tmp, servers=3)
     cluster.up()
     try:
         cluster.create_volume("vol", "%dM" % SIZE_MIB)
+        be = KeelClientBackend(cluster, "vol")
     except Exception:
         cluster.down()
         raise
-
-    def argv(tmp_, vhost_sock, nbd_sock, num_queues=1):
-        return cluster.client_cmd([exe, "--mgmt", cluster.url, "--key", cluster.key,
-                                   "--volume", "vol", "--vhost", vhost_sock,
-                                   "--queues", str(num_queues), "--nbd-unix", nbd_sock,
-                                   "--name", "vol"])
-    argv.__name__ = "keel-client"
-    be = g.Backend(argv, tmp, name="keel-client")
 
     def kill_server_2():
         cluster.kill(2, "KILL")

@@ -18,3 +18,13 @@ add_test(NAME guest_export
           --backend keel-export)
 set_tests_properties(guest_export PROPERTIES TIMEOUT 600 LABELS "functional;guest"
   REQUIRED_FILES "$<TARGET_FILE:keel-export>")
+
+# The product path: keel-client serving a 3-replica volume of a local
+# cluster (deploy/local-cluster.sh), attached through keelctl; faults: a
+# keel-server SIGKILLed under the guest's fio, keel-client SIGKILLed and
+# restarted under it (QEMU reconnect=1). Label cluster: release build only.
+add_test(NAME guest_client
+  COMMAND /usr/bin/python3 ${KEEL_GUEST_DIR}/t_guest_keel.py ${CMAKE_BINARY_DIR}
+          --backend keel-client)
+set_tests_properties(guest_client PROPERTIES TIMEOUT 900 LABELS "functional;guest;cluster"
+  REQUIRED_FILES "$<TARGET_FILE:keel-client>;$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>")
