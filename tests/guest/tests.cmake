@@ -9,7 +9,7 @@ set(KEEL_GUEST_DIR ${CMAKE_CURRENT_LIST_DIR})
 # null-co negative control that must fail.
 add_test(NAME guest_qsd
   COMMAND /usr/bin/python3 ${KEEL_GUEST_DIR}/t_guest_qsd.py ${CMAKE_BINARY_DIR})
-set_tests_properties(guest_qsd PROPERTIES TIMEOUT 420 LABELS "functional;guest")
+set_tests_properties(guest_qsd PROPERTIES TIMEOUT 420 LABELS "functional;guest;slow")
 
 # The same checks, plus a kill-and-restart of the export under a running
 # guest, against keel-export (client/vhost_blk.c, client/nbd_server.c).
