@@ -117,6 +117,8 @@ void hc_attach_sync(struct hc_daemon *d, json_t *list);
 /* Close every attachment (shutdown); hc_attach_all_closed() tells when done. */
 void hc_attach_close_all(struct hc_daemon *d);
 bool hc_attach_all_closed(const struct hc_daemon *d);
+/* Log every attachment's state and its exports' counters (SIGHUP). */
+void hc_attach_log_all(const struct hc_daemon *d);
 /* The cluster session became ready: open what waits for it. */
 void hc_attach_cluster_ready(struct hc_daemon *d);
 /* Called by hc_attach.c when the last attachment closed during shutdown. */

@@ -201,6 +201,42 @@ static void hc_attach_export_closed(void *arg)
 	}
 }
 
+/* What the exports served, for the log when they close. */
+static void hc_attach_log_stats(const struct hc_attach *a)
+{
+	if (a->vb) {
+		struct vhost_blk_stats st;
+
+		vhost_blk_get_stats(a->vb, &st);
+		log_info("volume %s vhost-user: %llu connections, %llu reads (%llu MiB), %llu "
+			 "writes (%llu MiB), %llu flushes, %llu discards, %llu write-zeroes, %llu "
+			 "resubmitted; %llu bad requests, %llu I/O errors, %llu protocol errors",
+			 a->volume, (unsigned long long)st.connections,
+			 (unsigned long long)st.reads, (unsigned long long)(st.bytes_read >> 20),
+			 (unsigned long long)st.writes,
+			 (unsigned long long)(st.bytes_written >> 20),
+			 (unsigned long long)st.flushes, (unsigned long long)st.discards,
+			 (unsigned long long)st.write_zeroes, (unsigned long long)st.resubmitted,
+			 (unsigned long long)st.bad_requests, (unsigned long long)st.io_errors,
+			 (unsigned long long)st.protocol_errors);
+	}
+	if (a->nbd_srv) {
+		struct nbd_server_stats st;
+
+		nbd_server_get_stats(a->nbd_srv, &st);
+		log_info("volume %s NBD: %llu connections, %llu reads (%llu MiB), %llu writes "
+			 "(%llu MiB), %llu flushes, %llu trims, %llu write-zeroes; %llu bad "
+			 "requests, %llu I/O errors, %llu protocol errors",
+			 a->volume, (unsigned long long)st.connections,
+			 (unsigned long long)st.reads, (unsigned long long)(st.bytes_read >> 20),
+			 (unsigned long long)st.writes,
+			 (unsigned long long)(st.bytes_written >> 20),
+			 (unsigned long long)st.flushes, (unsigned long long)st.trims,
+			 (unsigned long long)st.write_zeroes, (unsigned long long)st.bad_requests,
+			 (unsigned long long)st.io_errors, (unsigned long long)st.protocol_errors);
+	}
+}
+
 static void hc_attach_start_close(struct hc_attach *a)
 {
 	enum hc_attach_state was = a->state;
@@ -208,6 +244,7 @@ static void hc_attach_start_close(struct hc_attach *a)
 	hc_attach_set_state(a, HC_A_CLOSING);
 	log_info("volume %s (generation %llu): closing its exports", a->volume,
 		 (unsigned long long)a->generation);
+	hc_attach_log_stats(a);
 	a->closing = 1; /* held while the closes are issued */
 	if (was == HC_A_OPENING && a->vol) {
 		a->closing++; /* hc_attach_opened() still to come */
@@ -385,6 +422,16 @@ void hc_attach_close_all(struct hc_daemon *d)
 		}
 	}
 	hc_attach_schedule_reap(d);
+}
+
+void hc_attach_log_all(const struct hc_daemon *d)
+{
+	for (const struct hc_attach *a = d->attaches; a; a = a->next) {
+		log_info("volume %s (generation %llu): %s%s%s", a->volume,
+			 (unsigned long long)a->generation, hc_state_names[a->state],
+			 a->error[0] ? ": " : "", a->error);
+		hc_attach_log_stats(a);
+	}
 }
 
 bool hc_attach_all_closed(const struct hc_daemon *d)

@@ -101,6 +101,7 @@ static const char hc_help[] =
 	"\n"
 	"SIGNALS\n"
 	"    SIGTERM, SIGINT   close every export (in-flight requests finish) and exit 0\n"
+	"    SIGHUP            log every attachment's state and its exports' counters\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 clean stop; 1 runtime error (cannot create RUN_DIR, key unreadable);\n"
@@ -352,7 +353,11 @@ static void hc_on_signal(struct rsignal *sig, int signo)
 {
 	struct hc_daemon *d = container_of(sig, struct hc_daemon, sig);
 
-	if (signo == SIGHUP || d->stopping) {
+	if (signo == SIGHUP) {
+		hc_attach_log_all(d);
+		return;
+	}
+	if (d->stopping) {
 		return;
 	}
 	log_info("received %s: closing every export", strsignal(signo));
