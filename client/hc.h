@@ -79,6 +79,7 @@ struct hc_attach {
 	uint64_t generation;
 	bool read_only;
 	bool nbd;
+	char nbd_tcp[HC_NAME_LEN]; /* "host:port" of the NBD export over TCP, or "" */
 	bool seen;	      /* listed by the last poll */
 	bool mgmt_has_state; /* mgmt already shows our state (no report needed) */
 	unsigned int closing; /* exports not yet closed */

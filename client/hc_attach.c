@@ -121,7 +121,10 @@ static void hc_attach_export(struct hc_attach *a)
 		return;
 	}
 	if (a->nbd) {
-		struct nbd_server_opts no = {.unix_path = a->nbd_path};
+		struct nbd_server_opts no = {
+			.unix_path = a->nbd_path,
+			.tcp_addr = a->nbd_tcp[0] ? a->nbd_tcp : NULL,
+		};
 
 		rc = nbd_server_create(d->r, a->dev, &no, &a->nbd_srv);
 		if (rc) {
@@ -135,9 +138,10 @@ static void hc_attach_export(struct hc_attach *a)
 	}
 	a->error[0] = '\0';
 	hc_attach_set_state(a, HC_A_ACTIVE);
-	log_info("volume %s (%s, generation %llu) served on %s%s%s", a->volume,
+	log_info("volume %s (%s, generation %llu) served on %s%s%s%s%s", a->volume,
 		 a->read_only ? "read-only" : "read-write", (unsigned long long)a->generation,
-		 a->vhost_path, a->nbd ? " and " : "", a->nbd ? a->nbd_uri : "");
+		 a->vhost_path, a->nbd ? " and " : "", a->nbd ? a->nbd_uri : "",
+		 a->nbd_tcp[0] ? " and tcp " : "", a->nbd_tcp);
 	hc_attach_report(a);
 }
 
@@ -318,7 +322,7 @@ static struct hc_attach *hc_attach_find(struct hc_daemon *d, const char *volume)
 }
 
 static struct hc_attach *hc_attach_new(struct hc_daemon *d, const char *volume, uint64_t gen,
-				       bool ro, bool nbd)
+				       bool ro, bool nbd, const char *nbd_tcp)
 {
 	struct hc_attach *a = calloc(1, sizeof(*a));
 
@@ -330,17 +334,19 @@ static struct hc_attach *hc_attach_new(struct hc_daemon *d, const char *volume, 
 	snprintf(a->volume, sizeof(a->volume), "%s", volume);
 	a->generation = gen;
 	a->read_only = ro;
-	a->nbd = nbd;
+	a->nbd = nbd || nbd_tcp[0];
+	snprintf(a->nbd_tcp, sizeof(a->nbd_tcp), "%s", nbd_tcp);
 	snprintf(a->vhost_path, sizeof(a->vhost_path), "%s/%s.vhost", d->set.run_dir, volume);
-	if (nbd) {
+	if (a->nbd) {
 		snprintf(a->nbd_path, sizeof(a->nbd_path), "%s/%s.nbd", d->set.run_dir, volume);
 		snprintf(a->nbd_uri, sizeof(a->nbd_uri), "nbd+unix:///%s?socket=%s", volume,
 			 a->nbd_path);
 	}
 	a->next = d->attaches;
 	d->attaches = a;
-	log_info("volume %s attached here (%s%s, generation %llu): opening", volume,
-		 ro ? "read-only" : "read-write", nbd ? ", nbd" : "", (unsigned long long)gen);
+	log_info("volume %s attached here (%s%s%s%s, generation %llu): opening", volume,
+		 ro ? "read-only" : "read-write", a->nbd ? ", nbd" : "",
+		 nbd_tcp[0] ? " and nbd on tcp " : "", nbd_tcp, (unsigned long long)gen);
 	return a;
 }
 
@@ -353,10 +359,12 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 	json_t *gen = json_object_get(e, "generation");
 	bool ro = json_is_true(json_object_get(e, "read_only"));
 	bool nbd = json_is_true(json_object_get(e, "nbd"));
+	const char *tcp = json_string_value(json_object_get(e, "nbd_tcp"));
 	struct hc_attach *a;
 
 	if (!volume || !volume[0] || strlen(volume) >= HC_NAME_LEN || strchr(volume, '/') ||
-	    volume[0] == '.' || !json_is_integer(gen) || !state) {
+	    volume[0] == '.' || !json_is_integer(gen) || !state ||
+	    (tcp && strlen(tcp) >= HC_NAME_LEN)) {
 		log_warn("ignoring a malformed attachment from mgmt");
 		return;
 	}
@@ -371,7 +379,8 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 		return; /* opened by a later poll, once closed */
 	}
 	if (!a) {
-		a = hc_attach_new(d, volume, (uint64_t)json_integer_value(gen), ro, nbd);
+		a = hc_attach_new(d, volume, (uint64_t)json_integer_value(gen), ro, nbd,
+				  tcp ? tcp : "");
 		if (!a) {
 			return;
 		}

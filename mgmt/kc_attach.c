@@ -18,8 +18,8 @@ const char kc_help_attach[] =
 	"    to a hypervisor host\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd] [--no-wait]\n"
-	"                               [--timeout SEC]\n"
+	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd]\n"
+	"                               [--nbd-tcp ADDR:PORT] [--no-wait] [--timeout SEC]\n"
 	"    keelctl volume detach NAME [--host HOST]\n"
 	"    keelctl attachment list [--host HOST]\n"
 	"\n"
@@ -33,7 +33,10 @@ const char kc_help_attach[] =
 	"      -device vhost-user-blk-pci,chardev=c0,num-queues=N\n"
 	"    (guest memory must be shared: -object memory-backend-memfd,...,share=on\n"
 	"    -numa node,memdev=...), and `nbd_uri` (with --nbd) is an NBD URI for\n"
-	"    qemu-img, qemu-io, nbdinfo and fio's nbd engine. Attaching again with\n"
+	"    qemu-img, qemu-io, nbdinfo and fio's nbd engine; with --nbd-tcp the\n"
+	"    export also listens on ADDR:PORT of that host (`nbd_tcp_uri`,\n"
+	"    nbd://ADDR:PORT/NAME; no authentication on NBD: listen only where the\n"
+	"    network is trusted). Attaching again with\n"
 	"    the same options changes nothing; with other options it is refused\n"
 	"    (detach first). A volume may be attached to several hosts at once (live\n"
 	"    migration). Each attach gets a new generation number.\n"
@@ -50,7 +53,8 @@ const char kc_help_attach[] =
 	"    --host HOST     the hypervisor host's name as its keel-client knows it\n"
 	"                    (keel-client --host); default this machine's hostname\n"
 	"    --ro            read-only: the guest sees a read-only disk\n"
-	"    --nbd           also export the volume over NBD\n"
+	"    --nbd           also export the volume over NBD (a unix socket)\n"
+	"    --nbd-tcp A:P   and over TCP on address A, port P (implies --nbd)\n"
 	"    --no-wait       return once mgmt has recorded the attachment\n"
 	"    --timeout SEC   how long to wait for keel-client's report (default 30)\n"
 	"\n"
@@ -66,9 +70,9 @@ const char kc_help_attach[] =
 
 static int kc_attach_table(json_t *list)
 {
-	static const char *const hdr[] = {"VOLUME", "HOST",	    "MODE",   "GEN",
-					  "STATE",  "VHOST_SOCKET", "NBD_URI", "ERROR"};
-	struct kc_table *t = kc_table_new(8, hdr);
+	static const char *const hdr[] = {"VOLUME",	  "HOST",    "MODE",	    "GEN", "STATE",
+					  "VHOST_SOCKET", "NBD_URI", "NBD_TCP_URI", "ERROR"};
+	struct kc_table *t = kc_table_new(9, hdr);
 	size_t i;
 	json_t *a;
 
@@ -78,13 +82,14 @@ static int kc_attach_table(json_t *list)
 	json_array_foreach(list, i, a)
 	{
 		char gen[24];
-		const char *row[8] = {kc_str(a, "volume"),
+		const char *row[9] = {kc_str(a, "volume"),
 				      kc_str(a, "host"),
 				      json_is_true(json_object_get(a, "read_only")) ? "ro" : "rw",
 				      gen,
 				      kc_str(a, "state"),
 				      kc_str(a, "vhost_socket"),
 				      kc_str(a, "nbd_uri"),
+				      kc_str(a, "nbd_tcp_uri"),
 				      kc_str(a, "error")};
 
 		snprintf(gen, sizeof(gen), "%" PRIu64, kc_u64(a, "generation"));
@@ -135,6 +140,7 @@ static int kc_attach_path(const char *volume, const char *host, char *buf, size_
 struct kc_attach_args {
 	const char *name;
 	const char *host;
+	const char *nbd_tcp;
 	bool ro, nbd, no_wait;
 	long timeout_s;
 };
@@ -150,7 +156,8 @@ static int kc_attach_parse(const char *cmd, bool attach, int argc, char **argv,
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
 
-		if ((!strcmp(s, "--host") || !strcmp(s, "--timeout")) && i + 1 >= argc) {
+		if ((!strcmp(s, "--host") || !strcmp(s, "--timeout") || !strcmp(s, "--nbd-tcp")) &&
+		    i + 1 >= argc) {
 			return kc_usage("%s needs a value", s);
 		}
 		if (!strcmp(s, "--host")) {
@@ -166,6 +173,9 @@ static int kc_attach_parse(const char *cmd, bool attach, int argc, char **argv,
 		} else if (attach && !strcmp(s, "--ro")) {
 			a->ro = true;
 		} else if (attach && !strcmp(s, "--nbd")) {
+			a->nbd = true;
+		} else if (attach && !strcmp(s, "--nbd-tcp")) {
+			a->nbd_tcp = argv[++i];
 			a->nbd = true;
 		} else if (attach && !strcmp(s, "--no-wait")) {
 			a->no_wait = true;
@@ -247,6 +257,9 @@ int kc_volume_attach(const struct kc_ctx *k, int argc, char **argv)
 		return KC_EXIT_ERR;
 	}
 	body = json_pack("{s:s,s:b,s:b}", "host", a.host, "read_only", a.ro, "nbd", a.nbd);
+	if (body && a.nbd_tcp) {
+		json_object_set_new(body, "nbd_tcp", json_string(a.nbd_tcp));
+	}
 	ret = kc_call(k, "POST", path, body, &r);
 	json_decref(body);
 	if (ret) {

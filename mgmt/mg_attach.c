@@ -10,11 +10,14 @@
  * so a late report for an attachment that was detached and attached again
  * is refused instead of marking the new one attached.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/xport.h"
 #include "mgmt/mg_api.h"
 #include "mgmt/mg_valid.h"
 
@@ -22,13 +25,47 @@ static const char *const mg_attach_state_names[] = {"attaching", "attached", "er
 
 static json_t *mg_attach_json(const struct mg_attach_rec *a)
 {
-	return json_pack("{s:s,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:o}", "volume", a->volume,
-			 "volume_id", (json_int_t)a->volume_id, "host", a->host, "read_only",
-			 a->read_only, "nbd", a->nbd, "generation", (json_int_t)a->generation,
-			 "state", mg_attach_state_names[a->state], "vhost_socket",
-			 a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
-			 a->nbd_uri[0] ? a->nbd_uri : NULL, "error", a->error[0] ? a->error : NULL,
-			 "created_at", mg_api_iso_time(a->created_at * 1000));
+	char tcp_uri[sizeof(a->nbd_tcp) + CMAP_NAME_LEN + 16] = "";
+
+	if (a->nbd_tcp[0]) {
+		snprintf(tcp_uri, sizeof(tcp_uri), "nbd://%s/%s", a->nbd_tcp, a->volume);
+	}
+	return json_pack("{s:s,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o}", "volume",
+			 a->volume, "volume_id", (json_int_t)a->volume_id, "host", a->host,
+			 "read_only", a->read_only, "nbd", a->nbd, "generation",
+			 (json_int_t)a->generation, "state", mg_attach_state_names[a->state],
+			 "vhost_socket", a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
+			 a->nbd_uri[0] ? a->nbd_uri : NULL, "nbd_tcp", a->nbd_tcp[0] ? a->nbd_tcp : NULL,
+			 "nbd_tcp_uri",
+			 a->nbd_tcp[0] && a->state == MG_ATTACH_ATTACHED ? tcp_uri : NULL, "error",
+			 a->error[0] ? a->error : NULL, "created_at",
+			 mg_api_iso_time(a->created_at * 1000));
+}
+
+/* "host:port" with a numeric port 1..65535 and a host of [A-Za-z0-9.:-]
+ * (an address or a name; keel-client resolves it when it listens). */
+static int mg_check_tcp_addr(const char *addr, char *err, size_t errlen)
+{
+	char host[CMAP_ADDR_LEN], port[16], *end;
+	unsigned long p;
+
+	if (strlen(addr) >= CMAP_ADDR_LEN || xport_parse_addr(addr, host, sizeof(host), port,
+							      sizeof(port))) {
+		goto bad;
+	}
+	p = strtoul(port, &end, 10);
+	if (!host[0] || *end || !port[0] || p < 1 || p > 65535) {
+		goto bad;
+	}
+	for (const char *c = host; *c; c++) {
+		if (!isalnum((unsigned char)*c) && !strchr(".:-", *c)) {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "nbd_tcp must be HOST:PORT (port 1-65535), not '%.64s'", addr);
+	return -EINVAL;
 }
 
 static int mg_attach_collect(void *arg, const struct mg_attach_rec *a)
@@ -112,11 +149,11 @@ static int mg_attach_insert(struct mg_cluster *c, struct mg_attach_rec *a)
 
 static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"host", "read_only", "nbd", NULL};
+	static const char *const known[] = {"host", "read_only", "nbd", "nbd_tcp", NULL};
 	char err[MG_API_ERR_LEN];
 	struct mg_attach_rec a, old;
 	struct mg_volume_rec v;
-	const char *host = NULL;
+	const char *host = NULL, *tcp = "";
 	bool ro = false, nbd = false;
 	int ret;
 
@@ -134,7 +171,14 @@ static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 		ret = mg_api_field_bool(req->body, "nbd", &nbd, err, sizeof(err));
 	}
 	if (!ret) {
+		ret = mg_api_field_str(req->body, "nbd_tcp", false, &tcp, err, sizeof(err));
+	}
+	if (!ret) {
 		ret = mg_check_name("host", host, err, sizeof(err));
+	}
+	if (!ret && tcp[0]) {
+		ret = mg_check_tcp_addr(tcp, err, sizeof(err));
+		nbd = true; /* a TCP export is an NBD export */
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
@@ -142,15 +186,15 @@ static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 	}
 	ret = mg_store_get_attach(c->st, v.id, host, &old);
 	if (!ret) {
-		if (old.read_only == ro && old.nbd == nbd) {
+		if (old.read_only == ro && old.nbd == nbd && !strcmp(old.nbd_tcp, tcp)) {
 			/* The same request again: idempotent. */
 			mg_api_reply(req, 200, mg_attach_json(&old));
 			return;
 		}
 		snprintf(err, sizeof(err),
-			 "volume '%s' is already attached to host '%s' (%s%s): detach it first",
+			 "volume '%s' is already attached to host '%s' (%s%s%s%s): detach it first",
 			 v.name, host, old.read_only ? "read-only" : "read-write",
-			 old.nbd ? ", nbd" : "");
+			 old.nbd ? ", nbd" : "", old.nbd_tcp[0] ? " on " : "", old.nbd_tcp);
 		mg_api_error(req, -EEXIST, err);
 		return;
 	}
@@ -164,6 +208,7 @@ static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 	snprintf(a.host, sizeof(a.host), "%s", host);
 	a.read_only = ro;
 	a.nbd = nbd;
+	snprintf(a.nbd_tcp, sizeof(a.nbd_tcp), "%s", tcp);
 	a.created_at = mg_wall_ms() / 1000;
 	a.state = MG_ATTACH_ATTACHING;
 	ret = mg_attach_insert(c, &a);

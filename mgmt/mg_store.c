@@ -66,8 +66,13 @@ static const char mg_schema_v2[] =
 	"  vhost_socket TEXT NOT NULL, nbd_uri TEXT NOT NULL, error TEXT NOT NULL,"
 	"  PRIMARY KEY (volume, host));";
 
+/* Version 3: an attachment's NBD export over TCP ("host:port", "" for none). */
+static const char mg_schema_v3[] =
+	"ALTER TABLE attachments ADD COLUMN nbd_tcp TEXT NOT NULL DEFAULT '';";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
-static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2};
+static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2,
+							 mg_schema_v3};
 
 static int mg_sql_err(struct mg_store *st, const char *what)
 {
@@ -657,7 +662,7 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp"
 
 int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 {
@@ -666,12 +671,12 @@ int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 
 	kassert(st->in_tx);
 	ret = mg_prepare(st,
-			 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			 "ON CONFLICT(volume, host) DO UPDATE SET read_only = excluded.read_only, "
 			 "nbd = excluded.nbd, generation = excluded.generation, "
 			 "created_at = excluded.created_at, state = excluded.state, "
 			 "vhost_socket = excluded.vhost_socket, nbd_uri = excluded.nbd_uri, "
-			 "error = excluded.error",
+			 "error = excluded.error, nbd_tcp = excluded.nbd_tcp",
 			 &s);
 	if (ret) {
 		return ret;
@@ -686,6 +691,7 @@ int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 	sqlite3_bind_text(s, 8, a->vhost_socket, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 9, a->nbd_uri, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 10, a->error, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 11, a->nbd_tcp, -1, SQLITE_STATIC);
 	return mg_step_done(st, s, "write attachment");
 }
 
@@ -706,6 +712,7 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 8, a->vhost_socket, sizeof(a->vhost_socket));
 	mg_col_text(s, 9, a->nbd_uri, sizeof(a->nbd_uri));
 	mg_col_text(s, 10, a->error, sizeof(a->error));
+	mg_col_text(s, 11, a->nbd_tcp, sizeof(a->nbd_tcp));
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,

@@ -10,8 +10,8 @@
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
  *   volumes(id, name UNIQUE, size, pool, object_size, created_at)
  *   attachments(volume, host, read_only, nbd, generation, created_at, state,
- *               vhost_socket, nbd_uri, error)       PRIMARY KEY (volume, host)
- *   (version 2 added attachments and meta.next_attach_gen)
+ *               vhost_socket, nbd_uri, error, nbd_tcp)  PRIMARY KEY (volume, host)
+ *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -39,7 +39,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 2
+#define MG_STORE_SCHEMA 3
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -119,6 +119,7 @@ struct mg_attach_rec {
 	char vhost_socket[MG_PATH_LEN];
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
+	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
 };
 
 /* Open or create the database at @path and bring the schema to

@@ -18,13 +18,15 @@ NBD export with real clients (qemu-io, nbdinfo, fio's nbd engine):
   6. detach removes both sockets; an attached volume cannot be deleted, a
      detached one can;
   7. qemu-img convert of a 1 GiB image (seeded data all over, holes
-     between) into a second volume and back out compares equal.
+     between) into a second volume (NBD on the unix socket) and back out
+     (NBD over TCP: attached with --nbd-tcp) compares equal.
 
     t_client.py BUILD_DIR
 """
 import json
 import os
 import random
+import socket
 import stat
 import subprocess
 import threading
@@ -184,16 +186,24 @@ def test(tools, tmp, box):
     src, out = os.path.join(tmp, "src.img"), os.path.join(tmp, "out.img")
     make_image(src, gib)
     c.create_volume("cv2", "1G")
-    a2 = attach(c, "cv2", "--nbd")
+    with socket.socket() as sk:  # a free port for the TCP export
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    a2 = attach(c, "cv2", "--nbd-tcp", "127.0.0.1:%d" % port)
+    tcp_uri = a2.get("nbd_tcp_uri")
+    check(tcp_uri == "nbd://127.0.0.1:%d/cv2" % port and a2["nbd_uri"],
+          "attach --nbd-tcp: %s and %s" % (tcp_uri, a2["nbd_uri"]))
+    j = json.loads(run(["nbdinfo", "--json", tcp_uri]).stdout)
+    check(j["exports"][0]["export-size"] == gib, "nbdinfo over TCP: 1 GiB")
     t0 = time.monotonic()
     run(["qemu-img", "convert", "-n", "-f", "raw", "-O", "raw", src, a2["nbd_uri"]],
         timeout=600)
     t1 = time.monotonic()
-    run(["qemu-img", "convert", "-f", "raw", "-O", "raw", a2["nbd_uri"], out], timeout=600)
+    run(["qemu-img", "convert", "-f", "raw", "-O", "raw", tcp_uri, out], timeout=600)
     t2 = time.monotonic()
     p = run(["cmp", src, out], ok=False)
-    check(p.returncode == 0, "qemu-img convert 1 GiB into the volume (%.1f s) and back (%.1f s): "
-          "equal" % (t1 - t0, t2 - t1))
+    check(p.returncode == 0, "qemu-img convert 1 GiB into the volume (unix socket, %.1f s) and "
+          "back (TCP, %.1f s): equal" % (t1 - t0, t2 - t1))
 
 
 if __name__ == "__main__":

@@ -259,9 +259,24 @@ def attachments(mg):
           "multi-attach: a second host gets a new generation")
     for body, what in [({}, "no host"), ({"host": "a/b"}, "bad host"), ({"host": 5}, "host int"),
                        ({"host": "h", "nbd": "yes"}, "nbd not bool"),
-                       ({"host": "h", "mode": "rw"}, "unknown field")]:
+                       ({"host": "h", "mode": "rw"}, "unknown field"),
+                       ({"host": "h", "nbd_tcp": "nohost"}, "nbd_tcp without port"),
+                       ({"host": "h", "nbd_tcp": "a:0"}, "nbd_tcp port 0"),
+                       ({"host": "h", "nbd_tcp": "a:99999"}, "nbd_tcp port 99999"),
+                       ({"host": "h", "nbd_tcp": "a b:80"}, "nbd_tcp host with space")]:
         s, b = http(mg, "POST", "/v1/volumes/att1/attachments", body)
         check(is_error(s, b, 400), "attach: 400 for " + what)
+    s, b = http(mg, "POST", "/v1/volumes/att1/attachments",
+                {"host": "hv4", "nbd_tcp": "127.0.0.1:10809"})
+    check(s == 201 and b["nbd"] is True and b["nbd_tcp"] == "127.0.0.1:10809"
+          and b["nbd_tcp_uri"] is None, "attach with nbd_tcp implies nbd (no URI until served)")
+    s, b = http(mg, "PUT", "/v1/hosts/hv4/attachments/att1",
+                {"generation": b["generation"], "state": "attached", "vhost_socket": "/x",
+                 "nbd_uri": "nbd+unix:///att1?socket=/y"})
+    check(s == 200 and b["nbd_tcp_uri"] == "nbd://127.0.0.1:10809/att1",
+          "attached: nbd_tcp_uri nbd://HOST:PORT/VOLUME")
+    s, b = http(mg, "DELETE", "/v1/volumes/att1/attachments/hv4")
+    check(s == 204, "detach hv4")
     s, b = http(mg, "POST", "/v1/volumes/nope/attachments", {"host": "hv1"})
     check(is_error(s, b, 404), "attach unknown volume -> 404")
     s, b = http(mg, "GET", "/v1/hosts/hv1/attachments")

@@ -206,6 +206,7 @@ static void test_attachments(void **state)
 	a.nbd = true;
 	a.state = MG_ATTACH_ATTACHED;
 	snprintf(a.vhost_socket, sizeof(a.vhost_socket), "/run/keel/alpha.vhost");
+	snprintf(a.nbd_tcp, sizeof(a.nbd_tcp), "10.0.0.5:10809");
 	assert_int_equal(mg_store_begin(f->st), 0);
 	/* The volume must exist (foreign key). */
 	assert_int_not_equal(mg_store_put_attach(f->st, &a), 0);
@@ -225,6 +226,7 @@ static void test_attachments(void **state)
 	assert_true(got.nbd && !got.read_only);
 	assert_int_equal(got.state, MG_ATTACH_ATTACHED);
 	assert_string_equal(got.vhost_socket, "/run/keel/alpha.vhost");
+	assert_string_equal(got.nbd_tcp, "10.0.0.5:10809");
 	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
 	assert_int_equal(m.next_attach_gen, 6);
 	assert_int_equal(mg_store_get_attach(f->st, 7, "hv2", &got), -ENOENT);
@@ -249,8 +251,9 @@ static void test_attachments(void **state)
 	assert_int_equal(mg_store_get_attach(f->st, 7, "hv1", &got), -ENOENT);
 }
 
-/* A version 1 database (before attachments) is migrated in place and keeps
- * its rows. The v1 schema is frozen, so it is spelled out here. */
+/* A version 1 database (before attachments) is migrated in place to the
+ * current version and keeps its rows. The v1 schema is frozen, so it is
+ * spelled out here. */
 static void test_migrate_v1(void **state)
 {
 	static const char v1[] =
