@@ -19,7 +19,12 @@ NBD export with real clients (qemu-io, nbdinfo, fio's nbd engine):
      detached one can;
   7. qemu-img convert of a 1 GiB image (seeded data all over, holes
      between) into a second volume (NBD on the unix socket) and back out
-     (NBD over TCP: attached with --nbd-tcp) compares equal.
+     (NBD over TCP: attached with --nbd-tcp) compares equal;
+  8. a malicious guest on one volume (keel-vfront's corpus on cv3's
+     vhost-user socket: bad descriptors, loops, overflows, bad requests,
+     bad vhost-user messages) neither crashes keel-client nor disturbs
+     another volume (cv2) served meanwhile; afterwards cv3 serves a
+     verified workload on a new connection.
 
     t_client.py BUILD_DIR
 """
@@ -204,6 +209,38 @@ def test(tools, tmp, box):
     p = run(["cmp", src, out], ok=False)
     check(p.returncode == 0, "qemu-img convert 1 GiB into the volume (unix socket, %.1f s) and "
           "back (TCP, %.1f s): equal" % (t1 - t0, t2 - t1))
+
+    # 8. a hostile guest next to a well-behaved one
+    vfront = os.path.join(tools.build, "tests", "keel-vfront")
+    c.create_volume("cv3", "256M")
+    a3 = attach(c, "cv3")
+    pid = c.pid("client")
+    res = {}
+    th = threading.Thread(target=lambda: res.update(p=subprocess.run(
+        [vfront, "corpus", "--socket", a3["vhost_socket"], "--pid", str(pid), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)))
+    th.start()
+    busy = 0
+    while th.is_alive():
+        qemu_io(a2["nbd_uri"], "read -P 0xee %d 4k" % (gib - 4096))
+        busy += 1
+    th.join()
+    p = res["p"]
+    try:
+        j = json.loads(p.stdout)
+    except ValueError:
+        raise TestFailure("keel-vfront corpus exited %d without its JSON:\n%s"
+                          % (p.returncode, p.stderr[-3000:]))
+    check(p.returncode == 0 and j["ok"] and j["failed"] == 0 and j["ran"] > 50,
+          "malicious-guest corpus against keel-client: %d cases, %d failed"
+          % (j["ran"], j["failed"]))
+    check(c.pid("client") == pid, "keel-client survived the corpus (pid %d)" % pid)
+    check(busy > 0, "another volume served %d reads meanwhile" % busy)
+    p = run([vfront, "verify", "--socket", a3["vhost_socket"], "--count", "2000"])
+    log("cv3 after the corpus: %s" % p.stdout.strip().splitlines()[0])
+    out = open(c.log_path("client")).read()
+    check("protocol error" in out or "closing the connection" in out,
+          "keel-client logged the protocol violations")
 
 
 if __name__ == "__main__":
