@@ -38,7 +38,7 @@ static const struct cfg_opt hc_opts[] = {
 	HC_OPT("host", CFG_STR, host, 0, 0, "", NULL,
 	       "this host's name in attachments (default: the hostname)"),
 	HC_OPT("run_dir", CFG_STR, run_dir, 0, 0, "/run/keel", NULL,
-	       "directory of the vhost-user and NBD sockets (created mode 0750)"),
+	       "directory of the vhost-user and NBD sockets (created mode 0755)"),
 	HC_OPT("key_file", CFG_STR, key_file, 0, 0, "", NULL,
 	       "cluster key, mode 0600 (default $KEEL_KEY_FILE, else /etc/keel/keel.key)"),
 	HC_OPT("poll_ms", CFG_U32, poll_ms, 100, 60000, "1000", NULL,
@@ -50,9 +50,9 @@ static const struct cfg_opt hc_opts[] = {
 	HC_OPT("retry_ms", CFG_U32, retry_ms, 100, 3600000, "5000", NULL,
 	       "wait before retrying an attachment that failed"),
 	HC_OPT("vhost_user", CFG_STR, vhost_user, 0, 0, "", NULL,
-	       "user (besides root and ours) allowed to connect to the vhost sockets"),
+	       "user (besides root and ours) allowed on the vhost sockets (their owner)"),
 	HC_OPT("vhost_group", CFG_STR, vhost_group, 0, 0, "", NULL,
-	       "group allowed to connect to the vhost sockets (and their group owner)"),
+	       "group allowed on the vhost sockets (their group), e.g. kvm"),
 	HC_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", hc_log_levels,
 	       "error, warn, info or debug"),
 };
@@ -83,8 +83,10 @@ static const char hc_help[] =
 	"    in flight are resubmitted from QEMU's inflight region.\n"
 	"\n"
 	"    Only root, keel-client's own user, vhost_user and members of\n"
-	"    vhost_group may connect to the vhost sockets (SO_PEERCRED), which are\n"
-	"    created mode 0660.\n"
+	"    vhost_group may connect to the vhost sockets (SO_PEERCRED); the sockets\n"
+	"    are mode 0660, owned by vhost_user and vhost_group when set. With\n"
+	"    libvirt on Debian, QEMU runs as libvirt-qemu in group kvm: set\n"
+	"    vhost_group = kvm.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --config FILE      INI file with a [client] section (keys below)\n"
@@ -388,7 +390,9 @@ int main(int argc, char **argv)
 	}
 	klog_set_level((enum klog_level)(KLOG_ERROR + d.set.log_level));
 	klog_set_ident("keel-client");
-	if (mkdir(d.set.run_dir, 0750) && errno != EEXIST) {
+	/* 0755: QEMU's user must reach the sockets; each is 0660 and checked
+	 * with SO_PEERCRED. */
+	if (mkdir(d.set.run_dir, 0755) && errno != EEXIST) {
 		fprintf(stderr, "keel-client: cannot create run_dir %s: %s\n", d.set.run_dir,
 			strerror(errno));
 		return HC_EXIT_RUNTIME;

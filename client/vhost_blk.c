@@ -1490,7 +1490,10 @@ static void accept_arm(struct vhost_blk *vb)
 	reactor_sqe_set_op(sqe, &vb->accept_op, accept_done);
 }
 
-static int listen_unix(const char *path, int *out)
+/* The socket file is mode 0660; it belongs to @uid / @gid when those are
+ * set (-1: unchanged), so the QEMU user or group can connect at all: the
+ * SO_PEERCRED check on accept then decides per connection. */
+static int listen_unix(const char *path, uid_t uid, gid_t gid, int *out)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, rc;
@@ -1507,7 +1510,8 @@ static int listen_unix(const char *path, int *out)
 		rc = -errno;
 		goto out_close;
 	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, 0660) || listen(fd, 8)) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, 0660) ||
+	    ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(path, uid, gid)) || listen(fd, 8)) {
 		rc = -errno;
 		goto out_close;
 	}
@@ -1555,7 +1559,7 @@ int vhost_blk_create(struct reactor *r, struct blk_dev *dev, const struct vhost_
 		.discard = true,
 		.write_zeroes = true,
 	};
-	rc = listen_unix(vb->path, &vb->listen_fd);
+	rc = listen_unix(vb->path, opts->allow_uid, opts->allow_gid, &vb->listen_fd);
 	if (rc) {
 		goto out_free;
 	}

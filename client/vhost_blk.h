@@ -43,7 +43,8 @@ struct vhost_blk_opts {
 	unsigned int num_queues; /* queues offered (1..VHOST_BLK_MAX_QUEUES, default 1) */
 	/* SO_PEERCRED check on accept: a peer is accepted when its uid is 0,
 	 * equals the daemon's uid or @allow_uid, or its gid equals @allow_gid
-	 * (-1: unset). */
+	 * (-1: unset). The socket file (mode 0660) is chown'ed to the ones
+	 * set, so that such a peer may connect to it at all. */
 	uid_t allow_uid;
 	gid_t allow_gid;
 };

@@ -981,7 +981,10 @@ static void test_peer_credentials(void **state)
 	o.socket_path = path;
 	o.allow_uid = 65534;
 	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), 0);
-	assert_int_equal(chmod(path, 0666), 0);
+	/* the socket file is the allowed user's, still 0660: it can connect */
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_uid, 65534);
+	assert_int_equal(sb.st_mode & 0777, 0660);
 	assert_int_equal(peer_try(path), 0);
 	closed_flag = false;
 	vhost_blk_close(vb2, on_closed, NULL);
@@ -992,7 +995,9 @@ static void test_peer_credentials(void **state)
 	o.allow_uid = (uid_t)-1;
 	o.allow_gid = 65534;
 	assert_int_equal(vhost_blk_create(F.r, &TD.dev, &o, &vb2), 0);
-	assert_int_equal(chmod(path, 0666), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_gid, 65534);
+	assert_int_equal(sb.st_uid, geteuid());
 	assert_int_equal(peer_try(path), 0);
 	closed_flag = false;
 	vhost_blk_close(vb2, on_closed, NULL);
