@@ -102,6 +102,7 @@ struct hc_daemon {
 	struct keel_cluster *cluster;
 	bool cluster_ready;
 	bool cluster_opening;
+	bool cluster_warned; /* joining failed: logged once, not every retry */
 	struct reactor_timer cluster_retry;
 	struct hc_attach *attaches;
 	bool stopping;

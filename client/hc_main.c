@@ -17,6 +17,7 @@
 #include "client/hc.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "proto/auth.h"
 
 enum { HC_EXIT_OK = 0, HC_EXIT_RUNTIME = 1, HC_EXIT_USAGE = 2 };
 
@@ -231,6 +232,11 @@ static int hc_resolve(struct hc_daemon *d)
 		snprintf(s->mgmt_url, sizeof(s->mgmt_url), "%s",
 			 env && env[0] ? env : "http://127.0.0.1:8776");
 	}
+	if (!s->key_file[0]) {
+		env = getenv("KEEL_KEY_FILE");
+		snprintf(s->key_file, sizeof(s->key_file), "%s",
+			 env && env[0] ? env : "/etc/keel/keel.key");
+	}
 	if (!s->host[0] && (gethostname(s->host, sizeof(s->host)) || !s->host[0])) {
 		snprintf(s->host, sizeof(s->host), "localhost");
 	}
@@ -306,8 +312,11 @@ static void hc_cluster_opened(struct keel_cluster *c, int res, void *arg)
 
 	d->cluster_opening = false;
 	if (res) {
-		log_warn("cannot join the cluster through %s: %s (retrying)", d->set.mgmt_url,
-			 strerror(-res));
+		if (!d->cluster_warned) {
+			log_warn("cannot join the cluster through %s: %s (retrying every second)",
+				 d->set.mgmt_url, strerror(-res));
+			d->cluster_warned = true;
+		}
 		keel_cluster_close(c);
 		d->cluster = NULL;
 		if (d->stopping) {
@@ -331,7 +340,7 @@ static void hc_cluster_connect(struct hc_daemon *d)
 {
 	struct keel_cluster_opts o = {
 		.mgmt_url = d->set.mgmt_url,
-		.key_file = d->set.key_file[0] ? d->set.key_file : NULL,
+		.key_file = d->set.key_file,
 		.name = "keel-client",
 		.io_timeout_ms = d->set.io_timeout_ms,
 	};
@@ -345,8 +354,11 @@ static void hc_cluster_connect(struct hc_daemon *d)
 	if (rc) {
 		d->cluster_opening = false;
 		d->cluster = NULL;
-		log_warn("cannot join the cluster through %s: %s (retrying)", d->set.mgmt_url,
-			 strerror(-rc));
+		if (!d->cluster_warned) {
+			log_warn("cannot join the cluster through %s: %s (retrying every second)",
+				 d->set.mgmt_url, strerror(-rc));
+			d->cluster_warned = true;
+		}
 		reactor_timer_start(d->r, &d->cluster_retry, HC_CLUSTER_RETRY_NS, hc_cluster_retry);
 	}
 }
@@ -390,6 +402,18 @@ int main(int argc, char **argv)
 	}
 	klog_set_level((enum klog_level)(KLOG_ERROR + d.set.log_level));
 	klog_set_ident("keel-client");
+	/* A key that cannot be used is a setup error: say so now rather than
+	 * on every connection attempt. */
+	{
+		struct kp_key key;
+		char err[256];
+
+		if (kp_key_load(d.set.key_file, &key, err, sizeof(err))) {
+			fprintf(stderr, "keel-client: %s\n", err);
+			return HC_EXIT_RUNTIME;
+		}
+		explicit_bzero(&key, sizeof(key));
+	}
 	/* 0755: QEMU's user must reach the sockets; each is 0660 and checked
 	 * with SO_PEERCRED. */
 	if (mkdir(d.set.run_dir, 0755) && errno != EEXIST) {
