@@ -86,7 +86,7 @@ echo "== fio over NBD ($NBD_URI): 4 KiB random writes, QD16, 128 MiB, then every
 fio --name=demo-nbd --ioengine=nbd --uri="$NBD_URI" --rw=randwrite --bs=4k --iodepth=16 \
 	--size=128M --verify=crc32c --verify_fatal=1 --do_verify=1 --verify_state_save=0 --output-format=normal \
 	>"$DIR/fio.out" 2>&1 || { cat "$DIR/fio.out"; echo "demo: fio failed" >&2; exit 1; }
-grep -E "err=|(read|write): IOPS|^ +lat \((u|m)sec\)" "$DIR/fio.out" | sed 's/^ */   /'
+grep -E "err=|(read|write): IOPS|^ +lat \((u|m)sec\): min=" "$DIR/fio.out" | sed 's/^ */   /'
 
 echo "== a KVM guest uses the same volume through $VHOST:"
 cat <<EOF
