@@ -208,36 +208,21 @@ static void hc_attach_export_closed(void *arg)
 /* What the exports served, for the log when they close. */
 static void hc_attach_log_stats(const struct hc_attach *a)
 {
+	char line[512];
+
 	if (a->vb) {
 		struct vhost_blk_stats st;
 
 		vhost_blk_get_stats(a->vb, &st);
-		log_info("volume %s vhost-user: %llu connections, %llu reads (%llu MiB), %llu "
-			 "writes (%llu MiB), %llu flushes, %llu discards, %llu write-zeroes, %llu "
-			 "resubmitted; %llu bad requests, %llu I/O errors, %llu protocol errors",
-			 a->volume, (unsigned long long)st.connections,
-			 (unsigned long long)st.reads, (unsigned long long)(st.bytes_read >> 20),
-			 (unsigned long long)st.writes,
-			 (unsigned long long)(st.bytes_written >> 20),
-			 (unsigned long long)st.flushes, (unsigned long long)st.discards,
-			 (unsigned long long)st.write_zeroes, (unsigned long long)st.resubmitted,
-			 (unsigned long long)st.bad_requests, (unsigned long long)st.io_errors,
-			 (unsigned long long)st.protocol_errors);
+		vhost_blk_format_stats(&st, line, sizeof(line));
+		log_info("volume %s vhost-user: %s", a->volume, line);
 	}
 	if (a->nbd_srv) {
 		struct nbd_server_stats st;
 
 		nbd_server_get_stats(a->nbd_srv, &st);
-		log_info("volume %s NBD: %llu connections, %llu reads (%llu MiB), %llu writes "
-			 "(%llu MiB), %llu flushes, %llu trims, %llu write-zeroes; %llu bad "
-			 "requests, %llu I/O errors, %llu protocol errors",
-			 a->volume, (unsigned long long)st.connections,
-			 (unsigned long long)st.reads, (unsigned long long)(st.bytes_read >> 20),
-			 (unsigned long long)st.writes,
-			 (unsigned long long)(st.bytes_written >> 20),
-			 (unsigned long long)st.flushes, (unsigned long long)st.trims,
-			 (unsigned long long)st.write_zeroes, (unsigned long long)st.bad_requests,
-			 (unsigned long long)st.io_errors, (unsigned long long)st.protocol_errors);
+		nbd_server_format_stats(&st, line, sizeof(line));
+		log_info("volume %s NBD: %s", a->volume, line);
 	}
 }
 

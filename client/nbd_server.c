@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1347,4 +1348,16 @@ void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg)
 void nbd_server_get_stats(const struct nbd_server *s, struct nbd_server_stats *out)
 {
 	*out = s->stats;
+}
+
+int nbd_server_format_stats(const struct nbd_server_stats *st, char *buf, size_t len)
+{
+	return snprintf(buf, len,
+			"connections %" PRIu64 " reads %" PRIu64 " writes %" PRIu64
+			" flushes %" PRIu64 " trims %" PRIu64 " write_zeroes %" PRIu64
+			" bad_requests %" PRIu64 " io_errors %" PRIu64 " protocol_errors %" PRIu64
+			" parked %" PRIu64 " bytes_read %" PRIu64 " bytes_written %" PRIu64,
+			st->connections, st->reads, st->writes, st->flushes, st->trims,
+			st->write_zeroes, st->bad_requests, st->io_errors, st->protocol_errors,
+			st->parked, st->bytes_read, st->bytes_written);
 }

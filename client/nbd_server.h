@@ -56,4 +56,8 @@ void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg);
 
 void nbd_server_get_stats(const struct nbd_server *s, struct nbd_server_stats *out);
 
+/* @st as "connections N reads N ... bytes_written N" (one line of key/value
+ * pairs, the field names above). Returns what snprintf() returns. */
+int nbd_server_format_stats(const struct nbd_server_stats *st, char *buf, size_t len);
+
 #endif

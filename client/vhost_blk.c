@@ -16,6 +16,8 @@
  * too) and their completions go nowhere. The last reference frees it.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -1652,4 +1654,17 @@ void vhost_blk_resize(struct vhost_blk *vb)
 void vhost_blk_get_stats(const struct vhost_blk *vb, struct vhost_blk_stats *out)
 {
 	*out = vb->stats;
+}
+
+int vhost_blk_format_stats(const struct vhost_blk_stats *s, char *buf, size_t len)
+{
+	return snprintf(buf, len,
+			"connections %" PRIu64 " reads %" PRIu64 " writes %" PRIu64
+			" flushes %" PRIu64 " discards %" PRIu64 " write_zeroes %" PRIu64
+			" bad_requests %" PRIu64 " io_errors %" PRIu64 " protocol_errors %" PRIu64
+			" resubmitted %" PRIu64 " get_ids %" PRIu64 " bytes_read %" PRIu64
+			" bytes_written %" PRIu64,
+			s->connections, s->reads, s->writes, s->flushes, s->discards,
+			s->write_zeroes, s->bad_requests, s->io_errors, s->protocol_errors,
+			s->resubmitted, s->get_ids, s->bytes_read, s->bytes_written);
 }

@@ -75,4 +75,9 @@ void vhost_blk_resize(struct vhost_blk *vb);
 
 void vhost_blk_get_stats(const struct vhost_blk *vb, struct vhost_blk_stats *out);
 
+/* @s as "connections N reads N ... bytes_written N" (one line of key/value
+ * pairs, the field names above; logs and tools parse it). Returns what
+ * snprintf() returns. */
+int vhost_blk_format_stats(const struct vhost_blk_stats *s, char *buf, size_t len);
+
 #endif

@@ -47,25 +47,21 @@ struct export_ctx {
 
 static void export_print_stats(struct export_ctx *x)
 {
+	char line[512];
+
 	if (x->vb) {
 		struct vhost_blk_stats s;
 
 		vhost_blk_get_stats(x->vb, &s);
-		printf("vhost: connections %lu reads %lu writes %lu flushes %lu discards %lu "
-		       "write_zeroes %lu bad_requests %lu io_errors %lu protocol_errors %lu "
-		       "resubmitted %lu\n",
-		       s.connections, s.reads, s.writes, s.flushes, s.discards, s.write_zeroes,
-		       s.bad_requests, s.io_errors, s.protocol_errors, s.resubmitted);
+		vhost_blk_format_stats(&s, line, sizeof(line));
+		printf("vhost: %s\n", line);
 	}
 	if (x->nbd) {
 		struct nbd_server_stats s;
 
 		nbd_server_get_stats(x->nbd, &s);
-		printf("nbd: connections %lu reads %lu writes %lu flushes %lu trims %lu "
-		       "write_zeroes %lu bad_requests %lu io_errors %lu protocol_errors %lu "
-		       "parked %lu\n",
-		       s.connections, s.reads, s.writes, s.flushes, s.trims, s.write_zeroes,
-		       s.bad_requests, s.io_errors, s.protocol_errors, s.parked);
+		nbd_server_format_stats(&s, line, sizeof(line));
+		printf("nbd: %s\n", line);
 	}
 	fflush(stdout);
 }
