@@ -39,17 +39,6 @@ struct blk_file {
 	struct blk_file_req reqs[BLK_FILE_DEPTH];
 };
 
-int blk_dev_check_range(const struct blk_dev *d, uint64_t offset, uint64_t length)
-{
-	if (!length || offset % d->block_size || length % d->block_size) {
-		return -EINVAL;
-	}
-	if (offset > d->size || length > d->size - offset) {
-		return -ERANGE;
-	}
-	return 0;
-}
-
 static struct blk_file_req *req_get(struct blk_file *f, blk_io_cb cb, void *arg)
 {
 	struct blk_file_req *q;

@@ -81,7 +81,6 @@ struct hc_attach {
 	bool nbd;
 	char nbd_tcp[HC_NAME_LEN]; /* "host:port" of the NBD export over TCP, or "" */
 	bool seen;	      /* listed by the last poll */
-	bool mgmt_has_state; /* mgmt already shows our state (no report needed) */
 	unsigned int closing; /* exports not yet closed */
 	uint64_t retry_at_ns;
 	struct keel_volume *vol;
@@ -114,11 +113,11 @@ struct hc_daemon {
 };
 
 /* Converge on mgmt's list of this host's attachments (@list: JSON array,
- * borrowed). */
+ * borrowed). Not while stopping (the caller checks). */
 void hc_attach_sync(struct hc_daemon *d, json_t *list);
-/* Close every attachment (shutdown); hc_attach_all_closed() tells when done. */
+/* Close every attachment (shutdown); the last one to go calls
+ * hc_daemon_maybe_exit(). */
 void hc_attach_close_all(struct hc_daemon *d);
-bool hc_attach_all_closed(const struct hc_daemon *d);
 /* Log every attachment's state and its exports' counters (SIGHUP). */
 void hc_attach_log_all(const struct hc_daemon *d);
 /* The cluster session became ready: open what waits for it. */

@@ -62,7 +62,6 @@ static void hc_attach_report(struct hc_attach *a)
 	if (body) {
 		hc_mgmt_report(d->mgmt, a->volume, body);
 	}
-	a->mgmt_has_state = true;
 }
 
 static void hc_attach_fail(struct hc_attach *a, const char *fmt, int err)
@@ -391,19 +390,17 @@ void hc_attach_sync(struct hc_daemon *d, json_t *list)
 	size_t i;
 	json_t *e;
 
-	if (list && !d->stopping) {
-		for (a = d->attaches; a; a = a->next) {
-			a->seen = false;
-		}
-		json_array_foreach(list, i, e)
-		{
-			hc_attach_sync_one(d, e);
-		}
-		for (a = d->attaches; a; a = a->next) {
-			if (!a->seen && a->state != HC_A_CLOSING) {
-				log_info("volume %s: detached at mgmt", a->volume);
-				hc_attach_start_close(a);
-			}
+	for (a = d->attaches; a; a = a->next) {
+		a->seen = false;
+	}
+	json_array_foreach(list, i, e)
+	{
+		hc_attach_sync_one(d, e);
+	}
+	for (a = d->attaches; a; a = a->next) {
+		if (!a->seen && a->state != HC_A_CLOSING) {
+			log_info("volume %s: detached at mgmt", a->volume);
+			hc_attach_start_close(a);
 		}
 	}
 }
@@ -428,7 +425,3 @@ void hc_attach_log_all(const struct hc_daemon *d)
 	}
 }
 
-bool hc_attach_all_closed(const struct hc_daemon *d)
-{
-	return !d->attaches;
-}

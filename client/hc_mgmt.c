@@ -45,6 +45,7 @@ struct hc_mgmt {
 	struct hc_report *reports, **reports_tail; /* FIFO */
 	bool kicked;
 	bool stop;
+	char *ehost; /* the host name URL-escaped (curl_free) */
 	char list_path[HC_PATH_LEN];
 };
 
@@ -59,14 +60,13 @@ static void hc_list_deliver(struct reactor_msg *m)
 static void hc_mgmt_send_report(struct hc_mgmt *mg, struct hc_report *rep)
 {
 	char path[HC_PATH_LEN * 2], err[256], buf[64];
-	char *ehost = curl_easy_escape(NULL, mg->set->host, 0);
 	char *evol = curl_easy_escape(NULL, rep->volume, 0);
 	struct rest_resp resp;
 
-	if (!ehost || !evol) {
+	if (!evol) {
 		goto out;
 	}
-	snprintf(path, sizeof(path), "/v1/hosts/%s/attachments/%s", ehost, evol);
+	snprintf(path, sizeof(path), "/v1/hosts/%s/attachments/%s", mg->ehost, evol);
 	if (rest_call(mg->set->mgmt_url, "PUT", path, rep->body, &resp, err, sizeof(err))) {
 		/* The next poll shows mgmt without our state: reported again. */
 		log_debug("report on %s not delivered: %s", rep->volume, err);
@@ -81,7 +81,6 @@ static void hc_mgmt_send_report(struct hc_mgmt *mg, struct hc_report *rep)
 	}
 	rest_resp_free(&resp);
 out:
-	curl_free(ehost);
 	curl_free(evol);
 }
 
@@ -158,19 +157,17 @@ int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
 {
 	struct hc_mgmt *mg = calloc(1, sizeof(*mg));
 	pthread_condattr_t ca;
-	char *ehost;
 	int rc;
 
 	if (!mg) {
 		return -ENOMEM;
 	}
-	ehost = curl_easy_escape(NULL, set->host, 0);
-	if (!ehost) {
+	mg->ehost = curl_easy_escape(NULL, set->host, 0);
+	if (!mg->ehost) {
 		free(mg);
 		return -ENOMEM;
 	}
-	snprintf(mg->list_path, sizeof(mg->list_path), "/v1/hosts/%s/attachments", ehost);
-	curl_free(ehost);
+	snprintf(mg->list_path, sizeof(mg->list_path), "/v1/hosts/%s/attachments", mg->ehost);
 	mg->r = r;
 	mg->set = set;
 	mg->on_list = on_list;
@@ -185,6 +182,7 @@ int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
 	if (rc) {
 		pthread_cond_destroy(&mg->cond);
 		pthread_mutex_destroy(&mg->lock);
+		curl_free(mg->ehost);
 		free(mg);
 		return -rc;
 	}
@@ -237,5 +235,6 @@ void hc_mgmt_stop(struct hc_mgmt *mg)
 	}
 	pthread_cond_destroy(&mg->cond);
 	pthread_mutex_destroy(&mg->lock);
+	curl_free(mg->ehost);
 	free(mg);
 }

@@ -140,18 +140,6 @@ static const struct blk_dev_ops fz_ops = {
 	.destroy = fz_destroy,
 };
 
-/* blk_dev_check_range() lives in blk_file.c, which we do not link. */
-int blk_dev_check_range(const struct blk_dev *d, uint64_t offset, uint64_t length)
-{
-	if (!length || offset % d->block_size || length % d->block_size) {
-		return -EINVAL;
-	}
-	if (offset > d->size || length > d->size - offset) {
-		return -ERANGE;
-	}
-	return 0;
-}
-
 static void fz_cleanup(void)
 {
 	unlink(Z.path);
