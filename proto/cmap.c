@@ -152,6 +152,7 @@ void cmap_free(struct cmap *m)
 	}
 	free(m->pools);
 	free(m->servers);
+	free(m->layers);
 	free(m);
 }
 
@@ -189,12 +190,72 @@ struct cmap *cmap_dup(const struct cmap *m)
 			       m->pools[i].pg_count * sizeof(struct cmap_pg));
 		}
 	}
+	if (m->nlayers && cmap_set_layers(d, m->layers, m->nlayers)) {
+		goto out_free;
+	}
 	return d;
 
 out_free:
 	/* Pools not copied yet have NULL pgs (calloc), which cmap_free() skips. */
 	cmap_free(d);
 	return NULL;
+}
+
+static int cmp_layer(const void *a, const void *b)
+{
+	uint64_t x = ((const struct cmap_layer *)a)->inode;
+	uint64_t y = ((const struct cmap_layer *)b)->inode;
+
+	return x < y ? -1 : x > y;
+}
+
+int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
+{
+	struct cmap_layer *arr = NULL;
+	uint32_t i;
+
+	if (n > CMAP_MAX_LAYERS) {
+		return -EINVAL;
+	}
+	if (n) {
+		arr = malloc(n * sizeof(*arr));
+		if (!arr) {
+			return -ENOMEM;
+		}
+		memcpy(arr, l, n * sizeof(*arr));
+		qsort(arr, n, sizeof(*arr), cmp_layer);
+	}
+	for (i = 0; i < n; i++) {
+		if (!arr[i].inode || (arr[i].state != CMAP_LAYER_RO &&
+				      arr[i].state != CMAP_LAYER_DELETING) ||
+		    (i && arr[i].inode == arr[i - 1].inode)) {
+			free(arr);
+			return -EINVAL;
+		}
+	}
+	free(m->layers);
+	m->layers = arr;
+	m->nlayers = n;
+	return 0;
+}
+
+enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode)
+{
+	uint32_t lo = 0, hi = m->nlayers;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (m->layers[mid].inode < inode) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	if (lo < m->nlayers && m->layers[lo].inode == inode) {
+		return m->layers[lo].state;
+	}
+	return CMAP_LAYER_WRITABLE;
 }
 
 /* First index whose id is >= @id (servers and pools are sorted by id). */
@@ -746,6 +807,39 @@ static int cmp_pool(const void *a, const void *b)
 	return (x->id > y->id) - (x->id < y->id);
 }
 
+static int layers_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, char *err,
+			  size_t errlen)
+{
+	size_t n = pb->n_ro_layers + pb->n_deleting_layers, i, k = 0;
+	struct cmap_layer *l;
+	int ret;
+
+	if (!n) {
+		return 0;
+	}
+	if (n > CMAP_MAX_LAYERS || (pb->n_ro_layers && !pb->ro_layers) ||
+	    (pb->n_deleting_layers && !pb->deleting_layers)) {
+		set_err(err, errlen, "%zu layers (max %u)", n, CMAP_MAX_LAYERS);
+		return -EINVAL;
+	}
+	l = malloc(n * sizeof(*l));
+	if (!l) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < pb->n_ro_layers; i++) {
+		l[k++] = (struct cmap_layer){pb->ro_layers[i], CMAP_LAYER_RO};
+	}
+	for (i = 0; i < pb->n_deleting_layers; i++) {
+		l[k++] = (struct cmap_layer){pb->deleting_layers[i], CMAP_LAYER_DELETING};
+	}
+	ret = cmap_set_layers(m, l, (uint32_t)n);
+	free(l);
+	if (ret == -EINVAL) {
+		set_err(err, errlen, "layer list: inode 0 or listed twice");
+	}
+	return ret;
+}
+
 int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err, size_t errlen)
 {
 	struct cmap *m;
@@ -850,6 +944,10 @@ int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err
 			}
 		}
 	}
+	ret = layers_from_pb(m, pb, err, errlen);
+	if (ret) {
+		goto out_free;
+	}
 	*out = m;
 	return 0;
 
@@ -887,6 +985,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	Keel__MapServer *srv, **srvp;
 	Keel__MapPool *pl, **plp;
 	Keel__MapPg *pg, **pgp;
+	uint64_t *ro, *del;
 	uint32_t i, j, k, ntags = 0, npgs = 0;
 	char **tagp;
 	uint8_t *out;
@@ -901,7 +1000,9 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	plp = calloc(m->npools + 1, sizeof(*plp));
 	pg = calloc(total_pgs(m) + 1, sizeof(*pg));
 	pgp = calloc(total_pgs(m) + 1, sizeof(*pgp));
-	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp) {
+	ro = calloc(m->nlayers + 1, sizeof(*ro));
+	del = calloc(m->nlayers + 1, sizeof(*del));
+	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del) {
 		goto out_free;
 	}
 
@@ -959,6 +1060,15 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	pb.pools = plp;
 	pb.n_pgs = npgs;
 	pb.pgs = pgp;
+	for (i = 0; i < m->nlayers; i++) {
+		if (m->layers[i].state == CMAP_LAYER_RO) {
+			ro[pb.n_ro_layers++] = m->layers[i].inode;
+		} else {
+			del[pb.n_deleting_layers++] = m->layers[i].inode;
+		}
+	}
+	pb.ro_layers = ro;
+	pb.deleting_layers = del;
 
 	size = keel__cluster_map__get_packed_size(&pb);
 	out = malloc(size ? size : 1);
@@ -971,6 +1081,8 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	ret = 0;
 
 out_free:
+	free(del);
+	free(ro);
 	free(pgp);
 	free(pg);
 	free(plp);

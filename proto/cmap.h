@@ -24,6 +24,7 @@
 #define CMAP_NAME_LEN 64
 #define CMAP_ADDR_LEN 64
 #define CMAP_MAX_TAGS 8
+#define CMAP_MAX_LAYERS (1u << 20) /* non-writable layers listed in one map */
 
 enum cmap_fd {
 	CMAP_FD_SERVER = 0,
@@ -64,12 +65,26 @@ struct cmap_pg {
 	uint64_t interval;
 };
 
+/* A layer's state (docs/volumes.md). Layers a map does not list are writable. */
+enum cmap_layer_state {
+	CMAP_LAYER_WRITABLE = 0,
+	CMAP_LAYER_RO = 1,	 /* a snapshot: reads only */
+	CMAP_LAYER_DELETING = 2, /* being freed: no I/O at all */
+};
+
+struct cmap_layer {
+	uint64_t inode; /* family << 16 | layer, != 0 */
+	enum cmap_layer_state state; /* RO or DELETING */
+};
+
 struct cmap {
 	uint64_t epoch;
 	uint32_t nservers;
 	struct cmap_server *servers; /* sorted by id */
 	uint32_t npools;
 	struct cmap_pool *pools;     /* sorted by id */
+	uint32_t nlayers;
+	struct cmap_layer *layers;   /* sorted by inode */
 };
 
 /* ---- building and freeing ---- */
@@ -85,6 +100,11 @@ struct cmap *cmap_dup(const struct cmap *m);
  * or already CMAP_MAX_SERVERS / CMAP_MAX_POOLS entries), -ENOMEM. */
 int cmap_add_server(struct cmap *m, const struct cmap_server *s);
 int cmap_add_pool(struct cmap *m, const struct cmap_pool *p);
+
+/* Replace the map's layer list with a sorted copy of @l (@n entries).
+ * -EINVAL (inode 0, duplicate, state not RO/DELETING, more than
+ * CMAP_MAX_LAYERS), -ENOMEM; the map is unchanged on error. */
+int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n);
 
 /* ---- placement (mgmt) ---- */
 
@@ -122,6 +142,9 @@ const struct cmap_pg *cmap_pg(const struct cmap *m, uint32_t pool, uint32_t pg);
 /* PG number of object @objno of layer @inode in a pool with @pg_count PGs:
  * hash of (inode >> 16, objno), so all layers of one object share a PG. */
 uint32_t cmap_object_pg(uint64_t inode, uint64_t objno, uint32_t pg_count);
+
+/* State of layer @inode (binary search; WRITABLE when not listed). */
+enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode);
 
 /* Index of @server_id in pg->members, or -1. */
 int cmap_pg_member_index(const struct cmap_pg *pg, uint32_t server_id);

@@ -143,6 +143,7 @@ static const struct kp_opcode_info kp_opcodes[KP_OP__MAX] = {
 	[KP_OP_MG_MAP] = {"MG_MAP", KP_DATA_NONE},
 	[KP_OP_MG_VOLUME_OPEN] = {"MG_VOLUME_OPEN", KP_DATA_NONE},
 	[KP_OP_MG_PG_REPORT] = {"MG_PG_REPORT", KP_DATA_NONE},
+	[KP_OP_MG_USAGE] = {"MG_USAGE", KP_DATA_NONE},
 	[KP_OP_REPLICA_WRITE] = {"REPLICA_WRITE", KP_DATA_WRITE},
 	[KP_OP_REPLICA_DISCARD] = {"REPLICA_DISCARD", KP_DATA_EXTENT},
 	[KP_OP_REPLICA_LIST] = {"REPLICA_LIST", KP_DATA_NONE},
@@ -328,12 +329,13 @@ static const struct {
 	{KP_S_EPROTO, EPROTO},
 	{KP_S_EBUSY, EBUSY},
 	{KP_S_ETIMEDOUT, ETIMEDOUT},
+	{KP_S_EROFS, EROFS},
 	{KP_S_EAGAIN, EWOULDBLOCK},
 	{KP_S_ENOTSUP, EOPNOTSUPP},
 	{KP_S_EPERM, EACCES},
 };
 
-_Static_assert(KP_S__MAX == 14, "every status needs a row in kp_status_map");
+_Static_assert(KP_S__MAX == 15, "every status needs a row in kp_status_map");
 
 int kp_status_from_errno(int neg_errno)
 {

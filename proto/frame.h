@@ -47,6 +47,7 @@ enum kp_opcode {
 	KP_OP_MG_MAP = 35,        /* mgmt -> server/client push: ClusterMap; reply status */
 	KP_OP_MG_VOLUME_OPEN = 36, /* client -> mgmt: VolumeOpenRequest; reply VolumeInfo */
 	KP_OP_MG_PG_REPORT = 37,  /* server -> mgmt: PgReportBatch; reply status */
+	KP_OP_MG_USAGE = 38,      /* server -> mgmt: UsageReport; reply status */
 	/* server to server: replication and recovery, epoch-fenced */
 	KP_OP_REPLICA_WRITE = 48, /* like WRITE; obj_ver carries the version to store */
 	KP_OP_REPLICA_DISCARD = 49, /* like DISCARD/WRITE_ZEROES; obj_ver = version */
@@ -82,6 +83,7 @@ enum kp_status {
 	KP_S_EPROTO = 11,
 	KP_S_EBUSY = 12,
 	KP_S_ETIMEDOUT = 13,
+	KP_S_EROFS = 14,     /* layer read-only or deleted: reopen the volume */
 	KP_S__MAX,
 };
 

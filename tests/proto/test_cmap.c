@@ -1249,6 +1249,11 @@ static void assert_maps_equal(const struct cmap *a, const struct cmap *b)
 		/* struct cmap_pg has no padding holes; unused member slots are 0. */
 		assert_memory_equal(x->pgs, y->pgs, x->pg_count * sizeof(struct cmap_pg));
 	}
+	assert_int_equal(a->nlayers, b->nlayers);
+	for (i = 0; i < a->nlayers; i++) {
+		assert_int_equal(a->layers[i].inode, b->layers[i].inode);
+		assert_int_equal(a->layers[i].state, b->layers[i].state);
+	}
 }
 
 static void test_pack_roundtrip(void **state)
@@ -1284,6 +1289,26 @@ static void test_pack_roundtrip(void **state)
 	assert_int_equal(cmap_add_server(m, &s), 0);
 	cmap_place(m);
 	cmap_update_pgs(m, prev);
+	{
+		const struct cmap_layer l[] = {
+			{7ull << 16 | 3, CMAP_LAYER_DELETING},
+			{7ull << 16 | 1, CMAP_LAYER_RO},
+			{2ull << 16, CMAP_LAYER_RO},
+		};
+		struct cmap_layer bad[] = {{5, CMAP_LAYER_RO}, {5, CMAP_LAYER_DELETING}};
+
+		assert_int_equal(cmap_set_layers(m, l, 3), 0);
+		assert_int_equal(cmap_layer_state(m, 7ull << 16 | 1), CMAP_LAYER_RO);
+		assert_int_equal(cmap_layer_state(m, 7ull << 16 | 3), CMAP_LAYER_DELETING);
+		assert_int_equal(cmap_layer_state(m, 7ull << 16 | 2), CMAP_LAYER_WRITABLE);
+		assert_int_equal(cmap_layer_state(m, 1), CMAP_LAYER_WRITABLE);
+		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
+		bad[1].inode = 0;
+		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
+		bad[1] = (struct cmap_layer){6, CMAP_LAYER_WRITABLE};
+		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
+		assert_int_equal(m->nlayers, 3); /* unchanged by the failures */
+	}
 
 	assert_int_equal(cmap_pack(m, &buf, &len), 0);
 	assert_non_null(buf);
