@@ -389,6 +389,7 @@ static int mg_volume_view(struct mg_cluster *c, const char *name, Keel__VolumeIn
 	}
 	vi->id = v->id;
 	vi->name = (char *)name;
+	vi->uuid = v->uuid;
 	vi->size = v->size;
 	vi->object_size = v->object_size;
 	vi->pool = v->pool;
