@@ -124,5 +124,6 @@ int keel_sync_pread(struct keel_sync *s, void *buf, size_t len, uint64_t offset)
 int keel_sync_pwrite(struct keel_sync *s, const void *buf, size_t len, uint64_t offset);
 int keel_sync_flush(struct keel_sync *s);
 int keel_sync_discard(struct keel_sync *s, uint64_t offset, uint64_t length);
+int keel_sync_write_zeroes(struct keel_sync *s, uint64_t offset, uint64_t length);
 
 #endif
