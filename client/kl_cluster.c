@@ -855,6 +855,15 @@ void keel_volume_close(struct keel_volume *v)
 	kl_volume_maybe_free(v);
 }
 
+int keel_volume_set_size(struct keel_volume *v, uint64_t size)
+{
+	if (!size || size % KP_BLOCK) {
+		return -EINVAL;
+	}
+	v->info.size = size;
+	return 0;
+}
+
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v)
 {
 	return &v->info;

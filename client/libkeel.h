@@ -90,6 +90,9 @@ int keel_volume_open(struct keel_cluster *c, const char *name,
 		     struct keel_volume **out);
 void keel_volume_close(struct keel_volume *v);
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v);
+/* The volume was resized (mgmt says so): requests are checked against
+ * @size from now on. 0 or -EINVAL (0, not a multiple of 4096). */
+int keel_volume_set_size(struct keel_volume *v, uint64_t size);
 
 typedef void (*keel_io_cb)(void *arg, int res);
 

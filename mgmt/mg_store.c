@@ -967,7 +967,7 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size"
 
 int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 {
@@ -1018,6 +1018,7 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 9, a->nbd_uri, sizeof(a->nbd_uri));
 	mg_col_text(s, 10, a->error, sizeof(a->error));
 	mg_col_text(s, 11, a->nbd_tcp, sizeof(a->nbd_tcp));
+	a->size = (uint64_t)sqlite3_column_int64(s, 12);
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,

@@ -153,6 +153,7 @@ struct mg_attach_rec {
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
 	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
+	uint64_t size;		     /* read only: the volume's size (online resize) */
 };
 
 /* Open or create the database at @path and bring the schema to
