@@ -206,6 +206,11 @@ unsigned int bs_list_match(struct bs *bs, bool (*match)(uint64_t inode, uint64_t
 			   void *arg, bool *first, uint64_t *cursor_inode, uint64_t *cursor_objno,
 			   struct bs_obj_stat *out, unsigned int max);
 
+/* Visit every object of the in-memory index once, in no particular order
+ * (no I/O; one pass over the index, cheap enough to run every few
+ * seconds). @fn must not submit requests or change the store. */
+void bs_walk(struct bs *bs, void (*fn)(const struct bs_obj_stat *st, void *arg), void *arg);
+
 struct bs_bvers_req;
 typedef void (*bs_bvers_cb)(struct bs_bvers_req *req, int res);
 

@@ -16,7 +16,7 @@ int layer_chain_check(uint64_t inode, const uint64_t *parents, size_t n)
 		return -EINVAL;
 	}
 	for (i = 0; i < n; i++) {
-		if (!parents[i] || (parents[i] >> 16) != (inode >> 16)) {
+		if (!parents[i] || parents[i] == inode || (parents[i] >> 16) != (inode >> 16)) {
 			return -EINVAL;
 		}
 	}

@@ -21,7 +21,8 @@
 
 /*
  * A READ's ReadChain as received: 0, or -EINVAL when there are more than
- * KP_READ_CHAIN_MAX parents, a parent is 0, or a parent's family
+ * KP_READ_CHAIN_MAX parents, a parent is 0 or @inode itself (the read
+ * holds @inode's object while it reads the parents), or a parent's family
  * (inode >> 16) differs from @inode's (only one family shares a PG).
  */
 int layer_chain_check(uint64_t inode, const uint64_t *parents, size_t n);

@@ -56,6 +56,9 @@ static void test_chain_check(void **state)
 	assert_int_equal(layer_chain_check(5, p, 1), -EINVAL);
 	p[0] = 9;
 	assert_int_equal(layer_chain_check(5, p, 1), 0);
+	/* the inode itself is no parent */
+	p[0] = F(7, 2);
+	assert_int_equal(layer_chain_check(F(7, 2), p, 1), -EINVAL);
 	/* the top bits are compared too */
 	p[0] = F(7, 1) | (1ull << 63);
 	assert_int_equal(layer_chain_check(F(7, 2), p, 1), -EINVAL);
@@ -88,7 +91,7 @@ static void test_lists_equal(void **state)
 	struct cmap *m1 = map_with(a, 2, NULL, 0), *m2 = map_with(b, 2, NULL, 0);
 	struct cmap *m3 = map_with(c, 1, a + 1, 1), *m4 = cmap_new(9);
 
-	assert_true(layer_lists_equal(m1, m2)); /* sorted by cmap_set_layers() */
+	assert_true(layer_lists_equal(m1, m2));	 /* sorted by cmap_set_layers() */
 	assert_false(layer_lists_equal(m1, m3)); /* same inodes, a state differs */
 	assert_false(layer_lists_equal(m1, m4));
 	assert_true(layer_lists_equal(NULL, m4));
@@ -204,7 +207,10 @@ static void test_usage_select(void **state)
 	uint64_t del[] = {F(3, 1)};
 	struct cmap *m = map_with(NULL, 0, del, 1);
 	struct layer_usage u[] = {
-		{F(1, 1), 10, 100}, {F(2, 1), 1, 5000}, {F(3, 1), 1, 1}, {F(4, 1), 3, 100},
+		{F(1, 1), 10, 100},
+		{F(2, 1), 1, 5000},
+		{F(3, 1), 1, 1},
+		{F(4, 1), 3, 100},
 	};
 	size_t one = layer_usage_packed_size(&u[2]);
 	size_t all = 0;
@@ -233,9 +239,9 @@ static void test_usage_select(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_chain_check), cmocka_unit_test(test_fencing),
-		cmocka_unit_test(test_lists_equal), cmocka_unit_test(test_merge),
-		cmocka_unit_test(test_filter_todo), cmocka_unit_test(test_usage_tab),
+		cmocka_unit_test(test_chain_check),  cmocka_unit_test(test_fencing),
+		cmocka_unit_test(test_lists_equal),  cmocka_unit_test(test_merge),
+		cmocka_unit_test(test_filter_todo),  cmocka_unit_test(test_usage_tab),
 		cmocka_unit_test(test_usage_select),
 	};
 
