@@ -8,10 +8,16 @@
  *           capacity_bytes, used_bytes)
  *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
- *   volumes(id, name UNIQUE, size, pool, object_size, created_at)
+ *   volumes(id, name UNIQUE, size, pool, object_size, created_at, uuid UNIQUE,
+ *           description, top, origin)
+ *   families(id, next_layer)        layers(inode, parent, state, created_at)
+ *   snapshots(id, uuid UNIQUE, name, volume, inode, size, created_at, description)
+ *           UNIQUE (volume, name)
  *   attachments(volume, host, read_only, nbd, generation, created_at, state,
  *               vhost_socket, nbd_uri, error, nbd_tcp)  PRIMARY KEY (volume, host)
- *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp)
+ *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp,
+ *   4 layers: families, layers, snapshots, volume uuid/description/top/origin,
+ *   meta.next_snapshot_id; docs/volumes.md)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -39,7 +45,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 3
+#define MG_STORE_SCHEMA 4
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -51,6 +57,7 @@ struct mg_meta {
 	uint32_t next_pool_id;
 	uint64_t next_volume_id;
 	uint64_t next_attach_gen; /* generation of the next attachment */
+	uint64_t next_snapshot_id;
 };
 
 struct mg_server_rec {
@@ -88,6 +95,8 @@ struct mg_pg_rec {
 	uint64_t interval;
 };
 
+#define MG_DESC_LEN 256
+
 struct mg_volume_rec {
 	uint64_t id;
 	char name[CMAP_NAME_LEN];
@@ -95,6 +104,30 @@ struct mg_volume_rec {
 	uint32_t pool;
 	uint32_t object_size;
 	int64_t created_at; /* seconds since 1970 */
+	char uuid[MG_UUID_LEN];
+	char description[MG_DESC_LEN];
+	uint64_t top;		     /* inode of the writable top layer */
+	char origin[MG_UUID_LEN];    /* snapshot uuid it was cloned from, or "" */
+};
+
+/* A layer (docs/volumes.md): state is enum cmap_layer_state. */
+struct mg_layer_rec {
+	uint64_t inode;
+	uint64_t parent; /* inode, 0 = none */
+	uint32_t state;
+	int64_t created_at;
+};
+
+struct mg_snap_rec {
+	uint64_t id;
+	char uuid[MG_UUID_LEN];
+	char name[CMAP_NAME_LEN];
+	uint64_t volume_id;
+	char volume[CMAP_NAME_LEN]; /* read only (joined from volumes) */
+	uint64_t inode;		    /* its read-only layer */
+	uint64_t size;		    /* the volume's size when taken */
+	int64_t created_at;
+	char description[MG_DESC_LEN];
 };
 
 #define MG_PATH_LEN 256
@@ -146,9 +179,26 @@ int mg_store_put_pg(struct mg_store *st, const struct mg_pg_rec *pg);
 
 /* Insert a volume. -EEXIST if the name or id exists. */
 int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v);
-/* -ENOENT if there is no such volume. */
+/* Update by id (every column). -ENOENT, -EEXIST (name taken). */
+int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v);
+/* By name or uuid. -ENOENT if there is no such volume. */
 int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v);
+int mg_store_get_volume_id(struct mg_store *st, uint64_t id, struct mg_volume_rec *v);
 int mg_store_delete_volume(struct mg_store *st, const char *name);
+
+/* Layer numbers of a family are handed out from next_layer, never reused. */
+int mg_store_get_family(struct mg_store *st, uint64_t id, uint32_t *next_layer);
+int mg_store_put_family(struct mg_store *st, uint64_t id, uint32_t next_layer);
+/* Insert or replace by inode. */
+int mg_store_put_layer(struct mg_store *st, const struct mg_layer_rec *l);
+int mg_store_delete_layer(struct mg_store *st, uint64_t inode);
+/* Insert; -EEXIST when the volume has a snapshot of that name. */
+int mg_store_add_snap(struct mg_store *st, const struct mg_snap_rec *sn);
+int mg_store_delete_snap(struct mg_store *st, uint64_t id);
+/* Snapshot @name of volume @volume_id, or with @volume_id 0 the snapshot
+ * whose uuid is @name. -ENOENT. */
+int mg_store_get_snap(struct mg_store *st, uint64_t volume_id, const char *name,
+		      struct mg_snap_rec *sn);
 
 /* Insert or replace the attachment of (volume_id, host). */
 int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a);
@@ -170,6 +220,11 @@ int mg_store_each_pg(struct mg_store *st, int (*cb)(void *arg, const struct mg_p
 		     void *arg);
 int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct mg_volume_rec *v),
 			 void *arg);
+int mg_store_each_layer(struct mg_store *st, int (*cb)(void *arg, const struct mg_layer_rec *l),
+			void *arg);
+/* Snapshots in id order, of @volume_id only (0: all). */
+int mg_store_each_snap(struct mg_store *st, uint64_t volume_id,
+		       int (*cb)(void *arg, const struct mg_snap_rec *sn), void *arg);
 /* Attachments in (volume, host) order, only of @volume_id (0: all) and
  * only to @host (NULL: all). */
 int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *host,
