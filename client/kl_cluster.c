@@ -105,6 +105,24 @@ void kl_cluster_arm_watch(struct keel_cluster *c)
 
 /* ---- map ---- */
 
+/* A volume whose top the map lists as read-only or deleting (a snapshot,
+ * a revert, a delete) asks mgmt for its new top before it writes there:
+ * servers refuse such writes anyway (EROFS), but a layer mgmt has freed
+ * and dropped from the map is no longer listed at all. */
+static void kl_cluster_check_layers(struct keel_cluster *c)
+{
+	struct kl_list *n;
+
+	for (n = c->volumes.next; n != &c->volumes; n = n->next) {
+		struct keel_volume *v = container_of(n, struct keel_volume, link);
+
+		if (v->opened && !v->info.read_only &&
+		    cmap_layer_state(c->map, v->info.inode) != CMAP_LAYER_WRITABLE) {
+			kl_volume_refresh(v);
+		}
+	}
+}
+
 bool kl_cluster_set_map(struct keel_cluster *c, struct cmap *m)
 {
 	if (c->map && m->epoch <= c->map->epoch) {
@@ -115,6 +133,7 @@ bool kl_cluster_set_map(struct keel_cluster *c, struct cmap *m)
 		 (unsigned long long)(c->map ? c->map->epoch : 0), (unsigned long long)m->epoch);
 	cmap_free(c->map);
 	c->map = m;
+	kl_cluster_check_layers(c);
 	kl_cluster_wake_parked(c);
 	return true;
 }
@@ -360,6 +379,17 @@ static void mg_on_ready(struct kp_conn *kc)
 	ret = ctl_send(c, KP_OP_MG_SUBSCRIBE, &sub.base, NULL, 0, NULL);
 	if (ret) {
 		kp_conn_close(kc, ret, "cannot subscribe");
+		return;
+	}
+	/* The layers may have changed while the session was down, beyond
+	 * what the next map can tell (a layer freed and dropped meanwhile):
+	 * every open volume asks for its top again. */
+	for (struct kl_list *n = c->volumes.next; n != &c->volumes; n = n->next) {
+		struct keel_volume *v = container_of(n, struct keel_volume, link);
+
+		if (v->opened && !v->closing) {
+			kl_volume_refresh(v);
+		}
 	}
 }
 
@@ -424,7 +454,9 @@ static void mg_on_close(struct kp_conn *kc, int err, const char *why)
 
 		x->v = NULL;
 		ctl_answered(x);
-		if (v) {
+		if (v && v->opened) {
+			v->refreshing = false; /* asked again once the session is back */
+		} else if (v) {
 			volume_open_done(v, -ENOTCONN);
 		}
 	}

@@ -94,7 +94,7 @@ void kl_srv_on_msg(struct kl_srv *s, const struct kp_hdr *h, const uint8_t *data
 	}
 	sub = idx < KL_MAX_SUBS ? &c->subs[idx] : NULL;
 	if (!sub || sub->state != KL_SUB_SENT || sub->srv != s || sub->req_id != h->req_id ||
-	    sub->opcode != h->opcode) {
+	    sub->msg.hdr.opcode != h->opcode) {
 		kl_srv_close(s, -EPROTO, "reply to no request in flight");
 		return;
 	}

@@ -437,7 +437,8 @@ static int kc_volume_exists(const struct kc_ctx *k, const char *name, struct res
  * drops the parent link. Offline: the volume must not be attached, so no
  * guest write can race a copy.
  */
-static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv)
+static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
+			     int (*table)(json_t *list))
 {
 	struct kc_progress p = {.what = "flatten", .tty = isatty(2)};
 	const char *key_file;
@@ -506,7 +507,7 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv)
 		return kc_fail(msg);
 	}
 	return kc_volume_post(k, argv[0], "flatten",
-			      json_pack("{s:I}", "parent", (json_int_t)parent), NULL);
+			      json_pack("{s:I}", "parent", (json_int_t)parent), table);
 }
 
 static int kc_volume_import(const struct kc_ctx *k, int argc, char **argv,
@@ -697,7 +698,7 @@ int kc_volume_ops(const struct kc_ctx *k, int argc, char **argv, int (*table)(js
 		return kc_volume_clone(k, argc, argv, op[1] == 'o' && op[2] == 'p', table);
 	}
 	if (!strcmp(op, "flatten")) {
-		return kc_volume_flatten(k, argc, argv);
+		return kc_volume_flatten(k, argc, argv, table);
 	}
 	if (!strcmp(op, "import")) {
 		return kc_volume_import(k, argc, argv, table);

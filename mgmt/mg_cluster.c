@@ -571,6 +571,7 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 	}
 	for (uint32_t i = 0; i < c->layers.n; i++) {
 		c->layers.v[i].deleting_epoch = c->meta.epoch;
+		c->layers.v[i].deleting_ns = reactor_now_ns();
 	}
 	if (!c->npools) {
 		ret = mg_create_default_pool(c);

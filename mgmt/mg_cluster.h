@@ -105,6 +105,7 @@ struct mg_layer {
 	bool top;		/* a volume's writable top */
 	int64_t created_at;
 	uint64_t deleting_epoch; /* first map listing it as deleting */
+	uint64_t deleting_ns;	 /* monotonic time it became deleting */
 	uint64_t objects, bytes; /* sum of the servers' last reports */
 };
 
@@ -150,6 +151,9 @@ struct mg_cluster {
 	uint32_t npools;
 	struct mg_layers layers;
 	struct mg_fence *fences;
+	unsigned int layers_gc_ticks;
+	struct reactor_defer fence_defer;
+	bool fence_defer_armed;
 	struct cmap *map;	  /* the published map */
 	struct mg_blob *map_blob; /* the published map, packed */
 	bool dirty;		  /* a publish failed to persist: retry */

@@ -54,6 +54,8 @@ static void mg_http_on_reactor(struct reactor_msg *m)
 
 	hr->api.finished = mg_http_finished;
 	mg_api_handle(hr->h->c, &hr->api);
+	/* A deferred request is finished later (mg_api_finish()), never from
+	 * inside mg_api_handle(): once finished, @hr may be gone. */
 	if (!hr->api.pending) {
 		mg_http_finished(&hr->api);
 	}

@@ -16,6 +16,10 @@
 #include "proto/keel.pb-c.h"
 
 #define MG_FENCE_TIMEOUT_NS (30ull * 1000 * 1000 * 1000)
+/* A deleting layer stays listed (servers refuse I/O to it) for
+ * layer_drop_grace_s even once every server freed it: a client still
+ * holding it as its top learns from a map that lists it (libkeel refreshes
+ * its volume then); a layer dropped from the map looks writable to servers. */
 
 /* ---- the table ---- */
 
@@ -252,6 +256,14 @@ void mg_fence_check(struct mg_cluster *c)
 	}
 }
 
+static void mg_fence_deferred(struct reactor_defer *d)
+{
+	struct mg_cluster *c = container_of(d, struct mg_cluster, fence_defer);
+
+	c->fence_defer_armed = false;
+	mg_fence_check(c);
+}
+
 int mg_fence_wait(struct mg_cluster *c, uint64_t epoch, void (*cb)(struct mg_cluster *c, void *arg,
 								    int res),
 		  void *arg)
@@ -267,7 +279,13 @@ int mg_fence_wait(struct mg_cluster *c, uint64_t epoch, void (*cb)(struct mg_clu
 	f->arg = arg;
 	f->next = c->fences;
 	c->fences = f;
-	mg_fence_check(c);
+	/* Never call back from here: the caller's request must be fully
+	 * deferred before it can complete. */
+	if (!c->fence_defer_armed) {
+		c->fence_defer_armed = true;
+		c->fence_defer.fn = mg_fence_deferred;
+		reactor_defer(c->r, &c->fence_defer);
+	}
 	return 0;
 }
 
@@ -351,8 +369,10 @@ static void mg_layers_gc(struct mg_cluster *c)
 		const struct mg_layer *l = &c->layers.v[i];
 
 		if (l->state == CMAP_LAYER_DELETING && l->deleting_epoch &&
-		    l->deleting_epoch <= c->meta.epoch && mg_layer_collected(c, l) &&
-		    mg_layer_add(&gone, l)) {
+		    l->deleting_epoch <= c->meta.epoch &&
+		    reactor_now_ns() - l->deleting_ns >=
+			    (uint64_t)c->cfg->layer_drop_grace_s * 1000000000ull &&
+		    mg_layer_collected(c, l) && mg_layer_add(&gone, l)) {
 			break;
 		}
 	}
@@ -438,4 +458,8 @@ int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 void mg_layers_tick(struct mg_cluster *c)
 {
 	mg_fence_check(c);
+	if (++c->layers_gc_ticks >= 10) { /* once a second: the grace may have run out */
+		c->layers_gc_ticks = 0;
+		mg_layers_gc(c);
+	}
 }

@@ -37,6 +37,9 @@ static const struct cfg_opt mg_opts[] = {
 	       "a server silent this long is marked down"),
 	MG_OPT("down_out_interval_s", CFG_U32, down_out_interval_s, 1, 31536000, "600", NULL,
 	       "a server down this long is marked out and its PGs are re-placed"),
+	MG_OPT("layer_drop_grace_s", CFG_U32, layer_drop_grace_s, 0, 86400, "60", NULL,
+	       "a deleted layer stays listed (refused by servers) this long after every "
+	       "server freed it, so clients still holding it learn it is gone"),
 	MG_OPT("default_replicas", CFG_U32, default_replicas, 1, MG_MAX_REPLICAS, "3", NULL,
 	       "replicas of the pool 'default' created on first start"),
 	MG_OPT("default_min_replicas", CFG_U32, default_min_replicas, 1, MG_MAX_REPLICAS, "2", NULL,

@@ -26,6 +26,7 @@ struct mg_settings {
 	char key_file[256];
 	uint32_t heartbeat_timeout_ms;
 	uint32_t down_out_interval_s;
+	uint32_t layer_drop_grace_s;
 	uint32_t default_replicas;
 	uint32_t default_min_replicas;
 	int default_failure_domain; /* enum cmap_fd */

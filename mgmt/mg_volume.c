@@ -67,7 +67,10 @@ static void mg_vchange_cascade(struct mg_cluster *c, struct mg_vchange *ch, uint
 	uint32_t n = mg_layer_cascade(&ch->layers, inode, gone, MG_MAX_CHAIN + 1);
 
 	for (uint32_t i = 0; i < n; i++) {
-		mg_layer_find(&ch->layers, gone[i])->deleting_epoch = c->meta.epoch + 1;
+		struct mg_layer *l = mg_layer_find(&ch->layers, gone[i]);
+
+		l->deleting_epoch = c->meta.epoch + 1;
+		l->deleting_ns = reactor_now_ns();
 		mg_vchange_touch(ch, gone[i]);
 		ch->publish = true;
 	}
@@ -351,7 +354,9 @@ static void mg_fence_done(struct mg_cluster *c, void *arg, int res)
 		 * frozen layer until it is. Say so rather than pretend. */
 		log_warn("%s: not every server confirmed the new map within 30 s (%s)", fr->what,
 			 strerror(-res));
-		json_object_set_new(fr->body, "fenced", json_false());
+		if (fr->body) {
+			json_object_set_new(fr->body, "fenced", json_false());
+		}
 	}
 	mg_api_reply(fr->req, fr->status, fr->body);
 	mg_api_finish(fr->req);
@@ -690,7 +695,7 @@ static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
 		return;
 	}
 	log_info("volume '%s' deleted; its data is freed in the background", v.name);
-	mg_api_reply(req, 204, NULL);
+	mg_reply_fenced(c, req, 204, NULL, reason);
 }
 
 static void mg_h_snap_create(struct mg_cluster *c, struct mg_api_req *req)
@@ -857,7 +862,7 @@ static void mg_h_snap_delete(struct mg_cluster *c, struct mg_api_req *req)
 	log_info("snapshot '%s@%s' deleted%s", sn.volume, sn.name,
 		 kept ? "; its layer stays while volumes depend on it"
 		      : "; its data is freed in the background");
-	mg_api_reply(req, 204, NULL);
+	mg_reply_fenced(c, req, 204, NULL, reason);
 }
 
 static void mg_h_volume_resize(struct mg_cluster *c, struct mg_api_req *req)
@@ -1022,8 +1027,9 @@ static void mg_h_volume_revert(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret, "volume not reverted");
 		return;
 	}
-	log_info("%s: new top %#" PRIx64 ", old top %#" PRIx64 " freed", reason, v.top, old_top);
-	mg_api_reply(req, 200, mg_volume_json(c, &v));
+	log_info("%s: new top %#" PRIx64 ", old top %#" PRIx64 " released", reason, v.top,
+		 old_top);
+	mg_reply_fenced(c, req, 200, mg_volume_json(c, &v), reason);
 }
 
 /* The last step of `keelctl volume flatten`, after it copied every block
@@ -1075,7 +1081,7 @@ static void mg_h_volume_flatten(struct mg_cluster *c, struct mg_api_req *req)
 		return;
 	}
 	log_info("%s (parent %#" PRIx64 " released)", reason, parent);
-	mg_api_reply(req, 200, mg_volume_json(c, &v));
+	mg_reply_fenced(c, req, 200, mg_volume_json(c, &v), reason);
 }
 
 static void mg_h_layers(struct mg_cluster *c, struct mg_api_req *req)

@@ -99,12 +99,13 @@ def _port_base():
 
 class Cluster:
     def __init__(self, tools, tmp, servers=3, netns=False, size="1G", mgmt_set=(),
-                 server_set=()):
+                 server_set=(), object_size=None):
         self.t = tools
         self.dir = os.path.join(tmp, "cluster")
         self.nservers = servers
         self.netns = netns
         self.size = size
+        self.object_size = object_size
         self.mgmt_set = list(mgmt_set)
         self.server_set = list(server_set)
         if os.environ.get("KEEL_SERVER_LOG"):
@@ -127,6 +128,8 @@ class Cluster:
                 "--port-base", str(_port_base())]
         if self.netns:
             args.append("--netns")
+        if self.object_size:
+            args += ["--object-size", self.object_size]
         for kv in self.mgmt_set:
             args += ["--mgmt-set", kv]
         for kv in self.server_set:

@@ -83,7 +83,7 @@ def blk(ch):
 
 def test(tools, tmp, box):
     ck = Checks()
-    c = Cluster(tools, tmp, servers=3)
+    c = Cluster(tools, tmp, servers=3, mgmt_set=["layer_drop_grace_s=1"])
     box.append(c)
     c.up()
     c.wait_health_ok(60)

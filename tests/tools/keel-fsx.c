@@ -41,6 +41,7 @@ struct fsx_snap {
 	char name[32];
 	uint64_t size;
 	uint8_t *data;
+	struct keel_sync *view; /* VOLUME@SNAP, opened on first read */
 };
 
 struct fsx_vol {
@@ -67,6 +68,7 @@ struct fsx {
 	uint8_t *buf;
 	char oplog[FSX_LOG][160];
 	uint64_t counts[16];
+	bool verbose;
 };
 
 enum fsx_opk {
@@ -81,9 +83,9 @@ static const char *const fsx_op_names[OP__N] = {
 
 /* Weights per 1000 operations. */
 static const unsigned int fsx_weights[OP__N] = {
-	[OP_WRITE] = 360, [OP_READ] = 300,   [OP_DISCARD] = 50, [OP_ZERO] = 50,
+	[OP_WRITE] = 363, [OP_READ] = 300,   [OP_DISCARD] = 50, [OP_ZERO] = 50,
 	[OP_FLUSH] = 40,  [OP_RESIZE] = 8,   [OP_SNAP] = 30,	[OP_CLONE] = 12,
-	[OP_REVERT] = 12, [OP_SNAPDEL] = 25, [OP_FLATTEN] = 5,	[OP_SNAPREAD] = 60,
+	[OP_REVERT] = 12, [OP_SNAPDEL] = 25, [OP_FLATTEN] = 2,	[OP_SNAPREAD] = 60,
 	[OP_VOLDEL] = 8,
 };
 
@@ -110,6 +112,10 @@ static void oplog(struct fsx *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(f->oplog[0]) - (size_t)n, fmt, ap);
 	va_end(ap);
+	if (f->verbose) {
+		printf("%s\n", line);
+		fflush(stdout);
+	}
 }
 
 static void __attribute__((noreturn)) fsx_fail(struct fsx *f, const char *fmt, ...)
@@ -251,6 +257,7 @@ static void vol_create(struct fsx *f, struct fsx_vol *v, uint64_t size)
 static void vol_free_model(struct fsx_vol *v)
 {
 	for (unsigned int i = 0; i < v->nsnaps; i++) {
+		keel_sync_close(v->snaps[i].view);
 		free(v->snaps[i].data);
 	}
 	free(v->data);
@@ -376,6 +383,7 @@ static void op_snapshot(struct fsx *f, struct fsx_vol *v)
 	snprintf(path, sizeof(path), "/v1/volumes/%s/snapshots", v->name);
 	json_decref(api(f, "POST", path, json_pack("{s:s}", "name", sn->name), 201));
 	sn->size = v->size;
+	sn->view = NULL;
 	sn->data = malloc(v->size);
 	memcpy(sn->data, v->data, v->size);
 	v->nsnaps++;
@@ -397,12 +405,14 @@ static void op_snapread(struct fsx *f, struct fsx_vol *v)
 	snprintf(full, sizeof(full), "%s@%s", v->name, sn->name);
 	extent(f, sn->size, &off, &len);
 	oplog(f, "read %s %" PRIu64 "+%" PRIu64, full, off, len);
-	s = vol_open(f, full);
+	if (!sn->view) {
+		sn->view = vol_open(f, full);
+	}
+	s = sn->view;
 	ret = keel_sync_pread(s, f->buf, len, off);
 	if (!ret && keel_sync_pwrite(s, f->buf, FSX_BLOCK, 0) != -EROFS) {
 		fsx_fail(f, "%s: a snapshot view accepted a write", full);
 	}
-	keel_sync_close(s);
 	if (ret) {
 		fsx_fail(f, "read %s: %s", full, strerror(-ret));
 	}
@@ -477,6 +487,7 @@ static void op_snapdel(struct fsx *f, struct fsx_vol *v)
 	oplog(f, "delete snapshot %s@%s", v->name, v->snaps[i].name);
 	snprintf(path, sizeof(path), "/v1/snapshots/%s@%s", v->name, v->snaps[i].name);
 	json_decref(api(f, "DELETE", path, NULL, 204));
+	keel_sync_close(v->snaps[i].view);
 	free(v->snaps[i].data);
 	v->snaps[i] = v->snaps[--v->nsnaps];
 }
@@ -566,6 +577,8 @@ static void run(struct fsx *f)
 
 		faults(f);
 		f->counts[k]++;
+		snprintf(f->oplog[f->op % FSX_LOG], sizeof(f->oplog[0]), "#%" PRIu64 " (%s: nothing to do)",
+			 f->op, fsx_op_names[k]);
 		switch (k) {
 		case OP_WRITE:
 			op_write(f, v);
@@ -631,7 +644,7 @@ static void run(struct fsx *f)
 }
 
 static const char fsx_usage[] =
-	"usage: keel-fsx --mgmt URL --key-file PATH [--seed N] [--ops N] [--prefix NAME]\n"
+	"usage: keel-fsx --mgmt URL --key-file PATH [--seed N] [--ops N] [--prefix NAME] [-v]\n"
 	"                [--keelctl PATH] [--cluster-dir DIR --local-cluster PATH\n"
 	"                 --servers N --kill-every N]\n";
 
@@ -643,6 +656,10 @@ int main(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
+		if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+			f.verbose = true;
+			continue;
+		}
 		if (!val) {
 			fputs(fsx_usage, stderr);
 			return 2;
