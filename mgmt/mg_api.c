@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "mgmt/mg_cinder.h"
 
 #define MG_VERSION "0.1.0"
 
@@ -52,6 +53,10 @@ void mg_api_error(struct mg_api_req *req, int err, const char *msg)
 {
 	json_t *j;
 
+	if (req->os) {
+		mg_cinder_error(req, err, msg);
+		return;
+	}
 	req->status = mg_api_http_status(err);
 	j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message",
 		      msg && msg[0] ? msg : strerror(-err));
@@ -124,7 +129,7 @@ static const struct mg_route_def mg_routes[] = {
 
 /* Match @path (length @len) against @pattern, capturing the "*" segments
  * into req->arg and req->arg2. */
-static bool mg_route_match(const char *pattern, const char *path, size_t len,
+bool mg_api_route_match(const char *pattern, const char *path, size_t len,
 			   struct mg_api_req *req)
 {
 	char *caps[2] = {req->arg, req->arg2};
@@ -167,7 +172,7 @@ int mg_api_route(const char *method, const char *path, struct mg_api_req *req, c
 	for (size_t i = 0; i < sizeof(mg_routes) / sizeof(mg_routes[0]); i++) {
 		const struct mg_route_def *d = &mg_routes[i];
 
-		if (!mg_route_match(d->pattern, path, len, req)) {
+		if (!mg_api_route_match(d->pattern, path, len, req)) {
 			continue;
 		}
 		req->method = mg_method_parse(method);
@@ -672,14 +677,55 @@ static int mg_volume_insert(struct mg_cluster *c, struct mg_volume_rec *v, struc
 	return 0;
 }
 
+int mg_volume_create(struct mg_cluster *c, struct mg_volume_rec *v, const char *pool_name,
+		     char *err, size_t errlen)
+{
+	struct mg_volume_rec old;
+	struct mg_pool *pool;
+	int ret;
+
+	ret = mg_check_name("volume", v->name, err, errlen);
+	if (!ret) {
+		ret = mg_check_volume_size(v->size, err, errlen);
+	}
+	if (!ret) {
+		ret = mg_check_object_size(v->object_size, err, errlen);
+	}
+	if (ret) {
+		return ret;
+	}
+	pool = mg_cluster_pool_by_name(c, pool_name);
+	if (!pool) {
+		snprintf(err, errlen, "pool '%.64s' not found", pool_name);
+		return -ENOENT;
+	}
+	ret = mg_store_get_volume(c->st, v->name, &old);
+	if (ret != -ENOENT) {
+		snprintf(err, errlen, "volume '%s' %s", v->name,
+			 ret ? "cannot be checked" : "already exists");
+		return ret ? ret : -EEXIST;
+	}
+	v->pool = pool->rec.id;
+	v->created_at = mg_wall_ms() / 1000;
+	ret = mg_volume_insert(c, v, pool);
+	if (ret) {
+		snprintf(err, errlen, "volume '%s' %s", v->name,
+			 ret == -EEXIST ? "already exists" : "not created");
+		return ret;
+	}
+	log_info("volume %llu '%s' created: %llu bytes, pool %s, object size %u",
+		 (unsigned long long)v->id, v->name, (unsigned long long)v->size, pool->rec.name,
+		 v->object_size);
+	return 0;
+}
+
 static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 {
 	static const char *const known[] = {"name", "size", "pool", "object_size", NULL};
 	const char *name = NULL, *pool_name = "default";
 	uint64_t size = 0, object_size = MG_OBJECT_SIZE_DEFAULT;
 	char err[MG_API_ERR_LEN];
-	struct mg_volume_rec v, old;
-	struct mg_pool *pool;
+	struct mg_volume_rec v;
 	int ret;
 
 	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
@@ -702,84 +748,69 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 		ret = mg_check_volume_size(size, err, sizeof(err));
 	}
 	if (!ret) {
+		/* Before it is narrowed to the record's 32 bits. */
 		ret = mg_check_object_size(object_size, err, sizeof(err));
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
 		return;
 	}
-	pool = mg_cluster_pool_by_name(c, pool_name);
-	if (!pool) {
-		snprintf(err, sizeof(err), "pool '%.64s' not found", pool_name);
-		mg_api_error(req, -ENOENT, err);
-		return;
-	}
-	ret = mg_store_get_volume(c->st, name, &old);
-	if (ret != -ENOENT) {
-		snprintf(err, sizeof(err), "volume '%s' %s", name,
-			 ret ? "cannot be checked" : "already exists");
-		mg_api_error(req, ret ? ret : -EEXIST, err);
-		return;
-	}
 	memset(&v, 0, sizeof(v));
 	snprintf(v.name, sizeof(v.name), "%s", name);
 	v.size = size;
-	v.pool = pool->rec.id;
 	v.object_size = (uint32_t)object_size;
-	v.created_at = mg_wall_ms() / 1000;
-	ret = mg_volume_insert(c, &v, pool);
+	ret = mg_volume_create(c, &v, pool_name, err, sizeof(err));
 	if (ret) {
-		snprintf(err, sizeof(err), "volume '%s' %s", name,
-			 ret == -EEXIST ? "already exists" : "not created");
 		mg_api_error(req, ret, err);
 		return;
 	}
-	log_info("volume %llu '%s' created: %llu bytes, pool %s, object size %u",
-		 (unsigned long long)v.id, v.name, (unsigned long long)v.size, pool->rec.name,
-		 v.object_size);
 	mg_api_reply(req, 201, mg_volume_json(c, &v));
 }
 
-static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
+int mg_volume_delete(struct mg_cluster *c, const char *name, char *err, size_t errlen)
 {
-	char msg[MG_API_ERR_LEN];
+	struct mg_volume_rec v;
+	unsigned int nattach = 0;
 	int ret = -ENOENT;
 
-	if (!mg_check_name("volume", req->arg, NULL, 0)) {
-		struct mg_volume_rec v;
-		unsigned int nattach = 0;
-
-		ret = mg_store_get_volume(c->st, req->arg, &v);
-		if (!ret) {
-			ret = mg_attach_count(c, v.id, &nattach);
-		}
-		if (!ret && nattach) {
-			snprintf(msg, sizeof(msg),
-				 "volume '%s' is attached to %u host%s: detach it first", req->arg,
-				 nattach, nattach == 1 ? "" : "s");
-			mg_api_error(req, -EBUSY, msg);
-			return;
-		}
+	if (!mg_check_name("volume", name, NULL, 0)) {
+		ret = mg_store_get_volume(c->st, name, &v);
+	}
+	if (!ret) {
+		ret = mg_attach_count(c, v.id, &nattach);
+	}
+	if (!ret && nattach) {
+		snprintf(err, errlen, "volume '%s' is attached to %u host%s: detach it first", name,
+			 nattach, nattach == 1 ? "" : "s");
+		return -EBUSY;
 	}
 	if (!ret) {
 		ret = mg_store_begin(c->st);
 		if (!ret) {
-			ret = mg_store_delete_volume(c->st, req->arg);
-			if (ret) {
-				mg_store_rollback(c->st);
-			} else {
-				ret = mg_store_commit(c->st);
-			}
+			ret = mg_store_delete_volume(c->st, name);
+			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
 		}
 	}
 	if (ret) {
-		snprintf(msg, sizeof(msg), "volume '%.64s' %s", req->arg,
+		snprintf(err, errlen, "volume '%.64s' %s", name,
 			 ret == -ENOENT ? "not found" : "not deleted");
-		mg_api_error(req, ret, msg);
-		return;
+		return ret;
 	}
 	/* The objects stay on the servers until the purge job exists. */
-	log_info("volume '%s' deleted", req->arg);
+	log_info("volume '%s' deleted", name);
+	return 0;
+}
+
+static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char err[MG_API_ERR_LEN];
+	int ret;
+
+	ret = mg_volume_delete(c, req->arg, err, sizeof(err));
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
 	mg_api_reply(req, 204, NULL);
 }
 
@@ -832,6 +863,9 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 	case MG_R_HOST_ATTACHMENTS:
 	case MG_R_HOST_ATTACHMENT:
 		mg_attach_handle(c, req);
+		break;
+	case MG_R_CINDER:
+		mg_cinder_handle(c, req);
 		break;
 	default:
 		mg_api_error(req, -ENOENT, "no such resource");

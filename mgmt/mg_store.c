@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <sqlite3.h>
+#include <uuid/uuid.h>
 
 #include "common/log.h"
 
@@ -70,9 +71,36 @@ static const char mg_schema_v2[] =
 static const char mg_schema_v3[] =
 	"ALTER TABLE attachments ADD COLUMN nbd_tcp TEXT NOT NULL DEFAULT '';";
 
+/* A random (version 4) UUID in SQL, for rows that predate their uuid column. */
+#define MG_SQL_UUID                                                                                \
+	"lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "                        \
+	"substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || "     \
+	"substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
+
+/* Version 4: UUIDs for volumes and attachments (the ids of the OpenStack
+ * Block Storage API, mg_cinder.c), a volume description, the instance an
+ * attachment was made for. Existing rows get random UUIDs. */
+static const char mg_schema_v4[] =
+	"ALTER TABLE volumes ADD COLUMN uuid TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE volumes ADD COLUMN description TEXT NOT NULL DEFAULT '';"
+	"UPDATE volumes SET uuid = " MG_SQL_UUID ";"
+	"CREATE UNIQUE INDEX volumes_uuid ON volumes(uuid);"
+	"ALTER TABLE attachments ADD COLUMN uuid TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE attachments ADD COLUMN instance TEXT NOT NULL DEFAULT '';"
+	"UPDATE attachments SET uuid = " MG_SQL_UUID ";"
+	"CREATE UNIQUE INDEX attachments_uuid ON attachments(uuid);";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
 static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2,
-							 mg_schema_v3};
+							 mg_schema_v3, mg_schema_v4};
+
+void mg_uuid_new(char out[MG_UUID_LEN])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
 
 static int mg_sql_err(struct mg_store *st, const char *what)
 {
@@ -560,13 +588,20 @@ out_finalize:
 
 /* ---- volumes ---- */
 
-int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
+#define MG_VOLUME_COLS "id, name, size, pool, object_size, created_at, uuid, description"
+
+int mg_store_add_volume(struct mg_store *st, struct mg_volume_rec *v)
 {
 	sqlite3_stmt *s;
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st, "INSERT INTO volumes VALUES (?, ?, ?, ?, ?, ?)", &s);
+	if (!v->uuid[0]) {
+		mg_uuid_new(v->uuid);
+	}
+	ret = mg_prepare(st,
+			 "INSERT INTO volumes (" MG_VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			 &s);
 	if (ret) {
 		return ret;
 	}
@@ -576,7 +611,31 @@ int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	sqlite3_bind_int64(s, 4, v->pool);
 	sqlite3_bind_int64(s, 5, v->object_size);
 	sqlite3_bind_int64(s, 6, v->created_at);
+	sqlite3_bind_text(s, 7, v->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, v->description, -1, SQLITE_STATIC);
 	return mg_step_done(st, s, "add volume");
+}
+
+int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "UPDATE volumes SET name = ?, size = ?, description = ? WHERE id = ?",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_text(s, 1, v->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)v->size);
+	sqlite3_bind_text(s, 3, v->description, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)v->id);
+	ret = mg_step_done(st, s, "update volume");
+	if (!ret && sqlite3_changes(st->db) == 0) {
+		ret = -ENOENT;
+	}
+	return ret;
 }
 
 static void mg_volume_from_row(sqlite3_stmt *s, struct mg_volume_rec *v)
@@ -588,20 +647,21 @@ static void mg_volume_from_row(sqlite3_stmt *s, struct mg_volume_rec *v)
 	v->pool = (uint32_t)sqlite3_column_int64(s, 3);
 	v->object_size = (uint32_t)sqlite3_column_int64(s, 4);
 	v->created_at = sqlite3_column_int64(s, 5);
+	mg_col_text(s, 6, v->uuid, sizeof(v->uuid));
+	mg_col_text(s, 7, v->description, sizeof(v->description));
 }
 
-#define MG_VOLUME_COLS "id, name, size, pool, object_size, created_at"
-
-int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v)
+static int mg_get_volume_by(struct mg_store *st, const char *sql, const char *key,
+			    struct mg_volume_rec *v)
 {
 	sqlite3_stmt *s;
 	int rc, ret;
 
-	ret = mg_prepare(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE name = ?", &s);
+	ret = mg_prepare(st, sql, &s);
 	if (ret) {
 		return ret;
 	}
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		mg_volume_from_row(s, v);
@@ -612,6 +672,18 @@ int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_
 	}
 	sqlite3_finalize(s);
 	return ret;
+}
+
+int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v)
+{
+	return mg_get_volume_by(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE name = ?", name,
+				v);
+}
+
+int mg_store_get_volume_uuid(struct mg_store *st, const char *uuid, struct mg_volume_rec *v)
+{
+	return mg_get_volume_by(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE uuid = ?", uuid,
+				v);
 }
 
 int mg_store_delete_volume(struct mg_store *st, const char *name)
@@ -662,21 +734,28 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, a.uuid, a.instance, v.uuid"
 
-int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
+int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a)
 {
 	sqlite3_stmt *s;
 	int ret;
 
 	kassert(st->in_tx);
+	if (!a->uuid[0]) {
+		mg_uuid_new(a->uuid);
+	}
+	/* The uuid stays what the row was created with. */
 	ret = mg_prepare(st,
-			 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			 "INSERT INTO attachments (volume, host, read_only, nbd, generation, "
+			 "created_at, state, vhost_socket, nbd_uri, error, nbd_tcp, uuid, instance) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			 "ON CONFLICT(volume, host) DO UPDATE SET read_only = excluded.read_only, "
 			 "nbd = excluded.nbd, generation = excluded.generation, "
 			 "created_at = excluded.created_at, state = excluded.state, "
 			 "vhost_socket = excluded.vhost_socket, nbd_uri = excluded.nbd_uri, "
-			 "error = excluded.error, nbd_tcp = excluded.nbd_tcp",
+			 "error = excluded.error, nbd_tcp = excluded.nbd_tcp, "
+			 "instance = excluded.instance",
 			 &s);
 	if (ret) {
 		return ret;
@@ -692,6 +771,8 @@ int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 	sqlite3_bind_text(s, 9, a->nbd_uri, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 10, a->error, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 11, a->nbd_tcp, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 12, a->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 13, a->instance, -1, SQLITE_STATIC);
 	return mg_step_done(st, s, "write attachment");
 }
 
@@ -713,6 +794,9 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 9, a->nbd_uri, sizeof(a->nbd_uri));
 	mg_col_text(s, 10, a->error, sizeof(a->error));
 	mg_col_text(s, 11, a->nbd_tcp, sizeof(a->nbd_tcp));
+	mg_col_text(s, 12, a->uuid, sizeof(a->uuid));
+	mg_col_text(s, 13, a->instance, sizeof(a->instance));
+	mg_col_text(s, 14, a->volume_uuid, sizeof(a->volume_uuid));
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
@@ -730,6 +814,31 @@ int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *hos
 	}
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
 	sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		mg_attach_from_row(s, a);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read attachment");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_attach_rec *a)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
+			 "v.id = a.volume WHERE a.uuid = ?",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_text(s, 1, uuid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		mg_attach_from_row(s, a);

@@ -8,10 +8,13 @@
  *           capacity_bytes, used_bytes)
  *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
- *   volumes(id, name UNIQUE, size, pool, object_size, created_at)
+ *   volumes(id, name UNIQUE, size, pool, object_size, created_at, uuid UNIQUE,
+ *           description)
  *   attachments(volume, host, read_only, nbd, generation, created_at, state,
- *               vhost_socket, nbd_uri, error, nbd_tcp)  PRIMARY KEY (volume, host)
- *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp)
+ *               vhost_socket, nbd_uri, error, nbd_tcp, uuid UNIQUE, instance)
+ *               PRIMARY KEY (volume, host)
+ *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp, 4 the
+ *   uuid of volumes and attachments, volumes.description, attachments.instance)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -39,9 +42,10 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 3
+#define MG_STORE_SCHEMA 4
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
+#define MG_DESC_LEN	256 /* a volume description: 255 bytes and NUL */
 
 struct mg_store;
 
@@ -95,6 +99,8 @@ struct mg_volume_rec {
 	uint32_t pool;
 	uint32_t object_size;
 	int64_t created_at; /* seconds since 1970 */
+	char uuid[MG_UUID_LEN];	       /* lower-case; set by mg_store_add_volume() if "" */
+	char description[MG_DESC_LEN]; /* free text, "" for none */
 };
 
 #define MG_PATH_LEN 256
@@ -120,6 +126,9 @@ struct mg_attach_rec {
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
 	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
+	char uuid[MG_UUID_LEN];	     /* set by mg_store_put_attach() if "" (new row) */
+	char instance[MG_UUID_LEN];  /* what it was made for (a VM's UUID), or "" */
+	char volume_uuid[MG_UUID_LEN]; /* read only (joined from volumes) */
 };
 
 /* Open or create the database at @path and bring the schema to
@@ -144,17 +153,28 @@ int mg_store_put_server(struct mg_store *st, const struct mg_server_rec *s);
 int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p);
 int mg_store_put_pg(struct mg_store *st, const struct mg_pg_rec *pg);
 
-/* Insert a volume. -EEXIST if the name or id exists. */
-int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v);
+/* A new random UUID, lower-case text. Any thread. */
+void mg_uuid_new(char out[MG_UUID_LEN]);
+
+/* Insert a volume; an empty v->uuid is filled with a new one first.
+ * -EEXIST if the name, uuid or id exists. */
+int mg_store_add_volume(struct mg_store *st, struct mg_volume_rec *v);
+/* Change the name, size and description of volume v->id. -ENOENT (no such
+ * id), -EEXIST (the name is taken). */
+int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v);
 /* -ENOENT if there is no such volume. */
 int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v);
+int mg_store_get_volume_uuid(struct mg_store *st, const char *uuid, struct mg_volume_rec *v);
 int mg_store_delete_volume(struct mg_store *st, const char *name);
 
-/* Insert or replace the attachment of (volume_id, host). */
-int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a);
+/* Insert or replace the attachment of (volume_id, host). A new row with an
+ * empty a->uuid gets a new one (written back); a replaced row keeps its. */
+int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a);
 /* -ENOENT if the volume is not attached to @host. */
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
 			struct mg_attach_rec *a);
+/* -ENOENT if no attachment has @uuid. */
+int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_attach_rec *a);
 int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *host);
 
 /*
