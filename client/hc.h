@@ -81,6 +81,7 @@ struct hc_attach {
 	bool nbd;
 	char nbd_tcp[HC_NAME_LEN]; /* "host:port" of the NBD export over TCP, or "" */
 	bool seen;	      /* listed by the last poll */
+	bool shrink_warned;   /* logged that a shrink waits for the next attach */
 	unsigned int closing; /* exports not yet closed */
 	uint64_t retry_at_ns;
 	struct keel_volume *vol;

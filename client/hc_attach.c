@@ -334,6 +334,40 @@ static struct hc_attach *hc_attach_new(struct hc_daemon *d, const char *volume, 
 	return a;
 }
 
+/* The volume grew (keelctl volume resize): serve the new size and tell
+ * the guest (a virtio config change; NBD clients see it when they
+ * reconnect). A shrink applies at the next attach: cutting a disk under a
+ * running guest is not something to do behind its back. */
+static void hc_attach_resize(struct hc_attach *a, json_int_t size)
+{
+	uint64_t old = a->dev->size;
+
+	if (size <= 0 || (uint64_t)size == old) {
+		return;
+	}
+	if ((uint64_t)size < old) {
+		if (!a->shrink_warned) {
+			log_warn("volume %s shrank to %lld bytes: still serving %llu until it is "
+				 "attached again",
+				 a->volume, (long long)size, (unsigned long long)old);
+			a->shrink_warned = true;
+		}
+		return;
+	}
+	if (keel_volume_set_size(a->vol, (uint64_t)size)) {
+		return;
+	}
+	a->dev->size = (uint64_t)size;
+	if (a->vb) {
+		vhost_blk_resize(a->vb);
+	}
+	if (a->nbd_srv) {
+		nbd_server_resize(a->nbd_srv);
+	}
+	log_info("volume %s grew from %llu to %lld bytes", a->volume, (unsigned long long)old,
+		 (long long)size);
+}
+
 /* One entry of mgmt's list. Names were validated by mgmt; check again
  * anyway: they become file names here. */
 static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
@@ -373,6 +407,9 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 		return;
 	}
 	a->seen = true;
+	if (a->state == HC_A_ACTIVE) {
+		hc_attach_resize(a, json_integer_value(json_object_get(e, "size")));
+	}
 	if (a->state == HC_A_ACTIVE && strcmp(state, "attached")) {
 		hc_attach_report(a);
 	} else if (a->state == HC_A_FAILED) {

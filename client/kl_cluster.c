@@ -13,6 +13,7 @@
 
 #include "client/kl_int.h"
 #include "common/bufpool.h"
+#include "common/crc.h"
 #include "common/log.h"
 #include "common/xport.h"
 #include "proto/keel.pb-c.h"
@@ -260,6 +261,8 @@ static void mg_volume_reply(struct keel_cluster *c, struct kl_ctl *x, const stru
 	Keel__VolumeInfo *vi;
 	int res = kp_status_to_errno(h->status);
 
+	struct keel_volume_info info;
+
 	ctl_answered(x);
 	if (!v) {
 		return; /* closed before the answer */
@@ -269,21 +272,79 @@ static void mg_volume_reply(struct keel_cluster *c, struct kl_ctl *x, const stru
 		if (!vi) {
 			res = -EPROTO;
 		} else {
-			v->info.id = vi->id;
-			v->info.inode = vi->inode;
-			v->info.size = vi->size;
-			v->info.object_size = vi->object_size;
-			v->info.pool = vi->pool;
-			snprintf(v->info.name, sizeof(v->info.name), "%s", vi->name ? vi->name : "");
+			memset(&info, 0, sizeof(info));
+			info.id = vi->id;
+			info.inode = vi->inode;
+			info.size = vi->size;
+			info.object_size = vi->object_size;
+			info.pool = vi->pool;
+			info.read_only = vi->read_only;
+			snprintf(info.name, sizeof(info.name), "%s", vi->name ? vi->name : "");
+			snprintf(info.uuid, sizeof(info.uuid), "%s", vi->uuid ? vi->uuid : "");
+			if (vi->n_parents > KEEL_MAX_PARENTS) {
+				res = -EPROTO;
+			} else {
+				info.nparents = (uint32_t)vi->n_parents;
+				memcpy(info.parents, vi->parents, vi->n_parents * sizeof(uint64_t));
+			}
 			keel__volume_info__free_unpacked(vi, NULL);
-			res = kl_volume_info_check(&v->info);
+			if (!res) {
+				res = kl_volume_info_check(&info);
+			}
 			if (res) {
-				log_warn("mgmt sent unusable info for volume %s", v->info.name);
+				log_warn("mgmt sent unusable info for volume %s", info.name);
 				res = -EPROTO;
 			}
 		}
 	}
+	if (v->opened) {
+		/* A refresh after EROFS: a new top layer (and chain). The
+		 * size and shape are the ones the volume was opened with. */
+		v->refreshing = false;
+		if (!res && (info.object_size != v->info.object_size || info.pool != v->info.pool)) {
+			res = -EPROTO;
+		}
+		if (!res) {
+			if (info.inode != v->info.inode) {
+				log_info("volume %s: top layer %#llx -> %#llx (%u parents)",
+					 v->info.name, (unsigned long long)v->info.inode,
+					 (unsigned long long)info.inode, info.nparents);
+			}
+			v->info.inode = info.inode;
+			v->info.nparents = info.nparents;
+			memcpy(v->info.parents, info.parents, sizeof(info.parents));
+			v->info.read_only = info.read_only;
+		} else if (res == -ENOENT) {
+			log_warn("volume %s no longer exists", v->info.name);
+			v->gone = -ENOENT;
+		} else {
+			log_warn("volume %s: cannot refresh its layers: %s", v->info.name,
+				 strerror(-res));
+		}
+		kl_cluster_wake_parked(c);
+		return;
+	}
+	if (!res) {
+		v->info = info;
+	}
 	volume_open_done(v, res);
+}
+
+void kl_volume_refresh(struct keel_volume *v)
+{
+	Keel__VolumeOpenRequest rq = KEEL__VOLUME_OPEN_REQUEST__INIT;
+	struct keel_cluster *c = v->c;
+
+	if (v->refreshing || v->closing || !c->mg || !c->mg_ready) {
+		return; /* parked parts retry on their backoff and ask again */
+	}
+	/* By uuid: a rename must not lose the volume. Snapshot views keep
+	 * their name (they have no uuid of their own). */
+	rq.name = v->info.uuid[0] && !v->info.read_only ? v->info.uuid : v->info.name;
+	v->stats.reopens++;
+	if (!ctl_send(c, KP_OP_MG_VOLUME_OPEN, &rq.base, NULL, 0, v)) {
+		v->refreshing = true;
+	}
 }
 
 static void mg_on_ready(struct kp_conn *kc)
@@ -537,6 +598,14 @@ int kl_cluster_create(struct reactor *r, const struct keel_cluster_opts *opts,
 	if (ret) {
 		goto out_free;
 	}
+	c->zeroes = aligned_alloc(KP_BLOCK, KP_MAX_DATA);
+	if (!c->zeroes) {
+		bufpool_destroy(c->bounce);
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	memset(c->zeroes, 0, KP_MAX_DATA);
+	c->zero_crc = crc32c(0, c->zeroes, KP_BLOCK);
 	for (uint32_t i = 0; i < KL_MAX_SUBS; i++) {
 		struct kl_sub *s = &c->subs[i];
 
@@ -567,6 +636,7 @@ static void cluster_free(struct keel_cluster *c)
 	free(c->srv_by_id);
 	free(c->subs);
 	bufpool_destroy(c->bounce);
+	free(c->zeroes);
 	cmap_free(c->map);
 	free(c);
 }
@@ -783,6 +853,15 @@ void keel_volume_close(struct keel_volume *v)
 	}
 	kl_volume_cancel_all(v);
 	kl_volume_maybe_free(v);
+}
+
+int keel_volume_set_size(struct keel_volume *v, uint64_t size)
+{
+	if (!size || size % KP_BLOCK) {
+		return -EINVAL;
+	}
+	v->info.size = size;
+	return 0;
 }
 
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v)

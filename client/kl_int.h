@@ -47,6 +47,7 @@
 #define KL_MG_RETRY_NS	    (500ull * 1000 * 1000) /* between mgmt reconnects */
 #define KL_DEFAULT_TIMEOUT_MS 5000u
 #define KL_MAX_SERVER_ID    65535u
+#define KL_CHAIN_META_MAX   (KEEL_MAX_PARENTS * 10 + 8) /* packed ReadChain */
 
 _Static_assert(KL_MAX_SUBS <= 65536, "sub index lives in the low 16 bits of req_id");
 
@@ -135,6 +136,7 @@ enum kl_verdict {
 	KL_V_FAIL,	    /* done, surface the error */
 	KL_V_RETRY_MAP,	    /* stale epoch: retry on a newer map or after backoff */
 	KL_V_RETRY_BACKOFF, /* transient: retry after backoff */
+	KL_V_REOPEN,	    /* layer no longer writable: ask mgmt for the volume, retry */
 };
 
 /*
@@ -270,6 +272,7 @@ struct kl_sub {
 	struct kl_list srv_link; /* server: waitq or sent */
 	struct kl_list req_link; /* request's parts */
 	uint32_t crcs[KP_MAX_DATA / KP_BLOCK];
+	uint8_t chain[KL_CHAIN_META_MAX]; /* READ: packed ReadChain of this attempt */
 };
 
 void kl_sub_process(struct kl_sub *s);
@@ -302,6 +305,8 @@ struct keel_volume {
 	struct keel_volume_info info;
 	struct keel_volume_stats stats;
 	bool opened, closing;
+	bool refreshing; /* an MG_VOLUME_OPEN for new layer info is out */
+	int gone;	 /* mgmt no longer knows the volume: the error to surface */
 	unsigned int nactive; /* requests in use */
 	struct kl_req *reqs;
 	struct kl_list free_reqs;
@@ -339,6 +344,8 @@ struct keel_cluster {
 	struct kl_list inflight;     /* SENT parts, in deadline order */
 	struct kl_list res_waitq;    /* requests waiting for a part or bounce buffer */
 	struct bufpool *bounce;
+	void *zeroes;	      /* KP_MAX_DATA of zeroes: discard on a layered volume */
+	uint32_t zero_crc;    /* crc32c of a zero 4 KiB block */
 	uint64_t seq;
 	struct kl_list volumes;
 
@@ -363,6 +370,9 @@ int kl_volume_create(struct keel_cluster *c, const struct keel_volume_info *info
 		     struct keel_volume **out);
 /* Validate volume info from the network. */
 int kl_volume_info_check(const struct keel_volume_info *vi);
+/* Ask mgmt for @v's info again (its top layer changed); parked parts are
+ * woken when it arrives. No-op while one is out. */
+void kl_volume_refresh(struct keel_volume *v);
 /* Free the cluster if it is closing and nothing is left in flight. */
 void kl_cluster_maybe_free(struct keel_cluster *c);
 /* Ensure the periodic timers run. */

@@ -12,6 +12,7 @@
 #include "common/bufpool.h"
 #include "common/crc.h"
 #include "common/log.h"
+#include "proto/keel.pb-c.h"
 
 static const char *const kl_sub_state_names[] = {
 	[KL_SUB_FREE] = "FREE",	    [KL_SUB_ROUTE] = "ROUTE",	[KL_SUB_CONNWAIT] = "CONNWAIT",
@@ -382,11 +383,28 @@ static void sub_sent(struct kp_msg *m, int res)
 	}
 }
 
+/* READ of a layered volume: the parents, for the primary to read
+ * through (docs/volumes.md). */
+static void sub_set_chain(struct kl_sub *s, const struct keel_volume_info *vi)
+{
+	Keel__ReadChain rc = KEEL__READ_CHAIN__INIT;
+	size_t len;
+
+	rc.n_parents = vi->nparents;
+	rc.parents = (uint64_t *)vi->parents;
+	len = keel__read_chain__get_packed_size(&rc);
+	kassert(len <= sizeof(s->chain));
+	keel__read_chain__pack(&rc, s->chain);
+	s->msg.meta = s->chain;
+	s->msg.hdr.meta_len = (uint32_t)len;
+}
+
 /* Build the frame of the next attempt of @s. */
 static void sub_build_msg(struct kl_sub *s, uint32_t pgid)
 {
 	struct keel_cluster *c = s->c;
 	struct kp_hdr *h = &s->msg.hdr;
+	const struct keel_volume_info *vi = s->req ? &s->req->v->info : NULL;
 
 	memset(h, 0, sizeof(*h));
 	h->opcode = s->opcode;
@@ -405,6 +423,20 @@ static void sub_build_msg(struct kl_sub *s, uint32_t pgid)
 	if (s->opcode == KP_OP_WRITE) {
 		h->data_len = s->len;
 		s->msg.data = s->data;
+		s->msg.crcs = s->crcs;
+	} else if (vi && vi->nparents && s->opcode == KP_OP_READ) {
+		sub_set_chain(s, vi);
+	} else if (vi && vi->nparents &&
+		   (s->opcode == KP_OP_DISCARD || s->opcode == KP_OP_WRITE_ZEROES)) {
+		/* Unmapping in a layer with parents would show their data:
+		 * store zeroes. Decided per attempt, on the current chain (a
+		 * snapshot may have given the volume parents meanwhile). */
+		h->opcode = KP_OP_WRITE;
+		h->data_len = s->len;
+		for (uint32_t i = 0; i < s->len / KP_BLOCK; i++) {
+			s->crcs[i] = c->zero_crc;
+		}
+		s->msg.data = c->zeroes;
 		s->msg.crcs = s->crcs;
 	}
 	s->msg.done = sub_sent;
@@ -431,6 +463,17 @@ static void sub_route(struct kl_sub *s)
 		}
 		rt.pgid = 0;
 	} else {
+		if (s->req) {
+			struct keel_volume *v = s->req->v;
+
+			if (v->gone) {
+				s->res = v->gone;
+				sub_set_state(s, KL_SUB_DONE);
+				return;
+			}
+			/* The top may have changed since the last attempt. */
+			s->inode = v->info.inode;
+		}
 		ret = kl_route_object(c->map, s->pool, s->inode, s->objno, &rt);
 		if (ret) {
 			sub_park(s, ret);
@@ -578,6 +621,15 @@ void kl_sub_on_reply(struct kl_sub *s, const struct kp_hdr *h, const uint8_t *da
 	case KL_V_RETRY_BACKOFF:
 		sub_park(s, err);
 		return;
+	case KL_V_REOPEN:
+		if (s->req->v->info.read_only) {
+			s->res = -EROFS;
+			sub_set_state(s, KL_SUB_DONE);
+			break;
+		}
+		kl_volume_refresh(s->req->v);
+		sub_park(s, err);
+		return;
 	}
 	kl_sub_process(s);
 }
@@ -649,6 +701,9 @@ static int io_submit(struct keel_volume *v, enum kl_op op, const struct iovec *i
 
 	if (!v || !cb || !v->opened || v->closing || v->c->closing) {
 		return -EINVAL;
+	}
+	if (v->info.read_only && op != KL_OP_READ && op != KL_OP_FLUSH) {
+		return -EROFS;
 	}
 	if (op != KL_OP_FLUSH) {
 		if (!length || offset % KP_BLOCK || length % KP_BLOCK) {

@@ -60,6 +60,8 @@ enum kl_verdict kl_classify(uint16_t opcode, int err, int *surface)
 		return KL_V_OK;
 	case ESTALE:
 		return KL_V_RETRY_MAP;
+	case EROFS:
+		return KL_V_REOPEN;
 	case EAGAIN:
 	case EBUSY:
 	case ETIMEDOUT:

@@ -176,3 +176,9 @@ int keel_sync_discard(struct keel_sync *s, uint64_t offset, uint64_t length)
 	s->done = false;
 	return sync_io(s, keel_discard(s->v, offset, length, sync_io_cb, s));
 }
+
+int keel_sync_write_zeroes(struct keel_sync *s, uint64_t offset, uint64_t length)
+{
+	s->done = false;
+	return sync_io(s, keel_write_zeroes(s->v, offset, length, sync_io_cb, s));
+}

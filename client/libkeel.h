@@ -16,7 +16,17 @@
  * failover (stale epoch, lost connection, timeout) until they succeed or
  * the cluster reports a permanent error: the caller sees an error only for
  * EINVAL/ERANGE (bad request), EIO (every copy is bad), ENOSPC, EPERM
- * (fenced), or ECANCELED (keel_volume_close / keel_cluster_close).
+ * (fenced), EROFS (a write to a snapshot view), ENOENT (the volume was
+ * deleted), or ECANCELED (keel_volume_close / keel_cluster_close).
+ *
+ * Layers (docs/volumes.md): reads resolve through the volume's parents on
+ * the server; discard and write-zeroes on a volume with parents write zero
+ * blocks (unmapping would expose the parent's data). When a snapshot,
+ * clone or revert changes the volume's top layer, servers refuse the old
+ * one (EROFS); libkeel then asks mgmt for the volume again and retries on
+ * the new top, invisibly to the caller.
+ *
+ * A volume name "VOLUME@SNAPSHOT" opens a read-only view of a snapshot.
  *
  * Async rule: 0 means the callback fires exactly once later; -errno means
  * it never fires.
@@ -46,13 +56,19 @@ struct keel_cluster_opts {
 	uint32_t io_timeout_ms; /* per attempt before reconnect+retry (default 5000) */
 };
 
+#define KEEL_MAX_PARENTS 64
+
 struct keel_volume_info {
 	uint64_t id;
-	uint64_t inode;
+	uint64_t inode; /* the writable top layer (or the snapshot's layer) */
 	uint64_t size;
 	uint32_t object_size;
 	uint32_t pool;
-	char name[64];
+	char name[64];	      /* "VOLUME" or, for a snapshot view, "VOLUME@SNAPSHOT" */
+	char uuid[40];
+	bool read_only;	      /* a snapshot view: writes fail with -EROFS */
+	uint32_t nparents;    /* layers below inode (docs/volumes.md) */
+	uint64_t parents[KEEL_MAX_PARENTS];
 };
 
 /* Connect to mgmt and subscribe to the map; @cb fires once the first map is
@@ -74,6 +90,9 @@ int keel_volume_open(struct keel_cluster *c, const char *name,
 		     struct keel_volume **out);
 void keel_volume_close(struct keel_volume *v);
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v);
+/* The volume was resized (mgmt says so): requests are checked against
+ * @size from now on. 0 or -EINVAL (0, not a multiple of 4096). */
+int keel_volume_set_size(struct keel_volume *v, uint64_t size);
 
 typedef void (*keel_io_cb)(void *arg, int res);
 
@@ -92,6 +111,7 @@ int keel_write_zeroes(struct keel_volume *v, uint64_t offset, uint64_t length, k
 /* Counters for tools and tests. */
 struct keel_volume_stats {
 	uint64_t reads, writes, retries, reconnects, stale_epochs;
+	uint64_t reopens; /* the top layer changed under us (snapshot, clone) */
 	uint64_t max_stall_ns; /* longest time one request waited on failover */
 };
 void keel_volume_stats(const struct keel_volume *v, struct keel_volume_stats *out);
@@ -107,5 +127,6 @@ int keel_sync_pread(struct keel_sync *s, void *buf, size_t len, uint64_t offset)
 int keel_sync_pwrite(struct keel_sync *s, const void *buf, size_t len, uint64_t offset);
 int keel_sync_flush(struct keel_sync *s);
 int keel_sync_discard(struct keel_sync *s, uint64_t offset, uint64_t length);
+int keel_sync_write_zeroes(struct keel_sync *s, uint64_t offset, uint64_t length);
 
 #endif

@@ -1296,6 +1296,11 @@ static void grace_done(struct reactor_op *op, int res)
 	server_put(s);
 }
 
+void nbd_server_resize(struct nbd_server *s)
+{
+	s->exp.size = s->dev->size;
+}
+
 void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg)
 {
 	struct io_uring_sqe *sqe;

@@ -52,6 +52,10 @@ int nbd_server_create(struct reactor *r, struct blk_dev *dev, const struct nbd_s
 /* Close listeners (unlinking the unix socket) and connections; @cb fires
  * once every request in flight on @dev has completed, then the server is
  * freed. @cb always fires (later). */
+/* The device grew: connections made from now on see its new size (NBD has
+ * no notification; clients reconnect to see it). */
+void nbd_server_resize(struct nbd_server *s);
+
 void nbd_server_close(struct nbd_server *s, void (*cb)(void *arg), void *arg);
 
 void nbd_server_get_stats(const struct nbd_server *s, struct nbd_server_stats *out);

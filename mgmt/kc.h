@@ -45,4 +45,11 @@ int kc_volume_attach(const struct kc_ctx *k, int argc, char **argv);
 int kc_volume_detach(const struct kc_ctx *k, int argc, char **argv);
 int kc_attachment(const struct kc_ctx *k, int argc, char **argv);
 
+/* kc_volume.c */
+extern const char kc_help_snapshot[];
+int kc_snapshot(const struct kc_ctx *k, int argc, char **argv);
+/* volume clone/copy/revert/flatten/resize/rename/import/export; -1 when
+ * argv[0] is none of them. @table prints a list of volumes. */
+int kc_volume_ops(const struct kc_ctx *k, int argc, char **argv, int (*table)(json_t *list));
+
 #endif

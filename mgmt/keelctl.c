@@ -21,7 +21,7 @@ static const char kc_help_main[] =
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl [--mgmt URL] [-f table|json] COMMAND [ARGS...]\n"
-	"    keelctl help [volume|attachment|server|cluster|pool|pg]\n"
+	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|pg]\n"
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
@@ -31,6 +31,11 @@ static const char kc_help_main[] =
 	"    volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp ADDR:PORT]\n"
 	"                       [--no-wait] [--timeout SEC]\n"
 	"    volume detach NAME [--host HOST]\n"
+	"    volume clone VOLUME@SNAP NEWNAME | copy VOLUME NEWNAME [--size SIZE]\n"
+	"    volume revert VOLUME SNAP | flatten VOLUME | rename VOLUME NEWNAME\n"
+	"    volume resize VOLUME SIZE [--allow-shrink]\n"
+	"    volume import FILE VOLUME | export VOLUME[@SNAP] FILE\n"
+	"    snapshot create VOLUME@SNAP | list [VOLUME] | show | delete VOLUME@SNAP\n"
 	"    attachment list [--host HOST]\n"
 	"    server list\n"
 	"    cluster status\n"
@@ -72,16 +77,19 @@ static const char kc_help_volume[] =
 	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp A:P]\n"
 	"                               [--no-wait] [--timeout SEC]\n"
 	"    keelctl volume detach NAME [--host HOST]\n"
+	"    keelctl volume clone|copy|revert|flatten|resize|rename|import|export ...\n"
 	"\n"
-	"    attach and detach are described in 'keelctl help attachment'.\n"
+	"    attach and detach are described in 'keelctl help attachment', the\n"
+	"    others in 'keelctl help snapshot'.\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    A volume is a thin-provisioned block device of SIZE bytes, split into\n"
 	"    objects of --object-size bytes placed in POOL's placement groups.\n"
 	"    Names are 1-63 characters of A-Z a-z 0-9 . _ -, starting with a letter\n"
-	"    or digit. Deleting a volume removes it from mgmt; its data is purged\n"
-	"    from the servers by a later job. An attached volume cannot be deleted:\n"
-	"    detach it from every host first.\n"
+	"    or digit. Deleting a volume removes it at once; the servers free its\n"
+	"    data in the background. An attached volume, or one with snapshots,\n"
+	"    cannot be deleted: detach it from every host (delete its snapshots)\n"
+	"    first; clones made from its snapshots are independent volumes.\n"
 	"\n"
 	"OPTIONS\n"
 	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
@@ -387,7 +395,8 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 
 	if (argc < 1) {
 		return kc_usage("%s",
-				"volume: expected create, list, show, delete, attach or detach");
+				"volume: expected create, list, show, delete, attach, detach, clone, copy, "
+				"revert, flatten, resize, rename, import or export");
 	}
 	if (!strcmp(argv[0], "attach")) {
 		return kc_volume_attach(k, argc - 1, argv + 1);
@@ -397,6 +406,10 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "create")) {
 		return kc_volume_create(k, argc - 1, argv + 1);
+	}
+	ret = kc_volume_ops(k, argc, argv, kc_volume_table);
+	if (ret >= 0) {
+		return ret;
 	}
 	if (!strcmp(argv[0], "list")) {
 		if (argc != 1) {
@@ -694,6 +707,7 @@ static int kc_help(const char *topic)
 		{"volume", kc_help_volume},   {"server", kc_help_server},
 		{"cluster", kc_help_cluster}, {"pool", kc_help_pool},
 		{"pg", kc_help_pg},	      {"attachment", kc_help_attach},
+		{"snapshot", kc_help_snapshot},
 	};
 
 	if (!topic) {
@@ -706,7 +720,7 @@ static int kc_help(const char *topic)
 			return KC_EXIT_OK;
 		}
 	}
-	return kc_usage("no help for '%s' (try volume, attachment, server, cluster, pool, pg)", topic);
+	return kc_usage("no help for '%s' (try volume, snapshot, attachment, server, cluster, pool, pg)", topic);
 }
 
 /*
@@ -784,6 +798,8 @@ int main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "volume")) {
 		ret = kc_volume(&k, argc - i, argv + i);
+	} else if (!strcmp(cmd, "snapshot")) {
+		ret = kc_snapshot(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "attachment")) {
 		ret = kc_attachment(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "server")) {

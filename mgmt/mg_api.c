@@ -79,6 +79,18 @@ void mg_api_reply(struct mg_api_req *req, int status, json_t *j)
 	}
 }
 
+void mg_api_defer(struct mg_api_req *req)
+{
+	req->pending = true;
+}
+
+void mg_api_finish(struct mg_api_req *req)
+{
+	if (req->finished) {
+		req->finished(req);
+	}
+}
+
 /* ---- routing (HTTP thread) ---- */
 
 static enum mg_method mg_method_parse(const char *m)
@@ -120,6 +132,15 @@ static const struct mg_route_def mg_routes[] = {
 	{"/v1/pgs", MG_R_PGS, MG_GET, "GET"},
 	{"/v1/volumes", MG_R_VOLUMES, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/volumes/*", MG_R_VOLUME, MG_GET | MG_DEL, "GET, DELETE"},
+	{"/v1/volumes/*/snapshots", MG_R_VOLUME_SNAPSHOTS, MG_GET | MG_POST, "GET, POST"},
+	{"/v1/volumes/*/snapshots/*", MG_R_VOLUME_SNAPSHOT, MG_GET | MG_DEL, "GET, DELETE"},
+	{"/v1/volumes/*/resize", MG_R_VOLUME_RESIZE, MG_POST, "POST"},
+	{"/v1/volumes/*/rename", MG_R_VOLUME_RENAME, MG_POST, "POST"},
+	{"/v1/volumes/*/revert", MG_R_VOLUME_REVERT, MG_POST, "POST"},
+	{"/v1/volumes/*/flatten", MG_R_VOLUME_FLATTEN, MG_POST, "POST"},
+	{"/v1/snapshots", MG_R_SNAPSHOTS, MG_GET, "GET"},
+	{"/v1/snapshots/*", MG_R_SNAPSHOT, MG_GET | MG_DEL, "GET, DELETE"},
+	{"/v1/layers", MG_R_LAYERS, MG_GET, "GET"},
 	{"/v1/volumes/*/attachments", MG_R_VOLUME_ATTACHMENTS, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/volumes/*/attachments/*", MG_R_VOLUME_ATTACHMENT, MG_GET | MG_DEL, "GET, DELETE"},
 	{"/v1/attachments", MG_R_ATTACHMENTS, MG_GET, "GET"},
@@ -130,7 +151,7 @@ static const struct mg_route_def mg_routes[] = {
 /* Match @path (length @len) against @pattern, capturing the "*" segments
  * into req->arg and req->arg2. */
 bool mg_api_route_match(const char *pattern, const char *path, size_t len,
-			   struct mg_api_req *req)
+			struct mg_api_req *req)
 {
 	char *caps[2] = {req->arg, req->arg2};
 	const char *end = path + len;
@@ -342,19 +363,6 @@ static json_t *mg_pool_json(const struct mg_pool *p)
 			 mg_failure_domains[p->rec.failure_domain], "pg_count",
 			 (json_int_t)p->rec.pg_count, "tag", p->rec.tag);
 }
-
-static json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v)
-{
-	const struct mg_pool *p = mg_cluster_pool(c, v->pool);
-
-	return json_pack("{s:I,s:s,s:I,s:s,s:I,s:I,s:I,s:o}", "id", (json_int_t)v->id, "name",
-			 v->name, "size", (json_int_t)v->size, "pool", p ? p->rec.name : "?",
-			 "pool_id", (json_int_t)v->pool, "object_size", (json_int_t)v->object_size,
-			 "inode", (json_int_t)(v->id << 16), "created_at",
-			 mg_api_iso_time(v->created_at * 1000));
-}
-
-/* ---- handlers ---- */
 
 static void mg_h_info(struct mg_cluster *c, struct mg_api_req *req)
 {
@@ -596,224 +604,6 @@ static void mg_h_pgs(struct mg_cluster *c, struct mg_api_req *req)
 	mg_api_reply(req, 200, a);
 }
 
-static int mg_volume_collect(void *arg, const struct mg_volume_rec *v)
-{
-	void **ctx = arg;
-
-	json_array_append_new(ctx[1], mg_volume_json(ctx[0], v));
-	return 0;
-}
-
-static void mg_h_volumes(struct mg_cluster *c, struct mg_api_req *req)
-{
-	void *ctx[2] = {c, json_array()};
-	int ret;
-
-	ret = mg_store_each_volume(c->st, mg_volume_collect, ctx);
-	if (ret) {
-		json_decref(ctx[1]);
-		mg_api_error(req, ret, "cannot read volumes");
-		return;
-	}
-	mg_api_reply(req, 200, ctx[1]);
-}
-
-static void mg_h_volume_get(struct mg_cluster *c, struct mg_api_req *req)
-{
-	char msg[MG_API_ERR_LEN];
-	struct mg_volume_rec v;
-	int ret;
-
-	ret = mg_check_name("volume", req->arg, NULL, 0);
-	if (!ret) {
-		ret = mg_store_get_volume(c->st, req->arg, &v);
-	} else {
-		ret = -ENOENT;
-	}
-	if (ret) {
-		snprintf(msg, sizeof(msg), "volume '%.64s' %s", req->arg,
-			 ret == -ENOENT ? "not found" : "cannot be read");
-		mg_api_error(req, ret, msg);
-		return;
-	}
-	mg_api_reply(req, 200, mg_volume_json(c, &v));
-}
-
-/* One transaction: the volume row, the id counter, the pool's data flag. */
-static int mg_volume_insert(struct mg_cluster *c, struct mg_volume_rec *v, struct mg_pool *pool)
-{
-	struct mg_meta meta = c->meta;
-	struct mg_pool_rec pr = pool->rec;
-	int ret;
-
-	if (meta.next_volume_id > MG_VOLUME_ID_MAX) {
-		return -ENOSPC;
-	}
-	v->id = meta.next_volume_id++;
-	ret = mg_store_begin(c->st);
-	if (ret) {
-		return ret;
-	}
-	ret = mg_store_add_volume(c->st, v);
-	if (!ret) {
-		ret = mg_store_put_meta(c->st, &meta);
-	}
-	if (!ret && !pr.has_data) {
-		/* From now on new PG members must be recovered, not assumed
-		 * in sync (docs/cluster.md). */
-		pr.has_data = true;
-		ret = mg_store_put_pool(c->st, &pr);
-	}
-	if (ret) {
-		mg_store_rollback(c->st);
-		return ret;
-	}
-	ret = mg_store_commit(c->st);
-	if (ret) {
-		return ret;
-	}
-	c->meta.next_volume_id = meta.next_volume_id;
-	pool->rec.has_data = true;
-	return 0;
-}
-
-int mg_volume_create(struct mg_cluster *c, struct mg_volume_rec *v, const char *pool_name,
-		     char *err, size_t errlen)
-{
-	struct mg_volume_rec old;
-	struct mg_pool *pool;
-	int ret;
-
-	ret = mg_check_name("volume", v->name, err, errlen);
-	if (!ret) {
-		ret = mg_check_volume_size(v->size, err, errlen);
-	}
-	if (!ret) {
-		ret = mg_check_object_size(v->object_size, err, errlen);
-	}
-	if (ret) {
-		return ret;
-	}
-	pool = mg_cluster_pool_by_name(c, pool_name);
-	if (!pool) {
-		snprintf(err, errlen, "pool '%.64s' not found", pool_name);
-		return -ENOENT;
-	}
-	ret = mg_store_get_volume(c->st, v->name, &old);
-	if (ret != -ENOENT) {
-		snprintf(err, errlen, "volume '%s' %s", v->name,
-			 ret ? "cannot be checked" : "already exists");
-		return ret ? ret : -EEXIST;
-	}
-	v->pool = pool->rec.id;
-	v->created_at = mg_wall_ms() / 1000;
-	ret = mg_volume_insert(c, v, pool);
-	if (ret) {
-		snprintf(err, errlen, "volume '%s' %s", v->name,
-			 ret == -EEXIST ? "already exists" : "not created");
-		return ret;
-	}
-	log_info("volume %llu '%s' created: %llu bytes, pool %s, object size %u",
-		 (unsigned long long)v->id, v->name, (unsigned long long)v->size, pool->rec.name,
-		 v->object_size);
-	return 0;
-}
-
-static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
-{
-	static const char *const known[] = {"name", "size", "pool", "object_size", NULL};
-	const char *name = NULL, *pool_name = "default";
-	uint64_t size = 0, object_size = MG_OBJECT_SIZE_DEFAULT;
-	char err[MG_API_ERR_LEN];
-	struct mg_volume_rec v;
-	int ret;
-
-	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
-	if (!ret) {
-		ret = mg_api_field_str(req->body, "name", true, &name, err, sizeof(err));
-	}
-	if (!ret) {
-		ret = mg_api_field_u64(req->body, "size", true, &size, err, sizeof(err));
-	}
-	if (!ret) {
-		ret = mg_api_field_str(req->body, "pool", false, &pool_name, err, sizeof(err));
-	}
-	if (!ret) {
-		ret = mg_api_field_u64(req->body, "object_size", false, &object_size, err, sizeof(err));
-	}
-	if (!ret) {
-		ret = mg_check_name("volume", name, err, sizeof(err));
-	}
-	if (!ret) {
-		ret = mg_check_volume_size(size, err, sizeof(err));
-	}
-	if (!ret) {
-		/* Before it is narrowed to the record's 32 bits. */
-		ret = mg_check_object_size(object_size, err, sizeof(err));
-	}
-	if (ret) {
-		mg_api_error(req, ret, err);
-		return;
-	}
-	memset(&v, 0, sizeof(v));
-	snprintf(v.name, sizeof(v.name), "%s", name);
-	v.size = size;
-	v.object_size = (uint32_t)object_size;
-	ret = mg_volume_create(c, &v, pool_name, err, sizeof(err));
-	if (ret) {
-		mg_api_error(req, ret, err);
-		return;
-	}
-	mg_api_reply(req, 201, mg_volume_json(c, &v));
-}
-
-int mg_volume_delete(struct mg_cluster *c, const char *name, char *err, size_t errlen)
-{
-	struct mg_volume_rec v;
-	unsigned int nattach = 0;
-	int ret = -ENOENT;
-
-	if (!mg_check_name("volume", name, NULL, 0)) {
-		ret = mg_store_get_volume(c->st, name, &v);
-	}
-	if (!ret) {
-		ret = mg_attach_count(c, v.id, &nattach);
-	}
-	if (!ret && nattach) {
-		snprintf(err, errlen, "volume '%s' is attached to %u host%s: detach it first", name,
-			 nattach, nattach == 1 ? "" : "s");
-		return -EBUSY;
-	}
-	if (!ret) {
-		ret = mg_store_begin(c->st);
-		if (!ret) {
-			ret = mg_store_delete_volume(c->st, name);
-			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
-		}
-	}
-	if (ret) {
-		snprintf(err, errlen, "volume '%.64s' %s", name,
-			 ret == -ENOENT ? "not found" : "not deleted");
-		return ret;
-	}
-	/* The objects stay on the servers until the purge job exists. */
-	log_info("volume '%s' deleted", name);
-	return 0;
-}
-
-static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
-{
-	char err[MG_API_ERR_LEN];
-	int ret;
-
-	ret = mg_volume_delete(c, req->arg, err, sizeof(err));
-	if (ret) {
-		mg_api_error(req, ret, err);
-		return;
-	}
-	mg_api_reply(req, 204, NULL);
-}
-
 void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 {
 	if (c->stopping) {
@@ -844,18 +634,17 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 		mg_h_pgs(c, req);
 		break;
 	case MG_R_VOLUMES:
-		if (req->method == MG_M_POST) {
-			mg_h_volume_create(c, req);
-		} else {
-			mg_h_volumes(c, req);
-		}
-		break;
 	case MG_R_VOLUME:
-		if (req->method == MG_M_DELETE) {
-			mg_h_volume_delete(c, req);
-		} else {
-			mg_h_volume_get(c, req);
-		}
+	case MG_R_VOLUME_SNAPSHOTS:
+	case MG_R_VOLUME_SNAPSHOT:
+	case MG_R_SNAPSHOTS:
+	case MG_R_SNAPSHOT:
+	case MG_R_VOLUME_RESIZE:
+	case MG_R_VOLUME_RENAME:
+	case MG_R_VOLUME_REVERT:
+	case MG_R_VOLUME_FLATTEN:
+	case MG_R_LAYERS:
+		mg_volume_handle(c, req);
 		break;
 	case MG_R_VOLUME_ATTACHMENTS:
 	case MG_R_VOLUME_ATTACHMENT:

@@ -37,6 +37,15 @@ enum mg_route {
 	MG_R_ATTACHMENTS,	 /* GET /v1/attachments */
 	MG_R_HOST_ATTACHMENTS,	 /* GET /v1/hosts/{host}/attachments (keel-client) */
 	MG_R_HOST_ATTACHMENT,	 /* PUT /v1/hosts/{host}/attachments/{volume} (keel-client) */
+	MG_R_VOLUME_SNAPSHOTS,	 /* GET, POST /v1/volumes/{name}/snapshots */
+	MG_R_VOLUME_SNAPSHOT,	 /* GET, DELETE /v1/volumes/{name}/snapshots/{snap} */
+	MG_R_VOLUME_RESIZE,	 /* POST /v1/volumes/{name}/resize */
+	MG_R_VOLUME_RENAME,	 /* POST /v1/volumes/{name}/rename */
+	MG_R_VOLUME_REVERT,	 /* POST /v1/volumes/{name}/revert */
+	MG_R_VOLUME_FLATTEN,	 /* POST /v1/volumes/{name}/flatten */
+	MG_R_SNAPSHOTS,		 /* GET /v1/snapshots */
+	MG_R_SNAPSHOT,		 /* GET, DELETE /v1/snapshots/{uuid or volume@snap} */
+	MG_R_LAYERS,		 /* GET /v1/layers */
 	MG_R_CINDER,		 /* /, /v3/...: OpenStack Block Storage (mg_cinder.h) */
 };
 
@@ -61,7 +70,17 @@ struct mg_api_req {
 	/* out */
 	int status;  /* HTTP status */
 	char *reply; /* JSON text (malloc'd), NULL for no body */
+	/* A handler that answers later sets pending (mg_api_defer()) and
+	 * calls mg_api_finish() when it has set the reply; the HTTP layer
+	 * sets @finished, called then (reactor thread). */
+	bool pending;
+	void (*finished)(struct mg_api_req *req);
 };
+
+/* Answer later: the handler returns, and calls mg_api_finish() (on the
+ * reactor thread) once status/reply are set. */
+void mg_api_defer(struct mg_api_req *req);
+void mg_api_finish(struct mg_api_req *req);
 
 /*
  * Match @method and @path. 0 (route/method/arg set); -ENOENT (no such
@@ -79,7 +98,8 @@ int mg_api_parse_body(const char *body, size_t len, struct mg_api_req *req, char
 void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req);
 
 /* Set req->status/reply to the error body for @err (negative errno); in
- * Cinder's shape for a Cinder request (req->os). */
+ * Cinder's shape for a Cinder request (req->os), also when a native
+ * handler runs on its behalf. */
 void mg_api_error(struct mg_api_req *req, int err, const char *msg);
 
 /* The one errno -> HTTP status mapping. */
@@ -99,24 +119,14 @@ int mg_api_field_u64(json_t *body, const char *key, bool required, uint64_t *out
 /* ISO 8601 UTC string for wall-clock ms (JSON null for 0). */
 json_t *mg_api_iso_time(int64_t ms);
 
+/* Volume and snapshot handlers (mg_volume.c). */
+void mg_volume_handle(struct mg_cluster *c, struct mg_api_req *req);
+json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v);
+
 /* Path matching of the route tables: @pattern's "*" segments match one
  * non-empty segment each, captured into req->arg and req->arg2. */
 bool mg_api_route_match(const char *pattern, const char *path, size_t len,
 			struct mg_api_req *req);
-
-/*
- * Native volume operations, shared by the native and the Cinder API
- * (reactor thread). Each is one store transaction; on error nothing
- * changed and @err holds a sentence for the reply.
- *
- * mg_volume_create(): v->name, size, object_size (validated here), uuid and
- * description ("" for none) in; v->id, pool, created_at, uuid out. -EINVAL,
- * -ENOENT (no such pool), -EEXIST (name taken), -ENOSPC (ids exhausted), -EIO.
- * mg_volume_delete(): -ENOENT, -EBUSY (attached to a host), -EIO.
- */
-int mg_volume_create(struct mg_cluster *c, struct mg_volume_rec *v, const char *pool_name,
-		     char *err, size_t errlen);
-int mg_volume_delete(struct mg_cluster *c, const char *name, char *err, size_t errlen);
 
 /* Attachment handlers (mg_attach.c). */
 void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req);

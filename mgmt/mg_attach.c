@@ -30,8 +30,9 @@ static json_t *mg_attach_json(const struct mg_attach_rec *a)
 	if (a->nbd_tcp[0]) {
 		snprintf(tcp_uri, sizeof(tcp_uri), "nbd://%s/%s", a->nbd_tcp, a->volume);
 	}
-	return json_pack("{s:s,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o}", "volume",
-			 a->volume, "volume_id", (json_int_t)a->volume_id, "host", a->host,
+	return json_pack("{s:s,s:I,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o}",
+			 "volume", a->volume, "volume_id", (json_int_t)a->volume_id, "size",
+			 (json_int_t)a->size, "host", a->host,
 			 "read_only", a->read_only, "nbd", a->nbd, "generation",
 			 (json_int_t)a->generation, "state", mg_attach_state_names[a->state],
 			 "vhost_socket", a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
@@ -184,6 +185,7 @@ int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg
 	a->volume_id = v->id;
 	snprintf(a->volume, sizeof(a->volume), "%s", v->name);
 	snprintf(a->volume_uuid, sizeof(a->volume_uuid), "%s", v->uuid);
+	a->size = v->size;
 	a->uuid[0] = '\0';
 	a->created_at = mg_wall_ms() / 1000;
 	a->state = MG_ATTACH_ATTACHING;

@@ -9,7 +9,14 @@
  * volume_type the pool. Status is derived, never stored: "in-use" while
  * attached to a host, "error" when a host reports it cannot serve it,
  * else "available". A Cinder attachment is a Keel attachment: the
- * connector's host is the Keel host, the attachment's uuid its id.
+ * connector's host is the Keel host, the attachment's uuid its id. A
+ * Cinder snapshot is a Keel snapshot (its uuid is the id).
+ *
+ * Changes run the native handlers of mg_volume.c on the same request
+ * (mg_os_native()): their checks, their one transaction, their fencing
+ * (a snapshot answers once servers stopped writing to the frozen layer).
+ * Their errors come out in Cinder's shape (mg_api_error() sees req->os);
+ * a success is translated into Cinder's reply afterwards.
  */
 #include "mgmt/mg_cinder.h"
 
@@ -75,6 +82,10 @@ struct mg_cinder_req {
 	char filter[MG_OS_F_COUNT][MG_OS_FILTER_LEN];
 	uint64_t limit;
 	char reply_version[24];
+	/* A native handler running on this request's behalf (mg_os_native). */
+	struct mg_cluster *c;
+	void (*done)(struct mg_cluster *c, struct mg_api_req *req);
+	void (*outer_finished)(struct mg_api_req *req);
 };
 
 /* ---- routing (HTTP thread) ---- */
@@ -522,7 +533,7 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 	const char *type = p ? p->rec.name : "?";
 	json_t *j;
 
-	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:n,s:n,s:n,"
+	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:o,s:n,s:n,"
 		      "s:n,s:s,s:s,s:o}",
 		      "id", v->uuid, "name", v->name, "description",
 		      mg_os_str_or_null(v->description), "size", (json_int_t)mg_os_gib(v->size),
@@ -530,7 +541,7 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 		      "created_at", mg_os_time(v->created_at), "updated_at", json_null(),
 		      "attachments", va->list, "bootable", "false", "encrypted", false,
 		      "multiattach", true, "metadata", "volume_type", type, "snapshot_id",
-		      "source_volid", "consistencygroup_id", "replication_status", "user_id",
+		      mg_os_str_or_null(v->origin), "source_volid", "consistencygroup_id", "replication_status", "user_id",
 		      os->project, "os-vol-tenant-attr:tenant_id", os->project, "links",
 		      mg_os_links(os, "volumes", v->uuid));
 	va->list = NULL;
@@ -736,7 +747,7 @@ static int mg_os_find_volume(struct mg_cluster *c, struct mg_api_req *req, const
 	int ret = -ENOENT;
 
 	if (mg_os_uuid(id, uuid)) {
-		ret = mg_store_get_volume_uuid(c->st, uuid, v);
+		ret = mg_store_get_volume(c->st, uuid, v);
 	}
 	if (ret == -ENOENT) {
 		mg_os_errorf(req, ret, "Volume %.64s could not be found.", id);
@@ -852,6 +863,87 @@ static void mg_os_volume_show(struct mg_cluster *c, struct mg_api_req *req)
 	}
 }
 
+/* ---- native handlers on a Cinder request's behalf ---- */
+
+static void mg_os_native_done(struct mg_api_req *req)
+{
+	struct mg_cinder_req *os = req->os;
+
+	if (req->status >= 200 && req->status < 300 && os->done) {
+		os->done(os->c, req);
+	}
+}
+
+static void mg_os_native_finished(struct mg_api_req *req)
+{
+	req->finished = req->os->outer_finished;
+	mg_os_native_done(req);
+	mg_api_finish(req);
+}
+
+/*
+ * Run the native handler of @route on volume @arg with @body (taken: it
+ * replaces the Cinder body). Its error replies are Cinder's already; on
+ * success @done (may be NULL) turns the native reply into Cinder's, now or
+ * when a deferred native handler finishes.
+ */
+static void mg_os_native(struct mg_cluster *c, struct mg_api_req *req, enum mg_route route,
+			 enum mg_method method, const char *arg, json_t *body,
+			 void (*done)(struct mg_cluster *c, struct mg_api_req *req))
+{
+	struct mg_cinder_req *os = req->os;
+
+	if (!body) {
+		mg_cinder_error(req, -ENOMEM, "out of memory");
+		return;
+	}
+	os->c = c;
+	os->done = done;
+	os->outer_finished = req->finished;
+	json_decref(req->body);
+	req->body = body;
+	req->route = route;
+	req->method = method;
+	snprintf(req->arg, sizeof(req->arg), "%s", arg);
+	req->finished = mg_os_native_finished;
+	mg_volume_handle(c, req);
+	if (!req->pending) {
+		req->finished = os->outer_finished;
+		mg_os_native_done(req);
+	}
+}
+
+/* The "uuid" or "id" of the native reply's object. */
+static bool mg_os_reply_id(const struct mg_api_req *req, const char *key, char out[MG_UUID_LEN])
+{
+	json_t *j = req->reply ? json_loads(req->reply, 0, NULL) : NULL;
+	const char *id = json_string_value(json_object_get(j, key));
+	bool ok = id && mg_os_uuid(id, out);
+
+	json_decref(j);
+	return ok;
+}
+
+/* Native 2xx, Cinder 202 with no body (delete, extend, revert). */
+static void mg_os_done_accepted(struct mg_cluster *c, struct mg_api_req *req)
+{
+	mg_api_reply(req, 202, NULL);
+}
+
+static void mg_os_done_volume(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char uuid[MG_UUID_LEN];
+	struct mg_volume_rec v;
+
+	if (!mg_os_reply_id(req, "uuid", uuid) || mg_store_get_volume(c->st, uuid, &v)) {
+		mg_cinder_error(req, -EIO, "volume created, but it cannot be read back");
+		return;
+	}
+	mg_os_volume_reply(c, req, 202, &v);
+}
+
+/* ---- volumes: changes ---- */
+
 static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 {
 	static const char *const known[] = {"size",
@@ -874,20 +966,26 @@ static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 						  "group_id",	 "metadata",  "display_name",
 						  "display_description", NULL};
 	const char *name, *desc, *type, *zone, *snap, *src;
-	char err[MG_API_ERR_LEN];
-	struct mg_volume_rec v;
-	uint64_t gib;
-	json_t *o;
+	char err[MG_API_ERR_LEN], uuid[MG_UUID_LEN], vname[CMAP_NAME_LEN];
+	struct mg_volume_rec sv;
+	struct mg_snap_rec sn;
+	uint64_t gib = 0;
+	json_t *o, *body, *size;
 	int ret;
 
 	o = mg_os_body(req, "volume");
 	if (!o || mg_os_known(req, o, known) || mg_os_unsupported(req, o, unsupported) ||
-	    mg_os_size(req, o, "size", &gib) || mg_os_opt_str(req, o, "name", 255, &name) ||
+	    mg_os_opt_str(req, o, "name", 255, &name) ||
 	    mg_os_opt_str(req, o, "description", MG_DESC_LEN - 1, &desc) ||
 	    mg_os_opt_str(req, o, "volume_type", 255, &type) ||
 	    mg_os_opt_str(req, o, "availability_zone", 255, &zone) ||
 	    mg_os_opt_str(req, o, "snapshot_id", 255, &snap) ||
 	    mg_os_opt_str(req, o, "source_volid", 255, &src)) {
+		return;
+	}
+	/* A clone's size defaults to its origin's. */
+	size = json_object_get(o, "size");
+	if ((!(snap || src) || (size && !json_is_null(size))) && mg_os_size(req, o, "size", &gib)) {
 		return;
 	}
 	if (json_object_get(o, "multiattach") && !json_is_boolean(json_object_get(o, "multiattach"))) {
@@ -899,80 +997,76 @@ static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 			     zone, MG_OS_ZONE);
 		return;
 	}
-	memset(&v, 0, sizeof(v));
-	mg_uuid_new(v.uuid);
+	if (snap && src) {
+		mg_os_errorf(req, -EINVAL, "give snapshot_id or source_volid, not both");
+		return;
+	}
+	if (type && !mg_cluster_pool_by_name(c, type)) {
+		mg_os_errorf(req, -EINVAL,
+			     "Volume type '%.64s' could not be found (volume types are Keel pools)",
+			     type);
+		return;
+	}
 	if (name && name[0]) {
 		ret = mg_check_name("volume", name, err, sizeof(err));
 		if (ret) {
 			mg_cinder_error(req, ret, err);
 			return;
 		}
-		snprintf(v.name, sizeof(v.name), "%s", name);
+		snprintf(vname, sizeof(vname), "%s", name);
 	} else {
-		snprintf(v.name, sizeof(v.name), "volume-%s", v.uuid);
+		mg_uuid_new(uuid);
+		snprintf(vname, sizeof(vname), "volume-%s", uuid);
 	}
-	snprintf(v.description, sizeof(v.description), "%s", desc ? desc : "");
-	v.size = gib * MG_OS_GIB;
-	v.object_size = MG_OBJECT_SIZE_DEFAULT;
-	if (snap || src) {
-		/* Layers (snapshots, clones) are wired in with the native
-		 * volume functions that make them. */
-		mg_os_errorf(req, -ENOSYS, "creating a volume from a %s is not available yet",
-			     snap ? "snapshot" : "volume");
+	/* Origins named in the body: missing ones are bad requests (400),
+	 * not missing resources. */
+	if (snap && (!mg_os_uuid(snap, uuid) || mg_store_get_snap(c->st, 0, uuid, &sn))) {
+		mg_os_errorf(req, -EINVAL, "Invalid input received: snapshot %.64s not found", snap);
 		return;
 	}
-	ret = mg_volume_create(c, &v, type ? type : "default", err, sizeof(err));
-	if (ret == -ENOENT) {
-		/* The pool named as volume type: a bad request, not a 404. */
-		mg_os_errorf(req, -EINVAL, "Volume type '%.64s' could not be found (volume types "
-					   "are Keel pools)", type);
+	if (src && (!mg_os_uuid(src, uuid) || mg_store_get_volume(c->st, uuid, &sv))) {
+		mg_os_errorf(req, -EINVAL, "Invalid input received: source volume %.64s not found",
+			     src);
 		return;
 	}
-	if (ret) {
-		mg_cinder_error(req, ret == -EEXIST ? -EEXIST : ret, err);
-		return;
+	body = json_pack("{s:s,s:s}", "name", vname, "description", desc ? desc : "");
+	if (body && gib) {
+		json_object_set_new(body, "size", json_integer((json_int_t)(gib * MG_OS_GIB)));
 	}
-	mg_os_volume_reply(c, req, 202, &v);
+	if (body && type) {
+		json_object_set_new(body, "pool", json_string(type));
+	}
+	if (body && snap) {
+		json_object_set_new(body, "snapshot", json_string(uuid));
+	}
+	if (body && src) {
+		json_object_set_new(body, "source_volume", json_string(sv.name));
+	}
+	mg_os_native(c, req, MG_R_VOLUMES, MG_M_POST, "", body, mg_os_done_volume);
 }
 
 static void mg_os_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
 {
-	char err[MG_API_ERR_LEN];
 	struct mg_volume_rec v;
-	int ret;
 
-	if (mg_os_find_volume(c, req, req->arg, &v)) {
-		return;
+	if (!mg_os_find_volume(c, req, req->arg, &v)) {
+		mg_os_native(c, req, MG_R_VOLUME, MG_M_DELETE, v.name, json_object(),
+			     mg_os_done_accepted);
 	}
-	ret = mg_volume_delete(c, v.name, err, sizeof(err));
-	if (ret == -EBUSY) {
-		mg_os_errorf(req, -EBUSY,
-			     "Invalid volume: Volume status must be available or error, but current "
-			     "status is: in-use (%s)",
-			     err);
-		return;
-	}
-	if (ret) {
-		mg_cinder_error(req, ret, err);
-		return;
-	}
-	mg_api_reply(req, 202, NULL);
 }
 
 static void mg_os_volume_extend(struct mg_cluster *c, struct mg_api_req *req,
 				struct mg_volume_rec *v, json_t *args)
 {
 	static const char *const known[] = {"new_size", NULL};
-	struct mg_volume_rec nv = *v;
 	unsigned int nattach = 0;
 	uint64_t gib;
-	int ret;
 
-	if (!json_is_object(args) || mg_os_known(req, args, known) ||
-	    mg_os_size(req, args, "new_size", &gib)) {
-		if (!json_is_object(args)) {
-			mg_os_errorf(req, -EINVAL, "os-extend takes {\"new_size\": GiB}");
-		}
+	if (!json_is_object(args)) {
+		mg_os_errorf(req, -EINVAL, "os-extend takes {\"new_size\": GiB}");
+		return;
+	}
+	if (mg_os_known(req, args, known) || mg_os_size(req, args, "new_size", &gib)) {
 		return;
 	}
 	if (gib * MG_OS_GIB <= v->size) {
@@ -982,30 +1076,45 @@ static void mg_os_volume_extend(struct mg_cluster *c, struct mg_api_req *req,
 			     (unsigned long long)mg_os_gib(v->size), (unsigned long long)gib);
 		return;
 	}
-	ret = mg_attach_count(c, v->id, &nattach);
-	if (!ret && nattach) {
-		/* A host that serves it would keep the old size until it
-		 * attaches again. */
+	if (!mg_attach_count(c, v->id, &nattach) && nattach && req->os->minor < 42) {
 		mg_os_errorf(req, -EBUSY,
 			     "Invalid volume: Volume status must be available to extend, but "
-			     "current status is: in-use");
+			     "current status is: in-use (extending an attached volume needs "
+			     "microversion 3.42)");
 		return;
 	}
-	nv.size = gib * MG_OS_GIB;
-	if (!ret) {
-		ret = mg_store_begin(c->st);
-	}
-	if (!ret) {
-		ret = mg_store_update_volume(c->st, &nv);
-		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
-	}
-	if (ret) {
-		mg_os_errorf(req, ret, "volume %s not extended", v->uuid);
+	mg_os_native(c, req, MG_R_VOLUME_RESIZE, MG_M_POST, v->name,
+		     json_pack("{s:I}", "size", (json_int_t)(gib * MG_OS_GIB)), mg_os_done_accepted);
+}
+
+static void mg_os_volume_revert(struct mg_cluster *c, struct mg_api_req *req,
+				struct mg_volume_rec *v, json_t *args)
+{
+	static const char *const known[] = {"snapshot_id", NULL};
+	char uuid[MG_UUID_LEN];
+	struct mg_snap_rec sn;
+	const char *snap;
+
+	if (req->os->minor < 40) {
+		mg_os_errorf(req, -EINVAL, "revert needs microversion 3.40");
 		return;
 	}
-	log_info("volume '%s' extended: %llu -> %llu bytes", v->name, (unsigned long long)v->size,
-		 (unsigned long long)nv.size);
-	mg_api_reply(req, 202, NULL);
+	if (!json_is_object(args)) {
+		mg_os_errorf(req, -EINVAL, "revert takes {\"snapshot_id\": ID}");
+		return;
+	}
+	if (mg_os_known(req, args, known) || mg_os_opt_str(req, args, "snapshot_id", 64, &snap)) {
+		return;
+	}
+	if (!snap || !mg_os_uuid(snap, uuid) || mg_store_get_snap(c->st, 0, uuid, &sn) ||
+	    sn.volume_id != v->id) {
+		mg_os_errorf(req, -EINVAL, "Invalid input received: snapshot %.64s of volume %s not "
+					   "found",
+			     snap ? snap : "(none)", v->uuid);
+		return;
+	}
+	mg_os_native(c, req, MG_R_VOLUME_REVERT, MG_M_POST, v->name,
+		     json_pack("{s:s}", "snapshot", uuid), mg_os_done_accepted);
 }
 
 static void mg_os_volume_action(struct mg_cluster *c, struct mg_api_req *req)
@@ -1026,10 +1135,12 @@ static void mg_os_volume_action(struct mg_cluster *c, struct mg_api_req *req)
 		if (!strcmp(action, "os-extend")) {
 			mg_os_volume_extend(c, req, &v, args);
 		} else if (!strcmp(action, "revert")) {
-			mg_os_errorf(req, -ENOSYS, "revert is not available yet");
+			mg_os_volume_revert(c, req, &v, args);
 		} else {
 			mg_os_errorf(req, -EINVAL, "There is no such action: %.64s", action);
 		}
+		/* The native handler may have replaced req->body. */
+		break;
 	}
 }
 
@@ -1161,7 +1272,7 @@ static void mg_os_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 	if (mg_os_find_attachment(c, req, req->arg, &a)) {
 		return;
 	}
-	ret = mg_store_get_volume_uuid(c->st, a.volume_uuid, &v);
+	ret = mg_store_get_volume(c->st, a.volume_uuid, &v);
 	if (!ret) {
 		ret = mg_attach_remove(c, &v, a.host, err, sizeof(err));
 	} else {
@@ -1198,15 +1309,188 @@ static void mg_os_attach_action(struct mg_cluster *c, struct mg_api_req *req)
 
 /* ---- snapshots ---- */
 
-static void mg_os_snapshots(struct mg_cluster *c, struct mg_api_req *req)
+static json_t *mg_os_snapshot_json(const struct mg_cinder_req *os, const struct mg_snap_rec *sn,
+				   const char *volume_uuid, bool detail)
 {
-	if (req->os->route == MG_OS_SNAPSHOTS || req->os->route == MG_OS_SNAPSHOTS_DETAIL) {
-		if (req->method == MG_M_GET) {
-			mg_os_reply(req, 200, "snapshots", json_array());
-			return;
+	json_t *j;
+
+	j = json_pack("{s:s,s:s,s:o,s:s,s:I,s:s,s:o,s:n,s:{}}", "id", sn->uuid, "name", sn->name,
+		      "description", mg_os_str_or_null(sn->description), "volume_id", volume_uuid,
+		      "size", (json_int_t)mg_os_gib(sn->size), "status", "available",
+		      "created_at", mg_os_time(sn->created_at), "updated_at", "metadata");
+	if (j && detail) {
+		json_object_set_new(j, "os-extended-snapshot-attributes:progress",
+				    json_string("100%"));
+		json_object_set_new(j, "os-extended-snapshot-attributes:project_id",
+				    json_string(os->project));
+		if (os->minor >= 14) {
+			json_object_set_new(j, "group_snapshot_id", json_null());
+		}
+		if (os->minor >= 41) {
+			json_object_set_new(j, "user_id", json_string(os->project));
+		}
+		if (os->minor >= 65) {
+			json_object_set_new(j, "consumes_quota", json_true());
 		}
 	}
-	mg_os_errorf(req, -ENOSYS, "snapshots are not available yet");
+	return j;
+}
+
+static int mg_os_find_snapshot(struct mg_cluster *c, struct mg_api_req *req, const char *id,
+			       struct mg_snap_rec *sn, struct mg_volume_rec *v)
+{
+	char uuid[MG_UUID_LEN];
+	int ret = -ENOENT;
+
+	if (mg_os_uuid(id, uuid)) {
+		ret = mg_store_get_snap(c->st, 0, uuid, sn);
+	}
+	if (!ret) {
+		ret = mg_store_get_volume_id(c->st, sn->volume_id, v);
+	}
+	if (ret == -ENOENT) {
+		mg_os_errorf(req, ret, "Snapshot %.64s could not be found.", id);
+	} else if (ret) {
+		mg_os_errorf(req, ret, "snapshot %.64s cannot be read", id);
+	}
+	return ret;
+}
+
+static int mg_os_snap_collect(void *arg, const struct mg_snap_rec *sn)
+{
+	struct mg_os_list *l = arg;
+	const struct mg_cinder_req *os = l->req->os;
+	struct mg_volume_rec v;
+	bool stop = false;
+	json_t *j;
+
+	if (mg_store_get_volume_id(l->c->st, sn->volume_id, &v)) {
+		return -EIO;
+	}
+	if (mg_os_filtered(os, MG_OS_F_NAME, sn->name) ||
+	    mg_os_filtered(os, MG_OS_F_VOLUME_ID, v.uuid) ||
+	    mg_os_filtered(os, MG_OS_F_STATUS, "available")) {
+		return 0;
+	}
+	if (!mg_os_page(l, sn->uuid, &stop)) {
+		return stop ? 1 : 0;
+	}
+	j = mg_os_snapshot_json(os, sn, v.uuid, l->detail);
+	return j && !json_array_append_new(l->out, j) ? 0 : -ENOMEM;
+}
+
+static void mg_os_snap_list(struct mg_cluster *c, struct mg_api_req *req, bool detail)
+{
+	struct mg_os_list l = {.c = c, .req = req, .out = json_array(), .detail = detail};
+	int ret;
+
+	ret = l.out ? mg_store_each_snap(c->st, 0, mg_os_snap_collect, &l) : -ENOMEM;
+	if (ret < 0) {
+		json_decref(l.out);
+		mg_cinder_error(req, ret, "cannot read snapshots");
+		return;
+	}
+	if ((req->os->filters & (1u << MG_OS_F_MARKER)) && !l.past_marker) {
+		json_decref(l.out);
+		mg_os_errorf(req, -EINVAL, "marker [%s] not found", req->os->filter[MG_OS_F_MARKER]);
+		return;
+	}
+	mg_os_reply(req, 200, "snapshots", l.out);
+}
+
+static void mg_os_done_snapshot(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char uuid[MG_UUID_LEN];
+	struct mg_snap_rec sn;
+	struct mg_volume_rec v;
+
+	if (!mg_os_reply_id(req, "id", uuid) || mg_store_get_snap(c->st, 0, uuid, &sn) ||
+	    mg_store_get_volume_id(c->st, sn.volume_id, &v)) {
+		mg_cinder_error(req, -EIO, "snapshot taken, but it cannot be read back");
+		return;
+	}
+	mg_os_reply(req, 202, "snapshot", mg_os_snapshot_json(req->os, &sn, v.uuid, true));
+}
+
+static void mg_os_snap_create(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"volume_id", "name",	 "description", "force",
+					    "metadata",	 "display_name", "display_description",
+					    NULL};
+	static const char *const unsupported[] = {"metadata", "display_name",
+						  "display_description", NULL};
+	char err[MG_API_ERR_LEN], uuid[MG_UUID_LEN], sname[CMAP_NAME_LEN];
+	const char *vol, *name, *desc;
+	struct mg_volume_rec v;
+	json_t *o, *force;
+	int ret;
+
+	o = mg_os_body(req, "snapshot");
+	if (!o || mg_os_known(req, o, known) || mg_os_unsupported(req, o, unsupported) ||
+	    mg_os_opt_str(req, o, "volume_id", 64, &vol) ||
+	    mg_os_opt_str(req, o, "name", 255, &name) ||
+	    mg_os_opt_str(req, o, "description", MG_DESC_LEN - 1, &desc)) {
+		return;
+	}
+	force = json_object_get(o, "force");
+	if (force && !json_is_boolean(force) && !json_is_null(force)) {
+		/* Keel snapshots attached volumes alike (writers are fenced). */
+		mg_os_errorf(req, -EINVAL, "'force' must be true or false");
+		return;
+	}
+	if (!vol) {
+		mg_os_errorf(req, -EINVAL, "'volume_id' is required");
+		return;
+	}
+	if (!mg_os_uuid(vol, uuid) || mg_store_get_volume(c->st, uuid, &v)) {
+		mg_os_errorf(req, -EINVAL, "Invalid input received: volume %.64s not found", vol);
+		return;
+	}
+	if (name && name[0]) {
+		ret = mg_check_name("snapshot", name, err, sizeof(err));
+		if (ret) {
+			mg_cinder_error(req, ret, err);
+			return;
+		}
+		snprintf(sname, sizeof(sname), "%s", name);
+	} else {
+		mg_uuid_new(uuid);
+		snprintf(sname, sizeof(sname), "snapshot-%s", uuid);
+	}
+	mg_os_native(c, req, MG_R_VOLUME_SNAPSHOTS, MG_M_POST, v.name,
+		     json_pack("{s:s,s:s}", "name", sname, "description", desc ? desc : ""),
+		     mg_os_done_snapshot);
+}
+
+static void mg_os_snapshots(struct mg_cluster *c, struct mg_api_req *req)
+{
+	struct mg_snap_rec sn;
+	struct mg_volume_rec v;
+
+	switch (req->os->route) {
+	case MG_OS_SNAPSHOTS:
+		if (req->method == MG_M_POST) {
+			mg_os_snap_create(c, req);
+		} else {
+			mg_os_snap_list(c, req, false);
+		}
+		break;
+	case MG_OS_SNAPSHOTS_DETAIL:
+		mg_os_snap_list(c, req, true);
+		break;
+	default:
+		if (mg_os_find_snapshot(c, req, req->arg, &sn, &v)) {
+			return;
+		}
+		if (req->method == MG_M_DELETE) {
+			mg_os_native(c, req, MG_R_SNAPSHOT, MG_M_DELETE, sn.uuid, json_object(),
+				     mg_os_done_accepted);
+		} else {
+			mg_os_reply(req, 200, "snapshot",
+				    mg_os_snapshot_json(req->os, &sn, v.uuid, true));
+		}
+		break;
+	}
 }
 
 /* ---- dispatch ---- */

@@ -188,7 +188,7 @@ static struct cmap *mg_map_build(struct mg_cluster *c, const struct cmap *base)
 	}
 	cmap_place(m);
 	cmap_update_pgs(m, base);
-	if (mg_map_fresh_where_no_data(c, m, base)) {
+	if (mg_map_fresh_where_no_data(c, m, base) || mg_layers_to_map(&c->layers, m)) {
 		goto out_free;
 	}
 	return m;
@@ -532,6 +532,7 @@ static void mg_tick_fn(struct reactor_timer *t)
 
 	mg_member_tick(c);
 	mg_cport_check_auth(c);
+	mg_layers_tick(c);
 	if (c->on_tick) {
 		c->on_tick(c);
 	}
@@ -564,6 +565,13 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 	if (ret) {
 		goto out_close;
 	}
+	ret = mg_layers_load(c);
+	if (ret) {
+		goto out_close;
+	}
+	for (uint32_t i = 0; i < c->layers.n; i++) {
+		c->layers.v[i].deleting_epoch = c->meta.epoch;
+	}
 	if (!c->npools) {
 		ret = mg_create_default_pool(c);
 		if (ret) {
@@ -578,6 +586,9 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		ret = mg_map_add_members(c, m);
 		if (!ret) {
 			ret = mg_store_each_pg(st, mg_load_pg, m);
+		}
+		if (!ret) {
+			ret = mg_layers_to_map(&c->layers, m);
 		}
 		if (ret) {
 			cmap_free(m);
@@ -603,9 +614,20 @@ void mg_cluster_close(struct mg_cluster *c)
 		c->pools[i].stats = NULL;
 	}
 	c->npools = 0;
+	for (uint32_t i = 0; i < c->nservers; i++) {
+		free(c->servers[i].usage);
+	}
 	free(c->servers);
 	c->servers = NULL;
 	c->nservers = 0;
+	mg_layers_free(&c->layers);
+	while (c->fences) {
+		struct mg_fence *f = c->fences;
+
+		c->fences = f->next;
+		f->cb(c, f->arg, -ESHUTDOWN);
+		free(f);
+	}
 	cmap_free(c->map);
 	c->map = NULL;
 	mg_blob_put(c->map_blob);

@@ -69,6 +69,7 @@ struct mg_peer {
 	 * peer's reply; while either holds, newer maps wait and coalesce. */
 	bool push_sending, push_awaiting;
 	uint64_t push_req_id;
+	uint64_t acked_epoch; /* newest map it answered (or got at registration) */
 	struct mg_blob *push_blob;
 	struct kp_msg push;
 	uint64_t pushes_sent, pushes_coalesced;
@@ -83,6 +84,41 @@ struct mg_server {
 	uint64_t hb_epoch;   /* map epoch it says it applied */
 	uint64_t ops;
 	struct mg_peer *peer; /* its registered connection, or NULL */
+	/* its last MG_USAGE report, sorted by inode */
+	uint64_t usage_epoch;
+	struct mg_usage *usage;
+	uint32_t nusage;
+};
+
+/* One layer's objects on one server (MG_USAGE). */
+struct mg_usage {
+	uint64_t inode, objects, bytes;
+};
+#define MG_USAGE_MAX 65536u
+#define MG_MAX_CHAIN 64 /* parents of one layer (ReadChain limit) */
+
+/* A layer in memory (docs/volumes.md); mg_layer.c. */
+struct mg_layer {
+	uint64_t inode, parent; /* parent 0: none */
+	uint32_t state;		/* enum cmap_layer_state */
+	uint32_t nsnaps;	/* snapshots naming it */
+	bool top;		/* a volume's writable top */
+	int64_t created_at;
+	uint64_t deleting_epoch; /* first map listing it as deleting */
+	uint64_t objects, bytes; /* sum of the servers' last reports */
+};
+
+struct mg_layers {
+	struct mg_layer *v; /* sorted by inode */
+	uint32_t n, cap;
+};
+
+/* Someone waiting until every up server applied map @epoch. */
+struct mg_fence {
+	uint64_t epoch, deadline;
+	void (*cb)(struct mg_cluster *c, void *arg, int res);
+	void *arg;
+	struct mg_fence *next;
 };
 
 /* What a PG's primary last reported (docs/cluster.md, recovery). */
@@ -112,6 +148,8 @@ struct mg_cluster {
 	uint32_t nservers, servers_cap;
 	struct mg_pool pools[MG_MAX_POOLS]; /* ascending id */
 	uint32_t npools;
+	struct mg_layers layers;
+	struct mg_fence *fences;
 	struct cmap *map;	  /* the published map */
 	struct mg_blob *map_blob; /* the published map, packed */
 	bool dirty;		  /* a publish failed to persist: retry */
@@ -191,6 +229,38 @@ int mg_member_pg_report(struct mg_cluster *c, struct mg_peer *p,
 void mg_member_peer_closed(struct mg_cluster *c, struct mg_peer *p, int err, const char *reason);
 /* The tick: heartbeat timeouts, down -> out, retry of a failed publish. */
 void mg_member_tick(struct mg_cluster *c);
+
+/* ---- layers (mg_layer.c, docs/volumes.md) ---- */
+
+struct Keel__UsageReport;
+
+struct mg_layer *mg_layer_find(struct mg_layers *t, uint64_t inode);
+/* Insert (sorted). -EEXIST, -ENOMEM. */
+int mg_layer_add(struct mg_layers *t, const struct mg_layer *l);
+void mg_layer_remove(struct mg_layers *t, uint64_t inode);
+int mg_layers_copy(struct mg_layers *dst, const struct mg_layers *src);
+void mg_layers_free(struct mg_layers *t);
+/* Starting at @inode, mark each layer nothing keeps alive (no volume top,
+ * no snapshot, no live child) DELETING, and go on with its parent. Writes
+ * the inodes changed to @changed (at most @max). Returns the count. */
+uint32_t mg_layer_cascade(struct mg_layers *t, uint64_t inode, uint64_t *changed, uint32_t max);
+/* Parents of @inode, nearest first (at most @max). Returns the count. */
+uint32_t mg_layer_chain(struct mg_layers *t, uint64_t inode, uint64_t *out, uint32_t max);
+/* Put the non-writable layers into @m. 0 or -ENOMEM/-EINVAL. */
+int mg_layers_to_map(const struct mg_layers *t, struct cmap *m);
+/* Load layers, volume tops and snapshot counts from the store. */
+int mg_layers_load(struct mg_cluster *c);
+/* Call @cb(c, arg, 0) once every up server answered a push of @epoch or
+ * newer, or with -ETIMEDOUT after 30 s. 0 or -ENOMEM. */
+int mg_fence_wait(struct mg_cluster *c, uint64_t epoch,
+		  void (*cb)(struct mg_cluster *c, void *arg, int res), void *arg);
+/* Re-evaluate the waits (after a push reply, a server going down). */
+void mg_fence_check(struct mg_cluster *c);
+/* MG_USAGE from @p: store it, drop deleting layers every server emptied.
+ * 0, -EPERM (not a registered server), -EINVAL (@err), -ENOMEM. */
+int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
+			  const struct Keel__UsageReport *r, char *err, size_t errlen);
+void mg_layers_tick(struct mg_cluster *c);
 
 /* ---- cluster port (mg_cport.c) ---- */
 

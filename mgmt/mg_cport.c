@@ -261,6 +261,9 @@ static void mg_on_push_reply(struct mg_peer *p, const struct kp_hdr *h)
 	if (h->status) {
 		log_warn("%s: map push of epoch %llu refused: status %d", p->name,
 			 (unsigned long long)p->sent_epoch, h->status);
+	} else if (p->sent_epoch > p->acked_epoch) {
+		p->acked_epoch = p->sent_epoch;
+		mg_fence_check(p->c);
 	}
 	mg_push(p);
 }
@@ -317,7 +320,11 @@ static void mg_op_register(struct mg_peer *p, const struct kp_hdr *h, const uint
 	keel__register_reply__pack(&rep, buf);
 	keel__cluster_map__free_unpacked(map, NULL);
 	p->sent_epoch = p->c->map_blob->epoch;
+	/* A server that just registered has no mutation of an older map in
+	 * flight that mgmt would not have fenced by marking it down. */
+	p->acked_epoch = p->sent_epoch;
 	mg_reply(p, h, 0, buf, len, NULL);
+	mg_fence_check(p->c);
 }
 
 static void mg_op_heartbeat(struct mg_peer *p, const struct kp_hdr *h, const uint8_t *meta)
@@ -356,14 +363,62 @@ static void mg_op_subscribe(struct mg_peer *p, const struct kp_hdr *h, const uin
 	mg_reply_map(p, h);
 }
 
+/* The volume @name or, for "VOLUME@SNAPSHOT", a read-only view of that
+ * snapshot: its size, its layer and that layer's parents. */
+static int mg_volume_view(struct mg_cluster *c, const char *name, Keel__VolumeInfo *vi,
+			  struct mg_volume_rec *v, uint64_t *parents, char *err, size_t errlen)
+{
+	char vol[CMAP_NAME_LEN * 2 + 2];
+	const char *at = strchr(name, '@');
+	struct mg_snap_rec sn;
+	int ret;
+
+	snprintf(vol, sizeof(vol), "%.*s", at ? (int)(at - name) : (int)strlen(name), name);
+	ret = mg_check_name("volume", vol, err, errlen);
+	if (!ret && at) {
+		ret = mg_check_name("snapshot", at + 1, err, errlen);
+	}
+	if (ret) {
+		return ret;
+	}
+	ret = mg_store_get_volume(c->st, vol, v);
+	if (ret) {
+		snprintf(err, errlen, "volume '%s' %s", vol,
+			 ret == -ENOENT ? "not found" : "cannot be read");
+		return ret;
+	}
+	vi->id = v->id;
+	vi->name = (char *)name;
+	vi->uuid = v->uuid;
+	vi->size = v->size;
+	vi->object_size = v->object_size;
+	vi->pool = v->pool;
+	vi->inode = v->top;
+	if (at) {
+		ret = mg_store_get_snap(c->st, v->id, at + 1, &sn);
+		if (ret) {
+			snprintf(err, errlen, "snapshot '%s' %s", name,
+				 ret == -ENOENT ? "not found" : "cannot be read");
+			return ret;
+		}
+		vi->size = sn.size;
+		vi->inode = sn.inode;
+		vi->read_only = true;
+	}
+	vi->parents = parents;
+	vi->n_parents = mg_layer_chain(&c->layers, vi->inode, parents, MG_MAX_CHAIN);
+	return 0;
+}
+
 static void mg_op_volume_open(struct mg_peer *p, const struct kp_hdr *h, const uint8_t *meta)
 {
 	Keel__VolumeOpenRequest *req;
 	Keel__VolumeInfo vi = KEEL__VOLUME_INFO__INIT;
+	uint64_t parents[MG_MAX_CHAIN];
 	struct mg_volume_rec v;
 	char err[MG_ERR_LEN];
-	uint8_t *buf;
-	size_t len;
+	uint8_t *buf = NULL;
+	size_t len = 0;
 	int ret;
 
 	req = keel__volume_open_request__unpack(NULL, h->meta_len, meta);
@@ -371,31 +426,42 @@ static void mg_op_volume_open(struct mg_peer *p, const struct kp_hdr *h, const u
 		mg_reply(p, h, -EINVAL, NULL, 0, "malformed VolumeOpenRequest");
 		return;
 	}
-	ret = mg_check_name("volume", req->name ? req->name : "", err, sizeof(err));
+	ret = mg_volume_view(p->c, req->name ? req->name : "", &vi, &v, parents, err, sizeof(err));
 	if (!ret) {
-		ret = mg_store_get_volume(p->c->st, req->name, &v);
-		snprintf(err, sizeof(err), "volume '%s' %s", req->name,
-			 ret == -ENOENT ? "not found" : "cannot be read");
+		len = keel__volume_info__get_packed_size(&vi);
+		buf = malloc(len);
+		if (buf) {
+			keel__volume_info__pack(&vi, buf);
+		} else {
+			ret = -ENOMEM;
+			snprintf(err, sizeof(err), "out of memory");
+		}
 	}
 	keel__volume_open_request__free_unpacked(req, NULL);
 	if (ret) {
 		mg_reply(p, h, ret, NULL, 0, err);
 		return;
 	}
-	vi.id = v.id;
-	vi.name = v.name;
-	vi.size = v.size;
-	vi.object_size = v.object_size;
-	vi.pool = v.pool;
-	vi.inode = v.id << 16;
-	len = keel__volume_info__get_packed_size(&vi);
-	buf = malloc(len);
-	if (!buf) {
-		mg_reply(p, h, -ENOMEM, NULL, 0, "out of memory");
+	mg_reply(p, h, 0, buf, len, NULL);
+}
+
+static void mg_op_usage(struct mg_peer *p, const struct kp_hdr *h, const uint8_t *meta)
+{
+	Keel__UsageReport *r;
+	char err[MG_ERR_LEN] = "";
+	int ret;
+
+	r = keel__usage_report__unpack(NULL, h->meta_len, meta);
+	if (!r) {
+		mg_reply(p, h, -EINVAL, NULL, 0, "malformed UsageReport");
 		return;
 	}
-	keel__volume_info__pack(&vi, buf);
-	mg_reply(p, h, 0, buf, len, NULL);
+	ret = mg_layer_usage_report(p->c, p, r, err, sizeof(err));
+	keel__usage_report__free_unpacked(r, NULL);
+	if (ret) {
+		log_warn("%s: usage report refused: %s", p->name, err[0] ? err : strerror(-ret));
+	}
+	mg_reply(p, h, ret, NULL, 0, err);
 }
 
 static void mg_op_pg_report(struct mg_peer *p, const struct kp_hdr *h, const uint8_t *meta)
@@ -420,7 +486,7 @@ static void mg_op_pg_report(struct mg_peer *p, const struct kp_hdr *h, const uin
 static const mg_op_fn mg_ops[KP_OP__MAX] = {
 	[KP_OP_MG_REGISTER] = mg_op_register,	[KP_OP_MG_HEARTBEAT] = mg_op_heartbeat,
 	[KP_OP_MG_SUBSCRIBE] = mg_op_subscribe, [KP_OP_MG_VOLUME_OPEN] = mg_op_volume_open,
-	[KP_OP_MG_PG_REPORT] = mg_op_pg_report,
+	[KP_OP_MG_PG_REPORT] = mg_op_pg_report, [KP_OP_MG_USAGE] = mg_op_usage,
 };
 
 /* ---- kp_conn callbacks ---- */

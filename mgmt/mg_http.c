@@ -39,15 +39,25 @@ struct mg_http_req {
 	bool done;
 };
 
-static void mg_http_on_reactor(struct reactor_msg *m)
+static void mg_http_finished(struct mg_api_req *api)
 {
-	struct mg_http_req *hr = container_of(m, struct mg_http_req, msg);
+	struct mg_http_req *hr = container_of(api, struct mg_http_req, api);
 
-	mg_api_handle(hr->h->c, &hr->api);
 	pthread_mutex_lock(&hr->lock);
 	hr->done = true;
 	pthread_cond_signal(&hr->cond);
 	pthread_mutex_unlock(&hr->lock);
+}
+
+static void mg_http_on_reactor(struct reactor_msg *m)
+{
+	struct mg_http_req *hr = container_of(m, struct mg_http_req, msg);
+
+	hr->api.finished = mg_http_finished;
+	mg_api_handle(hr->h->c, &hr->api);
+	if (!hr->api.pending) {
+		mg_http_finished(&hr->api);
+	}
 }
 
 static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg_api_req *api,

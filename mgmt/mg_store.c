@@ -71,20 +71,38 @@ static const char mg_schema_v2[] =
 static const char mg_schema_v3[] =
 	"ALTER TABLE attachments ADD COLUMN nbd_tcp TEXT NOT NULL DEFAULT '';";
 
-/* A random (version 4) UUID in SQL, for rows that predate their uuid column. */
+/* A random version 4 uuid, in SQL (for rows that predate uuids). */
 #define MG_SQL_UUID                                                                                \
-	"lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "                        \
-	"substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + abs(random()) % 4, 1) || "     \
+	"lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || "                       \
+	"substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || " \
 	"substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))"
 
-/* Version 4: UUIDs for volumes and attachments (the ids of the OpenStack
- * Block Storage API, mg_cinder.c), a volume description, the instance an
- * attachment was made for. Existing rows get random UUIDs. */
+/* Version 4: layers, snapshots and clones (docs/volumes.md). Every volume
+ * so far is a family of one layer (inode id << 16). */
 static const char mg_schema_v4[] =
+	"ALTER TABLE meta ADD COLUMN next_snapshot_id INTEGER NOT NULL DEFAULT 1;"
 	"ALTER TABLE volumes ADD COLUMN uuid TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE volumes ADD COLUMN description TEXT NOT NULL DEFAULT '';"
-	"UPDATE volumes SET uuid = " MG_SQL_UUID ";"
+	"ALTER TABLE volumes ADD COLUMN top INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE volumes ADD COLUMN origin TEXT NOT NULL DEFAULT '';"
+	"UPDATE volumes SET top = id << 16, uuid = " MG_SQL_UUID ";"
 	"CREATE UNIQUE INDEX volumes_uuid ON volumes(uuid);"
+	"CREATE TABLE families (id INTEGER PRIMARY KEY, next_layer INTEGER NOT NULL);"
+	"INSERT INTO families SELECT id, 1 FROM volumes;"
+	"CREATE TABLE layers ("
+	"  inode INTEGER PRIMARY KEY, parent INTEGER NOT NULL,"
+	"  state INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+	"INSERT INTO layers SELECT id << 16, 0, 0, created_at FROM volumes;"
+	"CREATE TABLE snapshots ("
+	"  id INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+	"  volume INTEGER NOT NULL REFERENCES volumes(id), inode INTEGER NOT NULL,"
+	"  size INTEGER NOT NULL, created_at INTEGER NOT NULL, description TEXT NOT NULL,"
+	"  UNIQUE (volume, name));";
+
+/* Version 5: attachments get a uuid (the id of an OpenStack Block Storage
+ * attachment, mg_cinder.c; random for existing rows) and the instance they
+ * were made for. */
+static const char mg_schema_v5[] =
 	"ALTER TABLE attachments ADD COLUMN uuid TEXT NOT NULL DEFAULT '';"
 	"ALTER TABLE attachments ADD COLUMN instance TEXT NOT NULL DEFAULT '';"
 	"UPDATE attachments SET uuid = " MG_SQL_UUID ";"
@@ -92,7 +110,7 @@ static const char mg_schema_v4[] =
 
 /* mg_schemas[i] takes the database from version i to i + 1. */
 static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2,
-							 mg_schema_v3, mg_schema_v4};
+							 mg_schema_v3, mg_schema_v4, mg_schema_v5};
 
 void mg_uuid_new(char out[MG_UUID_LEN])
 {
@@ -316,7 +334,7 @@ int mg_store_get_meta(struct mg_store *st, struct mg_meta *m)
 
 	ret = mg_prepare(st,
 			 "SELECT epoch, next_server_id, next_pool_id, next_volume_id, "
-			 "next_attach_gen FROM meta WHERE id = 1",
+			 "next_attach_gen, next_snapshot_id FROM meta WHERE id = 1",
 			 &s);
 	if (ret) {
 		return ret;
@@ -330,6 +348,7 @@ int mg_store_get_meta(struct mg_store *st, struct mg_meta *m)
 	m->next_pool_id = (uint32_t)sqlite3_column_int64(s, 2);
 	m->next_volume_id = (uint64_t)sqlite3_column_int64(s, 3);
 	m->next_attach_gen = (uint64_t)sqlite3_column_int64(s, 4);
+	m->next_snapshot_id = (uint64_t)sqlite3_column_int64(s, 5);
 out_finalize:
 	sqlite3_finalize(s);
 	return ret;
@@ -343,7 +362,7 @@ int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m)
 	kassert(st->in_tx);
 	ret = mg_prepare(st,
 			 "UPDATE meta SET epoch = ?, next_server_id = ?, next_pool_id = ?, "
-			 "next_volume_id = ?, next_attach_gen = ? WHERE id = 1",
+			 "next_volume_id = ?, next_attach_gen = ?, next_snapshot_id = ? WHERE id = 1",
 			 &s);
 	if (ret) {
 		return ret;
@@ -353,6 +372,7 @@ int mg_store_put_meta(struct mg_store *st, const struct mg_meta *m)
 	sqlite3_bind_int64(s, 3, m->next_pool_id);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->next_volume_id);
 	sqlite3_bind_int64(s, 5, (sqlite3_int64)m->next_attach_gen);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)m->next_snapshot_id);
 	return mg_step_done(st, s, "write meta");
 }
 
@@ -588,23 +608,11 @@ out_finalize:
 
 /* ---- volumes ---- */
 
-#define MG_VOLUME_COLS "id, name, size, pool, object_size, created_at, uuid, description"
+#define MG_VOLUME_COLS                                                                             \
+	"id, name, size, pool, object_size, created_at, uuid, description, top, origin"
 
-int mg_store_add_volume(struct mg_store *st, struct mg_volume_rec *v)
+static void mg_volume_bind(sqlite3_stmt *s, const struct mg_volume_rec *v)
 {
-	sqlite3_stmt *s;
-	int ret;
-
-	kassert(st->in_tx);
-	if (!v->uuid[0]) {
-		mg_uuid_new(v->uuid);
-	}
-	ret = mg_prepare(st,
-			 "INSERT INTO volumes (" MG_VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-			 &s);
-	if (ret) {
-		return ret;
-	}
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)v->id);
 	sqlite3_bind_text(s, 2, v->name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)v->size);
@@ -613,6 +621,22 @@ int mg_store_add_volume(struct mg_store *st, struct mg_volume_rec *v)
 	sqlite3_bind_int64(s, 6, v->created_at);
 	sqlite3_bind_text(s, 7, v->uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 8, v->description, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)v->top);
+	sqlite3_bind_text(s, 10, v->origin, -1, SQLITE_STATIC);
+}
+
+int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT INTO volumes (" MG_VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	mg_volume_bind(s, v);
 	return mg_step_done(st, s, "add volume");
 }
 
@@ -622,15 +646,15 @@ int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st, "UPDATE volumes SET name = ?, size = ?, description = ? WHERE id = ?",
+	ret = mg_prepare(st,
+			 "UPDATE volumes SET id = ?1, name = ?2, size = ?3, pool = ?4, "
+			 "object_size = ?5, created_at = ?6, uuid = ?7, description = ?8, top = ?9, "
+			 "origin = ?10 WHERE id = ?1",
 			 &s);
 	if (ret) {
 		return ret;
 	}
-	sqlite3_bind_text(s, 1, v->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)v->size);
-	sqlite3_bind_text(s, 3, v->description, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)v->id);
+	mg_volume_bind(s, v);
 	ret = mg_step_done(st, s, "update volume");
 	if (!ret && sqlite3_changes(st->db) == 0) {
 		ret = -ENOENT;
@@ -649,10 +673,13 @@ static void mg_volume_from_row(sqlite3_stmt *s, struct mg_volume_rec *v)
 	v->created_at = sqlite3_column_int64(s, 5);
 	mg_col_text(s, 6, v->uuid, sizeof(v->uuid));
 	mg_col_text(s, 7, v->description, sizeof(v->description));
+	v->top = (uint64_t)sqlite3_column_int64(s, 8);
+	mg_col_text(s, 9, v->origin, sizeof(v->origin));
 }
 
-static int mg_get_volume_by(struct mg_store *st, const char *sql, const char *key,
-			    struct mg_volume_rec *v)
+/* One row by a text or integer key: 0, -ENOENT, -EIO. */
+static int mg_get_row(struct mg_store *st, const char *sql, const char *text, int64_t num,
+		      void (*from_row)(sqlite3_stmt *s, void *out), void *out, const char *what)
 {
 	sqlite3_stmt *s;
 	int rc, ret;
@@ -661,29 +688,38 @@ static int mg_get_volume_by(struct mg_store *st, const char *sql, const char *ke
 	if (ret) {
 		return ret;
 	}
-	sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+	if (text) {
+		sqlite3_bind_text(s, 1, text, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_int64(s, 1, num);
+	}
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
-		mg_volume_from_row(s, v);
+		from_row(s, out);
 	} else if (rc == SQLITE_DONE) {
 		ret = -ENOENT;
 	} else {
-		ret = mg_sql_err(st, "read volume");
+		ret = mg_sql_err(st, what);
 	}
 	sqlite3_finalize(s);
 	return ret;
 }
 
-int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v)
+static void mg_volume_row(sqlite3_stmt *s, void *out)
 {
-	return mg_get_volume_by(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE name = ?", name,
-				v);
+	mg_volume_from_row(s, out);
 }
 
-int mg_store_get_volume_uuid(struct mg_store *st, const char *uuid, struct mg_volume_rec *v)
+int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v)
 {
-	return mg_get_volume_by(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE uuid = ?", uuid,
-				v);
+	return mg_get_row(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE name = ?1 OR uuid = ?1",
+			  name, 0, mg_volume_row, v, "read volume");
+}
+
+int mg_store_get_volume_id(struct mg_store *st, uint64_t id, struct mg_volume_rec *v)
+{
+	return mg_get_row(st, "SELECT " MG_VOLUME_COLS " FROM volumes WHERE id = ?", NULL,
+			  (int64_t)id, mg_volume_row, v, "read volume");
 }
 
 int mg_store_delete_volume(struct mg_store *st, const char *name)
@@ -730,11 +766,226 @@ out_finalize:
 	return ret;
 }
 
+/* ---- families, layers, snapshots ---- */
+
+int mg_store_get_family(struct mg_store *st, uint64_t id, uint32_t *next_layer)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st, "SELECT next_layer FROM families WHERE id = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		*next_layer = (uint32_t)sqlite3_column_int64(s, 0);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read family");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_put_family(struct mg_store *st, uint64_t id, uint32_t next_layer)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT OR REPLACE INTO families VALUES (?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+	sqlite3_bind_int64(s, 2, next_layer);
+	return mg_step_done(st, s, "write family");
+}
+
+int mg_store_put_layer(struct mg_store *st, const struct mg_layer_rec *l)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT OR REPLACE INTO layers VALUES (?, ?, ?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)l->inode);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)l->parent);
+	sqlite3_bind_int64(s, 3, l->state);
+	sqlite3_bind_int64(s, 4, l->created_at);
+	return mg_step_done(st, s, "write layer");
+}
+
+int mg_store_delete_layer(struct mg_store *st, uint64_t inode)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "DELETE FROM layers WHERE inode = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)inode);
+	return mg_step_done(st, s, "delete layer");
+}
+
+int mg_store_each_layer(struct mg_store *st, int (*cb)(void *arg, const struct mg_layer_rec *l),
+			void *arg)
+{
+	struct mg_layer_rec l;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st, "SELECT inode, parent, state, created_at FROM layers ORDER BY inode",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		l.inode = (uint64_t)sqlite3_column_int64(s, 0);
+		l.parent = (uint64_t)sqlite3_column_int64(s, 1);
+		l.state = (uint32_t)sqlite3_column_int64(s, 2);
+		l.created_at = sqlite3_column_int64(s, 3);
+		ret = cb(arg, &l);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read layers");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
+#define MG_SNAP_COLS                                                                               \
+	"s.id, s.uuid, s.name, s.volume, s.inode, s.size, s.created_at, s.description, v.name"
+
+static void mg_snap_from_row(sqlite3_stmt *s, void *out)
+{
+	struct mg_snap_rec *sn = out;
+
+	memset(sn, 0, sizeof(*sn));
+	sn->id = (uint64_t)sqlite3_column_int64(s, 0);
+	mg_col_text(s, 1, sn->uuid, sizeof(sn->uuid));
+	mg_col_text(s, 2, sn->name, sizeof(sn->name));
+	sn->volume_id = (uint64_t)sqlite3_column_int64(s, 3);
+	sn->inode = (uint64_t)sqlite3_column_int64(s, 4);
+	sn->size = (uint64_t)sqlite3_column_int64(s, 5);
+	sn->created_at = sqlite3_column_int64(s, 6);
+	mg_col_text(s, 7, sn->description, sizeof(sn->description));
+	mg_col_text(s, 8, sn->volume, sizeof(sn->volume));
+}
+
+int mg_store_add_snap(struct mg_store *st, const struct mg_snap_rec *sn)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)sn->id);
+	sqlite3_bind_text(s, 2, sn->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, sn->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)sn->volume_id);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)sn->inode);
+	sqlite3_bind_int64(s, 6, (sqlite3_int64)sn->size);
+	sqlite3_bind_int64(s, 7, sn->created_at);
+	sqlite3_bind_text(s, 8, sn->description, -1, SQLITE_STATIC);
+	return mg_step_done(st, s, "add snapshot");
+}
+
+int mg_store_delete_snap(struct mg_store *st, uint64_t id)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "DELETE FROM snapshots WHERE id = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)id);
+	ret = mg_step_done(st, s, "delete snapshot");
+	if (!ret && sqlite3_changes(st->db) == 0) {
+		ret = -ENOENT;
+	}
+	return ret;
+}
+
+int mg_store_get_snap(struct mg_store *st, uint64_t volume_id, const char *name,
+		      struct mg_snap_rec *sn)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_SNAP_COLS " FROM snapshots s JOIN volumes v ON v.id = s.volume "
+			 "WHERE (s.volume = ?1 AND s.name = ?2) OR (?1 = 0 AND s.uuid = ?2)",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		mg_snap_from_row(s, sn);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read snapshot");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_each_snap(struct mg_store *st, uint64_t volume_id,
+		       int (*cb)(void *arg, const struct mg_snap_rec *sn), void *arg)
+{
+	struct mg_snap_rec sn;
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_SNAP_COLS " FROM snapshots s JOIN volumes v ON v.id = s.volume "
+			 "WHERE ?1 = 0 OR s.volume = ?1 ORDER BY s.id",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		mg_snap_from_row(s, &sn);
+		ret = cb(arg, &sn);
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read snapshots");
+	}
+out_finalize:
+	sqlite3_finalize(s);
+	return ret;
+}
+
 /* ---- attachments ---- */
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, a.uuid, a.instance, v.uuid"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid"
 
 int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a)
 {
@@ -745,7 +996,7 @@ int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a)
 	if (!a->uuid[0]) {
 		mg_uuid_new(a->uuid);
 	}
-	/* The uuid stays what the row was created with. */
+	/* A replaced row keeps the uuid it was created with. */
 	ret = mg_prepare(st,
 			 "INSERT INTO attachments (volume, host, read_only, nbd, generation, "
 			 "created_at, state, vhost_socket, nbd_uri, error, nbd_tcp, uuid, instance) "
@@ -794,9 +1045,10 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 9, a->nbd_uri, sizeof(a->nbd_uri));
 	mg_col_text(s, 10, a->error, sizeof(a->error));
 	mg_col_text(s, 11, a->nbd_tcp, sizeof(a->nbd_tcp));
-	mg_col_text(s, 12, a->uuid, sizeof(a->uuid));
-	mg_col_text(s, 13, a->instance, sizeof(a->instance));
-	mg_col_text(s, 14, a->volume_uuid, sizeof(a->volume_uuid));
+	a->size = (uint64_t)sqlite3_column_int64(s, 12);
+	mg_col_text(s, 13, a->uuid, sizeof(a->uuid));
+	mg_col_text(s, 14, a->instance, sizeof(a->instance));
+	mg_col_text(s, 15, a->volume_uuid, sizeof(a->volume_uuid));
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,

@@ -9,12 +9,16 @@
  *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
  *   volumes(id, name UNIQUE, size, pool, object_size, created_at, uuid UNIQUE,
- *           description)
+ *           description, top, origin)
+ *   families(id, next_layer)        layers(inode, parent, state, created_at)
+ *   snapshots(id, uuid UNIQUE, name, volume, inode, size, created_at, description)
+ *           UNIQUE (volume, name)
  *   attachments(volume, host, read_only, nbd, generation, created_at, state,
  *               vhost_socket, nbd_uri, error, nbd_tcp, uuid UNIQUE, instance)
  *               PRIMARY KEY (volume, host)
- *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp, 4 the
- *   uuid of volumes and attachments, volumes.description, attachments.instance)
+ *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp,
+ *   4 layers: families, layers, snapshots, volume uuid/description/top/origin,
+ *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -42,10 +46,9 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 4
+#define MG_STORE_SCHEMA 5
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
-#define MG_DESC_LEN	256 /* a volume description: 255 bytes and NUL */
 
 struct mg_store;
 
@@ -55,6 +58,7 @@ struct mg_meta {
 	uint32_t next_pool_id;
 	uint64_t next_volume_id;
 	uint64_t next_attach_gen; /* generation of the next attachment */
+	uint64_t next_snapshot_id;
 };
 
 struct mg_server_rec {
@@ -92,6 +96,8 @@ struct mg_pg_rec {
 	uint64_t interval;
 };
 
+#define MG_DESC_LEN 256
+
 struct mg_volume_rec {
 	uint64_t id;
 	char name[CMAP_NAME_LEN];
@@ -99,8 +105,30 @@ struct mg_volume_rec {
 	uint32_t pool;
 	uint32_t object_size;
 	int64_t created_at; /* seconds since 1970 */
-	char uuid[MG_UUID_LEN];	       /* lower-case; set by mg_store_add_volume() if "" */
-	char description[MG_DESC_LEN]; /* free text, "" for none */
+	char uuid[MG_UUID_LEN];
+	char description[MG_DESC_LEN];
+	uint64_t top;		     /* inode of the writable top layer */
+	char origin[MG_UUID_LEN];    /* snapshot uuid it was cloned from, or "" */
+};
+
+/* A layer (docs/volumes.md): state is enum cmap_layer_state. */
+struct mg_layer_rec {
+	uint64_t inode;
+	uint64_t parent; /* inode, 0 = none */
+	uint32_t state;
+	int64_t created_at;
+};
+
+struct mg_snap_rec {
+	uint64_t id;
+	char uuid[MG_UUID_LEN];
+	char name[CMAP_NAME_LEN];
+	uint64_t volume_id;
+	char volume[CMAP_NAME_LEN]; /* read only (joined from volumes) */
+	uint64_t inode;		    /* its read-only layer */
+	uint64_t size;		    /* the volume's size when taken */
+	int64_t created_at;
+	char description[MG_DESC_LEN];
 };
 
 #define MG_PATH_LEN 256
@@ -126,6 +154,7 @@ struct mg_attach_rec {
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
 	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
+	uint64_t size;		     /* read only: the volume's size (online resize) */
 	char uuid[MG_UUID_LEN];	     /* set by mg_store_put_attach() if "" (new row) */
 	char instance[MG_UUID_LEN];  /* what it was made for (a VM's UUID), or "" */
 	char volume_uuid[MG_UUID_LEN]; /* read only (joined from volumes) */
@@ -153,19 +182,28 @@ int mg_store_put_server(struct mg_store *st, const struct mg_server_rec *s);
 int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p);
 int mg_store_put_pg(struct mg_store *st, const struct mg_pg_rec *pg);
 
-/* A new random UUID, lower-case text. Any thread. */
-void mg_uuid_new(char out[MG_UUID_LEN]);
-
-/* Insert a volume; an empty v->uuid is filled with a new one first.
- * -EEXIST if the name, uuid or id exists. */
-int mg_store_add_volume(struct mg_store *st, struct mg_volume_rec *v);
-/* Change the name, size and description of volume v->id. -ENOENT (no such
- * id), -EEXIST (the name is taken). */
+/* Insert a volume. -EEXIST if the name or id exists. */
+int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v);
+/* Update by id (every column). -ENOENT, -EEXIST (name taken). */
 int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v);
-/* -ENOENT if there is no such volume. */
+/* By name or uuid. -ENOENT if there is no such volume. */
 int mg_store_get_volume(struct mg_store *st, const char *name, struct mg_volume_rec *v);
-int mg_store_get_volume_uuid(struct mg_store *st, const char *uuid, struct mg_volume_rec *v);
+int mg_store_get_volume_id(struct mg_store *st, uint64_t id, struct mg_volume_rec *v);
 int mg_store_delete_volume(struct mg_store *st, const char *name);
+
+/* Layer numbers of a family are handed out from next_layer, never reused. */
+int mg_store_get_family(struct mg_store *st, uint64_t id, uint32_t *next_layer);
+int mg_store_put_family(struct mg_store *st, uint64_t id, uint32_t next_layer);
+/* Insert or replace by inode. */
+int mg_store_put_layer(struct mg_store *st, const struct mg_layer_rec *l);
+int mg_store_delete_layer(struct mg_store *st, uint64_t inode);
+/* Insert; -EEXIST when the volume has a snapshot of that name. */
+int mg_store_add_snap(struct mg_store *st, const struct mg_snap_rec *sn);
+int mg_store_delete_snap(struct mg_store *st, uint64_t id);
+/* Snapshot @name of volume @volume_id, or with @volume_id 0 the snapshot
+ * whose uuid is @name. -ENOENT. */
+int mg_store_get_snap(struct mg_store *st, uint64_t volume_id, const char *name,
+		      struct mg_snap_rec *sn);
 
 /* Insert or replace the attachment of (volume_id, host). A new row with an
  * empty a->uuid gets a new one (written back); a replaced row keeps its. */
@@ -175,6 +213,9 @@ int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *hos
 			struct mg_attach_rec *a);
 /* -ENOENT if no attachment has @uuid. */
 int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_attach_rec *a);
+
+/* A new random UUID, lower-case text. Any thread. */
+void mg_uuid_new(char out[MG_UUID_LEN]);
 int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *host);
 
 /*
@@ -190,6 +231,11 @@ int mg_store_each_pg(struct mg_store *st, int (*cb)(void *arg, const struct mg_p
 		     void *arg);
 int mg_store_each_volume(struct mg_store *st, int (*cb)(void *arg, const struct mg_volume_rec *v),
 			 void *arg);
+int mg_store_each_layer(struct mg_store *st, int (*cb)(void *arg, const struct mg_layer_rec *l),
+			void *arg);
+/* Snapshots in id order, of @volume_id only (0: all). */
+int mg_store_each_snap(struct mg_store *st, uint64_t volume_id,
+		       int (*cb)(void *arg, const struct mg_snap_rec *sn), void *arg);
 /* Attachments in (volume, host) order, only of @volume_id (0: all) and
  * only to @host (NULL: all). */
 int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *host,

@@ -26,6 +26,7 @@
 #define KP_MAX_META (64u * 1024)     /* largest protobuf control message */
 #define KP_MAX_DATA (1024u * 1024)   /* largest data payload per frame */
 #define KP_BLOCK 4096u
+#define KP_READ_CHAIN_MAX 64u        /* parents in one READ's ReadChain */
 
 enum kp_opcode {
 	/* handshake: the only opcodes accepted before authentication */

@@ -322,6 +322,9 @@ static void read_zero(struct bs_ctx *op)
 	for (b = 0; b < op->nblk; b++) {
 		op->req->crcs[b] = zc;
 	}
+	if (op->req->present) {
+		memset(op->req->present, 0, BS_PRESENT_WORDS(op->req->length) * sizeof(uint64_t));
+	}
 }
 
 static void op_io_done(struct bs_io *io, int res)
@@ -363,8 +366,12 @@ static int read_verify(struct bs_ctx *op)
 	struct bs *bs = op->bs;
 	uint32_t b, zc = crc32c_zero_block();
 	uint8_t *buf = op->req->buf;
+	uint64_t *present = op->req->present;
 	int res = 0;
 
+	if (present) {
+		memset(present, 0, BS_PRESENT_WORDS(op->req->length) * sizeof(uint64_t));
+	}
 	for (b = 0; b < op->nblk; b++) {
 		const struct bs_bmeta *e = bs_mc_entry(op, b);
 		uint8_t *p = buf + (size_t)b * BS_BLOCK;
@@ -374,6 +381,9 @@ static int read_verify(struct bs_ctx *op)
 			memset(p, 0, BS_BLOCK);
 			op->req->crcs[b] = zc;
 			continue;
+		}
+		if (present) {
+			present[b / 64] |= 1ull << (b % 64);
 		}
 		if (!bs_bmeta_valid(e)) {
 			log_error("bs: corrupt block metadata for %lu:%lu block %u (slot %u)",

@@ -34,6 +34,8 @@
 #define BS_DEFAULT_OBJECT_SIZE (4u * 1024 * 1024)
 #define BS_DEFAULT_JOURNAL_SIZE (64ull * 1024 * 1024)
 #define BS_MAX_IO (1024u * 1024) /* largest read/write extent per request */
+/* Words of a bs_req.present bitmap for an extent of @len bytes. */
+#define BS_PRESENT_WORDS(len) (((len) / BS_BLOCK + 63) / 64)
 
 struct bs;
 
@@ -72,6 +74,11 @@ typedef void (*bs_req_cb)(struct bs_req *req, int res);
  * READ:  fills buf[0..length) and crcs[length/4096] with the stored data and
  *        its checksums (blocks never written read as zeroes with the zero
  *        crc), version = object version. -EIO if any block fails its crc.
+ *        present (optional, NULL: not wanted): a bitmap of
+ *        BS_PRESENT_WORDS(length) words the caller owns; on success bit i
+ *        (word i / 64, bit i % 64) is set iff block i of the extent is
+ *        mapped in the object (written, zeroes included), every other bit
+ *        of those words is clear. Undefined after an error.
  * WRITE: stores buf[0..length) whose per-block crcs the caller supplies
  *        (end-to-end checksums; the blockstore verifies them before storing
  *        and fails with -EBADMSG on mismatch, returned by bs_submit() with
@@ -101,6 +108,7 @@ struct bs_req {
 	void *buf;        /* 4096-aligned, length bytes */
 	uint32_t *crcs;   /* length / 4096 entries */
 	uint64_t version;
+	uint64_t *present; /* READ: mapped-block bitmap out, or NULL */
 	bs_req_cb cb;
 	void *arg;
 
@@ -197,6 +205,11 @@ void bs_uuid(const struct bs *bs, uint8_t out[16]);
 unsigned int bs_list_match(struct bs *bs, bool (*match)(uint64_t inode, uint64_t objno, void *arg),
 			   void *arg, bool *first, uint64_t *cursor_inode, uint64_t *cursor_objno,
 			   struct bs_obj_stat *out, unsigned int max);
+
+/* Visit every object of the in-memory index once, in no particular order
+ * (no I/O; one pass over the index, cheap enough to run every few
+ * seconds). @fn must not submit requests or change the store. */
+void bs_walk(struct bs *bs, void (*fn)(const struct bs_obj_stat *st, void *arg), void *arg);
 
 struct bs_bvers_req;
 typedef void (*bs_bvers_cb)(struct bs_bvers_req *req, int res);

@@ -100,6 +100,24 @@ unsigned int bs_list_match(struct bs *bs, bool (*match)(uint64_t inode, uint64_t
 	return n;
 }
 
+void bs_walk(struct bs *bs, void (*fn)(const struct bs_obj_stat *st, void *arg), void *arg)
+{
+	struct bs_obj_stat st;
+	uint32_t b, i;
+
+	for (b = 0; b <= bs->hmask; b++) {
+		for (i = bs->hbuckets[b]; i != BS_NONE; i = bs->hnext[i]) {
+			const struct bs_slot *s = &bs->slots[i];
+
+			st.inode = s->inode;
+			st.objno = s->objno;
+			st.version = s->version;
+			st.blocks_mapped = s->mapped;
+			fn(&st, arg);
+		}
+	}
+}
+
 /* ---- per-block versions ---- */
 
 static void bvers_step(struct bs_bvers_req *req);

@@ -43,6 +43,7 @@
 #include "proto/conn.h"
 #include "proto/frame.h"
 #include "server/bs.h"
+#include "server/srv_layer.h"
 #include "server/srv_pg.h"
 
 #define SRV_QUEUE_DEPTH	     128
@@ -170,6 +171,7 @@ enum srv_repl_state {
 
 struct srv_obj;
 struct srv_rop;
+struct srv_gc;
 
 /* A waiter for an object (srv_obj): a client request or an object push. */
 struct srv_obj_waiter {
@@ -201,6 +203,23 @@ struct srv_repl {
 	struct srv_peer_req subs[CMAP_MAX_REPLICAS];
 	struct srv_rop *rop; /* inline push in progress */
 	struct reactor_defer defer;
+	bool chain;	     /* READ with a ReadChain: req->x.chain */
+	uint32_t layers_gen; /* mutation: srv_cluster.layers_gen when it started */
+};
+
+/* A client READ through a layer chain (srv_repl.c): the top's extent is
+ * read into req->buf, then each parent's into pbuf, and the blocks still
+ * missing are taken from it (layer_merge()). */
+struct srv_chain {
+	uint32_t nparents, level; /* level: the parent being read */
+	uint64_t top_version;
+	uint64_t parents[KP_READ_CHAIN_MAX];
+	uint64_t present[BS_PRESENT_WORDS(BS_MAX_IO)];
+	uint64_t missing[BS_PRESENT_WORDS(BS_MAX_IO)];
+	void *pbuf; /* from req->pool, like req->buf */
+	struct srv_obj *pobj; /* the parent's object, held shared while read */
+	struct srv_obj_waiter pw;
+	uint32_t pcrcs[BS_MAX_IO / BS_BLOCK];
 };
 
 /* One preallocated request slot. */
@@ -218,8 +237,9 @@ struct srv_req {
 	struct srv_req *next_free;
 	struct srv_repl r; /* cluster mode */
 	union {
-		struct bs_push_req push;
-		struct bs_bvers_req bvers;
+		struct bs_push_req push;   /* REPLICA_PUSH, REPLICA_DELETE */
+		struct bs_bvers_req bvers; /* REPLICA_BVERS */
+		struct srv_chain chain;	   /* client READ with a ReadChain */
 	} x;
 	uint64_t vers[BS_MAX_IO / BS_BLOCK]; /* REPLICA_PUSH block versions */
 };
@@ -311,6 +331,13 @@ int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version);
 #define SRV_REPORT_NS	    (1000ull * 1000 * 1000)
 #define SRV_EAGAIN_RETRY_NS (20ull * 1000 * 1000)
 #define SRV_INLINE_ROPS	    8u /* object pushes started by writes (beyond recovery's) */
+#define SRV_MAP_HELD	    8u /* MG_MAP replies held while older mutations drain */
+/* A map reply held longer than this is answered ETIMEDOUT (mutations that
+ * wait for a later map, e.g. one removing a failed replica, would otherwise
+ * wait for mgmt, which pushes that map only after our reply). */
+#define SRV_MAP_DRAIN_TIMEOUT_NS (3000ull * 1000 * 1000)
+#define SRV_USAGE_NS	    (2000ull * 1000 * 1000) /* MG_USAGE period */
+#define SRV_GC_ACTIVE	    16u /* objects of deleting layers freed at a time */
 
 /* An object with client ops or a push in flight (primary side). */
 struct srv_obj {
@@ -416,6 +443,21 @@ struct srv_cluster {
 	} wrote[256];
 	unsigned int nwrote;
 	uint64_t next_wrote_ns;
+	/* layers (docs/cluster.md "Layers on the server") */
+	uint32_t layers_gen; /* +1 whenever an applied map changes the layer list */
+	uint64_t mut_cur;    /* client mutations in flight started under layers_gen */
+	uint64_t mut_old;    /* ... started under an earlier layer list */
+	uint64_t held_map_reqs[SRV_MAP_HELD]; /* MG_MAP pushes answered once mut_old is 0 */
+	unsigned int nheld;
+	uint64_t drain_deadline_ns;
+	struct srv_gc *gc;
+	/* MG_USAGE reports */
+	struct kp_msg musage;
+	bool musage_busy;
+	bool usage_enotsup_logged;
+	uint8_t *musage_buf;
+	size_t musage_cap;
+	uint64_t next_usage_ns;
 	/* timers */
 	struct reactor_timer tick;
 	bool stopping;
@@ -466,6 +508,22 @@ void srv_repl_log_writers(struct srv_cluster *cl);
 
 /* What a cluster request waits for, for the slow-request warning. */
 void srv_repl_describe(const struct srv_req *req, char *buf, size_t len);
+
+/* srv_mgmt.c: every client mutation started under an earlier layer list
+ * has completed (cl->mut_old dropped to 0): answer the held map pushes. */
+void srv_cluster_drained(struct srv_cluster *cl);
+/* Send MG_USAGE at the next tick (GC freed a layer's last object). */
+void srv_cluster_usage_now(struct srv_cluster *cl);
+
+/* srv_gc.c: background freeing of deleting layers' objects (every role). */
+int srv_gc_init(struct srv_cluster *cl);
+void srv_gc_fini(struct srv_cluster *cl);
+/* The map changed: restart the walk if the deleting layers changed. */
+void srv_gc_map_changed(struct srv_cluster *cl);
+/* Start frees up to SRV_GC_ACTIVE (tick and completions). */
+void srv_gc_kick(struct srv_cluster *cl);
+/* A usage walk found objects of deleting layers: walk again if idle. */
+void srv_gc_rescan(struct srv_cluster *cl);
 
 /* srv_recovery.c */
 int srv_recovery_init(struct srv_cluster *cl);

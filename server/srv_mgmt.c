@@ -152,6 +152,17 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 	}
 	cl->map = m;
 	cl->epoch = m->epoch;
+	if (!layer_lists_equal(old, m)) {
+		/* Mutations started so far ran under the old layer list: map
+		 * replies wait for them (docs/volumes.md "Fencing writers"). */
+		cl->layers_gen++;
+		cl->mut_old += cl->mut_cur;
+		cl->mut_cur = 0;
+		log_info("map epoch %llu: %u read-only or deleting layers; %llu client mutations "
+			 "of earlier layer lists in flight",
+			 (unsigned long long)m->epoch, m->nlayers,
+			 (unsigned long long)cl->mut_old);
+	}
 	/* everything we know is "not present" until the new map says so */
 	for (p = 1; p < 4096; p++) {
 		if (!cl->pool_pgs[p]) {
@@ -282,6 +293,7 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 	if (old) {
 		cmap_free(old);
 	}
+	srv_gc_map_changed(cl);
 	srv_recovery_kick(cl);
 }
 
@@ -496,6 +508,99 @@ out_free:
 	free(reps);
 }
 
+/* ---- usage reports (MG_USAGE) ---- */
+
+struct usage_walk {
+	struct layer_usage_tab tab;
+	int err;
+};
+
+static void usage_walk_obj(const struct bs_obj_stat *st, void *arg)
+{
+	struct usage_walk *w = arg;
+
+	if (!w->err) {
+		w->err = layer_usage_add(&w->tab, st->inode, st->blocks_mapped);
+	}
+}
+
+/*
+ * Objects and bytes per layer from the in-memory index (one pass over it,
+ * no I/O), under the current map's epoch. What fits in one meta (about
+ * 3000 layers, layer_usage_select()): deleting layers first, then the
+ * largest. Returns true when a report went out.
+ */
+static bool mgmt_send_usage(struct srv_cluster *cl)
+{
+	Keel__UsageReport ur = KEEL__USAGE_REPORT__INIT;
+	Keel__LayerUsage *ents = NULL, **ptrs = NULL;
+	struct usage_walk w;
+	unsigned int n, i;
+	bool deleting_left = false, sent = false;
+	size_t len;
+
+	if (cl->musage_busy || !cl->registered || !cl->mkc || !cl->map) {
+		return false;
+	}
+	memset(&w, 0, sizeof(w));
+	bs_walk(cl->srv->bs, usage_walk_obj, &w);
+	if (w.err) {
+		log_warn("usage report: %s", strerror(-w.err));
+		goto out_free;
+	}
+	layer_usage_compact(&w.tab);
+	/* room for server_id and epoch (at most 6 + 11 bytes) */
+	n = layer_usage_select(cl->map, w.tab.v, w.tab.n, KP_MAX_META - 32);
+	if (n < w.tab.n) {
+		log_debug("usage report: %u of %u layers (one meta holds no more)", n, w.tab.n);
+	}
+	ents = calloc(n + 1, sizeof(*ents));
+	ptrs = calloc(n + 1, sizeof(*ptrs));
+	if (!ents || !ptrs) {
+		goto out_free;
+	}
+	for (i = 0; i < n; i++) {
+		keel__layer_usage__init(&ents[i]);
+		ents[i].inode = w.tab.v[i].inode;
+		ents[i].objects = w.tab.v[i].objects;
+		ents[i].bytes = w.tab.v[i].blocks * BS_BLOCK;
+		ptrs[i] = &ents[i];
+		if (cmap_layer_state(cl->map, ents[i].inode) == CMAP_LAYER_DELETING) {
+			deleting_left = true;
+		}
+	}
+	ur.server_id = cl->self;
+	ur.epoch = cl->epoch;
+	ur.n_layers = n;
+	ur.layers = ptrs;
+	len = keel__usage_report__get_packed_size(&ur);
+	kassert(len <= KP_MAX_META);
+	if (len > cl->musage_cap) {
+		free(cl->musage_buf);
+		cl->musage_buf = malloc(len ? len : 1);
+		cl->musage_cap = cl->musage_buf ? len : 0;
+		if (!cl->musage_buf) {
+			goto out_free;
+		}
+	}
+	keel__usage_report__pack(&ur, cl->musage_buf);
+	sent = !mgmt_send_req(cl, &cl->musage, &cl->musage_busy, KP_OP_MG_USAGE, 4,
+			      cl->musage_buf, len);
+	if (deleting_left) {
+		srv_gc_rescan(cl); /* objects that came back (a push from an old map) */
+	}
+out_free:
+	free(ptrs);
+	free(ents);
+	layer_usage_free(&w.tab);
+	return sent;
+}
+
+void srv_cluster_usage_now(struct srv_cluster *cl)
+{
+	cl->next_usage_ns = 0;
+}
+
 void srv_cluster_report_now(struct srv_cluster *cl)
 {
 	cl->next_report_ns = 0;
@@ -528,6 +633,77 @@ static void mgmt_reply_status(struct srv_cluster *cl, const struct kp_hdr *h, in
 	if (kp_conn_send(cl->mkc, m)) {
 		cl->mmap_reply_busy &= ~(1u << i);
 	}
+}
+
+static void mgmt_reply_held(struct srv_cluster *cl, int res)
+{
+	struct kp_hdr h;
+	unsigned int i;
+
+	memset(&h, 0, sizeof(h));
+	h.opcode = KP_OP_MG_MAP;
+	for (i = 0; i < cl->nheld; i++) {
+		h.req_id = cl->held_map_reqs[i];
+		mgmt_reply_status(cl, &h, res);
+	}
+	cl->nheld = 0;
+}
+
+/*
+ * Answer a map push once no client mutation started under an earlier layer
+ * list is in flight: mgmt counts a snapshot complete when every server
+ * answered the map that froze it, so none may still be writing to it then.
+ * Replies stay in order: while a drain runs every push waits for it.
+ */
+static void mgmt_reply_map(struct srv_cluster *cl, const struct kp_hdr *h)
+{
+	if (!cl->mut_old) {
+		mgmt_reply_status(cl, h, 0);
+		return;
+	}
+	if (cl->nheld == SRV_MAP_HELD) {
+		/* mgmt has one push in flight per server: cannot happen with it */
+		struct kp_hdr o = *h;
+
+		log_warn("mgmt: %u map replies held, answering the oldest ETIMEDOUT", cl->nheld);
+		o.req_id = cl->held_map_reqs[0];
+		mgmt_reply_status(cl, &o, -ETIMEDOUT);
+		memmove(cl->held_map_reqs, cl->held_map_reqs + 1,
+			(SRV_MAP_HELD - 1) * sizeof(cl->held_map_reqs[0]));
+		cl->nheld--;
+	}
+	if (!cl->nheld) {
+		cl->drain_deadline_ns = reactor_now_ns() + SRV_MAP_DRAIN_TIMEOUT_NS;
+	}
+	cl->held_map_reqs[cl->nheld++] = h->req_id;
+	log_debug("mgmt: map epoch %llu: reply held until %llu mutations of earlier layer lists "
+		  "complete",
+		  (unsigned long long)cl->epoch, (unsigned long long)cl->mut_old);
+}
+
+void srv_cluster_drained(struct srv_cluster *cl)
+{
+	if (cl->nheld) {
+		log_debug("mgmt: mutations of earlier layer lists done: %u map replies sent",
+			  cl->nheld);
+		mgmt_reply_held(cl, 0);
+	}
+}
+
+/* Held too long: mutations that wait for a later map (a replica that
+ * failed, to be removed by mgmt) cannot finish before mgmt gets our
+ * reply, since it pushes one map at a time. ETIMEDOUT: the map is
+ * applied, the drain is not done (a later push is answered OK once it is). */
+static void mgmt_drain_check(struct srv_cluster *cl, uint64_t now)
+{
+	if (!cl->nheld || now < cl->drain_deadline_ns) {
+		return;
+	}
+	log_warn("mgmt: map epoch %llu: %llu client mutations of earlier layer lists still in "
+		 "flight after %llu ms: answering the map push ETIMEDOUT",
+		 (unsigned long long)cl->epoch, (unsigned long long)cl->mut_old,
+		 (unsigned long long)(SRV_MAP_DRAIN_TIMEOUT_NS / 1000000));
+	mgmt_reply_held(cl, -ETIMEDOUT);
 }
 
 /* mgmt acknowledged heartbeat @req_id: the lease runs from its send time. */
@@ -637,6 +813,18 @@ static void mgmt_on_msg(struct kp_conn *kc, const struct kp_hdr *h, const uint8_
 					 strerror(-kp_status_to_errno(h->status)));
 			}
 			break;
+		case KP_OP_MG_USAGE:
+			/* every 2 s: say it once (an mgmt without MG_USAGE
+			 * answers ENOTSUP to each), again after an OK */
+			if (h->status == KP_S_OK) {
+				cl->usage_enotsup_logged = false;
+			} else if (!cl->usage_enotsup_logged) {
+				log_warn("mgmt: usage report refused: %s (reports continue, "
+					 "logged again only after one is accepted)",
+					 strerror(-kp_status_to_errno(h->status)));
+				cl->usage_enotsup_logged = true;
+			}
+			break;
 		default:
 			break;
 		}
@@ -659,7 +847,7 @@ static void mgmt_on_msg(struct kp_conn *kc, const struct kp_hdr *h, const uint8_
 		return;
 	}
 	cluster_apply_map(cl, m);
-	mgmt_reply_status(cl, h, 0);
+	mgmt_reply_map(cl, h);
 }
 
 static void mgmt_on_ready(struct kp_conn *kc)
@@ -679,8 +867,9 @@ static void mgmt_on_close(struct kp_conn *kc, int err, const char *reason)
 	cl->mkc = NULL;
 	cl->mready = false;
 	cl->registered = false;
-	cl->mreg_busy = cl->mhb_busy = cl->mrep_busy = false;
+	cl->mreg_busy = cl->mhb_busy = cl->mrep_busy = cl->musage_busy = false;
 	cl->mmap_reply_busy = 0;
+	cl->nheld = 0; /* those pushes died with the connection */
 	if (cl->stopping) {
 		return;
 	}
@@ -749,6 +938,11 @@ static void cluster_tick(struct reactor_timer *t)
 		cl->next_report_ns = now + SRV_REPORT_NS;
 		mgmt_send_report(cl);
 	}
+	if (cl->registered && now >= cl->next_usage_ns && mgmt_send_usage(cl)) {
+		cl->next_usage_ns = now + SRV_USAGE_NS;
+	}
+	mgmt_drain_check(cl, now);
+	srv_gc_kick(cl);
 	srv_peer_tick(cl, now);
 	srv_recovery_kick(cl);
 	reactor_timer_start(cl->r, &cl->tick, SRV_TICK_NS, cluster_tick);
@@ -783,6 +977,10 @@ int srv_cluster_start(struct srv *s, const struct srv_settings *set)
 	if (ret) {
 		goto out_fini_recovery;
 	}
+	ret = srv_gc_init(cl);
+	if (ret) {
+		goto out_fini_recovery;
+	}
 	s->cl = cl;
 	log_info("cluster mode: mgmt %s, recovery_max_active %u, replica timeout %u ms", set->mgmt,
 		 set->recovery_max_active, set->replica_timeout_ms);
@@ -791,6 +989,7 @@ int srv_cluster_start(struct srv *s, const struct srv_settings *set)
 	return 0;
 
 out_fini_recovery:
+	srv_gc_fini(cl);
 	srv_recovery_fini(cl);
 out_free:
 	free(cl->obj_hash);

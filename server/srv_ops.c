@@ -80,11 +80,51 @@ int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version)
 	return ret;
 }
 
+/*
+ * A READ's ReadChain meta (docs/wire-format.md): parents of the inode,
+ * nearest first. Hostile input: anything but a well-formed chain of at
+ * most KP_READ_CHAIN_MAX parents of the same family is EINVAL. Layers exist
+ * only in cluster mode (a single server has no map to tell their states).
+ */
+static int srv_read_chain_parse(struct srv_req *req, const uint8_t *meta)
+{
+	struct srv_chain *c = &req->x.chain;
+	Keel__ReadChain *rc;
+	int ret;
+
+	if (!req->conn->srv->cl) {
+		return -ENOTSUP;
+	}
+	/* Control-sized message (64 KiB at most): protobuf-c's allocator. */
+	rc = keel__read_chain__unpack(NULL, req->hdr.meta_len, meta);
+	if (!rc) {
+		return -EINVAL;
+	}
+	ret = layer_chain_check(req->hdr.inode, rc->parents, rc->n_parents);
+	if (!ret) {
+		c->nparents = (uint32_t)rc->n_parents;
+		if (c->nparents) {
+			memcpy(c->parents, rc->parents, c->nparents * sizeof(uint64_t));
+		}
+		req->r.chain = c->nparents > 0;
+	}
+	keel__read_chain__free_unpacked(rc, NULL);
+	return ret;
+}
+
 static int srv_op_read(struct srv_req *req, const uint8_t *meta, const uint8_t *data,
 		       const uint32_t *crcs)
 {
-	int ret = srv_req_get_buf(req, req->hdr.length);
+	int ret;
 
+	req->r.chain = false;
+	if (req->hdr.meta_len) {
+		ret = srv_read_chain_parse(req, meta);
+		if (ret) {
+			return ret;
+		}
+	}
+	ret = srv_req_get_buf(req, req->hdr.length);
 	if (ret) {
 		return ret;
 	}
@@ -340,7 +380,8 @@ static int srv_op_replica(struct srv_req *req, const uint8_t *meta, const uint8_
 }
 
 static const struct srv_op srv_ops[KP_OP__MAX] = {
-	[KP_OP_READ] = {"READ", srv_op_read, BS_OP_READ, SRV_OP_EXTENT | SRV_OP_CLIENT},
+	[KP_OP_READ] = {"READ", srv_op_read, BS_OP_READ,
+			SRV_OP_EXTENT | SRV_OP_META | SRV_OP_CLIENT},
 	[KP_OP_WRITE] = {"WRITE", srv_op_write, BS_OP_WRITE,
 			 SRV_OP_EXTENT | SRV_OP_DATA | SRV_OP_CLIENT},
 	[KP_OP_DISCARD] = {"DISCARD", srv_op_discard, BS_OP_DISCARD, SRV_OP_EXTENT | SRV_OP_CLIENT},

@@ -309,6 +309,12 @@ static void rop_locked(struct srv_rop *rop)
 		rop_finish(rop, -ESTALE);
 		return;
 	}
+	if (cmap_layer_state(rop->cl->map, rop->inode) == CMAP_LAYER_DELETING) {
+		/* deleting since it was listed: GC frees every copy, a push
+		 * would undo it; the write that asked for it fails (EROFS) */
+		rop_finish(rop, rop->locked_by_owner ? -EROFS : 0);
+		return;
+	}
 	/* Always look at our copy now that the object is ours, even for a
 	 * delete: the listing that asked for it may predate a write that was
 	 * still on its way into our store (the member, listed first, already
@@ -558,6 +564,9 @@ static void rec_list_reply(struct srv_peer_req *pr, int res, const struct kp_hdr
 	}
 	rec->ntodo = pg_list_diff(rec->local, nl, rec->remote, i, ball, bi, bo, rec->todo,
 				  2 * SRV_REC_PAGE);
+	/* deleting layers: each server's GC frees its own copies; a push
+	 * would undo it */
+	rec->ntodo = layer_filter_todo(cl->map, rec->todo, rec->ntodo);
 	rec->next = 0;
 	rec->last_page = ball;
 	rec->listed_any = true;

@@ -267,6 +267,42 @@ void srv_repl_log_writers(struct srv_cluster *cl)
 	cl->nwrote = 0;
 }
 
+/* A mutation started (it is in pg->active): count it under the current
+ * layer list, for the drain before map replies (srv_cluster_drained()). */
+static void repl_layers_get(struct srv_cluster *cl, struct srv_req *req)
+{
+	req->r.layers_gen = cl->layers_gen;
+	cl->mut_cur++;
+}
+
+static void repl_layers_put(struct srv_cluster *cl, struct srv_req *req)
+{
+	if (req->r.layers_gen == cl->layers_gen) {
+		kassert(cl->mut_cur > 0);
+		cl->mut_cur--;
+		return;
+	}
+	kassert(cl->mut_old > 0);
+	if (!--cl->mut_old) {
+		srv_cluster_drained(cl);
+	}
+}
+
+/* EROFS for a client op the current map's layer list refuses (a read of
+ * a deleting layer or through one, a mutation of a snapshot or a deleting
+ * layer); 0 otherwise. The no-layer map costs one test. */
+static int repl_layer_check(const struct srv_cluster *cl, const struct srv_req *req)
+{
+	if (!cl->map->nlayers) {
+		return 0;
+	}
+	if (req_is_mutation(req)) {
+		return layer_mutation_check(cl->map, req->hdr.inode);
+	}
+	return layer_read_check(cl->map, req->hdr.inode, req->r.chain ? req->x.chain.parents : NULL,
+				req->r.chain ? req->x.chain.nparents : 0);
+}
+
 /* The last step of every client request in cluster mode. */
 static void repl_complete(struct srv_req *req)
 {
@@ -290,6 +326,7 @@ static void repl_complete(struct srv_req *req)
 	    req->r.state == SRV_RS_FINISHING) {
 		if (req_is_mutation(req) && req->r.version) {
 			pg_active_del(req);
+			repl_layers_put(cl, req);
 		}
 	}
 	req->r.state = SRV_RS_NONE;
@@ -340,6 +377,160 @@ static void repl_finish(struct srv_req *req, int res)
 	repl_complete(req);
 }
 
+/* ---- primary: reads through a layer chain ---- */
+
+static void chain_next(struct srv_req *req);
+
+/* End of a chain read: the reply is the merged extent with the top's
+ * object version. */
+static void chain_done(struct srv_req *req, int res)
+{
+	struct srv_chain *c = &req->x.chain;
+
+	if (c->pbuf) {
+		bufpool_put(req->pool, c->pbuf);
+		c->pbuf = NULL;
+	}
+	if (!res) {
+		req->reply.data = req->buf;
+		req->reply.crcs = req->crcs;
+		req->reply.hdr.data_len = req->hdr.length;
+		req->reply.hdr.obj_ver = c->top_version;
+	}
+	req->r.state = SRV_RS_FINISHING;
+	req->r.final_res = res;
+	repl_complete(req);
+}
+
+static void chain_read_done(struct bs_req *b, int res)
+{
+	struct srv_req *req = b->arg;
+	struct srv_chain *c = &req->x.chain;
+
+	if (repl_stale_cb(req, "parent read",
+			  !req->r.local_done && req->r.state == SRV_RS_RUNNING && c->pobj)) {
+		return;
+	}
+	req->r.local_done = true;
+	srv_obj_unlock(req_cl(req), c->pobj, false);
+	c->pobj = NULL;
+	if (res) {
+		chain_done(req, res);
+		return;
+	}
+	c->level++;
+	if (!layer_merge(req->buf, req->crcs, c->pbuf, c->pcrcs, c->missing, c->present,
+			 req->hdr.length / BS_BLOCK)) {
+		chain_done(req, 0);
+		return;
+	}
+	chain_next(req);
+}
+
+/* The parent's object is held (shared): read the same extent of it. */
+static void chain_read(struct srv_req *req)
+{
+	struct srv_chain *c = &req->x.chain;
+	int ret;
+
+	memset(&req->bs, 0, sizeof(req->bs));
+	req->bs.op = BS_OP_READ;
+	req->bs.inode = c->parents[c->level];
+	req->bs.objno = req->hdr.objno;
+	req->bs.offset = req->hdr.offset;
+	req->bs.length = req->hdr.length;
+	req->bs.buf = c->pbuf;
+	req->bs.crcs = c->pcrcs;
+	req->bs.present = c->present;
+	req->bs.cb = chain_read_done;
+	req->bs.arg = req;
+	req->r.local_done = false;
+	ret = bs_submit(req_cl(req)->srv->bs, &req->bs);
+	if (ret) {
+		req->r.local_done = true;
+		srv_obj_unlock(req_cl(req), c->pobj, false);
+		c->pobj = NULL;
+		chain_done(req, ret);
+	}
+}
+
+static void chain_granted(struct srv_obj_waiter *w)
+{
+	struct srv_req *req = container_of(w, struct srv_req, x.chain.pw);
+
+	if (repl_stale_cb(req, "parent grant",
+			  req->r.state == SRV_RS_RUNNING && req->x.chain.pobj == w->obj)) {
+		srv_obj_unlock(req_cl(req), w->obj, false);
+		return;
+	}
+	chain_read(req);
+}
+
+/*
+ * Shared hold of a parent's object for a chain read, which already holds
+ * its top object: granted at once unless a writer holds it (a parent is a
+ * snapshot, so only a mutation still draining or a push can). Queued
+ * writers are not waited for: a writer holds one object only, so waiting
+ * just for holders can never close a cycle, while FIFO order behind a
+ * queued writer could (two hostile chains naming each other's tops).
+ */
+static bool chain_lock_parent(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_waiter *w)
+{
+	if (!o->writer) {
+		w->obj = o;
+		o->readers++;
+		return true;
+	}
+	return srv_obj_lock(cl, o, w);
+}
+
+/* Read the next parent for the blocks still missing, or finish. */
+static void chain_next(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_chain *c = &req->x.chain;
+	struct srv_obj *o;
+
+	if (c->level >= c->nparents) {
+		chain_done(req, 0); /* blocks no layer holds: zeroes from the top's read */
+		return;
+	}
+	o = srv_obj_get(cl, c->parents[c->level], req->hdr.objno);
+	if (!o) {
+		chain_done(req, -EBUSY);
+		return;
+	}
+	c->pobj = o;
+	c->pw.writer = false;
+	c->pw.grant = chain_granted;
+	if (chain_lock_parent(cl, o, &c->pw)) {
+		chain_read(req);
+	}
+}
+
+/* The top's extent is in req->buf (unmapped blocks as zeroes) and its
+ * bitmap in c->present. */
+static void chain_start(struct srv_req *req)
+{
+	struct srv_chain *c = &req->x.chain;
+
+	c->top_version = req->bs.version;
+	c->level = 0;
+	c->pobj = NULL;
+	c->pbuf = NULL;
+	if (!layer_missing_init(c->missing, c->present, req->hdr.length / BS_BLOCK)) {
+		chain_done(req, 0);
+		return;
+	}
+	c->pbuf = bufpool_get(req->pool);
+	if (!c->pbuf) {
+		req->conn->srv->ctr.busy_rejects++;
+		chain_done(req, -EBUSY);
+		return;
+	}
+	chain_next(req);
+}
+
 static void repl_local_done(struct bs_req *b, int res)
 {
 	struct srv_req *req = b->arg;
@@ -357,6 +548,10 @@ static void repl_local_done(struct bs_req *b, int res)
 		return;
 	}
 	if (!req_is_mutation(req)) {
+		if (!res && req->r.chain) {
+			chain_start(req);
+			return;
+		}
 		if (!res) {
 			req->reply.data = req->buf;
 			req->reply.crcs = req->crcs;
@@ -438,6 +633,10 @@ static void repl_push_done(struct srv_rop *rop, int res)
 		return;
 	}
 	req->r.state = SRV_RS_RUNNING;
+	if (res == -EROFS) {
+		repl_finish(req, -EROFS); /* the layer is being deleted meanwhile */
+		return;
+	}
 	if (k < req->r.nsubs) {
 		req->r.need_push[k] = false;
 		if (!res) {
@@ -605,6 +804,7 @@ static void repl_mutation_start(struct srv_req *req)
 	pg->last_ver = req->r.version;
 	req->r.pg_gen = pg->gen;
 	pg->inflight_cur++;
+	repl_layers_get(cl, req);
 	req->r.pprev = NULL;
 	req->r.pnext = pg->active;
 	if (pg->active) {
@@ -678,6 +878,16 @@ static void repl_run(struct srv_req *req)
 		repl_complete(req);
 		return;
 	}
+	/* Under the object's hold, with the map as it is now: a mutation
+	 * that waited for its object behind others must not start on a layer
+	 * frozen meanwhile, nor a read see a layer GC has started to free. */
+	ret = repl_layer_check(cl, req);
+	if (ret) {
+		req->r.state = SRV_RS_FINISHING;
+		req->r.final_res = ret;
+		repl_complete(req);
+		return;
+	}
 	if (!req_is_mutation(req)) {
 		req->r.state = SRV_RS_RUNNING;
 		memset(&req->bs, 0, sizeof(req->bs));
@@ -688,6 +898,7 @@ static void repl_run(struct srv_req *req)
 		req->bs.length = req->hdr.length;
 		req->bs.buf = req->buf;
 		req->bs.crcs = req->crcs;
+		req->bs.present = req->r.chain ? req->x.chain.present : NULL;
 		req->bs.cb = repl_local_done;
 		req->bs.arg = req;
 		req->r.local_done = false;
@@ -735,6 +946,9 @@ void srv_repl_client(struct srv_req *req)
 	req->r.locked = false;
 	req->r.final_res = 0;
 	req->r.local_done = true;
+	if (req_is_mutation(req)) {
+		req->r.chain = false; /* srv_op_read() sets it for reads */
+	}
 	cl->client_inflight++;
 	o = srv_obj_get(cl, req->hdr.inode, req->hdr.objno);
 	if (!o) {
@@ -889,7 +1103,16 @@ void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
 
 		pg->wait_head = pg->wait_tail = NULL;
 		for (req = q; req; req = next) {
+			int ret = repl_layer_check(cl, req);
+
 			next = req->r.wnext;
+			if (ret) {
+				/* frozen while it waited for min_replicas */
+				req->r.state = SRV_RS_FINISHING;
+				req->r.final_res = ret;
+				repl_complete(req);
+				continue;
+			}
 			repl_mutation_start(req);
 		}
 	}

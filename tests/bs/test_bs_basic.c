@@ -325,6 +325,93 @@ static void test_meta_cache_eviction(void **state)
 	tenv_teardown(&e);
 }
 
+/* Read with the present bitmap: submit and wait. */
+static int read_present(struct tenv *e, uint64_t inode, uint64_t objno, uint32_t off,
+			uint32_t len, uint64_t *present)
+{
+	struct treq t;
+	int ret;
+
+	memset(&t, 0, sizeof(t));
+	t.req.op = BS_OP_READ;
+	t.req.inode = inode;
+	t.req.objno = objno;
+	t.req.offset = off;
+	t.req.length = len;
+	t.req.buf = e->buf;
+	t.req.crcs = e->crcs;
+	t.req.present = present;
+	t.req.cb = treq_cb;
+	ret = bs_submit(e->bs, &t.req);
+	if (ret < 0) {
+		return ret;
+	}
+	ret = tenv_poll_until(e, &t.done);
+	return ret < 0 ? ret : t.res;
+}
+
+/* bs_req.present: bit i iff block i of the extent is mapped (a written
+ * block of zeroes too); every other bit of the words is cleared. */
+static void test_present(void **state)
+{
+	struct tenv *e = *state;
+	uint64_t present[2], ver = 0;
+
+	/* absent object: all clear */
+	memset(present, 0xff, sizeof(present));
+	assert_int_equal(read_present(e, 5, 0, 0, OBJ, present), 0);
+	assert_int_equal(present[0], 0);
+	assert_int_equal(present[1], ~0ull); /* beyond BS_PRESENT_WORDS(OBJ): untouched */
+
+	tenv_fill(e, 3, 8192);
+	assert_int_equal(tenv_io(e, BS_OP_WRITE, 5, 0, 4096, 8192, e->buf, e->crcs, &ver), 0);
+	memset(e->buf, 0, 4096);
+	e->crcs[0] = crc32c_zero_block();
+	ver = 0;
+	assert_int_equal(tenv_io(e, BS_OP_WRITE, 5, 0, 5 * 4096, 4096, e->buf, e->crcs, &ver), 0);
+	/* mapped: 1, 2, 5 */
+	memset(present, 0xff, sizeof(present));
+	assert_int_equal(read_present(e, 5, 0, 0, OBJ, present), 0);
+	assert_int_equal(present[0], (1ull << 1) | (1ull << 2) | (1ull << 5));
+	/* unmapping block 1 clears its bit; relative to the extent's start */
+	ver = 0;
+	assert_int_equal(tenv_io(e, BS_OP_WRITE_ZEROES, 5, 0, 4096, 4096, NULL, NULL, &ver), 0);
+	memset(present, 0xff, sizeof(present));
+	assert_int_equal(read_present(e, 5, 0, 2 * 4096, 4 * 4096, present), 0);
+	assert_int_equal(present[0], (1ull << 0) | (1ull << 3));
+	/* an extent without a mapped block (object exists) */
+	memset(present, 0xff, sizeof(present));
+	assert_int_equal(read_present(e, 5, 0, 6 * 4096, 4 * 4096, present), 0);
+	assert_int_equal(present[0], 0);
+	/* NULL: not wanted, reads as before */
+	assert_int_equal(read_present(e, 5, 0, 0, OBJ, NULL), 0);
+}
+
+/* Extents of more than 64 blocks use several words. */
+static void test_present_words(void **state)
+{
+	struct tenv e;
+	uint64_t present[4], ver;
+	uint32_t blks[] = {0, 63, 64, 130, 255};
+
+	assert_int_equal(tenv_setup(&e, *state, 64ull << 20, 1u << 20, JRN), 0);
+	for (unsigned int i = 0; i < sizeof(blks) / sizeof(blks[0]); i++) {
+		tenv_fill(&e, i + 1, 4096);
+		ver = 0;
+		assert_int_equal(tenv_io(&e, BS_OP_WRITE, 9, 2, blks[i] * 4096, 4096, e.buf,
+					 e.crcs, &ver),
+				 0);
+	}
+	memset(present, 0xff, sizeof(present));
+	assert_int_equal(BS_PRESENT_WORDS(1u << 20), 4);
+	assert_int_equal(read_present(&e, 9, 2, 0, 1u << 20, present), 0);
+	assert_int_equal(present[0], 1ull | (1ull << 63));
+	assert_int_equal(present[1], 1ull);
+	assert_int_equal(present[2], 1ull << 2);
+	assert_int_equal(present[3], 1ull << 63);
+	tenv_teardown(&e);
+}
+
 #define BOTH(fn)                                                                                   \
 	{#fn "/ram", fn, setup, teardown, (void *)"ram"},                                          \
 	{                                                                                          \
@@ -339,6 +426,8 @@ int main(void)
 		BOTH(test_enospc),
 		BOTH(test_reopen_and_list),
 		BOTH(test_overlap_order),
+		BOTH(test_present),
+		{"test_present_words/ram", test_present_words, NULL, NULL, "ram"},
 		{"test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram"},
 	};
 

@@ -83,6 +83,8 @@ static struct mg_volume_rec vol(uint64_t id, const char *name)
 	v.pool = 1;
 	v.object_size = 4 << 20;
 	v.created_at = 1700000000;
+	snprintf(v.uuid, sizeof(v.uuid), "00000000-0000-4000-8000-%012llu", (unsigned long long)id);
+	v.top = id << 16;
 	return v;
 }
 
@@ -227,11 +229,27 @@ static void test_attachments(void **state)
 	assert_int_equal(got.state, MG_ATTACH_ATTACHED);
 	assert_string_equal(got.vhost_socket, "/run/keel/alpha.vhost");
 	assert_string_equal(got.nbd_tcp, "10.0.0.5:10809");
+	/* A new row got a uuid (written back); a replaced row keeps it. */
+	assert_int_equal(strlen(a.uuid), MG_UUID_LEN - 1);
+	assert_string_equal(got.uuid, a.uuid);
+	assert_string_equal(got.volume_uuid, v.uuid);
+	snprintf(got.instance, sizeof(got.instance), "%s", v.uuid);
+	got.state = MG_ATTACH_ERROR;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &got), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_attach_uuid(f->st, a.uuid, &got), 0);
+	assert_string_equal(got.host, "hv1");
+	assert_string_equal(got.instance, v.uuid);
+	assert_int_equal(got.state, MG_ATTACH_ERROR);
+	assert_int_equal(mg_store_get_attach_uuid(f->st, v.uuid, &got), -ENOENT);
 	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
 	assert_int_equal(m.next_attach_gen, 6);
 	assert_int_equal(mg_store_get_attach(f->st, 7, "hv2", &got), -ENOENT);
-	/* A second host; filters by volume and by host. */
+	/* A second host (a new row: no uuid yet); filters by volume and by
+	 * host. */
 	snprintf(a.host, sizeof(a.host), "hv2");
+	a.uuid[0] = '\0';
 	a.generation = 6;
 	assert_int_equal(mg_store_begin(f->st), 0);
 	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
@@ -297,6 +315,20 @@ static void test_migrate_v1(void **state)
 	assert_int_equal(m.next_attach_gen, 1);
 	assert_int_equal(mg_store_get_volume(f->st, "old", &v), 0);
 	assert_int_equal(v.id, 8);
+	/* v4: the volume is a family of one writable layer, with a uuid. */
+	assert_int_equal(v.top, 8ull << 16);
+	assert_int_equal(strlen(v.uuid), 36);
+	assert_int_equal(v.uuid[14], '4');
+	{
+		struct mg_volume_rec byuuid;
+		uint32_t next = 0;
+
+		assert_int_equal(mg_store_get_volume(f->st, v.uuid, &byuuid), 0);
+		assert_int_equal(byuuid.id, 8);
+		assert_int_equal(mg_store_get_family(f->st, 8, &next), 0);
+		assert_int_equal(next, 1);
+		assert_int_equal(m.next_snapshot_id, 1);
+	}
 	memset(&a, 0, sizeof(a));
 	a.volume_id = 8;
 	snprintf(a.host, sizeof(a.host), "hv1");
@@ -304,6 +336,70 @@ static void test_migrate_v1(void **state)
 	assert_int_equal(mg_store_begin(f->st), 0);
 	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
 	assert_int_equal(mg_store_commit(f->st), 0);
+}
+
+static int count_layers(void *arg, const struct mg_layer_rec *l)
+{
+	(*(int *)arg)++;
+	(void)l;
+	return 0;
+}
+
+/* Layers, families and snapshots (schema v4). */
+static void test_layers_snapshots(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_volume_rec a = vol(1, "a"), got;
+	struct mg_layer_rec l0 = {1 << 16, 0, 1, 5}, l1 = {1 << 16 | 1, 1 << 16, 0, 6};
+	struct mg_snap_rec sn, back;
+	uint32_t next = 0;
+	int n = 0;
+
+	add_pool(f->st, 1, "default");
+	memset(&sn, 0, sizeof(sn));
+	sn.id = 1;
+	snprintf(sn.uuid, sizeof(sn.uuid), "11111111-1111-4111-8111-111111111111");
+	snprintf(sn.name, sizeof(sn.name), "s1");
+	sn.volume_id = 1;
+	sn.inode = 1 << 16;
+	sn.size = 1 << 30;
+	a.top = l1.inode;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &a), 0);
+	assert_int_equal(mg_store_put_layer(f->st, &l0), 0);
+	assert_int_equal(mg_store_put_layer(f->st, &l1), 0);
+	assert_int_equal(mg_store_put_family(f->st, 1, 2), 0);
+	assert_int_equal(mg_store_add_snap(f->st, &sn), 0);
+	sn.id = 2;
+	sn.uuid[0] = '2';
+	assert_int_equal(mg_store_add_snap(f->st, &sn), -EEXIST); /* same name, same volume */
+	assert_int_equal(mg_store_commit(f->st), 0);
+
+	assert_int_equal(mg_store_get_family(f->st, 1, &next), 0);
+	assert_int_equal(next, 2);
+	assert_int_equal(mg_store_get_family(f->st, 2, &next), -ENOENT);
+	assert_int_equal(mg_store_each_layer(f->st, count_layers, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(mg_store_get_snap(f->st, 1, "s1", &back), 0);
+	assert_string_equal(back.volume, "a");
+	assert_int_equal(back.inode, 1 << 16);
+	assert_int_equal(mg_store_get_snap(f->st, 0, "11111111-1111-4111-8111-111111111111", &back), 0);
+	assert_int_equal(mg_store_get_snap(f->st, 0, "s1", &back), -ENOENT);
+	assert_int_equal(mg_store_get_volume(f->st, a.uuid, &got), 0);
+	assert_int_equal(got.top, l1.inode);
+
+	got.size *= 2;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_update_volume(f->st, &got), 0);
+	assert_int_equal(mg_store_delete_snap(f->st, 1), 0);
+	assert_int_equal(mg_store_delete_snap(f->st, 1), -ENOENT);
+	assert_int_equal(mg_store_delete_layer(f->st, l0.inode), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_volume_id(f->st, 1, &got), 0);
+	assert_int_equal(got.size, 2ull << 30);
+	n = 0;
+	assert_int_equal(mg_store_each_layer(f->st, count_layers, &n), 0);
+	assert_int_equal(n, 1);
 }
 
 /* A change that fails half-way leaves nothing behind, not even the parts
@@ -439,6 +535,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pgs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attachments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_layers_snapshots, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

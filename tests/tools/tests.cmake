@@ -9,3 +9,8 @@ keel_unit_test(test_histcheck SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_histcheck.c
 # NBD), for the export tests, fuzz corpus and benchmarks.
 add_executable(keel-export ${CMAKE_CURRENT_LIST_DIR}/keel-export.c)
 target_link_libraries(keel-export PRIVATE keel_export)
+
+# keel-fsx: model-based random test of volumes, snapshots and clones
+# (tests/cluster_ft/t_fsx.py runs it against a cluster).
+add_executable(keel-fsx ${CMAKE_CURRENT_LIST_DIR}/keel-fsx.c)
+target_link_libraries(keel-fsx PRIVATE keel keel_rest)
