@@ -125,8 +125,7 @@ json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v);
 
 /* Path matching of the route tables: @pattern's "*" segments match one
  * non-empty segment each, captured into req->arg and req->arg2. */
-bool mg_api_route_match(const char *pattern, const char *path, size_t len,
-			struct mg_api_req *req);
+bool mg_api_route_match(const char *pattern, const char *path, size_t len, struct mg_api_req *req);
 
 /* Attachment handlers (mg_attach.c). */
 void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req);

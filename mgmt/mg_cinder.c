@@ -32,14 +32,14 @@
 #include "common/log.h"
 #include "mgmt/mg_valid.h"
 
-#define MG_OS_GIB	    (1ull << 30)
-#define MG_OS_SIZE_MAX_GIB  (MG_VOLUME_SIZE_MAX / MG_OS_GIB)
-#define MG_OS_PROJECT_LEN   65
-#define MG_OS_HOST_LEN	    256
-#define MG_OS_FILTER_LEN    256
-#define MG_OS_ZONE	    "nova"
-#define MG_OS_UPDATED	    "2024-01-01T00:00:00Z"
-#define MG_OS_DEFAULT_PROJ  "keel"
+#define MG_OS_GIB	   (1ull << 30)
+#define MG_OS_SIZE_MAX_GIB (MG_VOLUME_SIZE_MAX / MG_OS_GIB)
+#define MG_OS_PROJECT_LEN  65
+#define MG_OS_HOST_LEN	   256
+#define MG_OS_FILTER_LEN   256
+#define MG_OS_ZONE	   "nova"
+#define MG_OS_UPDATED	   "2024-01-01T00:00:00Z"
+#define MG_OS_DEFAULT_PROJ "keel"
 
 enum mg_os_route {
 	MG_OS_NONE = 0,
@@ -74,11 +74,11 @@ struct mg_cinder_req {
 	unsigned int minor; /* microversion 3.minor of this request */
 	bool project_in_path;
 	char project[MG_OS_PROJECT_LEN];
-	char host[MG_OS_HOST_LEN];	 /* the Host header, for links */
-	char bad[MG_API_ERR_LEN];	 /* first bad query argument (400) */
+	char host[MG_OS_HOST_LEN];	  /* the Host header, for links */
+	char bad[MG_API_ERR_LEN];	  /* first bad query argument (400) */
 	char bad_version[MG_API_ERR_LEN]; /* bad OpenStack-API-Version (400/406) */
 	int bad_version_err;
-	unsigned int filters;		 /* bit per enum mg_os_filter given */
+	unsigned int filters; /* bit per enum mg_os_filter given */
 	char filter[MG_OS_F_COUNT][MG_OS_FILTER_LEN];
 	uint64_t limit;
 	char reply_version[24];
@@ -140,8 +140,10 @@ static bool mg_os_project_ok(const char *p, size_t n)
 
 static enum mg_method mg_os_method(const char *m)
 {
-	static const char *const names[] = {[MG_M_GET] = "GET", [MG_M_POST] = "POST",
-					    [MG_M_PUT] = "PUT", [MG_M_DELETE] = "DELETE"};
+	static const char *const names[] = {[MG_M_GET] = "GET",
+					    [MG_M_POST] = "POST",
+					    [MG_M_PUT] = "PUT",
+					    [MG_M_DELETE] = "DELETE"};
 
 	for (unsigned int i = 0; i < MG_M_OTHER; i++) {
 		if (!strcmp(m, names[i])) {
@@ -290,8 +292,8 @@ static const char *const mg_os_filter_names[] = {
 };
 
 /* Accepted and ignored: Keel is single-tenant and lists in creation order. */
-static const char *const mg_os_ignored_args[] = {
-	"all_tenants", "project_id", "sort", "sort_key", "sort_dir", "with_count", NULL};
+static const char *const mg_os_ignored_args[] = {"all_tenants", "project_id", "sort", "sort_key",
+						 "sort_dir",	"with_count", NULL};
 
 void mg_cinder_query(struct mg_api_req *req, const char *key, const char *value)
 {
@@ -324,7 +326,8 @@ void mg_cinder_query(struct mg_api_req *req, const char *key, const char *value)
 			os->limit = strtoull(value, &end, 10);
 			if (!isdigit((unsigned char)value[0]) || *end || errno) {
 				snprintf(os->bad, sizeof(os->bad),
-					 "limit must be a non-negative integer, not '%.32s'", value);
+					 "limit must be a non-negative integer, not '%.32s'",
+					 value);
 				return;
 			}
 		}
@@ -497,8 +500,8 @@ static int mg_os_vol_att_collect(void *arg, const struct mg_attach_rec *a)
 	va->error |= a->state == MG_ATTACH_ERROR;
 	j = json_pack("{s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", a->volume_uuid, "attachment_id",
 		      a->uuid, "volume_id", a->volume_uuid, "server_id",
-		      mg_os_str_or_null(a->instance), "host_name", a->host, "device",
-		      "attached_at", mg_os_time(a->created_at));
+		      mg_os_str_or_null(a->instance), "host_name", a->host, "device", "attached_at",
+		      mg_os_time(a->created_at));
 	return j && !json_array_append_new(va->list, j) ? 0 : -ENOMEM;
 }
 
@@ -541,9 +544,9 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 		      "created_at", mg_os_time(v->created_at), "updated_at", json_null(),
 		      "attachments", va->list, "bootable", "false", "encrypted", false,
 		      "multiattach", true, "metadata", "volume_type", type, "snapshot_id",
-		      mg_os_str_or_null(v->origin), "source_volid", "consistencygroup_id", "replication_status", "user_id",
-		      os->project, "os-vol-tenant-attr:tenant_id", os->project, "links",
-		      mg_os_links(os, "volumes", v->uuid));
+		      mg_os_str_or_null(v->origin), "source_volid", "consistencygroup_id",
+		      "replication_status", "user_id", os->project, "os-vol-tenant-attr:tenant_id",
+		      os->project, "links", mg_os_links(os, "volumes", v->uuid));
 	va->list = NULL;
 	if (j && os->minor >= 13) {
 		json_object_set_new(j, "group_id", json_null());
@@ -574,10 +577,10 @@ static json_t *mg_os_attachment_json(const struct mg_attach_rec *a, bool detail)
 		return j;
 	}
 	/* What a host needs to use the volume: Keel's own connection type. */
-	ci = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s?,s:s?}", "driver_volume_type",
-		       "keel", "access_mode", a->read_only ? "ro" : "rw", "attachment_id", a->uuid,
-		       "volume_id", a->volume_uuid, "volume", a->volume, "host", a->host,
-		       "state", mg_os_attach_status[a->state], "vhost_socket",
+	ci = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s?,s:s?,s:s?}", "driver_volume_type", "keel",
+		       "access_mode", a->read_only ? "ro" : "rw", "attachment_id", a->uuid,
+		       "volume_id", a->volume_uuid, "volume", a->volume, "host", a->host, "state",
+		       mg_os_attach_status[a->state], "vhost_socket",
 		       a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
 		       a->nbd_uri[0] ? a->nbd_uri : NULL, "error", a->error[0] ? a->error : NULL);
 	json_object_set_new(j, "connection_info", ci ? ci : json_object());
@@ -605,8 +608,8 @@ static json_t *mg_os_version_json(const struct mg_cinder_req *os)
 	snprintf(ver, sizeof(ver), "3.%u", MG_CINDER_MAX_MINOR);
 	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:[{s:s,s:s}],s:[{s:s,s:s}]}", "id", "v3.0",
 			 "status", "CURRENT", "version", ver, "min_version", "3.0", "updated",
-			 MG_OS_UPDATED, "links", "href", href, "rel", "self", "media-types",
-			 "base", "application/json", "type",
+			 MG_OS_UPDATED, "links", "href", href, "rel", "self", "media-types", "base",
+			 "application/json", "type",
 			 "application/vnd.openstack.volume+json;version=3");
 }
 
@@ -773,6 +776,10 @@ static bool mg_os_filtered(const struct mg_cinder_req *os, enum mg_os_filter f, 
 	return (os->filters & (1u << f)) && strcmp(os->filter[f], val);
 }
 
+/* A list walk's callback stops the walk with this when the page is full
+ * (mg_store_each_* return it; not an error). */
+#define MG_OS_PAGE_FULL (-ECANCELED)
+
 /* Marker and limit: Cinder pages by the last id seen. */
 static bool mg_os_page(struct mg_os_list *l, const char *id, bool *stop)
 {
@@ -809,7 +816,7 @@ static int mg_os_volume_collect(void *arg, const struct mg_volume_rec *v)
 	if (mg_os_filtered(os, MG_OS_F_STATUS, mg_os_volume_status(&va)) ||
 	    !mg_os_page(l, v->uuid, &stop)) {
 		json_decref(va.list);
-		return stop ? 1 : 0;
+		return stop ? MG_OS_PAGE_FULL : 0;
 	}
 	if (l->detail) {
 		j = mg_os_volume_json(l->c, os, v, &va);
@@ -827,14 +834,15 @@ static void mg_os_volume_list(struct mg_cluster *c, struct mg_api_req *req, bool
 	int ret;
 
 	ret = l.out ? mg_store_each_volume(c->st, mg_os_volume_collect, &l) : -ENOMEM;
-	if (ret < 0) {
+	if (ret && ret != MG_OS_PAGE_FULL) {
 		json_decref(l.out);
 		mg_cinder_error(req, ret, "cannot read volumes");
 		return;
 	}
 	if ((req->os->filters & (1u << MG_OS_F_MARKER)) && !l.past_marker) {
 		json_decref(l.out);
-		mg_os_errorf(req, -EINVAL, "marker [%s] not found", req->os->filter[MG_OS_F_MARKER]);
+		mg_os_errorf(req, -EINVAL, "marker [%s] not found",
+			     req->os->filter[MG_OS_F_MARKER]);
 		return;
 	}
 	mg_os_reply(req, 200, "volumes", l.out);
@@ -962,9 +970,9 @@ static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 					    "display_name",
 					    "display_description",
 					    NULL};
-	static const char *const unsupported[] = {"imageRef",	 "backup_id", "consistencygroup_id",
-						  "group_id",	 "metadata",  "display_name",
-						  "display_description", NULL};
+	static const char *const unsupported[] = {
+		"imageRef", "backup_id",    "consistencygroup_id", "group_id",
+		"metadata", "display_name", "display_description", NULL};
 	const char *name, *desc, *type, *zone, *snap, *src;
 	char err[MG_API_ERR_LEN], uuid[MG_UUID_LEN], vname[CMAP_NAME_LEN];
 	struct mg_volume_rec sv;
@@ -988,7 +996,8 @@ static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	if ((!(snap || src) || (size && !json_is_null(size))) && mg_os_size(req, o, "size", &gib)) {
 		return;
 	}
-	if (json_object_get(o, "multiattach") && !json_is_boolean(json_object_get(o, "multiattach"))) {
+	if (json_object_get(o, "multiattach") &&
+	    !json_is_boolean(json_object_get(o, "multiattach"))) {
 		mg_os_errorf(req, -EINVAL, "'multiattach' must be true or false");
 		return;
 	}
@@ -1021,7 +1030,8 @@ static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	/* Origins named in the body: missing ones are bad requests (400),
 	 * not missing resources. */
 	if (snap && (!mg_os_uuid(snap, uuid) || mg_store_get_snap(c->st, 0, uuid, &sn))) {
-		mg_os_errorf(req, -EINVAL, "Invalid input received: snapshot %.64s not found", snap);
+		mg_os_errorf(req, -EINVAL, "Invalid input received: snapshot %.64s not found",
+			     snap);
 		return;
 	}
 	if (src && (!mg_os_uuid(src, uuid) || mg_store_get_volume(c->st, uuid, &sv))) {
@@ -1084,7 +1094,8 @@ static void mg_os_volume_extend(struct mg_cluster *c, struct mg_api_req *req,
 		return;
 	}
 	mg_os_native(c, req, MG_R_VOLUME_RESIZE, MG_M_POST, v->name,
-		     json_pack("{s:I}", "size", (json_int_t)(gib * MG_OS_GIB)), mg_os_done_accepted);
+		     json_pack("{s:I}", "size", (json_int_t)(gib * MG_OS_GIB)),
+		     mg_os_done_accepted);
 }
 
 static void mg_os_volume_revert(struct mg_cluster *c, struct mg_api_req *req,
@@ -1108,8 +1119,9 @@ static void mg_os_volume_revert(struct mg_cluster *c, struct mg_api_req *req,
 	}
 	if (!snap || !mg_os_uuid(snap, uuid) || mg_store_get_snap(c->st, 0, uuid, &sn) ||
 	    sn.volume_id != v->id) {
-		mg_os_errorf(req, -EINVAL, "Invalid input received: snapshot %.64s of volume %s not "
-					   "found",
+		mg_os_errorf(req, -EINVAL,
+			     "Invalid input received: snapshot %.64s of volume %s not "
+			     "found",
 			     snap ? snap : "(none)", v->uuid);
 		return;
 	}
@@ -1176,7 +1188,7 @@ static int mg_os_attach_collect(void *arg, const struct mg_attach_rec *a)
 		return 0;
 	}
 	if (!mg_os_page(l, a->uuid, &stop)) {
-		return stop ? 1 : 0;
+		return stop ? MG_OS_PAGE_FULL : 0;
 	}
 	j = mg_os_attachment_json(a, l->detail);
 	return j && !json_array_append_new(l->out, j) ? 0 : -ENOMEM;
@@ -1188,7 +1200,7 @@ static void mg_os_attach_list(struct mg_cluster *c, struct mg_api_req *req, bool
 	int ret;
 
 	ret = l.out ? mg_store_each_attach(c->st, 0, NULL, mg_os_attach_collect, &l) : -ENOMEM;
-	if (ret < 0) {
+	if (ret && ret != MG_OS_PAGE_FULL) {
 		json_decref(l.out);
 		mg_cinder_error(req, ret, "cannot read attachments");
 		return;
@@ -1237,7 +1249,8 @@ static void mg_os_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 		return;
 	}
 	host = json_string_value(h);
-	if (strlen(host) != json_string_length(h) || mg_check_name("host", host, err, sizeof(err))) {
+	if (strlen(host) != json_string_length(h) ||
+	    mg_check_name("host", host, err, sizeof(err))) {
 		mg_os_errorf(req, -EINVAL, "connector host: %s", err);
 		return;
 	}
@@ -1285,7 +1298,7 @@ static void mg_os_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 	/* Cinder answers with the volume's remaining attachments. */
 	l.out = json_array();
 	ret = l.out ? mg_store_each_attach(c->st, v.id, NULL, mg_os_attach_collect, &l) : -ENOMEM;
-	if (ret < 0) {
+	if (ret && ret != MG_OS_PAGE_FULL) {
 		json_decref(l.out);
 		l.out = json_array();
 	}
@@ -1316,8 +1329,8 @@ static json_t *mg_os_snapshot_json(const struct mg_cinder_req *os, const struct 
 
 	j = json_pack("{s:s,s:s,s:o,s:s,s:I,s:s,s:o,s:n,s:{}}", "id", sn->uuid, "name", sn->name,
 		      "description", mg_os_str_or_null(sn->description), "volume_id", volume_uuid,
-		      "size", (json_int_t)mg_os_gib(sn->size), "status", "available",
-		      "created_at", mg_os_time(sn->created_at), "updated_at", "metadata");
+		      "size", (json_int_t)mg_os_gib(sn->size), "status", "available", "created_at",
+		      mg_os_time(sn->created_at), "updated_at", "metadata");
 	if (j && detail) {
 		json_object_set_new(j, "os-extended-snapshot-attributes:progress",
 				    json_string("100%"));
@@ -1373,7 +1386,7 @@ static int mg_os_snap_collect(void *arg, const struct mg_snap_rec *sn)
 		return 0;
 	}
 	if (!mg_os_page(l, sn->uuid, &stop)) {
-		return stop ? 1 : 0;
+		return stop ? MG_OS_PAGE_FULL : 0;
 	}
 	j = mg_os_snapshot_json(os, sn, v.uuid, l->detail);
 	return j && !json_array_append_new(l->out, j) ? 0 : -ENOMEM;
@@ -1385,14 +1398,15 @@ static void mg_os_snap_list(struct mg_cluster *c, struct mg_api_req *req, bool d
 	int ret;
 
 	ret = l.out ? mg_store_each_snap(c->st, 0, mg_os_snap_collect, &l) : -ENOMEM;
-	if (ret < 0) {
+	if (ret && ret != MG_OS_PAGE_FULL) {
 		json_decref(l.out);
 		mg_cinder_error(req, ret, "cannot read snapshots");
 		return;
 	}
 	if ((req->os->filters & (1u << MG_OS_F_MARKER)) && !l.past_marker) {
 		json_decref(l.out);
-		mg_os_errorf(req, -EINVAL, "marker [%s] not found", req->os->filter[MG_OS_F_MARKER]);
+		mg_os_errorf(req, -EINVAL, "marker [%s] not found",
+			     req->os->filter[MG_OS_F_MARKER]);
 		return;
 	}
 	mg_os_reply(req, 200, "snapshots", l.out);
@@ -1414,11 +1428,11 @@ static void mg_os_done_snapshot(struct mg_cluster *c, struct mg_api_req *req)
 
 static void mg_os_snap_create(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"volume_id", "name",	 "description", "force",
-					    "metadata",	 "display_name", "display_description",
-					    NULL};
-	static const char *const unsupported[] = {"metadata", "display_name",
-						  "display_description", NULL};
+	static const char *const known[] = {
+		"volume_id", "name",	     "description",	    "force",
+		"metadata",  "display_name", "display_description", NULL};
+	static const char *const unsupported[] = {"metadata", "display_name", "display_description",
+						  NULL};
 	char err[MG_API_ERR_LEN], uuid[MG_UUID_LEN], sname[CMAP_NAME_LEN];
 	const char *vol, *name, *desc;
 	struct mg_volume_rec v;
@@ -1557,7 +1571,8 @@ void mg_cinder_handle(struct mg_cluster *c, struct mg_api_req *req)
 			struct mg_attach_rec a;
 
 			if (!mg_os_find_attachment(c, req, req->arg, &a)) {
-				mg_os_reply(req, 200, "attachment", mg_os_attachment_json(&a, true));
+				mg_os_reply(req, 200, "attachment",
+					    mg_os_attachment_json(&a, true));
 			}
 		}
 		break;

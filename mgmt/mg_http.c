@@ -78,7 +78,8 @@ static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	}
 	if (mg_cinder_reply_version(api)) {
-		MHD_add_response_header(resp, "OpenStack-API-Version", mg_cinder_reply_version(api));
+		MHD_add_response_header(resp, "OpenStack-API-Version",
+					mg_cinder_reply_version(api));
 		MHD_add_response_header(resp, "Vary", "OpenStack-API-Version");
 	}
 	ret = MHD_queue_response(conn, (unsigned int)api->status, resp);

@@ -153,10 +153,10 @@ struct mg_attach_rec {
 	char vhost_socket[MG_PATH_LEN];
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
-	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
-	uint64_t size;		     /* read only: the volume's size (online resize) */
-	char uuid[MG_UUID_LEN];	     /* set by mg_store_put_attach() if "" (new row) */
-	char instance[MG_UUID_LEN];  /* what it was made for (a VM's UUID), or "" */
+	char nbd_tcp[CMAP_ADDR_LEN];   /* "host:port" of an NBD export over TCP, or "" */
+	uint64_t size;		       /* read only: the volume's size (online resize) */
+	char uuid[MG_UUID_LEN];	       /* set by mg_store_put_attach() if "" (new row) */
+	char instance[MG_UUID_LEN];    /* what it was made for (a VM's UUID), or "" */
 	char volume_uuid[MG_UUID_LEN]; /* read only (joined from volumes) */
 };
 
