@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "mgmt/mg_cinder.h"
 
 #define MG_VERSION "0.1.0"
 
@@ -52,6 +53,10 @@ void mg_api_error(struct mg_api_req *req, int err, const char *msg)
 {
 	json_t *j;
 
+	if (req->os) {
+		mg_cinder_error(req, err, msg);
+		return;
+	}
 	req->status = mg_api_http_status(err);
 	j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message",
 		      msg && msg[0] ? msg : strerror(-err));
@@ -145,8 +150,8 @@ static const struct mg_route_def mg_routes[] = {
 
 /* Match @path (length @len) against @pattern, capturing the "*" segments
  * into req->arg and req->arg2. */
-static bool mg_route_match(const char *pattern, const char *path, size_t len,
-			   struct mg_api_req *req)
+bool mg_api_route_match(const char *pattern, const char *path, size_t len,
+			struct mg_api_req *req)
 {
 	char *caps[2] = {req->arg, req->arg2};
 	const char *end = path + len;
@@ -188,7 +193,7 @@ int mg_api_route(const char *method, const char *path, struct mg_api_req *req, c
 	for (size_t i = 0; i < sizeof(mg_routes) / sizeof(mg_routes[0]); i++) {
 		const struct mg_route_def *d = &mg_routes[i];
 
-		if (!mg_route_match(d->pattern, path, len, req)) {
+		if (!mg_api_route_match(d->pattern, path, len, req)) {
 			continue;
 		}
 		req->method = mg_method_parse(method);
@@ -647,6 +652,9 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 	case MG_R_HOST_ATTACHMENTS:
 	case MG_R_HOST_ATTACHMENT:
 		mg_attach_handle(c, req);
+		break;
+	case MG_R_CINDER:
+		mg_cinder_handle(c, req);
 		break;
 	default:
 		mg_api_error(req, -ENOENT, "no such resource");

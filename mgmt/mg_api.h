@@ -46,7 +46,10 @@ enum mg_route {
 	MG_R_SNAPSHOTS,		 /* GET /v1/snapshots */
 	MG_R_SNAPSHOT,		 /* GET, DELETE /v1/snapshots/{uuid or volume@snap} */
 	MG_R_LAYERS,		 /* GET /v1/layers */
+	MG_R_CINDER,		 /* /, /v3/...: OpenStack Block Storage (mg_cinder.h) */
 };
+
+struct mg_cinder_req;
 
 enum mg_method {
 	MG_M_GET = 0,
@@ -63,6 +66,7 @@ struct mg_api_req {
 	char arg[MG_API_ARG_LEN];  /* first {id} or {name} of the path */
 	char arg2[MG_API_ARG_LEN]; /* second one ({host} or {volume}) */
 	json_t *body;		   /* POST, PUT: a JSON object (owned) */
+	struct mg_cinder_req *os;  /* MG_R_CINDER: set by mg_cinder_route() (owned) */
 	/* out */
 	int status;  /* HTTP status */
 	char *reply; /* JSON text (malloc'd), NULL for no body */
@@ -93,7 +97,9 @@ int mg_api_parse_body(const char *body, size_t len, struct mg_api_req *req, char
 /* Run the request; sets req->status and req->reply. Reactor thread. */
 void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req);
 
-/* Set req->status/reply to the error body for @err (negative errno). */
+/* Set req->status/reply to the error body for @err (negative errno); in
+ * Cinder's shape for a Cinder request (req->os), also when a native
+ * handler runs on its behalf. */
 void mg_api_error(struct mg_api_req *req, int err, const char *msg);
 
 /* The one errno -> HTTP status mapping. */
@@ -117,8 +123,23 @@ json_t *mg_api_iso_time(int64_t ms);
 void mg_volume_handle(struct mg_cluster *c, struct mg_api_req *req);
 json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v);
 
+/* Path matching of the route tables: @pattern's "*" segments match one
+ * non-empty segment each, captured into req->arg and req->arg2. */
+bool mg_api_route_match(const char *pattern, const char *path, size_t len, struct mg_api_req *req);
+
 /* Attachment handlers (mg_attach.c). */
 void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req);
+/*
+ * Attach @v to a->host (a->read_only, nbd, nbd_tcp, instance in; the rest
+ * is filled in). 0 (recorded, a new generation), 1 (the same attachment
+ * existed: *a is it), -EINVAL (bad host or nbd_tcp), -EEXIST (attached to
+ * that host otherwise), -EIO. Reactor thread; @err set on error.
+ */
+int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg_attach_rec *a,
+		  char *err, size_t errlen);
+/* Detach @v from @host. 0, -ENOENT (not attached there), -EIO. */
+int mg_attach_remove(struct mg_cluster *c, const struct mg_volume_rec *v, const char *host,
+		     char *err, size_t errlen);
 /* True when the volume has an attachment (volume delete refuses). */
 int mg_attach_count(struct mg_cluster *c, uint64_t volume_id, unsigned int *out);
 

@@ -148,11 +148,88 @@ static int mg_attach_insert(struct mg_cluster *c, struct mg_attach_rec *a)
 	return ret;
 }
 
+int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg_attach_rec *a,
+		  char *err, size_t errlen)
+{
+	struct mg_attach_rec old;
+	int ret;
+
+	ret = mg_check_name("host", a->host, err, errlen);
+	if (!ret && a->nbd_tcp[0]) {
+		ret = mg_check_tcp_addr(a->nbd_tcp, err, errlen);
+		a->nbd = true; /* a TCP export is an NBD export */
+	}
+	if (ret) {
+		return ret;
+	}
+	ret = mg_store_get_attach(c->st, v->id, a->host, &old);
+	if (!ret) {
+		if (old.read_only == a->read_only && old.nbd == a->nbd &&
+		    !strcmp(old.nbd_tcp, a->nbd_tcp) && !strcmp(old.instance, a->instance)) {
+			/* The same request again: idempotent. */
+			*a = old;
+			return 1;
+		}
+		snprintf(err, errlen,
+			 "volume '%s' is already attached to host '%s' (%s%s%s%s%s%s): detach it "
+			 "first",
+			 v->name, a->host, old.read_only ? "read-only" : "read-write",
+			 old.nbd ? ", nbd" : "", old.nbd_tcp[0] ? " on " : "", old.nbd_tcp,
+			 old.instance[0] ? ", instance " : "", old.instance);
+		return -EEXIST;
+	}
+	if (ret != -ENOENT) {
+		snprintf(err, errlen, "cannot read attachments");
+		return ret;
+	}
+	a->volume_id = v->id;
+	snprintf(a->volume, sizeof(a->volume), "%s", v->name);
+	snprintf(a->volume_uuid, sizeof(a->volume_uuid), "%s", v->uuid);
+	a->size = v->size;
+	a->uuid[0] = '\0';
+	a->created_at = mg_wall_ms() / 1000;
+	a->state = MG_ATTACH_ATTACHING;
+	ret = mg_attach_insert(c, a);
+	if (ret) {
+		snprintf(err, errlen, "attachment not recorded");
+		return ret;
+	}
+	log_info("volume '%s' attached to host '%s' (%s%s, generation %llu)", v->name, a->host,
+		 a->read_only ? "read-only" : "read-write", a->nbd ? ", nbd" : "",
+		 (unsigned long long)a->generation);
+	return 0;
+}
+
+int mg_attach_remove(struct mg_cluster *c, const struct mg_volume_rec *v, const char *host,
+		     char *err, size_t errlen)
+{
+	int ret = -ENOENT;
+
+	if (!mg_check_name("host", host, NULL, 0)) {
+		ret = mg_store_begin(c->st);
+		if (!ret) {
+			ret = mg_store_delete_attach(c->st, v->id, host);
+			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+		}
+	}
+	if (ret) {
+		if (ret == -ENOENT) {
+			snprintf(err, errlen, "volume '%s' is not attached to host '%.64s'", v->name,
+				 host);
+		} else {
+			snprintf(err, errlen, "attachment not removed");
+		}
+		return ret;
+	}
+	log_info("volume '%s' detached from host '%s'", v->name, host);
+	return 0;
+}
+
 static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 {
 	static const char *const known[] = {"host", "read_only", "nbd", "nbd_tcp", NULL};
 	char err[MG_API_ERR_LEN];
-	struct mg_attach_rec a, old;
+	struct mg_attach_rec a;
 	struct mg_volume_rec v;
 	const char *host = NULL, *tcp = "";
 	bool ro = false, nbd = false;
@@ -174,53 +251,28 @@ static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 	if (!ret) {
 		ret = mg_api_field_str(req->body, "nbd_tcp", false, &tcp, err, sizeof(err));
 	}
+	/* Checked before they are copied into the record's buffers. */
 	if (!ret) {
 		ret = mg_check_name("host", host, err, sizeof(err));
 	}
 	if (!ret && tcp[0]) {
 		ret = mg_check_tcp_addr(tcp, err, sizeof(err));
-		nbd = true; /* a TCP export is an NBD export */
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
 		return;
 	}
-	ret = mg_store_get_attach(c->st, v.id, host, &old);
-	if (!ret) {
-		if (old.read_only == ro && old.nbd == nbd && !strcmp(old.nbd_tcp, tcp)) {
-			/* The same request again: idempotent. */
-			mg_api_reply(req, 200, mg_attach_json(&old));
-			return;
-		}
-		snprintf(err, sizeof(err),
-			 "volume '%s' is already attached to host '%s' (%s%s%s%s): detach it first",
-			 v.name, host, old.read_only ? "read-only" : "read-write",
-			 old.nbd ? ", nbd" : "", old.nbd_tcp[0] ? " on " : "", old.nbd_tcp);
-		mg_api_error(req, -EEXIST, err);
-		return;
-	}
-	if (ret != -ENOENT) {
-		mg_api_error(req, ret, "cannot read attachments");
-		return;
-	}
 	memset(&a, 0, sizeof(a));
-	a.volume_id = v.id;
-	snprintf(a.volume, sizeof(a.volume), "%s", v.name);
 	snprintf(a.host, sizeof(a.host), "%s", host);
+	snprintf(a.nbd_tcp, sizeof(a.nbd_tcp), "%s", tcp);
 	a.read_only = ro;
 	a.nbd = nbd;
-	snprintf(a.nbd_tcp, sizeof(a.nbd_tcp), "%s", tcp);
-	a.created_at = mg_wall_ms() / 1000;
-	a.state = MG_ATTACH_ATTACHING;
-	ret = mg_attach_insert(c, &a);
-	if (ret) {
-		mg_api_error(req, ret, "attachment not recorded");
+	ret = mg_attach_add(c, &v, &a, err, sizeof(err));
+	if (ret < 0) {
+		mg_api_error(req, ret, err);
 		return;
 	}
-	log_info("volume '%s' attached to host '%s' (%s%s, generation %llu)", v.name, host,
-		 ro ? "read-only" : "read-write", nbd ? ", nbd" : "",
-		 (unsigned long long)a.generation);
-	mg_api_reply(req, 201, mg_attach_json(&a));
+	mg_api_reply(req, ret ? 200 : 201, mg_attach_json(&a));
 }
 
 static void mg_attach_get(struct mg_cluster *c, struct mg_api_req *req)
@@ -247,27 +299,18 @@ static void mg_attach_get(struct mg_cluster *c, struct mg_api_req *req)
 
 static void mg_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 {
-	char msg[MG_API_ERR_LEN];
+	char err[MG_API_ERR_LEN];
 	struct mg_volume_rec v;
-	int ret = -ENOENT;
+	int ret;
 
 	if (mg_attach_volume(c, req, req->arg, &v)) {
 		return;
 	}
-	if (!mg_check_name("host", req->arg2, NULL, 0)) {
-		ret = mg_store_begin(c->st);
-		if (!ret) {
-			ret = mg_store_delete_attach(c->st, v.id, req->arg2);
-			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
-		}
-	}
+	ret = mg_attach_remove(c, &v, req->arg2, err, sizeof(err));
 	if (ret) {
-		snprintf(msg, sizeof(msg), "volume '%s' is not attached to host '%.64s'", v.name,
-			 req->arg2);
-		mg_api_error(req, ret, ret == -ENOENT ? msg : "attachment not removed");
+		mg_api_error(req, ret, err);
 		return;
 	}
-	log_info("volume '%s' detached from host '%s'", v.name, req->arg2);
 	mg_api_reply(req, 204, NULL);
 }
 

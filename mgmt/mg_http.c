@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "mgmt/mg_api.h"
+#include "mgmt/mg_cinder.h"
 
 #define MG_HTTP_TIMEOUT_S 30
 
@@ -78,6 +79,11 @@ static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg
 	if (allow) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	}
+	if (mg_cinder_reply_version(api)) {
+		MHD_add_response_header(resp, "OpenStack-API-Version",
+					mg_cinder_reply_version(api));
+		MHD_add_response_header(resp, "Vary", "OpenStack-API-Version");
+	}
 	ret = MHD_queue_response(conn, (unsigned int)api->status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -88,6 +94,39 @@ static enum MHD_Result mg_http_error(struct MHD_Connection *conn, struct mg_api_
 {
 	mg_api_error(api, err, msg);
 	return mg_http_send(conn, api, allow);
+}
+
+static enum MHD_Result mg_http_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	mg_cinder_header(cls, key, value ? value : "");
+	return MHD_YES;
+}
+
+static enum MHD_Result mg_http_query(void *cls, enum MHD_ValueKind kind, const char *key,
+				     const char *value)
+{
+	mg_cinder_query(cls, key, value ? value : "");
+	return MHD_YES;
+}
+
+/* /v1 is the native API, "/" and /v3 the Cinder one (which also reads
+ * headers and query arguments). */
+static int mg_http_route(struct MHD_Connection *conn, const char *method, const char *url,
+			 struct mg_api_req *api, const char **allow, char *err, size_t errlen)
+{
+	int ret;
+
+	if (!mg_cinder_path(url)) {
+		return mg_api_route(method, url, api, allow);
+	}
+	ret = mg_cinder_route(method, url, api, allow);
+	if (ret) {
+		return ret;
+	}
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, mg_http_header, api);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, mg_http_query, api);
+	return mg_cinder_check(api, err, errlen);
 }
 
 static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, const char *url,
@@ -127,7 +166,8 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	ret = mg_api_route(method, url, &hr->api, &allow);
+	err[0] = '\0';
+	ret = mg_http_route(conn, method, url, &hr->api, &allow, err, sizeof(err));
 	if (ret == -ENOENT) {
 		snprintf(err, sizeof(err), "no such resource: %s %.128s", method, url);
 		return mg_http_error(conn, &hr->api, ret, err, NULL);
@@ -136,6 +176,9 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		snprintf(err, sizeof(err), "method %s not allowed on %.128s (allowed: %s)", method,
 			 url, allow);
 		return mg_http_error(conn, &hr->api, ret, err, allow);
+	}
+	if (ret) {
+		return mg_http_error(conn, &hr->api, ret, err, NULL);
 	}
 	if (hr->too_big) {
 		snprintf(err, sizeof(err), "request body over %d bytes", MG_API_BODY_MAX);
@@ -167,6 +210,7 @@ static void mg_http_completed(void *cls, struct MHD_Connection *conn, void **con
 	}
 	/* A request handed to the reactor always waited for done above. */
 	json_decref(hr->api.body);
+	mg_cinder_free(&hr->api);
 	free(hr->api.reply);
 	free(hr->body);
 	pthread_cond_destroy(&hr->cond);

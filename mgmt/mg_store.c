@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <sqlite3.h>
+#include <uuid/uuid.h>
 
 #include "common/log.h"
 
@@ -98,9 +99,26 @@ static const char mg_schema_v4[] =
 	"  size INTEGER NOT NULL, created_at INTEGER NOT NULL, description TEXT NOT NULL,"
 	"  UNIQUE (volume, name));";
 
+/* Version 5: attachments get a uuid (the id of an OpenStack Block Storage
+ * attachment, mg_cinder.c; random for existing rows) and the instance they
+ * were made for. */
+static const char mg_schema_v5[] =
+	"ALTER TABLE attachments ADD COLUMN uuid TEXT NOT NULL DEFAULT '';"
+	"ALTER TABLE attachments ADD COLUMN instance TEXT NOT NULL DEFAULT '';"
+	"UPDATE attachments SET uuid = " MG_SQL_UUID ";"
+	"CREATE UNIQUE INDEX attachments_uuid ON attachments(uuid);";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
 static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2,
-							 mg_schema_v3, mg_schema_v4};
+							 mg_schema_v3, mg_schema_v4, mg_schema_v5};
+
+void mg_uuid_new(char out[MG_UUID_LEN])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
 
 static int mg_sql_err(struct mg_store *st, const char *what)
 {
@@ -967,21 +985,28 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid"
 
-int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
+int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a)
 {
 	sqlite3_stmt *s;
 	int ret;
 
 	kassert(st->in_tx);
+	if (!a->uuid[0]) {
+		mg_uuid_new(a->uuid);
+	}
+	/* A replaced row keeps the uuid it was created with. */
 	ret = mg_prepare(st,
-			 "INSERT INTO attachments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			 "INSERT INTO attachments (volume, host, read_only, nbd, generation, "
+			 "created_at, state, vhost_socket, nbd_uri, error, nbd_tcp, uuid, instance) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			 "ON CONFLICT(volume, host) DO UPDATE SET read_only = excluded.read_only, "
 			 "nbd = excluded.nbd, generation = excluded.generation, "
 			 "created_at = excluded.created_at, state = excluded.state, "
 			 "vhost_socket = excluded.vhost_socket, nbd_uri = excluded.nbd_uri, "
-			 "error = excluded.error, nbd_tcp = excluded.nbd_tcp",
+			 "error = excluded.error, nbd_tcp = excluded.nbd_tcp, "
+			 "instance = excluded.instance",
 			 &s);
 	if (ret) {
 		return ret;
@@ -997,6 +1022,8 @@ int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a)
 	sqlite3_bind_text(s, 9, a->nbd_uri, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 10, a->error, -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 11, a->nbd_tcp, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 12, a->uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 13, a->instance, -1, SQLITE_STATIC);
 	return mg_step_done(st, s, "write attachment");
 }
 
@@ -1019,6 +1046,9 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 10, a->error, sizeof(a->error));
 	mg_col_text(s, 11, a->nbd_tcp, sizeof(a->nbd_tcp));
 	a->size = (uint64_t)sqlite3_column_int64(s, 12);
+	mg_col_text(s, 13, a->uuid, sizeof(a->uuid));
+	mg_col_text(s, 14, a->instance, sizeof(a->instance));
+	mg_col_text(s, 15, a->volume_uuid, sizeof(a->volume_uuid));
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
@@ -1036,6 +1066,31 @@ int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *hos
 	}
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
 	sqlite3_bind_text(s, 2, host, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		mg_attach_from_row(s, a);
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	} else {
+		ret = mg_sql_err(st, "read attachment");
+	}
+	sqlite3_finalize(s);
+	return ret;
+}
+
+int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_attach_rec *a)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st,
+			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
+			 "v.id = a.volume WHERE a.uuid = ?",
+			 &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_text(s, 1, uuid, -1, SQLITE_STATIC);
 	rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW) {
 		mg_attach_from_row(s, a);

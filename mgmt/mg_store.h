@@ -14,10 +14,11 @@
  *   snapshots(id, uuid UNIQUE, name, volume, inode, size, created_at, description)
  *           UNIQUE (volume, name)
  *   attachments(volume, host, read_only, nbd, generation, created_at, state,
- *               vhost_socket, nbd_uri, error, nbd_tcp)  PRIMARY KEY (volume, host)
+ *               vhost_socket, nbd_uri, error, nbd_tcp, uuid UNIQUE, instance)
+ *               PRIMARY KEY (volume, host)
  *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp,
  *   4 layers: families, layers, snapshots, volume uuid/description/top/origin,
- *   meta.next_snapshot_id; docs/volumes.md)
+ *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -45,7 +46,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 4
+#define MG_STORE_SCHEMA 5
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -152,8 +153,11 @@ struct mg_attach_rec {
 	char vhost_socket[MG_PATH_LEN];
 	char nbd_uri[MG_PATH_LEN + 64];
 	char error[MG_PATH_LEN];
-	char nbd_tcp[CMAP_ADDR_LEN]; /* "host:port" of an NBD export over TCP, or "" */
-	uint64_t size;		     /* read only: the volume's size (online resize) */
+	char nbd_tcp[CMAP_ADDR_LEN];   /* "host:port" of an NBD export over TCP, or "" */
+	uint64_t size;		       /* read only: the volume's size (online resize) */
+	char uuid[MG_UUID_LEN];	       /* set by mg_store_put_attach() if "" (new row) */
+	char instance[MG_UUID_LEN];    /* what it was made for (a VM's UUID), or "" */
+	char volume_uuid[MG_UUID_LEN]; /* read only (joined from volumes) */
 };
 
 /* Open or create the database at @path and bring the schema to
@@ -201,11 +205,17 @@ int mg_store_delete_snap(struct mg_store *st, uint64_t id);
 int mg_store_get_snap(struct mg_store *st, uint64_t volume_id, const char *name,
 		      struct mg_snap_rec *sn);
 
-/* Insert or replace the attachment of (volume_id, host). */
-int mg_store_put_attach(struct mg_store *st, const struct mg_attach_rec *a);
+/* Insert or replace the attachment of (volume_id, host). A new row with an
+ * empty a->uuid gets a new one (written back); a replaced row keeps its. */
+int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a);
 /* -ENOENT if the volume is not attached to @host. */
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
 			struct mg_attach_rec *a);
+/* -ENOENT if no attachment has @uuid. */
+int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_attach_rec *a);
+
+/* A new random UUID, lower-case text. Any thread. */
+void mg_uuid_new(char out[MG_UUID_LEN]);
 int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *host);
 
 /*

@@ -26,5 +26,7 @@ keel_cluster_ft(t_resync 900 "functional;cluster")
 keel_cluster_ft(t_msg_faults 600 "functional;cluster")
 keel_cluster_ft(t_mgmt_restart 400 "functional;cluster")
 keel_cluster_ft(t_client 600 "functional;cluster;client")
+# The stock cinder and openstack clients against the Block Storage v3 API.
+keel_cluster_ft(t_cinder 600 "functional;cluster;client")
 keel_cluster_ft(t_layers 300 "functional;cluster;volumes")
 keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")

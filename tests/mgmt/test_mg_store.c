@@ -229,11 +229,27 @@ static void test_attachments(void **state)
 	assert_int_equal(got.state, MG_ATTACH_ATTACHED);
 	assert_string_equal(got.vhost_socket, "/run/keel/alpha.vhost");
 	assert_string_equal(got.nbd_tcp, "10.0.0.5:10809");
+	/* A new row got a uuid (written back); a replaced row keeps it. */
+	assert_int_equal(strlen(a.uuid), MG_UUID_LEN - 1);
+	assert_string_equal(got.uuid, a.uuid);
+	assert_string_equal(got.volume_uuid, v.uuid);
+	snprintf(got.instance, sizeof(got.instance), "%s", v.uuid);
+	got.state = MG_ATTACH_ERROR;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &got), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_attach_uuid(f->st, a.uuid, &got), 0);
+	assert_string_equal(got.host, "hv1");
+	assert_string_equal(got.instance, v.uuid);
+	assert_int_equal(got.state, MG_ATTACH_ERROR);
+	assert_int_equal(mg_store_get_attach_uuid(f->st, v.uuid, &got), -ENOENT);
 	assert_int_equal(mg_store_get_meta(f->st, &m), 0);
 	assert_int_equal(m.next_attach_gen, 6);
 	assert_int_equal(mg_store_get_attach(f->st, 7, "hv2", &got), -ENOENT);
-	/* A second host; filters by volume and by host. */
+	/* A second host (a new row: no uuid yet); filters by volume and by
+	 * host. */
 	snprintf(a.host, sizeof(a.host), "hv2");
+	a.uuid[0] = '\0';
 	a.generation = 6;
 	assert_int_equal(mg_store_begin(f->st), 0);
 	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
