@@ -247,8 +247,12 @@ unsigned int layer_usage_select(const struct cmap *m, struct layer_usage *u, uns
 			u[i] = t;
 		}
 	}
-	qsort(u, ndel, sizeof(*u), usage_cmp);
-	qsort(u + ndel, n - ndel, sizeof(*u), usage_cmp);
+	if (ndel > 1) {
+		qsort(u, ndel, sizeof(*u), usage_cmp);
+	}
+	if (n - ndel > 1) {
+		qsort(u + ndel, n - ndel, sizeof(*u), usage_cmp);
+	}
 	for (i = 0; i < n; i++) {
 		size_t sz = layer_usage_packed_size(&u[i]);
 

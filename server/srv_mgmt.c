@@ -160,8 +160,7 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 		cl->mut_cur = 0;
 		log_info("map epoch %llu: %u read-only or deleting layers; %llu client mutations "
 			 "of earlier layer lists in flight",
-			 (unsigned long long)m->epoch, m->nlayers,
-			 (unsigned long long)cl->mut_old);
+			 (unsigned long long)m->epoch, m->nlayers, (unsigned long long)cl->mut_old);
 	}
 	/* everything we know is "not present" until the new map says so */
 	for (p = 1; p < 4096; p++) {
@@ -584,8 +583,8 @@ static bool mgmt_send_usage(struct srv_cluster *cl)
 		}
 	}
 	keel__usage_report__pack(&ur, cl->musage_buf);
-	sent = !mgmt_send_req(cl, &cl->musage, &cl->musage_busy, KP_OP_MG_USAGE, 4,
-			      cl->musage_buf, len);
+	sent = !mgmt_send_req(cl, &cl->musage, &cl->musage_busy, KP_OP_MG_USAGE, 4, cl->musage_buf,
+			      len);
 	if (deleting_left) {
 		srv_gc_rescan(cl); /* objects that came back (a push from an old map) */
 	}

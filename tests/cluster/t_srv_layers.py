@@ -304,6 +304,10 @@ def main():
         ok = True
     except TestFailure as ex:
         print("FAIL: %s" % ex, flush=True)
+    except Exception as ex:  # a crash of the test (e.g. a server died) fails too
+        import traceback
+        traceback.print_exc()
+        print("FAIL: test error: %r" % ex, flush=True)
     finally:
         for s in servers:
             if s.proc and s.alive():

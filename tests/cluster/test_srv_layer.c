@@ -181,6 +181,8 @@ static void test_usage_tab(void **state)
 	uint64_t i, objs = 0, blocks = 0;
 
 	memset(&t, 0, sizeof(t));
+	layer_usage_compact(&t); /* empty: no table yet */
+	assert_int_equal(t.n, 0);
 	/* 5000 layers, inode i has (i % 7) + 1 objects of i % 3 blocks each */
 	for (i = 1; i <= 5000; i++) {
 		for (uint64_t k = 0; k <= i % 7; k++) {
@@ -230,6 +232,8 @@ static void test_usage_select(void **state)
 	assert_int_equal(layer_usage_select(m, u, 4, one), 1);
 	assert_true(u[0].inode == F(3, 1));
 	assert_int_equal(layer_usage_select(m, u, 4, one - 1), 0);
+	/* an empty index (a new server): nothing to sort */
+	assert_int_equal(layer_usage_select(m, NULL, 0, all), 0);
 	/* without a map: by bytes only */
 	assert_int_equal(layer_usage_select(NULL, u, 4, all), 4);
 	assert_true(u[0].inode == F(2, 1) && u[3].inode == F(3, 1));
