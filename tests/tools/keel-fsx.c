@@ -136,7 +136,10 @@ static void __attribute__((noreturn)) fsx_fail(struct fsx *f, const char *fmt, .
 
 /* ---- REST ---- */
 
-static json_t *api(struct fsx *f, const char *method, const char *path, json_t *body, int want)
+/* @want: the HTTP status expected; with @deep set, a 400 "layers deep"
+ * refusal (the 64-layer chain limit) is expected too: *deep = true. */
+static json_t *api_deep(struct fsx *f, const char *method, const char *path, json_t *body,
+			int want, bool *deep)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct rest_resp r;
@@ -149,6 +152,13 @@ static json_t *api(struct fsx *f, const char *method, const char *path, json_t *
 		fsx_fail(f, "%s %s: %s", method, path, err);
 	}
 	free(text);
+	if (deep) {
+		*deep = r.status == 400 && r.text && strstr(r.text, "layers deep");
+		if (*deep) {
+			rest_resp_free(&r);
+			return NULL;
+		}
+	}
 	if (r.status != want) {
 		fsx_fail(f, "%s %s: HTTP %ld (want %d): %s", method, path, r.status, want,
 			 r.text ? r.text : "");
@@ -156,6 +166,11 @@ static json_t *api(struct fsx *f, const char *method, const char *path, json_t *
 	out = r.json ? json_incref(r.json) : NULL;
 	rest_resp_free(&r);
 	return out;
+}
+
+static json_t *api(struct fsx *f, const char *method, const char *path, json_t *body, int want)
+{
+	return api_deep(f, method, path, body, want, NULL);
 }
 
 /* ---- cluster faults ---- */
@@ -369,10 +384,13 @@ static void op_resize(struct fsx *f, struct fsx_vol *v)
 	vol_reopen(f, v);
 }
 
+static void op_flatten(struct fsx *f, struct fsx_vol *v);
+
 static void op_snapshot(struct fsx *f, struct fsx_vol *v)
 {
 	struct fsx_snap *sn;
 	char path[128];
+	bool deep;
 
 	if (v->nsnaps == FSX_MAX_SNAPS) {
 		return;
@@ -381,7 +399,14 @@ static void op_snapshot(struct fsx *f, struct fsx_vol *v)
 	snprintf(sn->name, sizeof(sn->name), "s%u", f->nsnap_created++);
 	oplog(f, "snapshot %s@%s", v->name, sn->name);
 	snprintf(path, sizeof(path), "/v1/volumes/%s/snapshots", v->name);
-	json_decref(api(f, "POST", path, json_pack("{s:s}", "name", sn->name), 201));
+	json_decref(api_deep(f, "POST", path, json_pack("{s:s}", "name", sn->name), 201, &deep));
+	if (deep) {
+		/* The chain limit: what an operator does, flatten, then again. */
+		v->has_parent = true;
+		op_flatten(f, v);
+		oplog(f, "snapshot %s@%s (after flatten)", v->name, sn->name);
+		json_decref(api(f, "POST", path, json_pack("{s:s}", "name", sn->name), 201));
+	}
 	sn->size = v->size;
 	sn->view = NULL;
 	sn->data = malloc(v->size);
@@ -425,6 +450,7 @@ static void op_clone(struct fsx *f, struct fsx_vol *v)
 	bool from_snap = v->nsnaps && rnd_below(f, 3);
 	struct fsx_snap *sn = from_snap ? &v->snaps[rnd_below(f, v->nsnaps)] : NULL;
 	char origin[96];
+	bool deep;
 
 	if (!c) {
 		return;
@@ -437,10 +463,25 @@ static void op_clone(struct fsx *f, struct fsx_vol *v)
 		snprintf(origin, sizeof(origin), "%s", v->name);
 	}
 	oplog(f, "clone %s -> %s", origin, c->name);
-	json_decref(api(f, "POST", "/v1/volumes",
-			json_pack("{s:s,s:s}", "name", c->name, sn ? "snapshot" : "source_volume",
-				  origin),
-			201));
+	json_decref(api_deep(f, "POST", "/v1/volumes",
+			     json_pack("{s:s,s:s}", "name", c->name, sn ? "snapshot" : "source_volume",
+				       origin),
+			     201, &deep));
+	if (deep) {
+		/* A snapshot 64 layers deep cannot be cloned until its chain
+		 * is shortened; a live volume can be flattened first. */
+		if (sn) {
+			oplog(f, "clone %s refused: 64 layers deep", origin);
+			memset(c, 0, sizeof(*c));
+			f->nvol_created--;
+			return;
+		}
+		v->has_parent = true;
+		op_flatten(f, v);
+		oplog(f, "clone %s -> %s (after flatten)", origin, c->name);
+		json_decref(api(f, "POST", "/v1/volumes",
+				json_pack("{s:s,s:s}", "name", c->name, "source_volume", origin), 201));
+	}
 	c->size = sn ? sn->size : v->size;
 	c->data = malloc(c->size);
 	memcpy(c->data, sn ? sn->data : v->data, c->size);
