@@ -27,7 +27,9 @@
 # cluster reports HEALTH_OK and prints the mgmt URL as its last line. With --netns, mgmt, every server and a client node each
 # get their own network namespace, joined by veth pairs to a bridge
 # (10.77.C.0/24); the host reaches them through the bridge address.
-# DIR/cluster.env holds KEEL_MGMT_URL and KEEL_KEY_FILE for other tools.
+# DIR/cluster.env holds KEEL_MGMT_URL, KEEL_KEY_FILE and KEEL_TOKEN_FILE for
+# other tools (the REST API token is DIR/api.token, next to the cluster key
+# DIR/keel.key; both mode 0600, made on the first `up`).
 # `down` stops everything `up` started (SIGTERM, then SIGKILL after 10 s),
 # and removes the namespaces; the drive files stay in DIR.
 #
@@ -257,7 +259,8 @@ start_mgmt() {
 	from=$(log_size "$DIR/mgmt.log")
 	mapfile -t extra < <(set_args "$DIR/mgmt.set" mgmt)
 	exec_in_node mgmt "$MGMT" run --db "$DIR/mgmt.db" --listen-api "$ip:$API_PORT" \
-		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" "${extra[@]}" \
+		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" \
+		--token-file "$DIR/api.token" "${extra[@]}" \
 		>>"$DIR/mgmt.log" 2>&1 &
 	echo $! >"$DIR/mgmt.pid"
 	wait_log "$DIR/mgmt.log" "listening" "$!" "$from" ||
@@ -289,7 +292,8 @@ start_client() {
 	from=$(log_size "$DIR/client.log")
 	mkdir -p "$DIR/run"
 	exec_in_node client "$CLIENT" --mgmt "$(cat "$DIR/mgmt.url")" --key "$DIR/keel.key" \
-		--host "$(hostname)" --run-dir "$DIR/run" >>"$DIR/client.log" 2>&1 &
+		--token-file "$DIR/api.token" --host "$(hostname)" --run-dir "$DIR/run" \
+		>>"$DIR/client.log" 2>&1 &
 	echo $! >"$DIR/client.pid"
 	wait_log "$DIR/client.log" "joined the cluster" "$!" "$from" ||
 		die "keel-client did not start (log: $DIR/client.log)"
@@ -344,7 +348,9 @@ set_link() {
 }
 
 api() {
-	curl -sf --max-time 2 "$(cat "$DIR/mgmt.url")$1"
+	# The token goes in a header read from stdin, not on the command line.
+	printf 'X-Auth-Token: %s\n' "$(grep -v '^#' "$DIR/api.token" | head -1)" |
+		curl -sf --max-time 2 -H @- "$(cat "$DIR/mgmt.url")$1"
 }
 
 wait_healthy() {
@@ -378,6 +384,7 @@ cmd_up() {
 	for kv in ${SERVER_SET[@]+"${SERVER_SET[@]}"}; do echo "$kv" >>"$DIR/server.set"; done
 	[ "$NETNS" = 1 ] && netns_up
 	[ -f "$DIR/keel.key" ] || "$SRV" keygen "$DIR/keel.key" >/dev/null
+	[ -f "$DIR/api.token" ] || "$SRV" keygen "$DIR/api.token" >/dev/null
 	echo "http://$(node_ip mgmt):$API_PORT" >"$DIR/mgmt.url"
 	start_mgmt
 	for i in $(seq 1 "$SERVERS"); do
@@ -392,6 +399,7 @@ cmd_up() {
 	cat >"$DIR/cluster.env" <<EOF
 KEEL_MGMT_URL=$(cat "$DIR/mgmt.url")
 KEEL_KEY_FILE=$DIR/keel.key
+KEEL_TOKEN_FILE=$DIR/api.token
 EOF
 	wait_healthy || die "cluster did not become healthy (logs in $DIR)"
 	start_client
@@ -414,7 +422,7 @@ cmd_down() {
 case "$CMD" in
 up) cmd_up ;;
 down) cmd_down ;;
-status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") "$KEELCTL" cluster status ;;
+status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") KEEL_TOKEN_FILE=$DIR/api.token "$KEELCTL" cluster status ;;
 stop-server) [ -n "$ARG" ] || usage 2; stop_pid "$DIR/server$ARG.pid" "$SIG" ;;
 start-server) [ -n "$ARG" ] || usage 2; SERVERS=$(cat "$DIR/servers"); start_server "$ARG" ;;
 stop-mgmt) stop_pid "$DIR/mgmt.pid" "$SIG" ;;
