@@ -7,6 +7,7 @@
 #                       [--build DIR] [--object-size SIZE] [--journal-size SIZE]
 #                       [--port-base PORT] [--subnet A.B.C]
 #                       [--mgmt-set KEY=VALUE]... [--server-set KEY=VALUE]...
+#                       [--client-set KEY=VALUE]...
 #   local-cluster.sh down [--dir DIR]
 #   local-cluster.sh status [--dir DIR]
 #   local-cluster.sh stop-server ID [--dir DIR] [--signal SIG]
@@ -39,7 +40,8 @@
 # subnet (10.77.C.0/24, C derived from DIR unless --subnet) and namespace
 # names. --mgmt-set KEY=VALUE passes `--set mgmt.KEY=VALUE` to keel-mgmt,
 # --server-set KEY=VALUE passes `--set server.KEY=VALUE` to every keel-server
-# (kept in DIR for start-server); a KEY with a dot names its own section
+# (kept in DIR for start-server), --client-set KEY=VALUE `--set
+# client.KEY=VALUE` to keel-client; a KEY with a dot names its own section
 # (--server-set fault.msg_drop_every=5000). NODE is mgmt, client or sI.
 # `stop-server` waits for the process to exit (SIGKILL after 10 s unless SIG
 # is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
@@ -69,9 +71,10 @@ PORT_BASE=
 SUBNET=
 MGMT_SET=()
 SERVER_SET=()
+CLIENT_SET=()
 
 usage() {
-	sed -n '4,43p' "$SELF" | sed 's/^# \{0,1\}//'
+	sed -n '4,51p' "$SELF" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -89,6 +92,7 @@ while [ $# -gt 0 ]; do
 	--subnet) SUBNET=$2; shift 2 ;;
 	--mgmt-set) MGMT_SET+=("$2"); shift 2 ;;
 	--server-set) SERVER_SET+=("$2"); shift 2 ;;
+	--client-set) CLIENT_SET+=("$2"); shift 2 ;;
 	--) shift; EXEC=("$@"); break ;;
 	-h|--help) usage 0 ;;
 	-*) echo "local-cluster.sh: unknown option $1" >&2; usage 2 ;;
@@ -286,14 +290,15 @@ start_server() {
 
 # keel-client for this host; in the client node's namespace with --netns.
 start_client() {
-	local from
+	local from extra=()
 	[ -f "$DIR/client.pid" ] && alive "$(cat "$DIR/client.pid")" &&
 		die "keel-client is already running"
 	from=$(log_size "$DIR/client.log")
 	mkdir -p "$DIR/run"
+	mapfile -t extra < <(set_args "$DIR/client.set" client)
 	exec_in_node client "$CLIENT" --mgmt "$(cat "$DIR/mgmt.url")" --key "$DIR/keel.key" \
 		--token-file "$DIR/api.token" --host "$(hostname)" --run-dir "$DIR/run" \
-		>>"$DIR/client.log" 2>&1 &
+		${extra[@]+"${extra[@]}"} >>"$DIR/client.log" 2>&1 &
 	echo $! >"$DIR/client.pid"
 	wait_log "$DIR/client.log" "joined the cluster" "$!" "$from" ||
 		die "keel-client did not start (log: $DIR/client.log)"
@@ -380,8 +385,10 @@ cmd_up() {
 	echo "$NET" >"$DIR/subnet"
 	: >"$DIR/mgmt.set"
 	: >"$DIR/server.set"
+	: >"$DIR/client.set"
 	for kv in ${MGMT_SET[@]+"${MGMT_SET[@]}"}; do echo "$kv" >>"$DIR/mgmt.set"; done
 	for kv in ${SERVER_SET[@]+"${SERVER_SET[@]}"}; do echo "$kv" >>"$DIR/server.set"; done
+	for kv in ${CLIENT_SET[@]+"${CLIENT_SET[@]}"}; do echo "$kv" >>"$DIR/client.set"; done
 	[ "$NETNS" = 1 ] && netns_up
 	[ -f "$DIR/keel.key" ] || "$SRV" keygen "$DIR/keel.key" >/dev/null
 	[ -f "$DIR/api.token" ] || "$SRV" keygen "$DIR/api.token" >/dev/null

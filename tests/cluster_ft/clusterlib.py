@@ -100,7 +100,7 @@ def _port_base():
 
 class Cluster:
     def __init__(self, tools, tmp, servers=3, netns=False, size="1G", mgmt_set=(),
-                 server_set=()):
+                 server_set=(), client_set=()):
         self.t = tools
         self.dir = os.path.join(tmp, "cluster")
         self.nservers = servers
@@ -108,6 +108,7 @@ class Cluster:
         self.size = size
         self.mgmt_set = list(mgmt_set)
         self.server_set = list(server_set)
+        self.client_set = list(client_set)
         if os.environ.get("KEEL_SERVER_LOG"):
             self.server_set.append("log_level=" + os.environ["KEEL_SERVER_LOG"])
         self.url = None
@@ -134,6 +135,8 @@ class Cluster:
             args += ["--mgmt-set", kv]
         for kv in self.server_set:
             args += ["--server-set", kv]
+        for kv in self.client_set:
+            args += ["--client-set", kv]
         self.running = True
         out = self.lc(*args, timeout=180)
         self.url = out.strip().splitlines()[-1]
@@ -175,11 +178,12 @@ class Cluster:
         return list(args)
 
     # REST
-    def api_raw(self, path, method="GET", body=None, timeout=5.0, token=True):
+    def api_raw(self, path, method="GET", body=None, timeout=5.0, token=True, headers=None):
         """(status, content type, body bytes) of a REST call; @token: True
-        (the cluster's), False (none) or a string to send instead."""
+        (the cluster's as X-Auth-Token), False (none) or a string to send
+        instead; @headers: more headers."""
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"}
+        headers = dict(headers or {}, **{"Content-Type": "application/json"})
         if token is True:
             headers["X-Auth-Token"] = self.token
         elif token:
