@@ -405,7 +405,7 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 	a->seen = true;
 	if (a->state == HC_A_ACTIVE && strcmp(state, "attached")) {
 		hc_attach_report(a);
-	} else if (a->state == HC_A_ACTIVE && d->set.stats_ms &&
+	} else if (a->state == HC_A_ACTIVE && d->set.stats_ms && hc_mgmt_takes_io(d->mgmt) &&
 		   reactor_now_ns() >= a->stats_at_ns) {
 		hc_attach_report(a); /* the I/O counters, every stats_ms */
 	} else if (a->state == HC_A_FAILED) {

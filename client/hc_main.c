@@ -159,11 +159,15 @@ static int hc_set(struct hc_settings *s, const char *key, const char *value)
 static int hc_parse(int argc, char **argv, struct hc_settings *s)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},  {"mgmt", required_argument, NULL, 'M'},
-		{"host", required_argument, NULL, 'H'},	   {"run-dir", required_argument, NULL, 'r'},
-		{"key", required_argument, NULL, 'k'},	   {"set", required_argument, NULL, 'S'},
+		{"config", required_argument, NULL, 'c'},
+		{"mgmt", required_argument, NULL, 'M'},
+		{"host", required_argument, NULL, 'H'},
+		{"run-dir", required_argument, NULL, 'r'},
+		{"key", required_argument, NULL, 'k'},
+		{"set", required_argument, NULL, 'S'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},
 		{"token-file", required_argument, NULL, 't'},
-		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	static const struct {
@@ -171,8 +175,7 @@ static int hc_parse(int argc, char **argv, struct hc_settings *s)
 		const char *key;
 	} direct[] = {
 		{'M', "client.mgmt_url"}, {'H', "client.host"},	     {'r', "client.run_dir"},
-		{'k', "client.key_file"}, {'L', "client.log_level"},
-		{'t', "client.token_file"},
+		{'k', "client.key_file"}, {'L', "client.log_level"}, {'t', "client.token_file"},
 	};
 	char err[CFG_ERR_LEN];
 	const char *config = NULL;

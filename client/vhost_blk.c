@@ -81,7 +81,7 @@ struct vhost_req {
 	uint16_t head;
 	uint32_t gen; /* queue generation at pop: a restarted ring drops us */
 	uint32_t seg;
-	uint64_t start_ns; /* taken off the ring */
+	uint64_t start_ns;	/* taken off the ring */
 	struct vhost_req *next; /* free list or wait list */
 	struct virtio_blk_req br;
 	struct iovec iov[VHOST_VRING_MAX_IOV];

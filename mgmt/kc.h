@@ -22,9 +22,9 @@ enum {
 
 struct kc_ctx {
 	const char *url;
-	bool json;	       /* -f json */
-	const char *token_arg; /* --token */
-	const char *token_file; /* --token-file */
+	bool json;		      /* -f json */
+	const char *token_arg;	      /* --token */
+	const char *token_file;	      /* --token-file */
 	char token[KP_TOKEN_MAX + 1]; /* resolved (rest_token_resolve()); "" = none */
 };
 

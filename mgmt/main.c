@@ -177,7 +177,7 @@ static int run_parse(int argc, char **argv, struct mg_settings *s)
 	} direct[] = {
 		{'d', "mgmt.db"},	  {'k', "mgmt.key_file"},
 		{'a', "mgmt.listen_api"}, {'l', "mgmt.listen_cluster"},
-		{'L', "mgmt.log_level"},	  {'t', "mgmt.token_file"},
+		{'L', "mgmt.log_level"},  {'t', "mgmt.token_file"},
 	};
 	char err[256];
 	const char *config = NULL;

@@ -277,8 +277,8 @@ static void mg_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
  * is not written to the store. */
 static void mg_attach_report(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"generation", "state", "vhost_socket", "nbd_uri",
-					    "error", "io", NULL};
+	static const char *const known[] = {
+		"generation", "state", "vhost_socket", "nbd_uri", "error", "io", NULL};
 	const char *state = NULL, *sock = "", *uri = "", *error = "";
 	char err[MG_API_ERR_LEN];
 	struct mg_io_counters io;

@@ -47,7 +47,8 @@ int mg_auth_init(struct mg_auth *a, const struct mg_settings *s, char *err, size
 	if (!s->token_file[0]) {
 		snprintf(err, errlen,
 			 "mgmt.auth = token needs mgmt.token_file (a file of mode 0600 with one "
-			 "token a line, e.g. from 'keel-server keygen FILE'), or mgmt.auth = noauth");
+			 "token a line, e.g. from 'keel-server keygen FILE'), or mgmt.auth = "
+			 "noauth");
 		return -EINVAL;
 	}
 	ret = kp_tokens_load(s->token_file, &t, err, errlen);

@@ -187,8 +187,8 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 	}
 	if (!strcmp(url, "/metrics")) {
 		if (strcmp(method, "GET")) {
-			snprintf(err, sizeof(err), "method %s not allowed on /metrics (allowed: GET)",
-				 method);
+			snprintf(err, sizeof(err),
+				 "method %s not allowed on /metrics (allowed: GET)", method);
 			return mg_http_error(conn, &hr->api, -EOPNOTSUPP, err, "GET");
 		}
 		hr->msg.fn = mg_http_on_reactor_metrics;

@@ -269,8 +269,9 @@ static int token_line(const char *path, unsigned int lineno, const char *line, s
 		return 0;
 	}
 	if (len < KP_TOKEN_MIN || len > KP_TOKEN_MAX) {
-		snprintf(err, errlen, "token file %s:%u: a token is %d..%d characters, this one %zu",
-			 path, lineno, KP_TOKEN_MIN, KP_TOKEN_MAX, len);
+		snprintf(err, errlen,
+			 "token file %s:%u: a token is %d..%d characters, this one %zu", path,
+			 lineno, KP_TOKEN_MIN, KP_TOKEN_MAX, len);
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < len; i++) {

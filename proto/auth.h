@@ -65,10 +65,10 @@ bool kp_auth_verify(const struct kp_key *key, enum kp_auth_role role,
 
 /* ---- REST API tokens (keel-mgmt's token_file; keelctl, keel-client) ---- */
 
-#define KP_TOKEN_MIN	   16
-#define KP_TOKEN_MAX	   128
-#define KP_TOKENS_MAX	   16
-#define KP_TOKEN_FILE_MAX  8192
+#define KP_TOKEN_MIN	  16
+#define KP_TOKEN_MAX	  128
+#define KP_TOKENS_MAX	  16
+#define KP_TOKEN_FILE_MAX 8192
 
 struct kp_tokens {
 	unsigned int n;

@@ -66,9 +66,8 @@ static void test_tokens_load_ok(void **state)
 	assert_int_equal(t.n, 1);
 	assert_string_equal(t.tok[0], TOK_A);
 	/* no final newline, CRLF, comments, blank lines, trailing blanks */
-	assert_int_equal(load("# api tokens\n\n" TOK_A " \t\r\n\r\n" TOK_B, 0400, &t, err,
-			      sizeof(err)),
-			 0);
+	assert_int_equal(
+		load("# api tokens\n\n" TOK_A " \t\r\n\r\n" TOK_B, 0400, &t, err, sizeof(err)), 0);
 	assert_int_equal(t.n, 2);
 	assert_string_equal(t.tok[0], TOK_A);
 	assert_string_equal(t.tok[1], TOK_B);
@@ -93,14 +92,15 @@ static void test_tokens_mode_refused(void **state)
 static void test_tokens_bad_content(void **state)
 {
 	static const char *const bad[] = {
-		"",				      /* nothing */
-		"\n\n# only comments\n",	      /* no token */
-		"short\n",			      /* under 16 */
-		"0123456789abcde\n",		      /* 15 */
-		TOK_A " " TOK_A "\n",		      /* a space inside */
-		"0123456789abcdef\x01\n",	      /* control character */
-		"0123456789abcdef\xc3\xa9\n",	      /* not ASCII */
-		TOK_A "\n" "x\n",		      /* one good, one bad */
+		"",			      /* nothing */
+		"\n\n# only comments\n",      /* no token */
+		"short\n",		      /* under 16 */
+		"0123456789abcde\n",	      /* 15 */
+		TOK_A " " TOK_A "\n",	      /* a space inside */
+		"0123456789abcdef\x01\n",     /* control character */
+		"0123456789abcdef\xc3\xa9\n", /* not ASCII */
+		TOK_A "\n"
+		      "x\n", /* one good, one bad */
 	};
 	char big[KP_TOKEN_MAX + 3], many[(KP_TOKENS_MAX + 1) * 40];
 	struct kp_tokens t;
@@ -201,9 +201,8 @@ static void test_check(void **state)
 	assert_int_equal(mg_auth_check(&a, "GET", "/v1/volumes", NULL, NULL), -ENOKEY);
 	assert_int_equal(mg_auth_check(&a, "GET", "/v1/volumes", TOK_A, NULL), 0);
 	assert_int_equal(mg_auth_check(&a, "GET", "/v1/volumes", TOK_B, NULL), 0);
-	assert_int_equal(mg_auth_check(&a, "PUT", "/v1/hosts/h/attachments/v", NULL,
-				       "Bearer " TOK_B),
-			 0);
+	assert_int_equal(
+		mg_auth_check(&a, "PUT", "/v1/hosts/h/attachments/v", NULL, "Bearer " TOK_B), 0);
 	assert_int_equal(mg_auth_check(&a, "GET", "/v1/volumes", "nope", NULL), -EKEYREJECTED);
 	/* X-Auth-Token decides even when a good Bearer follows */
 	assert_int_equal(mg_auth_check(&a, "GET", "/v1/volumes", "nope", "Bearer " TOK_A),
@@ -306,9 +305,8 @@ static void test_resolve(void **state)
 	unsetenv("KEEL_TOKEN");
 	unsetenv("KEEL_TOKEN_FILE");
 	/* explicit token, then file, then $KEEL_TOKEN, then $KEEL_TOKEN_FILE */
-	assert_int_equal(rest_token_resolve("given-token", fa_path, out, sizeof(out), err,
-					    sizeof(err)),
-			 0);
+	assert_int_equal(
+		rest_token_resolve("given-token", fa_path, out, sizeof(out), err, sizeof(err)), 0);
 	assert_string_equal(out, "given-token");
 	setenv("KEEL_TOKEN", "env-token", 1);
 	setenv("KEEL_TOKEN_FILE", fb_path, 1);
@@ -328,9 +326,9 @@ static void test_resolve(void **state)
 			 -EPERM);
 	unsetenv("KEEL_TOKEN_FILE");
 	/* tokens that cannot go in a header */
-	assert_int_equal(rest_token_resolve("a\r\nX-Evil: 1", NULL, out, sizeof(out), err,
-					    sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+		rest_token_resolve("a\r\nX-Evil: 1", NULL, out, sizeof(out), err, sizeof(err)),
+		-EINVAL);
 	assert_int_equal(rest_token_resolve("a b", NULL, out, sizeof(out), err, sizeof(err)),
 			 -EINVAL);
 }
