@@ -113,7 +113,7 @@ done
 # drive file, so both sides are compared without device flushes.
 URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" \
 	--server-set flush_mode=none | tail -1)
-export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
+export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
 "$KEELCTL" volume create bench --size "$SPAN" >/dev/null
 ATT=$("$KEELCTL" -f json volume attach bench --nbd)
 KEEL_VHOST=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["vhost_socket"])' "$ATT")

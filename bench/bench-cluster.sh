@@ -91,7 +91,7 @@ for i in $(seq 1 "$SERVERS"); do
 done
 URL=$("$LC" up --dir "$DIR" --servers "$SERVERS" --build "$BUILD" --port-base "$PORT_BASE" \
 	--server-set "flush_mode=$FLUSH" | tail -1)
-export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
+export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
 "$KEELCTL" volume create bench --size "$SPAN" >/dev/null
 
 # keel-bench on the volume; CPU = the servers' (from /proc) + keel-bench's own.

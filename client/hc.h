@@ -19,6 +19,7 @@
 #include "client/libkeel.h"
 #include "common/reactor.h"
 #include "common/rsignal.h"
+#include "proto/auth.h"
 
 #define HC_NAME_LEN 64
 #define HC_PATH_LEN 256
@@ -35,6 +36,8 @@ struct hc_settings {
 	char vhost_user[HC_NAME_LEN];
 	char vhost_group[HC_NAME_LEN];
 	int log_level; /* enum klog_level */
+	char token_file[HC_PATH_LEN]; /* REST API token; "" = rest_token_resolve()'s default */
+	uint32_t stats_ms;	      /* I/O counters to mgmt this often; 0 = never */
 };
 
 /* A blk_dev over an open libkeel volume (blk_keel.c). The volume must
@@ -48,12 +51,16 @@ struct hc_mgmt;
 /* Start the worker: every @poll_ms (and right after a report) it GETs
  * /v1/hosts/{host}/attachments and calls @on_list on the reactor thread
  * with the JSON array (owned by the callee) or NULL and a message when mgmt
- * could not be asked. 0 or -errno (thread creation). */
-int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
+ * could not be asked. Every call sends @token (copied; "" = none) as
+ * X-Auth-Token. 0 or -errno (thread creation). */
+int hc_mgmt_start(struct reactor *r, const struct hc_settings *set, const char *token,
 		  void (*on_list)(void *arg, json_t *list, const char *err), void *arg,
 		  struct hc_mgmt **out);
 /* Queue a PUT /v1/hosts/{host}/attachments/{volume} of @body (taken). */
 void hc_mgmt_report(struct hc_mgmt *m, const char *volume, json_t *body);
+/* False once mgmt refused a report's "io" member (a keel-mgmt older than
+ * the I/O counters): reports go without it from then on. Any thread. */
+bool hc_mgmt_takes_io(struct hc_mgmt *m);
 /* Ask for a poll now (after a detach finished, say). */
 void hc_mgmt_kick(struct hc_mgmt *m);
 /* Stop and join the worker; lists it posted but the reactor has not run
@@ -84,6 +91,7 @@ struct hc_attach {
 	bool shrink_warned;   /* logged that a shrink waits for the next attach */
 	unsigned int closing; /* exports not yet closed */
 	uint64_t retry_at_ns;
+	uint64_t stats_at_ns; /* next report of the I/O counters (ACTIVE) */
 	struct keel_volume *vol;
 	struct blk_dev *dev;
 	struct vhost_blk *vb;
@@ -111,6 +119,7 @@ struct hc_daemon {
 	bool reap_queued;
 	uid_t allow_uid;
 	gid_t allow_gid;
+	char token[KP_TOKEN_MAX + 1]; /* REST API token; "" = none */
 };
 
 /* Converge on mgmt's list of this host's attachments (@list: JSON array,

@@ -46,6 +46,32 @@ static void hc_attach_set_state(struct hc_attach *a, enum hc_attach_state s)
 	a->state = s;
 }
 
+/* The exports' counters, summed, as mgmt's "io" member (docs/api.md). */
+static json_t *hc_attach_io_json(const struct hc_attach *a)
+{
+	struct vhost_blk_stats vs = {0};
+	struct nbd_server_stats ns = {0};
+
+	if (a->vb) {
+		vhost_blk_get_stats(a->vb, &vs);
+	}
+	if (a->nbd_srv) {
+		nbd_server_get_stats(a->nbd_srv, &ns);
+	}
+	/* JSON integers are signed 64-bit: counters stay far below 2^63. */
+	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "read_ops",
+			 (json_int_t)(vs.reads + ns.reads), "read_bytes",
+			 (json_int_t)(vs.bytes_read + ns.bytes_read), "read_usec",
+			 (json_int_t)((vs.read_ns + ns.read_ns) / 1000), "write_ops",
+			 (json_int_t)(vs.writes + ns.writes), "write_bytes",
+			 (json_int_t)(vs.bytes_written + ns.bytes_written), "write_usec",
+			 (json_int_t)((vs.write_ns + ns.write_ns) / 1000), "flush_ops",
+			 (json_int_t)(vs.flushes + ns.flushes), "discard_ops",
+			 (json_int_t)(vs.discards + ns.trims), "write_zeroes_ops",
+			 (json_int_t)(vs.write_zeroes + ns.write_zeroes), "errors",
+			 (json_int_t)(vs.io_errors + ns.io_errors));
+}
+
 static void hc_attach_report(struct hc_attach *a)
 {
 	struct hc_daemon *d = a->d;
@@ -55,6 +81,10 @@ static void hc_attach_report(struct hc_attach *a)
 		body = json_pack("{s:I,s:s,s:s,s:s}", "generation", (json_int_t)a->generation,
 				 "state", "attached", "vhost_socket", a->vhost_path, "nbd_uri",
 				 a->nbd_uri);
+		if (body && d->set.stats_ms && d->mgmt && hc_mgmt_takes_io(d->mgmt)) {
+			json_object_set_new(body, "io", hc_attach_io_json(a));
+			a->stats_at_ns = reactor_now_ns() + (uint64_t)d->set.stats_ms * 1000000ull;
+		}
 	} else {
 		body = json_pack("{s:I,s:s,s:s}", "generation", (json_int_t)a->generation, "state",
 				 "error", "error", a->error);
@@ -412,6 +442,9 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 	}
 	if (a->state == HC_A_ACTIVE && strcmp(state, "attached")) {
 		hc_attach_report(a);
+	} else if (a->state == HC_A_ACTIVE && d->set.stats_ms && hc_mgmt_takes_io(d->mgmt) &&
+		   reactor_now_ns() >= a->stats_at_ns) {
+		hc_attach_report(a); /* the I/O counters, every stats_ms */
 	} else if (a->state == HC_A_FAILED) {
 		if (reactor_now_ns() >= a->retry_at_ns) {
 			hc_attach_open(a);

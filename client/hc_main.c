@@ -18,6 +18,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "proto/auth.h"
+#include "proto/rest.h"
 
 enum { HC_EXIT_OK = 0, HC_EXIT_RUNTIME = 1, HC_EXIT_USAGE = 2 };
 
@@ -56,6 +57,11 @@ static const struct cfg_opt hc_opts[] = {
 	       "group allowed on the vhost sockets (their group), e.g. kvm"),
 	HC_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", hc_log_levels,
 	       "error, warn, info or debug"),
+	HC_OPT("token_file", CFG_STR, token_file, 0, 0, "", NULL,
+	       "keel-mgmt API token file, mode 0600 (default $KEEL_TOKEN_FILE, else "
+	       "/etc/keel/api.token if present; $KEEL_TOKEN overrides both)"),
+	HC_OPT("stats_ms", CFG_U32, stats_ms, 0, 3600000, "10000", NULL,
+	       "how often each attachment's I/O counters go to mgmt (/metrics); 0: never"),
 };
 static const size_t hc_nopts = sizeof(hc_opts) / sizeof(hc_opts[0]);
 
@@ -95,6 +101,7 @@ static const char hc_help[] =
 	"    --host NAME        same as --set client.host=NAME\n"
 	"    --run-dir DIR      same as --set client.run_dir=DIR\n"
 	"    --key FILE         same as --set client.key_file=FILE\n"
+	"    --token-file FILE  same as --set client.token_file=FILE\n"
 	"    --log-level LEVEL  same as --set client.log_level=LEVEL\n"
 	"    --set S.KEY=VALUE  set any configuration key\n"
 	"    -h, --help         this page\n"
@@ -152,10 +159,15 @@ static int hc_set(struct hc_settings *s, const char *key, const char *value)
 static int hc_parse(int argc, char **argv, struct hc_settings *s)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},  {"mgmt", required_argument, NULL, 'M'},
-		{"host", required_argument, NULL, 'H'},	   {"run-dir", required_argument, NULL, 'r'},
-		{"key", required_argument, NULL, 'k'},	   {"set", required_argument, NULL, 'S'},
-		{"log-level", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
+		{"config", required_argument, NULL, 'c'},
+		{"mgmt", required_argument, NULL, 'M'},
+		{"host", required_argument, NULL, 'H'},
+		{"run-dir", required_argument, NULL, 'r'},
+		{"key", required_argument, NULL, 'k'},
+		{"set", required_argument, NULL, 'S'},
+		{"log-level", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},
+		{"token-file", required_argument, NULL, 't'},
 		{NULL, 0, NULL, 0},
 	};
 	static const struct {
@@ -163,7 +175,7 @@ static int hc_parse(int argc, char **argv, struct hc_settings *s)
 		const char *key;
 	} direct[] = {
 		{'M', "client.mgmt_url"}, {'H', "client.host"},	     {'r', "client.run_dir"},
-		{'k', "client.key_file"}, {'L', "client.log_level"},
+		{'k', "client.key_file"}, {'L', "client.log_level"}, {'t', "client.token_file"},
 	};
 	char err[CFG_ERR_LEN];
 	const char *config = NULL;
@@ -343,6 +355,7 @@ static void hc_cluster_connect(struct hc_daemon *d)
 		.key_file = d->set.key_file,
 		.name = "keel-client",
 		.io_timeout_ms = d->set.io_timeout_ms,
+		.api_token = d->token,
 	};
 	int rc;
 
@@ -414,6 +427,17 @@ int main(int argc, char **argv)
 		}
 		explicit_bzero(&key, sizeof(key));
 	}
+	{
+		char err[512];
+
+		/* $KEEL_TOKEN (if set) wins over the default file, not over a
+		 * token_file given in the configuration. */
+		if (rest_token_resolve(NULL, d.set.token_file, d.token, sizeof(d.token), err,
+				       sizeof(err))) {
+			fprintf(stderr, "keel-client: %s\n", err);
+			return HC_EXIT_USAGE;
+		}
+	}
 	/* 0755: QEMU's user must reach the sockets; each is 0660 and checked
 	 * with SO_PEERCRED. */
 	if (mkdir(d.set.run_dir, 0755) && errno != EEXIST) {
@@ -435,7 +459,7 @@ int main(int argc, char **argv)
 	log_info("host %s, mgmt %s, sockets in %s, %u queues per device", d.set.host,
 		 d.set.mgmt_url, d.set.run_dir, d.set.num_queues);
 	hc_cluster_connect(&d);
-	ret = hc_mgmt_start(d.r, &d.set, hc_on_list, &d, &d.mgmt);
+	ret = hc_mgmt_start(d.r, &d.set, d.token, hc_on_list, &d, &d.mgmt);
 	if (ret) {
 		fprintf(stderr, "keel-client: mgmt worker: %s\n", strerror(-ret));
 		return HC_EXIT_RUNTIME;

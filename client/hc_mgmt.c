@@ -16,12 +16,14 @@
 
 #include "client/hc.h"
 #include "common/log.h"
+#include "proto/auth.h"
 #include "proto/rest.h"
 
 struct hc_report {
 	struct hc_report *next;
 	char volume[HC_NAME_LEN];
 	char *body; /* JSON text */
+	bool has_io; /* carries the I/O counters */
 };
 
 /* Carries the callback itself, not the worker: it may run after
@@ -45,6 +47,8 @@ struct hc_mgmt {
 	struct hc_report *reports, **reports_tail; /* FIFO */
 	bool kicked;
 	bool stop;
+	bool no_io; /* atomic: mgmt refused "io" (older keel-mgmt) */
+	char token[KP_TOKEN_MAX + 1];
 	char *ehost; /* the host name URL-escaped (curl_free) */
 	char list_path[HC_PATH_LEN];
 };
@@ -67,12 +71,21 @@ static void hc_mgmt_send_report(struct hc_mgmt *mg, struct hc_report *rep)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/hosts/%s/attachments/%s", mg->ehost, evol);
-	if (rest_call(mg->set->mgmt_url, "PUT", path, rep->body, &resp, err, sizeof(err))) {
+	if (rest_call(mg->set->mgmt_url, mg->token, "PUT", path, rep->body, &resp, err,
+		      sizeof(err))) {
 		/* The next poll shows mgmt without our state: reported again. */
 		log_debug("report on %s not delivered: %s", rep->volume, err);
 		goto out;
 	}
-	if (resp.status == 409) {
+	if (resp.status == 400 && rep->has_io &&
+	    strstr(rest_resp_error(&resp, buf, sizeof(buf)), "'io'")) {
+		/* An older keel-mgmt: the state goes again without the
+		 * counters on the next poll, which shows it unchanged. */
+		if (!__atomic_exchange_n(&mg->no_io, true, __ATOMIC_RELAXED)) {
+			log_warn("mgmt does not take I/O counters (%s): not reporting them",
+				 rest_resp_error(&resp, buf, sizeof(buf)));
+		}
+	} else if (resp.status == 409) {
 		log_info("volume %s: attachment changed at mgmt while reporting (%s)",
 			 rep->volume, rest_resp_error(&resp, buf, sizeof(buf)));
 	} else if (resp.status >= 300) {
@@ -96,12 +109,16 @@ static void hc_mgmt_poll(struct hc_mgmt *mg)
 	lm->on_list = mg->on_list;
 	lm->arg = mg->arg;
 	lm->m.fn = hc_list_deliver;
-	if (rest_call(mg->set->mgmt_url, "GET", mg->list_path, NULL, &resp, lm->err,
+	if (rest_call(mg->set->mgmt_url, mg->token, "GET", mg->list_path, NULL, &resp, lm->err,
 		      sizeof(lm->err))) {
 		reactor_post(mg->r, &lm->m);
 		return;
 	}
-	if (resp.status != 200 || !json_is_array(resp.json)) {
+	if (resp.status == 401) {
+		snprintf(lm->err, sizeof(lm->err),
+			 "GET %s: keel-mgmt refused the API token (%s; client.token_file)",
+			 mg->list_path, mg->token[0] ? "wrong token" : "none given");
+	} else if (resp.status != 200 || !json_is_array(resp.json)) {
 		snprintf(lm->err, sizeof(lm->err), "GET %s: %s", mg->list_path,
 			 rest_resp_error(&resp, buf, sizeof(buf)));
 	} else {
@@ -151,7 +168,7 @@ static void *hc_mgmt_thread(void *arg)
 	return NULL;
 }
 
-int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
+int hc_mgmt_start(struct reactor *r, const struct hc_settings *set, const char *token,
 		  void (*on_list)(void *arg, json_t *list, const char *err), void *arg,
 		  struct hc_mgmt **out)
 {
@@ -170,6 +187,7 @@ int hc_mgmt_start(struct reactor *r, const struct hc_settings *set,
 	snprintf(mg->list_path, sizeof(mg->list_path), "/v1/hosts/%s/attachments", mg->ehost);
 	mg->r = r;
 	mg->set = set;
+	snprintf(mg->token, sizeof(mg->token), "%s", token);
 	mg->on_list = on_list;
 	mg->arg = arg;
 	mg->reports_tail = &mg->reports;
@@ -196,6 +214,7 @@ void hc_mgmt_report(struct hc_mgmt *mg, const char *volume, json_t *body)
 
 	if (rep) {
 		rep->body = json_dumps(body, JSON_COMPACT);
+		rep->has_io = json_object_get(body, "io") != NULL;
 	}
 	json_decref(body);
 	if (!rep || !rep->body) {
@@ -209,6 +228,11 @@ void hc_mgmt_report(struct hc_mgmt *mg, const char *volume, json_t *body)
 	mg->reports_tail = &rep->next;
 	pthread_cond_signal(&mg->cond);
 	pthread_mutex_unlock(&mg->lock);
+}
+
+bool hc_mgmt_takes_io(struct hc_mgmt *mg)
+{
+	return !__atomic_load_n(&mg->no_io, __ATOMIC_RELAXED);
 }
 
 void hc_mgmt_kick(struct hc_mgmt *mg)
@@ -236,5 +260,6 @@ void hc_mgmt_stop(struct hc_mgmt *mg)
 	pthread_cond_destroy(&mg->cond);
 	pthread_mutex_destroy(&mg->lock);
 	curl_free(mg->ehost);
+	explicit_bzero(mg->token, sizeof(mg->token));
 	free(mg);
 }

@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "client/kl_int.h"
 #include "common/bufpool.h"
@@ -17,6 +18,7 @@
 #include "common/log.h"
 #include "common/xport.h"
 #include "proto/keel.pb-c.h"
+#include "proto/rest.h"
 
 #define KL_DEFAULT_MGMT_URL "http://127.0.0.1:8776"
 #define KL_DEFAULT_KEY_FILE "/etc/keel/keel.key"
@@ -543,10 +545,11 @@ static void url_host(const char *url, char *host, size_t len)
 	host[n] = 0;
 }
 
-static int rest_cluster_addr(const char *base, char *out, size_t outlen)
+static int rest_cluster_addr(const char *base, const char *token, char *out, size_t outlen)
 {
 	struct kl_body body = {NULL, 0};
-	char url[512], host[128], h2[128], port[32];
+	char url[512], host[128], h2[128], port[32], auth[KP_TOKEN_MAX + 32];
+	struct curl_slist *hdrs = NULL;
 	json_error_t jerr;
 	json_t *root = NULL, *addr;
 	long code = 0;
@@ -564,6 +567,12 @@ static int rest_cluster_addr(const char *base, char *out, size_t outlen)
 	curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, rest_write);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &body);
+	if (token[0]) {
+		snprintf(auth, sizeof(auth), "X-Auth-Token: %s", token);
+		hdrs = curl_slist_append(NULL, auth);
+		OPENSSL_cleanse(auth, sizeof(auth));
+		curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hdrs);
+	}
 	cc = curl_easy_perform(cu);
 	if (cc != CURLE_OK) {
 		log_error("GET %s: %s", url, curl_easy_strerror(cc));
@@ -571,6 +580,12 @@ static int rest_cluster_addr(const char *base, char *out, size_t outlen)
 		goto out_cleanup;
 	}
 	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &code);
+	if (code == 401) {
+		log_error("GET %s: HTTP 401: keel-mgmt refused the API token (%s)", url,
+			  token[0] ? "wrong token" : "none given: set $KEEL_TOKEN_FILE");
+		ret = -EACCES;
+		goto out_cleanup;
+	}
 	if (code != 200 || !body.buf) {
 		log_error("GET %s: HTTP %ld", url, code);
 		goto out_cleanup;
@@ -594,6 +609,7 @@ out_cleanup:
 	json_decref(root);
 	free(body.buf);
 	curl_easy_cleanup(cu);
+	curl_slist_free_all(hdrs);
 	return ret;
 }
 
@@ -733,7 +749,16 @@ int keel_cluster_open(struct reactor *r, const struct keel_cluster_opts *opts,
 		if (!url || !url[0]) {
 			url = KL_DEFAULT_MGMT_URL;
 		}
-		ret = rest_cluster_addr(url, c->mg_addr, sizeof(c->mg_addr));
+		char token[KP_TOKEN_MAX + 1];
+
+		ret = rest_token_resolve(opts ? opts->api_token : NULL, NULL, token, sizeof(token),
+					 err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			goto out_free;
+		}
+		ret = rest_cluster_addr(url, token, c->mg_addr, sizeof(c->mg_addr));
+		OPENSSL_cleanse(token, sizeof(token));
 		if (ret) {
 			goto out_free;
 		}

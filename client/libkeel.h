@@ -50,6 +50,9 @@ struct keel_cluster_opts {
 	 * the cluster port via GET /v1/cluster/info. */
 	const char *mgmt_url;
 	const char *mgmt_addr; /* cluster port host:port: skips the REST lookup */
+	/* API token for that lookup (X-Auth-Token); NULL: rest_token_resolve()'s
+	 * defaults ($KEEL_TOKEN, $KEEL_TOKEN_FILE, /etc/keel/api.token). */
+	const char *api_token;
 	const char *key_file;  /* shared key, mode 0600 (default $KEEL_KEY_FILE,
 				* else /etc/keel/keel.key) */
 	const char *name;      /* client name in logs (default "libkeel") */

@@ -79,6 +79,7 @@ struct nbd_req {
 	uint8_t *buf;  /* NBD_MAX_PAYLOAD bytes of the connection's slab */
 	uint32_t got;  /* WRITE payload bytes received */
 	uint32_t sent; /* reply bytes sent */
+	uint64_t start_ns; /* header read */
 	struct iovec iov;
 	struct nbd_simple_reply reply;
 };
@@ -350,8 +351,10 @@ static void req_dev_done(void *arg, int res)
 				  q->h.offset, q->h.length, strerror(-res));
 		} else if (q->h.type == NBD_CMD_READ) {
 			s->stats.bytes_read += q->h.length;
+			s->stats.read_ns += reactor_now_ns() - q->start_ns;
 		} else if (q->h.type == NBD_CMD_WRITE) {
 			s->stats.bytes_written += q->h.length;
+			s->stats.write_ns += reactor_now_ns() - q->start_ns;
 		}
 		q->res = res;
 		req_reply(q);
@@ -753,6 +756,7 @@ static bool conn_rx_request(struct nbd_conn *c)
 	q->res = rc;
 	q->fua_flush = false;
 	q->got = 0;
+	q->start_ns = reactor_now_ns();
 	count_request(s, q);
 	if (rc) {
 		log_debug("nbd: conn %u: command %u flags %#x at %lu+%u rejected: %s", c->id,
@@ -1361,8 +1365,10 @@ int nbd_server_format_stats(const struct nbd_server_stats *st, char *buf, size_t
 			"connections %" PRIu64 " reads %" PRIu64 " writes %" PRIu64
 			" flushes %" PRIu64 " trims %" PRIu64 " write_zeroes %" PRIu64
 			" bad_requests %" PRIu64 " io_errors %" PRIu64 " protocol_errors %" PRIu64
-			" parked %" PRIu64 " bytes_read %" PRIu64 " bytes_written %" PRIu64,
+			" parked %" PRIu64 " bytes_read %" PRIu64 " bytes_written %" PRIu64
+			" read_us %" PRIu64 " write_us %" PRIu64,
 			st->connections, st->reads, st->writes, st->flushes, st->trims,
 			st->write_zeroes, st->bad_requests, st->io_errors, st->protocol_errors,
-			st->parked, st->bytes_read, st->bytes_written);
+			st->parked, st->bytes_read, st->bytes_written, st->read_ns / 1000,
+			st->write_ns / 1000);
 }

@@ -41,6 +41,9 @@ struct nbd_server_stats {
 	uint64_t protocol_errors;
 	/* Requests that waited for a device slot (-EAGAIN), started later. */
 	uint64_t parked;
+	/* Time successful reads/writes took, from their header being read to
+	 * their completion (time parked included, the reply's send not). */
+	uint64_t read_ns, write_ns;
 };
 
 /* Listen and serve @dev under the export name dev->name. 0, or -errno from

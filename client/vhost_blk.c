@@ -81,6 +81,7 @@ struct vhost_req {
 	uint16_t head;
 	uint32_t gen; /* queue generation at pop: a restarted ring drops us */
 	uint32_t seg;
+	uint64_t start_ns;	/* taken off the ring */
 	struct vhost_req *next; /* free list or wait list */
 	struct virtio_blk_req br;
 	struct iovec iov[VHOST_VRING_MAX_IOV];
@@ -437,10 +438,12 @@ static void req_complete(struct vhost_req *rq, int res)
 		case VIRTIO_BLK_OP_READ:
 			st->reads++;
 			st->bytes_read += rq->br.length;
+			st->read_ns += reactor_now_ns() - rq->start_ns;
 			break;
 		case VIRTIO_BLK_OP_WRITE:
 			st->writes++;
 			st->bytes_written += rq->br.length;
+			st->write_ns += reactor_now_ns() - rq->start_ns;
 			break;
 		case VIRTIO_BLK_OP_FLUSH:
 			st->flushes++;
@@ -582,6 +585,7 @@ static void req_begin(struct vhost_queue *q, uint16_t head)
 	rq->head = head;
 	rq->gen = q->gen;
 	rq->seg = 0;
+	rq->start_ns = reactor_now_ns();
 	rq->mem = mem_get(c->mem);
 	rc = vhost_vring_walk(&q->vr, c->mem, head, rq->iov, VHOST_VRING_MAX_IOV, &out_num,
 			      &in_num);
@@ -1663,8 +1667,9 @@ int vhost_blk_format_stats(const struct vhost_blk_stats *s, char *buf, size_t le
 			" flushes %" PRIu64 " discards %" PRIu64 " write_zeroes %" PRIu64
 			" bad_requests %" PRIu64 " io_errors %" PRIu64 " protocol_errors %" PRIu64
 			" resubmitted %" PRIu64 " get_ids %" PRIu64 " bytes_read %" PRIu64
-			" bytes_written %" PRIu64,
+			" bytes_written %" PRIu64 " read_us %" PRIu64 " write_us %" PRIu64,
 			s->connections, s->reads, s->writes, s->flushes, s->discards,
 			s->write_zeroes, s->bad_requests, s->io_errors, s->protocol_errors,
-			s->resubmitted, s->get_ids, s->bytes_read, s->bytes_written);
+			s->resubmitted, s->get_ids, s->bytes_read, s->bytes_written,
+			s->read_ns / 1000, s->write_ns / 1000);
 }

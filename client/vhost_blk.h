@@ -56,6 +56,9 @@ struct vhost_blk_stats {
 	uint64_t io_errors;	 /* completed with IOERR because the device failed */
 	uint64_t protocol_errors; /* connections closed for protocol violations */
 	uint64_t connections, resubmitted; /* inflight descriptors replayed */
+	/* Time successful reads/writes took, from being taken off the ring to
+	 * completion (the latency keel-client adds included). */
+	uint64_t read_ns, write_ns;
 };
 
 /* Create the export and start listening. 0, or -errno from socket/bind

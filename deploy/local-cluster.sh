@@ -7,6 +7,7 @@
 #                       [--build DIR] [--object-size SIZE] [--journal-size SIZE]
 #                       [--port-base PORT] [--subnet A.B.C]
 #                       [--mgmt-set KEY=VALUE]... [--server-set KEY=VALUE]...
+#                       [--client-set KEY=VALUE]...
 #   local-cluster.sh down [--dir DIR]
 #   local-cluster.sh status [--dir DIR]
 #   local-cluster.sh stop-server ID [--dir DIR] [--signal SIG]
@@ -27,7 +28,9 @@
 # cluster reports HEALTH_OK and prints the mgmt URL as its last line. With --netns, mgmt, every server and a client node each
 # get their own network namespace, joined by veth pairs to a bridge
 # (10.77.C.0/24); the host reaches them through the bridge address.
-# DIR/cluster.env holds KEEL_MGMT_URL and KEEL_KEY_FILE for other tools.
+# DIR/cluster.env holds KEEL_MGMT_URL, KEEL_KEY_FILE and KEEL_TOKEN_FILE for
+# other tools (the REST API token is DIR/api.token, next to the cluster key
+# DIR/keel.key; both mode 0600, made on the first `up`).
 # `down` stops everything `up` started (SIGTERM, then SIGKILL after 10 s),
 # and removes the namespaces; the drive files stay in DIR.
 #
@@ -37,7 +40,8 @@
 # subnet (10.77.C.0/24, C derived from DIR unless --subnet) and namespace
 # names. --mgmt-set KEY=VALUE passes `--set mgmt.KEY=VALUE` to keel-mgmt,
 # --server-set KEY=VALUE passes `--set server.KEY=VALUE` to every keel-server
-# (kept in DIR for start-server); a KEY with a dot names its own section
+# (kept in DIR for start-server), --client-set KEY=VALUE `--set
+# client.KEY=VALUE` to keel-client; a KEY with a dot names its own section
 # (--server-set fault.msg_drop_every=5000). NODE is mgmt, client or sI.
 # `stop-server` waits for the process to exit (SIGKILL after 10 s unless SIG
 # is KILL); `signal` only sends (SIGSTOP/SIGCONT for pause tests); `link`
@@ -67,9 +71,10 @@ PORT_BASE=
 SUBNET=
 MGMT_SET=()
 SERVER_SET=()
+CLIENT_SET=()
 
 usage() {
-	sed -n '4,43p' "$SELF" | sed 's/^# \{0,1\}//'
+	sed -n '4,51p' "$SELF" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -87,6 +92,7 @@ while [ $# -gt 0 ]; do
 	--subnet) SUBNET=$2; shift 2 ;;
 	--mgmt-set) MGMT_SET+=("$2"); shift 2 ;;
 	--server-set) SERVER_SET+=("$2"); shift 2 ;;
+	--client-set) CLIENT_SET+=("$2"); shift 2 ;;
 	--) shift; EXEC=("$@"); break ;;
 	-h|--help) usage 0 ;;
 	-*) echo "local-cluster.sh: unknown option $1" >&2; usage 2 ;;
@@ -257,7 +263,8 @@ start_mgmt() {
 	from=$(log_size "$DIR/mgmt.log")
 	mapfile -t extra < <(set_args "$DIR/mgmt.set" mgmt)
 	exec_in_node mgmt "$MGMT" run --db "$DIR/mgmt.db" --listen-api "$ip:$API_PORT" \
-		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" "${extra[@]}" \
+		--listen-cluster "$ip:$CLUSTER_PORT" --key "$DIR/keel.key" \
+		--token-file "$DIR/api.token" "${extra[@]}" \
 		>>"$DIR/mgmt.log" 2>&1 &
 	echo $! >"$DIR/mgmt.pid"
 	wait_log "$DIR/mgmt.log" "listening" "$!" "$from" ||
@@ -283,13 +290,15 @@ start_server() {
 
 # keel-client for this host; in the client node's namespace with --netns.
 start_client() {
-	local from
+	local from extra=()
 	[ -f "$DIR/client.pid" ] && alive "$(cat "$DIR/client.pid")" &&
 		die "keel-client is already running"
 	from=$(log_size "$DIR/client.log")
 	mkdir -p "$DIR/run"
+	mapfile -t extra < <(set_args "$DIR/client.set" client)
 	exec_in_node client "$CLIENT" --mgmt "$(cat "$DIR/mgmt.url")" --key "$DIR/keel.key" \
-		--host "$(hostname)" --run-dir "$DIR/run" >>"$DIR/client.log" 2>&1 &
+		--token-file "$DIR/api.token" --host "$(hostname)" --run-dir "$DIR/run" \
+		${extra[@]+"${extra[@]}"} >>"$DIR/client.log" 2>&1 &
 	echo $! >"$DIR/client.pid"
 	wait_log "$DIR/client.log" "joined the cluster" "$!" "$from" ||
 		die "keel-client did not start (log: $DIR/client.log)"
@@ -344,7 +353,9 @@ set_link() {
 }
 
 api() {
-	curl -sf --max-time 2 "$(cat "$DIR/mgmt.url")$1"
+	# The token goes in a header read from stdin, not on the command line.
+	printf 'X-Auth-Token: %s\n' "$(grep -v '^#' "$DIR/api.token" | head -1)" |
+		curl -sf --max-time 2 -H @- "$(cat "$DIR/mgmt.url")$1"
 }
 
 wait_healthy() {
@@ -374,10 +385,13 @@ cmd_up() {
 	echo "$NET" >"$DIR/subnet"
 	: >"$DIR/mgmt.set"
 	: >"$DIR/server.set"
+	: >"$DIR/client.set"
 	for kv in ${MGMT_SET[@]+"${MGMT_SET[@]}"}; do echo "$kv" >>"$DIR/mgmt.set"; done
 	for kv in ${SERVER_SET[@]+"${SERVER_SET[@]}"}; do echo "$kv" >>"$DIR/server.set"; done
+	for kv in ${CLIENT_SET[@]+"${CLIENT_SET[@]}"}; do echo "$kv" >>"$DIR/client.set"; done
 	[ "$NETNS" = 1 ] && netns_up
 	[ -f "$DIR/keel.key" ] || "$SRV" keygen "$DIR/keel.key" >/dev/null
+	[ -f "$DIR/api.token" ] || "$SRV" keygen "$DIR/api.token" >/dev/null
 	echo "http://$(node_ip mgmt):$API_PORT" >"$DIR/mgmt.url"
 	start_mgmt
 	for i in $(seq 1 "$SERVERS"); do
@@ -392,6 +406,7 @@ cmd_up() {
 	cat >"$DIR/cluster.env" <<EOF
 KEEL_MGMT_URL=$(cat "$DIR/mgmt.url")
 KEEL_KEY_FILE=$DIR/keel.key
+KEEL_TOKEN_FILE=$DIR/api.token
 EOF
 	wait_healthy || die "cluster did not become healthy (logs in $DIR)"
 	start_client
@@ -414,7 +429,7 @@ cmd_down() {
 case "$CMD" in
 up) cmd_up ;;
 down) cmd_down ;;
-status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") "$KEELCTL" cluster status ;;
+status) KEEL_MGMT_URL=$(cat "$DIR/mgmt.url") KEEL_TOKEN_FILE=$DIR/api.token "$KEELCTL" cluster status ;;
 stop-server) [ -n "$ARG" ] || usage 2; stop_pid "$DIR/server$ARG.pid" "$SIG" ;;
 start-server) [ -n "$ARG" ] || usage 2; SERVERS=$(cat "$DIR/servers"); start_server "$ARG" ;;
 stop-mgmt) stop_pid "$DIR/mgmt.pid" "$SIG" ;;

@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "proto/auth.h"
 #include "proto/rest.h"
 
 enum {
@@ -21,7 +22,10 @@ enum {
 
 struct kc_ctx {
 	const char *url;
-	bool json; /* -f json */
+	bool json;		      /* -f json */
+	const char *token_arg;	      /* --token */
+	const char *token_file;	      /* --token-file */
+	char token[KP_TOKEN_MAX + 1]; /* resolved (rest_token_resolve()); "" = none */
 };
 
 /* Print "keelctl: <fmt % arg>" and the help hint; KC_EXIT_USAGE. */

@@ -341,6 +341,7 @@ static int kc_keel_open(const struct kc_ctx *k, const char *key_file, const char
 		.mgmt_url = k->url,
 		.key_file = key_file,
 		.name = "keelctl",
+		.api_token = k->token,
 	};
 	char msg[256];
 	int ret;
@@ -421,7 +422,7 @@ static int kc_volume_exists(const struct kc_ctx *k, const char *name, struct res
 	char path[512], err[256];
 
 	if (kc_name_path("/v1/volumes/", name, path, sizeof(path)) ||
-	    rest_call(k->url, "GET", path, NULL, r, err, sizeof(err))) {
+	    rest_call(k->url, k->token, "GET", path, NULL, r, err, sizeof(err))) {
 		return KC_EXIT_ERR;
 	}
 	if (r->status != 200) {

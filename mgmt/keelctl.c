@@ -20,7 +20,8 @@ static const char kc_help_main[] =
 	"    keelctl - manage a Keel cluster through keel-mgmt's REST API\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    keelctl [--mgmt URL] [-f table|json] COMMAND [ARGS...]\n"
+	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json]\n"
+	"            COMMAND [ARGS...]\n"
 	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|pg]\n"
 	"\n"
 	"COMMANDS\n"
@@ -47,6 +48,12 @@ static const char kc_help_main[] =
 	"OPTIONS\n"
 	"    --mgmt URL      keel-mgmt REST URL; default $KEEL_MGMT_URL, else\n"
 	"                    " KC_DEFAULT_URL "\n"
+	"    --token TOKEN   API token (sent as X-Auth-Token); default $KEEL_TOKEN\n"
+	"    --token-file FILE\n"
+	"                    read the token from FILE (mode 0600, first token line);\n"
+	"                    default $KEEL_TOKEN_FILE, else " REST_TOKEN_FILE_DEFAULT "\n"
+	"                    when it exists. No token at all: for a keel-mgmt with\n"
+	"                    mgmt.auth = noauth.\n"
 	"    -f, --format F  table (default: aligned columns with a header) or json\n"
 	"                    (the API's JSON as is, one document)\n"
 	"    -h, --help      this page\n"
@@ -54,11 +61,14 @@ static const char kc_help_main[] =
 	"    SIZE takes the suffixes K, M, G, T (powers of 1024), e.g. 10G.\n"
 	"\n"
 	"EXIT STATUS\n"
-	"    0 success; 1 the request failed (one line on stderr says why);\n"
-	"    2 usage error.\n"
+	"    0 success; 1 the request failed (one line on stderr says why; a\n"
+	"    missing or wrong token is \"keel-mgmt ... refused the API token\");\n"
+	"    2 usage error, or a token file that cannot be used.\n"
 	"\n"
 	"ENVIRONMENT\n"
 	"    KEEL_MGMT_URL   default for --mgmt\n"
+	"    KEEL_TOKEN      default for --token\n"
+	"    KEEL_TOKEN_FILE default for --token-file\n"
 	"\n"
 	"EXAMPLES\n"
 	"    keelctl volume create db1 --size 100G\n"
@@ -196,9 +206,18 @@ int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	int ret;
 
-	ret = rest_call(k->url, method, path, text, out, err, sizeof(err));
+	ret = rest_call(k->url, k->token, method, path, text, out, err, sizeof(err));
 	free(text);
 	if (ret) {
+		return kc_fail(err);
+	}
+	if (out->status == 401) {
+		snprintf(err, sizeof(err),
+			 "keel-mgmt at %s refused the API token: %s (give --token, --token-file, "
+			 "$KEEL_TOKEN or $KEEL_TOKEN_FILE; default file %s)",
+			 k->url, k->token[0] ? "wrong token" : "no token given",
+			 REST_TOKEN_FILE_DEFAULT);
+		rest_resp_free(out);
 		return kc_fail(err);
 	}
 	if (out->status >= 300) {
@@ -739,7 +758,16 @@ static int kc_take_global(struct kc_ctx *k, int *argc, char **argv)
 			k->url = a + 7;
 			continue;
 		}
-		if (strcmp(a, "--mgmt") && strcmp(a, "-f") && strcmp(a, "--format")) {
+		if (!strncmp(a, "--token=", 8)) {
+			k->token_arg = a + 8;
+			continue;
+		}
+		if (!strncmp(a, "--token-file=", 13)) {
+			k->token_file = a + 13;
+			continue;
+		}
+		if (strcmp(a, "--mgmt") && strcmp(a, "-f") && strcmp(a, "--format") &&
+		    strcmp(a, "--token") && strcmp(a, "--token-file")) {
 			argv[n++] = argv[i];
 			continue;
 		}
@@ -749,6 +777,10 @@ static int kc_take_global(struct kc_ctx *k, int *argc, char **argv)
 		i++;
 		if (!strcmp(a, "--mgmt")) {
 			k->url = argv[i];
+		} else if (!strcmp(a, "--token")) {
+			k->token_arg = argv[i];
+		} else if (!strcmp(a, "--token-file")) {
+			k->token_file = argv[i];
 		} else if (!strcmp(argv[i], "json")) {
 			k->json = true;
 		} else if (!strcmp(argv[i], "table")) {
@@ -794,6 +826,15 @@ int main(int argc, char **argv)
 	}
 	if (i < argc && (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))) {
 		return kc_help(cmd);
+	}
+	{
+		char err[512];
+
+		if (rest_token_resolve(k.token_arg, k.token_file, k.token, sizeof(k.token), err,
+				       sizeof(err))) {
+			fprintf(stderr, "keelctl: %s\n", err);
+			return KC_EXIT_USAGE;
+		}
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!strcmp(cmd, "volume")) {

@@ -11,6 +11,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/reactor.h"
+#include "mgmt/mg_auth.h"
 #include "mgmt/mg_cluster.h"
 #include "mgmt/mg_http.h"
 #include "mgmt/mg_settings.h"
@@ -30,9 +31,9 @@ static const char help_main[] =
 	"    keel-mgmt - Keel management service: cluster map, membership, volumes, REST API\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    keel-mgmt run --db PATH --key FILE [--listen-api HOST:PORT]\n"
-	"                  [--listen-cluster HOST:PORT] [--config FILE]\n"
-	"                  [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
+	"    keel-mgmt run --db PATH --key FILE --token-file FILE\n"
+	"                  [--listen-api HOST:PORT] [--listen-cluster HOST:PORT]\n"
+	"                  [--config FILE] [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
 	"    keel-mgmt help [run]\n"
 	"    keel-mgmt --help\n"
 	"\n"
@@ -42,7 +43,9 @@ static const char help_main[] =
 	"    Storage servers and clients connect to its cluster port (Keel wire\n"
 	"    protocol, mutual HMAC authentication with the cluster key) to register,\n"
 	"    heartbeat and receive the cluster map; operators use the REST API,\n"
-	"    usually through keelctl.\n"
+	"    usually through keelctl. REST requests carry a token of the token\n"
+	"    file (X-Auth-Token or Authorization: Bearer) unless mgmt.auth=noauth;\n"
+	"    GET /metrics serves Prometheus metrics.\n"
 	"\n"
 	"    A server whose cluster connection closes is marked down at once; one\n"
 	"    that stops heartbeating is marked down after heartbeat_timeout_ms; one\n"
@@ -56,13 +59,15 @@ static const char help_main[] =
 	"FILES\n"
 	"    The database (--db) is created on first start together with the pool\n"
 	"    'default'. Key file: one line of hex, mode 0600 (keel-server keygen).\n"
+	"    Token file: one token a line, mode 0600 (keel-server keygen makes one).\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 clean shutdown, 1 runtime error (database, listening), 2 usage or\n"
 	"    configuration error.\n"
 	"\n"
 	"EXAMPLES\n"
-	"    keel-mgmt run --db /var/lib/keel/mgmt.db --key /etc/keel/cluster.key\n"
+	"    keel-mgmt run --db /var/lib/keel/mgmt.db --key /etc/keel/cluster.key \\\n"
+	"        --token-file /etc/keel/api.token\n"
 	"    keel-mgmt run --config /etc/keel/mgmt.conf --set mgmt.heartbeat_timeout_ms=2000\n";
 
 static const char help_run[] =
@@ -70,9 +75,9 @@ static const char help_run[] =
 	"    keel-mgmt run - serve the cluster port and the REST API\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    keel-mgmt run --db PATH --key FILE [--listen-api HOST:PORT]\n"
-	"                  [--listen-cluster HOST:PORT] [--config FILE]\n"
-	"                  [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
+	"    keel-mgmt run --db PATH --key FILE --token-file FILE\n"
+	"                  [--listen-api HOST:PORT] [--listen-cluster HOST:PORT]\n"
+	"                  [--config FILE] [--set SECTION.KEY=VALUE ...] [--log-level LEVEL]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Opens (or creates) the database, listens on the cluster port and on\n"
@@ -88,6 +93,7 @@ static const char help_run[] =
 	"OPTIONS\n"
 	"    --db PATH                 same as --set mgmt.db=PATH\n"
 	"    --key FILE                same as --set mgmt.key_file=FILE\n"
+	"    --token-file FILE         same as --set mgmt.token_file=FILE\n"
 	"    --listen-api HOST:PORT    same as --set mgmt.listen_api=HOST:PORT\n"
 	"    --listen-cluster HOST:PORT same as --set mgmt.listen_cluster=HOST:PORT\n"
 	"    --log-level LEVEL         same as --set mgmt.log_level=LEVEL\n"
@@ -99,15 +105,15 @@ static const char help_run[] =
 	"\n"
 	"FILES\n"
 	"    PATH: SQLite database (WAL mode; PATH-wal and PATH-shm beside it).\n"
-	"    The key file must be mode 0600 or stricter.\n"
+	"    The key file and the token file must be mode 0600 or stricter.\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 clean shutdown; 1 cannot open the database or listen; 2 bad option,\n"
 	"    configuration or key file.\n"
 	"\n"
 	"EXAMPLES\n"
-	"    keel-mgmt run --db mgmt.db --key cluster.key --listen-api 127.0.0.1:8776 \\\n"
-	"        --listen-cluster 127.0.0.1:7000\n";
+	"    keel-mgmt run --db mgmt.db --key cluster.key --token-file api.token \\\n"
+	"        --listen-api 127.0.0.1:8776 --listen-cluster 127.0.0.1:7000\n";
 
 static volatile sig_atomic_t mg_stop_signal;
 
@@ -157,6 +163,7 @@ static int run_parse(int argc, char **argv, struct mg_settings *s)
 		{"config", required_argument, NULL, 'c'},
 		{"db", required_argument, NULL, 'd'},
 		{"key", required_argument, NULL, 'k'},
+		{"token-file", required_argument, NULL, 't'},
 		{"listen-api", required_argument, NULL, 'a'},
 		{"listen-cluster", required_argument, NULL, 'l'},
 		{"log-level", required_argument, NULL, 'L'},
@@ -170,7 +177,7 @@ static int run_parse(int argc, char **argv, struct mg_settings *s)
 	} direct[] = {
 		{'d', "mgmt.db"},	  {'k', "mgmt.key_file"},
 		{'a', "mgmt.listen_api"}, {'l', "mgmt.listen_cluster"},
-		{'L', "mgmt.log_level"},
+		{'L', "mgmt.log_level"},  {'t', "mgmt.token_file"},
 	};
 	char err[256];
 	const char *config = NULL;
@@ -289,6 +296,7 @@ static int cmd_run(int argc, char **argv)
 	struct sigaction sa;
 	char err[256];
 	struct kp_key key;
+	struct mg_auth auth;
 	struct reactor *r;
 	struct mg_store *st;
 	int ret, status = EXIT_RUNTIME;
@@ -303,6 +311,16 @@ static int cmd_run(int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "keel-mgmt run: %s\n", err);
 		return EXIT_USAGE;
+	}
+	ret = mg_auth_init(&auth, &s, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "keel-mgmt run: %s\n", err);
+		status = EXIT_USAGE;
+		goto out_wipe_key;
+	}
+	if (s.auth == MG_AUTH_NOAUTH) {
+		log_warn("mgmt.auth = noauth: the REST API on %s accepts every request",
+			 s.listen_api);
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = mg_on_signal;
@@ -329,7 +347,7 @@ static int cmd_run(int argc, char **argv)
 	if (ret) {
 		goto out_close_cluster;
 	}
-	ret = mg_http_start(r, &ctx.c, s.listen_api, &ctx.http);
+	ret = mg_http_start(r, &ctx.c, &auth, s.listen_api, &ctx.http);
 	if (ret) {
 		goto out_stop_cport;
 	}
@@ -364,6 +382,7 @@ out_destroy_reactor:
 	reactor_destroy(r);
 out_wipe_key:
 	explicit_bzero(&key, sizeof(key));
+	explicit_bzero(&auth, sizeof(auth));
 	if (status == EXIT_OK) {
 		log_info("exiting cleanly");
 	}

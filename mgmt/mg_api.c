@@ -26,6 +26,9 @@ int mg_api_http_status(int err)
 	case -EMSGSIZE:
 	case -ERANGE:
 		return 400;
+	case -ENOKEY:	    /* no API token (mg_auth.c) */
+	case -EKEYREJECTED: /* a wrong one */
+		return 401;
 	case -EPERM:
 	case -EACCES:
 		return 403;

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/xport.h"
 #include "mgmt/mg_api.h"
+#include "mgmt/mg_metrics.h"
 #include "mgmt/mg_valid.h"
 
 static const char *const mg_attach_state_names[] = {"attaching", "attached", "error"};
@@ -314,14 +315,19 @@ static void mg_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 	mg_api_reply(req, 204, NULL);
 }
 
-/* keel-client's report: PUT /v1/hosts/{host}/attachments/{volume}. */
+/* keel-client's report: PUT /v1/hosts/{host}/attachments/{volume}. It
+ * comes again every stats_ms with the I/O counters ("io", optional: older
+ * keel-clients send none); a report that changes nothing but the counters
+ * is not written to the store. */
 static void mg_attach_report(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"generation", "state", "vhost_socket", "nbd_uri",
-					    "error", NULL};
+	static const char *const known[] = {
+		"generation", "state", "vhost_socket", "nbd_uri", "error", "io", NULL};
 	const char *state = NULL, *sock = "", *uri = "", *error = "";
 	char err[MG_API_ERR_LEN];
-	struct mg_attach_rec a;
+	struct mg_io_counters io;
+	json_t *io_json = json_object_get(req->body, "io");
+	struct mg_attach_rec a, was;
 	struct mg_volume_rec v;
 	uint64_t gen = 0;
 	int ret;
@@ -353,6 +359,9 @@ static void mg_attach_report(struct mg_cluster *c, struct mg_api_req *req)
 		snprintf(err, sizeof(err), "socket path or URI too long");
 		ret = -EINVAL;
 	}
+	if (!ret && io_json) {
+		ret = mg_metrics_io_parse(io_json, &io, err, sizeof(err));
+	}
 	if (ret) {
 		mg_api_error(req, ret, err);
 		return;
@@ -370,10 +379,19 @@ static void mg_attach_report(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret == -ENOENT || !ret ? -ESTALE : ret, err);
 		return;
 	}
+	if (io_json && mg_metrics_io_record(c, v.id, a.host, a.generation, &io)) {
+		log_debug("I/O counters of volume '%s' on host '%s' not kept", v.name, a.host);
+	}
+	was = a;
 	a.state = strcmp(state, "attached") ? MG_ATTACH_ERROR : MG_ATTACH_ATTACHED;
 	snprintf(a.vhost_socket, sizeof(a.vhost_socket), "%s", sock);
 	snprintf(a.nbd_uri, sizeof(a.nbd_uri), "%s", uri);
 	snprintf(a.error, sizeof(a.error), "%.*s", (int)sizeof(a.error) - 1, error);
+	if (was.state == a.state && !strcmp(was.vhost_socket, a.vhost_socket) &&
+	    !strcmp(was.nbd_uri, a.nbd_uri) && !strcmp(was.error, a.error)) {
+		mg_api_reply(req, 200, mg_attach_json(&a)); /* the periodic report */
+		return;
+	}
 	ret = mg_store_begin(c->st);
 	if (!ret) {
 		ret = mg_store_put_attach(c->st, &a);

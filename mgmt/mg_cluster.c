@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "mgmt/mg_metrics.h"
 
 int64_t mg_wall_ms(void)
 {
@@ -633,4 +634,5 @@ void mg_cluster_close(struct mg_cluster *c)
 	c->map = NULL;
 	mg_blob_put(c->map_blob);
 	c->map_blob = NULL;
+	mg_metrics_free(c);
 }

@@ -169,6 +169,7 @@ struct mg_cluster {
 	bool stopping;
 	uint64_t stop_deadline;
 	void (*on_tick)(struct mg_cluster *c); /* owner's hook, every tick */
+	struct mg_metrics *metrics;	       /* keel-client's I/O counters (mg_metrics.c) */
 };
 
 /* ---- lifecycle (mg_cluster.c) ---- */

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "mgmt/mg_api.h"
 #include "mgmt/mg_cinder.h"
+#include "mgmt/mg_metrics.h"
 
 #define MG_HTTP_TIMEOUT_S 30
 
@@ -23,6 +24,8 @@ struct mg_http {
 	struct MHD_Daemon *d;
 	struct reactor *r;
 	struct mg_cluster *c;
+	const struct mg_auth *auth;
+	uint64_t auth_failures; /* atomic: HTTP threads count, the reactor reads */
 };
 
 /* One request, from its first byte to its reply. Lives on the HTTP thread;
@@ -32,6 +35,9 @@ struct mg_http_req {
 	char *body;
 	size_t len;
 	bool too_big;
+	int auth_err;		  /* mg_auth_check() of the request's headers */
+	bool metrics;		  /* GET /metrics */
+	const char *content_type; /* of api.reply; NULL: JSON */
 	struct mg_api_req api;
 	struct reactor_msg msg;
 	pthread_mutex_t lock;
@@ -62,9 +68,32 @@ static void mg_http_on_reactor(struct reactor_msg *m)
 	}
 }
 
+/* GET /metrics on the reactor: the text goes into api.reply. */
+static void mg_http_on_reactor_metrics(struct reactor_msg *m)
+{
+	struct mg_http_req *hr = container_of(m, struct mg_http_req, msg);
+	uint64_t failures = __atomic_load_n(&hr->h->auth_failures, __ATOMIC_RELAXED);
+	size_t len;
+	int ret;
+
+	if (hr->h->c->stopping) {
+		ret = -ESHUTDOWN;
+	} else {
+		ret = mg_metrics_render(hr->h->c, failures, &hr->api.reply, &len);
+	}
+	if (ret) {
+		mg_api_error(&hr->api, ret, "cannot render the metrics");
+	} else {
+		hr->api.status = 200;
+		hr->content_type = MG_METRICS_CONTENT_TYPE;
+	}
+	mg_http_finished(&hr->api);
+}
+
 static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg_api_req *api,
 				    const char *allow)
 {
+	struct mg_http_req *hr = container_of(api, struct mg_http_req, api);
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
 	const char *body = api->reply ? api->reply : "";
@@ -74,7 +103,8 @@ static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg
 		return MHD_NO;
 	}
 	if (api->reply) {
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+					hr->content_type ? hr->content_type : "application/json");
 	}
 	if (allow) {
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
@@ -83,6 +113,10 @@ static enum MHD_Result mg_http_send(struct MHD_Connection *conn, const struct mg
 		MHD_add_response_header(resp, "OpenStack-API-Version",
 					mg_cinder_reply_version(api));
 		MHD_add_response_header(resp, "Vary", "OpenStack-API-Version");
+	}
+	if (api->status == 401) {
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"keel-mgmt\"");
 	}
 	ret = MHD_queue_response(conn, (unsigned int)api->status, resp);
 	MHD_destroy_response(resp);
@@ -129,6 +163,18 @@ static int mg_http_route(struct MHD_Connection *conn, const char *method, const 
 	return mg_cinder_check(api, err, errlen);
 }
 
+/* Hand @hr to the reactor (hr->msg.fn set), wait for it, send the reply. */
+static enum MHD_Result mg_http_post_wait(struct MHD_Connection *conn, struct mg_http_req *hr)
+{
+	reactor_post(hr->h->r, &hr->msg);
+	pthread_mutex_lock(&hr->lock);
+	while (!hr->done) {
+		pthread_cond_wait(&hr->cond, &hr->lock);
+	}
+	pthread_mutex_unlock(&hr->lock);
+	return mg_http_send(conn, &hr->api, NULL);
+}
+
 static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, const char *url,
 				      const char *method, const char *version, const char *upload,
 				      size_t *upload_size, void **con_cls)
@@ -148,10 +194,19 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		pthread_mutex_init(&hr->lock, NULL);
 		pthread_cond_init(&hr->cond, NULL);
 		*con_cls = hr;
+		/* Headers are complete at the first call: decide before any
+		 * body is read. */
+		hr->auth_err = mg_auth_check(
+			h->auth, method, url,
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Auth-Token"),
+			MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						    MHD_HTTP_HEADER_AUTHORIZATION));
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (hr->len + *upload_size > MG_API_BODY_MAX) {
+		if (hr->auth_err) {
+			/* Not kept: whoever sent it gets a 401 at the end. */
+		} else if (hr->len + *upload_size > MG_API_BODY_MAX) {
 			hr->too_big = true;
 		} else {
 			char *n = realloc(hr->body, hr->len + *upload_size + 1);
@@ -165,6 +220,27 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		}
 		*upload_size = 0;
 		return MHD_YES;
+	}
+	if (hr->auth_err) {
+		__atomic_add_fetch(&h->auth_failures, 1, __ATOMIC_RELAXED);
+		log_debug("REST %s %.128s refused: %s", method, url,
+			  hr->auth_err == -ENOKEY ? "no token" : "wrong token");
+		return mg_http_error(conn, &hr->api, hr->auth_err,
+				     hr->auth_err == -ENOKEY
+					     ? "authentication required: send X-Auth-Token: TOKEN "
+					       "or Authorization: Bearer TOKEN (a token of "
+					       "keel-mgmt's token_file)"
+					     : "invalid token",
+				     NULL);
+	}
+	if (!strcmp(url, "/metrics")) {
+		if (strcmp(method, "GET")) {
+			snprintf(err, sizeof(err),
+				 "method %s not allowed on /metrics (allowed: GET)", method);
+			return mg_http_error(conn, &hr->api, -EOPNOTSUPP, err, "GET");
+		}
+		hr->msg.fn = mg_http_on_reactor_metrics;
+		return mg_http_post_wait(conn, hr);
 	}
 	err[0] = '\0';
 	ret = mg_http_route(conn, method, url, &hr->api, &allow, err, sizeof(err));
@@ -191,13 +267,7 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		}
 	}
 	hr->msg.fn = mg_http_on_reactor;
-	reactor_post(h->r, &hr->msg);
-	pthread_mutex_lock(&hr->lock);
-	while (!hr->done) {
-		pthread_cond_wait(&hr->cond, &hr->lock);
-	}
-	pthread_mutex_unlock(&hr->lock);
-	return mg_http_send(conn, &hr->api, NULL);
+	return mg_http_post_wait(conn, hr);
 }
 
 static void mg_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -274,7 +344,8 @@ static void mg_http_log_bound(struct mg_http *h)
 		 strchr(ip, ':') ? "]" : "", port);
 }
 
-int mg_http_start(struct reactor *r, struct mg_cluster *c, const char *addr, struct mg_http **out)
+int mg_http_start(struct reactor *r, struct mg_cluster *c, const struct mg_auth *auth,
+		  const char *addr, struct mg_http **out)
 {
 	struct sockaddr_storage ss;
 	unsigned int flags =
@@ -296,6 +367,7 @@ int mg_http_start(struct reactor *r, struct mg_cluster *c, const char *addr, str
 	}
 	h->r = r;
 	h->c = c;
+	h->auth = auth;
 	h->d = MHD_start_daemon(flags, 0, NULL, NULL, mg_http_access, h, MHD_OPTION_EXTERNAL_LOGGER,
 				mg_http_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_NOTIFY_COMPLETED, mg_http_completed, h,

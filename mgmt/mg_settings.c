@@ -17,6 +17,12 @@ static const char *const mg_log_levels[] = {
 	NULL,
 };
 
+static const char *const mg_auth_modes[] = {
+	[MG_AUTH_TOKEN] = "token",
+	[MG_AUTH_NOAUTH] = "noauth",
+	NULL,
+};
+
 #define MG_OPT(name_, type_, field_, min_, max_, def_, vals_, help_)                               \
 	{                                                                                          \
 		.section = "mgmt", .name = name_, .type = type_,                                   \
@@ -50,6 +56,12 @@ static const struct cfg_opt mg_opts[] = {
 	       "PGs of the pool 'default'"),
 	MG_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", mg_log_levels,
 	       "error, warn, info or debug"),
+	MG_OPT("auth", CFG_ENUM, auth, 0, 0, "token", mg_auth_modes,
+	       "REST API: token (requests carry a token of token_file) or noauth (open)"),
+	MG_OPT("token_file", CFG_STR, token_file, 0, 0, "", NULL,
+	       "REST API tokens, one a line, mode 0600 (required with auth = token)"),
+	MG_OPT("metrics_auth", CFG_BOOL, metrics_auth, 0, 0, "true", NULL,
+	       "GET /metrics needs a token too (false: open, for scrapers without one)"),
 };
 
 #define MG_NOPTS (sizeof(mg_opts) / sizeof(mg_opts[0]))
@@ -78,6 +90,12 @@ int mg_settings_check(const struct mg_settings *s, char *err, size_t errlen)
 	}
 	if (!s->key_file[0]) {
 		snprintf(err, errlen, "no key: give --key or mgmt.key_file");
+		return -EINVAL;
+	}
+	if (s->auth == MG_AUTH_TOKEN && !s->token_file[0]) {
+		snprintf(err, errlen,
+			 "no API token file: give --token-file or mgmt.token_file (mode 0600, one "
+			 "token a line), or set mgmt.auth=noauth");
 		return -EINVAL;
 	}
 	if (s->default_min_replicas > s->default_replicas) {

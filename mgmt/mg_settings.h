@@ -8,6 +8,7 @@
 #ifndef KEEL_MGMT_MG_SETTINGS_H
 #define KEEL_MGMT_MG_SETTINGS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,11 @@ enum mg_log_level {
 	MG_LOG_WARN,
 	MG_LOG_INFO,
 	MG_LOG_DEBUG,
+};
+
+enum mg_auth_mode {
+	MG_AUTH_TOKEN = 0, /* REST requests carry a token of token_file (mg_auth.h) */
+	MG_AUTH_NOAUTH,	   /* REST open to whoever reaches listen_api */
 };
 
 struct mg_settings {
@@ -32,6 +38,9 @@ struct mg_settings {
 	int default_failure_domain; /* enum cmap_fd */
 	uint32_t default_pg_count;
 	int log_level; /* enum mg_log_level */
+	int auth;      /* enum mg_auth_mode */
+	char token_file[256];
+	bool metrics_auth; /* GET /metrics needs a token too (auth = token) */
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */

@@ -65,25 +65,26 @@ static int key_parse(const char *path, const char *text, size_t len, struct kp_k
 	return 0;
 }
 
-static int key_check_mode(const char *path, int fd, char *err, size_t errlen)
+/* @what names the file in messages: "key file", "token file". */
+static int key_check_mode(const char *what, const char *path, int fd, char *err, size_t errlen)
 {
 	struct stat st;
 
 	if (fstat(fd, &st) < 0) {
 		int ret = -errno;
 
-		snprintf(err, errlen, "key file %s: stat: %s", path, strerror(-ret));
+		snprintf(err, errlen, "%s %s: stat: %s", what, path, strerror(-ret));
 		return ret;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "key file %s is not a regular file", path);
+		snprintf(err, errlen, "%s %s is not a regular file", what, path);
 		return -EPERM;
 	}
 	if (st.st_mode & 077) {
 		snprintf(err, errlen,
-			 "key file %s has mode %04o; it must not be readable by group or others "
+			 "%s %s has mode %04o; it must not be readable by group or others "
 			 "(chmod 600)",
-			 path, (unsigned int)(st.st_mode & 07777));
+			 what, path, (unsigned int)(st.st_mode & 07777));
 		return -EPERM;
 	}
 	return 0;
@@ -124,7 +125,7 @@ int kp_key_load(const char *path, struct kp_key *key, char *err, size_t errlen)
 		snprintf(err, errlen, "key file %s: %s", path, strerror(-ret));
 		return ret;
 	}
-	ret = key_check_mode(path, fd, err, errlen);
+	ret = key_check_mode("key file", path, fd, err, errlen);
 	if (ret) {
 		goto out_close_fd;
 	}
@@ -249,4 +250,117 @@ bool kp_auth_verify(const struct kp_key *key, enum kp_auth_role role,
 	ok = CRYPTO_memcmp(want, proof, KP_MAC_LEN) == 0;
 	OPENSSL_cleanse(want, sizeof(want));
 	return ok;
+}
+
+/* ---- REST API tokens ---- */
+
+/* One line of a token file (without its newline): a token, or nothing
+ * (blank, comment). 1 (token stored), 0 (skipped) or -EINVAL. */
+static int token_line(const char *path, unsigned int lineno, const char *line, size_t len,
+		      struct kp_tokens *out, char *err, size_t errlen)
+{
+	if (len && line[len - 1] == '\r') {
+		len--;
+	}
+	while (len && (line[len - 1] == ' ' || line[len - 1] == '\t')) {
+		len--;
+	}
+	if (!len || line[0] == '#') {
+		return 0;
+	}
+	if (len < KP_TOKEN_MIN || len > KP_TOKEN_MAX) {
+		snprintf(err, errlen,
+			 "token file %s:%u: a token is %d..%d characters, this one %zu", path,
+			 lineno, KP_TOKEN_MIN, KP_TOKEN_MAX, len);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (line[i] <= ' ' || line[i] > '~') {
+			snprintf(err, errlen,
+				 "token file %s:%u: a token is printable ASCII without spaces "
+				 "(bad character at column %zu)",
+				 path, lineno, i + 1);
+			return -EINVAL;
+		}
+	}
+	if (out->n == KP_TOKENS_MAX) {
+		snprintf(err, errlen, "token file %s:%u: more than %d tokens", path, lineno,
+			 KP_TOKENS_MAX);
+		return -EINVAL;
+	}
+	memcpy(out->tok[out->n], line, len);
+	out->tok[out->n][len] = '\0';
+	out->n++;
+	return 1;
+}
+
+int kp_tokens_parse(const char *path, const char *text, size_t len, struct kp_tokens *out,
+		    char *err, size_t errlen)
+{
+	unsigned int lineno = 0;
+	size_t off = 0;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	while (off < len) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
+
+		lineno++;
+		if (memchr(text + off, '\0', n)) {
+			snprintf(err, errlen, "token file %s:%u: NUL byte", path, lineno);
+			ret = -EINVAL;
+			goto out_wipe;
+		}
+		ret = token_line(path, lineno, text + off, n, out, err, errlen);
+		if (ret < 0) {
+			goto out_wipe;
+		}
+		off += n + 1;
+	}
+	if (!out->n) {
+		snprintf(err, errlen, "token file %s holds no token", path);
+		ret = -EINVAL;
+		goto out_wipe;
+	}
+	return 0;
+out_wipe:
+	OPENSSL_cleanse(out, sizeof(*out));
+	return ret;
+}
+
+int kp_tokens_load(const char *path, struct kp_tokens *out, char *err, size_t errlen)
+{
+	char text[KP_TOKEN_FILE_MAX + 1];
+	ssize_t n;
+	int fd, ret;
+
+	memset(out, 0, sizeof(*out));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "token file %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = key_check_mode("token file", path, fd, err, errlen);
+	if (ret) {
+		goto out_close_fd;
+	}
+	n = read_all(fd, text, sizeof(text));
+	if (n < 0) {
+		ret = (int)n;
+		snprintf(err, errlen, "token file %s: read: %s", path, strerror(-ret));
+		goto out_close_fd;
+	}
+	if ((size_t)n > KP_TOKEN_FILE_MAX) {
+		snprintf(err, errlen, "token file %s is over %d bytes", path, KP_TOKEN_FILE_MAX);
+		ret = -EFBIG;
+		goto out_wipe;
+	}
+	ret = kp_tokens_parse(path, text, (size_t)n, out, err, errlen);
+out_wipe:
+	OPENSSL_cleanse(text, sizeof(text));
+out_close_fd:
+	close(fd);
+	return ret;
 }

@@ -63,4 +63,31 @@ bool kp_auth_verify(const struct kp_key *key, enum kp_auth_role role,
 		    const uint8_t server_nonce[KP_NONCE_LEN], const uint8_t *proof,
 		    size_t proof_len);
 
+/* ---- REST API tokens (keel-mgmt's token_file; keelctl, keel-client) ---- */
+
+#define KP_TOKEN_MIN	  16
+#define KP_TOKEN_MAX	  128
+#define KP_TOKENS_MAX	  16
+#define KP_TOKEN_FILE_MAX 8192
+
+struct kp_tokens {
+	unsigned int n;
+	char tok[KP_TOKENS_MAX][KP_TOKEN_MAX + 1]; /* NUL-terminated */
+};
+
+/*
+ * Load a token file: one token a line, KP_TOKEN_MIN..KP_TOKEN_MAX printable
+ * ASCII characters without spaces (`keel-server keygen FILE` writes a good
+ * one), at most KP_TOKENS_MAX of them (several: rotation); blank lines and
+ * lines starting with '#' are skipped, CRLF is tolerated. The file rules
+ * are kp_key_load()'s: a regular file, mode & 077 == 0, else -EPERM.
+ * -ENOENT, -EACCES from open; -EFBIG over KP_TOKEN_FILE_MAX bytes; -EINVAL
+ * for a bad line (file:line in @err) or no token at all. @out is zeroed on
+ * error. Any thread; no state.
+ */
+int kp_tokens_load(const char *path, struct kp_tokens *out, char *err, size_t errlen);
+/* The parser of kp_tokens_load() (@path only names the file in @err). */
+int kp_tokens_parse(const char *path, const char *text, size_t len, struct kp_tokens *out,
+		    char *err, size_t errlen);
+
 #endif

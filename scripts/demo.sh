@@ -44,7 +44,7 @@ trap cleanup EXIT
 
 echo "== starting a local cluster in $DIR: keel-mgmt + 3 keel-servers on 2 GiB drive files + keel-client"
 URL=$("$LC" up --dir "$DIR" --servers 3 --size 2G --build "$BUILD" ${PORT_BASE:+--port-base "$PORT_BASE"} | tail -1)
-export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key
+export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
 echo "== mgmt at $URL"
 "$KEELCTL" server list
 "$KEELCTL" volume create demo --size 1G

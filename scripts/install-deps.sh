@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install Keel's build and test dependencies from Debian 12's archive.
 # Idempotent: does nothing when everything is present. Needs root (or sudo).
+# prometheus: for promtool (cluster_ft_t_metrics checks /metrics with it).
 set -eu
 
 PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
@@ -8,7 +9,8 @@ liburing-dev libprotobuf-c-dev protobuf-c-compiler uuid-dev libcmocka-dev
 libibverbs-dev librdmacm-dev libisal-dev libsqlite3-dev libmicrohttpd-dev
 libjansson-dev libcurl4-openssl-dev libinih-dev libssl-dev
 fio python3 procps iproute2 util-linux curl python3-cinderclient python3-openstackclient
-qemu-system-x86 qemu-utils qemu-block-extra busybox-static libnbd-bin cpio zstd"
+qemu-system-x86 qemu-utils qemu-block-extra busybox-static libnbd-bin cpio zstd
+prometheus"
 
 missing=""
 for p in $PKGS; do

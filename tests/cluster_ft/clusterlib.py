@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import calendar
 
@@ -99,7 +100,7 @@ def _port_base():
 
 class Cluster:
     def __init__(self, tools, tmp, servers=3, netns=False, size="1G", mgmt_set=(),
-                 server_set=(), object_size=None):
+                 server_set=(), client_set=(), object_size=None):
         self.t = tools
         self.dir = os.path.join(tmp, "cluster")
         self.nservers = servers
@@ -108,10 +109,13 @@ class Cluster:
         self.object_size = object_size
         self.mgmt_set = list(mgmt_set)
         self.server_set = list(server_set)
+        self.client_set = list(client_set)
         if os.environ.get("KEEL_SERVER_LOG"):
             self.server_set.append("log_level=" + os.environ["KEEL_SERVER_LOG"])
         self.url = None
         self.key = None
+        self.token_file = None
+        self.token = None
         self.running = False
         self.env = dict(os.environ, BUILD=tools.build)
 
@@ -134,10 +138,19 @@ class Cluster:
             args += ["--mgmt-set", kv]
         for kv in self.server_set:
             args += ["--server-set", kv]
+        for kv in self.client_set:
+            args += ["--client-set", kv]
         self.running = True
         out = self.lc(*args, timeout=180)
         self.url = out.strip().splitlines()[-1]
         self.key = os.path.join(self.dir, "keel.key")
+        self.token_file = os.path.join(self.dir, "api.token")
+        with open(self.token_file) as f:
+            self.token = f.read().split()[0]
+        # Every tool the test runs (keelctl, keel-bench's REST lookup, ad-hoc
+        # commands) finds the REST API token here.
+        os.environ["KEEL_TOKEN_FILE"] = self.token_file
+        self.env["KEEL_TOKEN_FILE"] = self.token_file
         log("cluster up: %d servers%s, mgmt %s, dir %s" %
             (self.nservers, " (netns)" if self.netns else "", self.url, self.dir))
 
@@ -168,10 +181,29 @@ class Cluster:
         return list(args)
 
     # REST
+    def api_raw(self, path, method="GET", body=None, timeout=5.0, token=True, headers=None):
+        """(status, content type, body bytes) of a REST call; @token: True
+        (the cluster's as X-Auth-Token), False (none) or a string to send
+        instead; @headers: more headers."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = dict(headers or {}, **{"Content-Type": "application/json"})
+        if token is True:
+            headers["X-Auth-Token"] = self.token
+        elif token:
+            headers["X-Auth-Token"] = token
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.headers.get("Content-Type"), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("Content-Type"), e.read()
+
     def api(self, path, method="GET", body=None, timeout=5.0):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "X-Auth-Token": self.token})
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()
             return json.loads(raw) if raw else None
@@ -180,7 +212,8 @@ class Cluster:
         return self.api("/v1/cluster/status")
 
     def keelctl(self, *args):
-        p = subprocess.run([self.t.keelctl, "--mgmt", self.url] + list(args),
+        p = subprocess.run([self.t.keelctl, "--mgmt", self.url, "--token-file",
+                            self.token_file] + list(args),
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
         if p.returncode != 0:
             raise TestFailure("keelctl %s exited %d: %s" % (" ".join(args), p.returncode,

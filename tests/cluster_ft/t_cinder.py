@@ -179,7 +179,9 @@ def test(tools, tmp, box):
         raise TestFailure("required tool missing: qemu-io")
     ck = cl.Checks()
     check = ck.check
-    c = cl.Cluster(tools, tmp, servers=3, size="2G")
+    # The stock clients run with OS_AUTH_TYPE=noauth: mgmt must accept
+    # requests without a token (auth = noauth, docs/api.md).
+    c = cl.Cluster(tools, tmp, servers=3, size="2G", mgmt_set=["auth=noauth"])
     box.append(c)
     c.up()
     c.wait_health_ok(120)

@@ -11,6 +11,11 @@ Usage: t_mgmt.py KEEL_MGMT KEELCTL FAKE_SERVER
    (SIGKILL: down well under 1 s), a hang (SIGSTOP: down within
    heartbeat_timeout + 0.5 s), re-registration keeps the id, down -> out.
 4. Restart keeps servers, pools, volumes and the epoch.
+5. REST authentication: no token or a wrong one -> 401 (JSON body,
+   WWW-Authenticate), X-Auth-Token and Authorization: Bearer -> 200, the
+   version document open, /metrics protected unless metrics_auth=false,
+   auth=noauth accepts everything; keelctl's token options and errors;
+   token files looser than 0600 refused (exit 2).
 Measured detection delays are printed.
 """
 import json
@@ -31,6 +36,8 @@ HB_TIMEOUT_MS = 1000
 DOWN_OUT_S = 3
 TMP = tempfile.mkdtemp(prefix="t_mgmt.")
 KEY = os.path.join(TMP, "cluster.key")
+TOKEN_FILE = os.path.join(TMP, "api.token")
+TOKEN = secrets.token_hex(32)
 DB = os.path.join(TMP, "mgmt.db")
 procs = []
 failures = 0
@@ -64,14 +71,14 @@ def cleanup():
 
 
 class Mgmt:
-    def __init__(self):
+    def __init__(self, extra=("--token-file", TOKEN_FILE)):
         self.log = open(os.path.join(TMP, "mgmt.log"), "a+")
         self.start_pos = self.log.seek(0, 2)
         self.p = subprocess.Popen(
             [MGMT, "run", "--db", DB, "--key", KEY, "--listen-api", "127.0.0.1:0",
              "--listen-cluster", "127.0.0.1:0",
              "--set", "mgmt.heartbeat_timeout_ms=%d" % HB_TIMEOUT_MS,
-             "--set", "mgmt.down_out_interval_s=%d" % DOWN_OUT_S],
+             "--set", "mgmt.down_out_interval_s=%d" % DOWN_OUT_S] + list(extra),
             stdout=self.log, stderr=subprocess.STDOUT)
         procs.append(self.p)
         deadline = time.time() + 10
@@ -99,21 +106,27 @@ class Mgmt:
         return self.p.wait(timeout=10)
 
 
-def http(mg, method, path, body=None, raw=None):
+def http_full(mg, method, path, body=None, raw=None, headers=None):
+    """(status, headers, body text); @headers None: the test's token."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(mg.api + path, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    for k, v in (headers if headers is not None else {"X-Auth-Token": TOKEN}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            text = r.read().decode()
-            return r.status, (json.loads(text) if text else None)
+            return r.status, r.headers, r.read().decode()
     except urllib.error.HTTPError as e:
-        text = e.read().decode()
-        try:
-            return e.code, json.loads(text)
-        except ValueError:
-            return e.code, text
+        return e.code, e.headers, e.read().decode()
+
+
+def http(mg, method, path, body=None, raw=None, headers=None):
+    s, _, text = http_full(mg, method, path, body, raw, headers)
+    try:
+        return s, (json.loads(text) if text else None)
+    except ValueError:
+        return s, text
 
 
 def is_error(status, body, code):
@@ -124,6 +137,8 @@ def is_error(status, body, code):
 def keelctl(mg, *args, env=None):
     e = dict(os.environ)
     e.pop("KEEL_MGMT_URL", None)
+    e.pop("KEEL_TOKEN", None)
+    e["KEEL_TOKEN_FILE"] = TOKEN_FILE
     if env:
         e.update(env)
     cmd = [KEELCTL] + (["--mgmt", mg.api] if mg else []) + list(args)
@@ -300,6 +315,32 @@ def attachments(mg):
     s, b = http(mg, "GET", "/v1/volumes/att1/attachments/hv1")
     check(s == 200 and b["state"] == "attached", "bad reports changed nothing")
 
+    # The periodic report with I/O counters (exported by /metrics).
+    io = {"read_ops": 7, "read_bytes": 7 * 4096, "read_usec": 1500000, "write_ops": 3,
+          "write_bytes": 3 * 65536, "write_usec": 250, "flush_ops": 2, "discard_ops": 1,
+          "write_zeroes_ops": 0, "errors": 0, "a_future_counter": 5}
+    s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", dict(rep, io=io))
+    check(s == 200 and b["state"] == "attached", "report with io counters -> 200 "
+          "(unknown counters ignored)")
+    for bad, what in [([], "io not an object"), ({"read_ops": -1}, "negative counter"),
+                      ({"read_ops": "7"}, "counter as a string"),
+                      ({"write_bytes": 1.5}, "counter as a float")]:
+        s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", dict(rep, io=bad))
+        check(is_error(s, b, 400) and "io" in b["error"]["message"], "report: 400 for " + what)
+    s, h, text = http_full(mg, "GET", "/metrics")
+    want = ['keel_volume_read_ops_total{volume="att1",host="hv1"} 7',
+            'keel_volume_read_bytes_total{volume="att1",host="hv1"} 28672',
+            'keel_volume_read_time_seconds_total{volume="att1",host="hv1"} 1.500000',
+            'keel_volume_write_ops_total{volume="att1",host="hv1"} 3',
+            'keel_volume_write_time_seconds_total{volume="att1",host="hv1"} 0.000250',
+            'keel_volume_flush_ops_total{volume="att1",host="hv1"} 2',
+            'keel_attachments{state="attached"} 1']
+    missing = [w for w in want if w not in text.splitlines()]
+    check(s == 200 and not missing and 'host="hv2"' not in text.split(
+          "keel_volume_read_ops_total")[-1].split("\n# ")[0],
+          "/metrics exports the reported counters, only for hosts that reported "
+          "(missing: %s)" % missing)
+
     s, b = http(mg, "DELETE", "/v1/volumes/att1")
     check(is_error(s, b, 409) and "attached to 2 hosts" in b["error"]["message"],
           "delete of an attached volume -> 409")
@@ -321,6 +362,9 @@ def attachments(mg):
     check(rc == 1 and "not attached" in err, "detach twice: exit 1")
     s, b = http(mg, "PUT", "/v1/hosts/hv1/attachments/att1", rep)
     check(is_error(s, b, 409), "report after detach -> 409 (keel-client drops it)")
+    s, h, text = http_full(mg, "GET", "/metrics")
+    check(s == 200 and 'volume="att1",host=' not in text,
+          "/metrics drops the counters of a detached attachment")
     s, b = http(mg, "DELETE", "/v1/volumes/att1")
     check(s == 204, "delete after detach -> 204")
 
@@ -522,10 +566,139 @@ def cluster(mg):
     return crash_ms, hang_ms, [again, f[2]]
 
 
+# ---- 5. authentication ----
+
+def auth(mg):
+    path = "/v1/cluster/info"
+    s, h, text = http_full(mg, "GET", path, headers={})
+    try:
+        b = json.loads(text)
+    except ValueError:
+        b = None
+    check(is_error(s, b, 401) and "X-Auth-Token" in b["error"]["message"]
+          and "Bearer" in (h.get("WWW-Authenticate") or ""),
+          "no token -> 401, JSON error, WWW-Authenticate (%d %s)" % (s, text[:80]))
+    s, b = http(mg, "GET", path, headers={"X-Auth-Token": "x" * 64})
+    check(is_error(s, b, 401), "wrong token -> 401")
+    s, b = http(mg, "GET", path, headers={"X-Auth-Token": TOKEN[:-1]})
+    check(is_error(s, b, 401), "token missing its last character -> 401")
+    s, b = http(mg, "GET", path, headers={"X-Auth-Token": TOKEN + "0"})
+    check(is_error(s, b, 401), "token with one character more -> 401")
+    s, b = http(mg, "GET", path, headers={"X-Auth-Token": "x" * 5000})
+    check(is_error(s, b, 401), "huge token -> 401")
+    s, b = http(mg, "GET", path, headers={"X-Auth-Token": TOKEN})
+    check(s == 200 and "epoch" in b, "X-Auth-Token -> 200")
+    s, b = http(mg, "GET", path, headers={"Authorization": "Bearer " + TOKEN})
+    check(s == 200 and "epoch" in b, "Authorization: Bearer -> 200")
+    s, b = http(mg, "GET", path, headers={"Authorization": "bearer   " + TOKEN})
+    check(s == 200, "Bearer scheme is case-insensitive")
+    s, b = http(mg, "GET", path, headers={"Authorization": "Basic " + TOKEN})
+    check(is_error(s, b, 401), "Authorization: Basic -> 401")
+    s, b = http(mg, "GET", "/v1/nosuch", headers={})
+    check(is_error(s, b, 401), "unknown route without a token -> 401, not 404")
+    s, b = http(mg, "POST", "/v1/volumes", {"name": "noauth1", "size": 4096}, headers={})
+    check(is_error(s, b, 401), "POST without a token -> 401")
+    s, b = http(mg, "GET", "/v1/volumes/noauth1")
+    check(s == 404, "... and created nothing")
+    s, b = http(mg, "GET", "/", headers={})
+    check(s != 401, "version document GET / needs no token (%d)" % s)
+    s, b = http(mg, "GET", "/v3", headers={})
+    check(s != 401, "version document GET /v3 needs no token (%d)" % s)
+    s, b = http(mg, "GET", "/v3/volumes", headers={})
+    check(s == 401, "GET /v3/volumes without a token -> 401")
+    s, h, text = http_full(mg, "GET", "/metrics", headers={})
+    check(s == 401, "/metrics without a token -> 401 (metrics_auth defaults to true)")
+    s, h, text = http_full(mg, "GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
+    check(s == 200 and h.get("Content-Type", "").startswith("text/plain; version=0.0.4")
+          and "# TYPE keel_cluster_epoch gauge" in text and "keel_server_up{" in text,
+          "/metrics with a Bearer token: 200, text format 0.0.4, servers listed")
+    m = re.search(r"^keel_mgmt_api_auth_failures_total (\d+)$", text, re.M)
+    check(m and int(m.group(1)) >= 8, "/metrics counts refused requests (%s)"
+          % (m and m.group(1)))
+    s, b = http(mg, "POST", "/metrics", {}, headers={"X-Auth-Token": TOKEN})
+    check(s == 405, "POST /metrics -> 405")
+
+    # keelctl
+    rc, out, err = keelctl(mg, "volume", "list", env={"KEEL_TOKEN_FILE": "/nonexistent"})
+    check(rc == 2 and "/nonexistent" in err, "keelctl with a missing token file: exit 2")
+    rc, out, err = keelctl(mg, "volume", "list", env={"KEEL_TOKEN_FILE": ""})
+    check(rc == 1 and "refused the API token" in err and "no token" in err,
+          "keelctl without a token: exit 1, says so (%s)" % err.strip())
+    rc, out, err = keelctl(mg, "--token", "y" * 40, "volume", "list")
+    check(rc == 1 and "refused the API token: wrong token" in err, "keelctl wrong --token")
+    rc, out, err = keelctl(mg, "volume", "list", "--token", TOKEN, env={"KEEL_TOKEN_FILE": ""})
+    check(rc == 0, "keelctl --token")
+    rc, out, err = keelctl(mg, "volume", "list", env={"KEEL_TOKEN_FILE": "", "KEEL_TOKEN": TOKEN})
+    check(rc == 0, "keelctl $KEEL_TOKEN")
+    rc, out, err = keelctl(mg, "--token-file", TOKEN_FILE, "volume", "list",
+                           env={"KEEL_TOKEN_FILE": ""})
+    check(rc == 0, "keelctl --token-file")
+    loose = os.path.join(TMP, "loose.token")
+    with open(loose, "w") as f:
+        f.write(TOKEN + "\n")
+    os.chmod(loose, 0o644)
+    rc, out, err = keelctl(mg, "--token-file", loose, "volume", "list")
+    check(rc == 2 and "mode 0644" in err, "keelctl refuses a token file of mode 0644")
+    rc, out, err = keelctl(mg, "--token", "a b", "volume", "list")
+    check(rc == 2, "keelctl refuses a token with a space")
+
+    # keel-mgmt refuses bad token files
+    r = subprocess.run([MGMT, "run", "--db", DB, "--key", KEY, "--token-file", loose],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "mode 0644" in r.stderr, "keel-mgmt: token file 0644: exit 2")
+    os.chmod(loose, 0o640)
+    r = subprocess.run([MGMT, "run", "--db", DB, "--key", KEY, "--token-file", loose],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "mode 0640" in r.stderr, "keel-mgmt: token file 0640: exit 2")
+    r = subprocess.run([MGMT, "run", "--db", DB, "--key", KEY], capture_output=True, text=True)
+    check(r.returncode == 2 and "token" in r.stderr, "keel-mgmt without a token file: exit 2")
+    short = os.path.join(TMP, "short.token")
+    with open(short, "w") as f:
+        f.write("tooshort\n")
+    os.chmod(short, 0o600)
+    r = subprocess.run([MGMT, "run", "--db", DB, "--key", KEY, "--token-file", short],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "16..128" in r.stderr, "keel-mgmt: 8-character token: exit 2")
+
+
+def auth_modes():
+    """Second tokens (rotation), metrics_auth=false, auth=noauth."""
+    two = os.path.join(TMP, "two.token")
+    other = secrets.token_hex(20)
+    with open(two, "w") as f:
+        f.write("# old and new\n%s\n\n%s\n" % (TOKEN, other))
+    os.chmod(two, 0o600)
+    mg = Mgmt(("--token-file", two, "--set", "mgmt.metrics_auth=false"))
+    s, b = http(mg, "GET", "/v1/pools", headers={"X-Auth-Token": other})
+    check(s == 200, "second token of the file accepted")
+    s, b = http(mg, "GET", "/v1/pools", headers={"X-Auth-Token": TOKEN})
+    check(s == 200, "first token of the file accepted")
+    s, h, text = http_full(mg, "GET", "/metrics", headers={})
+    check(s == 200 and "keel_cluster_epoch" in text, "metrics_auth=false: /metrics open")
+    s, b = http(mg, "GET", "/v1/pools", headers={})
+    check(s == 401, "metrics_auth=false: the API still needs a token")
+    check(mg.stop() == 0, "keel-mgmt (two tokens) exits 0")
+
+    mg = Mgmt(("--set", "mgmt.auth=noauth"))
+    s, b = http(mg, "GET", "/v1/pools", headers={})
+    check(s == 200, "auth=noauth: no token -> 200")
+    s, b = http(mg, "GET", "/v1/pools", headers={"X-Auth-Token": "anything-at-all"})
+    check(s == 200, "auth=noauth: any token -> 200")
+    s, h, text = http_full(mg, "GET", "/metrics", headers={})
+    check(s == 200, "auth=noauth: /metrics -> 200")
+    rc, out, err = keelctl(mg, "pool", "list", env={"KEEL_TOKEN_FILE": ""})
+    check(rc == 0, "auth=noauth: keelctl without a token")
+    check("noauth" in mg.logtext(), "auth=noauth is logged")
+    check(mg.stop() == 0, "keel-mgmt (noauth) exits 0")
+
+
 def main():
     with open(KEY, "w") as k:
         k.write(secrets.token_hex(32) + "\n")
     os.chmod(KEY, 0o600)
+    with open(TOKEN_FILE, "w") as k:
+        k.write(TOKEN + "\n")
+    os.chmod(TOKEN_FILE, 0o600)
     rc = subprocess.run([MGMT, "--help"], capture_output=True, text=True)
     check(rc.returncode == 0 and "SYNOPSIS" in rc.stdout, "keel-mgmt --help")
     rc = subprocess.run([MGMT, "run", "--db", DB], capture_output=True, text=True)
@@ -536,6 +709,7 @@ def main():
     attachments(mg)
     cli(mg)
     crash_ms, hang_ms, alive = cluster(mg)
+    auth(mg)
 
     s, before_st = http(mg, "GET", "/v1/cluster/status")
     s, before_srv = http(mg, "GET", "/v1/servers")
@@ -563,6 +737,7 @@ def main():
     check(s == 201 and b["id"] > max(v["id"] for v in before_vol),
           "volume ids keep increasing after restart")
     check(mg.stop() == 0, "second keel-mgmt exits 0")
+    auth_modes()
 
     print("measured: crash (connection reset) detected in %.1f ms; hang detected in %.1f ms "
           "(heartbeat_timeout_ms=%d)" % (crash_ms or -1, hang_ms or -1, HB_TIMEOUT_MS))

@@ -69,6 +69,7 @@ struct fsx {
 	char oplog[FSX_LOG][160];
 	uint64_t counts[16];
 	bool verbose;
+	char token[256]; /* API token ($KEEL_TOKEN, $KEEL_TOKEN_FILE, ...) */
 };
 
 enum fsx_opk {
@@ -147,7 +148,7 @@ static json_t *api_deep(struct fsx *f, const char *method, const char *path, jso
 	json_t *out;
 
 	json_decref(body);
-	if (rest_call(f->url, method, path, text, &r, err, sizeof(err))) {
+	if (rest_call(f->url, f->token, method, path, text, &r, err, sizeof(err))) {
 		free(text);
 		fsx_fail(f, "%s %s: %s", method, path, err);
 	}
@@ -209,7 +210,8 @@ static void faults(struct fsx *f)
 
 static struct keel_sync *vol_open(struct fsx *f, const char *name)
 {
-	struct keel_cluster_opts o = {.mgmt_url = f->url, .key_file = f->key_file, .name = "fsx"};
+	struct keel_cluster_opts o = {
+		.mgmt_url = f->url, .key_file = f->key_file, .name = "fsx", .api_token = f->token};
 	struct keel_sync *s;
 	int ret = keel_sync_open(&o, name, &s);
 
@@ -734,6 +736,14 @@ int main(int argc, char **argv)
 	if (!f.url || !f.key_file || (f.cluster_dir && (!f.lc || !f.nservers))) {
 		fputs(fsx_usage, stderr);
 		return 2;
+	}
+	{
+		char err[256];
+
+		if (rest_token_resolve(NULL, NULL, f.token, sizeof(f.token), err, sizeof(err))) {
+			fprintf(stderr, "keel-fsx: %s\n", err);
+			return 2;
+		}
 	}
 	f.rng = f.seed * 0x9e3779b97f4a7c15ull + 1;
 	f.buf = aligned_alloc(4096, FSX_MAX_IO);
