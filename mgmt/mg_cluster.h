@@ -84,6 +84,7 @@ struct mg_server {
 	uint64_t hb_epoch;   /* map epoch it says it applied */
 	uint64_t ops;
 	struct mg_peer *peer; /* its registered connection, or NULL */
+	uint32_t object_size; /* its blockstore's, from registration; 0 = unknown */
 	/* its last MG_USAGE report, sorted by inode */
 	uint64_t usage_epoch;
 	struct mg_usage *usage;

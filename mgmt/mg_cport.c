@@ -289,6 +289,9 @@ static void mg_op_register(struct mg_peer *p, const struct kp_hdr *h, const uint
 		return;
 	}
 	ret = mg_member_register(p->c, p, req->info, &id, err, sizeof(err));
+	if (!ret && mg_cluster_server(p->c, id)) {
+		mg_cluster_server(p->c, id)->object_size = req->info->object_size;
+	}
 	keel__register_request__free_unpacked(req, NULL);
 	if (ret) {
 		log_warn("%s: registration refused: %s", p->name, err[0] ? err : strerror(-ret));

@@ -515,6 +515,26 @@ static int mg_clone_shape(const struct mg_create_args *a, const struct mg_volume
 	return 0;
 }
 
+/* A volume's objects must fit the servers' blockstore objects (set by
+ * keel-server format --object-size): every server that registered since
+ * mgmt started and is in the cluster. */
+static int mg_check_server_object_size(struct mg_cluster *c, uint32_t object_size, char *err,
+				       size_t errlen)
+{
+	for (uint32_t i = 0; i < c->nservers; i++) {
+		const struct mg_server *s = &c->servers[i];
+
+		if (s->rec.in && s->object_size && object_size > s->object_size) {
+			snprintf(err, errlen,
+				 "object_size %u is larger than server %u's blockstore objects (%u "
+				 "bytes, keel-server format --object-size): use %u or less",
+				 object_size, s->rec.id, s->object_size, s->object_size);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 {
 	char err[MG_API_ERR_LEN], reason[160];
@@ -568,6 +588,19 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 		}
 		v.size = a.size;
 		v.object_size = (uint32_t)a.object_size;
+		if (!a.has_object_size) {
+			/* The default, unless the servers store smaller objects. */
+			for (uint32_t i = 0; i < c->nservers; i++) {
+				const struct mg_server *s = &c->servers[i];
+
+				if (s->rec.in && s->object_size && s->object_size < v.object_size) {
+					v.object_size = s->object_size;
+				}
+			}
+		}
+		if (!ret) {
+			ret = mg_check_server_object_size(c, v.object_size, err, sizeof(err));
+		}
 	}
 	if (!ret && parent &&
 	    mg_layer_chain(&c->layers, parent, (uint64_t[MG_MAX_CHAIN]){0}, MG_MAX_CHAIN) >=

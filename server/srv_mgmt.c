@@ -379,6 +379,7 @@ static void mgmt_send_register(struct srv_cluster *cl)
 	si.host = host;
 	si.rack = cl->set.rack;
 	si.capacity_bytes = st.objects_total * st.object_size;
+	si.object_size = st.object_size;
 	si.used_bytes = st.objects_used * st.object_size;
 	si.weight = cl->set.weight ? cl->set.weight : (uint32_t)(si.capacity_bytes >> 30);
 	if (!si.weight) {
