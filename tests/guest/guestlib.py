@@ -519,6 +519,21 @@ def fio_max_clat_ms(console):
     best = None
     for l in console.splitlines():
         l = l.strip()
+        if l.startswith("lat (") and ":" in l and "max=" not in l:
+            # The latency distribution ("lat (msec) : 2=25.75%, ...,
+            # >=2000=0.03%"): its highest non-empty bucket counts too.
+            # fio's clat max can miss a request that waited through a
+            # backend restart (seen: max 48.8 ms with >=2000 ms at 0.03 %).
+            unit = l.split("(")[1].split(")")[0]
+            for b in l.split(":", 1)[1].split(","):
+                k, _, pct = b.strip().rpartition("=")
+                try:
+                    if float(pct.rstrip("%")) > 0:
+                        ms = float(k.lstrip(">=")) * unit_ms.get(unit, 1e-3)
+                        best = ms if best is None else max(best, ms)
+                except ValueError:
+                    continue
+            continue
         if not l.startswith("clat (") or "max=" not in l:
             continue
         unit = l.split("(")[1].split(")")[0]
