@@ -42,9 +42,25 @@ int kc_table_add(struct kc_table *t, const char *const *cells)
 	return 0;
 }
 
+bool kc_table_values;
+
 void kc_table_print(const struct kc_table *t, FILE *f)
 {
-	size_t *w = calloc(t->ncols, sizeof(*w));
+	size_t *w;
+
+	if (kc_table_values) {
+		/* -f value: the cells of each row, space-separated, no header
+		 * (for shell scripts: read a b c <<< "$(keelctl -f value ...)"). */
+		for (unsigned int r = 1; r < t->nrows; r++) {
+			for (unsigned int c = 0; c < t->ncols; c++) {
+				const char *s = t->cells[(size_t)r * t->ncols + c];
+
+				fprintf(f, "%s%s", s ? s : "", c + 1 == t->ncols ? "\n" : " ");
+			}
+		}
+		return;
+	}
+	w = calloc(t->ncols, sizeof(*w));
 
 	if (!w) {
 		return;

@@ -20,7 +20,7 @@ static const char kc_help_main[] =
 	"    keelctl - manage a Keel cluster through keel-mgmt's REST API\n"
 	"\n"
 	"SYNOPSIS\n"
-	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json]\n"
+	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json|value]\n"
 	"            COMMAND [ARGS...]\n"
 	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|pg]\n"
 	"\n"
@@ -54,8 +54,10 @@ static const char kc_help_main[] =
 	"                    default $KEEL_TOKEN_FILE, else " REST_TOKEN_FILE_DEFAULT "\n"
 	"                    when it exists. No token at all: for a keel-mgmt with\n"
 	"                    mgmt.auth = noauth.\n"
-	"    -f, --format F  table (default: aligned columns with a header) or json\n"
-	"                    (the API's JSON as is, one document)\n"
+	"    -f, --format F  table (default: aligned columns with a header), json\n"
+	"                    (the API's JSON as is, one document) or value (the\n"
+	"                    table's cells without header, space-separated, for\n"
+	"                    scripts)\n"
 	"    -h, --help      this page\n"
 	"\n"
 	"    SIZE takes the suffixes K, M, G, T (powers of 1024), e.g. 10G.\n"
@@ -785,8 +787,12 @@ static int kc_take_global(struct kc_ctx *k, int *argc, char **argv)
 			k->json = true;
 		} else if (!strcmp(argv[i], "table")) {
 			k->json = false;
+			kc_table_values = false;
+		} else if (!strcmp(argv[i], "value")) {
+			k->json = false;
+			kc_table_values = true;
 		} else {
-			return kc_usage("-f expects table or json, not '%s'", argv[i]);
+			return kc_usage("-f expects table, json or value, not '%s'", argv[i]);
 		}
 	}
 	*argc = n;

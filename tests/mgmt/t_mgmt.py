@@ -389,6 +389,10 @@ def cli(mg):
           "keelctl volume list: header + 3 rows")
     col = lines[0].index("NAME")
     check(all(l[col - 2:col] == "  " for l in lines), "keelctl table columns aligned")
+    rc, out, err = keelctl(mg, "volume", "show", "cli1", "-f", "value")
+    f = out.split()
+    check(rc == 0 and len(out.splitlines()) == 1 and f[1] == "cli1" and "default" in f,
+          "keelctl -f value: the row's cells, no header (%r)" % out.strip())
     rc, out, err = keelctl(None, "-f", "json", "volume", "list", env={"KEEL_MGMT_URL": mg.api})
     check(rc == 0 and len(json.loads(out)) == 3, "keelctl uses $KEEL_MGMT_URL")
     rc, out, err = keelctl(mg, "volume", "show", "nope")
