@@ -426,6 +426,9 @@ static void sub_build_msg(struct kl_sub *s, uint32_t pgid)
 		s->msg.crcs = s->crcs;
 	} else if (vi && vi->nparents && s->opcode == KP_OP_READ) {
 		sub_set_chain(s, vi);
+	}
+	if (vi && vi->read_only && s->opcode == KP_OP_READ) {
+		h->flags |= KP_F_SNAP; /* a snapshot view reads a read-only layer */
 	} else if (vi && vi->nparents &&
 		   (s->opcode == KP_OP_DISCARD || s->opcode == KP_OP_WRITE_ZEROES)) {
 		/* Unmapping in a layer with parents would show their data:

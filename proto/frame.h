@@ -62,7 +62,12 @@ enum kp_opcode {
 enum kp_flags {
 	KP_F_REPLY = 1u << 0,
 	KP_F_FUA = 1u << 1, /* write: durable before the reply (always true today) */
-	KP_F__ALL = KP_F_REPLY | KP_F_FUA,
+	/* READ of a snapshot view: the inode may be read-only. Without it, a
+	 * READ whose inode is a read-only layer gets EROFS: the reader holds a
+	 * volume's former top (a snapshot or revert replaced it) and must
+	 * reopen the volume rather than read a past state of it. */
+	KP_F_SNAP = 1u << 2,
+	KP_F__ALL = KP_F_REPLY | KP_F_FUA | KP_F_SNAP,
 };
 
 /*

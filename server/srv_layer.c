@@ -23,14 +23,17 @@ int layer_chain_check(uint64_t inode, const uint64_t *parents, size_t n)
 	return 0;
 }
 
-int layer_read_check(const struct cmap *m, uint64_t inode, const uint64_t *parents, size_t n)
+int layer_read_check(const struct cmap *m, uint64_t inode, const uint64_t *parents, size_t n,
+		     bool snap)
 {
+	enum cmap_layer_state st;
 	size_t i;
 
 	if (!m || !m->nlayers) {
 		return 0;
 	}
-	if (cmap_layer_state(m, inode) == CMAP_LAYER_DELETING) {
+	st = cmap_layer_state(m, inode);
+	if (st == CMAP_LAYER_DELETING || (st == CMAP_LAYER_RO && !snap)) {
 		return -EROFS;
 	}
 	for (i = 0; i < n; i++) {

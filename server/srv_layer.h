@@ -28,8 +28,10 @@
 int layer_chain_check(uint64_t inode, const uint64_t *parents, size_t n);
 
 /* A client READ of @inode through @parents (@n, may be 0) under map @m:
- * 0, or -EROFS when @inode or any parent is DELETING. */
-int layer_read_check(const struct cmap *m, uint64_t inode, const uint64_t *parents, size_t n);
+ * 0, or -EROFS when @inode or any parent is DELETING, or @inode is READ
+ * ONLY and the read is not of a snapshot view (@snap: KP_F_SNAP). */
+int layer_read_check(const struct cmap *m, uint64_t inode, const uint64_t *parents, size_t n,
+		     bool snap);
 
 /* A client WRITE / DISCARD / WRITE_ZEROES of @inode under map @m: 0, or
  * -EROFS when the layer is read only or deleting. */

@@ -300,7 +300,8 @@ static int repl_layer_check(const struct srv_cluster *cl, const struct srv_req *
 		return layer_mutation_check(cl->map, req->hdr.inode);
 	}
 	return layer_read_check(cl->map, req->hdr.inode, req->r.chain ? req->x.chain.parents : NULL,
-				req->r.chain ? req->x.chain.nparents : 0);
+				req->r.chain ? req->x.chain.nparents : 0,
+				req->hdr.flags & KP_F_SNAP);
 }
 
 /* The last step of every client request in cluster mode. */

@@ -138,10 +138,13 @@ def main():
         c.handshake(keeltest.load_key(key))
         epoch = [1]
 
-        def call(op, inode, objno=0, offset=0, length=0, data=b"", meta=b""):
+        # Reads here look at layers directly, as a snapshot view does
+        # (KP_F_SNAP, bit 2); snap=False reads as a volume's top would.
+        def call(op, inode, objno=0, offset=0, length=0, data=b"", meta=b"", snap=True):
+            flags = 4 if op == keeltest.OP_READ and snap else 0
             h, _, d, crcs = c.call(op, meta=meta, data=data, inode=inode, objno=objno,
                                    offset=offset, length=length or len(data),
-                                   epoch=epoch[0], pgid=PGID)
+                                   epoch=epoch[0], pgid=PGID, flags=flags)
             if h.status == S_OK and d:
                 for i in range(0, len(d), B):
                     if crc32c(d[i:i + B]) != crcs[i // B]:
@@ -197,7 +200,11 @@ def main():
               "read of L3 without a chain: the top alone")
         h, d = call(keeltest.OP_READ, L2, length=4 * B, meta=chain_meta([L1]))
         check(h.status == S_OK and d == blk("A") + blk("B") * 2 + blk("A"),
-              "chain read of the read-only L2 through L1")
+              "chain read of the read-only L2 through L1 (a snapshot view)")
+        h, d = call(keeltest.OP_READ, L2, length=B, meta=chain_meta([L1]), snap=False)
+        check(h.status == 14,
+              "a read of the read-only L2 as a volume's top (no KP_F_SNAP): EROFS, the "
+              "client must reopen (status %d)" % h.status)
         h, d = call(keeltest.OP_READ, L3, offset=5 * B, length=B, meta=chain_meta([L2, L1]))
         check(h.status == S_OK and d == bytes(B), "a block no layer holds reads as zeroes")
         h, d = call(keeltest.OP_READ, L3, length=B, meta=chain_meta([]))
