@@ -17,7 +17,7 @@ endfunction()
 
 # A test that finds an open product bug gets the label known-failing
 # (docs/testing.md says why): `make check` leaves it out, `make check-cluster`
-# runs it. t_fsx has it today (docs/testing.md, "Known-failing").
+# runs it. None has it today.
 keel_cluster_ft(t_netns 300 "functional;cluster")
 keel_cluster_ft(t_kill 1200 "functional;cluster;slow")
 keel_cluster_ft(t_pause_partition 600 "functional;cluster")
@@ -29,5 +29,5 @@ keel_cluster_ft(t_client 600 "functional;cluster;client")
 # The stock cinder and openstack clients against the Block Storage v3 API.
 keel_cluster_ft(t_cinder 600 "functional;cluster;client")
 keel_cluster_ft(t_layers 300 "functional;cluster;volumes")
-keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes;known-failing")
+keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")
 keel_cluster_ft(t_metrics 300 "functional;cluster;client")
