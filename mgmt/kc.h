@@ -40,6 +40,8 @@ void kc_print_json(const struct rest_resp *r);
 /* A string member or "-". */
 const char *kc_str(json_t *o, const char *key);
 uint64_t kc_u64(json_t *o, const char *key);
+/* @v bytes as "512 B", "1.5 GiB" (4 significant digits) into @buf. */
+const char *kc_bytes(uint64_t v, char *buf, size_t len);
 /* @prefix followed by @name URL-escaped. 0 or KC_EXIT_ERR. */
 int kc_name_path(const char *prefix, const char *name, char *buf, size_t len);
 

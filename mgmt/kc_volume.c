@@ -78,20 +78,6 @@ const char kc_help_snapshot[] =
 
 /* ---- views ---- */
 
-static const char *kc_bytes_short(uint64_t v, char *buf, size_t len)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-	double d = (double)v;
-	unsigned int u = 0;
-
-	while (d >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		d /= 1024;
-		u++;
-	}
-	snprintf(buf, len, u ? "%.1f %s" : "%.0f %s", d, units[u]);
-	return buf;
-}
-
 static int kc_snap_table(json_t *list)
 {
 	static const char *const hdr[] = {"SNAPSHOT", "ID", "SIZE", "ALLOCATED", "CREATED"};
@@ -108,8 +94,8 @@ static int kc_snap_table(json_t *list)
 		const char *row[5] = {kc_str(s, "full_name"), kc_str(s, "id"), size, alloc,
 				      kc_str(s, "created_at")};
 
-		kc_bytes_short(kc_u64(s, "size"), size, sizeof(size));
-		kc_bytes_short(kc_u64(s, "allocated_bytes"), alloc, sizeof(alloc));
+		kc_bytes(kc_u64(s, "size"), size, sizeof(size));
+		kc_bytes(kc_u64(s, "allocated_bytes"), alloc, sizeof(alloc));
 		kc_table_add(t, row);
 	}
 	kc_table_print(t, stdout);
@@ -329,7 +315,7 @@ static void kc_progress(struct kc_progress *p, uint64_t done, bool final)
 	p->last = now;
 	fprintf(stderr, "\r%s: %3u%% (%s of %s)%s", p->what,
 		(unsigned int)(p->total ? done * 100 / p->total : 100),
-		kc_bytes_short(done, a, sizeof(a)), kc_bytes_short(p->total, b, sizeof(b)),
+		kc_bytes(done, a, sizeof(a)), kc_bytes(p->total, b, sizeof(b)),
 		final ? "\n" : "");
 	fflush(stderr);
 }

@@ -238,7 +238,7 @@ void kc_print_json(const struct rest_resp *r)
 	}
 }
 
-static const char *kc_bytes(uint64_t v, char *buf, size_t len)
+const char *kc_bytes(uint64_t v, char *buf, size_t len)
 {
 	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double d = (double)v;
