@@ -250,7 +250,8 @@ void mg_layers_free(struct mg_layers *t);
  * no snapshot, no live child) DELETING, and go on with its parent. Writes
  * the inodes changed to @changed (at most @max). Returns the count. */
 uint32_t mg_layer_cascade(struct mg_layers *t, uint64_t inode, uint64_t *changed, uint32_t max);
-/* Parents of @inode, nearest first (at most @max). Returns the count. */
+/* Parents of @inode, nearest first (at most @max; @out NULL: count only).
+ * Returns the count. */
 uint32_t mg_layer_chain(struct mg_layers *t, uint64_t inode, uint64_t *out, uint32_t max);
 /* Put the non-writable layers into @m. 0 or -ENOMEM/-EINVAL. */
 int mg_layers_to_map(const struct mg_layers *t, struct cmap *m);

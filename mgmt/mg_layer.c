@@ -134,7 +134,10 @@ uint32_t mg_layer_chain(struct mg_layers *t, uint64_t inode, uint64_t *out, uint
 	uint32_t n = 0;
 
 	while (l && l->parent && n < max) {
-		out[n++] = l->parent;
+		if (out) {
+			out[n] = l->parent;
+		}
+		n++;
 		l = mg_layer_find(t, l->parent);
 	}
 	return n;

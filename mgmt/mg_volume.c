@@ -515,24 +515,23 @@ static int mg_clone_shape(const struct mg_create_args *a, const struct mg_volume
 	return 0;
 }
 
-/* A volume's objects must fit the servers' blockstore objects (set by
- * keel-server format --object-size): every server that registered since
- * mgmt started and is in the cluster. */
-static int mg_check_server_object_size(struct mg_cluster *c, uint32_t object_size, char *err,
-				       size_t errlen)
+/* The smallest blockstore object size among the servers in the cluster
+ * that registered since mgmt started (keel-server format --object-size),
+ * and a server that has it; 0 when none reported one. A volume's objects
+ * must fit it. */
+static uint32_t mg_servers_object_size(const struct mg_cluster *c, uint32_t *server_id)
 {
+	uint32_t smallest = 0;
+
 	for (uint32_t i = 0; i < c->nservers; i++) {
 		const struct mg_server *s = &c->servers[i];
 
-		if (s->rec.in && s->object_size && object_size > s->object_size) {
-			snprintf(err, errlen,
-				 "object_size %u is larger than server %u's blockstore objects (%u "
-				 "bytes, keel-server format --object-size): use %u or less",
-				 object_size, s->rec.id, s->object_size, s->object_size);
-			return -EINVAL;
+		if (s->rec.in && s->object_size && (!smallest || s->object_size < smallest)) {
+			smallest = s->object_size;
+			*server_id = s->rec.id;
 		}
 	}
-	return 0;
+	return smallest;
 }
 
 static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
@@ -544,6 +543,7 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	struct mg_vchange ch;
 	struct mg_pool *pool;
 	uint64_t family, parent = 0, src_top = 0;
+	uint32_t smallest, sid = 0;
 	int ret;
 
 	ret = mg_create_parse(req->body, &a, err, sizeof(err));
@@ -588,23 +588,21 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 		}
 		v.size = a.size;
 		v.object_size = (uint32_t)a.object_size;
-		if (!a.has_object_size) {
-			/* The default, unless the servers store smaller objects. */
-			for (uint32_t i = 0; i < c->nservers; i++) {
-				const struct mg_server *s = &c->servers[i];
-
-				if (s->rec.in && s->object_size && s->object_size < v.object_size) {
-					v.object_size = s->object_size;
-				}
+		smallest = mg_servers_object_size(c, &sid);
+		if (smallest && v.object_size > smallest) {
+			if (!a.has_object_size) {
+				v.object_size = smallest; /* the default, unless theirs is smaller */
+			} else if (!ret) {
+				snprintf(err, sizeof(err),
+					 "object_size %u is larger than server %u's blockstore objects "
+					 "(%u bytes, keel-server format --object-size): use %u or less",
+					 v.object_size, sid, smallest, smallest);
+				ret = -EINVAL;
 			}
-		}
-		if (!ret) {
-			ret = mg_check_server_object_size(c, v.object_size, err, sizeof(err));
 		}
 	}
 	if (!ret && parent &&
-	    mg_layer_chain(&c->layers, parent, (uint64_t[MG_MAX_CHAIN]){0}, MG_MAX_CHAIN) >=
-		    MG_MAX_CHAIN - 1) {
+	    mg_layer_chain(&c->layers, parent, NULL, MG_MAX_CHAIN) >= MG_MAX_CHAIN - 1) {
 		snprintf(err, sizeof(err),
 			 "the origin is %d layers deep: flatten it before cloning it again",
 			 MG_MAX_CHAIN);
@@ -758,8 +756,7 @@ static void mg_h_snap_create(struct mg_cluster *c, struct mg_api_req *req)
 	if (!ret) {
 		ret = mg_check_description(desc, err, sizeof(err));
 	}
-	if (!ret && mg_layer_chain(&c->layers, v.top, (uint64_t[MG_MAX_CHAIN]){0}, MG_MAX_CHAIN) >=
-			    MG_MAX_CHAIN - 1) {
+	if (!ret && mg_layer_chain(&c->layers, v.top, NULL, MG_MAX_CHAIN) >= MG_MAX_CHAIN - 1) {
 		snprintf(err, sizeof(err),
 			 "volume '%s' is %d layers deep: flatten it or delete old snapshots first",
 			 v.name, MG_MAX_CHAIN);
