@@ -107,20 +107,23 @@ void kl_cluster_arm_watch(struct keel_cluster *c)
 
 /* ---- map ---- */
 
-/* A volume whose top the map lists as read-only or deleting (a snapshot,
- * a revert, a delete) asks mgmt for its new top before it writes there:
- * servers refuse such writes anyway (EROFS), but a layer mgmt has freed
+/* Open volumes ask mgmt for their top again: with @all every one (after
+ * an mgmt reconnect: a layer may have been freed and dropped from the map
+ * meanwhile, beyond what the next map can tell), else those whose top the
+ * map lists as read-only or deleting (a snapshot, a revert, a delete).
+ * Servers refuse writes there anyway (EROFS), but a layer mgmt has freed
  * and dropped from the map is no longer listed at all. */
-static void kl_cluster_check_layers(struct keel_cluster *c)
+static void kl_cluster_refresh_volumes(struct keel_cluster *c, bool all)
 {
 	struct kl_list *n;
 
 	for (n = c->volumes.next; n != &c->volumes; n = n->next) {
 		struct keel_volume *v = container_of(n, struct keel_volume, link);
 
-		if (v->opened && !v->info.read_only &&
-		    cmap_layer_state(c->map, v->info.inode) != CMAP_LAYER_WRITABLE) {
-			kl_volume_refresh(v);
+		if (v->opened &&
+		    (all || (!v->info.read_only &&
+			     cmap_layer_state(c->map, v->info.inode) != CMAP_LAYER_WRITABLE))) {
+			kl_volume_refresh(v); /* no-op while closing or already asking */
 		}
 	}
 }
@@ -135,7 +138,7 @@ bool kl_cluster_set_map(struct keel_cluster *c, struct cmap *m)
 		 (unsigned long long)(c->map ? c->map->epoch : 0), (unsigned long long)m->epoch);
 	cmap_free(c->map);
 	c->map = m;
-	kl_cluster_check_layers(c);
+	kl_cluster_refresh_volumes(c, false);
 	kl_cluster_wake_parked(c);
 	return true;
 }
@@ -383,16 +386,7 @@ static void mg_on_ready(struct kp_conn *kc)
 		kp_conn_close(kc, ret, "cannot subscribe");
 		return;
 	}
-	/* The layers may have changed while the session was down, beyond
-	 * what the next map can tell (a layer freed and dropped meanwhile):
-	 * every open volume asks for its top again. */
-	for (struct kl_list *n = c->volumes.next; n != &c->volumes; n = n->next) {
-		struct keel_volume *v = container_of(n, struct keel_volume, link);
-
-		if (v->opened && !v->closing) {
-			kl_volume_refresh(v);
-		}
-	}
+	kl_cluster_refresh_volumes(c, true);
 }
 
 static void mg_on_msg(struct kp_conn *kc, const struct kp_hdr *h, const uint8_t *meta,
