@@ -108,6 +108,12 @@ struct mg_layer {
 	uint64_t deleting_epoch; /* first map listing it as deleting */
 	uint64_t deleting_ns;	 /* monotonic time it became deleting */
 	uint64_t objects, bytes; /* sum of the servers' last reports */
+	/* merge job (docs/volumes.md "Merging a deleted snapshot"): this
+	 * hidden snapshot is being merged into its only child merge_into */
+	uint64_t merge_into;
+	uint32_t merge_pool;
+	uint64_t merge_epoch;		     /* first map listing the merge */
+	uint64_t merge_done, merge_total; /* objects, sum of the servers' reports */
 };
 
 struct mg_layers {

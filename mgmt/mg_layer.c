@@ -155,7 +155,10 @@ int mg_layers_to_map(const struct mg_layers *t, struct cmap *m)
 	}
 	for (uint32_t i = 0; i < t->n; i++) {
 		if (t->v[i].state != CMAP_LAYER_WRITABLE) {
-			l[n++] = (struct cmap_layer){t->v[i].inode, t->v[i].state};
+			l[n++] = (struct cmap_layer){.inode = t->v[i].inode,
+						     .state = t->v[i].state,
+						     .merge_into = t->v[i].merge_into,
+						     .merge_pool = t->v[i].merge_pool};
 		}
 	}
 	ret = cmap_set_layers(m, l, n);

@@ -233,10 +233,48 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 			return -EINVAL;
 		}
 	}
+	for (i = 0; i < n; i++) {
+		uint64_t into = arr[i].merge_into;
+		struct cmap_layer key = {.inode = into}, *t;
+
+		if (!into) {
+			continue;
+		}
+		t = bsearch(&key, arr, n, sizeof(*arr), cmp_layer);
+		if (arr[i].state != CMAP_LAYER_RO || into == arr[i].inode || !arr[i].merge_pool ||
+		    arr[i].merge_pool >= 4096 ||
+		    into >> 16 != arr[i].inode >> 16 || (t && t->state == CMAP_LAYER_DELETING)) {
+			free(arr);
+			return -EINVAL;
+		}
+	}
 	free(m->layers);
 	m->layers = arr;
 	m->nlayers = n;
 	return 0;
+}
+
+const struct cmap_layer *cmap_layer_find(const struct cmap *m, uint64_t inode)
+{
+	uint32_t lo = 0, hi = m->nlayers;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (m->layers[mid].inode < inode) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo < m->nlayers && m->layers[lo].inode == inode ? &m->layers[lo] : NULL;
+}
+
+uint64_t cmap_layer_merge_into(const struct cmap *m, uint64_t inode)
+{
+	const struct cmap_layer *l = cmap_layer_find(m, inode);
+
+	return l ? l->merge_into : 0;
 }
 
 enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode)
@@ -827,15 +865,42 @@ static int layers_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, cha
 		return -ENOMEM;
 	}
 	for (i = 0; i < pb->n_ro_layers; i++) {
-		l[k++] = (struct cmap_layer){pb->ro_layers[i], CMAP_LAYER_RO};
+		l[k++] = (struct cmap_layer){.inode = pb->ro_layers[i], .state = CMAP_LAYER_RO};
 	}
 	for (i = 0; i < pb->n_deleting_layers; i++) {
-		l[k++] = (struct cmap_layer){pb->deleting_layers[i], CMAP_LAYER_DELETING};
+		l[k++] = (struct cmap_layer){.inode = pb->deleting_layers[i],
+					     .state = CMAP_LAYER_DELETING};
+	}
+	if (pb->n_merges % 3 || (pb->n_merges && !pb->merges)) {
+		free(l);
+		set_err(err, errlen, "merges: %zu entries, not (layer, into, pool) triples",
+			pb->n_merges);
+		return -EINVAL;
+	}
+	for (i = 0; i < pb->n_merges; i += 3) {
+		k = 0;
+		while (k < n && l[k].inode != pb->merges[i]) {
+			k++;
+		}
+		if (k == n || l[k].merge_into) {
+			free(l);
+			set_err(err, errlen, "merges: layer %llu not listed read-only or merged twice",
+				(unsigned long long)pb->merges[i]);
+			return -EINVAL;
+		}
+		l[k].merge_into = pb->merges[i + 1];
+		l[k].merge_pool = pb->merges[i + 2] < 4096 ? (uint32_t)pb->merges[i + 2] : 0;
+		if (!l[k].merge_into) {
+			free(l);
+			set_err(err, errlen, "merges: layer %llu merges into layer 0",
+				(unsigned long long)pb->merges[i]);
+			return -EINVAL;
+		}
 	}
 	ret = cmap_set_layers(m, l, (uint32_t)n);
 	free(l);
 	if (ret == -EINVAL) {
-		set_err(err, errlen, "layer list: inode 0 or listed twice");
+		set_err(err, errlen, "layer list: inode 0, listed twice or a bad merge");
 	}
 	return ret;
 }
@@ -985,7 +1050,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	Keel__MapServer *srv, **srvp;
 	Keel__MapPool *pl, **plp;
 	Keel__MapPg *pg, **pgp;
-	uint64_t *ro, *del;
+	uint64_t *ro, *del, *mrg;
 	uint32_t i, j, k, ntags = 0, npgs = 0;
 	char **tagp;
 	uint8_t *out;
@@ -1002,7 +1067,8 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	pgp = calloc(total_pgs(m) + 1, sizeof(*pgp));
 	ro = calloc(m->nlayers + 1, sizeof(*ro));
 	del = calloc(m->nlayers + 1, sizeof(*del));
-	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del) {
+	mrg = calloc(3 * m->nlayers + 1, sizeof(*mrg));
+	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del || !mrg) {
 		goto out_free;
 	}
 
@@ -1063,12 +1129,18 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	for (i = 0; i < m->nlayers; i++) {
 		if (m->layers[i].state == CMAP_LAYER_RO) {
 			ro[pb.n_ro_layers++] = m->layers[i].inode;
+			if (m->layers[i].merge_into) {
+				mrg[pb.n_merges++] = m->layers[i].inode;
+				mrg[pb.n_merges++] = m->layers[i].merge_into;
+				mrg[pb.n_merges++] = m->layers[i].merge_pool;
+			}
 		} else {
 			del[pb.n_deleting_layers++] = m->layers[i].inode;
 		}
 	}
 	pb.ro_layers = ro;
 	pb.deleting_layers = del;
+	pb.merges = mrg;
 
 	size = keel__cluster_map__get_packed_size(&pb);
 	out = malloc(size ? size : 1);
@@ -1081,6 +1153,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	ret = 0;
 
 out_free:
+	free(mrg);
 	free(del);
 	free(ro);
 	free(pgp);

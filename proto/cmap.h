@@ -75,6 +75,11 @@ enum cmap_layer_state {
 struct cmap_layer {
 	uint64_t inode; /* family << 16 | layer, != 0 */
 	enum cmap_layer_state state; /* RO or DELETING */
+	/* RO only: a deleted snapshot whose blocks are being merged into
+	 * this layer, its only child (docs/volumes.md "Merging a deleted
+	 * snapshot"); 0: not merging. Same family, != inode. */
+	uint64_t merge_into;
+	uint32_t merge_pool; /* with merge_into: the pool of the layers' volume */
 };
 
 struct cmap {
@@ -103,7 +108,9 @@ int cmap_add_pool(struct cmap *m, const struct cmap_pool *p);
 
 /* Replace the map's layer list with a sorted copy of @l (@n entries).
  * -EINVAL (inode 0, duplicate, state not RO/DELETING, more than
- * CMAP_MAX_LAYERS), -ENOMEM; the map is unchanged on error. */
+ * CMAP_MAX_LAYERS, merge_into set on a layer that is not RO, equal to the
+ * layer, of another family, or naming a layer listed DELETING), -ENOMEM;
+ * the map is unchanged on error. */
 int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n);
 
 /* ---- placement (mgmt) ---- */
@@ -145,6 +152,10 @@ uint32_t cmap_object_pg(uint64_t inode, uint64_t objno, uint32_t pg_count);
 
 /* State of layer @inode (binary search; WRITABLE when not listed). */
 enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode);
+/* The layer @inode merges into (cmap_layer.merge_into), 0 when none. */
+uint64_t cmap_layer_merge_into(const struct cmap *m, uint64_t inode);
+/* The layer entry of @inode, NULL when the map does not list it. */
+const struct cmap_layer *cmap_layer_find(const struct cmap *m, uint64_t inode);
 
 /* Index of @server_id in pg->members, or -1. */
 int cmap_pg_member_index(const struct cmap_pg *pg, uint32_t server_id);

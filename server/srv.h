@@ -172,6 +172,24 @@ enum srv_repl_state {
 struct srv_obj;
 struct srv_rop;
 struct srv_gc;
+struct srv_merge;
+
+/*
+ * A merge copy-up (srv_merge.c): a WRITE of req->buf (blocks of the
+ * merged layer @from) into req->hdr.inode that, under the object's
+ * exclusive hold, first reads which blocks the target holds and then
+ * writes only the first run of blocks it lacks (req->hdr.offset/length
+ * and req->buf are trimmed to it). @consumed: blocks of the original
+ * extent dealt with (the skipped ones and the run written).
+ */
+struct srv_copyup {
+	uint64_t from;
+	void *cbuf; /* BS_MAX_IO, 4096-aligned: the target's extent (discarded) */
+	uint32_t ccrcs[BS_MAX_IO / BS_BLOCK];
+	uint64_t cpresent[BS_PRESENT_WORDS(BS_MAX_IO)];
+	uint32_t consumed;
+	bool wrote;
+};
 
 /* A waiter for an object (srv_obj): a client request or an object push. */
 struct srv_obj_waiter {
@@ -204,6 +222,7 @@ struct srv_repl {
 	struct srv_rop *rop; /* inline push in progress */
 	struct reactor_defer defer;
 	bool chain;	     /* READ with a ReadChain: req->x.chain */
+	struct srv_copyup *cu; /* merge copy-up (internal WRITE), or NULL */
 	uint32_t layers_gen; /* mutation: srv_cluster.layers_gen when it started */
 };
 
@@ -256,6 +275,9 @@ struct srv_conn {
 	struct srv_req *free_reqs;
 	struct kp_msg rejects[SRV_REJECT_SLOTS];
 	uint32_t reject_busy; /* bitmap of rejects in use */
+	/* internal requests (srv_merge.c): srv_req_finish() calls this
+	 * instead of replying; kc stays NULL, the slots are the owner's */
+	void (*internal_done)(struct srv_req *req, int res);
 	struct srv_req reqs[SRV_QUEUE_DEPTH];
 };
 
@@ -338,6 +360,8 @@ int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version);
 #define SRV_MAP_DRAIN_TIMEOUT_NS (3000ull * 1000 * 1000)
 #define SRV_USAGE_NS	    (2000ull * 1000 * 1000) /* MG_USAGE period */
 #define SRV_GC_ACTIVE	    16u /* objects of deleting layers freed at a time */
+#define SRV_MERGE_ACTIVE    4u	/* objects of merging layers copied up at a time */
+#define SRV_USAGE_MERGES    64u /* merges one MG_USAGE reports on */
 
 /* An object with client ops or a push in flight (primary side). */
 struct srv_obj {
@@ -451,6 +475,7 @@ struct srv_cluster {
 	unsigned int nheld;
 	uint64_t drain_deadline_ns;
 	struct srv_gc *gc;
+	struct srv_merge *merge;
 	/* MG_USAGE reports */
 	struct kp_msg musage;
 	bool musage_busy;
@@ -524,6 +549,21 @@ void srv_gc_map_changed(struct srv_cluster *cl);
 void srv_gc_kick(struct srv_cluster *cl);
 /* A usage walk found objects of deleting layers: walk again if idle. */
 void srv_gc_rescan(struct srv_cluster *cl);
+
+/* srv_merge.c: merges of deleted snapshots into their child (as primary;
+ * docs/volumes.md "Merging a deleted snapshot"). */
+int srv_merge_init(struct srv_cluster *cl);
+void srv_merge_fini(struct srv_cluster *cl);
+/* The map changed: restart the walk if the merges changed, or (@pgs) any
+ * PG changed (which PGs we are primary of decides what the walk covers). */
+void srv_merge_map_changed(struct srv_cluster *cl, bool pgs);
+/* Start copy-ups up to SRV_MERGE_ACTIVE (tick and completions). */
+void srv_merge_kick(struct srv_cluster *cl);
+struct Keel__MergeProgress;
+/* This server's progress per merge of the current map, for MG_USAGE:
+ * fills up to @max entries of @out (initialized here). Returns the count. */
+unsigned int srv_merge_progress(struct srv_cluster *cl, struct Keel__MergeProgress *out,
+				unsigned int max);
 
 /* srv_recovery.c */
 int srv_recovery_init(struct srv_cluster *cl);

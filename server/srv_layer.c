@@ -61,7 +61,8 @@ bool layer_lists_equal(const struct cmap *a, const struct cmap *b)
 	}
 	for (i = 0; i < na; i++) {
 		if (a->layers[i].inode != b->layers[i].inode ||
-		    a->layers[i].state != b->layers[i].state) {
+		    a->layers[i].state != b->layers[i].state ||
+		    a->layers[i].merge_into != b->layers[i].merge_into) {
 			return false;
 		}
 	}

@@ -288,11 +288,12 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 		srv_repl_pg_changed(cl, ch.v[i].pg, ch.v[i].gone);
 		srv_recovery_pg_changed(cl, ch.v[i].pg, ch.v[i].gone);
 	}
-	free(ch.v);
 	if (old) {
 		cmap_free(old);
 	}
 	srv_gc_map_changed(cl);
+	srv_merge_map_changed(cl, ch.n > 0);
+	free(ch.v);
 	srv_recovery_kick(cl);
 }
 
@@ -534,6 +535,7 @@ static bool mgmt_send_usage(struct srv_cluster *cl)
 {
 	Keel__UsageReport ur = KEEL__USAGE_REPORT__INIT;
 	Keel__LayerUsage *ents = NULL, **ptrs = NULL;
+	Keel__MergeProgress merges[SRV_USAGE_MERGES], *mptrs[SRV_USAGE_MERGES];
 	struct usage_walk w;
 	unsigned int n, i;
 	bool deleting_left = false, sent = false;
@@ -549,8 +551,9 @@ static bool mgmt_send_usage(struct srv_cluster *cl)
 		goto out_free;
 	}
 	layer_usage_compact(&w.tab);
-	/* room for server_id and epoch (at most 6 + 11 bytes) */
-	n = layer_usage_select(cl->map, w.tab.v, w.tab.n, KP_MAX_META - 32);
+	/* room for server_id and epoch (at most 6 + 11 bytes) and the merges
+	 * (at most 48 bytes each) */
+	n = layer_usage_select(cl->map, w.tab.v, w.tab.n, KP_MAX_META - 32 - 48 * SRV_USAGE_MERGES);
 	if (n < w.tab.n) {
 		log_debug("usage report: %u of %u layers (one meta holds no more)", n, w.tab.n);
 	}
@@ -573,6 +576,11 @@ static bool mgmt_send_usage(struct srv_cluster *cl)
 	ur.epoch = cl->epoch;
 	ur.n_layers = n;
 	ur.layers = ptrs;
+	ur.n_merges = srv_merge_progress(cl, merges, SRV_USAGE_MERGES);
+	for (i = 0; i < ur.n_merges; i++) {
+		mptrs[i] = &merges[i];
+	}
+	ur.merges = mptrs;
 	len = keel__usage_report__get_packed_size(&ur);
 	kassert(len <= KP_MAX_META);
 	if (len > cl->musage_cap) {
@@ -943,6 +951,7 @@ static void cluster_tick(struct reactor_timer *t)
 	}
 	mgmt_drain_check(cl, now);
 	srv_gc_kick(cl);
+	srv_merge_kick(cl);
 	srv_peer_tick(cl, now);
 	srv_recovery_kick(cl);
 	reactor_timer_start(cl->r, &cl->tick, SRV_TICK_NS, cluster_tick);
@@ -981,6 +990,10 @@ int srv_cluster_start(struct srv *s, const struct srv_settings *set)
 	if (ret) {
 		goto out_fini_recovery;
 	}
+	ret = srv_merge_init(cl);
+	if (ret) {
+		goto out_fini_recovery;
+	}
 	s->cl = cl;
 	log_info("cluster mode: mgmt %s, recovery_max_active %u, replica timeout %u ms", set->mgmt,
 		 set->recovery_max_active, set->replica_timeout_ms);
@@ -989,6 +1002,7 @@ int srv_cluster_start(struct srv *s, const struct srv_settings *set)
 	return 0;
 
 out_fini_recovery:
+	srv_merge_fini(cl);
 	srv_gc_fini(cl);
 	srv_recovery_fini(cl);
 out_free:

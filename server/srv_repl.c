@@ -293,6 +293,17 @@ static void repl_layers_put(struct srv_cluster *cl, struct srv_req *req)
  * layer); 0 otherwise. The no-layer map costs one test. */
 static int repl_layer_check(const struct srv_cluster *cl, const struct srv_req *req)
 {
+	if (req->r.cu) {
+		/* a merge's own copy-up: allowed into a read-only target, only
+		 * while the map still lists this merge */
+		const struct cmap_layer *l = cmap_layer_find(cl->map, req->r.cu->from);
+
+		return l && l->merge_into == req->hdr.inode &&
+				       cmap_layer_state(cl->map, req->hdr.inode) !=
+					       CMAP_LAYER_DELETING
+			       ? 0
+			       : -ECANCELED;
+	}
 	if (!cl->map->nlayers) {
 		return 0;
 	}
@@ -851,6 +862,102 @@ static void repl_mutation_start(struct srv_req *req)
 	}
 }
 
+static void repl_pg_enqueue(struct srv_req *req);
+
+/* ---- primary: merge copy-ups (struct srv_copyup) ---- */
+
+static void copyup_end(struct srv_req *req, int res)
+{
+	req->r.state = SRV_RS_FINISHING;
+	req->r.final_res = res;
+	repl_complete(req);
+}
+
+static bool copyup_bit(const uint64_t *bm, uint32_t i)
+{
+	return bm[i / 64] >> (i % 64) & 1;
+}
+
+/* The target's extent bitmap is in cu->cpresent, read under the object's
+ * exclusive hold: write the first run of blocks it lacks, nothing else
+ * (a block the target holds, written by a client before or during the
+ * merge, is never overwritten). */
+static void copyup_read_done(struct bs_req *b, int res)
+{
+	struct srv_req *req = b->arg;
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_copyup *cu = req->r.cu;
+	uint32_t nblk = req->hdr.length / BS_BLOCK, i = 0, j;
+
+	if (repl_stale_cb(req, "copy-up read",
+			  !req->r.local_done && req->r.state == SRV_RS_RUNNING)) {
+		return;
+	}
+	req->r.local_done = true;
+	if (!res && (req->r.pg->role != SRV_PG_PRIMARY || cl->stopping)) {
+		res = cl->stopping ? -EAGAIN : -ESTALE;
+	}
+	if (!res) {
+		res = repl_layer_check(cl, req); /* the map may have moved on meanwhile */
+	}
+	if (res) {
+		copyup_end(req, res);
+		return;
+	}
+	while (i < nblk && copyup_bit(cu->cpresent, i)) {
+		i++;
+	}
+	if (i == nblk) {
+		cu->consumed = nblk;
+		copyup_end(req, 0);
+		return;
+	}
+	j = i;
+	while (j < nblk && !copyup_bit(cu->cpresent, j)) {
+		j++;
+	}
+	if (i) {
+		memmove(req->buf, (uint8_t *)req->buf + (size_t)i * BS_BLOCK,
+			(size_t)(j - i) * BS_BLOCK);
+		memmove(req->crcs, req->crcs + i, (j - i) * sizeof(*req->crcs));
+	}
+	req->hdr.offset += i * BS_BLOCK;
+	req->hdr.length = (j - i) * BS_BLOCK;
+	cu->consumed = j;
+	cu->wrote = true;
+	if (!pg_writable(req->r.pg)) {
+		repl_pg_enqueue(req);
+		return;
+	}
+	repl_mutation_start(req);
+}
+
+static void copyup_start(struct srv_req *req)
+{
+	struct srv_cluster *cl = req_cl(req);
+	struct srv_copyup *cu = req->r.cu;
+	int ret;
+
+	req->r.state = SRV_RS_RUNNING;
+	memset(&req->bs, 0, sizeof(req->bs));
+	req->bs.op = BS_OP_READ;
+	req->bs.inode = req->hdr.inode;
+	req->bs.objno = req->hdr.objno;
+	req->bs.offset = req->hdr.offset;
+	req->bs.length = req->hdr.length;
+	req->bs.buf = cu->cbuf;
+	req->bs.crcs = cu->ccrcs;
+	req->bs.present = cu->cpresent;
+	req->bs.cb = copyup_read_done;
+	req->bs.arg = req;
+	req->r.local_done = false;
+	ret = bs_submit(cl->srv->bs, &req->bs);
+	if (ret) {
+		req->r.local_done = true;
+		copyup_end(req, ret);
+	}
+}
+
 static void repl_pg_enqueue(struct srv_req *req)
 {
 	struct srv_pg *pg = req->r.pg;
@@ -887,6 +994,10 @@ static void repl_run(struct srv_req *req)
 		req->r.state = SRV_RS_FINISHING;
 		req->r.final_res = ret;
 		repl_complete(req);
+		return;
+	}
+	if (req->r.cu) {
+		copyup_start(req);
 		return;
 	}
 	if (!req_is_mutation(req)) {
@@ -949,6 +1060,9 @@ void srv_repl_client(struct srv_req *req)
 	req->r.local_done = true;
 	if (req_is_mutation(req)) {
 		req->r.chain = false; /* srv_op_read() sets it for reads */
+	}
+	if (!req->conn->internal_done) {
+		req->r.cu = NULL; /* only srv_merge.c's requests copy up */
 	}
 	cl->client_inflight++;
 	o = srv_obj_get(cl, req->hdr.inode, req->hdr.objno);

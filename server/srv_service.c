@@ -116,6 +116,10 @@ void srv_req_finish(struct srv_req *req, int res)
 	} else if (op == KP_OP_WRITE) {
 		s->ctr.bytes_written += req->hdr.length;
 	}
+	if (c->internal_done) {
+		c->internal_done(req, res);
+		return;
+	}
 	if (!c->kc) {
 		/* The peer is gone: nobody to answer. */
 		srv_req_put(req);

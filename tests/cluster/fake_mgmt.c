@@ -10,8 +10,10 @@
  * PG_COUNT PGs, every member in sync) and pushes it. Heartbeats, PG
  * reports and usage reports are answered OK (no lease). Commands on stdin,
  * one a line:
- *   layers RO DEL         new epoch with that layer list (comma-separated
- *                         inodes, decimal or 0x hex; "-" for none), pushed
+ *   layers RO DEL [MERGES] new epoch with that layer list (comma-separated
+ *                         inodes, decimal or 0x hex; "-" for none), pushed;
+ *                         MERGES: comma-separated S:C (S in RO merges
+ *                         into C, pool 1)
  *   usage_status ERRNO    answer MG_USAGE with that errno (0: OK)
  *   quit
  * Events on stdout (flushed), one a line:
@@ -19,7 +21,8 @@
  *   registered id=N addr=A
  *   map epoch=E primary=P            (primary of PG 0)
  *   reply id=N epoch=E status=S      (a server answered the push of epoch E)
- *   usage id=N epoch=E layers=I:OBJECTS:BYTES,...
+ *   usage id=N epoch=E layers=I:OBJECTS:BYTES,... merges=S:C:DONE:TOTAL:D,...
+ *                                    (D: 1 when the walk is done)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -211,19 +214,47 @@ static int fm_parse_list(char *s, enum cmap_layer_state st, struct cmap_layer *o
 	return 0;
 }
 
+/* "S:C,...": set merge_into of the listed RO layers (pool 1). */
+static int fm_parse_merges(char *s, struct cmap_layer *l, uint32_t n)
+{
+	char *save = NULL, *tok;
+
+	for (tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *end;
+		uint64_t from = strtoull(tok, &end, 0), into;
+		uint32_t i;
+
+		if (*end != ':') {
+			return -EINVAL;
+		}
+		into = strtoull(end + 1, NULL, 0);
+		for (i = 0; i < n && l[i].inode != from; i++) {
+			continue;
+		}
+		if (i == n) {
+			return -EINVAL;
+		}
+		l[i].merge_into = into;
+		l[i].merge_pool = 1;
+	}
+	return 0;
+}
+
 static void fm_command(char *line)
 {
 	static struct cmap_layer l[2048];
-	char ro[32768], del[32768];
+	char ro[32768], del[32768], mrg[32768];
 	uint32_t n = 0;
-	int v;
+	int v, nf;
 
 	if (!strncmp(line, "layers ", 7)) {
 		struct cmap *m;
 
-		if (!fm.map || sscanf(line + 7, "%32767s %32767s", ro, del) != 2 ||
-		    fm_parse_list(ro, CMAP_LAYER_RO, l, &n) ||
-		    fm_parse_list(del, CMAP_LAYER_DELETING, l, &n)) {
+		memset(l, 0, sizeof(l));
+		nf = fm.map ? sscanf(line + 7, "%32767s %32767s %32767s", ro, del, mrg) : 0;
+		if (nf < 2 || fm_parse_list(ro, CMAP_LAYER_RO, l, &n) ||
+		    fm_parse_list(del, CMAP_LAYER_DELETING, l, &n) ||
+		    (nf == 3 && fm_parse_merges(mrg, l, n))) {
 			printf("error bad command\n");
 			fflush(stdout);
 			return;
@@ -343,6 +374,14 @@ static void fm_usage(struct fm_peer *p, const struct kp_hdr *h, const uint8_t *m
 		printf("%s%llu:%llu:%llu", i ? "," : "", (unsigned long long)u->layers[i]->inode,
 		       (unsigned long long)u->layers[i]->objects,
 		       (unsigned long long)u->layers[i]->bytes);
+	}
+	printf(" merges=");
+	for (size_t i = 0; i < u->n_merges; i++) {
+		const Keel__MergeProgress *g = u->merges[i];
+
+		printf("%s%llu:%llu:%llu:%llu:%d", i ? "," : "", (unsigned long long)g->layer,
+		       (unsigned long long)g->into, (unsigned long long)g->objects_done,
+		       (unsigned long long)g->objects_total, g->done);
 	}
 	printf("\n");
 	fflush(stdout);

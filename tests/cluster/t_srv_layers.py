@@ -13,7 +13,13 @@ end to end against three real keel-servers that a fake mgmt
   5. a deleting layer refuses reads (also through a chain), every server
      frees its copies, and usage reports stop listing it while the other
      layers keep their figures;
-  6. an mgmt that refuses MG_USAGE is logged once, not every 2 s.
+  6. an mgmt that refuses MG_USAGE is logged once, not every 2 s;
+  7. a merge of a deleted snapshot S into its child C (docs/volumes.md
+     "Merging a deleted snapshot"): blocks only in S appear in C, blocks
+     C held before the merge and writes racing it are never overwritten,
+     C's objects have the same versions and blocks on all three servers,
+     a second walk writes nothing, and a read-only C takes the merge's
+     copy-ups while clients still get EROFS.
 
 Usage: t_srv_layers.py BUILD_DIR. /usr/bin/python3, standard library only.
 """
@@ -154,10 +160,11 @@ def main():
         def blk(ch):
             return ch.encode() * B
 
-        def push_layers(ro, dele):
+        def push_layers(ro, dele, merges=()):
             e = epoch[0] + 1
-            fm.send("layers %s %s" % (",".join(hex(x) for x in ro) or "-",
-                                      ",".join(hex(x) for x in dele) or "-"))
+            fm.send("layers %s %s %s" % (",".join(hex(x) for x in ro) or "-",
+                                         ",".join(hex(x) for x in dele) or "-",
+                                         ",".join("%d:%d" % m for m in merges)))
             fm.wait(r"^map epoch=%d " % e)
             return e
 
@@ -299,6 +306,136 @@ def main():
         for s in servers:
             check(re.search(r"gc: layer %d: 41 objects freed, none left" % L1, s.log_text()),
                   "%s logged freeing 41 objects of L1" % s.log)
+
+        # ---- 7: merges ----
+        M1, M2, M3, M4 = (FAM << 16 | x for x in (10, 11, 12, 13))
+        NOBJ = 24
+
+        def sdata(o, b):
+            return bytes([0x40 + (o * 7 + b) % 61]) * B
+
+        for o in range(NOBJ):
+            d = b"".join(sdata(o, b) for b in range(8))
+            check(call(keeltest.OP_WRITE, M1, objno=o, data=d)[0].status == S_OK, "write M1")
+            d = b"".join(sdata(o, b) for b in range(100, 104))
+            check(call(keeltest.OP_WRITE, M1, objno=o, offset=100 * B, data=d)[0].status == S_OK,
+                  "write M1 blocks 100..103")
+        check(call(keeltest.OP_WRITE, M2, objno=0, offset=2 * B, data=blk("W"))[0].status == S_OK,
+              "write M2 before the merge")
+        check(call(keeltest.OP_WRITE, M2, objno=5, data=blk("V") * 10)[0].status == S_OK,
+              "write M2 object 5 before the merge")
+        check(call(keeltest.OP_WRITE, M3, objno=1, offset=3 * B, data=blk("Q"))[0].status == S_OK,
+              "write M3")
+        base_ro, base_del = [L2, L3], [L1]
+        e = push_layers(base_ro + [M1, M3, M4], base_del)
+        wait_replies(e)
+
+        def merge_status(e, pairs, start):
+            # {(server, S, C): (done, total, finished)} from the usage lines of epoch e
+            out = {}
+            for m in fm.find(r"^usage id=(\d+) epoch=%d layers=\S* merges=(\S*)" % e, start):
+                for x in m.group(2).split(","):
+                    if x:
+                        a, b, dn, tot, fin = (int(v) for v in x.split(":"))
+                        if (a, b) in pairs:
+                            out[(int(m.group(1)), a, b)] = (dn, tot, fin)
+            return out
+
+        def wait_merged(e, pairs, start):
+            deadline = time.time() + 30
+            while True:
+                st = merge_status(e, pairs, start)
+                if all(st.get((sid, a, b), (0, 0, 0))[2] for sid in addrs for a, b in pairs):
+                    return st
+                if time.time() > deadline:
+                    raise TestFailure("merges %s not reported done by every server: %s"
+                                      % (pairs, st))
+                time.sleep(0.2)
+
+        # a writer racing the copy-ups on its own connection: block 4 of
+        # every object of M2, again and again
+        wc = keeltest.Client(addrs[primary])
+        wc.handshake(keeltest.load_key(key))
+        stop = threading.Event()
+        werr = []
+
+        def writer():
+            n = 0
+            while not stop.is_set() or n < 2 * NOBJ:
+                o = n % NOBJ
+                h, _, _, _ = wc.call(keeltest.OP_WRITE, data=blk("R"), inode=M2, objno=o,
+                                     offset=4 * B, length=B, epoch=epoch[0], pgid=PGID)
+                if h.status != S_OK:
+                    werr.append((o, h.status))
+                    return
+                n += 1
+
+        mark = fm.mark()
+        wt = threading.Thread(target=writer)
+        wt.start()
+        e = push_layers(base_ro + [M1, M3, M4], base_del, [(M1, M2), (M3, M4)])
+        wait_replies(e)
+        try:
+            st = wait_merged(e, [(M1, M2), (M3, M4)], mark)
+        finally:
+            stop.set()
+            wt.join()
+        check(not werr, "the racing writes to M2 succeeded: %s" % werr)
+        tot = sum(st[(sid, M1, M2)][1] for sid in addrs)
+        dn = sum(st[(sid, M1, M2)][0] for sid in addrs)
+        check(tot == NOBJ and dn == NOBJ and st[(primary, M1, M2)][1] == NOBJ,
+              "the primary walked the %d objects of M1, the others none: %s" % (NOBJ, st))
+        for o in range(NOBJ):
+            h, d = call(keeltest.OP_READ, M2, objno=o, length=104 * B)
+            check(h.status == S_OK, "read M2 object %d" % o)
+            want = [sdata(o, b) if b < 8 or b >= 100 else bytes(B) for b in range(104)]
+            if o == 0:
+                want[2] = blk("W")
+            if o == 5:
+                want[:10] = [blk("V")] * 10
+            want[4] = blk("R")
+            for b in range(104):
+                if d[b * B:(b + 1) * B] != want[b]:
+                    raise TestFailure("M2 object %d block %d after the merge: %r, want %r"
+                                      % (o, b, d[b * B:b * B + 1], want[b][:1]))
+        lists = {}
+        for s in servers:
+            sc = keeltest.Client(s.addr)
+            sc.handshake(keeltest.load_key(key))
+            h, m, _, _ = sc.call(keeltest.OP_LIST, meta=keeltest.list_request(inode=M2))
+            objs = [keeltest.pb_decode(x) for x in keeltest.pb_decode(m).get(1, [])]
+            lists[s.addr] = sorted((x.get(2, [0])[0], x.get(3, [0])[0], x.get(4, [0])[0]) for x in objs)
+            sc.close()
+        first = lists[servers[0].addr]
+        check(len(first) == NOBJ and all(v == first for v in lists.values()),
+              "M2 has %d objects with the same versions and blocks on every server" % NOBJ)
+        check(all(bm == (14 if o == 5 else 12) for o, _, bm in first),
+              "M2's objects map exactly their own blocks plus M1's (12, 14 for object 5): %s"
+              % [bm for _, _, bm in first])
+        h, d = call(keeltest.OP_READ, M4, objno=1, offset=3 * B, length=B)
+        check(h.status == S_OK and d == blk("Q"), "the read-only M4 took M3's block")
+        h, _ = call(keeltest.OP_WRITE, M4, objno=1, data=blk("Z"))
+        check(h.status == S_EROFS, "clients still get EROFS writing the merging-into M4")
+
+        # the walk again (the merge leaves the map and comes back): nothing written
+        e = push_layers(base_ro + [M1, M3, M4], base_del)
+        wait_replies(e)
+        mark = fm.mark()
+        e = push_layers(base_ro + [M1, M3, M4], base_del, [(M1, M2)])
+        wait_replies(e)
+        wait_merged(e, [(M1, M2)], mark)
+        sc = keeltest.Client(psrv.addr)
+        sc.handshake(keeltest.load_key(key))
+        h, m, _, _ = sc.call(keeltest.OP_LIST, meta=keeltest.list_request(inode=M2))
+        objs = [keeltest.pb_decode(x) for x in keeltest.pb_decode(m).get(1, [])]
+        again = sorted((x.get(2, [0])[0], x.get(3, [0])[0], x.get(4, [0])[0]) for x in objs)
+        sc.close()
+        check(again == first, "a second walk changes no object version of M2")
+        # the merged layer goes: M1 deleting, C reads alone
+        e = push_layers(base_ro + [M3, M4], base_del + [M1])
+        wait_replies(e)
+        h, d = call(keeltest.OP_READ, M2, objno=3, offset=100 * B, length=B)
+        check(h.status == S_OK and d == sdata(3, 100), "M2 reads M1's block without M1")
 
         # ---- 6: an mgmt without MG_USAGE ----
         fm.send("usage_status 95")

@@ -26,10 +26,10 @@ static struct cmap *map_with(const uint64_t *ro, unsigned int nro, const uint64_
 
 	assert_non_null(m);
 	for (i = 0; i < nro; i++) {
-		l[n++] = (struct cmap_layer){ro[i], CMAP_LAYER_RO};
+		l[n++] = (struct cmap_layer){.inode = ro[i], .state = CMAP_LAYER_RO};
 	}
 	for (i = 0; i < ndel; i++) {
-		l[n++] = (struct cmap_layer){del[i], CMAP_LAYER_DELETING};
+		l[n++] = (struct cmap_layer){.inode = del[i], .state = CMAP_LAYER_DELETING};
 	}
 	assert_int_equal(cmap_set_layers(m, l, n), 0);
 	return m;

@@ -1253,6 +1253,8 @@ static void assert_maps_equal(const struct cmap *a, const struct cmap *b)
 	for (i = 0; i < a->nlayers; i++) {
 		assert_int_equal(a->layers[i].inode, b->layers[i].inode);
 		assert_int_equal(a->layers[i].state, b->layers[i].state);
+		assert_int_equal(a->layers[i].merge_into, b->layers[i].merge_into);
+		assert_int_equal(a->layers[i].merge_pool, b->layers[i].merge_pool);
 	}
 }
 
@@ -1291,11 +1293,22 @@ static void test_pack_roundtrip(void **state)
 	cmap_update_pgs(m, prev);
 	{
 		const struct cmap_layer l[] = {
-			{7ull << 16 | 3, CMAP_LAYER_DELETING},
-			{7ull << 16 | 1, CMAP_LAYER_RO},
-			{2ull << 16, CMAP_LAYER_RO},
+			{.inode = 7ull << 16 | 3, .state = CMAP_LAYER_DELETING},
+			{.inode = 7ull << 16 | 1,
+			 .state = CMAP_LAYER_RO,
+			 .merge_into = 7ull << 16 | 2,
+			 .merge_pool = 1},
+			{.inode = 2ull << 16, .state = CMAP_LAYER_RO},
 		};
-		struct cmap_layer bad[] = {{5, CMAP_LAYER_RO}, {5, CMAP_LAYER_DELETING}};
+		struct cmap_layer bad[] = {{.inode = 5, .state = CMAP_LAYER_RO},
+					   {.inode = 5, .state = CMAP_LAYER_DELETING}};
+		struct cmap_layer badm[] = {
+			{.inode = 7ull << 16 | 3, .state = CMAP_LAYER_DELETING},
+			{.inode = 7ull << 16 | 1,
+			 .state = CMAP_LAYER_RO,
+			 .merge_into = 7ull << 16 | 3,
+			 .merge_pool = 1},
+		};
 
 		assert_int_equal(cmap_set_layers(m, l, 3), 0);
 		assert_int_equal(cmap_layer_state(m, 7ull << 16 | 1), CMAP_LAYER_RO);
@@ -1305,9 +1318,26 @@ static void test_pack_roundtrip(void **state)
 		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
 		bad[1].inode = 0;
 		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
-		bad[1] = (struct cmap_layer){6, CMAP_LAYER_WRITABLE};
+		bad[1] = (struct cmap_layer){.inode = 6, .state = CMAP_LAYER_WRITABLE};
 		assert_int_equal(cmap_set_layers(m, bad, 2), -EINVAL);
+		/* merges: never into a deleting layer, itself, another family,
+		 * without a pool, or from a layer that is not read-only */
+		assert_int_equal(cmap_set_layers(m, badm, 2), -EINVAL);
+		badm[1].merge_into = 7ull << 16 | 1;
+		assert_int_equal(cmap_set_layers(m, badm, 2), -EINVAL);
+		badm[1].merge_into = 8ull << 16 | 2;
+		assert_int_equal(cmap_set_layers(m, badm, 2), -EINVAL);
+		badm[1].merge_into = 7ull << 16 | 2;
+		badm[1].merge_pool = 0;
+		assert_int_equal(cmap_set_layers(m, badm, 2), -EINVAL);
+		badm[1].merge_pool = 1;
+		badm[0].merge_into = 7ull << 16 | 2;
+		badm[0].merge_pool = 1;
+		assert_int_equal(cmap_set_layers(m, badm, 2), -EINVAL);
 		assert_int_equal(m->nlayers, 3); /* unchanged by the failures */
+		assert_int_equal(cmap_layer_merge_into(m, 7ull << 16 | 1), 7ull << 16 | 2);
+		assert_int_equal(cmap_layer_merge_into(m, 7ull << 16 | 2), 0);
+		assert_int_equal(cmap_layer_merge_into(m, 2ull << 16), 0);
 	}
 
 	assert_int_equal(cmap_pack(m, &buf, &len), 0);
