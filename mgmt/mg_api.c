@@ -144,6 +144,8 @@ static const struct mg_route_def mg_routes[] = {
 	{"/v1/snapshots", MG_R_SNAPSHOTS, MG_GET, "GET"},
 	{"/v1/snapshots/*", MG_R_SNAPSHOT, MG_GET | MG_DEL, "GET, DELETE"},
 	{"/v1/layers", MG_R_LAYERS, MG_GET, "GET"},
+	{"/v1/jobs", MG_R_JOBS, MG_GET, "GET"},
+	{"/v1/jobs/*", MG_R_JOB, MG_GET, "GET"},
 	{"/v1/volumes/*/attachments", MG_R_VOLUME_ATTACHMENTS, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/volumes/*/attachments/*", MG_R_VOLUME_ATTACHMENT, MG_GET | MG_DEL, "GET, DELETE"},
 	{"/v1/attachments", MG_R_ATTACHMENTS, MG_GET, "GET"},
@@ -648,6 +650,10 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 	case MG_R_VOLUME_FLATTEN:
 	case MG_R_LAYERS:
 		mg_volume_handle(c, req);
+		break;
+	case MG_R_JOBS:
+	case MG_R_JOB:
+		mg_jobs_handle(c, req);
 		break;
 	case MG_R_VOLUME_ATTACHMENTS:
 	case MG_R_VOLUME_ATTACHMENT:

@@ -46,6 +46,8 @@ enum mg_route {
 	MG_R_SNAPSHOTS,		 /* GET /v1/snapshots */
 	MG_R_SNAPSHOT,		 /* GET, DELETE /v1/snapshots/{uuid or volume@snap} */
 	MG_R_LAYERS,		 /* GET /v1/layers */
+	MG_R_JOBS,		 /* GET /v1/jobs */
+	MG_R_JOB,		 /* GET /v1/jobs/{id} */
 	MG_R_CINDER,		 /* /, /v3/...: OpenStack Block Storage (mg_cinder.h) */
 };
 

@@ -574,6 +574,7 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		c->layers.v[i].deleting_epoch = c->meta.epoch;
 		c->layers.v[i].deleting_ns = reactor_now_ns();
 	}
+	c->merge_replan = true; /* merges are not stored: found again */
 	if (!c->npools) {
 		ret = mg_create_default_pool(c);
 		if (ret) {
@@ -618,11 +619,13 @@ void mg_cluster_close(struct mg_cluster *c)
 	c->npools = 0;
 	for (uint32_t i = 0; i < c->nservers; i++) {
 		free(c->servers[i].usage);
+		free(c->servers[i].merges);
 	}
 	free(c->servers);
 	c->servers = NULL;
 	c->nservers = 0;
 	mg_layers_free(&c->layers);
+	mg_jobs_free(&c->jobs);
 	while (c->fences) {
 		struct mg_fence *f = c->fences;
 

@@ -89,6 +89,14 @@ struct mg_server {
 	uint64_t usage_epoch;
 	struct mg_usage *usage;
 	uint32_t nusage;
+	struct mg_merge_rep *merges; /* its merge progress in that report */
+	uint32_t nmerges;
+};
+
+/* One server's walk of one merge (MG_USAGE MergeProgress). */
+struct mg_merge_rep {
+	uint64_t layer, into, done, total;
+	bool complete;
 };
 
 /* One layer's objects on one server (MG_USAGE). */
@@ -118,6 +126,32 @@ struct mg_layer {
 
 struct mg_layers {
 	struct mg_layer *v; /* sorted by inode */
+	uint32_t n, cap;
+};
+
+/* A background job (docs/api.md "Jobs"); mg_merge.c. Only merges today. */
+enum mg_job_state {
+	MG_JOB_QUEUED = 0, /* listed in a map, no server reported progress yet */
+	MG_JOB_RUNNING,
+	MG_JOB_DONE,
+	MG_JOB_FAILED, /* cancelled: the layers changed under it (error says how) */
+};
+
+struct mg_job {
+	uint64_t layer, into; /* merge: the deleted snapshot's layer, its child */
+	uint32_t pool;
+	char volume[CMAP_NAME_LEN];   /* the volume of the family (may be renamed) */
+	char snapshot[CMAP_NAME_LEN]; /* the deleted snapshot, "" when not known */
+	enum mg_job_state state;
+	uint64_t done, total; /* objects */
+	int64_t started_ms, finished_ms;
+	char error[128];
+};
+
+#define MG_JOBS_KEPT 256u /* finished jobs remembered (oldest go first) */
+
+struct mg_jobs {
+	struct mg_job *v; /* oldest first */
 	uint32_t n, cap;
 };
 
@@ -157,6 +191,8 @@ struct mg_cluster {
 	struct mg_pool pools[MG_MAX_POOLS]; /* ascending id */
 	uint32_t npools;
 	struct mg_layers layers;
+	struct mg_jobs jobs;
+	bool merge_replan; /* plan merges at the next tick (set at load) */
 	struct mg_fence *fences;
 	unsigned int layers_gc_ticks;
 	struct reactor_defer fence_defer;
@@ -274,6 +310,46 @@ void mg_fence_check(struct mg_cluster *c);
 int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 			  const struct Keel__UsageReport *r, char *err, size_t errlen);
 void mg_layers_tick(struct mg_cluster *c);
+
+/* ---- merges of deleted snapshots (mg_merge.c, docs/volumes.md) ---- */
+
+/*
+ * Plan merges on @t (pure): clear merge_into of layers whose merge no
+ * longer holds (the layer is no longer hidden -- a read-only layer with
+ * no volume top and no snapshot -- or its only live child changed), and
+ * start merges of hidden layers with exactly one live child C, unless C
+ * itself is hidden with one live child and not merging (C merges first,
+ * the one nearest the top goes first), C is merging, or another layer is
+ * merging into the layer. @pool_of gives a family's pool (0: unknown, no
+ * merge). Started merges get merge_into, merge_pool and merge_epoch
+ * @epoch. Returns how many layers changed.
+ */
+uint32_t mg_merge_plan(struct mg_layers *t, uint32_t (*pool_of)(void *arg, uint64_t family),
+		       void *arg, uint64_t epoch);
+/* The pool of @family's volumes in @c's store (pool_of for mg_merge_plan). */
+uint32_t mg_merge_family_pool(void *c, uint64_t family);
+/* Bring c->jobs in line with c->layers after a change: a job per merging
+ * layer (new ones queued), running jobs whose merge went away failed
+ * with @why. */
+void mg_merge_jobs_sync(struct mg_cluster *c, const char *why);
+/* Name the job of @layer's merge (after a snapshot delete started it). */
+void mg_merge_job_name(struct mg_cluster *c, uint64_t layer, const char *volume,
+		       const char *snapshot);
+struct mg_job *mg_merge_job_find(struct mg_cluster *c, uint64_t layer);
+/* Sum the servers' progress; complete merges every primary of the pool
+ * reported done under the current map (mg_volume_merge_complete()). */
+void mg_merge_check(struct mg_cluster *c);
+/* The job as JSON (docs/api.md). */
+struct json_t;
+struct json_t *mg_job_json(const struct mg_job *j);
+void mg_jobs_free(struct mg_jobs *j);
+/* GET /v1/jobs, /v1/jobs/{id} */
+struct mg_api_req;
+void mg_jobs_handle(struct mg_cluster *c, struct mg_api_req *req);
+
+/* mg_volume.c: end merge @layer: its child takes its parent, the layer
+ * becomes deleting, one transaction and map. 0 or -errno. */
+int mg_volume_merge_complete(struct mg_cluster *c, uint64_t layer);
 
 /* ---- cluster port (mg_cport.c) ---- */
 

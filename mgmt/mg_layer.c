@@ -412,6 +412,7 @@ int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 {
 	struct mg_server *s;
 	struct mg_usage *u = NULL;
+	struct mg_merge_rep *mr = NULL;
 	size_t n = r->n_layers;
 
 	if (!p->server_id || p->server_id != r->server_id) {
@@ -447,18 +448,74 @@ int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 	if (n > 1) {
 		qsort(u, n, sizeof(*u), cmp_usage);
 	}
+	if (r->n_merges > MG_USAGE_MAX || (r->n_merges && !r->merges)) {
+		free(u);
+		snprintf(err, errlen, "%zu merges in a usage report", r->n_merges);
+		return -EINVAL;
+	}
+	if (r->n_merges) {
+		mr = calloc(r->n_merges, sizeof(*mr));
+		if (!mr) {
+			free(u);
+			return -ENOMEM;
+		}
+	}
+	for (size_t i = 0; i < r->n_merges; i++) {
+		const Keel__MergeProgress *g = r->merges[i];
+
+		if (!g || !g->layer || !g->into || g->objects_done > g->objects_total) {
+			free(u);
+			free(mr);
+			snprintf(err, errlen, "usage report: merge %zu is malformed", i);
+			return -EINVAL;
+		}
+		mr[i] = (struct mg_merge_rep){.layer = g->layer,
+					      .into = g->into,
+					      .done = g->objects_done,
+					      .total = g->objects_total,
+					      .complete = g->done};
+	}
 	/* Reports of an older map than one already taken are stale. */
 	if (r->epoch < s->usage_epoch) {
 		free(u);
+		free(mr);
 		return 0;
 	}
 	free(s->usage);
 	s->usage = u;
 	s->nusage = (uint32_t)n;
+	free(s->merges);
+	s->merges = mr;
+	s->nmerges = (uint32_t)r->n_merges;
 	s->usage_epoch = r->epoch;
 	mg_layers_sum(c);
 	mg_layers_gc(c);
+	mg_merge_check(c);
 	return 0;
+}
+
+/* Plan merges on the table as it is (after a load, or a change whose own
+ * planning could not publish) and publish them. */
+static void mg_merge_replan(struct mg_cluster *c)
+{
+	struct mg_layers old;
+
+	if (mg_layers_copy(&old, &c->layers)) {
+		return;
+	}
+	if (!mg_merge_plan(&c->layers, mg_merge_family_pool, c, c->meta.epoch + 1)) {
+		mg_layers_free(&old);
+		c->merge_replan = false;
+		return;
+	}
+	if (mg_cluster_publish(c, NULL, "merges of deleted snapshots", NULL, NULL)) {
+		mg_layers_free(&c->layers);
+		c->layers = old;
+		return;
+	}
+	mg_layers_free(&old);
+	c->merge_replan = false;
+	mg_merge_jobs_sync(c, "the layers changed");
 }
 
 void mg_layers_tick(struct mg_cluster *c)
@@ -467,5 +524,8 @@ void mg_layers_tick(struct mg_cluster *c)
 	if (++c->layers_gc_ticks >= 10) { /* once a second: the grace may have run out */
 		c->layers_gc_ticks = 0;
 		mg_layers_gc(c);
+		if (c->merge_replan && c->map && !c->stopping) {
+			mg_merge_replan(c);
+		}
 	}
 }

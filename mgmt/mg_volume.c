@@ -177,6 +177,11 @@ static int mg_vchange_commit(struct mg_cluster *c, struct mg_vchange *ch, const 
 	struct mg_meta old_meta = c->meta;
 	int ret;
 
+	/* Merges follow every layer change (docs/volumes.md): started or
+	 * cancelled in the same map. */
+	if (mg_merge_plan(&ch->layers, mg_merge_family_pool, c, c->meta.epoch + 1)) {
+		ch->publish = true;
+	}
 	/* The counters go into c->meta first: a publish writes c->meta. */
 	c->layers = ch->layers;
 	c->meta.next_volume_id = ch->meta.next_volume_id;
@@ -203,6 +208,7 @@ static int mg_vchange_commit(struct mg_cluster *c, struct mg_vchange *ch, const 
 	}
 	mg_layers_free(&old);
 	memset(&ch->layers, 0, sizeof(ch->layers));
+	mg_merge_jobs_sync(c, reason);
 	if (ch->pool_has_data) {
 		/* From now on new PG members must be recovered, not assumed in
 		 * sync (docs/cluster.md). */
@@ -867,6 +873,7 @@ static void mg_h_snap_get(struct mg_cluster *c, struct mg_api_req *req)
 static void mg_h_snap_delete(struct mg_cluster *c, struct mg_api_req *req)
 {
 	char msg[MG_API_ERR_LEN], reason[160];
+	struct mg_layer *layer;
 	struct mg_snap_rec sn;
 	struct mg_vchange ch;
 	bool kept;
@@ -889,10 +896,65 @@ static void mg_h_snap_delete(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret, msg);
 		return;
 	}
+	layer = mg_layer_find(&c->layers, sn.inode);
+	if (kept && layer && layer->merge_into) {
+		struct mg_job *j;
+
+		mg_merge_job_name(c, sn.inode, sn.volume, sn.name);
+		j = mg_merge_job_find(c, sn.inode);
+		log_info("snapshot '%s@%s' deleted; its layer merges into %#" PRIx64, sn.volume,
+			 sn.name, layer->merge_into);
+		mg_reply_fenced(c, req, 202, j ? mg_job_json(j) : NULL, reason);
+		return;
+	}
 	log_info("snapshot '%s@%s' deleted%s", sn.volume, sn.name,
 		 kept ? "; its layer stays while volumes depend on it"
 		      : "; its data is freed in the background");
 	mg_reply_fenced(c, req, 204, NULL, reason);
+}
+
+int mg_volume_merge_complete(struct mg_cluster *c, uint64_t inode)
+{
+	struct mg_layer *s, *child;
+	struct mg_vchange ch;
+	char reason[160];
+	uint64_t into;
+	int ret;
+
+	ret = mg_vchange_init(c, &ch);
+	if (ret) {
+		return ret;
+	}
+	s = mg_layer_find(&ch.layers, inode);
+	child = s && s->merge_into ? mg_layer_find(&ch.layers, s->merge_into) : NULL;
+	if (!child || child->parent != inode) {
+		mg_layers_free(&ch.layers);
+		return -ESTALE;
+	}
+	into = child->inode;
+	/* The child holds every block it read from the layer now: it reads
+	 * through the layer's parent instead, and the layer, with no child
+	 * left, is deleted (readers with the old chain get EROFS and reopen;
+	 * once it is freed and dropped, a read through it finds nothing
+	 * there and the child's own copy of every block comes first). */
+	child->parent = s->parent;
+	mg_vchange_touch(&ch, into);
+	s->merge_into = 0;
+	s->merge_pool = 0;
+	s->merge_epoch = 0;
+	mg_vchange_cascade(c, &ch, inode);
+	if (mg_layer_find(&ch.layers, inode)->state != CMAP_LAYER_DELETING) {
+		mg_layers_free(&ch.layers);
+		return -EBUSY;
+	}
+	ch.publish = true;
+	snprintf(reason, sizeof(reason), "layer %#" PRIx64 " merged into %#" PRIx64, inode, into);
+	ret = mg_vchange_commit(c, &ch, reason);
+	if (!ret) {
+		log_info("%s: the child reads through %#" PRIx64 " now", reason,
+			 mg_layer_find(&c->layers, into)->parent);
+	}
+	return ret;
 }
 
 static void mg_h_volume_resize(struct mg_cluster *c, struct mg_api_req *req)
@@ -1123,12 +1185,13 @@ static void mg_h_layers(struct mg_cluster *c, struct mg_api_req *req)
 		const struct mg_layer *l = &c->layers.v[i];
 
 		json_array_append_new(
-			a, json_pack("{s:I,s:I,s:I,s:s,s:b,s:I,s:I,s:I}", "inode",
+			a, json_pack("{s:I,s:I,s:I,s:s,s:b,s:I,s:I,s:I,s:I}", "inode",
 				     (json_int_t)l->inode, "family", (json_int_t)(l->inode >> 16),
 				     "parent", (json_int_t)l->parent, "state",
 				     states[l->state <= 2 ? l->state : 0], "top", l->top, "snapshots",
 				     (json_int_t)l->nsnaps, "objects", (json_int_t)l->objects,
-				     "stored_bytes", (json_int_t)l->bytes));
+				     "stored_bytes", (json_int_t)l->bytes, "merging_into",
+				     (json_int_t)l->merge_into));
 	}
 	mg_api_reply(req, 200, a);
 }

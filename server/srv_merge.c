@@ -194,7 +194,8 @@ static void merge_restart(struct srv_merge *mg)
 	if (n) {
 		mg->jobs = calloc(n, sizeof(*mg->jobs));
 		if (!mg->jobs) {
-			log_error("merge: out of memory for %u merges; retried with the next map", n);
+			log_error("merge: out of memory for %u merges; retried with the next map",
+				  n);
 			n = 0;
 		}
 	}

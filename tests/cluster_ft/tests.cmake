@@ -29,5 +29,6 @@ keel_cluster_ft(t_client 600 "functional;cluster;client")
 # The stock cinder and openstack clients against the Block Storage v3 API.
 keel_cluster_ft(t_cinder 600 "functional;cluster;client")
 keel_cluster_ft(t_layers 300 "functional;cluster;volumes")
+keel_cluster_ft(t_merge 400 "functional;cluster;volumes")
 keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")
 keel_cluster_ft(t_metrics 300 "functional;cluster;client")
