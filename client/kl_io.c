@@ -625,7 +625,11 @@ void kl_sub_on_reply(struct kl_sub *s, const struct kp_hdr *h, const uint8_t *da
 		sub_park(s, err);
 		return;
 	case KL_V_REOPEN:
-		if (s->req->v->info.read_only) {
+		/* A snapshot view whose own layer is deleting is gone; one that
+		 * read through a deleting parent (a merged snapshot's layer,
+		 * docs/volumes.md) asks mgmt for its chain again, like a top. */
+		if (s->req->v->info.read_only &&
+		    cmap_layer_state(s->c->map, s->req->v->info.inode) == CMAP_LAYER_DELETING) {
 			s->res = -EROFS;
 			sub_set_state(s, KL_SUB_DONE);
 			break;

@@ -51,6 +51,13 @@ int kc_volume_attach(const struct kc_ctx *k, int argc, char **argv);
 int kc_volume_detach(const struct kc_ctx *k, int argc, char **argv);
 int kc_attachment(const struct kc_ctx *k, int argc, char **argv);
 
+/* kc_job.c */
+extern const char kc_help_job[];
+int kc_job(const struct kc_ctx *k, int argc, char **argv);
+/* Poll job @id until it is done (KC_EXIT_OK) or failed (KC_EXIT_ERR, the
+ * error printed), with a progress line named @what on a terminal. */
+int kc_job_wait(const struct kc_ctx *k, const char *id, const char *what);
+
 /* kc_volume.c */
 extern const char kc_help_snapshot[];
 int kc_snapshot(const struct kc_ctx *k, int argc, char **argv);

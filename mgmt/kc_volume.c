@@ -31,7 +31,7 @@ const char kc_help_snapshot[] =
 	"    keelctl snapshot create VOLUME@SNAP [--description TEXT]\n"
 	"    keelctl snapshot list [VOLUME]\n"
 	"    keelctl snapshot show VOLUME@SNAP\n"
-	"    keelctl snapshot delete VOLUME@SNAP\n"
+	"    keelctl snapshot delete VOLUME@SNAP [--wait]\n"
 	"    keelctl volume clone VOLUME@SNAP NEWNAME [--size SIZE]\n"
 	"    keelctl volume copy VOLUME NEWNAME [--size SIZE]\n"
 	"    keelctl volume revert VOLUME SNAP\n"
@@ -52,8 +52,14 @@ const char kc_help_snapshot[] =
 	"\n"
 	"    revert makes VOLUME's content that of its snapshot SNAP again (the\n"
 	"    volume must be detached); later snapshots stay. delete of a snapshot\n"
-	"    that clones depend on removes it from the lists at once; its data\n"
-	"    stays until the last clone is deleted or flattened. flatten copies\n"
+	"    removes it from the lists at once. When exactly one layer reads\n"
+	"    through it (the volume, a later snapshot, or one clone), its data\n"
+	"    is merged into that layer in the background and then freed, so\n"
+	"    rotating snapshots does not lengthen the chain: delete prints the\n"
+	"    merge's job, and --wait follows it to the end with a progress line\n"
+	"    on a terminal (keelctl help job). A snapshot that several clones\n"
+	"    depend on keeps its data until all but one are deleted or\n"
+	"    flattened, then merges. flatten copies\n"
 	"    into a clone every block it still reads from its snapshot, then cuts\n"
 	"    it loose (the volume must be detached while it runs). resize grows a\n"
 	"    volume online (attached guests see the new capacity); shrinking needs\n"
@@ -66,6 +72,7 @@ const char kc_help_snapshot[] =
 	"    progress line when stderr is a terminal.\n"
 	"\n"
 	"OPTIONS\n"
+	"    --wait           snapshot delete: wait for the merge to finish\n"
 	"    --key-file PATH  the cluster key for the data commands (flatten,\n"
 	"                     import, export); default $KEEL_KEY_FILE, else\n"
 	"                     /etc/keel/keel.key\n"
@@ -206,7 +213,11 @@ int kc_snapshot(const struct kc_ctx *k, int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "show") || !strcmp(argv[0], "delete")) {
 		bool del = argv[0][0] == 'd';
+		bool wait = del && argc == 3 && !strcmp(argv[2], "--wait");
 
+		if (wait) {
+			argc--;
+		}
 		if (argc != 2) {
 			return kc_usage("snapshot %s: expects exactly one VOLUME@SNAPSHOT", argv[0]);
 		}
@@ -219,6 +230,22 @@ int kc_snapshot(const struct kc_ctx *k, int argc, char **argv)
 		}
 		if (!del) {
 			return kc_print_one(k, &r, kc_snap_table);
+		}
+		if (r.status == 202 && json_is_object(r.json)) {
+			/* a merge into the layer's child started (keelctl help job) */
+			char id[64], what[300];
+
+			snprintf(id, sizeof(id), "%s", kc_str(r.json, "id"));
+			if (k->json) {
+				kc_print_json(&r);
+			} else {
+				printf("snapshot '%s' deleted; its data merges into the layer "
+				       "above it: job %s\n",
+				       argv[1], id);
+			}
+			rest_resp_free(&r);
+			snprintf(what, sizeof(what), "merge of %s", argv[1]);
+			return wait ? kc_job_wait(k, id, what) : KC_EXIT_OK;
 		}
 		if (!k->json) {
 			printf("snapshot '%s' deleted\n", argv[1]);

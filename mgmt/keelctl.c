@@ -22,7 +22,7 @@ static const char kc_help_main[] =
 	"SYNOPSIS\n"
 	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json|value]\n"
 	"            COMMAND [ARGS...]\n"
-	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|pg]\n"
+	"    keelctl help [volume|snapshot|job|attachment|server|cluster|pool|pg]\n"
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
@@ -37,6 +37,8 @@ static const char kc_help_main[] =
 	"    volume resize VOLUME SIZE [--allow-shrink]\n"
 	"    volume import FILE VOLUME | export VOLUME[@SNAP] FILE\n"
 	"    snapshot create VOLUME@SNAP | list [VOLUME] | show | delete VOLUME@SNAP\n"
+	"             [--wait]\n"
+	"    job list | show ID | wait ID\n"
 	"    attachment list [--host HOST]\n"
 	"    server list\n"
 	"    cluster status\n"
@@ -728,7 +730,7 @@ static int kc_help(const char *topic)
 		{"volume", kc_help_volume},   {"server", kc_help_server},
 		{"cluster", kc_help_cluster}, {"pool", kc_help_pool},
 		{"pg", kc_help_pg},	      {"attachment", kc_help_attach},
-		{"snapshot", kc_help_snapshot},
+		{"snapshot", kc_help_snapshot}, {"job", kc_help_job},
 	};
 
 	if (!topic) {
@@ -741,7 +743,9 @@ static int kc_help(const char *topic)
 			return KC_EXIT_OK;
 		}
 	}
-	return kc_usage("no help for '%s' (try volume, snapshot, attachment, server, cluster, pool, pg)", topic);
+	return kc_usage("no help for '%s' (try volume, snapshot, job, attachment, server, cluster, "
+			"pool, pg)",
+			topic);
 }
 
 /*
@@ -847,6 +851,8 @@ int main(int argc, char **argv)
 		ret = kc_volume(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "snapshot")) {
 		ret = kc_snapshot(&k, argc - i, argv + i);
+	} else if (!strcmp(cmd, "job")) {
+		ret = kc_job(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "attachment")) {
 		ret = kc_attachment(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "server")) {

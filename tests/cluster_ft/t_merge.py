@@ -255,6 +255,23 @@ def test(tools, tmp, box):
     after = stored()
     ck.check(after < before, "the family stores fewer bytes once s5 is merged and freed "
              "everywhere: %d -> %d" % (before, after))
+
+    # ---- 5: keelctl snapshot delete --wait, keelctl job list ----
+    r = c.api("/v1/volumes/mv/snapshots", "POST", {"name": "s7"}, timeout=40)
+    snaps["s7"] = (r["inode"], bytes(m.img))
+    m.top = c.api("/v1/volumes/mv")["inode"]
+    m.scribble(20)
+    out = json.loads(c.keelctl("-f", "json", "snapshot", "delete", "mv@s6", "--wait"))
+    j = c.api("/v1/jobs/" + out["id"])
+    ck.check(out["layer"] == snaps["s6"][0] and j["state"] == "done",
+             "keelctl snapshot delete --wait returns with the merge done: %s" % j)
+    ck.check(c.api("/v1/volumes/mv")["parents"] == [snaps["s7"][0], snaps["s1"][0]],
+             "the chain is s7, s1")
+    listing = c.keelctl("job", "list")
+    ck.check(out["id"] in listing and "done" in listing.split(out["id"])[1].split("\n")[0],
+             "keelctl job list shows %s done:\n%s" % (out["id"], listing))
+    got = export(c, tmp, "mv@s7")
+    ck.check(got == snaps["s7"][1], "s7 reads back exactly")
     ck.done()
 
 

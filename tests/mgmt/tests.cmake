@@ -1,6 +1,7 @@
 # keel-mgmt and keelctl: unit tests (store, validation) and one functional
 # scenario against a real keel-mgmt with fake servers on its cluster port.
 keel_unit_test(test_mg_store SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mg_store.c LIBS keel_mg)
+keel_unit_test(test_mg_merge SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mg_merge.c LIBS keel_mg)
 keel_unit_test(test_mg_valid SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mg_valid.c LIBS keel_mg)
 # REST API tokens: token files, headers, the check, tools finding their token.
 keel_unit_test(test_mg_auth SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mg_auth.c LIBS keel_mg keel_rest)
