@@ -44,7 +44,7 @@ const char kc_help_job[] =
 
 static int kc_job_table(json_t *list)
 {
-	static const char *const hdr[] = {"ID",	    "TYPE",	"VOLUME",  "SNAPSHOT",
+	static const char *const hdr[] = {"ID",	   "TYPE",     "VOLUME",  "SNAPSHOT",
 					  "STATE", "PROGRESS", "STARTED", "ERROR"};
 	struct kc_table *t = kc_table_new(8, hdr);
 	size_t i;
@@ -58,13 +58,21 @@ static int kc_job_table(json_t *list)
 		char prog[64], started[32];
 		time_t ts = (time_t)kc_u64(j, "started_at");
 		struct tm tm;
-		const char *row[8] = {kc_str(j, "id"),	  kc_str(j, "type"), kc_str(j, "volume"),
-				      kc_str(j, "snapshot"), kc_str(j, "state"), prog,
-				      started,		  kc_str(j, "error")};
+		const char *row[8] = {kc_str(j, "id"),
+				      kc_str(j, "type"),
+				      kc_str(j, "volume"),
+				      kc_str(j, "snapshot"),
+				      kc_str(j, "state"),
+				      prog,
+				      started,
+				      kc_str(j, "error")};
 
+		if (!*row[3]) {
+			row[3] = "-"; /* the snapshot's name is not known (mgmt restarted) */
+		}
 		snprintf(prog, sizeof(prog), "%.0f%% (%" PRIu64 "/%" PRIu64 " objects)",
-			 json_number_value(json_object_get(j, "percent")), kc_u64(j, "objects_done"),
-			 kc_u64(j, "objects_total"));
+			 json_number_value(json_object_get(j, "percent")),
+			 kc_u64(j, "objects_done"), kc_u64(j, "objects_total"));
 		gmtime_r(&ts, &tm);
 		strftime(started, sizeof(started), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		kc_table_add(t, row);

@@ -18,7 +18,15 @@ chain mgmt gives it):
      s5 read back exactly;
   4. snapshot s6, overwrites, s5 deleted and a keel-server SIGKILLed at
      once: the merge still completes on the other two, the volume and the
-     snapshots read back exactly, with the server back too.
+     snapshots read back exactly, with the server back too; the family's
+     stored bytes drop once s5 is freed;
+  5. `keelctl snapshot delete --wait` returns with the merge done,
+     `keelctl job list` shows it;
+  6. a 96 MiB volume whose snapshot b1 is full and whose top holds one
+     block per object: b1 deleted, keel-mgmt SIGKILLed right after the 202
+     and restarted: the merge is planned again from the layer table, its
+     job shows again and completes (progress seen moving when the polls
+     catch it), the volume reads back exactly.
 
 Usage: t_merge.py BUILD_DIR.
 """
@@ -45,10 +53,11 @@ S_OK = 0
 class Model:
     """The volume's expected content and the writes that made it."""
 
-    def __init__(self, d, top):
+    def __init__(self, d, top, size=SIZE):
         self.d = d
         self.top = top
-        self.img = bytearray(SIZE)
+        self.size = size
+        self.img = bytearray(size)
         self.rng = random.Random(7)
         self.lock = threading.Lock()
         self.n = 0
@@ -77,7 +86,7 @@ class Model:
     def scribble(self, runs):
         for _ in range(runs):
             nblk = self.rng.randint(1, 8)
-            self.write(self.rng.randrange(SIZE // B - nblk), nblk)
+            self.write(self.rng.randrange(self.size // B - nblk), nblk)
 
 
 def api_status(c, path, method):
@@ -245,6 +254,7 @@ def test(tools, tmp, box):
                  (what, "ok" if got == want else first_diff(got, want)))
     c.start(2)
     c.wait_health_ok(120)
+    d.conns = {}  # the connection to server 2 died with it
     got = export(c, tmp, "mv")
     ck.check(got == bytes(m.img), "the volume reads back exactly with server 2 back")
     t0 = time.monotonic()
@@ -272,6 +282,51 @@ def test(tools, tmp, box):
              "keelctl job list shows %s done:\n%s" % (out["id"], listing))
     got = export(c, tmp, "mv@s7")
     ck.check(got == snaps["s7"][1], "s7 reads back exactly")
+
+    # ---- 6: keel-mgmt killed mid-merge ----
+    bsize = 96 << 20
+    c.keelctl("volume", "create", "mb", "--size", "96M", "--object-size", "1M")
+    vb = c.api("/v1/volumes/mb")
+    mb = Model(d, vb["inode"], bsize)
+    for objno in range(bsize // OBJ):
+        mb.write(objno * OBJ // B, OBJ // B)
+    r = c.api("/v1/volumes/mb/snapshots", "POST", {"name": "b1"}, timeout=40)
+    b1 = r["inode"]
+    mb.top = c.api("/v1/volumes/mb")["inode"]
+    for objno in range(bsize // OBJ):
+        mb.write(objno * OBJ // B + 7, 1)
+    st, body = api_status(c, "/v1/volumes/mb/snapshots/b1", "DELETE")
+    c.lc("stop-mgmt", "--signal", "KILL")
+    ck.check(st == 202, "delete b1: 202 (%s)" % st)
+    c.lc("start-mgmt")
+    t0 = time.monotonic()
+    states, progress = [], []
+    while time.monotonic() - t0 < 120:
+        try:
+            jst, j = api_status(c, "/v1/jobs/" + body["id"], "GET")
+            layers = {x["inode"]: x for x in c.api("/v1/layers")}
+        except OSError:
+            time.sleep(0.2)
+            continue
+        if jst == 200:
+            if not states or states[-1] != j["state"]:
+                states.append(j["state"])
+            progress.append((j["objects_done"], j["objects_total"]))
+            if j["state"] in ("done", "failed"):
+                break
+        elif b1 not in layers or layers[b1]["state"] == "deleting":
+            states.append("finished before the kill")
+            break
+        time.sleep(0.2)
+    clusterlib.log("merge of b1 after mgmt's restart: states %s, progress %s" %
+                   (states, sorted(set(progress))))
+    ck.check(states and states[-1] in ("done", "finished before the kill"),
+             "the merge of b1 completes after mgmt's restart: %s" % states)
+    vb = c.api("/v1/volumes/mb")
+    ck.check(vb["parents"] == [], "mb reads through nothing now: %s" % vb["parents"])
+    got = export(c, tmp, "mb")
+    ck.check(got == bytes(mb.img), "mb reads back exactly: %s" %
+             ("ok" if got == bytes(mb.img) else first_diff(got, mb.img)))
     ck.done()
 
 

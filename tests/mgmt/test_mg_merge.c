@@ -29,8 +29,8 @@ static uint32_t pool_of(void *arg, uint64_t family)
 static void add(struct mg_layers *t, uint64_t inode, uint64_t parent, uint32_t state,
 		uint32_t nsnaps, bool top)
 {
-	struct mg_layer l = {.inode = inode, .parent = parent, .state = state, .nsnaps = nsnaps,
-			     .top = top};
+	struct mg_layer l = {
+		.inode = inode, .parent = parent, .state = state, .nsnaps = nsnaps, .top = top};
 
 	assert_int_equal(mg_layer_add(t, &l), 0);
 }
