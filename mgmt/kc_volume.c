@@ -458,7 +458,7 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 	const char *key_file;
 	struct keel_sync *s = NULL;
 	struct rest_resp r;
-	uint64_t parent, size;
+	uint64_t parent, size, top, now_top, now_parent;
 	uint8_t *buf = NULL;
 	char msg[256];
 	json_t *par;
@@ -477,6 +477,7 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 	par = json_object_get(r.json, "parents");
 	parent = json_array_size(par) ? (uint64_t)json_integer_value(json_array_get(par, 0)) : 0;
 	size = kc_u64(r.json, "size");
+	top = kc_u64(r.json, "inode");
 	if (strcmp(kc_str(r.json, "status"), "available")) {
 		rest_resp_free(&r);
 		snprintf(msg, sizeof(msg), "volume '%s' is attached: detach it before flattening",
@@ -520,8 +521,33 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 			 argv[0], strerror(-ret));
 		return kc_fail(msg);
 	}
+	/* The top holds every block of its view now. A merge of a deleted
+	 * snapshot may have shortened the chain meanwhile (the top's content
+	 * is the same): drop the parent it has now. A new top (a revert) is
+	 * a different volume content: refuse. */
+	ret = kc_get_volume(k, argv[0], &r);
+	if (ret) {
+		return ret;
+	}
+	par = json_object_get(r.json, "parents");
+	now_parent = json_array_size(par) ? (uint64_t)json_integer_value(json_array_get(par, 0))
+					  : 0;
+	now_top = kc_u64(r.json, "inode");
+	rest_resp_free(&r);
+	if (now_top != top) {
+		snprintf(msg, sizeof(msg),
+			 "volume '%s' changed (reverted?) while it was flattened: run it again",
+			 argv[0]);
+		return kc_fail(msg);
+	}
+	if (!now_parent) {
+		if (!k->json) {
+			printf("volume '%s' has no parent any more\n", argv[0]);
+		}
+		return KC_EXIT_OK;
+	}
 	return kc_volume_post(k, argv[0], "flatten",
-			      json_pack("{s:I}", "parent", (json_int_t)parent), table);
+			      json_pack("{s:I}", "parent", (json_int_t)now_parent), table);
 }
 
 static int kc_volume_import(const struct kc_ctx *k, int argc, char **argv,
