@@ -18,8 +18,9 @@
  * after them. Blocks C holds (written by clients before or during the
  * merge, or copied by an earlier walk) are never touched, so a walk is
  * idempotent: a map that changes the merges or any of our PGs restarts it
- * from the start, a failed object makes the walk run again a second
- * later, and a new primary simply walks again.
+ * from the start (only a change of the set of PGs we are primary of
+ * counts), a failed object makes the walk run again a second later, and a
+ * new primary simply walks again.
  *
  * Progress goes to mgmt in MG_USAGE (MergeProgress: objects done / total
  * of this walk, done once every object of the walk was copied under the
@@ -76,6 +77,7 @@ struct srv_merge {
 	unsigned int inflight;
 	bool kicking;
 	uint64_t retry_ns; /* a walk with failures runs again from then */
+	uint64_t sig;	   /* merge_primaries_sig() the walk started with */
 	struct srv_conn *conn;
 	struct srv_merge_op ops[SRV_MERGE_ACTIVE];
 };
@@ -239,15 +241,54 @@ static bool merge_lists_differ(const struct srv_merge *mg, const struct cmap *m)
 	return k != mg->njobs;
 }
 
+/* Which PGs of the merges' pools we are primary of, as one hash: a walk
+ * covers exactly those, so only a change of that set restarts it (maps
+ * that change other PGs, or members of ours, come often during recovery). */
+static uint64_t merge_primaries_sig(struct srv_cluster *cl, const struct srv_merge *mg)
+{
+	uint64_t sig = 0;
+
+	for (uint32_t i = 0; i < mg->njobs; i++) {
+		const struct cmap_pool *p = cmap_pool(cl->map, mg->jobs[i].pool);
+		bool seen = false;
+
+		for (uint32_t k = 0; k < i; k++) {
+			seen |= mg->jobs[k].pool == mg->jobs[i].pool;
+		}
+		for (uint32_t g = 0; p && !seen && g < p->pg_count; g++) {
+			struct srv_pg *pg = srv_cluster_pg(cl, KP_PGID(p->id, g));
+
+			if (pg && pg->role == SRV_PG_PRIMARY) {
+				uint64_t h = ((uint64_t)p->id << 32 | g) * 0x9e3779b97f4a7c15ull;
+
+				sig += h ^ (h >> 31);
+			}
+		}
+	}
+	return sig;
+}
+
 void srv_merge_map_changed(struct srv_cluster *cl, bool pgs)
 {
 	struct srv_merge *mg = cl->merge;
+	uint64_t sig;
 
 	if (!mg || !cl->map) {
 		return;
 	}
-	if (merge_lists_differ(mg, cl->map) || (pgs && mg->njobs)) {
+	if (merge_lists_differ(mg, cl->map)) {
 		merge_restart(mg);
+		mg->sig = merge_primaries_sig(cl, mg);
+		srv_merge_kick(cl);
+		return;
+	}
+	if (!pgs || !mg->njobs) {
+		return;
+	}
+	sig = merge_primaries_sig(cl, mg);
+	if (sig != mg->sig) {
+		merge_restart(mg);
+		mg->sig = sig;
 		srv_merge_kick(cl);
 	}
 }
