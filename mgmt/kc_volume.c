@@ -35,7 +35,7 @@ const char kc_help_snapshot[] =
 	"    keelctl volume clone VOLUME@SNAP NEWNAME [--size SIZE]\n"
 	"    keelctl volume copy VOLUME NEWNAME [--size SIZE]\n"
 	"    keelctl volume revert VOLUME SNAP\n"
-	"    keelctl volume flatten VOLUME\n"
+	"    keelctl volume flatten VOLUME [--online]\n"
 	"    keelctl volume resize VOLUME SIZE [--allow-shrink]\n"
 	"    keelctl volume rename VOLUME NEWNAME\n"
 	"    keelctl volume import FILE VOLUME [--size SIZE] [--pool POOL]\n"
@@ -61,7 +61,9 @@ const char kc_help_snapshot[] =
 	"    depend on keeps its data until all but one are deleted or\n"
 	"    flattened, then merges. flatten copies\n"
 	"    into a clone every block it still reads from its snapshot, then cuts\n"
-	"    it loose (the volume must be detached while it runs). resize grows a\n"
+	"    it loose: through this command when the volume is detached; on the\n"
+	"    servers, as a job followed with a progress line, when it is\n"
+	"    attached (or with --online; keelctl help job). resize grows a\n"
 	"    volume online (attached guests see the new capacity); shrinking needs\n"
 	"    --allow-shrink and loses the data past the new end.\n"
 	"\n"
@@ -445,11 +447,40 @@ static int kc_volume_exists(const struct kc_ctx *k, const char *name, struct res
 	return KC_EXIT_OK;
 }
 
+/* flatten of an attached volume (or --online): the servers merge the
+ * parents into the top, nearest first (a job, followed to its end). */
+static int kc_volume_flatten_online(const struct kc_ctx *k, const char *name)
+{
+	struct rest_resp r;
+	char path[512], id[64], what[300];
+	json_t *body;
+	int ret;
+
+	if (kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
+		return KC_EXIT_ERR;
+	}
+	strncat(path, "/flatten", sizeof(path) - strlen(path) - 1);
+	body = json_pack("{s:b}", "online", 1);
+	ret = kc_call(k, "POST", path, body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	snprintf(id, sizeof(id), "%s", kc_str(r.json, "id"));
+	rest_resp_free(&r);
+	snprintf(what, sizeof(what), "flatten of %s", name);
+	ret = kc_job_wait(k, id, what);
+	if (!ret && !k->json) {
+		printf("volume '%s' flattened online (job %s)\n", name, id);
+	}
+	return ret;
+}
+
 /*
  * flatten: every block the top reads from its parents is written into the
  * top (zero blocks are skipped: unmapped reads as zero too), then mgmt
  * drops the parent link. Offline: the volume must not be attached, so no
- * guest write can race a copy.
+ * guest write can race a copy; an attached volume is flattened online.
  */
 static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 			     int (*table)(json_t *list))
@@ -459,6 +490,7 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 	struct keel_sync *s = NULL;
 	struct rest_resp r;
 	uint64_t parent, size, top, now_top, now_parent;
+	bool online = false;
 	uint8_t *buf = NULL;
 	char msg[256];
 	json_t *par;
@@ -466,6 +498,10 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 
 	if (kc_take_key(&argc, argv, &key_file)) {
 		return KC_EXIT_USAGE;
+	}
+	if (argc == 2 && !strcmp(argv[1], "--online")) {
+		online = true;
+		argc--;
 	}
 	if (argc != 1) {
 		return kc_usage("%s", "volume flatten: expects exactly one VOLUME");
@@ -478,18 +514,16 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 	parent = json_array_size(par) ? (uint64_t)json_integer_value(json_array_get(par, 0)) : 0;
 	size = kc_u64(r.json, "size");
 	top = kc_u64(r.json, "inode");
-	if (strcmp(kc_str(r.json, "status"), "available")) {
-		rest_resp_free(&r);
-		snprintf(msg, sizeof(msg), "volume '%s' is attached: detach it before flattening",
-			 argv[0]);
-		return kc_fail(msg);
-	}
+	online |= strcmp(kc_str(r.json, "status"), "available") != 0;
 	rest_resp_free(&r);
 	if (!parent) {
 		if (!k->json) {
 			printf("volume '%s' has no parent: nothing to do\n", argv[0]);
 		}
 		return KC_EXIT_OK;
+	}
+	if (online) {
+		return kc_volume_flatten_online(k, argv[0]);
 	}
 	ret = kc_keel_open(k, key_file, argv[0], &s);
 	if (ret) {

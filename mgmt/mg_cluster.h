@@ -122,6 +122,9 @@ struct mg_layer {
 	uint32_t merge_pool;
 	uint64_t merge_epoch;		     /* first map listing the merge */
 	uint64_t merge_done, merge_total; /* objects, sum of the servers' reports */
+	/* online flatten of this layer (a volume's top): its parents are
+	 * merged into it one at a time, nearest first (not stored) */
+	bool flattening;
 };
 
 struct mg_layers {
@@ -137,13 +140,22 @@ enum mg_job_state {
 	MG_JOB_FAILED, /* cancelled: the layers changed under it (error says how) */
 };
 
+enum mg_job_type {
+	MG_JOB_MERGE = 0,
+	MG_JOB_FLATTEN,
+};
+
 struct mg_job {
-	uint64_t layer, into; /* merge: the deleted snapshot's layer, its child */
+	enum mg_job_type type;
+	/* merge: the deleted snapshot's layer and its child; flatten: the
+	 * volume's top, into 0 */
+	uint64_t layer, into;
 	uint32_t pool;
 	char volume[CMAP_NAME_LEN];   /* the volume of the family (may be renamed) */
 	char snapshot[CMAP_NAME_LEN]; /* the deleted snapshot, "" when not known */
 	enum mg_job_state state;
-	uint64_t done, total; /* objects */
+	uint64_t done, total; /* objects (flatten: of the current step) */
+	uint32_t steps_done;  /* flatten: parents merged so far */
 	int64_t started_ms, finished_ms;
 	char error[128];
 };
@@ -314,7 +326,11 @@ void mg_layers_tick(struct mg_cluster *c);
 /* ---- merges of deleted snapshots (mg_merge.c, docs/volumes.md) ---- */
 
 /*
- * Plan merges on @t (pure): clear merge_into of layers whose merge no
+ * Plan merges on @t (pure). Online flattens first: a flattening layer T
+ * whose parent P does not merge and is not merged into gets P merging
+ * into T (a "flatten step", whatever else reads through P); a flattening
+ * layer with no parent left (or deleting) stops flattening. Then: clear
+ * merge_into of layers whose merge no
  * longer holds (the layer is no longer hidden -- a read-only layer with
  * no volume top and no snapshot -- or its only live child changed), and
  * start merges of hidden layers with exactly one live child C, unless C
@@ -336,6 +352,7 @@ void mg_merge_jobs_sync(struct mg_cluster *c, const char *why);
 void mg_merge_job_name(struct mg_cluster *c, uint64_t layer, const char *volume,
 		       const char *snapshot);
 struct mg_job *mg_merge_job_find(struct mg_cluster *c, uint64_t layer);
+struct mg_job *mg_flatten_job_find(struct mg_cluster *c, uint64_t top);
 /* Sum the servers' progress; complete merges every primary of the pool
  * reported done under the current map (mg_volume_merge_complete()). */
 void mg_merge_check(struct mg_cluster *c);
@@ -348,7 +365,8 @@ struct mg_api_req;
 void mg_jobs_handle(struct mg_cluster *c, struct mg_api_req *req);
 
 /* mg_volume.c: end merge @layer: its child takes its parent, the layer
- * becomes deleting, one transaction and map. 0 or -errno. */
+ * becomes deleting (a flatten step: unless something else keeps it), one
+ * transaction and map. 0 or -errno. */
 int mg_volume_merge_complete(struct mg_cluster *c, uint64_t layer);
 
 /* ---- cluster port (mg_cport.c) ---- */

@@ -67,19 +67,66 @@ static uint64_t mg_mergeable(const struct mg_layers *t, const struct mg_layer *l
 	return child;
 }
 
+/* Is @l's merge a step of its child's online flatten? */
+static bool mg_flatten_step(struct mg_layers *t, const struct mg_layer *l)
+{
+	const struct mg_layer *ch = l->merge_into ? mg_layer_find(t, l->merge_into) : NULL;
+
+	return ch && ch->flattening && ch->parent == l->inode && ch->state != CMAP_LAYER_DELETING &&
+	       l->state != CMAP_LAYER_DELETING;
+}
+
+static void mg_merge_start(struct mg_layer *l, uint64_t into, uint32_t pool, uint64_t epoch)
+{
+	l->merge_into = into;
+	l->merge_pool = pool;
+	l->merge_epoch = epoch;
+	l->merge_done = l->merge_total = 0;
+}
+
 uint32_t mg_merge_plan(struct mg_layers *t, uint32_t (*pool_of)(void *arg, uint64_t family),
 		       void *arg, uint64_t epoch)
 {
 	uint32_t changed = 0;
 
+	/* online flattens that ended */
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct mg_layer *l = &t->v[i];
+
+		if (l->flattening && (!l->parent || l->state == CMAP_LAYER_DELETING)) {
+			l->flattening = false;
+			changed++;
+		}
+	}
 	/* merges that no longer hold */
 	for (uint32_t i = 0; i < t->n; i++) {
 		struct mg_layer *l = &t->v[i];
 
-		if (l->merge_into && mg_mergeable(t, l) != l->merge_into) {
+		if (l->merge_into && !mg_flatten_step(t, l) && mg_mergeable(t, l) != l->merge_into) {
 			l->merge_into = 0;
 			l->merge_pool = 0;
 			l->merge_epoch = 0;
+			changed++;
+		}
+	}
+	/* flatten steps: the parent of a flattening layer merges into it,
+	 * unless it merges already or something merges into it (its blocks
+	 * would be missed: the child reads past it afterwards) */
+	for (uint32_t i = 0; i < t->n; i++) {
+		struct mg_layer *l = &t->v[i], *p;
+		uint32_t pool;
+
+		if (!l->flattening) {
+			continue;
+		}
+		p = mg_layer_find(t, l->parent);
+		if (!p || p->merge_into || p->state == CMAP_LAYER_DELETING ||
+		    mg_merging_into(t, p->inode)) {
+			continue;
+		}
+		pool = pool_of(arg, l->inode >> 16);
+		if (pool) {
+			mg_merge_start(p, l->inode, pool, epoch);
 			changed++;
 		}
 	}
@@ -102,10 +149,7 @@ uint32_t mg_merge_plan(struct mg_layers *t, uint32_t (*pool_of)(void *arg, uint6
 		if (!pool) {
 			continue;
 		}
-		l->merge_into = child;
-		l->merge_pool = pool;
-		l->merge_epoch = epoch;
-		l->merge_done = l->merge_total = 0;
+		mg_merge_start(l, child, pool, epoch);
 		changed++;
 	}
 	return changed;
@@ -151,14 +195,24 @@ static int mg_volume_find_cb(void *arg, const struct mg_volume_rec *v)
 
 /* ---- jobs ---- */
 
-struct mg_job *mg_merge_job_find(struct mg_cluster *c, uint64_t layer)
+static struct mg_job *mg_job_find(struct mg_cluster *c, enum mg_job_type type, uint64_t layer)
 {
 	for (uint32_t i = c->jobs.n; i-- > 0;) {
-		if (c->jobs.v[i].layer == layer) {
+		if (c->jobs.v[i].type == type && c->jobs.v[i].layer == layer) {
 			return &c->jobs.v[i];
 		}
 	}
 	return NULL;
+}
+
+struct mg_job *mg_merge_job_find(struct mg_cluster *c, uint64_t layer)
+{
+	return mg_job_find(c, MG_JOB_MERGE, layer);
+}
+
+struct mg_job *mg_flatten_job_find(struct mg_cluster *c, uint64_t top)
+{
+	return mg_job_find(c, MG_JOB_FLATTEN, top);
 }
 
 static bool mg_job_active(const struct mg_job *j)
@@ -210,6 +264,20 @@ void mg_merge_jobs_sync(struct mg_cluster *c, const char *why)
 			continue;
 		}
 		l = mg_layer_find(&c->layers, j->layer);
+		if (j->type == MG_JOB_FLATTEN) {
+			if (l && l->flattening) {
+				continue;
+			}
+			j->finished_ms = mg_wall_ms();
+			if (l && !l->parent && l->state != CMAP_LAYER_DELETING) {
+				j->state = MG_JOB_DONE;
+				log_info("online flatten of layer %#" PRIx64 " done", j->layer);
+			} else {
+				j->state = MG_JOB_FAILED;
+				snprintf(j->error, sizeof(j->error), "cancelled: %s", why);
+			}
+			continue;
+		}
 		if (l && l->merge_into == j->into) {
 			continue;
 		}
@@ -223,8 +291,21 @@ void mg_merge_jobs_sync(struct mg_cluster *c, const char *why)
 		const struct mg_layer *l = &c->layers.v[i];
 		struct mg_job *j;
 
-		if (!l->merge_into) {
-			continue;
+		if (l->flattening) {
+			j = mg_flatten_job_find(c, l->inode);
+			if (!j || !mg_job_active(j)) {
+				j = mg_job_add(c);
+				if (j) {
+					j->type = MG_JOB_FLATTEN;
+					j->layer = l->inode;
+					j->state = MG_JOB_RUNNING;
+					j->started_ms = mg_wall_ms();
+					mg_store_each_volume(c->st, mg_volume_find_cb, j);
+				}
+			}
+		}
+		if (!l->merge_into || mg_flatten_step(&c->layers, l)) {
+			continue; /* a flatten step shows in the flatten's job */
 		}
 		j = mg_merge_job_find(c, l->inode);
 		if (j && mg_job_active(j) && j->into == l->merge_into) {
@@ -320,7 +401,8 @@ void mg_merge_check(struct mg_cluster *c)
 				l->merge_total += r->total;
 			}
 		}
-		j = mg_merge_job_find(c, l->inode);
+		j = mg_flatten_step(&c->layers, l) ? mg_flatten_job_find(c, l->merge_into)
+						   : mg_merge_job_find(c, l->inode);
 		if (j && mg_job_active(j)) {
 			j->done = l->merge_done;
 			j->total = l->merge_total;
@@ -333,9 +415,25 @@ void mg_merge_check(struct mg_cluster *c)
 		}
 	}
 	for (uint32_t i = 0; i < ndone; i++) {
-		struct mg_job *j = mg_merge_job_find(c, done_layers[i]);
-		enum mg_job_state was = j ? j->state : MG_JOB_QUEUED;
+		struct mg_layer *l = mg_layer_find(&c->layers, done_layers[i]);
+		struct mg_job *j, *fj = NULL;
+		enum mg_job_state was;
 		int ret;
+
+		if (l && mg_flatten_step(&c->layers, l)) {
+			fj = mg_flatten_job_find(c, l->merge_into);
+			ret = mg_volume_merge_complete(c, done_layers[i]);
+			if (ret) {
+				log_warn("flatten step of layer %#" PRIx64 ": cannot complete it: %s "
+					 "(retried)",
+					 done_layers[i], strerror(-ret));
+			} else if (fj) {
+				fj->steps_done++;
+			}
+			continue;
+		}
+		j = mg_merge_job_find(c, done_layers[i]);
+		was = j ? j->state : MG_JOB_QUEUED;
 
 		/* done before the change: the jobs' sync after it must not
 		 * take the merge's end for a cancellation */
@@ -368,19 +466,24 @@ json_t *mg_job_json(const struct mg_job *j)
 		     : j->total		     ? 100.0 * (double)j->done / (double)j->total
 					     : 0.0;
 
-	snprintf(id, sizeof(id), "merge-%" PRIx64, j->layer);
+	snprintf(id, sizeof(id), "%s-%" PRIx64, j->type == MG_JOB_FLATTEN ? "flatten" : "merge",
+		 j->layer);
 	o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:I,s:f,s:I}", "id", id, "type",
-		      "merge", "volume", j->volume, "snapshot", j->snapshot, "layer",
-		      (json_int_t)j->layer, "into", (json_int_t)j->into, "pool",
-		      (json_int_t)j->pool, "state", mg_job_states[j->state], "objects_done",
-		      (json_int_t)j->done, "objects_total", (json_int_t)j->total, "percent", pct,
-		      "started_at", (json_int_t)(j->started_ms / 1000));
+		      j->type == MG_JOB_FLATTEN ? "flatten" : "merge", "volume", j->volume,
+		      "snapshot", j->snapshot, "layer", (json_int_t)j->layer, "into",
+		      (json_int_t)j->into, "pool", (json_int_t)j->pool, "state",
+		      mg_job_states[j->state], "objects_done", (json_int_t)j->done,
+		      "objects_total", (json_int_t)j->total, "percent", pct, "started_at",
+		      (json_int_t)(j->started_ms / 1000));
 	if (!o) {
 		return NULL;
 	}
 	json_object_set_new(o, "finished_at",
 			    j->finished_ms ? json_integer(j->finished_ms / 1000) : json_null());
 	json_object_set_new(o, "error", j->error[0] ? json_string(j->error) : json_null());
+	if (j->type == MG_JOB_FLATTEN) {
+		json_object_set_new(o, "steps_done", json_integer(j->steps_done));
+	}
 	return o;
 }
 
@@ -389,16 +492,24 @@ void mg_jobs_handle(struct mg_cluster *c, struct mg_api_req *req)
 	json_t *a;
 
 	if (req->route == MG_R_JOB) {
+		bool flat = !strncmp(req->arg, "flatten-", 8);
+		const char *hex = flat ? req->arg + 8 : req->arg + 6;
+		struct mg_job *j = NULL;
 		uint64_t layer;
 		char *end;
 
-		if (strncmp(req->arg, "merge-", 6) ||
-		    (layer = strtoull(req->arg + 6, &end, 16), *end || !layer) ||
-		    !mg_merge_job_find(c, layer)) {
+		if (flat || !strncmp(req->arg, "merge-", 6)) {
+			layer = strtoull(hex, &end, 16);
+			if (!*end && layer && end != hex) {
+				j = flat ? mg_flatten_job_find(c, layer)
+					 : mg_merge_job_find(c, layer);
+			}
+		}
+		if (!j) {
 			mg_api_error(req, -ENOENT, "no such job");
 			return;
 		}
-		mg_api_reply(req, 200, mg_job_json(mg_merge_job_find(c, layer)));
+		mg_api_reply(req, 200, mg_job_json(j));
 		return;
 	}
 	a = json_array();

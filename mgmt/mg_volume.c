@@ -913,12 +913,29 @@ static void mg_h_snap_delete(struct mg_cluster *c, struct mg_api_req *req)
 	mg_reply_fenced(c, req, 204, NULL, reason);
 }
 
+struct mg_top_find {
+	uint64_t top;
+	struct mg_volume_rec v;
+};
+
+static int mg_top_find_cb(void *arg, const struct mg_volume_rec *v)
+{
+	struct mg_top_find *f = arg;
+
+	if (v->top != f->top) {
+		return 0;
+	}
+	f->v = *v;
+	return 1;
+}
+
 int mg_volume_merge_complete(struct mg_cluster *c, uint64_t inode)
 {
 	struct mg_layer *s, *child;
 	struct mg_vchange ch;
 	char reason[160];
 	uint64_t into;
+	bool flat;
 	int ret;
 
 	ret = mg_vchange_init(c, &ch);
@@ -932,6 +949,7 @@ int mg_volume_merge_complete(struct mg_cluster *c, uint64_t inode)
 		return -ESTALE;
 	}
 	into = child->inode;
+	flat = child->flattening;
 	/* The child holds every block it read from the layer now: it reads
 	 * through the layer's parent instead, and the layer, with no child
 	 * left, is deleted (readers with the old chain get EROFS and reopen;
@@ -943,9 +961,18 @@ int mg_volume_merge_complete(struct mg_cluster *c, uint64_t inode)
 	s->merge_pool = 0;
 	s->merge_epoch = 0;
 	mg_vchange_cascade(c, &ch, inode);
-	if (mg_layer_find(&ch.layers, inode)->state != CMAP_LAYER_DELETING) {
+	if (!flat && mg_layer_find(&ch.layers, inode)->state != CMAP_LAYER_DELETING) {
 		mg_layers_free(&ch.layers);
 		return -EBUSY;
+	}
+	if (flat && !child->parent) {
+		/* the online flatten's last step: the volume is no clone now */
+		struct mg_top_find f = {.top = into};
+
+		if (mg_store_each_volume(c->st, mg_top_find_cb, &f) > 0 && f.v.origin[0]) {
+			f.v.origin[0] = '\0';
+			ch.vol_upd[ch.n_vol_upd++] = f.v;
+		}
 	}
 	ch.publish = true;
 	snprintf(reason, sizeof(reason), "layer %#" PRIx64 " merged into %#" PRIx64, inode, into);
@@ -1127,20 +1154,66 @@ static void mg_h_volume_revert(struct mg_cluster *c, struct mg_api_req *req)
 /* The last step of `keelctl volume flatten`, after it copied every block
  * the top reads from its parents into the top: drop the parent link.
  * @parent must name the current parent (a guard against racing changes). */
+/* POST .../flatten {"online": true}: merge the top's parents into it on
+ * the servers, nearest first, while the volume stays in use (a job). */
+static void mg_h_volume_flatten_online(struct mg_cluster *c, struct mg_api_req *req,
+				       const struct mg_volume_rec *v)
+{
+	char err[MG_API_ERR_LEN], reason[160];
+	struct mg_vchange ch;
+	struct mg_layer *top = mg_layer_find(&c->layers, v->top);
+	struct mg_job *j;
+	int ret;
+
+	if (!top || !top->parent) {
+		snprintf(err, sizeof(err), "volume '%s' has no parent: nothing to flatten", v->name);
+		mg_api_error(req, -EINVAL, err);
+		return;
+	}
+	j = mg_flatten_job_find(c, v->top);
+	if (top->flattening && j) {
+		mg_api_reply(req, 202, mg_job_json(j)); /* already running */
+		return;
+	}
+	ret = mg_vchange_init(c, &ch);
+	if (!ret) {
+		mg_layer_find(&ch.layers, v->top)->flattening = true;
+		snprintf(reason, sizeof(reason), "online flatten of volume '%s'", v->name);
+		ret = mg_vchange_commit(c, &ch, reason);
+	}
+	if (ret) {
+		mg_api_error(req, ret, "volume not flattened");
+		return;
+	}
+	log_info("%s started (top %#" PRIx64 ")", reason, v->top);
+	j = mg_flatten_job_find(c, v->top);
+	mg_api_reply(req, 202, j ? mg_job_json(j) : NULL);
+}
+
 static void mg_h_volume_flatten(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"parent", NULL};
+	static const char *const known[] = {"parent", "online", NULL};
 	char err[MG_API_ERR_LEN], reason[160];
 	struct mg_volume_rec v;
 	struct mg_vchange ch;
 	struct mg_layer *top;
 	uint64_t parent = 0;
+	json_t *online;
 	int ret;
 
 	if (mg_volume_lookup(c, req, req->arg, &v)) {
 		return;
 	}
 	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	online = json_object_get(req->body, "online");
+	if (!ret && online && !json_is_boolean(online)) {
+		snprintf(err, sizeof(err), "'online' must be true or false");
+		ret = -EINVAL;
+	}
+	if (!ret && json_is_true(online)) {
+		mg_h_volume_flatten_online(c, req, &v);
+		return;
+	}
 	if (!ret) {
 		ret = mg_api_field_u64(req->body, "parent", true, &parent, err, sizeof(err));
 	}

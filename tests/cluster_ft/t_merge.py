@@ -26,7 +26,12 @@ chain mgmt gives it):
      block per object: b1 deleted, keel-mgmt SIGKILLed right after the 202
      and restarted: the merge is planned again from the layer table, its
      job shows again and completes (progress seen moving when the polls
-     catch it), the volume reads back exactly.
+     catch it), the volume reads back exactly;
+  7. online flatten: the first volume attached (keel-client serves it),
+     a writer running, `keelctl volume flatten` merges s7 and s1 into the
+     top on the servers (job flatten-<top>, 2 steps): no parents left,
+     the volume (every write included) and both snapshots, which stay,
+     read back exactly.
 
 Usage: t_merge.py BUILD_DIR.
 """
@@ -327,6 +332,37 @@ def test(tools, tmp, box):
     got = export(c, tmp, "mb")
     ck.check(got == bytes(mb.img), "mb reads back exactly: %s" %
              ("ok" if got == bytes(mb.img) else first_diff(got, mb.img)))
+
+    # ---- 7: online flatten of an attached volume, a writer running ----
+    att = json.loads(c.keelctl("-f", "json", "volume", "attach", "mv"))
+    ck.check(att.get("state") == "attached", "mv attached: %s" % att.get("state"))
+    ck.check(c.api("/v1/volumes/mv")["status"] != "available", "mv is in use")
+    top = c.api("/v1/volumes/mv")["inode"]
+    stop.clear()
+    werr.clear()
+    wt = threading.Thread(target=writer, daemon=True)
+    wt.start()
+    try:
+        out = c.keelctl("volume", "flatten", "mv")
+    finally:
+        stop.set()
+        wt.join(60)
+    ck.check(not werr, "the writer ran through the flatten: %s" % werr)
+    j = c.api("/v1/jobs/flatten-%x" % top)
+    ck.check(j["type"] == "flatten" and j["state"] == "done" and j["steps_done"] == 2 and
+             j["volume"] == "mv", "the flatten job is done after 2 steps: %s" % j)
+    vol = c.api("/v1/volumes/mv")
+    ck.check(vol["parents"] == [] and vol["inode"] == top,
+             "mv has no parent and the same top: %s (%s)" % (vol["parents"], out.strip()))
+    names = {x["name"] for x in c.api("/v1/volumes/mv/snapshots")}
+    ck.check(names == {"s1", "s7"}, "the snapshots stay: %s" % names)
+    got = export(c, tmp, "mv")
+    ck.check(got == bytes(m.img), "mv reads back exactly after the online flatten: %s" %
+             ("ok" if got == bytes(m.img) else first_diff(got, m.img)))
+    for sname in ("s1", "s7"):
+        got = export(c, tmp, "mv@" + sname)
+        ck.check(got == snaps[sname][1], "%s reads back exactly" % sname)
+    c.keelctl("volume", "detach", "mv")
     ck.done()
 
 

@@ -155,6 +155,47 @@ static void test_plan_keeps_running(void **state)
 	mg_layers_free(&t);
 }
 
+/* Online flatten: the nearest parent merges into the flattening top
+ * (even a live snapshot with other children), one at a time; a deleted
+ * snapshot's own merge into the top counts as the step; the flatten ends
+ * when no parent is left or the top goes. */
+static void test_plan_flatten(void **state)
+{
+	struct mg_layers t = {0};
+	uint32_t pool = 2;
+
+	(void)state;
+	add(&t, F(1), 0, CMAP_LAYER_RO, 1, false);    /* snapshot, clone origin */
+	add(&t, F(2), F(1), CMAP_LAYER_RO, 1, false); /* snapshot */
+	add(&t, F(3), F(2), CMAP_LAYER_WRITABLE, 0, true);
+	add(&t, F(4), F(1), CMAP_LAYER_WRITABLE, 0, true); /* a clone of F(1) */
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 1), 0);
+	mg_layer_find(&t, F(3))->flattening = true;
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 2), 1);
+	assert_int_equal(into(&t, F(2)), F(3));
+	assert_int_equal(into(&t, F(1)), 0);
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 3), 0);
+	/* step done (mg_volume_merge_complete): F(3) reads through F(1) */
+	mg_layer_find(&t, F(2))->merge_into = 0;
+	mg_layer_find(&t, F(3))->parent = F(1);
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 4), 1);
+	assert_int_equal(into(&t, F(1)), F(3)); /* although F(4) reads through it */
+	mg_layer_find(&t, F(1))->merge_into = 0;
+	mg_layer_find(&t, F(3))->parent = 0;
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 5), 1);
+	assert_false(mg_layer_find(&t, F(3))->flattening);
+	/* a revert deletes the flattening top: step and flatten cancelled */
+	mg_layer_find(&t, F(4))->flattening = true;
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 6), 1);
+	assert_int_equal(into(&t, F(1)), F(4));
+	mg_layer_find(&t, F(4))->state = CMAP_LAYER_DELETING;
+	mg_layer_find(&t, F(4))->top = false;
+	assert_int_equal(mg_merge_plan(&t, pool_of, &pool, 7), 2);
+	assert_int_equal(into(&t, F(1)), 0);
+	assert_false(mg_layer_find(&t, F(4))->flattening);
+	mg_layers_free(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +203,7 @@ int main(void)
 		cmocka_unit_test(test_plan_kept),
 		cmocka_unit_test(test_plan_stacked),
 		cmocka_unit_test(test_plan_keeps_running),
+		cmocka_unit_test(test_plan_flatten),
 	};
 
 	klog_set_level(KLOG_FATAL);

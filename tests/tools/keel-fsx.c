@@ -563,13 +563,17 @@ static void op_snapdel(struct fsx *f, struct fsx_vol *v)
 static void op_flatten(struct fsx *f, struct fsx_vol *v)
 {
 	char line[1024];
+	bool online;
 
 	if (!v->has_parent || !f->keelctl) {
 		return;
 	}
-	oplog(f, "flatten %s", v->name);
-	snprintf(line, sizeof(line), "%s --mgmt %s volume flatten %s --key-file %s >/dev/null",
-		 f->keelctl, f->url, v->name, f->key_file);
+	/* half of them online: the servers merge the parents into the top
+	 * while this process keeps its handle (and its old chain) open */
+	online = rnd_below(f, 2);
+	oplog(f, "flatten %s%s", v->name, online ? " (online)" : "");
+	snprintf(line, sizeof(line), "%s --mgmt %s volume flatten %s%s --key-file %s >/dev/null",
+		 f->keelctl, f->url, v->name, online ? " --online" : "", f->key_file);
 	if (system(line)) {
 		fsx_fail(f, "%s failed", line);
 	}
