@@ -463,7 +463,7 @@ int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 	for (size_t i = 0; i < r->n_merges; i++) {
 		const Keel__MergeProgress *g = r->merges[i];
 
-		if (!g || !g->layer || !g->into || g->objects_done > g->objects_total) {
+		if (!g || !g->layer || !g->into) {
 			free(u);
 			free(mr);
 			snprintf(err, errlen, "usage report: merge %zu is malformed", i);
@@ -472,7 +472,9 @@ int mg_layer_usage_report(struct mg_cluster *c, struct mg_peer *p,
 		mr[i] = (struct mg_merge_rep){.layer = g->layer,
 					      .into = g->into,
 					      .done = g->objects_done,
-					      .total = g->objects_total,
+					      .total = g->objects_total > g->objects_done
+							       ? g->objects_total
+							       : g->objects_done,
 					      .complete = g->done};
 	}
 	/* Reports of an older map than one already taken are stale. */

@@ -411,7 +411,10 @@ static void merge_req_done(struct srv_req *req, int res)
 		merge_op_end(op, res);
 		return;
 	}
-	kassert(op->cu.consumed > 0);
+	if (!op->cu.consumed) {
+		merge_op_end(op, -EIO); /* cannot happen: a copy-up always deals with a block */
+		return;
+	}
 	op->blk = op->run + op->cu.consumed;
 	merge_next_run(op);
 }
