@@ -116,6 +116,7 @@ struct keel_volume_stats {
 	uint64_t reads, writes, retries, reconnects, stale_epochs;
 	uint64_t reopens; /* the top layer changed under us (snapshot, clone) */
 	uint64_t max_stall_ns; /* longest time one request waited on failover */
+	uint64_t full_waits;   /* writes retried because their pool was full */
 };
 void keel_volume_stats(const struct keel_volume *v, struct keel_volume_stats *out);
 

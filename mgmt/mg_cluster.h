@@ -85,6 +85,7 @@ struct mg_server {
 	uint64_t ops;
 	struct mg_peer *peer; /* its registered connection, or NULL */
 	uint32_t object_size; /* its blockstore's, from registration; 0 = unknown */
+	bool nearfull;	      /* past nearfull_percent (mg_space.c) */
 	/* its last MG_USAGE report, sorted by inode */
 	uint64_t usage_epoch;
 	struct mg_usage *usage;
@@ -133,6 +134,7 @@ struct mg_pg_stat {
 struct mg_pool {
 	struct mg_pool_rec rec;
 	struct mg_pg_stat *stats; /* rec.pg_count entries */
+	bool full;		  /* mg_space.c: published in the map */
 };
 
 struct mg_pg_counts {
@@ -208,6 +210,9 @@ struct mg_pool *mg_cluster_pool_by_name(struct mg_cluster *c, const char *name);
 /* "active", "degraded", "recovering", "peering" or "inactive" (docs/api.md). */
 const char *mg_pg_state(const struct mg_cluster *c, const struct mg_pool *pool,
 			const struct cmap_pg *pg);
+/* 0 HEALTH_OK, 1 HEALTH_WARN, 2 HEALTH_ERR (docs/api.md "Health"), with
+ * @n filled as mg_pg_counts() does. */
+int mg_cluster_health(struct mg_cluster *c, struct mg_pg_counts *n);
 void mg_pg_counts(const struct mg_cluster *c, struct mg_pg_counts *out);
 
 /* Wall clock in ms since 1970. */

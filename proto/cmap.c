@@ -165,6 +165,7 @@ struct cmap *cmap_dup(const struct cmap *m)
 	if (!d) {
 		return NULL;
 	}
+	d->full_fail = m->full_fail;
 	if (m->nservers) {
 		d->servers = malloc(m->nservers * sizeof(*d->servers));
 		if (!d->servers) {
@@ -226,8 +227,8 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 		qsort(arr, n, sizeof(*arr), cmp_layer);
 	}
 	for (i = 0; i < n; i++) {
-		if (!arr[i].inode || (arr[i].state != CMAP_LAYER_RO &&
-				      arr[i].state != CMAP_LAYER_DELETING) ||
+		if (!arr[i].inode ||
+		    (arr[i].state != CMAP_LAYER_RO && arr[i].state != CMAP_LAYER_DELETING) ||
 		    (i && arr[i].inode == arr[i - 1].inode)) {
 			free(arr);
 			return -EINVAL;
@@ -725,6 +726,7 @@ static int pool_from_pb(const Keel__MapPool *pp, struct cmap_pool *p, char *err,
 		return -EINVAL;
 	}
 	p->pg_count = pp->pg_count;
+	p->full = pp->full;
 	return 0;
 }
 
@@ -869,6 +871,7 @@ int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err
 	if (!m) {
 		return -ENOMEM;
 	}
+	m->full_fail = pb->full_fail;
 
 	/* Bulk build then sort: cmap_add_*() insertion would be quadratic. */
 	if (pb->n_servers) {
@@ -1008,6 +1011,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 
 	/* The message borrows the map's strings and arrays: packing only reads. */
 	pb.epoch = m->epoch;
+	pb.full_fail = m->full_fail;
 	for (i = 0; i < m->nservers; i++) {
 		const struct cmap_server *s = &m->servers[i];
 
@@ -1040,6 +1044,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 		pl[i].failure_domain = (Keel__FailureDomain)p->failure_domain;
 		pl[i].pg_count = p->pg_count;
 		pl[i].tag = (char *)p->tag;
+		pl[i].full = p->full;
 		plp[i] = &pl[i];
 		for (k = 0; k < p->pg_count; k++) {
 			const struct cmap_pg *g = &p->pgs[k];

@@ -52,6 +52,7 @@ struct cmap_pool {
 	enum cmap_fd failure_domain;
 	uint32_t pg_count; /* 1..CMAP_MAX_PGS */
 	char tag[CMAP_NAME_LEN];
+	bool full;	     /* writes needing new space get ENOSPC */
 	struct cmap_pg *pgs; /* pg_count entries, indexed by pg number */
 };
 
@@ -85,6 +86,7 @@ struct cmap {
 	struct cmap_pool *pools;     /* sorted by id */
 	uint32_t nlayers;
 	struct cmap_layer *layers;   /* sorted by inode */
+	bool full_fail;		     /* ENOSPC: clients fail (true) or retry */
 };
 
 /* ---- building and freeing ---- */
