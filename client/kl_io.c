@@ -416,6 +416,7 @@ static void sub_build_msg(struct kl_sub *s, uint32_t pgid)
 		h->offset = s->obj_off;
 		h->length = s->len;
 		h->pgid = pgid;
+		h->gen = s->req ? s->req->v->gen : 0;
 	}
 	s->msg.meta = NULL;
 	s->msg.data = NULL;

@@ -202,7 +202,8 @@ static struct cmap *mg_map_build(struct mg_cluster *c, const struct cmap *base)
 	}
 	cmap_place(m);
 	cmap_update_pgs(m, base);
-	if (mg_map_fresh_where_no_data(c, m, base) || mg_layers_to_map(&c->layers, m)) {
+	if (mg_map_fresh_where_no_data(c, m, base) || mg_layers_to_map(&c->layers, m) ||
+	    mg_attach_fences_to_map(c, m)) {
 		goto out_free;
 	}
 	return m;
@@ -570,6 +571,7 @@ static void mg_tick_fn(struct reactor_timer *t)
 	mg_cport_check_auth(c);
 	mg_layers_tick(c);
 	mg_space_tick(c);
+	mg_attach_fences_tick(c);
 	if (c->on_tick) {
 		c->on_tick(c);
 	}
@@ -603,6 +605,9 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		goto out_close;
 	}
 	ret = mg_layers_load(c);
+	if (!ret) {
+		ret = mg_attach_fences_load(c);
+	}
 	if (ret) {
 		goto out_close;
 	}
@@ -628,10 +633,14 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		if (!ret) {
 			ret = mg_layers_to_map(&c->layers, m);
 		}
+		if (!ret) {
+			ret = mg_attach_fences_to_map(c, m);
+		}
 		if (ret) {
 			cmap_free(m);
 			goto out_close;
 		}
+		m->full_fail = cfg->full_policy == MG_FULL_FAIL;
 		c->map = m;
 		c->map_blob = mg_blob_pack(m);
 		log_info("loaded epoch %llu: %u servers, %u pools",
@@ -657,6 +666,9 @@ void mg_cluster_close(struct mg_cluster *c)
 	}
 	free(c->servers);
 	c->servers = NULL;
+	free(c->afences);
+	c->afences = NULL;
+	c->nafences = c->afences_cap = 0;
 	c->nservers = 0;
 	mg_layers_free(&c->layers);
 	while (c->fences) {

@@ -116,6 +116,25 @@ struct mg_layers {
 	uint32_t n, cap;
 };
 
+/* A volume whose attachments the map fences (docs/volumes.md
+ * "Attachments and fencing"): since its last detach. */
+struct mg_afence {
+	uint64_t volume_id;
+	int64_t since_ms;
+	uint64_t top; /* the volume's writable layer, as the next map has it */
+};
+
+/* mg_attach.c: load the fences; add them to map @m (each volume's top
+ * layer and the generations of its read-write attachments); drop those
+ * older than attach_fence_ttl_s (the tick; publishes when it drops any). */
+int mg_attach_fences_load(struct mg_cluster *c);
+int mg_attach_fences_to_map(struct mg_cluster *c, struct cmap *m);
+void mg_attach_fences_tick(struct mg_cluster *c);
+/* Volume @volume_id's top layer becomes @top in the next map (a snapshot,
+ * revert, clone...; before the publish). Returns the previous top (0: not
+ * fenced), to put back if the change fails. */
+uint64_t mg_attach_fence_top(struct mg_cluster *c, uint64_t volume_id, uint64_t top);
+
 /* Someone waiting until every up server applied map @epoch. */
 struct mg_fence {
 	uint64_t epoch, deadline;
@@ -153,6 +172,8 @@ struct mg_cluster {
 	struct mg_pool pools[MG_MAX_POOLS]; /* ascending id */
 	uint32_t npools;
 	struct mg_layers layers;
+	struct mg_afence *afences; /* fenced volumes, ascending id (mg_attach.c) */
+	uint32_t nafences, afences_cap;
 	struct mg_fence *fences;
 	unsigned int layers_gc_ticks;
 	struct reactor_defer fence_defer;

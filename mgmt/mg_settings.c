@@ -62,6 +62,9 @@ static const struct cfg_opt mg_opts[] = {
 	MG_OPT("full_policy", CFG_ENUM, full_policy, 0, 0, "wait", mg_full_policies,
 	       "writes to a full pool: wait (clients retry until space is freed; the guest "
 	       "sees a stall) or fail (ENOSPC to the guest)"),
+	MG_OPT("attach_fence_ttl_s", CFG_U32, attach_fence_ttl_s, 60, 31536000, "3600", NULL,
+	       "after a volume is detached from a host, servers refuse writes of that "
+	       "attachment's generation for this long (the map lists the volume meanwhile)"),
 	MG_OPT("default_replicas", CFG_U32, default_replicas, 1, MG_MAX_REPLICAS, "3", NULL,
 	       "replicas of the pool 'default' created on first start"),
 	MG_OPT("default_min_replicas", CFG_U32, default_min_replicas, 1, MG_MAX_REPLICAS, "2", NULL,

@@ -50,6 +50,7 @@ struct mg_settings {
 	uint32_t nearfull_percent; /* a server this full: HEALTH_WARN */
 	uint32_t full_percent;	   /* a server this full: its pools are full */
 	int full_policy;	   /* enum mg_full_policy */
+	uint32_t attach_fence_ttl_s; /* a detached host stays fenced this long */
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */

@@ -153,6 +153,7 @@ void cmap_free(struct cmap *m)
 	free(m->pools);
 	free(m->servers);
 	free(m->layers);
+	free(m->fences);
 	free(m);
 }
 
@@ -192,6 +193,9 @@ struct cmap *cmap_dup(const struct cmap *m)
 		}
 	}
 	if (m->nlayers && cmap_set_layers(d, m->layers, m->nlayers)) {
+		goto out_free;
+	}
+	if (m->nfences && cmap_set_fences(d, m->fences, m->nfences)) {
 		goto out_free;
 	}
 	return d;
@@ -238,6 +242,86 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 	m->layers = arr;
 	m->nlayers = n;
 	return 0;
+}
+
+static int cmp_fence(const void *a, const void *b)
+{
+	uint64_t x = ((const struct cmap_fence *)a)->inode;
+	uint64_t y = ((const struct cmap_fence *)b)->inode;
+
+	return x < y ? -1 : x > y;
+}
+
+int cmap_set_fences(struct cmap *m, const struct cmap_fence *f, uint32_t n)
+{
+	struct cmap_fence *arr = NULL;
+	uint32_t i, k;
+
+	if (n > CMAP_MAX_FENCES) {
+		return -EINVAL;
+	}
+	if (n) {
+		arr = malloc(n * sizeof(*arr));
+		if (!arr) {
+			return -ENOMEM;
+		}
+		memcpy(arr, f, n * sizeof(*arr));
+		qsort(arr, n, sizeof(*arr), cmp_fence);
+	}
+	for (i = 0; i < n; i++) {
+		bool bad = !arr[i].inode || arr[i].nlive > CMAP_FENCE_LIVE ||
+			   (i && arr[i].inode == arr[i - 1].inode);
+
+		for (k = 0; !bad && k < arr[i].nlive; k++) {
+			bad = !arr[i].live[k];
+		}
+		if (bad) {
+			free(arr);
+			return -EINVAL;
+		}
+	}
+	free(m->fences);
+	m->fences = arr;
+	m->nfences = n;
+	return 0;
+}
+
+int cmap_fence_check(const struct cmap *m, uint64_t inode, uint64_t gen)
+{
+	struct cmap_fence key = {.inode = inode};
+	const struct cmap_fence *f;
+
+	if (!gen || !m->nfences) {
+		return 0;
+	}
+	f = bsearch(&key, m->fences, m->nfences, sizeof(*f), cmp_fence);
+	if (!f) {
+		return 0;
+	}
+	for (uint32_t k = 0; k < f->nlive; k++) {
+		if (f->live[k] == gen) {
+			return 0;
+		}
+	}
+	return -EPERM;
+}
+
+bool cmap_fences_equal(const struct cmap *a, const struct cmap *b)
+{
+	uint32_t na = a ? a->nfences : 0, nb = b ? b->nfences : 0;
+
+	if (na != nb) {
+		return false;
+	}
+	for (uint32_t i = 0; i < na; i++) {
+		const struct cmap_fence *x = &a->fences[i], *y = &b->fences[i];
+
+		if (x->inode != y->inode || x->nlive != y->nlive ||
+		    memcmp(x->live, y->live, x->nlive * sizeof(x->live[0]))) {
+			return false;
+		}
+	}
+	return true;
 }
 
 enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode)
@@ -842,6 +926,45 @@ static int layers_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, cha
 	return ret;
 }
 
+static int fences_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, char *err,
+			  size_t errlen)
+{
+	struct cmap_fence *f;
+	size_t i;
+	int ret;
+
+	if (!pb->n_fences) {
+		return 0;
+	}
+	if (pb->n_fences > CMAP_MAX_FENCES || !pb->fences) {
+		set_err(err, errlen, "%zu fences (max %u)", pb->n_fences, CMAP_MAX_FENCES);
+		return -EINVAL;
+	}
+	f = calloc(pb->n_fences, sizeof(*f));
+	if (!f) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < pb->n_fences; i++) {
+		const Keel__AttachFence *af = pb->fences[i];
+
+		if (!af || af->n_live > CMAP_FENCE_LIVE || (af->n_live && !af->live)) {
+			set_err(err, errlen, "fence %zu: missing, or more than %d live generations",
+				i, CMAP_FENCE_LIVE);
+			free(f);
+			return -EINVAL;
+		}
+		f[i].inode = af->inode;
+		f[i].nlive = (uint32_t)af->n_live;
+		memcpy(f[i].live, af->live, af->n_live * sizeof(f[i].live[0]));
+	}
+	ret = cmap_set_fences(m, f, (uint32_t)pb->n_fences);
+	free(f);
+	if (ret == -EINVAL) {
+		set_err(err, errlen, "fence list: inode 0, listed twice or generation 0");
+	}
+	return ret;
+}
+
 int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err, size_t errlen)
 {
 	struct cmap *m;
@@ -948,6 +1071,9 @@ int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err
 		}
 	}
 	ret = layers_from_pb(m, pb, err, errlen);
+	if (!ret) {
+		ret = fences_from_pb(m, pb, err, errlen);
+	}
 	if (ret) {
 		goto out_free;
 	}
@@ -988,6 +1114,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	Keel__MapServer *srv, **srvp;
 	Keel__MapPool *pl, **plp;
 	Keel__MapPg *pg, **pgp;
+	Keel__AttachFence *fe, **fep;
 	uint64_t *ro, *del;
 	uint32_t i, j, k, ntags = 0, npgs = 0;
 	char **tagp;
@@ -1005,7 +1132,9 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	pgp = calloc(total_pgs(m) + 1, sizeof(*pgp));
 	ro = calloc(m->nlayers + 1, sizeof(*ro));
 	del = calloc(m->nlayers + 1, sizeof(*del));
-	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del) {
+	fe = calloc(m->nfences + 1, sizeof(*fe));
+	fep = calloc(m->nfences + 1, sizeof(*fep));
+	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del || !fe || !fep) {
 		goto out_free;
 	}
 
@@ -1074,6 +1203,15 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	}
 	pb.ro_layers = ro;
 	pb.deleting_layers = del;
+	for (i = 0; i < m->nfences; i++) {
+		keel__attach_fence__init(&fe[i]);
+		fe[i].inode = m->fences[i].inode;
+		fe[i].n_live = m->fences[i].nlive;
+		fe[i].live = (uint64_t *)m->fences[i].live;
+		fep[i] = &fe[i];
+	}
+	pb.n_fences = m->nfences;
+	pb.fences = fep;
 
 	size = keel__cluster_map__get_packed_size(&pb);
 	out = malloc(size ? size : 1);
@@ -1086,6 +1224,8 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	ret = 0;
 
 out_free:
+	free(fep);
+	free(fe);
 	free(del);
 	free(ro);
 	free(pgp);

@@ -78,6 +78,15 @@ struct cmap_layer {
 	enum cmap_layer_state state; /* RO or DELETING */
 };
 
+/* Attachment fencing of one volume (ClusterMap.fences). */
+#define CMAP_FENCE_LIVE 8 /* read-write attachments of one volume */
+struct cmap_fence {
+	uint64_t inode; /* the volume's writable top layer */
+	uint32_t nlive;
+	uint64_t live[CMAP_FENCE_LIVE]; /* generations that may write */
+};
+#define CMAP_MAX_FENCES (1u << 20)
+
 struct cmap {
 	uint64_t epoch;
 	uint32_t nservers;
@@ -87,6 +96,8 @@ struct cmap {
 	uint32_t nlayers;
 	struct cmap_layer *layers;   /* sorted by inode */
 	bool full_fail;		     /* ENOSPC: clients fail (true) or retry */
+	uint32_t nfences;
+	struct cmap_fence *fences;   /* sorted by inode */
 };
 
 /* ---- building and freeing ---- */
@@ -107,6 +118,19 @@ int cmap_add_pool(struct cmap *m, const struct cmap_pool *p);
  * -EINVAL (inode 0, duplicate, state not RO/DELETING, more than
  * CMAP_MAX_LAYERS), -ENOMEM; the map is unchanged on error. */
 int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n);
+
+/* Replace the map's fence list with a sorted copy of @f (@n entries).
+ * -EINVAL (inode 0, duplicate, nlive > CMAP_FENCE_LIVE, a generation 0,
+ * more than CMAP_MAX_FENCES), -ENOMEM; the map is unchanged on error. */
+int cmap_set_fences(struct cmap *m, const struct cmap_fence *f, uint32_t n);
+
+/* May a client mutation of layer @inode carrying attachment generation
+ * @gen go on? 0, or -EPERM: the layer's volume is listed and @gen is not
+ * one of its live generations. @gen 0 (no attachment: tools) always may. */
+int cmap_fence_check(const struct cmap *m, uint64_t inode, uint64_t gen);
+
+/* Same fence lists (entry by entry)? NULL is an empty map. */
+bool cmap_fences_equal(const struct cmap *a, const struct cmap *b);
 
 /* ---- placement (mgmt) ---- */
 

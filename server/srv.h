@@ -435,6 +435,7 @@ struct srv_cluster {
 	uint64_t client_inflight;
 	uint64_t full_refused; /* client writes refused: pool full (ENOSPC) */
 	uint64_t member_nospc; /* writes failed: a member had no space */
+	uint64_t fenced_refused; /* client mutations refused: fenced generation */
 	uint64_t rec_bytes_copied, rec_objects_copied;
 	/* (PG, interval) pairs we acknowledged writes in as primary, logged
 	 * once a second ("primary writes acknowledged"): tests check that no

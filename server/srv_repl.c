@@ -304,6 +304,24 @@ static int repl_layer_check(const struct srv_cluster *cl, const struct srv_req *
 				req->hdr.flags & KP_F_SNAP);
 }
 
+/* EPERM for a client mutation from an attachment generation the map
+ * fences (docs/volumes.md "Attachments and fencing"): a host that was
+ * detached (or lost its attachment to another host) never writes again. */
+static int repl_fence_check(struct srv_cluster *cl, const struct srv_req *req)
+{
+	if (!cmap_fence_check(cl->map, req->hdr.inode, req->hdr.gen)) {
+		return 0;
+	}
+	if (cl->fenced_refused++ % 1000 == 0) {
+		log_warn("%s of %llx:%llu from fenced attachment generation %llu refused (%llu "
+			 "so far)",
+			 kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
+			 (unsigned long long)req->hdr.objno, (unsigned long long)req->hdr.gen,
+			 (unsigned long long)cl->fenced_refused);
+	}
+	return -EPERM;
+}
+
 /*
  * ENOSPC for a client write that needs a new object while the map says
  * the object's pool is full (docs/operations.md "When the cluster
@@ -936,6 +954,9 @@ static void repl_run(struct srv_req *req)
 	 * that waited for its object behind others must not start on a layer
 	 * frozen meanwhile, nor a read see a layer GC has started to free. */
 	ret = repl_layer_check(cl, req);
+	if (!ret && req_is_mutation(req)) {
+		ret = repl_fence_check(cl, req);
+	}
 	if (!ret && req_is_mutation(req)) {
 		ret = repl_full_check(cl, req);
 	}
