@@ -197,6 +197,10 @@ static void hc_attach_opened(struct keel_volume *v, int res, void *arg)
 			       res);
 		return;
 	}
+	/* Its writes carry the attachment's generation: once mgmt detaches
+	 * this host (or hands the volume to another one), servers refuse
+	 * them even if this daemon has not heard of it yet. */
+	keel_volume_set_generation(a->vol, a->generation);
 	hc_attach_export(a);
 }
 

@@ -915,6 +915,11 @@ int keel_volume_set_size(struct keel_volume *v, uint64_t size)
 	return 0;
 }
 
+void keel_volume_set_generation(struct keel_volume *v, uint64_t gen)
+{
+	v->gen = gen;
+}
+
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v)
 {
 	return &v->info;

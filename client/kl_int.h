@@ -304,6 +304,7 @@ struct keel_volume {
 	struct keel_cluster *c;
 	struct keel_volume_info info;
 	struct keel_volume_stats stats;
+	uint64_t gen; /* attachment generation its requests carry (0: none) */
 	bool opened, closing;
 	bool refreshing; /* an MG_VOLUME_OPEN for new layer info is out */
 	int gone;	 /* mgmt no longer knows the volume: the error to surface */

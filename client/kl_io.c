@@ -416,6 +416,7 @@ static void sub_build_msg(struct kl_sub *s, uint32_t pgid)
 		h->offset = s->obj_off;
 		h->length = s->len;
 		h->pgid = pgid;
+		h->gen = s->req ? s->req->v->gen : 0;
 	}
 	s->msg.meta = NULL;
 	s->msg.data = NULL;
@@ -592,6 +593,18 @@ void kl_sub_on_reply(struct kl_sub *s, const struct kp_hdr *h, const uint8_t *da
 		} else {
 			sub_set_state(s, KL_SUB_DONE);
 		}
+		return;
+	}
+	if (err == -ENOSPC && s->c->map && !s->c->map->full_fail) {
+		/* full_policy wait: the write goes once space returns. */
+		if (s->req->v->stats.full_waits++ % 1000 == 0) {
+			log_warn("volume %s: %s objno %llu: pool full, waiting for space (%llu "
+				 "writes waited so far)",
+				 s->req->v->info.name, kp_opcode_name(s->opcode),
+				 (unsigned long long)s->objno,
+				 (unsigned long long)s->req->v->stats.full_waits);
+		}
+		sub_park(s, err);
 		return;
 	}
 	switch (kl_classify(h->opcode, err, &surface)) {

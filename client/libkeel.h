@@ -97,6 +97,12 @@ const struct keel_volume_info *keel_volume_info(const struct keel_volume *v);
  * @size from now on. 0 or -EINVAL (0, not a multiple of 4096). */
 int keel_volume_set_size(struct keel_volume *v, uint64_t size);
 
+/* The attachment generation (mgmt's attachments, docs/volumes.md
+ * "Attachments and fencing") this handle's requests carry from now on.
+ * Servers refuse writes of a generation mgmt has fenced (a detached host)
+ * with EPERM. 0 (the default): not an attachment (tools). */
+void keel_volume_set_generation(struct keel_volume *v, uint64_t gen);
+
 typedef void (*keel_io_cb)(void *arg, int res);
 
 /* Vectored I/O. @iov buffers need no alignment; they must stay valid until
@@ -116,6 +122,7 @@ struct keel_volume_stats {
 	uint64_t reads, writes, retries, reconnects, stale_epochs;
 	uint64_t reopens; /* the top layer changed under us (snapshot, clone) */
 	uint64_t max_stall_ns; /* longest time one request waited on failover */
+	uint64_t full_waits;   /* writes retried because their pool was full */
 };
 void keel_volume_stats(const struct keel_volume *v, struct keel_volume_stats *out);
 

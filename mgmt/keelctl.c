@@ -144,7 +144,13 @@ static const char kc_help_cluster[] =
 	"    Health (HEALTH_OK, HEALTH_WARN: something degraded, recovering or a\n"
 	"    server down; HEALTH_ERR: some placement group has no up in-sync copy),\n"
 	"    map epoch, servers up and in, PG counts per state, recovery progress,\n"
-	"    and one sentence per problem.\n"
+	"    space (the servers' raw object space and how much is used; the\n"
+	"    volumes' provisioned size and the data they and their snapshots\n"
+	"    hold, counted once, not per replica), and one sentence per problem.\n"
+	"    A server past mgmt's nearfull_percent makes the cluster HEALTH_WARN;\n"
+	"    one past full_percent makes the pools with PGs on it full\n"
+	"    (HEALTH_ERR): writes that need new space wait or fail (full_policy)\n"
+	"    until space is freed.\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 done (whatever the health); 1 mgmt unreachable.\n";
@@ -165,6 +171,12 @@ static const char kc_help_pool[] =
 	"    the failure domain no two copies share, the number of placement\n"
 	"    groups (1..4096) and an optional server tag.\n"
 	"    Defaults: 3 replicas, min 2, host, 128 PGs, no tag.\n"
+	"\n"
+	"    pool list also shows each pool's space: PROVISIONED (the sum of its\n"
+	"    volumes' sizes), ALLOCATED (the data its volumes and snapshots hold,\n"
+	"    counted once), USABLE (the object space of the servers holding its\n"
+	"    PGs, divided by replicas) and STATE (full while one of those servers\n"
+	"    is past mgmt's full_percent).\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 done; 1 refused or mgmt unreachable; 2 usage error.\n"
@@ -417,9 +429,10 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	int ret;
 
 	if (argc < 1) {
-		return kc_usage("%s",
-				"volume: expected create, list, show, delete, attach, detach, clone, copy, "
-				"revert, flatten, resize, rename, import or export");
+		return kc_usage(
+			"%s",
+			"volume: expected create, list, show, delete, attach, detach, clone, copy, "
+			"revert, flatten, resize, rename, import or export");
 	}
 	if (!strcmp(argv[0], "attach")) {
 		return kc_volume_attach(k, argc - 1, argv + 1);
@@ -527,8 +540,9 @@ static int kc_server_table(json_t *list)
 static int kc_pool_table(json_t *list)
 {
 	static const char *const hdr[] = {
-		"ID", "NAME", "REPLICAS", "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS", "TAG"};
-	struct kc_table *t = kc_table_new(7, hdr);
+		"ID",  "NAME",	      "REPLICAS",  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
+		"TAG", "PROVISIONED", "ALLOCATED", "USABLE",	   "STATE"};
+	struct kc_table *t = kc_table_new(11, hdr);
 	size_t i;
 	json_t *v;
 
@@ -537,10 +551,24 @@ static int kc_pool_table(json_t *list)
 	}
 	json_array_foreach(list, i, v)
 	{
-		char id[16], rep[16], min[16], pgs[16];
+		char id[16], rep[16], min[16], pgs[16], prov[32], alloc[32], usable[32];
 		const char *tag = kc_str(v, "tag");
-		const char *row[7] = {id,  kc_str(v, "name"), rep, min, kc_str(v, "failure_domain"),
-				      pgs, tag[0] ? tag : "-"};
+		json_t *sp = json_object_get(v, "space");
+		const char *row[11] = {id,
+				       kc_str(v, "name"),
+				       rep,
+				       min,
+				       kc_str(v, "failure_domain"),
+				       pgs,
+				       tag[0] ? tag : "-",
+				       prov,
+				       alloc,
+				       usable,
+				       json_is_true(json_object_get(v, "full")) ? "full" : "ok"};
+
+		kc_bytes(kc_u64(sp, "provisioned_bytes"), prov, sizeof(prov));
+		kc_bytes(kc_u64(sp, "allocated_bytes"), alloc, sizeof(alloc));
+		kc_bytes(kc_u64(sp, "usable_bytes"), usable, sizeof(usable));
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
 		snprintf(rep, sizeof(rep), "%" PRIu64, kc_u64(v, "replicas"));
@@ -680,7 +708,8 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 
 static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
 {
-	json_t *s, *sv, *pg, *rec, *v;
+	json_t *s, *sv, *pg, *rec, *sp, *v;
+	uint64_t raw, used;
 	char a[32], b[32];
 	struct rest_resp r;
 	size_t i;
@@ -713,6 +742,15 @@ static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)
 	printf("recovery: %" PRIu64 " objects, %s left; %s copied\n", kc_u64(rec, "objects_left"),
 	       kc_bytes(kc_u64(rec, "bytes_left"), a, sizeof(a)),
 	       kc_bytes(kc_u64(rec, "bytes_copied"), b, sizeof(b)));
+	sp = json_object_get(s, "space");
+	raw = kc_u64(sp, "raw_capacity_bytes");
+	used = kc_u64(sp, "raw_used_bytes");
+	printf("space:    %s raw, %s used (%.0f%%)\n", kc_bytes(raw, a, sizeof(a)),
+	       kc_bytes(used, b, sizeof(b)), raw ? 100.0 * (double)used / (double)raw : 0.0);
+	printf("volumes:  %" PRIu64 ", %s provisioned, %s allocated", kc_u64(sp, "volumes"),
+	       kc_bytes(kc_u64(sp, "provisioned_bytes"), a, sizeof(a)),
+	       kc_bytes(kc_u64(sp, "allocated_bytes"), b, sizeof(b)));
+	printf(" (snapshots %s)\n", kc_bytes(kc_u64(sp, "snapshot_bytes"), a, sizeof(a)));
 	json_array_foreach(json_object_get(s, "checks"), i, v)
 	{
 		printf("%s  %s\n", i ? "         " : "checks:", json_string_value(v));
@@ -727,10 +765,14 @@ static int kc_help(const char *topic)
 		const char *name;
 		const char *text;
 	} pages[] = {
-		{"volume", kc_help_volume},   {"server", kc_help_server},
-		{"cluster", kc_help_cluster}, {"pool", kc_help_pool},
-		{"pg", kc_help_pg},	      {"attachment", kc_help_attach},
-		{"snapshot", kc_help_snapshot}, {"job", kc_help_job},
+		{"volume", kc_help_volume},
+		{"server", kc_help_server},
+		{"cluster", kc_help_cluster},
+		{"pool", kc_help_pool},
+		{"pg", kc_help_pg},
+		{"attachment", kc_help_attach},
+		{"snapshot", kc_help_snapshot},
+		{"job", kc_help_job},
 	};
 
 	if (!topic) {

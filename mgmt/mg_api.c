@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "mgmt/mg_cinder.h"
+#include "mgmt/mg_space.h"
 
 #define MG_VERSION "0.1.0"
 
@@ -155,8 +156,7 @@ static const struct mg_route_def mg_routes[] = {
 
 /* Match @path (length @len) against @pattern, capturing the "*" segments
  * into req->arg and req->arg2. */
-bool mg_api_route_match(const char *pattern, const char *path, size_t len,
-			struct mg_api_req *req)
+bool mg_api_route_match(const char *pattern, const char *path, size_t len, struct mg_api_req *req)
 {
 	char *caps[2] = {req->arg, req->arg2};
 	const char *end = path + len;
@@ -360,13 +360,19 @@ static json_t *mg_server_json(struct mg_cluster *c, const struct mg_server *s)
 			 (json_int_t)s->hb_epoch);
 }
 
-static json_t *mg_pool_json(const struct mg_pool *p)
+/* @space: the pool's accounting, or NULL (omitted). */
+static json_t *mg_pool_json(const struct mg_pool *p, const struct mg_space *space)
 {
-	return json_pack("{s:I,s:s,s:I,s:I,s:s,s:I,s:s}", "id", (json_int_t)p->rec.id, "name",
-			 p->rec.name, "replicas", (json_int_t)p->rec.replicas, "min_replicas",
-			 (json_int_t)p->rec.min_replicas, "failure_domain",
-			 mg_failure_domains[p->rec.failure_domain], "pg_count",
-			 (json_int_t)p->rec.pg_count, "tag", p->rec.tag);
+	json_t *j = json_pack("{s:I,s:s,s:I,s:I,s:s,s:I,s:s,s:b}", "id", (json_int_t)p->rec.id,
+			      "name", p->rec.name, "replicas", (json_int_t)p->rec.replicas,
+			      "min_replicas", (json_int_t)p->rec.min_replicas, "failure_domain",
+			      mg_failure_domains[p->rec.failure_domain], "pg_count",
+			      (json_int_t)p->rec.pg_count, "tag", p->rec.tag, "full", p->full);
+
+	if (j && space) {
+		json_object_set_new(j, "space", mg_space_json(space));
+	}
+	return j;
 }
 
 static void mg_h_info(struct mg_cluster *c, struct mg_api_req *req)
@@ -395,15 +401,35 @@ static const char *mg_plural(uint64_t n, const char *one, const char *many)
 	return n == 1 ? one : many;
 }
 
+static const char *const mg_health_names[] = {"HEALTH_OK", "HEALTH_WARN", "HEALTH_ERR"};
+
+static void mg_add_space_check(void *arg, bool error, const char *text)
+{
+	(void)error;
+	json_array_append_new(arg, json_string(text));
+}
+
 static void mg_h_status(struct mg_cluster *c, struct mg_api_req *req)
 {
 	struct mg_pg_counts n;
 	json_t *checks = json_array();
+	struct mg_space *pools = calloc(MG_MAX_POOLS, sizeof(*pools));
+	struct mg_space total;
 	uint32_t up = 0, in = 0, down = 0;
 	const char *health;
 	int64_t wall = mg_wall_ms();
+	json_t *j;
+	int level, ret;
 
-	mg_pg_counts(c, &n);
+	ret = pools ? mg_space_collect(c, pools, &total) : -ENOMEM;
+	free(pools);
+	if (ret) {
+		json_decref(checks);
+		mg_api_error(req, ret, "cannot collect the space accounting");
+		return;
+	}
+
+	level = mg_cluster_health(c, &n);
 	for (uint32_t i = 0; i < c->nservers; i++) {
 		const struct mg_server *s = &c->servers[i];
 
@@ -441,25 +467,22 @@ static void mg_h_status(struct mg_cluster *c, struct mg_api_req *req)
 	if (n.peering) {
 		mg_add_check(checks, "%u %s peering", n.peering, mg_plural(n.peering, "PG", "PGs"));
 	}
-	if (n.inactive) {
-		health = "HEALTH_ERR";
-	} else if (n.degraded || n.recovering || n.peering || down) {
-		health = "HEALTH_WARN";
-	} else {
-		health = "HEALTH_OK";
+	mg_space_checks(c, mg_add_space_check, checks);
+	health = mg_health_names[level];
+	j = json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I},"
+		      "s:{s:I,s:I,s:I},s:o}",
+		      "health", health, "epoch", (json_int_t)c->meta.epoch, "servers", "total",
+		      (json_int_t)c->nservers, "up", (json_int_t)up, "in", (json_int_t)in, "pgs",
+		      "total", (json_int_t)n.total, "active", (json_int_t)n.active, "degraded",
+		      (json_int_t)n.degraded, "recovering", (json_int_t)n.recovering, "peering",
+		      (json_int_t)n.peering, "inactive", (json_int_t)n.inactive, "recovery",
+		      "objects_left", (json_int_t)n.objects_left, "bytes_left",
+		      (json_int_t)n.bytes_left, "bytes_copied", (json_int_t)n.bytes_copied,
+		      "checks", checks);
+	if (j) {
+		json_object_set_new(j, "space", mg_space_json(&total));
 	}
-	mg_api_reply(req, 200,
-		     json_pack("{s:s,s:I,s:{s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I},"
-			       "s:{s:I,s:I,s:I},s:o}",
-			       "health", health, "epoch", (json_int_t)c->meta.epoch, "servers",
-			       "total", (json_int_t)c->nservers, "up", (json_int_t)up, "in",
-			       (json_int_t)in, "pgs", "total", (json_int_t)n.total, "active",
-			       (json_int_t)n.active, "degraded", (json_int_t)n.degraded,
-			       "recovering", (json_int_t)n.recovering, "peering",
-			       (json_int_t)n.peering, "inactive", (json_int_t)n.inactive,
-			       "recovery", "objects_left", (json_int_t)n.objects_left, "bytes_left",
-			       (json_int_t)n.bytes_left, "bytes_copied", (json_int_t)n.bytes_copied,
-			       "checks", checks));
+	mg_api_reply(req, 200, j);
 }
 
 static void mg_h_servers(struct mg_cluster *c, struct mg_api_req *req)
@@ -491,11 +514,22 @@ static void mg_h_server(struct mg_cluster *c, struct mg_api_req *req)
 
 static void mg_h_pools(struct mg_cluster *c, struct mg_api_req *req)
 {
-	json_t *a = json_array();
+	struct mg_space *space = calloc(MG_MAX_POOLS, sizeof(*space));
+	struct mg_space total;
+	json_t *a;
+	int ret;
 
-	for (uint32_t i = 0; i < c->npools; i++) {
-		json_array_append_new(a, mg_pool_json(&c->pools[i]));
+	ret = space ? mg_space_collect(c, space, &total) : -ENOMEM;
+	if (ret) {
+		free(space);
+		mg_api_error(req, ret, "cannot collect the space accounting");
+		return;
 	}
+	a = json_array();
+	for (uint32_t i = 0; i < c->npools; i++) {
+		json_array_append_new(a, mg_pool_json(&c->pools[i], &space[i]));
+	}
+	free(space);
 	mg_api_reply(req, 200, a);
 }
 
@@ -519,7 +553,7 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 	}
 	if (!ret) {
 		ret = mg_api_field_u64(req->body, "min_replicas", false, &min_replicas, err,
-				   sizeof(err));
+				       sizeof(err));
 	}
 	if (!ret) {
 		ret = mg_api_field_str(req->body, "failure_domain", false, &fd, err, sizeof(err));
@@ -566,7 +600,7 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret, err);
 		return;
 	}
-	mg_api_reply(req, 201, mg_pool_json(pool));
+	mg_api_reply(req, 201, mg_pool_json(pool, NULL));
 }
 
 static json_t *mg_member_list(const struct cmap_pg *pg, bool only_in_sync)

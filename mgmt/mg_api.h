@@ -129,17 +129,28 @@ json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v);
  * non-empty segment each, captured into req->arg and req->arg2. */
 bool mg_api_route_match(const char *pattern, const char *path, size_t len, struct mg_api_req *req);
 
+/* Answer @status/@body (NULL for none) once every up server applied the
+ * current map and drained the writes it admitted before (mg_volume.c);
+ * @what names the change in a warning when some server did not confirm
+ * within 30 s (then the body says "fenced": false). Takes @body. */
+void mg_reply_fenced(struct mg_cluster *c, struct mg_api_req *req, int status, json_t *body,
+		     const char *what);
+
 /* Attachment handlers (mg_attach.c). */
 void mg_attach_handle(struct mg_cluster *c, struct mg_api_req *req);
 /*
  * Attach @v to a->host (a->read_only, nbd, nbd_tcp, instance in; the rest
- * is filled in). 0 (recorded, a new generation), 1 (the same attachment
- * existed: *a is it), -EINVAL (bad host or nbd_tcp), -EEXIST (attached to
- * that host otherwise), -EIO. Reactor thread; @err set on error.
+ * is filled in). 0 (recorded, a new generation), 2 (the same, and a map
+ * listing it among the volume's fenced generations was published: answer
+ * with mg_reply_fenced()), 1 (the same attachment existed: *a is it),
+ * -EINVAL (bad host or nbd_tcp), -EEXIST (attached to that host
+ * otherwise), -EIO. Reactor thread; @err set on error.
  */
 int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg_attach_rec *a,
 		  char *err, size_t errlen);
-/* Detach @v from @host. 0, -ENOENT (not attached there), -EIO. */
+/* Detach @v from @host and fence its generation (docs/volumes.md
+ * "Attachments and fencing"): 0 (a map was published: answer with
+ * mg_reply_fenced()), -ENOENT (not attached there), -EIO. */
 int mg_attach_remove(struct mg_cluster *c, const struct mg_volume_rec *v, const char *host,
 		     char *err, size_t errlen);
 /* True when the volume has an attachment (volume delete refuses). */

@@ -9,6 +9,15 @@
  * reused, survives restarts): a report carries the generation it is about,
  * so a late report for an attachment that was detached and attached again
  * is refused instead of marking the new one attached.
+ *
+ * Fencing (docs/volumes.md "Attachments and fencing"): keel-client's writes
+ * carry the generation. Detaching a host records the volume as fenced
+ * (attach_fences), and from then on, for attach_fence_ttl_s after its last
+ * detach, the cluster map lists the volume's top layer with the generations
+ * of its read-write attachments: servers refuse writes of any other. The
+ * detach is answered once every up server applied that map and finished
+ * the writes it had admitted before, so a detached host (hung, partitioned,
+ * or simply not told yet) can never write after it.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -123,6 +132,210 @@ static void mg_attach_list(struct mg_cluster *c, struct mg_api_req *req, uint64_
 	mg_api_reply(req, 200, a);
 }
 
+/* ---- fencing ---- */
+
+static int mg_afence_index(const struct mg_cluster *c, uint64_t volume_id, bool *found)
+{
+	uint32_t lo = 0, hi = c->nafences;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (c->afences[mid].volume_id == volume_id) {
+			*found = true;
+			return (int)mid;
+		}
+		if (c->afences[mid].volume_id < volume_id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	*found = false;
+	return (int)lo;
+}
+
+static bool mg_afenced(const struct mg_cluster *c, uint64_t volume_id)
+{
+	bool found;
+
+	mg_afence_index(c, volume_id, &found);
+	return found;
+}
+
+static int mg_afence_set(struct mg_cluster *c, uint64_t volume_id, int64_t since_ms,
+			 uint64_t top)
+{
+	bool found;
+	int i = mg_afence_index(c, volume_id, &found);
+
+	if (found) {
+		c->afences[i].since_ms = since_ms;
+		c->afences[i].top = top;
+		return 0;
+	}
+	if (c->nafences == c->afences_cap) {
+		uint32_t cap = c->afences_cap ? c->afences_cap * 2 : 16;
+		struct mg_afence *n = realloc(c->afences, cap * sizeof(*n));
+
+		if (!n) {
+			return -ENOMEM;
+		}
+		c->afences = n;
+		c->afences_cap = cap;
+	}
+	memmove(&c->afences[i + 1], &c->afences[i], (c->nafences - (uint32_t)i) * sizeof(c->afences[0]));
+	c->afences[i] = (struct mg_afence){volume_id, since_ms, top};
+	c->nafences++;
+	return 0;
+}
+
+static void mg_afence_del(struct mg_cluster *c, uint64_t volume_id)
+{
+	bool found;
+	int i = mg_afence_index(c, volume_id, &found);
+
+	if (found) {
+		memmove(&c->afences[i], &c->afences[i + 1],
+			(c->nafences - (uint32_t)i - 1) * sizeof(c->afences[0]));
+		c->nafences--;
+	}
+}
+
+static int mg_afence_load_one(void *arg, uint64_t volume_id, int64_t since_ms)
+{
+	struct mg_cluster *c = arg;
+	struct mg_volume_rec v;
+
+	/* A volume deleted since: listed nowhere (top 0) until it expires. */
+	return mg_afence_set(c, volume_id, since_ms,
+			     mg_store_get_volume_id(c->st, volume_id, &v) ? 0 : v.top);
+}
+
+uint64_t mg_attach_fence_top(struct mg_cluster *c, uint64_t volume_id, uint64_t top)
+{
+	bool found;
+	int i = mg_afence_index(c, volume_id, &found);
+	uint64_t old;
+
+	if (!found) {
+		return 0;
+	}
+	old = c->afences[i].top;
+	c->afences[i].top = top;
+	return old;
+}
+
+int mg_attach_fences_load(struct mg_cluster *c)
+{
+	return mg_store_each_fence(c->st, mg_afence_load_one, c);
+}
+
+struct mg_live_walk {
+	struct cmap_fence *f;
+	uint32_t skipped;
+};
+
+static int mg_collect_live(void *arg, const struct mg_attach_rec *a)
+{
+	struct mg_live_walk *w = arg;
+
+	if (a->read_only) {
+		return 0; /* writes of a read-only attachment are refused too */
+	}
+	if (w->f->nlive == CMAP_FENCE_LIVE) {
+		w->skipped++;
+		return 0;
+	}
+	w->f->live[w->f->nlive++] = a->generation;
+	return 0;
+}
+
+int mg_attach_fences_to_map(struct mg_cluster *c, struct cmap *m)
+{
+	int64_t horizon = mg_wall_ms() - (int64_t)c->cfg->attach_fence_ttl_s * 1000;
+	struct cmap_fence *f;
+	uint32_t n = 0;
+	int ret = 0;
+
+	if (!c->nafences) {
+		return cmap_set_fences(m, NULL, 0);
+	}
+	f = calloc(c->nafences, sizeof(*f));
+	if (!f) {
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < c->nafences; i++) {
+		struct mg_live_walk w = {.f = &f[n]};
+		const struct mg_afence *a = &c->afences[i];
+
+		if (a->since_ms < horizon || !a->top) {
+			continue; /* expired (the tick drops it), or the volume is gone */
+		}
+		memset(&f[n], 0, sizeof(f[n]));
+		f[n].inode = a->top;
+		ret = mg_store_each_attach(c->st, a->volume_id, NULL, mg_collect_live, &w);
+		if (ret) {
+			goto out;
+		}
+		if (w.skipped) {
+			log_error("volume %llu: more than %d read-write attachments: %u not listed "
+				  "as live (their writes are refused)",
+				  (unsigned long long)a->volume_id, CMAP_FENCE_LIVE, w.skipped);
+		}
+		n++;
+	}
+	ret = cmap_set_fences(m, f, n);
+out:
+	free(f);
+	return ret;
+}
+
+void mg_attach_fences_tick(struct mg_cluster *c)
+{
+	int64_t horizon = mg_wall_ms() - (int64_t)c->cfg->attach_fence_ttl_s * 1000;
+	uint32_t dropped = 0;
+
+	for (uint32_t i = 0; i < c->nafences;) {
+		uint64_t id = c->afences[i].volume_id;
+
+		if (c->afences[i].since_ms >= horizon) {
+			i++;
+			continue;
+		}
+		if (mg_store_begin(c->st)) {
+			return;
+		}
+		if (mg_store_delete_fence(c->st, id)) {
+			mg_store_rollback(c->st);
+			return; /* the next tick tries again */
+		}
+		if (mg_store_commit(c->st)) {
+			return;
+		}
+		mg_afence_del(c, id);
+		dropped++;
+	}
+	if (dropped) {
+		char reason[96];
+
+		snprintf(reason, sizeof(reason), "%u attachment fences expired", dropped);
+		mg_cluster_publish(c, NULL, reason, NULL, NULL);
+	}
+}
+
+/* After an attachment change of a fenced volume: a map with its live
+ * generations. 0, or the publish error. */
+static int mg_afence_publish(struct mg_cluster *c, const struct mg_volume_rec *v,
+			     const char *what, const char *host)
+{
+	char reason[CMAP_NAME_LEN * 2 + 64];
+
+	snprintf(reason, sizeof(reason), "volume '%s' %s host '%s': fences", v->name, what,
+		 host);
+	return mg_cluster_publish(c, NULL, reason, NULL, NULL);
+}
+
 /* One transaction: the attachment row and the generation counter. */
 static int mg_attach_insert(struct mg_cluster *c, struct mg_attach_rec *a)
 {
@@ -198,19 +411,49 @@ int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg
 	log_info("volume '%s' attached to host '%s' (%s%s, generation %llu)", v->name, a->host,
 		 a->read_only ? "read-only" : "read-write", a->nbd ? ", nbd" : "",
 		 (unsigned long long)a->generation);
+	if (!a->read_only && mg_afenced(c, v->id)) {
+		/* The map must list the new generation as live before its
+		 * writes arrive; the caller answers once servers have it. */
+		ret = mg_afence_publish(c, v, "attached to", a->host);
+		if (ret) {
+			snprintf(err, errlen,
+				 "attached, but the map naming the new attachment was not "
+				 "published (%s); keel-mgmt retries",
+				 strerror(-ret));
+			return ret;
+		}
+		return 2;
+	}
 	return 0;
 }
 
 int mg_attach_remove(struct mg_cluster *c, const struct mg_volume_rec *v, const char *host,
 		     char *err, size_t errlen)
 {
+	int64_t now = mg_wall_ms();
 	int ret = -ENOENT;
 
 	if (!mg_check_name("host", host, NULL, 0)) {
 		ret = mg_store_begin(c->st);
 		if (!ret) {
 			ret = mg_store_delete_attach(c->st, v->id, host);
+			if (!ret) {
+				ret = mg_store_put_fence(c->st, v->id, now);
+			}
 			ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+		}
+	}
+	if (!ret) {
+		ret = mg_afence_set(c, v->id, now, v->top);
+		if (!ret) {
+			ret = mg_afence_publish(c, v, "detached from", host);
+		}
+		if (ret) {
+			snprintf(err, errlen,
+				 "detached, but the map fencing host '%.64s' was not published "
+				 "(%s); keel-mgmt retries",
+				 host, strerror(-ret));
+			return ret;
 		}
 	}
 	if (ret) {
@@ -273,6 +516,10 @@ static void mg_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret, err);
 		return;
 	}
+	if (ret == 2) {
+		mg_reply_fenced(c, req, 201, mg_attach_json(&a), "attach");
+		return;
+	}
 	mg_api_reply(req, ret ? 200 : 201, mg_attach_json(&a));
 }
 
@@ -312,7 +559,7 @@ static void mg_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 		mg_api_error(req, ret, err);
 		return;
 	}
-	mg_api_reply(req, 204, NULL);
+	mg_reply_fenced(c, req, 204, NULL, "detach");
 }
 
 /* keel-client's report: PUT /v1/hosts/{host}/attachments/{volume}. It

@@ -1271,6 +1271,12 @@ static void mg_os_attach_create(struct mg_cluster *c, struct mg_api_req *req)
 		mg_cinder_error(req, ret, err);
 		return;
 	}
+	if (ret == 2) {
+		mg_reply_fenced(c, req, 200,
+				json_pack("{s:o}", "attachment", mg_os_attachment_json(&a, true)),
+				"attachment-create");
+		return;
+	}
 	mg_os_reply(req, 200, "attachment", mg_os_attachment_json(&a, true));
 }
 
@@ -1302,7 +1308,8 @@ static void mg_os_attach_delete(struct mg_cluster *c, struct mg_api_req *req)
 		json_decref(l.out);
 		l.out = json_array();
 	}
-	mg_os_reply(req, 200, "attachments", l.out);
+	/* Once the detached host is fenced (mg_attach_remove()). */
+	mg_reply_fenced(c, req, 200, json_pack("{s:o}", "attachments", l.out), "attachment-delete");
 }
 
 static void mg_os_attach_action(struct mg_cluster *c, struct mg_api_req *req)

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "mgmt/mg_metrics.h"
+#include "mgmt/mg_space.h"
 
 int64_t mg_wall_ms(void)
 {
@@ -24,9 +25,19 @@ int64_t mg_wall_ms(void)
 
 struct mg_server *mg_cluster_server(struct mg_cluster *c, uint32_t id)
 {
-	for (uint32_t i = 0; i < c->nservers; i++) {
-		if (c->servers[i].rec.id == id) {
-			return &c->servers[i];
+	uint32_t lo = 0, hi = c->nservers;
+
+	/* c->servers is in ascending id order. */
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (c->servers[mid].rec.id == id) {
+			return &c->servers[mid];
+		}
+		if (c->servers[mid].rec.id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
 		}
 	}
 	return NULL;
@@ -109,6 +120,7 @@ static int mg_map_add_members(struct mg_cluster *c, struct cmap *m)
 		cp.failure_domain = (enum cmap_fd)p->failure_domain;
 		cp.pg_count = p->pg_count;
 		snprintf(cp.tag, sizeof(cp.tag), "%s", p->tag);
+		cp.full = c->pools[i].full;
 		ret = cmap_add_pool(m, &cp);
 		if (ret) {
 			log_error("map: cannot add pool %u: %s", cp.id, strerror(-ret));
@@ -184,12 +196,14 @@ static struct cmap *mg_map_build(struct mg_cluster *c, const struct cmap *base)
 	if (!m) {
 		return NULL;
 	}
+	m->full_fail = c->cfg->full_policy == MG_FULL_FAIL;
 	if (mg_map_add_members(c, m)) {
 		goto out_free;
 	}
 	cmap_place(m);
 	cmap_update_pgs(m, base);
-	if (mg_map_fresh_where_no_data(c, m, base) || mg_layers_to_map(&c->layers, m)) {
+	if (mg_map_fresh_where_no_data(c, m, base) || mg_layers_to_map(&c->layers, m) ||
+	    mg_attach_fences_to_map(c, m)) {
 		goto out_free;
 	}
 	return m;
@@ -433,6 +447,28 @@ void mg_pg_counts(const struct mg_cluster *c, struct mg_pg_counts *out)
 	}
 }
 
+int mg_cluster_health(struct mg_cluster *c, struct mg_pg_counts *n)
+{
+	bool nearfull = false, full = false;
+	uint32_t down = 0;
+
+	mg_pg_counts(c, n);
+	for (uint32_t i = 0; i < c->nservers; i++) {
+		down += !c->servers[i].up;
+		nearfull |= c->servers[i].nearfull;
+	}
+	for (uint32_t i = 0; i < c->npools; i++) {
+		full |= c->pools[i].full;
+	}
+	if (n->inactive || full) {
+		return 2;
+	}
+	if (n->degraded || n->recovering || n->peering || down || nearfull) {
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- loading ---- */
 
 static int mg_load_server(void *arg, const struct mg_server_rec *r)
@@ -534,6 +570,8 @@ static void mg_tick_fn(struct reactor_timer *t)
 	mg_member_tick(c);
 	mg_cport_check_auth(c);
 	mg_layers_tick(c);
+	mg_space_tick(c);
+	mg_attach_fences_tick(c);
 	if (c->on_tick) {
 		c->on_tick(c);
 	}
@@ -567,6 +605,9 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		goto out_close;
 	}
 	ret = mg_layers_load(c);
+	if (!ret) {
+		ret = mg_attach_fences_load(c);
+	}
 	if (ret) {
 		goto out_close;
 	}
@@ -593,10 +634,14 @@ int mg_cluster_open(struct mg_cluster *c, struct reactor *r, struct mg_store *st
 		if (!ret) {
 			ret = mg_layers_to_map(&c->layers, m);
 		}
+		if (!ret) {
+			ret = mg_attach_fences_to_map(c, m);
+		}
 		if (ret) {
 			cmap_free(m);
 			goto out_close;
 		}
+		m->full_fail = cfg->full_policy == MG_FULL_FAIL;
 		c->map = m;
 		c->map_blob = mg_blob_pack(m);
 		log_info("loaded epoch %llu: %u servers, %u pools",
@@ -623,6 +668,9 @@ void mg_cluster_close(struct mg_cluster *c)
 	}
 	free(c->servers);
 	c->servers = NULL;
+	free(c->afences);
+	c->afences = NULL;
+	c->nafences = c->afences_cap = 0;
 	c->nservers = 0;
 	mg_layers_free(&c->layers);
 	mg_jobs_free(&c->jobs);

@@ -85,6 +85,7 @@ struct mg_server {
 	uint64_t ops;
 	struct mg_peer *peer; /* its registered connection, or NULL */
 	uint32_t object_size; /* its blockstore's, from registration; 0 = unknown */
+	bool nearfull;	      /* past nearfull_percent (mg_space.c) */
 	/* its last MG_USAGE report, sorted by inode */
 	uint64_t usage_epoch;
 	struct mg_usage *usage;
@@ -167,6 +168,25 @@ struct mg_jobs {
 	uint32_t n, cap;
 };
 
+/* A volume whose attachments the map fences (docs/volumes.md
+ * "Attachments and fencing"): since its last detach. */
+struct mg_afence {
+	uint64_t volume_id;
+	int64_t since_ms;
+	uint64_t top; /* the volume's writable layer, as the next map has it */
+};
+
+/* mg_attach.c: load the fences; add them to map @m (each volume's top
+ * layer and the generations of its read-write attachments); drop those
+ * older than attach_fence_ttl_s (the tick; publishes when it drops any). */
+int mg_attach_fences_load(struct mg_cluster *c);
+int mg_attach_fences_to_map(struct mg_cluster *c, struct cmap *m);
+void mg_attach_fences_tick(struct mg_cluster *c);
+/* Volume @volume_id's top layer becomes @top in the next map (a snapshot,
+ * revert, clone...; before the publish). Returns the previous top (0: not
+ * fenced), to put back if the change fails. */
+uint64_t mg_attach_fence_top(struct mg_cluster *c, uint64_t volume_id, uint64_t top);
+
 /* Someone waiting until every up server applied map @epoch. */
 struct mg_fence {
 	uint64_t epoch, deadline;
@@ -185,6 +205,7 @@ struct mg_pg_stat {
 struct mg_pool {
 	struct mg_pool_rec rec;
 	struct mg_pg_stat *stats; /* rec.pg_count entries */
+	bool full;		  /* mg_space.c: published in the map */
 };
 
 struct mg_pg_counts {
@@ -205,6 +226,8 @@ struct mg_cluster {
 	struct mg_layers layers;
 	struct mg_jobs jobs;
 	bool merge_replan; /* plan merges at the next tick (set at load) */
+	struct mg_afence *afences; /* fenced volumes, ascending id (mg_attach.c) */
+	uint32_t nafences, afences_cap;
 	struct mg_fence *fences;
 	unsigned int layers_gc_ticks;
 	struct reactor_defer fence_defer;
@@ -262,6 +285,9 @@ struct mg_pool *mg_cluster_pool_by_name(struct mg_cluster *c, const char *name);
 /* "active", "degraded", "recovering", "peering" or "inactive" (docs/api.md). */
 const char *mg_pg_state(const struct mg_cluster *c, const struct mg_pool *pool,
 			const struct cmap_pg *pg);
+/* 0 HEALTH_OK, 1 HEALTH_WARN, 2 HEALTH_ERR (docs/api.md "Health"), with
+ * @n filled as mg_pg_counts() does. */
+int mg_cluster_health(struct mg_cluster *c, struct mg_pg_counts *n);
 void mg_pg_counts(const struct mg_cluster *c, struct mg_pg_counts *out);
 
 /* Wall clock in ms since 1970. */

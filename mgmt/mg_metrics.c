@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "mgmt/mg_space.h"
 
 struct mg_io_entry {
 	uint64_t volume_id;
@@ -192,24 +193,49 @@ static void mg_render_servers(FILE *f, const struct mg_cluster *c)
 	}
 }
 
-static void mg_render_pgs(FILE *f, const struct mg_cluster *c)
+/* Space per pool (mg_space.c); the same figures as GET /v1/pools. */
+static int mg_render_pools(FILE *f, struct mg_cluster *c)
+{
+	static const struct {
+		const char *name, *help;
+	} fam[] = {
+		{"keel_pool_provisioned_bytes", "Sum of the sizes of the pool's volumes"},
+		{"keel_pool_allocated_bytes",
+		 "Data the pool's volumes and snapshots hold (counted once, not per replica)"},
+		{"keel_pool_snapshot_bytes", "Of the allocated bytes, those in snapshots"},
+		{"keel_pool_usable_bytes",
+		 "Object space of the servers holding the pool's PGs, divided by replicas"},
+		{"keel_pool_full", "1 while the pool is full (writes needing new space wait or fail)"},
+	};
+	struct mg_space *sp = calloc(MG_MAX_POOLS, sizeof(*sp));
+	struct mg_space total;
+	int ret;
+
+	ret = sp ? mg_space_collect(c, sp, &total) : -ENOMEM;
+	if (ret) {
+		free(sp);
+		return ret;
+	}
+	for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+		mg_prom_family(f, fam[k].name, "gauge", fam[k].help);
+		for (uint32_t i = 0; i < c->npools; i++) {
+			const uint64_t v[] = {sp[i].provisioned, sp[i].allocated, sp[i].snapshots,
+					      sp[i].usable, c->pools[i].full};
+
+			fprintf(f, "%s{pool=\"", fam[k].name);
+			mg_prom_value(f, c->pools[i].rec.name);
+			fprintf(f, "\"} %" PRIu64 "\n", v[k]);
+		}
+	}
+	free(sp);
+	return 0;
+}
+
+static void mg_render_pgs(FILE *f, struct mg_cluster *c)
 {
 	struct mg_pg_counts n;
-	uint32_t down = 0;
-	int health;
+	int health = mg_cluster_health(c, &n);
 
-	mg_pg_counts(c, &n);
-	for (uint32_t i = 0; i < c->nservers; i++) {
-		down += !c->servers[i].up;
-	}
-	/* The rule of GET /v1/cluster/status (docs/api.md, "Health"). */
-	if (n.inactive) {
-		health = 2;
-	} else if (n.degraded || n.recovering || n.peering || down) {
-		health = 1;
-	} else {
-		health = 0;
-	}
 	mg_prom_family(f, "keel_cluster_health", "gauge",
 		       "Cluster health: 0 HEALTH_OK, 1 HEALTH_WARN, 2 HEALTH_ERR");
 	fprintf(f, "keel_cluster_health %d\n", health);
@@ -383,6 +409,10 @@ int mg_metrics_render(struct mg_cluster *c, uint64_t auth_failures, char **out, 
 	}
 	mg_render_pgs(f, c);
 	mg_render_servers(f, c);
+	ret = mg_render_pools(f, c);
+	if (ret) {
+		goto out_close;
+	}
 	vw.f = f;
 	mg_prom_family(f, "keel_volume_size_bytes", "gauge", "Provisioned size of the volume");
 	ret = mg_store_each_volume(c->st, mg_render_volume, &vw);

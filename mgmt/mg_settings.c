@@ -23,6 +23,12 @@ static const char *const mg_auth_modes[] = {
 	NULL,
 };
 
+static const char *const mg_full_policies[] = {
+	[MG_FULL_WAIT] = "wait",
+	[MG_FULL_FAIL] = "fail",
+	NULL,
+};
+
 #define MG_OPT(name_, type_, field_, min_, max_, def_, vals_, help_)                               \
 	{                                                                                          \
 		.section = "mgmt", .name = name_, .type = type_,                                   \
@@ -46,6 +52,19 @@ static const struct cfg_opt mg_opts[] = {
 	MG_OPT("layer_drop_grace_s", CFG_U32, layer_drop_grace_s, 0, 86400, "60", NULL,
 	       "a deleted layer stays listed (refused by servers) this long after every "
 	       "server freed it, so clients still holding it learn it is gone"),
+	MG_OPT("nearfull_percent", CFG_U32, nearfull_percent, 1, 100, "85", NULL,
+	       "a server whose object space is this full (percent) makes the cluster "
+	       "HEALTH_WARN"),
+	MG_OPT("full_percent", CFG_U32, full_percent, 1, 100, "95", NULL,
+	       "a server this full (percent) makes every pool with a PG on it full: "
+	       "writes that need new space wait or fail (full_policy); overwrites, "
+	       "reads, discards and deletes go on"),
+	MG_OPT("full_policy", CFG_ENUM, full_policy, 0, 0, "wait", mg_full_policies,
+	       "writes to a full pool: wait (clients retry until space is freed; the guest "
+	       "sees a stall) or fail (ENOSPC to the guest)"),
+	MG_OPT("attach_fence_ttl_s", CFG_U32, attach_fence_ttl_s, 60, 31536000, "3600", NULL,
+	       "after a volume is detached from a host, servers refuse writes of that "
+	       "attachment's generation for this long (the map lists the volume meanwhile)"),
 	MG_OPT("default_replicas", CFG_U32, default_replicas, 1, MG_MAX_REPLICAS, "3", NULL,
 	       "replicas of the pool 'default' created on first start"),
 	MG_OPT("default_min_replicas", CFG_U32, default_min_replicas, 1, MG_MAX_REPLICAS, "2", NULL,
@@ -102,6 +121,11 @@ int mg_settings_check(const struct mg_settings *s, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "mgmt.default_min_replicas (%u) exceeds default_replicas (%u)",
 			 s->default_min_replicas, s->default_replicas);
+		return -EINVAL;
+	}
+	if (s->nearfull_percent > s->full_percent) {
+		snprintf(err, errlen, "mgmt.nearfull_percent (%u) exceeds full_percent (%u)",
+			 s->nearfull_percent, s->full_percent);
 		return -EINVAL;
 	}
 	return 0;

@@ -25,6 +25,12 @@ enum mg_auth_mode {
 	MG_AUTH_NOAUTH,	   /* REST open to whoever reaches listen_api */
 };
 
+/* What a write that needs new space does while its pool is full. */
+enum mg_full_policy {
+	MG_FULL_WAIT = 0, /* clients retry until space returns (the guest stalls) */
+	MG_FULL_FAIL,	  /* clients fail it with ENOSPC */
+};
+
 struct mg_settings {
 	char db[256];
 	char listen_api[128];
@@ -41,6 +47,10 @@ struct mg_settings {
 	int auth;      /* enum mg_auth_mode */
 	char token_file[256];
 	bool metrics_auth; /* GET /metrics needs a token too (auth = token) */
+	uint32_t nearfull_percent; /* a server this full: HEALTH_WARN */
+	uint32_t full_percent;	   /* a server this full: its pools are full */
+	int full_policy;	   /* enum mg_full_policy */
+	uint32_t attach_fence_ttl_s; /* a detached host stays fenced this long */
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */

@@ -108,9 +108,15 @@ static const char mg_schema_v5[] =
 	"UPDATE attachments SET uuid = " MG_SQL_UUID ";"
 	"CREATE UNIQUE INDEX attachments_uuid ON attachments(uuid);";
 
+/* Version 6: volumes whose attachments are fenced (a host was detached):
+ * the cluster map lists them with their live generations until
+ * attach_fence_ttl_s after the last detach (mg_attach.c). */
+static const char mg_schema_v6[] =
+	"CREATE TABLE attach_fences (volume INTEGER PRIMARY KEY, since_ms INTEGER NOT NULL);";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
-static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2,
-							 mg_schema_v3, mg_schema_v4, mg_schema_v5};
+static const char *const mg_schemas[MG_STORE_SCHEMA] = {
+	mg_schema_v1, mg_schema_v2, mg_schema_v3, mg_schema_v4, mg_schema_v5, mg_schema_v6};
 
 void mg_uuid_new(char out[MG_UUID_LEN])
 {
@@ -1119,6 +1125,59 @@ int mg_store_delete_attach(struct mg_store *st, uint64_t volume_id, const char *
 	if (!ret && sqlite3_changes(st->db) == 0) {
 		ret = -ENOENT;
 	}
+	return ret;
+}
+
+int mg_store_put_fence(struct mg_store *st, uint64_t volume_id, int64_t since_ms)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "INSERT OR REPLACE INTO attach_fences VALUES (?, ?)", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)since_ms);
+	return mg_step_done(st, s, "write attachment fence");
+}
+
+int mg_store_delete_fence(struct mg_store *st, uint64_t volume_id)
+{
+	sqlite3_stmt *s;
+	int ret;
+
+	kassert(st->in_tx);
+	ret = mg_prepare(st, "DELETE FROM attach_fences WHERE volume = ?", &s);
+	if (ret) {
+		return ret;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)volume_id);
+	return mg_step_done(st, s, "delete attachment fence");
+}
+
+int mg_store_each_fence(struct mg_store *st,
+			int (*cb)(void *arg, uint64_t volume_id, int64_t since_ms), void *arg)
+{
+	sqlite3_stmt *s;
+	int rc, ret;
+
+	ret = mg_prepare(st, "SELECT volume, since_ms FROM attach_fences ORDER BY volume", &s);
+	if (ret) {
+		return ret;
+	}
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		ret = cb(arg, (uint64_t)sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
+		if (ret) {
+			goto out_finalize;
+		}
+	}
+	if (rc != SQLITE_DONE) {
+		ret = mg_sql_err(st, "read attachment fences");
+	}
+out_finalize:
+	sqlite3_finalize(s);
 	return ret;
 }
 

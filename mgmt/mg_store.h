@@ -18,7 +18,8 @@
  *               PRIMARY KEY (volume, host)
  *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp,
  *   4 layers: families, layers, snapshots, volume uuid/description/top/origin,
- *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance)
+ *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance;
+ *   6 attach_fences(volume PRIMARY KEY, since_ms): fenced volumes, mg_attach.c)
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -46,7 +47,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 5
+#define MG_STORE_SCHEMA 6
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -238,6 +239,12 @@ int mg_store_each_snap(struct mg_store *st, uint64_t volume_id,
 		       int (*cb)(void *arg, const struct mg_snap_rec *sn), void *arg);
 /* Attachments in (volume, host) order, only of @volume_id (0: all) and
  * only to @host (NULL: all). */
+/* Attachment fences (docs/volumes.md "Attachments and fencing"): insert or
+ * replace; delete (0 also when there was none); every row by volume. */
+int mg_store_put_fence(struct mg_store *st, uint64_t volume_id, int64_t since_ms);
+int mg_store_delete_fence(struct mg_store *st, uint64_t volume_id);
+int mg_store_each_fence(struct mg_store *st,
+			int (*cb)(void *arg, uint64_t volume_id, int64_t since_ms), void *arg);
 int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *host,
 			 int (*cb)(void *arg, const struct mg_attach_rec *a), void *arg);
 

@@ -30,6 +30,7 @@ struct mg_vchange {
 	bool has_vol_add;
 	unsigned int n_vol_upd;
 	char vol_del[CMAP_NAME_LEN];
+	uint64_t vol_del_id;
 	struct mg_snap_rec snap_add;
 	bool has_snap_add;
 	uint64_t snap_del;
@@ -175,12 +176,20 @@ static int mg_vchange_commit(struct mg_cluster *c, struct mg_vchange *ch, const 
 {
 	struct mg_layers old = c->layers;
 	struct mg_meta old_meta = c->meta;
+	uint64_t old_top[2], old_del_top = 0;
 	int ret;
 
 	/* Merges follow every layer change (docs/volumes.md): started or
 	 * cancelled in the same map. */
 	if (mg_merge_plan(&ch->layers, mg_merge_family_pool, c, c->meta.epoch + 1)) {
 		ch->publish = true;
+	}
+	/* The fences of the next map follow the volumes' new tops. */
+	for (unsigned int i = 0; i < ch->n_vol_upd; i++) {
+		old_top[i] = mg_attach_fence_top(c, ch->vol_upd[i].id, ch->vol_upd[i].top);
+	}
+	if (ch->vol_del_id) {
+		old_del_top = mg_attach_fence_top(c, ch->vol_del_id, 0);
 	}
 	/* The counters go into c->meta first: a publish writes c->meta. */
 	c->layers = ch->layers;
@@ -200,6 +209,14 @@ static int mg_vchange_commit(struct mg_cluster *c, struct mg_vchange *ch, const 
 		}
 	}
 	if (ret) {
+		for (unsigned int i = 0; i < ch->n_vol_upd; i++) {
+			if (old_top[i]) {
+				mg_attach_fence_top(c, ch->vol_upd[i].id, old_top[i]);
+			}
+		}
+		if (old_del_top) {
+			mg_attach_fence_top(c, ch->vol_del_id, old_del_top);
+		}
 		c->layers = old;
 		c->meta.next_volume_id = old_meta.next_volume_id;
 		c->meta.next_snapshot_id = old_meta.next_snapshot_id;
@@ -370,8 +387,7 @@ static void mg_fence_done(struct mg_cluster *c, void *arg, int res)
 	(void)c;
 }
 
-/* Reply @status/@body once every up server applied the current map. */
-static void mg_reply_fenced(struct mg_cluster *c, struct mg_api_req *req, int status, json_t *body,
+void mg_reply_fenced(struct mg_cluster *c, struct mg_api_req *req, int status, json_t *body,
 			    const char *what)
 {
 	struct mg_fence_reply *fr = calloc(1, sizeof(*fr));
@@ -723,6 +739,7 @@ static void mg_h_volume_delete(struct mg_cluster *c, struct mg_api_req *req)
 		mg_layer_find(&ch.layers, v.top)->top = false;
 		mg_vchange_cascade(c, &ch, v.top);
 		snprintf(ch.vol_del, sizeof(ch.vol_del), "%s", v.name);
+		ch.vol_del_id = v.id;
 		snprintf(reason, sizeof(reason), "volume '%s' deleted", v.name);
 		ret = mg_vchange_commit(c, &ch, reason);
 	}

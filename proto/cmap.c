@@ -153,6 +153,7 @@ void cmap_free(struct cmap *m)
 	free(m->pools);
 	free(m->servers);
 	free(m->layers);
+	free(m->fences);
 	free(m);
 }
 
@@ -165,6 +166,7 @@ struct cmap *cmap_dup(const struct cmap *m)
 	if (!d) {
 		return NULL;
 	}
+	d->full_fail = m->full_fail;
 	if (m->nservers) {
 		d->servers = malloc(m->nservers * sizeof(*d->servers));
 		if (!d->servers) {
@@ -191,6 +193,9 @@ struct cmap *cmap_dup(const struct cmap *m)
 		}
 	}
 	if (m->nlayers && cmap_set_layers(d, m->layers, m->nlayers)) {
+		goto out_free;
+	}
+	if (m->nfences && cmap_set_fences(d, m->fences, m->nfences)) {
 		goto out_free;
 	}
 	return d;
@@ -226,8 +231,8 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 		qsort(arr, n, sizeof(*arr), cmp_layer);
 	}
 	for (i = 0; i < n; i++) {
-		if (!arr[i].inode || (arr[i].state != CMAP_LAYER_RO &&
-				      arr[i].state != CMAP_LAYER_DELETING) ||
+		if (!arr[i].inode ||
+		    (arr[i].state != CMAP_LAYER_RO && arr[i].state != CMAP_LAYER_DELETING) ||
 		    (i && arr[i].inode == arr[i - 1].inode)) {
 			free(arr);
 			return -EINVAL;
@@ -275,6 +280,86 @@ uint64_t cmap_layer_merge_into(const struct cmap *m, uint64_t inode)
 	const struct cmap_layer *l = cmap_layer_find(m, inode);
 
 	return l ? l->merge_into : 0;
+}
+
+static int cmp_fence(const void *a, const void *b)
+{
+	uint64_t x = ((const struct cmap_fence *)a)->inode;
+	uint64_t y = ((const struct cmap_fence *)b)->inode;
+
+	return x < y ? -1 : x > y;
+}
+
+int cmap_set_fences(struct cmap *m, const struct cmap_fence *f, uint32_t n)
+{
+	struct cmap_fence *arr = NULL;
+	uint32_t i, k;
+
+	if (n > CMAP_MAX_FENCES) {
+		return -EINVAL;
+	}
+	if (n) {
+		arr = malloc(n * sizeof(*arr));
+		if (!arr) {
+			return -ENOMEM;
+		}
+		memcpy(arr, f, n * sizeof(*arr));
+		qsort(arr, n, sizeof(*arr), cmp_fence);
+	}
+	for (i = 0; i < n; i++) {
+		bool bad = !arr[i].inode || arr[i].nlive > CMAP_FENCE_LIVE ||
+			   (i && arr[i].inode == arr[i - 1].inode);
+
+		for (k = 0; !bad && k < arr[i].nlive; k++) {
+			bad = !arr[i].live[k];
+		}
+		if (bad) {
+			free(arr);
+			return -EINVAL;
+		}
+	}
+	free(m->fences);
+	m->fences = arr;
+	m->nfences = n;
+	return 0;
+}
+
+int cmap_fence_check(const struct cmap *m, uint64_t inode, uint64_t gen)
+{
+	struct cmap_fence key = {.inode = inode};
+	const struct cmap_fence *f;
+
+	if (!gen || !m->nfences) {
+		return 0;
+	}
+	f = bsearch(&key, m->fences, m->nfences, sizeof(*f), cmp_fence);
+	if (!f) {
+		return 0;
+	}
+	for (uint32_t k = 0; k < f->nlive; k++) {
+		if (f->live[k] == gen) {
+			return 0;
+		}
+	}
+	return -EPERM;
+}
+
+bool cmap_fences_equal(const struct cmap *a, const struct cmap *b)
+{
+	uint32_t na = a ? a->nfences : 0, nb = b ? b->nfences : 0;
+
+	if (na != nb) {
+		return false;
+	}
+	for (uint32_t i = 0; i < na; i++) {
+		const struct cmap_fence *x = &a->fences[i], *y = &b->fences[i];
+
+		if (x->inode != y->inode || x->nlive != y->nlive ||
+		    memcmp(x->live, y->live, x->nlive * sizeof(x->live[0]))) {
+			return false;
+		}
+	}
+	return true;
 }
 
 enum cmap_layer_state cmap_layer_state(const struct cmap *m, uint64_t inode)
@@ -763,6 +848,7 @@ static int pool_from_pb(const Keel__MapPool *pp, struct cmap_pool *p, char *err,
 		return -EINVAL;
 	}
 	p->pg_count = pp->pg_count;
+	p->full = pp->full;
 	return 0;
 }
 
@@ -905,6 +991,45 @@ static int layers_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, cha
 	return ret;
 }
 
+static int fences_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, char *err,
+			  size_t errlen)
+{
+	struct cmap_fence *f;
+	size_t i;
+	int ret;
+
+	if (!pb->n_fences) {
+		return 0;
+	}
+	if (pb->n_fences > CMAP_MAX_FENCES || !pb->fences) {
+		set_err(err, errlen, "%zu fences (max %u)", pb->n_fences, CMAP_MAX_FENCES);
+		return -EINVAL;
+	}
+	f = calloc(pb->n_fences, sizeof(*f));
+	if (!f) {
+		return -ENOMEM;
+	}
+	for (i = 0; i < pb->n_fences; i++) {
+		const Keel__AttachFence *af = pb->fences[i];
+
+		if (!af || af->n_live > CMAP_FENCE_LIVE || (af->n_live && !af->live)) {
+			set_err(err, errlen, "fence %zu: missing, or more than %d live generations",
+				i, CMAP_FENCE_LIVE);
+			free(f);
+			return -EINVAL;
+		}
+		f[i].inode = af->inode;
+		f[i].nlive = (uint32_t)af->n_live;
+		memcpy(f[i].live, af->live, af->n_live * sizeof(f[i].live[0]));
+	}
+	ret = cmap_set_fences(m, f, (uint32_t)pb->n_fences);
+	free(f);
+	if (ret == -EINVAL) {
+		set_err(err, errlen, "fence list: inode 0, listed twice or generation 0");
+	}
+	return ret;
+}
+
 int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err, size_t errlen)
 {
 	struct cmap *m;
@@ -934,6 +1059,7 @@ int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err
 	if (!m) {
 		return -ENOMEM;
 	}
+	m->full_fail = pb->full_fail;
 
 	/* Bulk build then sort: cmap_add_*() insertion would be quadratic. */
 	if (pb->n_servers) {
@@ -1010,6 +1136,9 @@ int cmap_from_pb(const struct Keel__ClusterMap *pb, struct cmap **out, char *err
 		}
 	}
 	ret = layers_from_pb(m, pb, err, errlen);
+	if (!ret) {
+		ret = fences_from_pb(m, pb, err, errlen);
+	}
 	if (ret) {
 		goto out_free;
 	}
@@ -1050,6 +1179,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	Keel__MapServer *srv, **srvp;
 	Keel__MapPool *pl, **plp;
 	Keel__MapPg *pg, **pgp;
+	Keel__AttachFence *fe, **fep;
 	uint64_t *ro, *del, *mrg;
 	uint32_t i, j, k, ntags = 0, npgs = 0;
 	char **tagp;
@@ -1068,12 +1198,16 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	ro = calloc(m->nlayers + 1, sizeof(*ro));
 	del = calloc(m->nlayers + 1, sizeof(*del));
 	mrg = calloc(3 * m->nlayers + 1, sizeof(*mrg));
-	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del || !mrg) {
+	fe = calloc(m->nfences + 1, sizeof(*fe));
+	fep = calloc(m->nfences + 1, sizeof(*fep));
+	if (!srv || !srvp || !tagp || !pl || !plp || !pg || !pgp || !ro || !del || !mrg || !fe ||
+	    !fep) {
 		goto out_free;
 	}
 
 	/* The message borrows the map's strings and arrays: packing only reads. */
 	pb.epoch = m->epoch;
+	pb.full_fail = m->full_fail;
 	for (i = 0; i < m->nservers; i++) {
 		const struct cmap_server *s = &m->servers[i];
 
@@ -1106,6 +1240,7 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 		pl[i].failure_domain = (Keel__FailureDomain)p->failure_domain;
 		pl[i].pg_count = p->pg_count;
 		pl[i].tag = (char *)p->tag;
+		pl[i].full = p->full;
 		plp[i] = &pl[i];
 		for (k = 0; k < p->pg_count; k++) {
 			const struct cmap_pg *g = &p->pgs[k];
@@ -1141,6 +1276,15 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 	pb.ro_layers = ro;
 	pb.deleting_layers = del;
 	pb.merges = mrg;
+	for (i = 0; i < m->nfences; i++) {
+		keel__attach_fence__init(&fe[i]);
+		fe[i].inode = m->fences[i].inode;
+		fe[i].n_live = m->fences[i].nlive;
+		fe[i].live = (uint64_t *)m->fences[i].live;
+		fep[i] = &fe[i];
+	}
+	pb.n_fences = m->nfences;
+	pb.fences = fep;
 
 	size = keel__cluster_map__get_packed_size(&pb);
 	out = malloc(size ? size : 1);
@@ -1154,6 +1298,8 @@ int cmap_pack(const struct cmap *m, uint8_t **buf, size_t *len)
 
 out_free:
 	free(mrg);
+	free(fep);
+	free(fe);
 	free(del);
 	free(ro);
 	free(pgp);

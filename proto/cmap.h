@@ -52,6 +52,7 @@ struct cmap_pool {
 	enum cmap_fd failure_domain;
 	uint32_t pg_count; /* 1..CMAP_MAX_PGS */
 	char tag[CMAP_NAME_LEN];
+	bool full;	     /* writes needing new space get ENOSPC */
 	struct cmap_pg *pgs; /* pg_count entries, indexed by pg number */
 };
 
@@ -82,6 +83,15 @@ struct cmap_layer {
 	uint32_t merge_pool; /* with merge_into: the pool of the layers' volume */
 };
 
+/* Attachment fencing of one volume (ClusterMap.fences). */
+#define CMAP_FENCE_LIVE 8 /* read-write attachments of one volume */
+struct cmap_fence {
+	uint64_t inode; /* the volume's writable top layer */
+	uint32_t nlive;
+	uint64_t live[CMAP_FENCE_LIVE]; /* generations that may write */
+};
+#define CMAP_MAX_FENCES (1u << 20)
+
 struct cmap {
 	uint64_t epoch;
 	uint32_t nservers;
@@ -90,6 +100,9 @@ struct cmap {
 	struct cmap_pool *pools;     /* sorted by id */
 	uint32_t nlayers;
 	struct cmap_layer *layers;   /* sorted by inode */
+	bool full_fail;		     /* ENOSPC: clients fail (true) or retry */
+	uint32_t nfences;
+	struct cmap_fence *fences;   /* sorted by inode */
 };
 
 /* ---- building and freeing ---- */
@@ -112,6 +125,19 @@ int cmap_add_pool(struct cmap *m, const struct cmap_pool *p);
  * layer, of another family, or naming a layer listed DELETING), -ENOMEM;
  * the map is unchanged on error. */
 int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n);
+
+/* Replace the map's fence list with a sorted copy of @f (@n entries).
+ * -EINVAL (inode 0, duplicate, nlive > CMAP_FENCE_LIVE, a generation 0,
+ * more than CMAP_MAX_FENCES), -ENOMEM; the map is unchanged on error. */
+int cmap_set_fences(struct cmap *m, const struct cmap_fence *f, uint32_t n);
+
+/* May a client mutation of layer @inode carrying attachment generation
+ * @gen go on? 0, or -EPERM: the layer's volume is listed and @gen is not
+ * one of its live generations. @gen 0 (no attachment: tools) always may. */
+int cmap_fence_check(const struct cmap *m, uint64_t inode, uint64_t gen);
+
+/* Same fence lists (entry by entry)? NULL is an empty map. */
+bool cmap_fences_equal(const struct cmap *a, const struct cmap *b);
 
 /* ---- placement (mgmt) ---- */
 

@@ -457,6 +457,9 @@ struct srv_cluster {
 	struct srv_pg **rec_list; /* PGs we are primary of with an up member not in sync */
 	unsigned int nrec;
 	uint64_t client_inflight;
+	uint64_t full_refused; /* client writes refused: pool full (ENOSPC) */
+	uint64_t member_nospc; /* writes failed: a member had no space */
+	uint64_t fenced_refused; /* client mutations refused: fenced generation */
 	uint64_t rec_bytes_copied, rec_objects_copied;
 	/* (PG, interval) pairs we acknowledged writes in as primary, logged
 	 * once a second ("primary writes acknowledged"): tests check that no

@@ -152,15 +152,18 @@ static void cluster_apply_map(struct srv_cluster *cl, struct cmap *m)
 	}
 	cl->map = m;
 	cl->epoch = m->epoch;
-	if (!layer_lists_equal(old, m)) {
-		/* Mutations started so far ran under the old layer list: map
-		 * replies wait for them (docs/volumes.md "Fencing writers"). */
+	if (!layer_lists_equal(old, m) || !cmap_fences_equal(old, m)) {
+		/* Mutations started so far ran under the old layer or fence
+		 * list: map replies wait for them (docs/volumes.md "Fencing
+		 * writers"), so a snapshot or a detach is complete only once no
+		 * write admitted before it is still in flight. */
 		cl->layers_gen++;
 		cl->mut_old += cl->mut_cur;
 		cl->mut_cur = 0;
-		log_info("map epoch %llu: %u read-only or deleting layers; %llu client mutations "
-			 "of earlier layer lists in flight",
-			 (unsigned long long)m->epoch, m->nlayers, (unsigned long long)cl->mut_old);
+		log_info("map epoch %llu: %u read-only or deleting layers, %u fenced volumes; %llu "
+			 "client mutations of earlier lists in flight",
+			 (unsigned long long)m->epoch, m->nlayers, m->nfences,
+			 (unsigned long long)cl->mut_old);
 	}
 	/* everything we know is "not present" until the new map says so */
 	for (p = 1; p < 4096; p++) {

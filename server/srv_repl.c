@@ -315,6 +315,54 @@ static int repl_layer_check(const struct srv_cluster *cl, const struct srv_req *
 				req->hdr.flags & KP_F_SNAP);
 }
 
+/* EPERM for a client mutation from an attachment generation the map
+ * fences (docs/volumes.md "Attachments and fencing"): a host that was
+ * detached (or lost its attachment to another host) never writes again. */
+static int repl_fence_check(struct srv_cluster *cl, const struct srv_req *req)
+{
+	if (!cmap_fence_check(cl->map, req->hdr.inode, req->hdr.gen)) {
+		return 0;
+	}
+	if (cl->fenced_refused++ % 1000 == 0) {
+		log_warn("%s of %llx:%llu from fenced attachment generation %llu refused (%llu "
+			 "so far)",
+			 kp_opcode_name(req->hdr.opcode), (unsigned long long)req->hdr.inode,
+			 (unsigned long long)req->hdr.objno, (unsigned long long)req->hdr.gen,
+			 (unsigned long long)cl->fenced_refused);
+	}
+	return -EPERM;
+}
+
+/*
+ * ENOSPC for a client write that needs a new object while the map says
+ * the object's pool is full (docs/operations.md "When the cluster
+ * fills"); 0 otherwise. Overwrites of objects the primary holds, reads,
+ * discards and deletes go on, so guests keep running on what they have
+ * and space can be freed. Checked under the object's hold, so a write
+ * queued behind the one that allocated the object passes.
+ */
+static int repl_full_check(struct srv_cluster *cl, const struct srv_req *req)
+{
+	const struct cmap_pool *pool;
+	struct bs_obj_stat st;
+
+	if (req->hdr.opcode != KP_OP_WRITE && req->hdr.opcode != KP_OP_WRITE_ZEROES) {
+		return 0;
+	}
+	pool = cmap_pool(cl->map, KP_PGID_POOL(req->hdr.pgid));
+	if (!pool || !pool->full) {
+		return 0;
+	}
+	if (bs_stat_object(cl->srv->bs, req->hdr.inode, req->hdr.objno, &st) != -ENOENT) {
+		return 0;
+	}
+	if (cl->full_refused++ % 10000 == 0) {
+		log_warn("pool %u is full: refusing writes that need a new object (%llu so far)",
+			 pool->id, (unsigned long long)cl->full_refused);
+	}
+	return -ENOSPC;
+}
+
 /* The last step of every client request in cluster mode. */
 static void repl_complete(struct srv_req *req)
 {
@@ -649,6 +697,10 @@ static void repl_push_done(struct srv_rop *rop, int res)
 		repl_finish(req, -EROFS); /* the layer is being deleted meanwhile */
 		return;
 	}
+	if (res == -ENOSPC) {
+		repl_finish(req, -ENOSPC); /* see repl_sub_done() */
+		return;
+	}
 	if (k < req->r.nsubs) {
 		req->r.need_push[k] = false;
 		if (!res) {
@@ -760,6 +812,25 @@ static void repl_sub_done(struct srv_peer_req *pr, int res, const struct kp_hdr 
 			  (unsigned long long)req->hdr.inode, (unsigned long long)req->hdr.objno);
 		req->r.need_push[k] = true;
 		repl_start_push(req);
+		return;
+	}
+	if (res == -ENOSPC) {
+		/*
+		 * The member has no room for the object. Retrying here would
+		 * hold the object (and every later op on it) until space
+		 * returns; the client decides instead (full_policy: it retries
+		 * or fails). The write is not acknowledged, so copies that
+		 * applied it may differ from this member's: the next write's
+		 * previous-version check finds that and pushes the object.
+		 */
+		if (req_cl(req)->member_nospc++ % 1000 == 0) {
+			log_warn("member %u: no space for %llu:%llu: write failed with ENOSPC "
+				 "(%llu so far)",
+				 req->r.sent[k], (unsigned long long)req->hdr.inode,
+				 (unsigned long long)req->hdr.objno,
+				 (unsigned long long)req_cl(req)->member_nospc);
+		}
+		repl_finish(req, -ENOSPC);
 		return;
 	}
 	/* Fenced (our map is old), or the member failed: keep the write
@@ -990,6 +1061,12 @@ static void repl_run(struct srv_req *req)
 	 * that waited for its object behind others must not start on a layer
 	 * frozen meanwhile, nor a read see a layer GC has started to free. */
 	ret = repl_layer_check(cl, req);
+	if (!ret && req_is_mutation(req)) {
+		ret = repl_fence_check(cl, req);
+	}
+	if (!ret && req_is_mutation(req)) {
+		ret = repl_full_check(cl, req);
+	}
 	if (ret) {
 		req->r.state = SRV_RS_FINISHING;
 		req->r.final_res = ret;

@@ -530,14 +530,42 @@ static void test_conn_loss_and_timeout(void **state)
 	assert_true(st.max_stall_ns >= 40ull * 1000 * 1000);
 }
 
+/* full_policy wait (the map's default): ENOSPC (a full pool) is retried
+ * until the write goes. */
+static void test_enospc_waits(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t buf[4096];
+	struct iovec iov = {buf, sizeof(buf)};
+	struct io_result ir = {0};
+	struct keel_volume_stats st;
+
+	kl_cluster_set_map(f->c, make_map(40, 1, NPG, 0));
+	assert_int_equal(keel_writev(f->v, &iov, 1, 0, io_cb, &ir), 0);
+	pump_ms(2);
+	reply(0, KP_S_ENOSPC, NULL);
+	pump_until_sent(2);
+	assert_int_equal(ir.calls, 0);
+	reply(1, KP_S_ENOSPC, NULL);
+	pump_until_sent(3);
+	assert_int_equal(ir.calls, 0);
+	reply(2, KP_S_OK, NULL);
+	assert_int_equal(ir.calls, 1);
+	assert_int_equal(ir.res, 0);
+	keel_volume_stats(f->v, &st);
+	assert_int_equal(st.full_waits, 2);
+}
+
 static void test_busy_then_permanent(void **state)
 {
 	struct fixture *f = *state;
 	static uint8_t buf[4096];
 	struct iovec iov = {buf, sizeof(buf)};
 	struct io_result ir = {0}, ir2 = {0};
+	struct cmap *m = make_map(40, 1, NPG, 0);
 
-	kl_cluster_set_map(f->c, make_map(40, 1, NPG, 0));
+	m->full_fail = true; /* full_policy fail: ENOSPC is final */
+	kl_cluster_set_map(f->c, m);
 	assert_int_equal(keel_writev(f->v, &iov, 1, 0, io_cb, &ir), 0);
 	pump_ms(2);
 	reply(0, KP_S_EBUSY, NULL);
@@ -621,6 +649,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_epoch_new_primary, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inactive_pg_waits_for_map, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_conn_loss_and_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_then_permanent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_and_cancel, setup, teardown_nov),
 	};

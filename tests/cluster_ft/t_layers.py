@@ -53,7 +53,7 @@ class Data:
             self.conns[addr] = cl
         return self.conns[addr]
 
-    def call(self, op, inode, objno=0, offset=0, length=0, data=b"", meta=b""):
+    def call(self, op, inode, objno=0, offset=0, length=0, data=b"", meta=b"", gen=0):
         # Reads look at layers directly, as a snapshot view does (KP_F_SNAP).
         flags = 4 if op == keeltest.OP_READ else 0
         pool = [p for p in self.c.api("/v1/pools")
@@ -68,7 +68,8 @@ class Data:
             h, _, d, crcs = self._conn(addr).call(op, meta=meta, data=data, inode=inode,
                                                   objno=objno, offset=offset,
                                                   length=length or len(data), epoch=epoch,
-                                                  pgid=vol_pool << 20 | pg, flags=flags)
+                                                  pgid=vol_pool << 20 | pg, flags=flags,
+                                                  gen=gen)
             if h.status == 5:  # ESTALE: a map is on its way
                 time.sleep(0.1)
                 continue

@@ -218,6 +218,27 @@ def stop_and_check(c, be):
                                      "resubmitted")})
 
 
+def check_grow(c, vmlinux, initrd, be, tmp, want, timeout=120):
+    """Online grow: `keelctl volume resize` under the running guest; the
+    guest sees the new capacity (virtio config change) without a reboot and
+    uses the space past the old end; new NBD connections see it too."""
+    new_mib = SIZE_MIB + 64
+
+    def resize():
+        be.cluster.keelctl("volume", "resize", "vol", "%dM" % new_mib)
+
+    run = g.boot_guest(vmlinux, initrd, be.vhost_sock, "grow", timeout,
+                       num_queues=be.num_queues, params={"newmib": new_mib},
+                       events=[(2, resize)], console_path=os.path.join(tmp, "console-grow.log"))
+    g.log("%s (wall %.1f s)" % (run, run.wall_s))
+    c.check(run.ok and run.fields.get("mib") == str(new_mib),
+            "online grow: the guest saw %d MiB and wrote past the old end" % new_mib)
+    c.check(g.nbd_size(be.nbd_uri) == new_mib * g.MIB, "a new NBD connection sees %d MiB"
+            % new_mib)
+    nbd = g.nbd_sha256(be.nbd_uri, tmp, 0, MIB)
+    c.check(nbd == want, "pattern intact (NBD) after the grow")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build_dir")
@@ -253,6 +274,8 @@ def main():
         g.check_multiqueue(c, vmlinux, initrd, be, tmp, MIB, FIO_S)
         nbd = g.nbd_sha256(be.nbd_uri, tmp, 0, MIB)
         c.check(nbd == want, "pattern intact (NBD) after the multi-queue run")
+        if args.backend == "keel-client":
+            check_grow(c, vmlinux, initrd, be, tmp, want)
         stop_and_check(c, be)
     except Exception as e:  # GuestError, clusterlib's TestFailure, a timeout
         c.check(False, "harness: %s: %s" % (type(e).__name__, e))
