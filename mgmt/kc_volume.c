@@ -564,8 +564,8 @@ static int kc_volume_flatten(const struct kc_ctx *k, int argc, char **argv,
 		return ret;
 	}
 	par = json_object_get(r.json, "parents");
-	now_parent = json_array_size(par) ? (uint64_t)json_integer_value(json_array_get(par, 0))
-					  : 0;
+	now_parent =
+		json_array_size(par) ? (uint64_t)json_integer_value(json_array_get(par, 0)) : 0;
 	now_top = kc_u64(r.json, "inode");
 	rest_resp_free(&r);
 	if (now_top != top) {

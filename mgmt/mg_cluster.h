@@ -121,7 +121,7 @@ struct mg_layer {
 	 * hidden snapshot is being merged into its only child merge_into */
 	uint64_t merge_into;
 	uint32_t merge_pool;
-	uint64_t merge_epoch;		     /* first map listing the merge */
+	uint64_t merge_epoch;		  /* first map listing the merge */
 	uint64_t merge_done, merge_total; /* objects, sum of the servers' reports */
 	/* online flatten of this layer (a volume's top): its parents are
 	 * merged into it one at a time, nearest first (not stored) */
@@ -225,7 +225,7 @@ struct mg_cluster {
 	uint32_t npools;
 	struct mg_layers layers;
 	struct mg_jobs jobs;
-	bool merge_replan; /* plan merges at the next tick (set at load) */
+	bool merge_replan;	   /* plan merges at the next tick (set at load) */
 	struct mg_afence *afences; /* fenced volumes, ascending id (mg_attach.c) */
 	uint32_t nafences, afences_cap;
 	struct mg_fence *fences;

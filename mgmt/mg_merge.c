@@ -102,7 +102,8 @@ uint32_t mg_merge_plan(struct mg_layers *t, uint32_t (*pool_of)(void *arg, uint6
 	for (uint32_t i = 0; i < t->n; i++) {
 		struct mg_layer *l = &t->v[i];
 
-		if (l->merge_into && !mg_flatten_step(t, l) && mg_mergeable(t, l) != l->merge_into) {
+		if (l->merge_into && !mg_flatten_step(t, l) &&
+		    mg_mergeable(t, l) != l->merge_into) {
 			l->merge_into = 0;
 			l->merge_pool = 0;
 			l->merge_epoch = 0;
@@ -424,7 +425,8 @@ void mg_merge_check(struct mg_cluster *c)
 			fj = mg_flatten_job_find(c, l->merge_into);
 			ret = mg_volume_merge_complete(c, done_layers[i]);
 			if (ret) {
-				log_warn("flatten step of layer %#" PRIx64 ": cannot complete it: %s "
+				log_warn("flatten step of layer %#" PRIx64
+					 ": cannot complete it: %s "
 					 "(retried)",
 					 done_layers[i], strerror(-ret));
 			} else if (fj) {
@@ -472,8 +474,8 @@ json_t *mg_job_json(const struct mg_job *j)
 		      j->type == MG_JOB_FLATTEN ? "flatten" : "merge", "volume", j->volume,
 		      "snapshot", j->snapshot, "layer", (json_int_t)j->layer, "into",
 		      (json_int_t)j->into, "pool", (json_int_t)j->pool, "state",
-		      mg_job_states[j->state], "objects_done", (json_int_t)j->done,
-		      "objects_total", (json_int_t)j->total, "percent", pct, "started_at",
+		      mg_job_states[j->state], "objects_done", (json_int_t)j->done, "objects_total",
+		      (json_int_t)j->total, "percent", pct, "started_at",
 		      (json_int_t)(j->started_ms / 1000));
 	if (!o) {
 		return NULL;

@@ -1183,7 +1183,8 @@ static void mg_h_volume_flatten_online(struct mg_cluster *c, struct mg_api_req *
 	int ret;
 
 	if (!top || !top->parent) {
-		snprintf(err, sizeof(err), "volume '%s' has no parent: nothing to flatten", v->name);
+		snprintf(err, sizeof(err), "volume '%s' has no parent: nothing to flatten",
+			 v->name);
 		mg_api_error(req, -EINVAL, err);
 		return;
 	}
@@ -1278,10 +1279,10 @@ static void mg_h_layers(struct mg_cluster *c, struct mg_api_req *req)
 			a, json_pack("{s:I,s:I,s:I,s:s,s:b,s:I,s:I,s:I,s:I}", "inode",
 				     (json_int_t)l->inode, "family", (json_int_t)(l->inode >> 16),
 				     "parent", (json_int_t)l->parent, "state",
-				     states[l->state <= 2 ? l->state : 0], "top", l->top, "snapshots",
-				     (json_int_t)l->nsnaps, "objects", (json_int_t)l->objects,
-				     "stored_bytes", (json_int_t)l->bytes, "merging_into",
-				     (json_int_t)l->merge_into));
+				     states[l->state <= 2 ? l->state : 0], "top", l->top,
+				     "snapshots", (json_int_t)l->nsnaps, "objects",
+				     (json_int_t)l->objects, "stored_bytes", (json_int_t)l->bytes,
+				     "merging_into", (json_int_t)l->merge_into));
 	}
 	mg_api_reply(req, 200, a);
 }

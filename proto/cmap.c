@@ -247,8 +247,8 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 		}
 		t = bsearch(&key, arr, n, sizeof(*arr), cmp_layer);
 		if (arr[i].state != CMAP_LAYER_RO || into == arr[i].inode || !arr[i].merge_pool ||
-		    arr[i].merge_pool >= 4096 ||
-		    into >> 16 != arr[i].inode >> 16 || (t && t->state == CMAP_LAYER_DELETING)) {
+		    arr[i].merge_pool >= 4096 || into >> 16 != arr[i].inode >> 16 ||
+		    (t && t->state == CMAP_LAYER_DELETING)) {
 			free(arr);
 			return -EINVAL;
 		}
@@ -970,7 +970,8 @@ static int layers_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, cha
 		}
 		if (k == n || l[k].merge_into) {
 			free(l);
-			set_err(err, errlen, "merges: layer %llu not listed read-only or merged twice",
+			set_err(err, errlen,
+				"merges: layer %llu not listed read-only or merged twice",
 				(unsigned long long)pb->merges[i]);
 			return -EINVAL;
 		}

@@ -69,8 +69,8 @@ struct fsx {
 	char oplog[FSX_LOG][160];
 	uint64_t counts[16];
 	bool verbose;
-	unsigned int max_chain;	     /* longest chain seen after a snapshot */
-	uint64_t deep_refusals;	     /* snapshots refused at the chain limit */
+	unsigned int max_chain; /* longest chain seen after a snapshot */
+	uint64_t deep_refusals; /* snapshots refused at the chain limit */
 	char token[256]; /* API token ($KEEL_TOKEN, $KEEL_TOKEN_FILE, ...) */
 };
 
@@ -713,7 +713,8 @@ static void run(struct fsx *f)
 	printf("  longest chain %u layers, %" PRIu64 " snapshots refused at the chain limit\n",
 	       f->max_chain, f->deep_refusals);
 	if (f->deep_refusals) {
-		fsx_fail(f, "%" PRIu64 " snapshots refused at the %d-layer chain limit: deleted "
+		fsx_fail(f,
+			 "%" PRIu64 " snapshots refused at the %d-layer chain limit: deleted "
 			 "snapshots are not merged",
 			 f->deep_refusals, 64);
 	}
