@@ -206,8 +206,7 @@ static int bq_flush(struct blk_dev *d, blk_io_cb cb, void *arg)
 	return in->ops->flush(in, cb, arg);
 }
 
-static int bq_discard(struct blk_dev *d, uint64_t offset, uint64_t length, blk_io_cb cb,
-		      void *arg)
+static int bq_discard(struct blk_dev *d, uint64_t offset, uint64_t length, blk_io_cb cb, void *arg)
 {
 	return bq_submit(d, BQ_DISCARD, NULL, 0, offset, length, cb, arg);
 }

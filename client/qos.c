@@ -57,8 +57,9 @@ static void qos_bucket_set(struct qos_bucket *b, uint64_t rate, uint64_t min_bur
 	if (!rate || !b->rate) {
 		b->full_ns = now; /* full */
 	} else {
-		missing = b->full_ns > now ? (unsigned __int128)(b->full_ns - now) * b->rate / QOS_NS
-					   : 0;
+		missing = b->full_ns > now
+				  ? (unsigned __int128)(b->full_ns - now) * b->rate / QOS_NS
+				  : 0;
 		if (missing <= b->burst) {
 			/* The same fraction of the new burst: full stays
 			 * full, empty stays empty. */
@@ -68,8 +69,9 @@ static void qos_bucket_set(struct qos_bucket *b, uint64_t rate, uint64_t min_bur
 			 * an empty bucket. */
 			missing = missing - b->burst + burst;
 		}
-		b->full_ns = now + qos_tokens_ns(missing > UINT64_MAX ? UINT64_MAX : (uint64_t)missing,
-						 rate);
+		b->full_ns =
+			now +
+			qos_tokens_ns(missing > UINT64_MAX ? UINT64_MAX : (uint64_t)missing, rate);
 	}
 	b->rate = rate;
 	b->burst = rate ? burst : 0;

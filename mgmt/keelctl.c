@@ -321,8 +321,7 @@ static const char *kc_id_list(json_t *a, char *buf, size_t len)
 
 /* A QoS limit for a table: "-" (unlimited), "400", "8 MiB/s"; with
  * "(pool)" when the volume has none of its own (@own null). */
-static const char *kc_qos_cell(json_t *own, uint64_t effective, bool bytes, char *buf,
-			       size_t len)
+static const char *kc_qos_cell(json_t *own, uint64_t effective, bool bytes, char *buf, size_t len)
 {
 	char b[32];
 	bool pool = own && json_is_null(own);
@@ -342,8 +341,9 @@ static const char *kc_qos_cell(json_t *own, uint64_t effective, bool bytes, char
 
 static int kc_volume_table(json_t *list)
 {
-	static const char *const hdr[] = {"ID",	   "NAME",    "SIZE",	    "POOL",    "OBJECT_SIZE",
-					  "INODE", "CREATED", "IOPS_LIMIT", "BW_LIMIT"};
+	static const char *const hdr[] = {"ID",	     "NAME",	    "SIZE",
+					  "POOL",    "OBJECT_SIZE", "INODE",
+					  "CREATED", "IOPS_LIMIT",  "BW_LIMIT"};
 	struct kc_table *t = kc_table_new(9, hdr);
 	size_t i;
 	json_t *v;
@@ -354,14 +354,21 @@ static int kc_volume_table(json_t *list)
 	json_array_foreach(list, i, v)
 	{
 		char id[24], size[32], os[32], inode[24], iops[48], bw[48];
-		const char *row[9] = {id,    kc_str(v, "name"),	      size, kc_str(v, "pool"), os,
-				      inode, kc_str(v, "created_at"), iops, bw};
+		const char *row[9] = {id,
+				      kc_str(v, "name"),
+				      size,
+				      kc_str(v, "pool"),
+				      os,
+				      inode,
+				      kc_str(v, "created_at"),
+				      iops,
+				      bw};
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
 		kc_qos_cell(json_object_get(v, "qos_iops"), kc_u64(v, "effective_qos_iops"), false,
 			    iops, sizeof(iops));
-		kc_qos_cell(json_object_get(v, "qos_bps"), kc_u64(v, "effective_qos_bps"), true,
-			    bw, sizeof(bw));
+		kc_qos_cell(json_object_get(v, "qos_bps"), kc_u64(v, "effective_qos_bps"), true, bw,
+			    sizeof(bw));
 		kc_bytes(kc_u64(v, "size"), size, sizeof(size));
 		kc_bytes(kc_u64(v, "object_size"), os, sizeof(os));
 		snprintf(inode, sizeof(inode), "%#" PRIx64, kc_u64(v, "inode"));
@@ -594,9 +601,10 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	int ret;
 
 	if (argc < 1) {
-		return kc_usage("%s",
-				"volume: expected create, list, show, delete, qos, attach, detach, clone, "
-				"copy, revert, flatten, resize, rename, import or export");
+		return kc_usage(
+			"%s",
+			"volume: expected create, list, show, delete, qos, attach, detach, clone, "
+			"copy, revert, flatten, resize, rename, import or export");
 	}
 	if (!strcmp(argv[0], "attach")) {
 		return kc_volume_attach(k, argc - 1, argv + 1);
@@ -706,9 +714,9 @@ static int kc_server_table(json_t *list)
 
 static int kc_pool_table(json_t *list)
 {
-	static const char *const hdr[] = {"ID",		    "NAME", "REPLICAS",	  "MIN_REPLICAS",
-					  "FAILURE_DOMAIN", "PGS",  "TAG",	  "IOPS_LIMIT",
-					  "BW_LIMIT"};
+	static const char *const hdr[] = {"ID",		  "NAME",	    "REPLICAS",
+					  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
+					  "TAG",	  "IOPS_LIMIT",	    "BW_LIMIT"};
 	struct kc_table *t = kc_table_new(9, hdr);
 	size_t i;
 	json_t *v;
@@ -720,8 +728,9 @@ static int kc_pool_table(json_t *list)
 	{
 		char id[16], rep[16], min[16], pgs[16], iops[48], bw[48];
 		const char *tag = kc_str(v, "tag");
-		const char *row[9] = {id,  kc_str(v, "name"), rep, min, kc_str(v, "failure_domain"),
-				      pgs, tag[0] ? tag : "-", iops, bw};
+		const char *row[9] = {
+			id,  kc_str(v, "name"),	 rep,  min, kc_str(v, "failure_domain"),
+			pgs, tag[0] ? tag : "-", iops, bw};
 
 		kc_qos_cell(NULL, kc_u64(v, "qos_iops"), false, iops, sizeof(iops));
 		kc_qos_cell(NULL, kc_u64(v, "qos_bps"), true, bw, sizeof(bw));

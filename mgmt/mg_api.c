@@ -524,9 +524,9 @@ static void mg_h_pools(struct mg_cluster *c, struct mg_api_req *req)
 
 static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"name",	"replicas", "min_replicas", "failure_domain",
-					    "pg_count", "tag",	    "qos_iops",	    "qos_bps",
-					    NULL};
+	static const char *const known[] = {"name",	      "replicas", "min_replicas",
+					    "failure_domain", "pg_count", "tag",
+					    "qos_iops",	      "qos_bps",  NULL};
 	const char *name = NULL, *fd = "host", *tag = "";
 	uint64_t replicas = 3, min_replicas = 2, pg_count = 128;
 	int64_t qos_iops = 0, qos_bps = 0;
@@ -656,8 +656,8 @@ static void mg_h_pool_qos(struct mg_cluster *c, struct mg_api_req *req)
 		return;
 	}
 	pool->rec = r;
-	log_info("pool '%s': default QoS limits %llu IOPS, %llu bytes/s (0 = unlimited)",
-		 r.name, (unsigned long long)r.qos_iops, (unsigned long long)r.qos_bps);
+	log_info("pool '%s': default QoS limits %llu IOPS, %llu bytes/s (0 = unlimited)", r.name,
+		 (unsigned long long)r.qos_iops, (unsigned long long)r.qos_bps);
 	mg_api_reply(req, 200, mg_pool_json(pool));
 }
 

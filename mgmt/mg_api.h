@@ -24,15 +24,15 @@
 
 enum mg_route {
 	MG_R_NONE = 0,
-	MG_R_INFO,    /* GET /v1/cluster/info */
-	MG_R_STATUS,  /* GET /v1/cluster/status */
-	MG_R_SERVERS, /* GET /v1/servers */
-	MG_R_SERVER,  /* GET /v1/servers/{id} */
-	MG_R_POOLS,   /* GET, POST /v1/pools */
-	MG_R_POOL_QOS, /* POST /v1/pools/{name}/qos */
-	MG_R_PGS,     /* GET /v1/pgs */
-	MG_R_VOLUMES, /* GET, POST /v1/volumes */
-	MG_R_VOLUME,  /* GET, DELETE /v1/volumes/{name} */
+	MG_R_INFO,		 /* GET /v1/cluster/info */
+	MG_R_STATUS,		 /* GET /v1/cluster/status */
+	MG_R_SERVERS,		 /* GET /v1/servers */
+	MG_R_SERVER,		 /* GET /v1/servers/{id} */
+	MG_R_POOLS,		 /* GET, POST /v1/pools */
+	MG_R_POOL_QOS,		 /* POST /v1/pools/{name}/qos */
+	MG_R_PGS,		 /* GET /v1/pgs */
+	MG_R_VOLUMES,		 /* GET, POST /v1/volumes */
+	MG_R_VOLUME,		 /* GET, DELETE /v1/volumes/{name} */
 	MG_R_VOLUME_ATTACHMENTS, /* GET, POST /v1/volumes/{name}/attachments */
 	MG_R_VOLUME_ATTACHMENT,	 /* GET, DELETE /v1/volumes/{name}/attachments/{host} */
 	MG_R_ATTACHMENTS,	 /* GET /v1/attachments */

@@ -117,8 +117,8 @@ static const char mg_schema_v6[] =
 	"ALTER TABLE volumes ADD COLUMN qos_bps INTEGER;";
 
 /* mg_schemas[i] takes the database from version i to i + 1. */
-static const char *const mg_schemas[MG_STORE_SCHEMA] = {
-	mg_schema_v1, mg_schema_v2, mg_schema_v3, mg_schema_v4, mg_schema_v5, mg_schema_v6};
+static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2, mg_schema_v3,
+							mg_schema_v4, mg_schema_v5, mg_schema_v6};
 
 void mg_uuid_new(char out[MG_UUID_LEN])
 {
@@ -624,7 +624,7 @@ out_finalize:
 /* ---- volumes ---- */
 
 #define MG_VOLUME_COLS                                                                             \
-	"id, name, size, pool, object_size, created_at, uuid, description, top, origin, "        \
+	"id, name, size, pool, object_size, created_at, uuid, description, top, origin, "          \
 	"qos_iops, qos_bps"
 
 /* A volume's own limit: NULL (MG_QOS_POOL) or a value. */
@@ -667,7 +667,9 @@ int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st, "INSERT INTO volumes (" MG_VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	ret = mg_prepare(st,
+			 "INSERT INTO volumes (" MG_VOLUME_COLS
+			 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			 &s);
 	if (ret) {
 		return ret;
@@ -682,11 +684,12 @@ int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st,
-			 "UPDATE volumes SET id = ?1, name = ?2, size = ?3, pool = ?4, "
-			 "object_size = ?5, created_at = ?6, uuid = ?7, description = ?8, top = ?9, "
-			 "origin = ?10, qos_iops = ?11, qos_bps = ?12 WHERE id = ?1",
-			 &s);
+	ret = mg_prepare(
+		st,
+		"UPDATE volumes SET id = ?1, name = ?2, size = ?3, pool = ?4, "
+		"object_size = ?5, created_at = ?6, uuid = ?7, description = ?8, top = ?9, "
+		"origin = ?10, qos_iops = ?11, qos_bps = ?12 WHERE id = ?1",
+		&s);
 	if (ret) {
 		return ret;
 	}
@@ -1023,7 +1026,7 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid, "    \
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid, "      \
 	"COALESCE(v.qos_iops, p.qos_iops), COALESCE(v.qos_bps, p.qos_bps)"
 /* The volume's row for its name, size and uuid; its pool's for the
  * QoS limits the volume does not set itself. */
@@ -1102,10 +1105,9 @@ int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *hos
 	sqlite3_stmt *s;
 	int rc, ret;
 
-	ret = mg_prepare(st,
-			 "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM
-			 "WHERE a.volume = ? AND a.host = ?",
-			 &s);
+	ret = mg_prepare(
+		st, "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM "WHERE a.volume = ? AND a.host = ?",
+		&s);
 	if (ret) {
 		return ret;
 	}
@@ -1128,10 +1130,7 @@ int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_at
 	sqlite3_stmt *s;
 	int rc, ret;
 
-	ret = mg_prepare(st,
-			 "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM
-			 "WHERE a.uuid = ?",
-			 &s);
+	ret = mg_prepare(st, "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM "WHERE a.uuid = ?", &s);
 	if (ret) {
 		return ret;
 	}

@@ -22,8 +22,8 @@
 #define MG_OBJECT_SIZE_MAX     (64ull << 20)
 #define MG_OBJECT_SIZE_DEFAULT (4ull << 20)
 #define MG_VOLUME_ID_MAX       ((1ull << 48) - 1)
-#define MG_QOS_IOPS_MAX	       10000000ull /* 10 M requests a second */
-#define MG_QOS_BPS_MIN	       4096ull	   /* one block a second */
+#define MG_QOS_IOPS_MAX	       10000000ull  /* 10 M requests a second */
+#define MG_QOS_BPS_MIN	       4096ull	    /* one block a second */
 #define MG_QOS_BPS_MAX	       (1ull << 40) /* 1 TiB a second */
 
 /* "server", "host", "rack" indexed by enum cmap_fd; NULL-terminated. */

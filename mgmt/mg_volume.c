@@ -312,14 +312,14 @@ json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v)
 
 	mg_attach_count(c, v->id, &nattach);
 	j = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:o,s:s*,s:s,s:s,s:I,s:o}", "id",
-			 (json_int_t)v->id, "uuid", v->uuid, "name", v->name, "size",
-			 (json_int_t)v->size, "pool", p ? p->rec.name : "?", "pool_id",
-			 (json_int_t)v->pool, "object_size", (json_int_t)v->object_size, "inode",
-			 (json_int_t)v->top, "parents", mg_chain_json(c, v->top), "origin",
-			 v->origin[0] ? v->origin : NULL, "description", v->description, "status",
-			 nattach ? "in-use" : "available", "allocated_bytes",
-			 (json_int_t)mg_layer_allocated(c, v->top, v->pool), "created_at",
-			 mg_api_iso_time(v->created_at * 1000));
+		      (json_int_t)v->id, "uuid", v->uuid, "name", v->name, "size",
+		      (json_int_t)v->size, "pool", p ? p->rec.name : "?", "pool_id",
+		      (json_int_t)v->pool, "object_size", (json_int_t)v->object_size, "inode",
+		      (json_int_t)v->top, "parents", mg_chain_json(c, v->top), "origin",
+		      v->origin[0] ? v->origin : NULL, "description", v->description, "status",
+		      nattach ? "in-use" : "available", "allocated_bytes",
+		      (json_int_t)mg_layer_allocated(c, v->top, v->pool), "created_at",
+		      mg_api_iso_time(v->created_at * 1000));
 	if (j) {
 		json_object_set_new(j, "qos_iops", mg_qos_json(v->qos_iops));
 		json_object_set_new(j, "qos_bps", mg_qos_json(v->qos_bps));

@@ -94,7 +94,7 @@ static void test_debt(void **state)
 
 	(void)state;
 	qos_init(&l);
-	qos_set_limits(&l, 0, 1 << 20, T0); /* 1 MiB/s: burst 104857 bytes */
+	qos_set_limits(&l, 0, 1 << 20, T0);	    /* 1 MiB/s: burst 104857 bytes */
 	assert_true(qos_may_pass(&l, 4 << 20, T0)); /* full: it goes */
 	qos_charge(&l, 4 << 20, T0);
 	/* 4 MiB of debt: nothing for 4 s less what a 4 KiB request needs
@@ -170,7 +170,7 @@ static void test_rate_change(void **state)
 	/* A debt carries over a change. */
 	qos_init(&l);
 	qos_set_limits(&l, 0, 1 << 20, T0);
-	qos_charge(&l, 8 << 20, T0); /* 8 s of debt at 1 MiB/s */
+	qos_charge(&l, 8 << 20, T0);	    /* 8 s of debt at 1 MiB/s */
 	qos_set_limits(&l, 0, 2 << 20, T0); /* the same 8 MiB owed: 4 s */
 	assert_false(qos_may_pass(&l, 4096, T0 + 3 * S));
 	assert_true(qos_may_pass(&l, 4096, T0 + 4 * S));
@@ -214,9 +214,9 @@ static void test_long_run_rate(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_unlimited),   cmocka_unit_test(test_burst_refill),
-		cmocka_unit_test(test_bytes_bucket), cmocka_unit_test(test_debt),
-		cmocka_unit_test(test_fifo_order),  cmocka_unit_test(test_rate_change),
+		cmocka_unit_test(test_unlimited),     cmocka_unit_test(test_burst_refill),
+		cmocka_unit_test(test_bytes_bucket),  cmocka_unit_test(test_debt),
+		cmocka_unit_test(test_fifo_order),    cmocka_unit_test(test_rate_change),
 		cmocka_unit_test(test_long_run_rate),
 	};
 

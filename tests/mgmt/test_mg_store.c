@@ -371,7 +371,7 @@ static void test_qos(void **state)
 	assert_int_equal(p.qos_iops, 0);
 	p.qos_iops = 400;
 	p.qos_bps = 8 << 20;
-	w.qos_iops = 0;	   /* explicitly unlimited */
+	w.qos_iops = 0;	     /* explicitly unlimited */
 	w.qos_bps = 1000000; /* its own */
 	memset(&a, 0, sizeof(a));
 	a.volume_id = 7;
