@@ -21,7 +21,7 @@
 #define BQ_MIN_SLEEP_NS (250ull * 1000)
 #define BQ_MAX_SLEEP_NS (50ull * 1000 * 1000)
 #define BQ_RETRY_NS	(1000ull * 1000) /* the inner device said -EAGAIN */
-#define BQ_SLOTS_MAX	1024u
+#define BQ_SLOTS_CHUNK	256u		 /* waiting slots allocated at once */
 
 enum bq_op {
 	BQ_READ,
@@ -41,12 +41,20 @@ struct bq_slot {
 	void *arg;
 };
 
+/* Slots come in chunks: one at creation, more only when a burst of
+ * waiting requests outgrows them (kept until the device goes). */
+struct bq_chunk {
+	struct bq_chunk *next;
+	struct bq_slot slots[BQ_SLOTS_CHUNK];
+};
+
 struct blk_qos {
 	struct blk_dev dev;
 	struct reactor *r;
 	struct blk_dev *inner;
 	struct qos_limiter lim;
-	struct bq_slot *slots, *free;
+	struct bq_chunk *chunks;
+	struct bq_slot *free;
 	struct reactor_timer timer;
 	bool inner_busy; /* the head got -EAGAIN from the inner device */
 	bool dead;	 /* destroyed while the timer was armed: it frees us */
@@ -136,6 +144,25 @@ static void bq_release(struct blk_qos *bq)
 	bq_arm(bq, now);
 }
 
+/* More waiting slots. Rare: only when more requests wait than ever before.
+ * Returning -EAGAIN instead would stall an export that has nothing else in
+ * flight on the device (vhost-user retries only on its own completions). */
+static int bq_grow(struct blk_qos *bq)
+{
+	struct bq_chunk *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < BQ_SLOTS_CHUNK; i++) {
+		c->slots[i].next_free = bq->free;
+		bq->free = &c->slots[i];
+	}
+	c->next = bq->chunks;
+	bq->chunks = c;
+	return 0;
+}
+
 static int bq_submit(struct blk_dev *d, enum bq_op op, const struct iovec *iov, int iovcnt,
 		     uint64_t offset, uint64_t length, blk_io_cb cb, void *arg)
 {
@@ -159,10 +186,10 @@ static int bq_submit(struct blk_dev *d, enum bq_op op, const struct iovec *iov, 
 		}
 		return rc;
 	}
-	s = bq->free;
-	if (!s) {
-		return -EAGAIN;
+	if (!bq->free && bq_grow(bq)) {
+		return -EAGAIN; /* out of memory: the caller retries after a completion */
 	}
+	s = bq->free;
 	bq->free = s->next_free;
 	s->op = op;
 	s->iov = iov;
@@ -224,7 +251,12 @@ static void bq_destroy(struct blk_dev *d)
 	/* blk_dev.h: no request in flight, so none waits here either. */
 	kassert(!bq->lim.head);
 	bq->inner->ops->destroy(bq->inner);
-	free(bq->slots);
+	while (bq->chunks) {
+		struct bq_chunk *c = bq->chunks;
+
+		bq->chunks = c->next;
+		free(c);
+	}
 	if (bq->timer.armed) {
 		bq->dead = true; /* bq_timer_fired() frees it */
 		return;
@@ -244,27 +276,19 @@ static const struct blk_dev_ops blk_qos_ops = {
 int blk_qos_create(struct reactor *r, struct blk_dev *inner, struct blk_dev **out)
 {
 	struct blk_qos *bq = calloc(1, sizeof(*bq));
-	uint32_t n = inner->queue_depth && inner->queue_depth < BQ_SLOTS_MAX ? inner->queue_depth
-									     : BQ_SLOTS_MAX;
 
 	if (!bq) {
 		return -ENOMEM;
 	}
-	bq->slots = calloc(n, sizeof(*bq->slots));
-	if (!bq->slots) {
+	if (bq_grow(bq)) {
 		free(bq);
 		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		bq->slots[i].next_free = bq->free;
-		bq->free = &bq->slots[i];
 	}
 	bq->r = r;
 	bq->inner = inner;
 	qos_init(&bq->lim);
 	bq->dev = *inner;
 	bq->dev.ops = &blk_qos_ops;
-	bq->dev.queue_depth = n;
 	*out = &bq->dev;
 	return 0;
 }

@@ -23,9 +23,10 @@
  *
  * Requirements on the caller beyond blk_dev.h: the @iov array (not only
  * the buffers) stays valid until the callback, as both exports do (the
- * array lives in their request). -EAGAIN: every waiting slot is taken
- * (queue_depth of them, the inner device's); a callback of this device
- * comes later, as blk_dev.h promises.
+ * array lives in their request). Waiting slots are preallocated (256)
+ * and grow in chunks when more requests wait at once; -EAGAIN only when
+ * that allocation fails, or when the inner device says so. queue_depth is
+ * the inner device's.
  *
  * Threading: the reactor thread of @r, like every blk_dev.
  */
