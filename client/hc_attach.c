@@ -552,9 +552,11 @@ void hc_attach_close_all(struct hc_daemon *d)
 void hc_attach_log_all(const struct hc_daemon *d)
 {
 	for (const struct hc_attach *a = d->attaches; a; a = a->next) {
-		log_info("volume %s (generation %llu): %s%s%s", a->volume,
-			 (unsigned long long)a->generation, hc_state_names[a->state],
-			 a->error[0] ? ": " : "", a->error);
+		log_info("volume %s (generation %llu): %s%s%s; QoS %llu IOPS, %llu bytes/s (0 = "
+			 "unlimited)",
+			 a->volume, (unsigned long long)a->generation, hc_state_names[a->state],
+			 a->error[0] ? ": " : "", a->error, (unsigned long long)a->qos_iops,
+			 (unsigned long long)a->qos_bps);
 		hc_attach_log_stats(a);
 	}
 }
