@@ -5,3 +5,7 @@ keel_unit_test(test_client SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_client.c LIBS 
 # keel-client QoS: the token buckets and FIFO of client/qos.h on made-up
 # times (pure: no reactor, no clock).
 keel_unit_test(test_qos SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_qos.c LIBS keel_export)
+# blk_qos: the limiter as a blk_dev on a real reactor over a fake device
+# (timer release, order, flush, discards, -EAGAIN, errors, destroy).
+keel_unit_test(test_blk_qos SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_blk_qos.c LIBS keel_export
+  TIMEOUT 60)

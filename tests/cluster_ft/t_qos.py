@@ -6,7 +6,7 @@
 `keelctl volume create --iops 400` and attached with --nbd; fio's nbd engine
 (random reads, QD16) measures through keel-client's NBD export:
 
-  1. the REST API refuses bad limits (negative, not an integer, a bandwidth
+  1. the REST API (and keelctl, exit 2) refuses bad limits (negative, not an integer, a bandwidth
      under 4 KiB/s, over the maxima, unknown fields) with 400 and changes
      nothing, not even the valid half of a request; the volume shows its
      own and its effective limits, the attachment the effective ones;
@@ -116,6 +116,13 @@ def test(tools, tmp, box):
           "after refused changes the limits are unchanged")
     check(c.api("/v1/pools")[0]["qos_iops"] == 0, "the pool's limits are unchanged")
 
+    for args in (["volume", "qos", "q1", "--iops", "-5"], ["volume", "qos", "q1", "--bps", "12Q"],
+                 ["volume", "create", "q3", "--size", "1G", "--iops", "pool"],
+                 ["pool", "qos", "default"]):
+        p = subprocess.run([tools.keelctl, "--mgmt", c.url, "--token-file", c.token_file] + args,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        check(p.returncode == 2 and p.stderr.startswith("keelctl: "),
+              "keelctl %s: usage error, exit 2 (%s)" % (" ".join(args), p.stderr.strip()[:90]))
     a = json.loads(c.keelctl("-f", "json", "volume", "attach", "q1", "--nbd"))
     uri = a["nbd_uri"]
     check(a["qos_iops"] == 400 and a["qos_bps"] == 0, "attachment carries 400 IOPS, no "
