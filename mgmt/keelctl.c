@@ -26,9 +26,11 @@ static const char kc_help_main[] =
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"                       [--iops N] [--bps RATE]\n"
 	"    volume list\n"
 	"    volume show NAME\n"
 	"    volume delete NAME\n"
+	"    volume qos NAME [--iops N|unlimited|pool] [--bps RATE|unlimited|pool]\n"
 	"    volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp ADDR:PORT]\n"
 	"                       [--no-wait] [--timeout SEC]\n"
 	"    volume detach NAME [--host HOST]\n"
@@ -42,7 +44,8 @@ static const char kc_help_main[] =
 	"    cluster status\n"
 	"    pool list\n"
 	"    pool create NAME [--replicas N] [--min-replicas N] [--failure-domain D]\n"
-	"                     [--pg-count N] [--tag TAG]\n"
+	"                     [--pg-count N] [--tag TAG] [--iops N] [--bps RATE]\n"
+	"    pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
 	"    pg list\n"
 	"\n"
 	"OPTIONS\n"
@@ -79,13 +82,16 @@ static const char kc_help_main[] =
 
 static const char kc_help_volume[] =
 	"NAME\n"
-	"    keelctl volume - create, list, show, delete, attach and detach volumes\n"
+	"    keelctl volume - create, list, show, delete, attach and detach volumes,\n"
+	"    set their QoS limits\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"                               [--iops N] [--bps RATE]\n"
 	"    keelctl volume list\n"
 	"    keelctl volume show NAME\n"
 	"    keelctl volume delete NAME\n"
+	"    keelctl volume qos NAME [--iops N|unlimited|pool] [--bps RATE|unlimited|pool]\n"
 	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp A:P]\n"
 	"                               [--no-wait] [--timeout SEC]\n"
 	"    keelctl volume detach NAME [--host HOST]\n"
@@ -103,10 +109,25 @@ static const char kc_help_volume[] =
 	"    cannot be deleted: detach it from every host (delete its snapshots)\n"
 	"    first; clones made from its snapshots are independent volumes.\n"
 	"\n"
+	"    QoS: every host's keel-client limits the volume to IOPS_LIMIT\n"
+	"    requests and BW_LIMIT bytes a second, summed over all its vhost-user\n"
+	"    queues and NBD connections on that host. A volume without limits of\n"
+	"    its own has its pool's (shown as \"(pool)\"); \"-\" is unlimited. A\n"
+	"    read or write counts as one request and its bytes, a discard or\n"
+	"    write-zeroes as one request, a flush not at all. Requests over the\n"
+	"    limit wait (in order), they never fail; up to 100 ms worth may go at\n"
+	"    once after an idle spell. 'volume qos' changes the limits of an\n"
+	"    attached volume within a poll interval (1 s) and shows them when\n"
+	"    given no option; 'pool' there goes back to the pool's limit.\n"
+	"\n"
 	"OPTIONS\n"
 	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
 	"    --pool POOL         default: default\n"
 	"    --object-size SIZE  a power of two, 64K..64M; default 4M\n"
+	"    --iops N            requests a second, 1..10000000; 'unlimited' (0)\n"
+	"                        or, for qos, 'pool'; default: the pool's\n"
+	"    --bps RATE          bytes a second, 4K..1T, with the suffixes of SIZE\n"
+	"                        (100M = 100 MiB/s); 'unlimited' or 'pool' as above\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 done; 1 refused (exists, not found, invalid) or mgmt unreachable;\n"
@@ -114,6 +135,8 @@ static const char kc_help_volume[] =
 	"\n"
 	"EXAMPLES\n"
 	"    keelctl volume create vm-disk-1 --size 20G --object-size 1M\n"
+	"    keelctl volume create db1 --size 100G --iops 5000 --bps 200M\n"
+	"    keelctl volume qos db1 --iops unlimited --bps pool\n"
 	"    keelctl volume delete vm-disk-1\n";
 
 static const char kc_help_server[] =
@@ -155,13 +178,14 @@ static const char kc_help_cluster[] =
 
 static const char kc_help_pool[] =
 	"NAME\n"
-	"    keelctl pool - list and create pools\n"
+	"    keelctl pool - list and create pools, set their QoS limits\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl pool list\n"
 	"    keelctl pool create NAME [--replicas N] [--min-replicas N]\n"
 	"                        [--failure-domain server|host|rack] [--pg-count N]\n"
-	"                        [--tag TAG]\n"
+	"                        [--tag TAG] [--iops N] [--bps RATE]\n"
+	"    keelctl pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    A pool is a placement template: copies per object (replicas, 1..5),\n"
@@ -169,6 +193,11 @@ static const char kc_help_pool[] =
 	"    the failure domain no two copies share, the number of placement\n"
 	"    groups (1..4096) and an optional server tag.\n"
 	"    Defaults: 3 replicas, min 2, host, 128 PGs, no tag.\n"
+	"\n"
+	"    --iops and --bps are the QoS limits of the pool's volumes that have\n"
+	"    none of their own (requests and bytes a second per volume and host,\n"
+	"    see 'keelctl help volume'); default unlimited. 'pool qos' changes\n"
+	"    them; attached volumes follow within a poll interval (1 s).\n"
 	"\n"
 	"    pool list also shows each pool's space: PROVISIONED (the sum of its\n"
 	"    volumes' sizes), ALLOCATED (the data its volumes and snapshots hold,\n"
@@ -180,7 +209,8 @@ static const char kc_help_pool[] =
 	"    0 done; 1 refused or mgmt unreachable; 2 usage error.\n"
 	"\n"
 	"EXAMPLES\n"
-	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n";
+	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n"
+	"    keelctl pool qos fast --iops 20000 --bps 1G\n";
 
 static const char kc_help_pg[] =
 	"NAME\n"
@@ -301,11 +331,32 @@ static const char *kc_id_list(json_t *a, char *buf, size_t len)
 
 /* ---- volume ---- */
 
+/* A QoS limit for a table: "-" (unlimited), "400", "8 MiB/s"; with
+ * "(pool)" when the volume has none of its own (@own null). */
+static const char *kc_qos_cell(json_t *own, uint64_t effective, bool bytes, char *buf, size_t len)
+{
+	char b[32];
+	bool pool = own && json_is_null(own);
+
+	if (!effective) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	if (bytes) {
+		snprintf(buf, len, "%s/s%s", kc_bytes(effective, b, sizeof(b)),
+			 pool ? " (pool)" : "");
+	} else {
+		snprintf(buf, len, "%" PRIu64 "%s", effective, pool ? " (pool)" : "");
+	}
+	return buf;
+}
+
 static int kc_volume_table(json_t *list)
 {
-	static const char *const hdr[] = {"ID",		 "NAME",  "SIZE",   "POOL",
-					  "OBJECT_SIZE", "INODE", "CREATED"};
-	struct kc_table *t = kc_table_new(7, hdr);
+	static const char *const hdr[] = {"ID",	     "NAME",	    "SIZE",
+					  "POOL",    "OBJECT_SIZE", "INODE",
+					  "CREATED", "IOPS_LIMIT",  "BW_LIMIT"};
+	struct kc_table *t = kc_table_new(9, hdr);
 	size_t i;
 	json_t *v;
 
@@ -314,11 +365,22 @@ static int kc_volume_table(json_t *list)
 	}
 	json_array_foreach(list, i, v)
 	{
-		char id[24], size[32], os[32], inode[24];
-		const char *row[7] = {id,    kc_str(v, "name"),	     size, kc_str(v, "pool"), os,
-				      inode, kc_str(v, "created_at")};
+		char id[24], size[32], os[32], inode[24], iops[48], bw[48];
+		const char *row[9] = {id,
+				      kc_str(v, "name"),
+				      size,
+				      kc_str(v, "pool"),
+				      os,
+				      inode,
+				      kc_str(v, "created_at"),
+				      iops,
+				      bw};
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
+		kc_qos_cell(json_object_get(v, "qos_iops"), kc_u64(v, "effective_qos_iops"), false,
+			    iops, sizeof(iops));
+		kc_qos_cell(json_object_get(v, "qos_bps"), kc_u64(v, "effective_qos_bps"), true, bw,
+			    sizeof(bw));
 		kc_bytes(kc_u64(v, "size"), size, sizeof(size));
 		kc_bytes(kc_u64(v, "object_size"), os, sizeof(os));
 		snprintf(inode, sizeof(inode), "%#" PRIx64, kc_u64(v, "inode"));
@@ -340,11 +402,40 @@ static int kc_parse_size(const char *opt, const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A QoS option's value: a number (--bps takes K, M, G, T), "unlimited"
+ * (0) or, with @allow_pool, "pool" (null: the pool's). */
+static int kc_parse_qos(const char *opt, const char *s, bool allow_pool, json_t **out)
+{
+	bool bytes = !strcmp(opt, "--bps");
+	uint64_t v;
+
+	if (!strcmp(s, "unlimited")) {
+		*out = json_integer(0);
+		return 0;
+	}
+	if (allow_pool && !strcmp(s, "pool")) {
+		*out = json_null();
+		return 0;
+	}
+	if (s[0] == '-' || (bytes ? cfg_parse_size(s, &v) : cfg_parse_u64(s, &v)) ||
+	    v > (uint64_t)INT64_MAX) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "%s expects %s, 'unlimited'%s, not '%%s'", opt,
+			 bytes ? "bytes a second such as 100M" : "requests a second such as 500",
+			 allow_pool ? " or 'pool'" : "");
+		return kc_usage(msg, s);
+	}
+	*out = json_integer((json_int_t)v);
+	return 0;
+}
+
 static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 {
 	const char *name = NULL, *pool = NULL;
 	uint64_t size = 0, osize = 0;
 	bool have_size = false;
+	json_t *iops = NULL, *bps = NULL;
 	struct rest_resp r;
 	json_t *body;
 	int ret;
@@ -352,43 +443,138 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 
-		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--object-size")) &&
+		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--object-size") ||
+		     !strcmp(a, "--iops") || !strcmp(a, "--bps")) &&
 		    i + 1 >= argc) {
-			return kc_usage("%s needs a value", a);
+			ret = kc_usage("%s needs a value", a);
+			goto out_usage;
+		}
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			json_t **slot = a[2] == 'i' ? &iops : &bps;
+
+			json_decref(*slot);
+			*slot = NULL;
+			if (kc_parse_qos(a, argv[++i], false, slot)) {
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
+			}
+			continue;
 		}
 		if (!strcmp(a, "--size")) {
 			if (kc_parse_size("--size", argv[++i], &size)) {
-				return KC_EXIT_USAGE;
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
 			}
 			have_size = true;
 		} else if (!strcmp(a, "--pool")) {
 			pool = argv[++i];
 		} else if (!strcmp(a, "--object-size")) {
 			if (kc_parse_size("--object-size", argv[++i], &osize)) {
-				return KC_EXIT_USAGE;
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
 			}
 		} else if (a[0] == '-' && a[1]) {
-			return kc_usage("volume create: unknown option %s", a);
+			ret = kc_usage("volume create: unknown option %s", a);
+			goto out_usage;
 		} else if (!name) {
 			name = a;
 		} else {
-			return kc_usage("volume create: unexpected argument '%s'", a);
+			ret = kc_usage("volume create: unexpected argument '%s'", a);
+			goto out_usage;
 		}
 	}
 	if (!name) {
-		return kc_usage("%s", "volume create: NAME is required");
+		ret = kc_usage("%s", "volume create: NAME is required");
+		goto out_usage;
 	}
 	if (!have_size) {
-		return kc_usage("%s", "volume create: --size is required");
+		ret = kc_usage("%s", "volume create: --size is required");
+		goto out_usage;
 	}
 	body = json_pack("{s:s,s:I}", "name", name, "size", (json_int_t)size);
 	if (pool) {
 		json_object_set_new(body, "pool", json_string(pool));
 	}
+	if (iops) {
+		json_object_set_new(body, "qos_iops", iops);
+	}
+	if (bps) {
+		json_object_set_new(body, "qos_bps", bps);
+	}
 	if (osize) {
 		json_object_set_new(body, "object_size", json_integer((json_int_t)osize));
 	}
 	ret = kc_call(k, "POST", "/v1/volumes", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_volume_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+
+out_usage:
+	json_decref(iops);
+	json_decref(bps);
+	return ret;
+}
+
+/* volume qos NAME [--iops N|unlimited|pool] [--bps N|unlimited|pool] */
+static int kc_volume_qos(const struct kc_ctx *k, int argc, char **argv)
+{
+	json_t *body = json_object();
+	const char *name = NULL;
+	struct rest_resp r;
+	char path[512];
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		json_t *v;
+
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			if (i + 1 >= argc) {
+				json_decref(body);
+				return kc_usage("%s needs a value", a);
+			}
+			if (kc_parse_qos(a, argv[++i], true, &v)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a[2] == 'i' ? "iops" : "bps", v);
+		} else if (a[0] == '-' && a[1]) {
+			json_decref(body);
+			return kc_usage("volume qos: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			json_decref(body);
+			return kc_usage("volume qos: unexpected argument '%s'", a);
+		}
+	}
+	if (!name) {
+		json_decref(body);
+		return kc_usage("%s", "volume qos: NAME is required");
+	}
+	if (kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
+		json_decref(body);
+		return KC_EXIT_ERR;
+	}
+	/* No option: show the limits (the volume's row). */
+	if (!json_object_size(body)) {
+		ret = kc_call(k, "GET", path, NULL, &r);
+	} else {
+		strncat(path, "/qos", sizeof(path) - strlen(path) - 1);
+		ret = kc_call(k, "POST", path, body, &r);
+	}
 	json_decref(body);
 	if (ret) {
 		return ret;
@@ -429,8 +615,8 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	if (argc < 1) {
 		return kc_usage(
 			"%s",
-			"volume: expected create, list, show, delete, attach, detach, clone, copy, "
-			"revert, flatten, resize, rename, import or export");
+			"volume: expected create, list, show, delete, qos, attach, detach, clone, "
+			"copy, revert, flatten, resize, rename, import or export");
 	}
 	if (!strcmp(argv[0], "attach")) {
 		return kc_volume_attach(k, argc - 1, argv + 1);
@@ -440,6 +626,9 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "create")) {
 		return kc_volume_create(k, argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[0], "qos")) {
+		return kc_volume_qos(k, argc - 1, argv + 1);
 	}
 	ret = kc_volume_ops(k, argc, argv, kc_volume_table);
 	if (ret >= 0) {
@@ -537,10 +726,12 @@ static int kc_server_table(json_t *list)
 
 static int kc_pool_table(json_t *list)
 {
-	static const char *const hdr[] = {
-		"ID",  "NAME",	      "REPLICAS",  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
-		"TAG", "PROVISIONED", "ALLOCATED", "USABLE",	   "STATE"};
-	struct kc_table *t = kc_table_new(11, hdr);
+	static const char *const hdr[] = {"ID",		 "NAME",      "REPLICAS",
+					  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
+					  "TAG",	 "IOPS_LIMIT", "BW_LIMIT",
+					  "PROVISIONED", "ALLOCATED", "USABLE",
+					  "STATE"};
+	struct kc_table *t = kc_table_new(13, hdr);
 	size_t i;
 	json_t *v;
 
@@ -549,21 +740,26 @@ static int kc_pool_table(json_t *list)
 	}
 	json_array_foreach(list, i, v)
 	{
-		char id[16], rep[16], min[16], pgs[16], prov[32], alloc[32], usable[32];
+		char id[16], rep[16], min[16], pgs[16], iops[48], bw[48], prov[32], alloc[32],
+			usable[32];
 		const char *tag = kc_str(v, "tag");
 		json_t *sp = json_object_get(v, "space");
-		const char *row[11] = {id,
+		const char *row[13] = {id,
 				       kc_str(v, "name"),
 				       rep,
 				       min,
 				       kc_str(v, "failure_domain"),
 				       pgs,
 				       tag[0] ? tag : "-",
+				       iops,
+				       bw,
 				       prov,
 				       alloc,
 				       usable,
 				       json_is_true(json_object_get(v, "full")) ? "full" : "ok"};
 
+		kc_qos_cell(NULL, kc_u64(v, "qos_iops"), false, iops, sizeof(iops));
+		kc_qos_cell(NULL, kc_u64(v, "qos_bps"), true, bw, sizeof(bw));
 		kc_bytes(kc_u64(sp, "provisioned_bytes"), prov, sizeof(prov));
 		kc_bytes(kc_u64(sp, "allocated_bytes"), alloc, sizeof(alloc));
 		kc_bytes(kc_u64(sp, "usable_bytes"), usable, sizeof(usable));
@@ -667,7 +863,15 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 		if (known) {
 			continue;
 		}
-		if (!strcmp(a, "--failure-domain")) {
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			json_t *q;
+
+			if (kc_parse_qos(a, argv[++i], false, &q)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a[2] == 'i' ? "qos_iops" : "qos_bps", q);
+		} else if (!strcmp(a, "--failure-domain")) {
 			json_object_set_new(body, "failure_domain", json_string(argv[++i]));
 		} else if (!strcmp(a, "--tag")) {
 			json_object_set_new(body, "tag", json_string(argv[++i]));
@@ -687,6 +891,66 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 	}
 	json_object_set_new(body, "name", json_string(name));
 	ret = kc_call(k, "POST", "/v1/pools", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_pool_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+/* pool qos NAME [--iops N|unlimited] [--bps N|unlimited] */
+static int kc_pool_qos(const struct kc_ctx *k, int argc, char **argv)
+{
+	json_t *body = json_object();
+	const char *name = NULL;
+	struct rest_resp r;
+	char path[512];
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		json_t *v;
+
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			if (i + 1 >= argc) {
+				json_decref(body);
+				return kc_usage("%s needs a value", a);
+			}
+			if (kc_parse_qos(a, argv[++i], false, &v)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a + 2, v);
+		} else if (a[0] == '-' && a[1]) {
+			json_decref(body);
+			return kc_usage("pool qos: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			json_decref(body);
+			return kc_usage("pool qos: unexpected argument '%s'", a);
+		}
+	}
+	if (!name || !json_object_size(body)) {
+		json_decref(body);
+		return kc_usage("%s", "pool qos: expects NAME and --iops and/or --bps");
+	}
+	if (kc_name_path("/v1/pools/", name, path, sizeof(path))) {
+		json_decref(body);
+		return KC_EXIT_ERR;
+	}
+	strncat(path, "/qos", sizeof(path) - strlen(path) - 1);
+	ret = kc_call(k, "POST", path, body, &r);
 	json_decref(body);
 	if (ret) {
 		return ret;
@@ -897,6 +1161,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "pool")) {
 		if (i < argc && !strcmp(argv[i], "create")) {
 			ret = kc_pool_create(&k, argc - i - 1, argv + i + 1);
+		} else if (i < argc && !strcmp(argv[i], "qos")) {
+			ret = kc_pool_qos(&k, argc - i - 1, argv + i + 1);
 		} else {
 			ret = kc_list(&k, "pool", argc - i, argv + i, "/v1/pools", kc_pool_table);
 		}

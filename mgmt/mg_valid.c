@@ -108,3 +108,20 @@ int mg_parse_failure_domain(const char *s, char *err, size_t errlen)
 	}
 	return mg_invalid(err, errlen, "failure_domain must be server, host or rack");
 }
+
+int mg_check_qos(const char *field, bool bytes, uint64_t v, char *err, size_t errlen)
+{
+	if (bytes && v && (v < MG_QOS_BPS_MIN || v > MG_QOS_BPS_MAX)) {
+		return mg_invalid(
+			err, errlen,
+			"%s must be 0 (unlimited) or %llu..%llu bytes a second (got %llu)", field,
+			(unsigned long long)MG_QOS_BPS_MIN, (unsigned long long)MG_QOS_BPS_MAX,
+			(unsigned long long)v);
+	}
+	if (!bytes && v > MG_QOS_IOPS_MAX) {
+		return mg_invalid(err, errlen, "%s must be 0 (unlimited) or 1..%llu (got %llu)",
+				  field, (unsigned long long)MG_QOS_IOPS_MAX,
+				  (unsigned long long)v);
+	}
+	return 0;
+}
