@@ -231,7 +231,8 @@ int kc_snapshot(const struct kc_ctx *k, int argc, char **argv)
 
 /* ---- volume operations through the API ---- */
 
-/* POST @body to /v1/volumes/NAME/@op and print the volume. */
+/* POST @body to /v1/volumes/NAME/@op (@name NULL: to /v1/volumes, a new
+ * volume) and print the volume. */
 static int kc_volume_post(const struct kc_ctx *k, const char *name, const char *op, json_t *body,
 			  int (*table)(json_t *list))
 {
@@ -239,11 +240,11 @@ static int kc_volume_post(const struct kc_ctx *k, const char *name, const char *
 	char path[512];
 	int ret;
 
-	if (kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
+	if (name && kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
 		json_decref(body);
 		return KC_EXIT_ERR;
 	}
-	if (op) {
+	if (name && op) {
 		strncat(path, "/", sizeof(path) - strlen(path) - 1);
 		strncat(path, op, sizeof(path) - strlen(path) - 1);
 	}

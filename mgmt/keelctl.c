@@ -45,7 +45,9 @@ static const char kc_help_main[] =
 	"    pool list\n"
 	"    pool create NAME [--replicas N] [--min-replicas N] [--failure-domain D]\n"
 	"                     [--pg-count N] [--tag TAG] [--iops N] [--bps RATE]\n"
+	"                     [--max-overcommit PERCENT]\n"
 	"    pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
+	"    pool overcommit NAME PERCENT|none\n"
 	"    pg list\n"
 	"\n"
 	"OPTIONS\n"
@@ -185,7 +187,9 @@ static const char kc_help_pool[] =
 	"    keelctl pool create NAME [--replicas N] [--min-replicas N]\n"
 	"                        [--failure-domain server|host|rack] [--pg-count N]\n"
 	"                        [--tag TAG] [--iops N] [--bps RATE]\n"
+	"                        [--max-overcommit PERCENT]\n"
 	"    keelctl pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
+	"    keelctl pool overcommit NAME PERCENT|none\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    A pool is a placement template: copies per object (replicas, 1..5),\n"
@@ -205,12 +209,19 @@ static const char kc_help_pool[] =
 	"    PGs, divided by replicas) and STATE (full while one of those servers\n"
 	"    is past mgmt's full_percent).\n"
 	"\n"
+	"    --max-overcommit (and 'pool overcommit') caps thin provisioning: the\n"
+	"    sizes of the pool's volumes may add up to at most PERCENT of USABLE\n"
+	"    (10..100000; 300 allows three times the space there is). Creating,\n"
+	"    cloning or growing a volume past it is refused (exit 1); volumes that\n"
+	"    already exist stay. Default: none (thin volumes are not capped).\n"
+	"\n"
 	"EXIT STATUS\n"
 	"    0 done; 1 refused or mgmt unreachable; 2 usage error.\n"
 	"\n"
 	"EXAMPLES\n"
 	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n"
-	"    keelctl pool qos fast --iops 20000 --bps 1G\n";
+	"    keelctl pool qos fast --iops 20000 --bps 1G\n"
+	"    keelctl pool overcommit fast 300\n";
 
 static const char kc_help_pg[] =
 	"NAME\n"
@@ -730,8 +741,8 @@ static int kc_pool_table(json_t *list)
 					  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
 					  "TAG",	 "IOPS_LIMIT", "BW_LIMIT",
 					  "PROVISIONED", "ALLOCATED", "USABLE",
-					  "STATE"};
-	struct kc_table *t = kc_table_new(13, hdr);
+					  "OVERCOMMIT",	 "STATE"};
+	struct kc_table *t = kc_table_new(14, hdr);
 	size_t i;
 	json_t *v;
 
@@ -741,10 +752,11 @@ static int kc_pool_table(json_t *list)
 	json_array_foreach(list, i, v)
 	{
 		char id[16], rep[16], min[16], pgs[16], iops[48], bw[48], prov[32], alloc[32],
-			usable[32];
+			usable[32], over[32];
+		uint64_t maxo = kc_u64(v, "max_overcommit_percent");
 		const char *tag = kc_str(v, "tag");
 		json_t *sp = json_object_get(v, "space");
-		const char *row[13] = {id,
+		const char *row[14] = {id,
 				       kc_str(v, "name"),
 				       rep,
 				       min,
@@ -756,6 +768,7 @@ static int kc_pool_table(json_t *list)
 				       prov,
 				       alloc,
 				       usable,
+				       over,
 				       json_is_true(json_object_get(v, "full")) ? "full" : "ok"};
 
 		kc_qos_cell(NULL, kc_u64(v, "qos_iops"), false, iops, sizeof(iops));
@@ -763,6 +776,19 @@ static int kc_pool_table(json_t *list)
 		kc_bytes(kc_u64(sp, "provisioned_bytes"), prov, sizeof(prov));
 		kc_bytes(kc_u64(sp, "allocated_bytes"), alloc, sizeof(alloc));
 		kc_bytes(kc_u64(sp, "usable_bytes"), usable, sizeof(usable));
+		/* provisioned / usable, and the limit when there is one */
+		if (kc_u64(sp, "usable_bytes")) {
+			snprintf(over, sizeof(over), "%.0f%%",
+				 100.0 * (double)kc_u64(sp, "provisioned_bytes") /
+					 (double)kc_u64(sp, "usable_bytes"));
+		} else {
+			snprintf(over, sizeof(over), "-");
+		}
+		if (maxo) {
+			size_t n = strlen(over);
+
+			snprintf(over + n, sizeof(over) - n, " (max %" PRIu64 "%%)", maxo);
+		}
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
 		snprintf(rep, sizeof(rep), "%" PRIu64, kc_u64(v, "replicas"));
@@ -830,8 +856,10 @@ static int kc_list(const struct kc_ctx *k, const char *what, int argc, char **ar
 
 static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 {
-	static const char *const num_opts[] = {"--replicas", "--min-replicas", "--pg-count"};
-	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count"};
+	static const char *const num_opts[] = {"--replicas", "--min-replicas", "--pg-count",
+					       "--max-overcommit"};
+	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count",
+					       "max_overcommit_percent"};
 	json_t *body = json_object();
 	const char *name = NULL;
 	struct rest_resp r;
@@ -845,7 +873,7 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 			json_decref(body);
 			return kc_usage("%s needs a value", a);
 		}
-		for (int n = 0; n < 3; n++) {
+		for (int n = 0; n < 4; n++) {
 			if (!strcmp(a, num_opts[n])) {
 				uint64_t v;
 				char *end;
@@ -950,6 +978,49 @@ static int kc_pool_qos(const struct kc_ctx *k, int argc, char **argv)
 		return KC_EXIT_ERR;
 	}
 	strncat(path, "/qos", sizeof(path) - strlen(path) - 1);
+	ret = kc_call(k, "POST", path, body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_pool_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+/* pool overcommit NAME PERCENT|none */
+static int kc_pool_overcommit(const struct kc_ctx *k, int argc, char **argv)
+{
+	char path[160], *end;
+	struct rest_resp r;
+	uint64_t pct = 0;
+	json_t *body;
+	int ret;
+
+	if (argc != 2) {
+		return kc_usage("%s", "pool overcommit: expects NAME and PERCENT (or none)");
+	}
+	if (strcmp(argv[1], "none")) {
+		errno = 0;
+		pct = strtoull(argv[1], &end, 10);
+		if (errno || end == argv[1] || (*end && strcmp(end, "%")) || argv[1][0] == '-') {
+			return kc_usage("pool overcommit: PERCENT must be a number or none, not '%s'",
+					argv[1]);
+		}
+	}
+	if (kc_name_path("/v1/pools/", argv[0], path, sizeof(path))) {
+		return KC_EXIT_ERR;
+	}
+	strncat(path, "/overcommit", sizeof(path) - strlen(path) - 1);
+	body = json_pack("{s:I}", "max_percent", (json_int_t)pct);
 	ret = kc_call(k, "POST", path, body, &r);
 	json_decref(body);
 	if (ret) {
@@ -1163,6 +1234,8 @@ int main(int argc, char **argv)
 			ret = kc_pool_create(&k, argc - i - 1, argv + i + 1);
 		} else if (i < argc && !strcmp(argv[i], "qos")) {
 			ret = kc_pool_qos(&k, argc - i - 1, argv + i + 1);
+		} else if (i < argc && !strcmp(argv[i], "overcommit")) {
+			ret = kc_pool_overcommit(&k, argc - i - 1, argv + i + 1);
 		} else {
 			ret = kc_list(&k, "pool", argc - i, argv + i, "/v1/pools", kc_pool_table);
 		}

@@ -134,6 +134,7 @@ static const struct mg_route_def mg_routes[] = {
 	{"/v1/servers/*", MG_R_SERVER, MG_GET, "GET"},
 	{"/v1/pools", MG_R_POOLS, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/pools/*/qos", MG_R_POOL_QOS, MG_POST, "POST"},
+	{"/v1/pools/*/overcommit", MG_R_POOL_OVERCOMMIT, MG_POST, "POST"},
 	{"/v1/pgs", MG_R_PGS, MG_GET, "GET"},
 	{"/v1/volumes", MG_R_VOLUMES, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/volumes/*", MG_R_VOLUME, MG_GET | MG_DEL, "GET, DELETE"},
@@ -393,6 +394,11 @@ static json_t *mg_pool_json(const struct mg_pool *p, const struct mg_space *spac
 		"tag", p->rec.tag, "qos_iops", (json_int_t)p->rec.qos_iops, "qos_bps",
 		(json_int_t)p->rec.qos_bps, "full", p->full);
 
+	if (j) {
+		json_object_set_new(j, "max_overcommit_percent",
+				    json_integer(p->rec.max_overcommit_pct));
+	}
+
 	if (j && space) {
 		json_object_set_new(j, "space", mg_space_json(space));
 	}
@@ -559,12 +565,13 @@ static void mg_h_pools(struct mg_cluster *c, struct mg_api_req *req)
 
 static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 {
-	static const char *const known[] = {"name",	      "replicas", "min_replicas",
-					    "failure_domain", "pg_count", "tag",
-					    "qos_iops",	      "qos_bps",  NULL};
+	static const char *const known[] = {
+		"name", "replicas", "min_replicas", "failure_domain",	      "pg_count",
+		"tag",	"qos_iops", "qos_bps",	    "max_overcommit_percent", NULL};
 	const char *name = NULL, *fd = "host", *tag = "";
 	uint64_t replicas = 3, min_replicas = 2, pg_count = 128;
 	int64_t qos_iops = 0, qos_bps = 0;
+	uint64_t overcommit = 0;
 	bool present;
 	char err[MG_API_ERR_LEN];
 	const struct mg_pool *pool;
@@ -600,6 +607,13 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 				       sizeof(err));
 	}
 	if (!ret) {
+		ret = mg_api_field_u64(req->body, "max_overcommit_percent", false, &overcommit, err,
+				       sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_overcommit(overcommit, err, sizeof(err));
+	}
+	if (!ret) {
 		ret = mg_check_name("pool", name, err, sizeof(err));
 	}
 	if (!ret && tag[0]) {
@@ -625,6 +639,7 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 	r.failure_domain = fdi;
 	r.qos_iops = (uint64_t)qos_iops;
 	r.qos_bps = (uint64_t)qos_bps;
+	r.max_overcommit_pct = (uint32_t)overcommit;
 	ret = mg_cluster_add_pool(c, &r, &pool);
 	if (ret == -EEXIST) {
 		snprintf(err, sizeof(err), "pool '%s' already exists", name);
@@ -696,6 +711,54 @@ static void mg_h_pool_qos(struct mg_cluster *c, struct mg_api_req *req)
 	mg_api_reply(req, 200, mg_pool_json(pool, NULL));
 }
 
+/* POST /v1/pools/{name}/overcommit {"max_percent": N}: the pool's
+ * overcommit limit (mg_space_admit()); 0 removes it. Volumes already
+ * provisioned stay; only new sizes are checked. */
+static void mg_h_pool_overcommit(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"max_percent", NULL};
+	char err[MG_API_ERR_LEN];
+	struct mg_pool *pool = NULL;
+	struct mg_pool_rec r;
+	uint64_t pct = 0;
+	int ret;
+
+	if (!mg_check_name("pool", req->arg, NULL, 0)) {
+		pool = mg_cluster_pool_by_name(c, req->arg);
+	}
+	if (!pool) {
+		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
+		mg_api_error(req, -ENOENT, err);
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_u64(req->body, "max_percent", true, &pct, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_overcommit(pct, err, sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	r = pool->rec;
+	r.max_overcommit_pct = (uint32_t)pct;
+	ret = mg_store_begin(c->st);
+	if (!ret) {
+		ret = mg_store_put_pool(c->st, &r);
+		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+	}
+	if (ret) {
+		mg_api_error(req, ret, "pool overcommit limit not changed");
+		return;
+	}
+	pool->rec = r;
+	log_info("pool '%s': overcommit limit %u%% of usable space (0 = none)", r.name,
+		 r.max_overcommit_pct);
+	mg_api_reply(req, 200, mg_pool_json(pool, NULL));
+}
+
 static json_t *mg_member_list(const struct cmap_pg *pg, bool only_in_sync)
 {
 	json_t *a = json_array();
@@ -764,6 +827,9 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 		break;
 	case MG_R_POOL_QOS:
 		mg_h_pool_qos(c, req);
+		break;
+	case MG_R_POOL_OVERCOMMIT:
+		mg_h_pool_overcommit(c, req);
 		break;
 	case MG_R_PGS:
 		mg_h_pgs(c, req);

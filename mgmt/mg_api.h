@@ -30,6 +30,7 @@ enum mg_route {
 	MG_R_SERVER,		 /* GET /v1/servers/{id} */
 	MG_R_POOLS,		 /* GET, POST /v1/pools */
 	MG_R_POOL_QOS,		 /* POST /v1/pools/{name}/qos */
+	MG_R_POOL_OVERCOMMIT,	 /* POST /v1/pools/{name}/overcommit */
 	MG_R_PGS,		 /* GET /v1/pgs */
 	MG_R_VOLUMES,		 /* GET, POST /v1/volumes */
 	MG_R_VOLUME,		 /* GET, DELETE /v1/volumes/{name} */

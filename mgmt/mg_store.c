@@ -122,10 +122,15 @@ static const char mg_schema_v7[] =
 	"ALTER TABLE volumes ADD COLUMN qos_iops INTEGER;"
 	"ALTER TABLE volumes ADD COLUMN qos_bps INTEGER;";
 
+/* Version 8: a pool's overcommit limit (percent of its usable space the
+ * volumes' sizes may add up to; 0 = none). mg_space.c. */
+static const char mg_schema_v8[] =
+	"ALTER TABLE pools ADD COLUMN max_overcommit_pct INTEGER NOT NULL DEFAULT 0;";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
 static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2, mg_schema_v3,
 							mg_schema_v4, mg_schema_v5, mg_schema_v6,
-							mg_schema_v7};
+							mg_schema_v7, mg_schema_v8};
 
 void mg_uuid_new(char out[MG_UUID_LEN])
 {
@@ -475,13 +480,14 @@ int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p)
 	kassert(st->in_tx);
 	ret = mg_prepare(st,
 			 "INSERT INTO pools (id, name, replicas, min_replicas, failure_domain, "
-			 "pg_count, tag, has_data, qos_iops, qos_bps) "
-			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+			 "pg_count, tag, has_data, qos_iops, qos_bps, max_overcommit_pct) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
 			 "replicas = excluded.replicas, min_replicas = excluded.min_replicas, "
 			 "failure_domain = excluded.failure_domain, pg_count = excluded.pg_count, "
 			 "tag = excluded.tag, has_data = excluded.has_data, "
-			 "qos_iops = excluded.qos_iops, qos_bps = excluded.qos_bps",
+			 "qos_iops = excluded.qos_iops, qos_bps = excluded.qos_bps, "
+			 "max_overcommit_pct = excluded.max_overcommit_pct",
 			 &s);
 	if (ret) {
 		return ret;
@@ -496,6 +502,7 @@ int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p)
 	sqlite3_bind_int(s, 8, p->has_data);
 	sqlite3_bind_int64(s, 9, (sqlite3_int64)p->qos_iops);
 	sqlite3_bind_int64(s, 10, (sqlite3_int64)p->qos_bps);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)p->max_overcommit_pct);
 	return mg_step_done(st, s, "write pool");
 }
 
@@ -508,7 +515,7 @@ int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg
 
 	ret = mg_prepare(st,
 			 "SELECT id, name, replicas, min_replicas, failure_domain, pg_count, tag, "
-			 "has_data, qos_iops, qos_bps FROM pools ORDER BY id",
+			 "has_data, qos_iops, qos_bps, max_overcommit_pct FROM pools ORDER BY id",
 			 &s);
 	if (ret) {
 		return ret;
@@ -525,6 +532,7 @@ int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg
 		p.has_data = sqlite3_column_int(s, 7) != 0;
 		p.qos_iops = (uint64_t)sqlite3_column_int64(s, 8);
 		p.qos_bps = (uint64_t)sqlite3_column_int64(s, 9);
+		p.max_overcommit_pct = (uint32_t)sqlite3_column_int64(s, 10);
 		ret = cb(arg, &p);
 		if (ret) {
 			goto out_finalize;

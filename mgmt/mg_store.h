@@ -7,7 +7,7 @@
  *   servers(id, uuid UNIQUE, addr, host, rack, weight, tags, in_flag, down_since,
  *           capacity_bytes, used_bytes)
  *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data,
- *         qos_iops, qos_bps)
+ *         qos_iops, qos_bps, max_overcommit_pct)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
  *   volumes(id, name UNIQUE, size, pool, object_size, created_at, uuid UNIQUE,
  *           description, top, origin, qos_iops, qos_bps)
@@ -22,7 +22,7 @@
  *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance;
  *   6 attach_fences(volume PRIMARY KEY, since_ms): fenced volumes, mg_attach.c;
  *   7 pools.qos_iops/qos_bps (0 = unlimited) and volumes.qos_iops/qos_bps
- *   (NULL = the pool's))
+ *   (NULL = the pool's); 8 pools.max_overcommit_pct (0 = no limit))
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -50,7 +50,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 7
+#define MG_STORE_SCHEMA 8
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -90,6 +90,9 @@ struct mg_pool_rec {
 	bool has_data; /* a volume was ever created in it */
 	uint64_t qos_iops; /* its volumes' default limits; 0 = unlimited */
 	uint64_t qos_bps;
+	/* the volumes' sizes may add up to this percent of its usable space;
+	 * 0 = no limit (mg_space.c) */
+	uint32_t max_overcommit_pct;
 };
 
 struct mg_pg_rec {

@@ -125,3 +125,14 @@ int mg_check_qos(const char *field, bool bytes, uint64_t v, char *err, size_t er
 	}
 	return 0;
 }
+
+int mg_check_overcommit(uint64_t pct, char *err, size_t errlen)
+{
+	if (pct && (pct < 10 || pct > MG_OVERCOMMIT_MAX)) {
+		snprintf(err, errlen,
+			 "max_overcommit_percent must be 0 (no limit) or 10..%u, not %llu",
+			 MG_OVERCOMMIT_MAX, (unsigned long long)pct);
+		return -EINVAL;
+	}
+	return 0;
+}

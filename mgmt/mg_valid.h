@@ -46,4 +46,9 @@ int mg_check_qos(const char *field, bool bytes, uint64_t v, char *err, size_t er
 /* Index into mg_failure_domains (an enum cmap_fd), or -EINVAL. */
 int mg_parse_failure_domain(const char *s, char *err, size_t errlen);
 
+/* A pool's max_overcommit_percent: 0 (no limit) or 10..100000. -EINVAL
+ * with @err otherwise. */
+#define MG_OVERCOMMIT_MAX 100000u
+int mg_check_overcommit(uint64_t pct, char *err, size_t errlen);
+
 #endif

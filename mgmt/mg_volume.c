@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "mgmt/mg_api.h"
+#include "mgmt/mg_space.h"
 
 #define MG_LAYER_MAX 0xffffu /* layer numbers per family */
 #define MG_CHANGED_MAX (MG_MAX_CHAIN + 8)
@@ -405,7 +406,7 @@ static void mg_fence_done(struct mg_cluster *c, void *arg, int res)
 }
 
 void mg_reply_fenced(struct mg_cluster *c, struct mg_api_req *req, int status, json_t *body,
-			    const char *what)
+		     const char *what)
 {
 	struct mg_fence_reply *fr = calloc(1, sizeof(*fr));
 
@@ -592,7 +593,7 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	struct mg_volume_rec v, old, src;
 	struct mg_snap_rec sn;
 	struct mg_vchange ch;
-	struct mg_pool *pool;
+	struct mg_pool *pool = NULL;
 	uint64_t family, parent = 0, src_top = 0;
 	uint32_t smallest, sid = 0;
 	int ret;
@@ -660,6 +661,9 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 			 "the origin is %d layers deep: flatten it before cloning it again",
 			 MG_MAX_CHAIN);
 		ret = -ERANGE;
+	}
+	if (!ret) {
+		ret = mg_space_admit(c, pool ? pool->rec.id : src.pool, v.size, err, sizeof(err));
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
@@ -978,6 +982,9 @@ static void mg_h_volume_resize(struct mg_cluster *c, struct mg_api_req *req)
 			 "lost; pass allow_shrink to shrink anyway",
 			 (unsigned long long)size, (unsigned long long)v.size);
 		ret = -EINVAL;
+	}
+	if (!ret && size > v.size) {
+		ret = mg_space_admit(c, v.pool, size - v.size, err, sizeof(err));
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
