@@ -534,9 +534,14 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 {
 	const struct mg_pool *p = mg_cluster_pool(c, v->pool);
 	const char *type = p ? p->rec.name : "?";
+	struct mg_volume_rec src;
+	bool from_snap;
 	json_t *j;
 
-	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:o,s:n,s:n,"
+	/* A clone's origin is the snapshot (maybe deleted since) or the volume
+	 * it was made from. */
+	from_snap = v->origin[0] && mg_store_get_volume(c->st, v->origin, &src) == -ENOENT;
+	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:o,s:o,s:n,"
 		      "s:n,s:s,s:s,s:o}",
 		      "id", v->uuid, "name", v->name, "description",
 		      mg_os_str_or_null(v->description), "size", (json_int_t)mg_os_gib(v->size),
@@ -544,7 +549,8 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 		      "created_at", mg_os_time(v->created_at), "updated_at", json_null(),
 		      "attachments", va->list, "bootable", "false", "encrypted", false,
 		      "multiattach", true, "metadata", "volume_type", type, "snapshot_id",
-		      mg_os_str_or_null(v->origin), "source_volid", "consistencygroup_id",
+		      mg_os_str_or_null(from_snap ? v->origin : ""), "source_volid",
+		      mg_os_str_or_null(from_snap ? "" : v->origin), "consistencygroup_id",
 		      "replication_status", "user_id", os->project, "os-vol-tenant-attr:tenant_id",
 		      os->project, "links", mg_os_links(os, "volumes", v->uuid));
 	va->list = NULL;

@@ -634,6 +634,7 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 		ret = mg_clone_shape(&a, &src, src.size, c, err, sizeof(err));
 		parent = src_top = src.top;
 		v.size = a.has_size ? a.size : src.size;
+		snprintf(v.origin, sizeof(v.origin), "%s", src.uuid);
 	} else {
 		pool = mg_cluster_pool_by_name(c, a.pool);
 		if (!pool) {

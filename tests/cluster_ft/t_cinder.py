@@ -264,6 +264,8 @@ def test(tools, tmp, box):
     cl_ = cc.props("create", "--source-volid", vid, "--name", "clone1")
     check(cl_.get("status") == "available" and cl_.get("size") == "2",
           "cinder create --source-volid cv1: clone1, 2 GiB")
+    check(cl_.get("source_volid") == vid and cl_.get("snapshot_id") in (None, "None"),
+          "cinder show of the clone: source_volid %s, no snapshot_id" % cl_.get("source_volid"))
     a2, uri2, _ = attach(cc, "fromsnap", host)
     ok, out = qemu_io(uri2, "read -P 0xa1 0 1M", "read -P 0xa2 4M 64k")
     check(ok, "the volume created from the snapshot reads the snapshot's data" +
