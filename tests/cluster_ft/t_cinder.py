@@ -301,6 +301,16 @@ def test(tools, tmp, box):
     check(ok, "fromsnap still reads the data of the deleted snapshot")
     for a in cc.rows("attachment-list"):
         cc.cinder("attachment-delete", a["ID"])
+    rc, _, err = cc.cinder("rename", "clone1", "clone2", "--description", "renamed", ok=False)
+    sh = cc.props("show", "clone2") if rc == 0 else {}
+    check(rc == 0 and sh.get("name") == "clone2" and sh.get("description") == "renamed",
+          "cinder rename clone1 clone2 --description renamed" + ("" if rc == 0 else ": " + err))
+    rc, _, err = cc.cinder("rename", "clone2", "bad name", ok=False)
+    check(rc != 0 and cc.props("show", "clone2").get("name") == "clone2",
+          "cinder rename to a name with a space: refused, unchanged")
+    rc, _, err = cc.osc("volume", "set", "--name", "clone1", "clone2", ok=False)
+    check(rc == 0 and cc.props("show", "clone1").get("description") == "renamed",
+          "openstack volume set --name clone1" + ("" if rc == 0 else ": " + err))
     for vol in ("cv1", "fromsnap", "clone1"):
         rc, _, err = cc.cinder("delete", vol, ok=False)
         check(rc == 0, "cinder delete %s" % vol + ("" if rc == 0 else ": " + err))
