@@ -515,11 +515,12 @@ static int kc_volume_import(const struct kc_ctx *k, int argc, char **argv,
 		return KC_EXIT_USAGE;
 	}
 	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--size") || !strcmp(argv[i], "--pool")) {
+		if (!strcmp(argv[i], "--size") || !strcmp(argv[i], "--pool") ||
+		    !strcmp(argv[i], "--template")) {
 			if (i + 1 >= argc) {
 				return kc_usage("%s needs a value", argv[i]);
 			}
-			if (argv[i][2] == 'p') {
+			if (argv[i][2] != 's') {
 				pool = argv[++i];
 			} else if (cfg_parse_size(argv[++i], &size)) {
 				return kc_usage("--size expects a size such as 10G, not '%s'", argv[i]);

@@ -22,7 +22,7 @@ static const char kc_help_main[] =
 	"SYNOPSIS\n"
 	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json|value]\n"
 	"            COMMAND [ARGS...]\n"
-	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|pg]\n"
+	"    keelctl help [volume|snapshot|attachment|server|cluster|pool|template|pg]\n"
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
@@ -124,7 +124,8 @@ static const char kc_help_volume[] =
 	"\n"
 	"OPTIONS\n"
 	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
-	"    --pool POOL         default: default\n"
+	"    --pool POOL         default: default (--template POOL: the same; a pool\n"
+	"                        is Keel's volume template)\n"
 	"    --object-size SIZE  a power of two, 64K..64M; default 4M\n"
 	"    --iops N            requests a second, 1..10000000; 'unlimited' (0)\n"
 	"                        or, for qos, 'pool'; default: the pool's\n"
@@ -180,7 +181,8 @@ static const char kc_help_cluster[] =
 
 static const char kc_help_pool[] =
 	"NAME\n"
-	"    keelctl pool - list and create pools, set their QoS limits\n"
+	"    keelctl pool (or template) - list and create pools, set their QoS\n"
+	"    and overcommit limits\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl pool list\n"
@@ -454,8 +456,8 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 
-		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--object-size") ||
-		     !strcmp(a, "--iops") || !strcmp(a, "--bps")) &&
+		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--template") ||
+		     !strcmp(a, "--object-size") || !strcmp(a, "--iops") || !strcmp(a, "--bps")) &&
 		    i + 1 >= argc) {
 			ret = kc_usage("%s needs a value", a);
 			goto out_usage;
@@ -477,7 +479,7 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 				goto out_usage;
 			}
 			have_size = true;
-		} else if (!strcmp(a, "--pool")) {
+		} else if (!strcmp(a, "--pool") || !strcmp(a, "--template")) {
 			pool = argv[++i];
 		} else if (!strcmp(a, "--object-size")) {
 			if (kc_parse_size("--object-size", argv[++i], &osize)) {
@@ -1102,6 +1104,7 @@ static int kc_help(const char *topic)
 		{"server", kc_help_server},
 		{"cluster", kc_help_cluster},
 		{"pool", kc_help_pool},
+		{"template", kc_help_pool},
 		{"pg", kc_help_pg},
 		{"attachment", kc_help_attach},
 		{"snapshot", kc_help_snapshot},
@@ -1229,7 +1232,7 @@ int main(int argc, char **argv)
 		ret = kc_attachment(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "server")) {
 		ret = kc_list(&k, "server", argc - i, argv + i, "/v1/servers", kc_server_table);
-	} else if (!strcmp(cmd, "pool")) {
+	} else if (!strcmp(cmd, "pool") || !strcmp(cmd, "template")) {
 		if (i < argc && !strcmp(argv[i], "create")) {
 			ret = kc_pool_create(&k, argc - i - 1, argv + i + 1);
 		} else if (i < argc && !strcmp(argv[i], "qos")) {
