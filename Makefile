@@ -5,13 +5,14 @@
 #   make build  - build only (into ./build)
 #   make bench  - run bench/bench-server.sh (fio vs keel, same run)
 #   make bench-client - bench/bench-client.sh (keel-client vs qemu-storage-daemon)
+#   make bench-qos - bench/bench-qos.sh (keel-client's QoS limits: measured / limit)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 
 .PHONY: deps build build-asan check check-release check-asan check-fuzz check-cluster demo bench \
-	bench-client \
+	bench-client bench-qos \
 	format clean
 
 deps:
@@ -57,6 +58,9 @@ bench: build
 
 bench-client: build
 	BUILD=$(BUILD) ./bench/bench-client.sh
+
+bench-qos: build
+	BUILD=$(BUILD) ./bench/bench-qos.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

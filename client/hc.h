@@ -87,13 +87,15 @@ struct hc_attach {
 	bool read_only;
 	bool nbd;
 	char nbd_tcp[HC_NAME_LEN]; /* "host:port" of the NBD export over TCP, or "" */
+	uint64_t qos_iops;	   /* limits from mgmt's last list; 0 = unlimited */
+	uint64_t qos_bps;
 	bool seen;	      /* listed by the last poll */
 	bool shrink_warned;   /* logged that a shrink waits for the next attach */
 	unsigned int closing; /* exports not yet closed */
 	uint64_t retry_at_ns;
 	uint64_t stats_at_ns; /* next report of the I/O counters (ACTIVE) */
 	struct keel_volume *vol;
-	struct blk_dev *dev;
+	struct blk_dev *dev; /* blk_qos in front of blk_keel: what the exports see */
 	struct vhost_blk *vb;
 	struct nbd_server *nbd_srv;
 	char vhost_path[HC_PATH_LEN + HC_NAME_LEN + 8];

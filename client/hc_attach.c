@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/blk_qos.h"
 #include "client/hc.h"
 #include "client/nbd_server.h"
 #include "client/vhost_blk.h"
@@ -127,6 +128,7 @@ static void hc_attach_export(struct hc_attach *a)
 		.allow_gid = d->allow_gid,
 	};
 	char fmt[sizeof(a->vhost_path) + 32];
+	struct blk_dev *inner;
 	int rc;
 
 	if (strlen(a->vhost_path) >= HC_SUN_PATH_MAX || strlen(a->nbd_path) >= HC_SUN_PATH_MAX) {
@@ -136,12 +138,20 @@ static void hc_attach_export(struct hc_attach *a)
 		return;
 	}
 
-	rc = blk_keel_create(a->vol, a->read_only, &a->dev);
+	rc = blk_keel_create(a->vol, a->read_only, &inner);
+	if (!rc) {
+		/* Every export of the volume shares this one limiter. */
+		rc = blk_qos_create(d->r, inner, &a->dev);
+		if (rc) {
+			inner->ops->destroy(inner);
+		}
+	}
 	if (rc) {
 		hc_attach_release(a);
 		hc_attach_fail(a, "cannot create the block device: %s", rc);
 		return;
 	}
+	blk_qos_set_limits(a->dev, a->qos_iops, a->qos_bps);
 	rc = vhost_blk_create(d->r, a->dev, &vo, &a->vb);
 	if (rc) {
 		hc_attach_release(a);
@@ -167,10 +177,12 @@ static void hc_attach_export(struct hc_attach *a)
 	}
 	a->error[0] = '\0';
 	hc_attach_set_state(a, HC_A_ACTIVE);
-	log_info("volume %s (%s, generation %llu) served on %s%s%s%s%s", a->volume,
-		 a->read_only ? "read-only" : "read-write", (unsigned long long)a->generation,
-		 a->vhost_path, a->nbd ? " and " : "", a->nbd ? a->nbd_uri : "",
-		 a->nbd_tcp[0] ? " and tcp " : "", a->nbd_tcp);
+	log_info("volume %s (%s, generation %llu) served on %s%s%s%s%s; QoS %llu IOPS, %llu "
+		 "bytes/s (0 = unlimited)",
+		 a->volume, a->read_only ? "read-only" : "read-write",
+		 (unsigned long long)a->generation, a->vhost_path, a->nbd ? " and " : "",
+		 a->nbd ? a->nbd_uri : "", a->nbd_tcp[0] ? " and tcp " : "", a->nbd_tcp,
+		 (unsigned long long)a->qos_iops, (unsigned long long)a->qos_bps);
 	hc_attach_report(a);
 }
 
@@ -267,6 +279,11 @@ static void hc_attach_start_close(struct hc_attach *a)
 	log_info("volume %s (generation %llu): closing its exports", a->volume,
 		 (unsigned long long)a->generation);
 	hc_attach_log_stats(a);
+	if (a->dev) {
+		/* Requests waiting for the limiter go now: the exports close
+		 * once they completed. */
+		blk_qos_set_limits(a->dev, 0, 0);
+	}
 	a->closing = 1; /* held while the closes are issued */
 	if (was == HC_A_OPENING && a->vol) {
 		a->closing++; /* hc_attach_opened() still to come */
@@ -391,7 +408,7 @@ static void hc_attach_resize(struct hc_attach *a, json_int_t size)
 	if (keel_volume_set_size(a->vol, (uint64_t)size)) {
 		return;
 	}
-	a->dev->size = (uint64_t)size;
+	blk_qos_set_size(a->dev, (uint64_t)size);
 	if (a->vb) {
 		vhost_blk_resize(a->vb);
 	}
@@ -400,6 +417,44 @@ static void hc_attach_resize(struct hc_attach *a, json_int_t size)
 	}
 	log_info("volume %s grew from %llu to %lld bytes", a->volume, (unsigned long long)old,
 		 (long long)size);
+}
+
+/* The limits of a list entry: integers >= 0, absent (an older keel-mgmt)
+ * = unlimited. -EINVAL for anything else (then nothing changes). */
+static int hc_attach_qos_parse(json_t *e, uint64_t *iops, uint64_t *bps)
+{
+	json_t *ji = json_object_get(e, "qos_iops");
+	json_t *jb = json_object_get(e, "qos_bps");
+
+	if ((ji && (!json_is_integer(ji) || json_integer_value(ji) < 0)) ||
+	    (jb && (!json_is_integer(jb) || json_integer_value(jb) < 0))) {
+		return -EINVAL;
+	}
+	*iops = ji ? (uint64_t)json_integer_value(ji) : 0;
+	*bps = jb ? (uint64_t)json_integer_value(jb) : 0;
+	return 0;
+}
+
+/* mgmt changed the volume's limits: they apply from now on. */
+static void hc_attach_qos(struct hc_attach *a, json_t *e)
+{
+	uint64_t iops, bps;
+
+	if (hc_attach_qos_parse(e, &iops, &bps)) {
+		log_warn("volume %s: ignoring malformed QoS limits from mgmt", a->volume);
+		return;
+	}
+	if (iops == a->qos_iops && bps == a->qos_bps) {
+		return;
+	}
+	log_info("volume %s: QoS limits %llu -> %llu IOPS, %llu -> %llu bytes/s (0 = unlimited)",
+		 a->volume, (unsigned long long)a->qos_iops, (unsigned long long)iops,
+		 (unsigned long long)a->qos_bps, (unsigned long long)bps);
+	a->qos_iops = iops;
+	a->qos_bps = bps;
+	if (a->dev && a->state == HC_A_ACTIVE) {
+		blk_qos_set_limits(a->dev, iops, bps);
+	}
 }
 
 /* One entry of mgmt's list. Names were validated by mgmt; check again
@@ -437,10 +492,19 @@ static void hc_attach_sync_one(struct hc_daemon *d, json_t *e)
 			return;
 		}
 		a->seen = true;
+		if (hc_attach_qos_parse(e, &a->qos_iops, &a->qos_bps)) {
+			log_warn("volume %s: malformed QoS limits from mgmt: unlimited until the "
+				 "next list",
+				 volume);
+			a->qos_iops = a->qos_bps = 0;
+		}
 		hc_attach_open(a);
 		return;
 	}
 	a->seen = true;
+	if (a->state != HC_A_CLOSING) {
+		hc_attach_qos(a, e);
+	}
 	if (a->state == HC_A_ACTIVE) {
 		hc_attach_resize(a, json_integer_value(json_object_get(e, "size")));
 	}
@@ -492,9 +556,11 @@ void hc_attach_close_all(struct hc_daemon *d)
 void hc_attach_log_all(const struct hc_daemon *d)
 {
 	for (const struct hc_attach *a = d->attaches; a; a = a->next) {
-		log_info("volume %s (generation %llu): %s%s%s", a->volume,
-			 (unsigned long long)a->generation, hc_state_names[a->state],
-			 a->error[0] ? ": " : "", a->error);
+		log_info("volume %s (generation %llu): %s%s%s; QoS %llu IOPS, %llu bytes/s (0 = "
+			 "unlimited)",
+			 a->volume, (unsigned long long)a->generation, hc_state_names[a->state],
+			 a->error[0] ? ": " : "", a->error, (unsigned long long)a->qos_iops,
+			 (unsigned long long)a->qos_bps);
 		hc_attach_log_stats(a);
 	}
 }

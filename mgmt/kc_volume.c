@@ -260,7 +260,8 @@ int kc_snapshot(const struct kc_ctx *k, int argc, char **argv)
 
 /* ---- volume operations through the API ---- */
 
-/* POST @body to /v1/volumes/NAME/@op and print the volume. */
+/* POST @body to /v1/volumes/NAME/@op (@name NULL: to /v1/volumes, a new
+ * volume) and print the volume. */
 static int kc_volume_post(const struct kc_ctx *k, const char *name, const char *op, json_t *body,
 			  int (*table)(json_t *list))
 {
@@ -268,11 +269,11 @@ static int kc_volume_post(const struct kc_ctx *k, const char *name, const char *
 	char path[512];
 	int ret;
 
-	if (kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
+	if (name && kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
 		json_decref(body);
 		return KC_EXIT_ERR;
 	}
-	if (op) {
+	if (name && op) {
 		strncat(path, "/", sizeof(path) - strlen(path) - 1);
 		strncat(path, op, sizeof(path) - strlen(path) - 1);
 	}
@@ -601,11 +602,12 @@ static int kc_volume_import(const struct kc_ctx *k, int argc, char **argv,
 		return KC_EXIT_USAGE;
 	}
 	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--size") || !strcmp(argv[i], "--pool")) {
+		if (!strcmp(argv[i], "--size") || !strcmp(argv[i], "--pool") ||
+		    !strcmp(argv[i], "--template")) {
 			if (i + 1 >= argc) {
 				return kc_usage("%s needs a value", argv[i]);
 			}
-			if (argv[i][2] == 'p') {
+			if (argv[i][2] != 's') {
 				pool = argv[++i];
 			} else if (cfg_parse_size(argv[++i], &size)) {
 				return kc_usage("--size expects a size such as 10G, not '%s'", argv[i]);

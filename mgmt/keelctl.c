@@ -22,13 +22,15 @@ static const char kc_help_main[] =
 	"SYNOPSIS\n"
 	"    keelctl [--mgmt URL] [--token TOKEN | --token-file FILE] [-f table|json|value]\n"
 	"            COMMAND [ARGS...]\n"
-	"    keelctl help [volume|snapshot|job|attachment|server|cluster|pool|pg]\n"
+	"    keelctl help [volume|snapshot|job|attachment|server|cluster|pool|template|pg]\n"
 	"\n"
 	"COMMANDS\n"
 	"    volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"                       [--iops N] [--bps RATE]\n"
 	"    volume list\n"
 	"    volume show NAME\n"
 	"    volume delete NAME\n"
+	"    volume qos NAME [--iops N|unlimited|pool] [--bps RATE|unlimited|pool]\n"
 	"    volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp ADDR:PORT]\n"
 	"                       [--no-wait] [--timeout SEC]\n"
 	"    volume detach NAME [--host HOST]\n"
@@ -44,7 +46,10 @@ static const char kc_help_main[] =
 	"    cluster status\n"
 	"    pool list\n"
 	"    pool create NAME [--replicas N] [--min-replicas N] [--failure-domain D]\n"
-	"                     [--pg-count N] [--tag TAG]\n"
+	"                     [--pg-count N] [--tag TAG] [--iops N] [--bps RATE]\n"
+	"                     [--max-overcommit PERCENT]\n"
+	"    pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
+	"    pool overcommit NAME PERCENT|none\n"
 	"    pg list\n"
 	"\n"
 	"OPTIONS\n"
@@ -81,13 +86,16 @@ static const char kc_help_main[] =
 
 static const char kc_help_volume[] =
 	"NAME\n"
-	"    keelctl volume - create, list, show, delete, attach and detach volumes\n"
+	"    keelctl volume - create, list, show, delete, attach and detach volumes,\n"
+	"    set their QoS limits\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl volume create NAME --size SIZE [--pool POOL] [--object-size SIZE]\n"
+	"                               [--iops N] [--bps RATE]\n"
 	"    keelctl volume list\n"
 	"    keelctl volume show NAME\n"
 	"    keelctl volume delete NAME\n"
+	"    keelctl volume qos NAME [--iops N|unlimited|pool] [--bps RATE|unlimited|pool]\n"
 	"    keelctl volume attach NAME [--host HOST] [--ro] [--nbd] [--nbd-tcp A:P]\n"
 	"                               [--no-wait] [--timeout SEC]\n"
 	"    keelctl volume detach NAME [--host HOST]\n"
@@ -105,10 +113,26 @@ static const char kc_help_volume[] =
 	"    cannot be deleted: detach it from every host (delete its snapshots)\n"
 	"    first; clones made from its snapshots are independent volumes.\n"
 	"\n"
+	"    QoS: every host's keel-client limits the volume to IOPS_LIMIT\n"
+	"    requests and BW_LIMIT bytes a second, summed over all its vhost-user\n"
+	"    queues and NBD connections on that host. A volume without limits of\n"
+	"    its own has its pool's (shown as \"(pool)\"); \"-\" is unlimited. A\n"
+	"    read or write counts as one request and its bytes, a discard or\n"
+	"    write-zeroes as one request, a flush not at all. Requests over the\n"
+	"    limit wait (in order), they never fail; up to 100 ms worth may go at\n"
+	"    once after an idle spell. 'volume qos' changes the limits of an\n"
+	"    attached volume within a poll interval (1 s) and shows them when\n"
+	"    given no option; 'pool' there goes back to the pool's limit.\n"
+	"\n"
 	"OPTIONS\n"
 	"    --size SIZE         required; a multiple of 4K, at most 1P\n"
-	"    --pool POOL         default: default\n"
+	"    --pool POOL         default: default (--template POOL: the same; a pool\n"
+	"                        is Keel's volume template)\n"
 	"    --object-size SIZE  a power of two, 64K..64M; default 4M\n"
+	"    --iops N            requests a second, 1..10000000; 'unlimited' (0)\n"
+	"                        or, for qos, 'pool'; default: the pool's\n"
+	"    --bps RATE          bytes a second, 4K..1T, with the suffixes of SIZE\n"
+	"                        (100M = 100 MiB/s); 'unlimited' or 'pool' as above\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 done; 1 refused (exists, not found, invalid) or mgmt unreachable;\n"
@@ -116,6 +140,8 @@ static const char kc_help_volume[] =
 	"\n"
 	"EXAMPLES\n"
 	"    keelctl volume create vm-disk-1 --size 20G --object-size 1M\n"
+	"    keelctl volume create db1 --size 100G --iops 5000 --bps 200M\n"
+	"    keelctl volume qos db1 --iops unlimited --bps pool\n"
 	"    keelctl volume delete vm-disk-1\n";
 
 static const char kc_help_server[] =
@@ -157,13 +183,17 @@ static const char kc_help_cluster[] =
 
 static const char kc_help_pool[] =
 	"NAME\n"
-	"    keelctl pool - list and create pools\n"
+	"    keelctl pool (or template) - list and create pools, set their QoS\n"
+	"    and overcommit limits\n"
 	"\n"
 	"SYNOPSIS\n"
 	"    keelctl pool list\n"
 	"    keelctl pool create NAME [--replicas N] [--min-replicas N]\n"
 	"                        [--failure-domain server|host|rack] [--pg-count N]\n"
-	"                        [--tag TAG]\n"
+	"                        [--tag TAG] [--iops N] [--bps RATE]\n"
+	"                        [--max-overcommit PERCENT]\n"
+	"    keelctl pool qos NAME [--iops N|unlimited] [--bps RATE|unlimited]\n"
+	"    keelctl pool overcommit NAME PERCENT|none\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    A pool is a placement template: copies per object (replicas, 1..5),\n"
@@ -172,17 +202,30 @@ static const char kc_help_pool[] =
 	"    groups (1..4096) and an optional server tag.\n"
 	"    Defaults: 3 replicas, min 2, host, 128 PGs, no tag.\n"
 	"\n"
+	"    --iops and --bps are the QoS limits of the pool's volumes that have\n"
+	"    none of their own (requests and bytes a second per volume and host,\n"
+	"    see 'keelctl help volume'); default unlimited. 'pool qos' changes\n"
+	"    them; attached volumes follow within a poll interval (1 s).\n"
+	"\n"
 	"    pool list also shows each pool's space: PROVISIONED (the sum of its\n"
 	"    volumes' sizes), ALLOCATED (the data its volumes and snapshots hold,\n"
 	"    counted once), USABLE (the object space of the servers holding its\n"
 	"    PGs, divided by replicas) and STATE (full while one of those servers\n"
 	"    is past mgmt's full_percent).\n"
 	"\n"
+	"    --max-overcommit (and 'pool overcommit') caps thin provisioning: the\n"
+	"    sizes of the pool's volumes may add up to at most PERCENT of USABLE\n"
+	"    (10..100000; 300 allows three times the space there is). Creating,\n"
+	"    cloning or growing a volume past it is refused (exit 1); volumes that\n"
+	"    already exist stay. Default: none (thin volumes are not capped).\n"
+	"\n"
 	"EXIT STATUS\n"
 	"    0 done; 1 refused or mgmt unreachable; 2 usage error.\n"
 	"\n"
 	"EXAMPLES\n"
-	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n";
+	"    keelctl pool create fast --replicas 2 --min-replicas 1 --pg-count 64 --tag nvme\n"
+	"    keelctl pool qos fast --iops 20000 --bps 1G\n"
+	"    keelctl pool overcommit fast 300\n";
 
 static const char kc_help_pg[] =
 	"NAME\n"
@@ -303,11 +346,32 @@ static const char *kc_id_list(json_t *a, char *buf, size_t len)
 
 /* ---- volume ---- */
 
+/* A QoS limit for a table: "-" (unlimited), "400", "8 MiB/s"; with
+ * "(pool)" when the volume has none of its own (@own null). */
+static const char *kc_qos_cell(json_t *own, uint64_t effective, bool bytes, char *buf, size_t len)
+{
+	char b[32];
+	bool pool = own && json_is_null(own);
+
+	if (!effective) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	if (bytes) {
+		snprintf(buf, len, "%s/s%s", kc_bytes(effective, b, sizeof(b)),
+			 pool ? " (pool)" : "");
+	} else {
+		snprintf(buf, len, "%" PRIu64 "%s", effective, pool ? " (pool)" : "");
+	}
+	return buf;
+}
+
 static int kc_volume_table(json_t *list)
 {
-	static const char *const hdr[] = {"ID",		 "NAME",  "SIZE",   "POOL",
-					  "OBJECT_SIZE", "INODE", "CREATED"};
-	struct kc_table *t = kc_table_new(7, hdr);
+	static const char *const hdr[] = {"ID",	     "NAME",	    "SIZE",
+					  "POOL",    "OBJECT_SIZE", "INODE",
+					  "CREATED", "IOPS_LIMIT",  "BW_LIMIT"};
+	struct kc_table *t = kc_table_new(9, hdr);
 	size_t i;
 	json_t *v;
 
@@ -316,11 +380,22 @@ static int kc_volume_table(json_t *list)
 	}
 	json_array_foreach(list, i, v)
 	{
-		char id[24], size[32], os[32], inode[24];
-		const char *row[7] = {id,    kc_str(v, "name"),	     size, kc_str(v, "pool"), os,
-				      inode, kc_str(v, "created_at")};
+		char id[24], size[32], os[32], inode[24], iops[48], bw[48];
+		const char *row[9] = {id,
+				      kc_str(v, "name"),
+				      size,
+				      kc_str(v, "pool"),
+				      os,
+				      inode,
+				      kc_str(v, "created_at"),
+				      iops,
+				      bw};
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
+		kc_qos_cell(json_object_get(v, "qos_iops"), kc_u64(v, "effective_qos_iops"), false,
+			    iops, sizeof(iops));
+		kc_qos_cell(json_object_get(v, "qos_bps"), kc_u64(v, "effective_qos_bps"), true, bw,
+			    sizeof(bw));
 		kc_bytes(kc_u64(v, "size"), size, sizeof(size));
 		kc_bytes(kc_u64(v, "object_size"), os, sizeof(os));
 		snprintf(inode, sizeof(inode), "%#" PRIx64, kc_u64(v, "inode"));
@@ -342,11 +417,40 @@ static int kc_parse_size(const char *opt, const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A QoS option's value: a number (--bps takes K, M, G, T), "unlimited"
+ * (0) or, with @allow_pool, "pool" (null: the pool's). */
+static int kc_parse_qos(const char *opt, const char *s, bool allow_pool, json_t **out)
+{
+	bool bytes = !strcmp(opt, "--bps");
+	uint64_t v;
+
+	if (!strcmp(s, "unlimited")) {
+		*out = json_integer(0);
+		return 0;
+	}
+	if (allow_pool && !strcmp(s, "pool")) {
+		*out = json_null();
+		return 0;
+	}
+	if (s[0] == '-' || (bytes ? cfg_parse_size(s, &v) : cfg_parse_u64(s, &v)) ||
+	    v > (uint64_t)INT64_MAX) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "%s expects %s, 'unlimited'%s, not '%%s'", opt,
+			 bytes ? "bytes a second such as 100M" : "requests a second such as 500",
+			 allow_pool ? " or 'pool'" : "");
+		return kc_usage(msg, s);
+	}
+	*out = json_integer((json_int_t)v);
+	return 0;
+}
+
 static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 {
 	const char *name = NULL, *pool = NULL;
 	uint64_t size = 0, osize = 0;
 	bool have_size = false;
+	json_t *iops = NULL, *bps = NULL;
 	struct rest_resp r;
 	json_t *body;
 	int ret;
@@ -354,43 +458,138 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 
-		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--object-size")) &&
+		if ((!strcmp(a, "--size") || !strcmp(a, "--pool") || !strcmp(a, "--template") ||
+		     !strcmp(a, "--object-size") || !strcmp(a, "--iops") || !strcmp(a, "--bps")) &&
 		    i + 1 >= argc) {
-			return kc_usage("%s needs a value", a);
+			ret = kc_usage("%s needs a value", a);
+			goto out_usage;
+		}
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			json_t **slot = a[2] == 'i' ? &iops : &bps;
+
+			json_decref(*slot);
+			*slot = NULL;
+			if (kc_parse_qos(a, argv[++i], false, slot)) {
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
+			}
+			continue;
 		}
 		if (!strcmp(a, "--size")) {
 			if (kc_parse_size("--size", argv[++i], &size)) {
-				return KC_EXIT_USAGE;
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
 			}
 			have_size = true;
-		} else if (!strcmp(a, "--pool")) {
+		} else if (!strcmp(a, "--pool") || !strcmp(a, "--template")) {
 			pool = argv[++i];
 		} else if (!strcmp(a, "--object-size")) {
 			if (kc_parse_size("--object-size", argv[++i], &osize)) {
-				return KC_EXIT_USAGE;
+				ret = KC_EXIT_USAGE;
+				goto out_usage;
 			}
 		} else if (a[0] == '-' && a[1]) {
-			return kc_usage("volume create: unknown option %s", a);
+			ret = kc_usage("volume create: unknown option %s", a);
+			goto out_usage;
 		} else if (!name) {
 			name = a;
 		} else {
-			return kc_usage("volume create: unexpected argument '%s'", a);
+			ret = kc_usage("volume create: unexpected argument '%s'", a);
+			goto out_usage;
 		}
 	}
 	if (!name) {
-		return kc_usage("%s", "volume create: NAME is required");
+		ret = kc_usage("%s", "volume create: NAME is required");
+		goto out_usage;
 	}
 	if (!have_size) {
-		return kc_usage("%s", "volume create: --size is required");
+		ret = kc_usage("%s", "volume create: --size is required");
+		goto out_usage;
 	}
 	body = json_pack("{s:s,s:I}", "name", name, "size", (json_int_t)size);
 	if (pool) {
 		json_object_set_new(body, "pool", json_string(pool));
 	}
+	if (iops) {
+		json_object_set_new(body, "qos_iops", iops);
+	}
+	if (bps) {
+		json_object_set_new(body, "qos_bps", bps);
+	}
 	if (osize) {
 		json_object_set_new(body, "object_size", json_integer((json_int_t)osize));
 	}
 	ret = kc_call(k, "POST", "/v1/volumes", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_volume_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+
+out_usage:
+	json_decref(iops);
+	json_decref(bps);
+	return ret;
+}
+
+/* volume qos NAME [--iops N|unlimited|pool] [--bps N|unlimited|pool] */
+static int kc_volume_qos(const struct kc_ctx *k, int argc, char **argv)
+{
+	json_t *body = json_object();
+	const char *name = NULL;
+	struct rest_resp r;
+	char path[512];
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		json_t *v;
+
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			if (i + 1 >= argc) {
+				json_decref(body);
+				return kc_usage("%s needs a value", a);
+			}
+			if (kc_parse_qos(a, argv[++i], true, &v)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a[2] == 'i' ? "iops" : "bps", v);
+		} else if (a[0] == '-' && a[1]) {
+			json_decref(body);
+			return kc_usage("volume qos: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			json_decref(body);
+			return kc_usage("volume qos: unexpected argument '%s'", a);
+		}
+	}
+	if (!name) {
+		json_decref(body);
+		return kc_usage("%s", "volume qos: NAME is required");
+	}
+	if (kc_name_path("/v1/volumes/", name, path, sizeof(path))) {
+		json_decref(body);
+		return KC_EXIT_ERR;
+	}
+	/* No option: show the limits (the volume's row). */
+	if (!json_object_size(body)) {
+		ret = kc_call(k, "GET", path, NULL, &r);
+	} else {
+		strncat(path, "/qos", sizeof(path) - strlen(path) - 1);
+		ret = kc_call(k, "POST", path, body, &r);
+	}
 	json_decref(body);
 	if (ret) {
 		return ret;
@@ -431,8 +630,8 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	if (argc < 1) {
 		return kc_usage(
 			"%s",
-			"volume: expected create, list, show, delete, attach, detach, clone, copy, "
-			"revert, flatten, resize, rename, import or export");
+			"volume: expected create, list, show, delete, qos, attach, detach, clone, "
+			"copy, revert, flatten, resize, rename, import or export");
 	}
 	if (!strcmp(argv[0], "attach")) {
 		return kc_volume_attach(k, argc - 1, argv + 1);
@@ -442,6 +641,9 @@ static int kc_volume(const struct kc_ctx *k, int argc, char **argv)
 	}
 	if (!strcmp(argv[0], "create")) {
 		return kc_volume_create(k, argc - 1, argv + 1);
+	}
+	if (!strcmp(argv[0], "qos")) {
+		return kc_volume_qos(k, argc - 1, argv + 1);
 	}
 	ret = kc_volume_ops(k, argc, argv, kc_volume_table);
 	if (ret >= 0) {
@@ -539,10 +741,12 @@ static int kc_server_table(json_t *list)
 
 static int kc_pool_table(json_t *list)
 {
-	static const char *const hdr[] = {
-		"ID",  "NAME",	      "REPLICAS",  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
-		"TAG", "PROVISIONED", "ALLOCATED", "USABLE",	   "STATE"};
-	struct kc_table *t = kc_table_new(11, hdr);
+	static const char *const hdr[] = {"ID",		 "NAME",      "REPLICAS",
+					  "MIN_REPLICAS", "FAILURE_DOMAIN", "PGS",
+					  "TAG",	 "IOPS_LIMIT", "BW_LIMIT",
+					  "PROVISIONED", "ALLOCATED", "USABLE",
+					  "OVERCOMMIT",	 "STATE"};
+	struct kc_table *t = kc_table_new(14, hdr);
 	size_t i;
 	json_t *v;
 
@@ -551,24 +755,44 @@ static int kc_pool_table(json_t *list)
 	}
 	json_array_foreach(list, i, v)
 	{
-		char id[16], rep[16], min[16], pgs[16], prov[32], alloc[32], usable[32];
+		char id[16], rep[16], min[16], pgs[16], iops[48], bw[48], prov[32], alloc[32],
+			usable[32], over[32];
+		uint64_t maxo = kc_u64(v, "max_overcommit_percent");
 		const char *tag = kc_str(v, "tag");
 		json_t *sp = json_object_get(v, "space");
-		const char *row[11] = {id,
+		const char *row[14] = {id,
 				       kc_str(v, "name"),
 				       rep,
 				       min,
 				       kc_str(v, "failure_domain"),
 				       pgs,
 				       tag[0] ? tag : "-",
+				       iops,
+				       bw,
 				       prov,
 				       alloc,
 				       usable,
+				       over,
 				       json_is_true(json_object_get(v, "full")) ? "full" : "ok"};
 
+		kc_qos_cell(NULL, kc_u64(v, "qos_iops"), false, iops, sizeof(iops));
+		kc_qos_cell(NULL, kc_u64(v, "qos_bps"), true, bw, sizeof(bw));
 		kc_bytes(kc_u64(sp, "provisioned_bytes"), prov, sizeof(prov));
 		kc_bytes(kc_u64(sp, "allocated_bytes"), alloc, sizeof(alloc));
 		kc_bytes(kc_u64(sp, "usable_bytes"), usable, sizeof(usable));
+		/* provisioned / usable, and the limit when there is one */
+		if (kc_u64(sp, "usable_bytes")) {
+			snprintf(over, sizeof(over), "%.0f%%",
+				 100.0 * (double)kc_u64(sp, "provisioned_bytes") /
+					 (double)kc_u64(sp, "usable_bytes"));
+		} else {
+			snprintf(over, sizeof(over), "-");
+		}
+		if (maxo) {
+			size_t n = strlen(over);
+
+			snprintf(over + n, sizeof(over) - n, " (max %" PRIu64 "%%)", maxo);
+		}
 
 		snprintf(id, sizeof(id), "%" PRIu64, kc_u64(v, "id"));
 		snprintf(rep, sizeof(rep), "%" PRIu64, kc_u64(v, "replicas"));
@@ -636,8 +860,10 @@ static int kc_list(const struct kc_ctx *k, const char *what, int argc, char **ar
 
 static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 {
-	static const char *const num_opts[] = {"--replicas", "--min-replicas", "--pg-count"};
-	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count"};
+	static const char *const num_opts[] = {"--replicas", "--min-replicas", "--pg-count",
+					       "--max-overcommit"};
+	static const char *const num_keys[] = {"replicas", "min_replicas", "pg_count",
+					       "max_overcommit_percent"};
 	json_t *body = json_object();
 	const char *name = NULL;
 	struct rest_resp r;
@@ -651,7 +877,7 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 			json_decref(body);
 			return kc_usage("%s needs a value", a);
 		}
-		for (int n = 0; n < 3; n++) {
+		for (int n = 0; n < 4; n++) {
 			if (!strcmp(a, num_opts[n])) {
 				uint64_t v;
 				char *end;
@@ -669,7 +895,15 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 		if (known) {
 			continue;
 		}
-		if (!strcmp(a, "--failure-domain")) {
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			json_t *q;
+
+			if (kc_parse_qos(a, argv[++i], false, &q)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a[2] == 'i' ? "qos_iops" : "qos_bps", q);
+		} else if (!strcmp(a, "--failure-domain")) {
 			json_object_set_new(body, "failure_domain", json_string(argv[++i]));
 		} else if (!strcmp(a, "--tag")) {
 			json_object_set_new(body, "tag", json_string(argv[++i]));
@@ -689,6 +923,109 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 	}
 	json_object_set_new(body, "name", json_string(name));
 	ret = kc_call(k, "POST", "/v1/pools", body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_pool_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+/* pool qos NAME [--iops N|unlimited] [--bps N|unlimited] */
+static int kc_pool_qos(const struct kc_ctx *k, int argc, char **argv)
+{
+	json_t *body = json_object();
+	const char *name = NULL;
+	struct rest_resp r;
+	char path[512];
+	int ret;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		json_t *v;
+
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			if (i + 1 >= argc) {
+				json_decref(body);
+				return kc_usage("%s needs a value", a);
+			}
+			if (kc_parse_qos(a, argv[++i], false, &v)) {
+				json_decref(body);
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a + 2, v);
+		} else if (a[0] == '-' && a[1]) {
+			json_decref(body);
+			return kc_usage("pool qos: unknown option %s", a);
+		} else if (!name) {
+			name = a;
+		} else {
+			json_decref(body);
+			return kc_usage("pool qos: unexpected argument '%s'", a);
+		}
+	}
+	if (!name || !json_object_size(body)) {
+		json_decref(body);
+		return kc_usage("%s", "pool qos: expects NAME and --iops and/or --bps");
+	}
+	if (kc_name_path("/v1/pools/", name, path, sizeof(path))) {
+		json_decref(body);
+		return KC_EXIT_ERR;
+	}
+	strncat(path, "/qos", sizeof(path) - strlen(path) - 1);
+	ret = kc_call(k, "POST", path, body, &r);
+	json_decref(body);
+	if (ret) {
+		return ret;
+	}
+	if (k->json) {
+		kc_print_json(&r);
+	} else {
+		json_t *one = json_array();
+
+		json_array_append(one, r.json);
+		kc_pool_table(one);
+		json_decref(one);
+	}
+	rest_resp_free(&r);
+	return KC_EXIT_OK;
+}
+
+/* pool overcommit NAME PERCENT|none */
+static int kc_pool_overcommit(const struct kc_ctx *k, int argc, char **argv)
+{
+	char path[160], *end;
+	struct rest_resp r;
+	uint64_t pct = 0;
+	json_t *body;
+	int ret;
+
+	if (argc != 2) {
+		return kc_usage("%s", "pool overcommit: expects NAME and PERCENT (or none)");
+	}
+	if (strcmp(argv[1], "none")) {
+		errno = 0;
+		pct = strtoull(argv[1], &end, 10);
+		if (errno || end == argv[1] || (*end && strcmp(end, "%")) || argv[1][0] == '-') {
+			return kc_usage("pool overcommit: PERCENT must be a number or none, not '%s'",
+					argv[1]);
+		}
+	}
+	if (kc_name_path("/v1/pools/", argv[0], path, sizeof(path))) {
+		return KC_EXIT_ERR;
+	}
+	strncat(path, "/overcommit", sizeof(path) - strlen(path) - 1);
+	body = json_pack("{s:I}", "max_percent", (json_int_t)pct);
+	ret = kc_call(k, "POST", path, body, &r);
 	json_decref(body);
 	if (ret) {
 		return ret;
@@ -769,6 +1106,7 @@ static int kc_help(const char *topic)
 		{"server", kc_help_server},
 		{"cluster", kc_help_cluster},
 		{"pool", kc_help_pool},
+		{"template", kc_help_pool},
 		{"pg", kc_help_pg},
 		{"attachment", kc_help_attach},
 		{"snapshot", kc_help_snapshot},
@@ -786,7 +1124,7 @@ static int kc_help(const char *topic)
 		}
 	}
 	return kc_usage("no help for '%s' (try volume, snapshot, job, attachment, server, cluster, "
-			"pool, pg)",
+			"pool, template, pg)",
 			topic);
 }
 
@@ -899,9 +1237,13 @@ int main(int argc, char **argv)
 		ret = kc_attachment(&k, argc - i, argv + i);
 	} else if (!strcmp(cmd, "server")) {
 		ret = kc_list(&k, "server", argc - i, argv + i, "/v1/servers", kc_server_table);
-	} else if (!strcmp(cmd, "pool")) {
+	} else if (!strcmp(cmd, "pool") || !strcmp(cmd, "template")) {
 		if (i < argc && !strcmp(argv[i], "create")) {
 			ret = kc_pool_create(&k, argc - i - 1, argv + i + 1);
+		} else if (i < argc && !strcmp(argv[i], "qos")) {
+			ret = kc_pool_qos(&k, argc - i - 1, argv + i + 1);
+		} else if (i < argc && !strcmp(argv[i], "overcommit")) {
+			ret = kc_pool_overcommit(&k, argc - i - 1, argv + i + 1);
 		} else {
 			ret = kc_list(&k, "pool", argc - i, argv + i, "/v1/pools", kc_pool_table);
 		}

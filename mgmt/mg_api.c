@@ -133,6 +133,8 @@ static const struct mg_route_def mg_routes[] = {
 	{"/v1/servers", MG_R_SERVERS, MG_GET, "GET"},
 	{"/v1/servers/*", MG_R_SERVER, MG_GET, "GET"},
 	{"/v1/pools", MG_R_POOLS, MG_GET | MG_POST, "GET, POST"},
+	{"/v1/pools/*/qos", MG_R_POOL_QOS, MG_POST, "POST"},
+	{"/v1/pools/*/overcommit", MG_R_POOL_OVERCOMMIT, MG_POST, "POST"},
 	{"/v1/pgs", MG_R_PGS, MG_GET, "GET"},
 	{"/v1/volumes", MG_R_VOLUMES, MG_GET | MG_POST, "GET, POST"},
 	{"/v1/volumes/*", MG_R_VOLUME, MG_GET | MG_DEL, "GET, DELETE"},
@@ -142,6 +144,7 @@ static const struct mg_route_def mg_routes[] = {
 	{"/v1/volumes/*/rename", MG_R_VOLUME_RENAME, MG_POST, "POST"},
 	{"/v1/volumes/*/revert", MG_R_VOLUME_REVERT, MG_POST, "POST"},
 	{"/v1/volumes/*/flatten", MG_R_VOLUME_FLATTEN, MG_POST, "POST"},
+	{"/v1/volumes/*/qos", MG_R_VOLUME_QOS, MG_POST, "POST"},
 	{"/v1/snapshots", MG_R_SNAPSHOTS, MG_GET, "GET"},
 	{"/v1/snapshots/*", MG_R_SNAPSHOT, MG_GET | MG_DEL, "GET, DELETE"},
 	{"/v1/layers", MG_R_LAYERS, MG_GET, "GET"},
@@ -320,6 +323,28 @@ int mg_api_field_u64(json_t *body, const char *key, bool required, uint64_t *out
 	return 0;
 }
 
+int mg_api_field_qos(json_t *body, const char *key, bool bytes, bool nullable, bool *present,
+		     int64_t *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(body, key);
+
+	*present = v != NULL;
+	if (!v) {
+		return 0;
+	}
+	if (json_is_null(v) && nullable) {
+		*out = MG_QOS_POOL;
+		return 0;
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < 0) {
+		snprintf(err, errlen, "field '%s' must be a non-negative integer%s", key,
+			 nullable ? " or null (the pool's)" : " (0 = unlimited)");
+		return -EINVAL;
+	}
+	*out = json_integer_value(v);
+	return mg_check_qos(key, bytes, (uint64_t)*out, err, errlen);
+}
+
 /* ---- JSON views ---- */
 
 json_t *mg_api_iso_time(int64_t ms)
@@ -363,11 +388,18 @@ static json_t *mg_server_json(struct mg_cluster *c, const struct mg_server *s)
 /* @space: the pool's accounting, or NULL (omitted). */
 static json_t *mg_pool_json(const struct mg_pool *p, const struct mg_space *space)
 {
-	json_t *j = json_pack("{s:I,s:s,s:I,s:I,s:s,s:I,s:s,s:b}", "id", (json_int_t)p->rec.id,
-			      "name", p->rec.name, "replicas", (json_int_t)p->rec.replicas,
-			      "min_replicas", (json_int_t)p->rec.min_replicas, "failure_domain",
-			      mg_failure_domains[p->rec.failure_domain], "pg_count",
-			      (json_int_t)p->rec.pg_count, "tag", p->rec.tag, "full", p->full);
+	json_t *j = json_pack(
+		"{s:I,s:s,s:I,s:I,s:s,s:I,s:s,s:I,s:I,s:b}", "id", (json_int_t)p->rec.id, "name",
+		p->rec.name, "replicas", (json_int_t)p->rec.replicas, "min_replicas",
+		(json_int_t)p->rec.min_replicas, "failure_domain",
+		mg_failure_domains[p->rec.failure_domain], "pg_count", (json_int_t)p->rec.pg_count,
+		"tag", p->rec.tag, "qos_iops", (json_int_t)p->rec.qos_iops, "qos_bps",
+		(json_int_t)p->rec.qos_bps, "full", p->full);
+
+	if (j) {
+		json_object_set_new(j, "max_overcommit_percent",
+				    json_integer(p->rec.max_overcommit_pct));
+	}
 
 	if (j && space) {
 		json_object_set_new(j, "space", mg_space_json(space));
@@ -536,9 +568,13 @@ static void mg_h_pools(struct mg_cluster *c, struct mg_api_req *req)
 static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 {
 	static const char *const known[] = {
-		"name", "replicas", "min_replicas", "failure_domain", "pg_count", "tag", NULL};
+		"name", "replicas", "min_replicas", "failure_domain",	      "pg_count",
+		"tag",	"qos_iops", "qos_bps",	    "max_overcommit_percent", NULL};
 	const char *name = NULL, *fd = "host", *tag = "";
 	uint64_t replicas = 3, min_replicas = 2, pg_count = 128;
+	int64_t qos_iops = 0, qos_bps = 0;
+	uint64_t overcommit = 0;
+	bool present;
 	char err[MG_API_ERR_LEN];
 	const struct mg_pool *pool;
 	struct mg_pool_rec r;
@@ -565,6 +601,21 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 		ret = mg_api_field_str(req->body, "tag", false, &tag, err, sizeof(err));
 	}
 	if (!ret) {
+		ret = mg_api_field_qos(req->body, "qos_iops", false, false, &present, &qos_iops,
+				       err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_qos(req->body, "qos_bps", true, false, &present, &qos_bps, err,
+				       sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_u64(req->body, "max_overcommit_percent", false, &overcommit, err,
+				       sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_overcommit(overcommit, err, sizeof(err));
+	}
+	if (!ret) {
 		ret = mg_check_name("pool", name, err, sizeof(err));
 	}
 	if (!ret && tag[0]) {
@@ -588,6 +639,9 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 	r.min_replicas = (uint32_t)min_replicas;
 	r.pg_count = (uint32_t)pg_count;
 	r.failure_domain = fdi;
+	r.qos_iops = (uint64_t)qos_iops;
+	r.qos_bps = (uint64_t)qos_bps;
+	r.max_overcommit_pct = (uint32_t)overcommit;
 	ret = mg_cluster_add_pool(c, &r, &pool);
 	if (ret == -EEXIST) {
 		snprintf(err, sizeof(err), "pool '%s' already exists", name);
@@ -601,6 +655,110 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 		return;
 	}
 	mg_api_reply(req, 201, mg_pool_json(pool, NULL));
+}
+
+/* POST /v1/pools/{name}/qos {"iops"?, "bps"?}: the pool's default limits.
+ * Not part of the cluster map (keel-client reads them with its
+ * attachments), so no new epoch: one row. */
+static void mg_h_pool_qos(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"iops", "bps", NULL};
+	char err[MG_API_ERR_LEN];
+	struct mg_pool *pool = NULL;
+	struct mg_pool_rec r;
+	int64_t iops = 0, bps = 0;
+	bool has_iops = false, has_bps = false;
+	int ret;
+
+	if (!mg_check_name("pool", req->arg, NULL, 0)) {
+		pool = mg_cluster_pool_by_name(c, req->arg);
+	}
+	if (!pool) {
+		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
+		mg_api_error(req, -ENOENT, err);
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_qos(req->body, "iops", false, false, &has_iops, &iops, err,
+				       sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_qos(req->body, "bps", true, false, &has_bps, &bps, err,
+				       sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	r = pool->rec;
+	if (has_iops) {
+		r.qos_iops = (uint64_t)iops;
+	}
+	if (has_bps) {
+		r.qos_bps = (uint64_t)bps;
+	}
+	ret = mg_store_begin(c->st);
+	if (!ret) {
+		ret = mg_store_put_pool(c->st, &r);
+		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+	}
+	if (ret) {
+		mg_api_error(req, ret, "pool limits not changed");
+		return;
+	}
+	pool->rec = r;
+	log_info("pool '%s': default QoS limits %llu IOPS, %llu bytes/s (0 = unlimited)", r.name,
+		 (unsigned long long)r.qos_iops, (unsigned long long)r.qos_bps);
+	mg_api_reply(req, 200, mg_pool_json(pool, NULL));
+}
+
+/* POST /v1/pools/{name}/overcommit {"max_percent": N}: the pool's
+ * overcommit limit (mg_space_admit()); 0 removes it. Volumes already
+ * provisioned stay; only new sizes are checked. */
+static void mg_h_pool_overcommit(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"max_percent", NULL};
+	char err[MG_API_ERR_LEN];
+	struct mg_pool *pool = NULL;
+	struct mg_pool_rec r;
+	uint64_t pct = 0;
+	int ret;
+
+	if (!mg_check_name("pool", req->arg, NULL, 0)) {
+		pool = mg_cluster_pool_by_name(c, req->arg);
+	}
+	if (!pool) {
+		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
+		mg_api_error(req, -ENOENT, err);
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_u64(req->body, "max_percent", true, &pct, err, sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_check_overcommit(pct, err, sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	r = pool->rec;
+	r.max_overcommit_pct = (uint32_t)pct;
+	ret = mg_store_begin(c->st);
+	if (!ret) {
+		ret = mg_store_put_pool(c->st, &r);
+		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+	}
+	if (ret) {
+		mg_api_error(req, ret, "pool overcommit limit not changed");
+		return;
+	}
+	pool->rec = r;
+	log_info("pool '%s': overcommit limit %u%% of usable space (0 = none)", r.name,
+		 r.max_overcommit_pct);
+	mg_api_reply(req, 200, mg_pool_json(pool, NULL));
 }
 
 static json_t *mg_member_list(const struct cmap_pg *pg, bool only_in_sync)
@@ -669,6 +827,12 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 			mg_h_pools(c, req);
 		}
 		break;
+	case MG_R_POOL_QOS:
+		mg_h_pool_qos(c, req);
+		break;
+	case MG_R_POOL_OVERCOMMIT:
+		mg_h_pool_overcommit(c, req);
+		break;
 	case MG_R_PGS:
 		mg_h_pgs(c, req);
 		break;
@@ -682,6 +846,7 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req)
 	case MG_R_VOLUME_RENAME:
 	case MG_R_VOLUME_REVERT:
 	case MG_R_VOLUME_FLATTEN:
+	case MG_R_VOLUME_QOS:
 	case MG_R_LAYERS:
 		mg_volume_handle(c, req);
 		break;

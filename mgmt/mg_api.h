@@ -24,14 +24,16 @@
 
 enum mg_route {
 	MG_R_NONE = 0,
-	MG_R_INFO,    /* GET /v1/cluster/info */
-	MG_R_STATUS,  /* GET /v1/cluster/status */
-	MG_R_SERVERS, /* GET /v1/servers */
-	MG_R_SERVER,  /* GET /v1/servers/{id} */
-	MG_R_POOLS,   /* GET, POST /v1/pools */
-	MG_R_PGS,     /* GET /v1/pgs */
-	MG_R_VOLUMES, /* GET, POST /v1/volumes */
-	MG_R_VOLUME,  /* GET, DELETE /v1/volumes/{name} */
+	MG_R_INFO,		 /* GET /v1/cluster/info */
+	MG_R_STATUS,		 /* GET /v1/cluster/status */
+	MG_R_SERVERS,		 /* GET /v1/servers */
+	MG_R_SERVER,		 /* GET /v1/servers/{id} */
+	MG_R_POOLS,		 /* GET, POST /v1/pools */
+	MG_R_POOL_QOS,		 /* POST /v1/pools/{name}/qos */
+	MG_R_POOL_OVERCOMMIT,	 /* POST /v1/pools/{name}/overcommit */
+	MG_R_PGS,		 /* GET /v1/pgs */
+	MG_R_VOLUMES,		 /* GET, POST /v1/volumes */
+	MG_R_VOLUME,		 /* GET, DELETE /v1/volumes/{name} */
 	MG_R_VOLUME_ATTACHMENTS, /* GET, POST /v1/volumes/{name}/attachments */
 	MG_R_VOLUME_ATTACHMENT,	 /* GET, DELETE /v1/volumes/{name}/attachments/{host} */
 	MG_R_ATTACHMENTS,	 /* GET /v1/attachments */
@@ -43,6 +45,7 @@ enum mg_route {
 	MG_R_VOLUME_RENAME,	 /* POST /v1/volumes/{name}/rename */
 	MG_R_VOLUME_REVERT,	 /* POST /v1/volumes/{name}/revert */
 	MG_R_VOLUME_FLATTEN,	 /* POST /v1/volumes/{name}/flatten */
+	MG_R_VOLUME_QOS,	 /* POST /v1/volumes/{name}/qos */
 	MG_R_SNAPSHOTS,		 /* GET /v1/snapshots */
 	MG_R_SNAPSHOT,		 /* GET, DELETE /v1/snapshots/{uuid or volume@snap} */
 	MG_R_LAYERS,		 /* GET /v1/layers */
@@ -117,6 +120,12 @@ int mg_api_field_str(json_t *body, const char *key, bool required, const char **
 int mg_api_field_bool(json_t *body, const char *key, bool *out, char *err, size_t errlen);
 int mg_api_field_u64(json_t *body, const char *key, bool required, uint64_t *out, char *err,
 		     size_t errlen);
+
+/* A QoS limit field (@bytes: a bandwidth limit), checked with
+ * mg_check_qos(); with @nullable, null means "the pool's" (*out =
+ * MG_QOS_POOL). *present says whether the body has it; absent leaves *out. */
+int mg_api_field_qos(json_t *body, const char *key, bool bytes, bool nullable, bool *present,
+		     int64_t *out, char *err, size_t errlen);
 
 /* ISO 8601 UTC string for wall-clock ms (JSON null for 0). */
 json_t *mg_api_iso_time(int64_t ms);

@@ -40,17 +40,17 @@ static json_t *mg_attach_json(const struct mg_attach_rec *a)
 	if (a->nbd_tcp[0]) {
 		snprintf(tcp_uri, sizeof(tcp_uri), "nbd://%s/%s", a->nbd_tcp, a->volume);
 	}
-	return json_pack("{s:s,s:I,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o}",
-			 "volume", a->volume, "volume_id", (json_int_t)a->volume_id, "size",
-			 (json_int_t)a->size, "host", a->host,
-			 "read_only", a->read_only, "nbd", a->nbd, "generation",
-			 (json_int_t)a->generation, "state", mg_attach_state_names[a->state],
-			 "vhost_socket", a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
-			 a->nbd_uri[0] ? a->nbd_uri : NULL, "nbd_tcp", a->nbd_tcp[0] ? a->nbd_tcp : NULL,
-			 "nbd_tcp_uri",
-			 a->nbd_tcp[0] && a->state == MG_ATTACH_ATTACHED ? tcp_uri : NULL, "error",
-			 a->error[0] ? a->error : NULL, "created_at",
-			 mg_api_iso_time(a->created_at * 1000));
+	return json_pack(
+		"{s:s,s:I,s:I,s:s,s:b,s:b,s:I,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:o,s:I,s:I}", "volume",
+		a->volume, "volume_id", (json_int_t)a->volume_id, "size", (json_int_t)a->size,
+		"host", a->host, "read_only", a->read_only, "nbd", a->nbd, "generation",
+		(json_int_t)a->generation, "state", mg_attach_state_names[a->state], "vhost_socket",
+		a->vhost_socket[0] ? a->vhost_socket : NULL, "nbd_uri",
+		a->nbd_uri[0] ? a->nbd_uri : NULL, "nbd_tcp", a->nbd_tcp[0] ? a->nbd_tcp : NULL,
+		"nbd_tcp_uri", a->nbd_tcp[0] && a->state == MG_ATTACH_ATTACHED ? tcp_uri : NULL,
+		"error", a->error[0] ? a->error : NULL, "created_at",
+		mg_api_iso_time(a->created_at * 1000), "qos_iops", (json_int_t)a->qos_iops,
+		"qos_bps", (json_int_t)a->qos_bps);
 }
 
 /* "host:port" with a numeric port 1..65535 and a host of [A-Za-z0-9.:-]
@@ -407,6 +407,10 @@ int mg_attach_add(struct mg_cluster *c, const struct mg_volume_rec *v, struct mg
 	if (ret) {
 		snprintf(err, errlen, "attachment not recorded");
 		return ret;
+	}
+	/* The joined columns (effective QoS limits) as a read shows them. */
+	if (mg_store_get_attach(c->st, v->id, a->host, &old) == 0) {
+		*a = old;
 	}
 	log_info("volume '%s' attached to host '%s' (%s%s, generation %llu)", v->name, a->host,
 		 a->read_only ? "read-only" : "read-write", a->nbd ? ", nbd" : "",

@@ -47,7 +47,7 @@ enum mg_os_route {
 	MG_OS_VERSION,		  /* GET /v3 */
 	MG_OS_VOLUMES,		  /* GET, POST volumes */
 	MG_OS_VOLUMES_DETAIL,	  /* GET volumes/detail */
-	MG_OS_VOLUME,		  /* GET, DELETE volumes/{id} */
+	MG_OS_VOLUME,		  /* GET, PUT, DELETE volumes/{id} */
 	MG_OS_VOLUME_ACTION,	  /* POST volumes/{id}/action */
 	MG_OS_SNAPSHOTS,	  /* GET, POST snapshots */
 	MG_OS_SNAPSHOTS_DETAIL,	  /* GET snapshots/detail */
@@ -94,6 +94,7 @@ struct mg_cinder_req {
 #define MG_OS_GET    MG_OS_BIT(MG_M_GET)
 #define MG_OS_POST   MG_OS_BIT(MG_M_POST)
 #define MG_OS_DEL    MG_OS_BIT(MG_M_DELETE)
+#define MG_OS_PUT    MG_OS_BIT(MG_M_PUT)
 
 struct mg_os_route_def {
 	const char *pattern; /* below /v3[/{project_id}] */
@@ -106,7 +107,7 @@ struct mg_os_route_def {
 static const struct mg_os_route_def mg_os_routes[] = {
 	{"/volumes", MG_OS_VOLUMES, MG_OS_GET | MG_OS_POST, "GET, POST"},
 	{"/volumes/detail", MG_OS_VOLUMES_DETAIL, MG_OS_GET, "GET"},
-	{"/volumes/*", MG_OS_VOLUME, MG_OS_GET | MG_OS_DEL, "GET, DELETE"},
+	{"/volumes/*", MG_OS_VOLUME, MG_OS_GET | MG_OS_PUT | MG_OS_DEL, "GET, PUT, DELETE"},
 	{"/volumes/*/action", MG_OS_VOLUME_ACTION, MG_OS_POST, "POST"},
 	{"/snapshots", MG_OS_SNAPSHOTS, MG_OS_GET | MG_OS_POST, "GET, POST"},
 	{"/snapshots/detail", MG_OS_SNAPSHOTS_DETAIL, MG_OS_GET, "GET"},
@@ -534,9 +535,14 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 {
 	const struct mg_pool *p = mg_cluster_pool(c, v->pool);
 	const char *type = p ? p->rec.name : "?";
+	struct mg_volume_rec src;
+	bool from_snap;
 	json_t *j;
 
-	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:o,s:n,s:n,"
+	/* A clone's origin is the snapshot (maybe deleted since) or the volume
+	 * it was made from. */
+	from_snap = v->origin[0] && mg_store_get_volume(c->st, v->origin, &src) == -ENOENT;
+	j = json_pack("{s:s,s:s,s:o,s:I,s:s,s:s,s:o,s:o,s:o,s:s,s:b,s:b,s:{},s:s,s:o,s:o,s:n,"
 		      "s:n,s:s,s:s,s:o}",
 		      "id", v->uuid, "name", v->name, "description",
 		      mg_os_str_or_null(v->description), "size", (json_int_t)mg_os_gib(v->size),
@@ -544,7 +550,8 @@ static json_t *mg_os_volume_json(struct mg_cluster *c, const struct mg_cinder_re
 		      "created_at", mg_os_time(v->created_at), "updated_at", json_null(),
 		      "attachments", va->list, "bootable", "false", "encrypted", false,
 		      "multiattach", true, "metadata", "volume_type", type, "snapshot_id",
-		      mg_os_str_or_null(v->origin), "source_volid", "consistencygroup_id",
+		      mg_os_str_or_null(from_snap ? v->origin : ""), "source_volid",
+		      mg_os_str_or_null(from_snap ? "" : v->origin), "consistencygroup_id",
 		      "replication_status", "user_id", os->project, "os-vol-tenant-attr:tenant_id",
 		      os->project, "links", mg_os_links(os, "volumes", v->uuid));
 	va->list = NULL;
@@ -950,7 +957,75 @@ static void mg_os_done_volume(struct mg_cluster *c, struct mg_api_req *req)
 	mg_os_volume_reply(c, req, 202, &v);
 }
 
+/* Native 200 (rename): Cinder 200 with the volume. */
+static void mg_os_done_updated(struct mg_cluster *c, struct mg_api_req *req)
+{
+	char uuid[MG_UUID_LEN];
+	struct mg_volume_rec v;
+
+	if (!mg_os_reply_id(req, "uuid", uuid) || mg_store_get_volume(c->st, uuid, &v)) {
+		mg_cinder_error(req, -EIO, "volume updated, but it cannot be read back");
+		return;
+	}
+	mg_os_volume_reply(c, req, 200, &v);
+}
+
 /* ---- volumes: changes ---- */
+
+/* PUT volumes/{id} {"volume": {"name"?, "description"?}} (or the v1
+ * display_name/display_description): `cinder rename`, `openstack volume
+ * set --name/--description`. Names follow Keel's rules (they name the
+ * volume everywhere); metadata is not kept (400). */
+static void mg_os_volume_update(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"name",	    "description",	    "metadata",
+					    "display_name", "display_description", NULL};
+	static const char *const unsupported[] = {"metadata", NULL};
+	const char *name = NULL, *desc = NULL, *dname = NULL, *ddesc = NULL;
+	char err[MG_API_ERR_LEN];
+	struct mg_volume_rec v;
+	json_t *o, *body;
+	int ret;
+
+	if (mg_os_find_volume(c, req, req->arg, &v)) {
+		return;
+	}
+	o = mg_os_body(req, "volume");
+	if (!o || mg_os_known(req, o, known) || mg_os_unsupported(req, o, unsupported) ||
+	    mg_os_opt_str(req, o, "name", 255, &name) ||
+	    mg_os_opt_str(req, o, "description", MG_DESC_LEN - 1, &desc) ||
+	    mg_os_opt_str(req, o, "display_name", 255, &dname) ||
+	    mg_os_opt_str(req, o, "display_description", MG_DESC_LEN - 1, &ddesc)) {
+		return;
+	}
+	/* The v1 names, which openstackclient still sends for `volume set`. */
+	name = name ? name : dname;
+	desc = desc ? desc : ddesc;
+	if (!name && !desc) {
+		mg_os_errorf(req, -EINVAL, "Invalid input received: give a name or a description");
+		return;
+	}
+	if (name) {
+		ret = mg_check_name("volume", name, err, sizeof(err));
+		if (ret) {
+			mg_cinder_error(req, ret, err);
+			return;
+		}
+	}
+	body = json_object();
+	if (name && strcmp(name, v.name)) {
+		json_object_set_new(body, "name", json_string(name));
+	}
+	if (desc) {
+		json_object_set_new(body, "description", json_string(desc));
+	}
+	if (!json_object_size(body)) {
+		json_decref(body);
+		mg_os_volume_reply(c, req, 200, &v); /* nothing to change */
+		return;
+	}
+	mg_os_native(c, req, MG_R_VOLUME_RENAME, MG_M_POST, v.name, body, mg_os_done_updated);
+}
 
 static void mg_os_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 {
@@ -1549,6 +1624,8 @@ void mg_cinder_handle(struct mg_cluster *c, struct mg_api_req *req)
 	case MG_OS_VOLUME:
 		if (del) {
 			mg_os_volume_delete(c, req);
+		} else if (req->method == MG_M_PUT) {
+			mg_os_volume_update(c, req);
 		} else {
 			mg_os_volume_show(c, req);
 		}

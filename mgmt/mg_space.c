@@ -195,6 +195,41 @@ out:
 	return ret;
 }
 
+int mg_space_admit(struct mg_cluster *c, uint32_t pool_id, uint64_t more, char *err, size_t errlen)
+{
+	const struct mg_pool *pool = mg_cluster_pool(c, pool_id);
+	struct mg_space *sp, total;
+	uint64_t limit, after;
+	int pi, ret;
+
+	if (!pool || !pool->rec.max_overcommit_pct || !more) {
+		return 0;
+	}
+	sp = calloc(MG_MAX_POOLS, sizeof(*sp));
+	if (!sp) {
+		return -ENOMEM;
+	}
+	ret = mg_space_collect(c, sp, &total);
+	pi = (int)(pool - c->pools);
+	if (!ret) {
+		limit = sp[pi].usable / 100 * pool->rec.max_overcommit_pct;
+		after = sp[pi].provisioned + more;
+		if (after > limit) {
+			snprintf(err, errlen,
+				 "pool '%s' would be overcommitted: its volumes would provision "
+				 "%llu "
+				 "bytes, over its limit of %u%% of %llu usable bytes (%llu); add "
+				 "servers, delete volumes or raise max_overcommit_percent",
+				 pool->rec.name, (unsigned long long)after,
+				 pool->rec.max_overcommit_pct, (unsigned long long)sp[pi].usable,
+				 (unsigned long long)limit);
+			ret = -ENOSPC;
+		}
+	}
+	free(sp);
+	return ret;
+}
+
 json_t *mg_space_json(const struct mg_space *s)
 {
 	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "volumes", (json_int_t)s->volumes,

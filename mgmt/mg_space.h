@@ -31,6 +31,13 @@ unsigned int mg_server_fill_percent(const struct mg_server *s);
 int mg_space_collect(struct mg_cluster *c, struct mg_space *pools, struct mg_space *total);
 json_t *mg_space_json(const struct mg_space *s);
 
+/* May @more bytes of volume size be provisioned in pool @pool_id (a new
+ * volume, a clone, a grow)? 0, or -ENOSPC with @err when the pool has a
+ * max_overcommit_pct and its volumes' sizes would pass that percent of its
+ * usable space; -ENOMEM or a store error. */
+int mg_space_admit(struct mg_cluster *c, uint32_t pool_id, uint64_t more, char *err,
+		   size_t errlen);
+
 /* The tick: nearfull servers and full pools; publishes a map when a pool's
  * full state changes. */
 void mg_space_tick(struct mg_cluster *c);

@@ -114,9 +114,23 @@ static const char mg_schema_v5[] =
 static const char mg_schema_v6[] =
 	"CREATE TABLE attach_fences (volume INTEGER PRIMARY KEY, since_ms INTEGER NOT NULL);";
 
+/* Version 7: QoS limits (docs/operations.md). A pool's are its volumes'
+ * default (0 = unlimited); a volume's NULL means "the pool's". */
+static const char mg_schema_v7[] =
+	"ALTER TABLE pools ADD COLUMN qos_iops INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE pools ADD COLUMN qos_bps INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE volumes ADD COLUMN qos_iops INTEGER;"
+	"ALTER TABLE volumes ADD COLUMN qos_bps INTEGER;";
+
+/* Version 8: a pool's overcommit limit (percent of its usable space the
+ * volumes' sizes may add up to; 0 = none). mg_space.c. */
+static const char mg_schema_v8[] =
+	"ALTER TABLE pools ADD COLUMN max_overcommit_pct INTEGER NOT NULL DEFAULT 0;";
+
 /* mg_schemas[i] takes the database from version i to i + 1. */
-static const char *const mg_schemas[MG_STORE_SCHEMA] = {
-	mg_schema_v1, mg_schema_v2, mg_schema_v3, mg_schema_v4, mg_schema_v5, mg_schema_v6};
+static const char *const mg_schemas[MG_STORE_SCHEMA] = {mg_schema_v1, mg_schema_v2, mg_schema_v3,
+							mg_schema_v4, mg_schema_v5, mg_schema_v6,
+							mg_schema_v7, mg_schema_v8};
 
 void mg_uuid_new(char out[MG_UUID_LEN])
 {
@@ -465,11 +479,15 @@ int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p)
 
 	kassert(st->in_tx);
 	ret = mg_prepare(st,
-			 "INSERT INTO pools VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+			 "INSERT INTO pools (id, name, replicas, min_replicas, failure_domain, "
+			 "pg_count, tag, has_data, qos_iops, qos_bps, max_overcommit_pct) "
+			 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
 			 "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
 			 "replicas = excluded.replicas, min_replicas = excluded.min_replicas, "
 			 "failure_domain = excluded.failure_domain, pg_count = excluded.pg_count, "
-			 "tag = excluded.tag, has_data = excluded.has_data",
+			 "tag = excluded.tag, has_data = excluded.has_data, "
+			 "qos_iops = excluded.qos_iops, qos_bps = excluded.qos_bps, "
+			 "max_overcommit_pct = excluded.max_overcommit_pct",
 			 &s);
 	if (ret) {
 		return ret;
@@ -482,6 +500,9 @@ int mg_store_put_pool(struct mg_store *st, const struct mg_pool_rec *p)
 	sqlite3_bind_int64(s, 6, p->pg_count);
 	sqlite3_bind_text(s, 7, p->tag, -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 8, p->has_data);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)p->qos_iops);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)p->qos_bps);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)p->max_overcommit_pct);
 	return mg_step_done(st, s, "write pool");
 }
 
@@ -494,7 +515,7 @@ int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg
 
 	ret = mg_prepare(st,
 			 "SELECT id, name, replicas, min_replicas, failure_domain, pg_count, tag, "
-			 "has_data FROM pools ORDER BY id",
+			 "has_data, qos_iops, qos_bps, max_overcommit_pct FROM pools ORDER BY id",
 			 &s);
 	if (ret) {
 		return ret;
@@ -509,6 +530,9 @@ int mg_store_each_pool(struct mg_store *st, int (*cb)(void *arg, const struct mg
 		p.pg_count = (uint32_t)sqlite3_column_int64(s, 5);
 		mg_col_text(s, 6, p.tag, sizeof(p.tag));
 		p.has_data = sqlite3_column_int(s, 7) != 0;
+		p.qos_iops = (uint64_t)sqlite3_column_int64(s, 8);
+		p.qos_bps = (uint64_t)sqlite3_column_int64(s, 9);
+		p.max_overcommit_pct = (uint32_t)sqlite3_column_int64(s, 10);
 		ret = cb(arg, &p);
 		if (ret) {
 			goto out_finalize;
@@ -615,7 +639,26 @@ out_finalize:
 /* ---- volumes ---- */
 
 #define MG_VOLUME_COLS                                                                             \
-	"id, name, size, pool, object_size, created_at, uuid, description, top, origin"
+	"id, name, size, pool, object_size, created_at, uuid, description, top, origin, "          \
+	"qos_iops, qos_bps"
+
+/* A volume's own limit: NULL (MG_QOS_POOL) or a value. */
+static void mg_bind_qos(sqlite3_stmt *s, int col, int64_t v)
+{
+	if (v < 0) {
+		sqlite3_bind_null(s, col);
+	} else {
+		sqlite3_bind_int64(s, col, v);
+	}
+}
+
+static int64_t mg_col_qos(sqlite3_stmt *s, int col)
+{
+	if (sqlite3_column_type(s, col) == SQLITE_NULL) {
+		return MG_QOS_POOL;
+	}
+	return sqlite3_column_int64(s, col) < 0 ? MG_QOS_POOL : sqlite3_column_int64(s, col);
+}
 
 static void mg_volume_bind(sqlite3_stmt *s, const struct mg_volume_rec *v)
 {
@@ -629,6 +672,8 @@ static void mg_volume_bind(sqlite3_stmt *s, const struct mg_volume_rec *v)
 	sqlite3_bind_text(s, 8, v->description, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 9, (sqlite3_int64)v->top);
 	sqlite3_bind_text(s, 10, v->origin, -1, SQLITE_STATIC);
+	mg_bind_qos(s, 11, v->qos_iops);
+	mg_bind_qos(s, 12, v->qos_bps);
 }
 
 int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
@@ -637,7 +682,9 @@ int mg_store_add_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st, "INSERT INTO volumes (" MG_VOLUME_COLS ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	ret = mg_prepare(st,
+			 "INSERT INTO volumes (" MG_VOLUME_COLS
+			 ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			 &s);
 	if (ret) {
 		return ret;
@@ -652,11 +699,12 @@ int mg_store_update_volume(struct mg_store *st, const struct mg_volume_rec *v)
 	int ret;
 
 	kassert(st->in_tx);
-	ret = mg_prepare(st,
-			 "UPDATE volumes SET id = ?1, name = ?2, size = ?3, pool = ?4, "
-			 "object_size = ?5, created_at = ?6, uuid = ?7, description = ?8, top = ?9, "
-			 "origin = ?10 WHERE id = ?1",
-			 &s);
+	ret = mg_prepare(
+		st,
+		"UPDATE volumes SET id = ?1, name = ?2, size = ?3, pool = ?4, "
+		"object_size = ?5, created_at = ?6, uuid = ?7, description = ?8, top = ?9, "
+		"origin = ?10, qos_iops = ?11, qos_bps = ?12 WHERE id = ?1",
+		&s);
 	if (ret) {
 		return ret;
 	}
@@ -681,6 +729,8 @@ static void mg_volume_from_row(sqlite3_stmt *s, struct mg_volume_rec *v)
 	mg_col_text(s, 7, v->description, sizeof(v->description));
 	v->top = (uint64_t)sqlite3_column_int64(s, 8);
 	mg_col_text(s, 9, v->origin, sizeof(v->origin));
+	v->qos_iops = mg_col_qos(s, 10);
+	v->qos_bps = mg_col_qos(s, 11);
 }
 
 /* One row by a text or integer key: 0, -ENOENT, -EIO. */
@@ -991,7 +1041,12 @@ out_finalize:
 
 #define MG_ATTACH_COLS                                                                             \
 	"a.volume, v.name, a.host, a.read_only, a.nbd, a.generation, a.created_at, a.state, "      \
-	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid"
+	"a.vhost_socket, a.nbd_uri, a.error, a.nbd_tcp, v.size, a.uuid, a.instance, v.uuid, "      \
+	"COALESCE(v.qos_iops, p.qos_iops), COALESCE(v.qos_bps, p.qos_bps)"
+/* The volume's row for its name, size and uuid; its pool's for the
+ * QoS limits the volume does not set itself. */
+#define MG_ATTACH_FROM                                                                             \
+	" FROM attachments a JOIN volumes v ON v.id = a.volume JOIN pools p ON p.id = v.pool "
 
 int mg_store_put_attach(struct mg_store *st, struct mg_attach_rec *a)
 {
@@ -1055,6 +1110,8 @@ static void mg_attach_from_row(sqlite3_stmt *s, struct mg_attach_rec *a)
 	mg_col_text(s, 13, a->uuid, sizeof(a->uuid));
 	mg_col_text(s, 14, a->instance, sizeof(a->instance));
 	mg_col_text(s, 15, a->volume_uuid, sizeof(a->volume_uuid));
+	a->qos_iops = (uint64_t)sqlite3_column_int64(s, 16);
+	a->qos_bps = (uint64_t)sqlite3_column_int64(s, 17);
 }
 
 int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *host,
@@ -1063,10 +1120,9 @@ int mg_store_get_attach(struct mg_store *st, uint64_t volume_id, const char *hos
 	sqlite3_stmt *s;
 	int rc, ret;
 
-	ret = mg_prepare(st,
-			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
-			 "v.id = a.volume WHERE a.volume = ? AND a.host = ?",
-			 &s);
+	ret = mg_prepare(
+		st, "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM "WHERE a.volume = ? AND a.host = ?",
+		&s);
 	if (ret) {
 		return ret;
 	}
@@ -1089,10 +1145,7 @@ int mg_store_get_attach_uuid(struct mg_store *st, const char *uuid, struct mg_at
 	sqlite3_stmt *s;
 	int rc, ret;
 
-	ret = mg_prepare(st,
-			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
-			 "v.id = a.volume WHERE a.uuid = ?",
-			 &s);
+	ret = mg_prepare(st, "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM "WHERE a.uuid = ?", &s);
 	if (ret) {
 		return ret;
 	}
@@ -1189,8 +1242,8 @@ int mg_store_each_attach(struct mg_store *st, uint64_t volume_id, const char *ho
 	int rc, ret;
 
 	ret = mg_prepare(st,
-			 "SELECT " MG_ATTACH_COLS " FROM attachments a JOIN volumes v ON "
-			 "v.id = a.volume WHERE (?1 = 0 OR a.volume = ?1) AND "
+			 "SELECT " MG_ATTACH_COLS MG_ATTACH_FROM
+			 "WHERE (?1 = 0 OR a.volume = ?1) AND "
 			 "(?2 IS NULL OR a.host = ?2) ORDER BY a.volume, a.host",
 			 &s);
 	if (ret) {

@@ -6,10 +6,11 @@
  *   meta(id = 1, epoch, next_server_id, next_pool_id, next_volume_id)
  *   servers(id, uuid UNIQUE, addr, host, rack, weight, tags, in_flag, down_since,
  *           capacity_bytes, used_bytes)
- *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data)
+ *   pools(id, name UNIQUE, replicas, min_replicas, failure_domain, pg_count, tag, has_data,
+ *         qos_iops, qos_bps, max_overcommit_pct)
  *   pgs(pool, pg, members, in_sync, interval, "primary")   PRIMARY KEY (pool, pg)
  *   volumes(id, name UNIQUE, size, pool, object_size, created_at, uuid UNIQUE,
- *           description, top, origin)
+ *           description, top, origin, qos_iops, qos_bps)
  *   families(id, next_layer)        layers(inode, parent, state, created_at)
  *   snapshots(id, uuid UNIQUE, name, volume, inode, size, created_at, description)
  *           UNIQUE (volume, name)
@@ -19,7 +20,9 @@
  *   (version 2 added attachments and meta.next_attach_gen, 3 nbd_tcp,
  *   4 layers: families, layers, snapshots, volume uuid/description/top/origin,
  *   meta.next_snapshot_id; docs/volumes.md; 5 attachments.uuid and instance;
- *   6 attach_fences(volume PRIMARY KEY, since_ms): fenced volumes, mg_attach.c)
+ *   6 attach_fences(volume PRIMARY KEY, since_ms): fenced volumes, mg_attach.c;
+ *   7 pools.qos_iops/qos_bps (0 = unlimited) and volumes.qos_iops/qos_bps
+ *   (NULL = the pool's); 8 pools.max_overcommit_pct (0 = no limit))
  *
  * The database runs in WAL mode with synchronous=FULL: every commit is on
  * stable storage before mg_store_commit() returns. Metadata changes are rare
@@ -47,7 +50,7 @@
 
 #include "proto/cmap.h"
 
-#define MG_STORE_SCHEMA 6
+#define MG_STORE_SCHEMA 8
 #define MG_UUID_LEN	37 /* 36 characters and NUL */
 #define MG_TAGS_LEN	(CMAP_MAX_TAGS * CMAP_NAME_LEN)
 
@@ -85,6 +88,11 @@ struct mg_pool_rec {
 	uint32_t pg_count;
 	char tag[CMAP_NAME_LEN];
 	bool has_data; /* a volume was ever created in it */
+	uint64_t qos_iops; /* its volumes' default limits; 0 = unlimited */
+	uint64_t qos_bps;
+	/* the volumes' sizes may add up to this percent of its usable space;
+	 * 0 = no limit (mg_space.c) */
+	uint32_t max_overcommit_pct;
 };
 
 struct mg_pg_rec {
@@ -98,6 +106,7 @@ struct mg_pg_rec {
 };
 
 #define MG_DESC_LEN 256
+#define MG_QOS_POOL (-1) /* a volume without its own limit: the pool's applies */
 
 struct mg_volume_rec {
 	uint64_t id;
@@ -110,6 +119,8 @@ struct mg_volume_rec {
 	char description[MG_DESC_LEN];
 	uint64_t top;		     /* inode of the writable top layer */
 	char origin[MG_UUID_LEN];    /* snapshot uuid it was cloned from, or "" */
+	int64_t qos_iops;	     /* its own limit (0 = unlimited), or MG_QOS_POOL */
+	int64_t qos_bps;
 };
 
 /* A layer (docs/volumes.md): state is enum cmap_layer_state. */
@@ -159,6 +170,8 @@ struct mg_attach_rec {
 	char uuid[MG_UUID_LEN];	       /* set by mg_store_put_attach() if "" (new row) */
 	char instance[MG_UUID_LEN];    /* what it was made for (a VM's UUID), or "" */
 	char volume_uuid[MG_UUID_LEN]; /* read only (joined from volumes) */
+	uint64_t qos_iops;	       /* read only: the volume's effective limits */
+	uint64_t qos_bps;	       /* (its own, else its pool's); 0 = unlimited */
 };
 
 /* Open or create the database at @path and bring the schema to

@@ -108,3 +108,31 @@ int mg_parse_failure_domain(const char *s, char *err, size_t errlen)
 	}
 	return mg_invalid(err, errlen, "failure_domain must be server, host or rack");
 }
+
+int mg_check_qos(const char *field, bool bytes, uint64_t v, char *err, size_t errlen)
+{
+	if (bytes && v && (v < MG_QOS_BPS_MIN || v > MG_QOS_BPS_MAX)) {
+		return mg_invalid(
+			err, errlen,
+			"%s must be 0 (unlimited) or %llu..%llu bytes a second (got %llu)", field,
+			(unsigned long long)MG_QOS_BPS_MIN, (unsigned long long)MG_QOS_BPS_MAX,
+			(unsigned long long)v);
+	}
+	if (!bytes && v > MG_QOS_IOPS_MAX) {
+		return mg_invalid(err, errlen, "%s must be 0 (unlimited) or 1..%llu (got %llu)",
+				  field, (unsigned long long)MG_QOS_IOPS_MAX,
+				  (unsigned long long)v);
+	}
+	return 0;
+}
+
+int mg_check_overcommit(uint64_t pct, char *err, size_t errlen)
+{
+	if (pct && (pct < 10 || pct > MG_OVERCOMMIT_MAX)) {
+		snprintf(err, errlen,
+			 "max_overcommit_percent must be 0 (no limit) or 10..%u, not %llu",
+			 MG_OVERCOMMIT_MAX, (unsigned long long)pct);
+		return -EINVAL;
+	}
+	return 0;
+}

@@ -22,6 +22,9 @@
 #define MG_OBJECT_SIZE_MAX     (64ull << 20)
 #define MG_OBJECT_SIZE_DEFAULT (4ull << 20)
 #define MG_VOLUME_ID_MAX       ((1ull << 48) - 1)
+#define MG_QOS_IOPS_MAX	       10000000ull  /* 10 M requests a second */
+#define MG_QOS_BPS_MIN	       4096ull	    /* one block a second */
+#define MG_QOS_BPS_MAX	       (1ull << 40) /* 1 TiB a second */
 
 /* "server", "host", "rack" indexed by enum cmap_fd; NULL-terminated. */
 extern const char *const mg_failure_domains[];
@@ -36,7 +39,16 @@ int mg_check_object_size(uint64_t object_size, char *err, size_t errlen);
 /* 1 <= replicas <= 5, 1 <= min_replicas <= replicas, 1 <= pg_count <= 4096. */
 int mg_check_pool_shape(uint64_t replicas, uint64_t min_replicas, uint64_t pg_count, char *err,
 			size_t errlen);
+/* A QoS limit named @field: 0 (unlimited) or, for an IOPS limit (@bytes
+ * false), 1..MG_QOS_IOPS_MAX; for a bandwidth limit MG_QOS_BPS_MIN..
+ * MG_QOS_BPS_MAX bytes a second. */
+int mg_check_qos(const char *field, bool bytes, uint64_t v, char *err, size_t errlen);
 /* Index into mg_failure_domains (an enum cmap_fd), or -EINVAL. */
 int mg_parse_failure_domain(const char *s, char *err, size_t errlen);
+
+/* A pool's max_overcommit_percent: 0 (no limit) or 10..100000. -EINVAL
+ * with @err otherwise. */
+#define MG_OVERCOMMIT_MAX 100000u
+int mg_check_overcommit(uint64_t pct, char *err, size_t errlen);
 
 #endif

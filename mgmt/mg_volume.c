@@ -16,6 +16,7 @@
 
 #include "common/log.h"
 #include "mgmt/mg_api.h"
+#include "mgmt/mg_space.h"
 
 #define MG_LAYER_MAX 0xffffu /* layer numbers per family */
 #define MG_CHANGED_MAX (MG_MAX_CHAIN + 8)
@@ -316,21 +317,44 @@ static uint64_t mg_layer_allocated(struct mg_cluster *c, uint64_t inode, uint32_
 	return l->bytes / p->rec.replicas;
 }
 
+static json_t *mg_qos_json(int64_t v)
+{
+	return v < 0 ? json_null() : json_integer((json_int_t)v);
+}
+
+/* The limit keel-client enforces: the volume's own, else its pool's. */
+static uint64_t mg_qos_effective(int64_t own, uint64_t pool)
+{
+	return own < 0 ? pool : (uint64_t)own;
+}
+
 json_t *mg_volume_json(struct mg_cluster *c, const struct mg_volume_rec *v)
 {
 	const struct mg_pool *p = mg_cluster_pool(c, v->pool);
 	unsigned int nattach = 0;
+	json_t *j;
 
 	mg_attach_count(c, v->id, &nattach);
-	return json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:o,s:s*,s:s,s:s,s:I,s:o}", "id",
-			 (json_int_t)v->id, "uuid", v->uuid, "name", v->name, "size",
-			 (json_int_t)v->size, "pool", p ? p->rec.name : "?", "pool_id",
-			 (json_int_t)v->pool, "object_size", (json_int_t)v->object_size, "inode",
-			 (json_int_t)v->top, "parents", mg_chain_json(c, v->top), "origin",
-			 v->origin[0] ? v->origin : NULL, "description", v->description, "status",
-			 nattach ? "in-use" : "available", "allocated_bytes",
-			 (json_int_t)mg_layer_allocated(c, v->top, v->pool), "created_at",
-			 mg_api_iso_time(v->created_at * 1000));
+	j = json_pack("{s:I,s:s,s:s,s:I,s:s,s:I,s:I,s:I,s:o,s:s*,s:s,s:s,s:I,s:o}", "id",
+		      (json_int_t)v->id, "uuid", v->uuid, "name", v->name, "size",
+		      (json_int_t)v->size, "pool", p ? p->rec.name : "?", "pool_id",
+		      (json_int_t)v->pool, "object_size", (json_int_t)v->object_size, "inode",
+		      (json_int_t)v->top, "parents", mg_chain_json(c, v->top), "origin",
+		      v->origin[0] ? v->origin : NULL, "description", v->description, "status",
+		      nattach ? "in-use" : "available", "allocated_bytes",
+		      (json_int_t)mg_layer_allocated(c, v->top, v->pool), "created_at",
+		      mg_api_iso_time(v->created_at * 1000));
+	if (j) {
+		json_object_set_new(j, "qos_iops", mg_qos_json(v->qos_iops));
+		json_object_set_new(j, "qos_bps", mg_qos_json(v->qos_bps));
+		json_object_set_new(j, "effective_qos_iops",
+				    json_integer((json_int_t)mg_qos_effective(
+					    v->qos_iops, p ? p->rec.qos_iops : 0)));
+		json_object_set_new(j, "effective_qos_bps",
+				    json_integer((json_int_t)mg_qos_effective(
+					    v->qos_bps, p ? p->rec.qos_bps : 0)));
+	}
+	return j;
 }
 
 static json_t *mg_snap_json(struct mg_cluster *c, const struct mg_snap_rec *sn)
@@ -388,7 +412,7 @@ static void mg_fence_done(struct mg_cluster *c, void *arg, int res)
 }
 
 void mg_reply_fenced(struct mg_cluster *c, struct mg_api_req *req, int status, json_t *body,
-			    const char *what)
+		     const char *what)
 {
 	struct mg_fence_reply *fr = calloc(1, sizeof(*fr));
 
@@ -453,16 +477,20 @@ static int mg_check_description(const char *d, char *err, size_t errlen)
 struct mg_create_args {
 	const char *name, *pool, *description, *snapshot, *source;
 	uint64_t size, object_size;
+	int64_t qos_iops, qos_bps; /* MG_QOS_POOL unless given */
 	bool has_size, has_pool, has_object_size;
 };
 
 static int mg_create_parse(json_t *body, struct mg_create_args *a, char *err, size_t errlen)
 {
-	static const char *const known[] = {"name",	   "size",     "pool",		"object_size",
-					    "description", "snapshot", "source_volume", NULL};
+	static const char *const known[] = {
+		"name",	    "size",	     "pool",	 "object_size", "description",
+		"snapshot", "source_volume", "qos_iops", "qos_bps",	NULL};
+	bool present;
 	int ret;
 
 	memset(a, 0, sizeof(*a));
+	a->qos_iops = a->qos_bps = MG_QOS_POOL;
 	a->pool = "default";
 	a->description = "";
 	a->object_size = MG_OBJECT_SIZE_DEFAULT;
@@ -490,6 +518,14 @@ static int mg_create_parse(json_t *body, struct mg_create_args *a, char *err, si
 	}
 	if (!ret) {
 		ret = mg_api_field_str(body, "source_volume", false, &a->source, err, errlen);
+	}
+	if (!ret) {
+		ret = mg_api_field_qos(body, "qos_iops", false, true, &present, &a->qos_iops, err,
+				       errlen);
+	}
+	if (!ret) {
+		ret = mg_api_field_qos(body, "qos_bps", true, true, &present, &a->qos_bps, err,
+				       errlen);
 	}
 	if (!ret) {
 		ret = mg_check_name("volume", a->name, err, errlen);
@@ -563,7 +599,7 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	struct mg_volume_rec v, old, src;
 	struct mg_snap_rec sn;
 	struct mg_vchange ch;
-	struct mg_pool *pool;
+	struct mg_pool *pool = NULL;
 	uint64_t family, parent = 0, src_top = 0;
 	uint32_t smallest, sid = 0;
 	int ret;
@@ -586,6 +622,8 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 	snprintf(v.description, sizeof(v.description), "%s", a.description);
 	mg_new_uuid(v.uuid);
 	v.created_at = mg_wall_ms() / 1000;
+	v.qos_iops = a.qos_iops; /* a clone does not inherit its origin's */
+	v.qos_bps = a.qos_bps;
 	if (a.snapshot) {
 		if (mg_snap_lookup(c, req, NULL, a.snapshot, &sn) ||
 		    mg_store_get_volume_id(c->st, sn.volume_id, &src)) {
@@ -602,6 +640,7 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 		ret = mg_clone_shape(&a, &src, src.size, c, err, sizeof(err));
 		parent = src_top = src.top;
 		v.size = a.has_size ? a.size : src.size;
+		snprintf(v.origin, sizeof(v.origin), "%s", src.uuid);
 	} else {
 		pool = mg_cluster_pool_by_name(c, a.pool);
 		if (!pool) {
@@ -629,6 +668,9 @@ static void mg_h_volume_create(struct mg_cluster *c, struct mg_api_req *req)
 			 "the origin is %d layers deep: flatten it before cloning it again",
 			 MG_MAX_CHAIN);
 		ret = -ERANGE;
+	}
+	if (!ret) {
+		ret = mg_space_admit(c, pool ? pool->rec.id : src.pool, v.size, err, sizeof(err));
 	}
 	if (ret) {
 		mg_api_error(req, ret, err);
@@ -1031,6 +1073,9 @@ static void mg_h_volume_resize(struct mg_cluster *c, struct mg_api_req *req)
 			 (unsigned long long)size, (unsigned long long)v.size);
 		ret = -EINVAL;
 	}
+	if (!ret && size > v.size) {
+		ret = mg_space_admit(c, v.pool, size - v.size, err, sizeof(err));
+	}
 	if (ret) {
 		mg_api_error(req, ret, err);
 		return;
@@ -1103,6 +1148,56 @@ static void mg_h_volume_rename(struct mg_cluster *c, struct mg_api_req *req)
 	if (strcmp(old, v.name)) {
 		log_info("volume '%s' renamed to '%s'", old, v.name);
 	}
+	mg_api_reply(req, 200, mg_volume_json(c, &v));
+}
+
+/* POST /v1/volumes/{name}/qos {"iops"?, "bps"?}: a number (0 = unlimited)
+ * or null (the pool's); an absent one stays. keel-client applies it at its
+ * next attachment poll. */
+static void mg_h_volume_qos(struct mg_cluster *c, struct mg_api_req *req)
+{
+	static const char *const known[] = {"iops", "bps", NULL};
+	char err[MG_API_ERR_LEN];
+	struct mg_volume_rec v;
+	struct mg_vchange ch;
+	int64_t iops = MG_QOS_POOL, bps = MG_QOS_POOL;
+	bool has_iops = false, has_bps = false;
+	int ret;
+
+	if (mg_volume_lookup(c, req, req->arg, &v)) {
+		return;
+	}
+	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
+	if (!ret) {
+		ret = mg_api_field_qos(req->body, "iops", false, true, &has_iops, &iops, err,
+				       sizeof(err));
+	}
+	if (!ret) {
+		ret = mg_api_field_qos(req->body, "bps", true, true, &has_bps, &bps, err,
+				       sizeof(err));
+	}
+	if (ret) {
+		mg_api_error(req, ret, err);
+		return;
+	}
+	if (has_iops) {
+		v.qos_iops = iops;
+	}
+	if (has_bps) {
+		v.qos_bps = bps;
+	}
+	ret = mg_vchange_init(c, &ch);
+	if (!ret) {
+		ch.vol_upd[ch.n_vol_upd++] = v;
+		ret = mg_vchange_commit(c, &ch, "qos");
+	}
+	if (ret) {
+		mg_api_error(req, ret, "volume limits not changed");
+		return;
+	}
+	log_info("volume '%s': QoS limits %lld IOPS, %lld bytes/s (-1 = the pool's, 0 = "
+		 "unlimited)",
+		 v.name, (long long)v.qos_iops, (long long)v.qos_bps);
 	mg_api_reply(req, 200, mg_volume_json(c, &v));
 }
 
@@ -1319,6 +1414,9 @@ void mg_volume_handle(struct mg_cluster *c, struct mg_api_req *req)
 		break;
 	case MG_R_VOLUME_FLATTEN:
 		mg_h_volume_flatten(c, req);
+		break;
+	case MG_R_VOLUME_QOS:
+		mg_h_volume_qos(c, req);
 		break;
 	case MG_R_LAYERS:
 		mg_h_layers(c, req);

@@ -264,6 +264,8 @@ def test(tools, tmp, box):
     cl_ = cc.props("create", "--source-volid", vid, "--name", "clone1")
     check(cl_.get("status") == "available" and cl_.get("size") == "2",
           "cinder create --source-volid cv1: clone1, 2 GiB")
+    check(cl_.get("source_volid") == vid and cl_.get("snapshot_id") in (None, "None"),
+          "cinder show of the clone: source_volid %s, no snapshot_id" % cl_.get("source_volid"))
     a2, uri2, _ = attach(cc, "fromsnap", host)
     ok, out = qemu_io(uri2, "read -P 0xa1 0 1M", "read -P 0xa2 4M 64k")
     check(ok, "the volume created from the snapshot reads the snapshot's data" +
@@ -299,6 +301,16 @@ def test(tools, tmp, box):
     check(ok, "fromsnap still reads the data of the deleted snapshot")
     for a in cc.rows("attachment-list"):
         cc.cinder("attachment-delete", a["ID"])
+    rc, _, err = cc.cinder("rename", "clone1", "clone2", "--description", "renamed", ok=False)
+    sh = cc.props("show", "clone2") if rc == 0 else {}
+    check(rc == 0 and sh.get("name") == "clone2" and sh.get("description") == "renamed",
+          "cinder rename clone1 clone2 --description renamed" + ("" if rc == 0 else ": " + err))
+    rc, _, err = cc.cinder("rename", "clone2", "bad name", ok=False)
+    check(rc != 0 and cc.props("show", "clone2").get("name") == "clone2",
+          "cinder rename to a name with a space: refused, unchanged")
+    rc, _, err = cc.osc("volume", "set", "--name", "clone1", "clone2", ok=False)
+    check(rc == 0 and cc.props("show", "clone1").get("description") == "renamed",
+          "openstack volume set --name clone1" + ("" if rc == 0 else ": " + err))
     for vol in ("cv1", "fromsnap", "clone1"):
         rc, _, err = cc.cinder("delete", vol, ok=False)
         check(rc == 0, "cinder delete %s" % vol + ("" if rc == 0 else ": " + err))

@@ -19,7 +19,12 @@ Data moves with `keelctl volume import/export` (libkeel):
   3. space returns: deleting the first volume frees its objects (GC), the
      pool is no longer full and the waiting import finishes by itself;
      both images read back exactly;
-  4. policy fail (mgmt restarted with full_policy=fail): a 12 MiB import
+  4. overcommit limit: `keelctl pool overcommit default 150` (about 47 MiB
+     of volume sizes on 31.75 MiB usable): creating, cloning or growing
+     past it is refused (exit 1, nothing created or changed, the REST
+     answer a JSON 507), within it allowed; `pool overcommit default
+     none` lifts it;
+  5. policy fail (mgmt restarted with full_policy=fail): a 12 MiB import
      into a third volume fills the pool and fails with ENOSPC (keelctl
      exits 1),
      the data written before reads back exactly, every server is still up.
@@ -172,7 +177,45 @@ def test(tools, tmp, box):
     k.ok("volume", "export", "vb", out)
     ck.check(same_prefix(b, out, 20 * MIB), "vb reads back its image")
 
-    # ---- 4: policy fail ----
+    # ---- 4: overcommit limit (vb holds 24 MiB of size) ----
+    out5 = k.ok("pool", "overcommit", "default", "150")
+    ck.check("(max 150%)" in out5, "keelctl pool overcommit shows the limit: %s" %
+             out5.splitlines()[-1])
+    limit = pool(c)["space"]["usable_bytes"] // 100 * 150
+    before = [v["name"] for v in c.api("/v1/volumes")]
+    p = k.run("volume", "create", "big", "--size", "24M", "--object-size", "256K")
+    ck.check(p.returncode == 1 and "overcommitted" in p.stderr,
+             "a 24 MiB volume past the limit (%.1f MiB) is refused: %s" %
+             (limit / MIB, p.stderr.strip()))
+    st, _, body = c.api_raw("/v1/volumes", "POST", {"name": "big", "size": 24 * MIB,
+                                                   "object_size": 256 << 10})
+    ck.check(st == 507 and b'"error"' in body, "REST: 507 with a JSON error (%d)" % st)
+    p = k.run("volume", "resize", "vb", "48M")
+    ck.check(p.returncode == 1 and "overcommitted" in p.stderr, "growing vb past it: refused")
+    p = k.run("volume", "copy", "vb", "vb2")
+    ck.check(p.returncode == 1 and "overcommitted" in p.stderr,
+             "a clone of vb (24 MiB more) is refused: %s" % p.stderr.strip())
+    ck.check([v["name"] for v in c.api("/v1/volumes")] == before and
+             c.api("/v1/volumes/vb")["size"] == 24 * MIB,
+             "nothing was created or changed by the refused requests")
+    k.ok("volume", "create", "small", "--size", "16M", "--object-size", "256K")
+    ck.check(True, "a 16 MiB volume within the limit is created")
+    k.ok("volume", "delete", "small")
+    k.ok("pool", "overcommit", "default", "none")
+    k.ok("volume", "create", "big", "--size", "24M", "--object-size", "256K")
+    ck.check(True, "with the limit lifted, the 24 MiB volume is created")
+    k.ok("volume", "delete", "big")
+    k.ok("snapshot", "create", "vb@s")
+    k.ok("volume", "clone", "vb@s", "vbc")
+    k.ok("volume", "copy", "vb", "vbd")
+    ck.check(c.api("/v1/volumes/vbc")["size"] == 24 * MIB and
+             c.api("/v1/volumes/vbd")["size"] == 24 * MIB,
+             "keelctl volume clone and copy (no limit now) create their volumes")
+    for name in ("vbc", "vbd"):
+        k.ok("volume", "delete", name)
+    k.ok("snapshot", "delete", "vb@s")
+
+    # ---- 5: policy fail ----
     with open(os.path.join(c.dir, "mgmt.set"), "a") as f:
         f.write("full_policy=fail\n")
     c.lc("stop-mgmt")

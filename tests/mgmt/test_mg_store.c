@@ -85,6 +85,7 @@ static struct mg_volume_rec vol(uint64_t id, const char *name)
 	v.created_at = 1700000000;
 	snprintf(v.uuid, sizeof(v.uuid), "00000000-0000-4000-8000-%012llu", (unsigned long long)id);
 	v.top = id << 16;
+	v.qos_iops = v.qos_bps = MG_QOS_POOL;
 	return v;
 }
 
@@ -329,6 +330,10 @@ static void test_migrate_v1(void **state)
 		assert_int_equal(next, 1);
 		assert_int_equal(m.next_snapshot_id, 1);
 	}
+	/* v7: no limits anywhere; the volume follows its pool. */
+	assert_int_equal(v.qos_iops, MG_QOS_POOL);
+	assert_int_equal(v.qos_bps, MG_QOS_POOL);
+	assert_int_equal(raw_int(f->path, "SELECT qos_iops + qos_bps FROM pools WHERE id = 1"), 0);
 	memset(&a, 0, sizeof(a));
 	a.volume_id = 8;
 	snprintf(a.host, sizeof(a.host), "hv1");
@@ -336,6 +341,79 @@ static void test_migrate_v1(void **state)
 	assert_int_equal(mg_store_begin(f->st), 0);
 	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
 	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_attach(f->st, 8, "hv1", &a), 0);
+	assert_int_equal(a.qos_iops, 0);
+	assert_int_equal(a.qos_bps, 0);
+}
+
+static int find_pool(void *arg, const struct mg_pool_rec *p)
+{
+	struct mg_pool_rec *out = arg;
+
+	if (p->id == out->id) {
+		*out = *p;
+	}
+	return 0;
+}
+
+/* QoS (schema v7): a pool's limits are its volumes' defaults; a volume's
+ * own (NULL = none) wins, 0 included; attachments carry the effective
+ * ones. */
+static void test_qos(void **state)
+{
+	struct fixture *f = *state;
+	struct mg_volume_rec v = vol(7, "alpha"), w = vol(9, "beta"), got;
+	struct mg_pool_rec p = {.id = 1};
+	struct mg_attach_rec a, ga;
+
+	add_pool(f->st, 1, "default");
+	assert_int_equal(mg_store_each_pool(f->st, find_pool, &p), 0);
+	assert_int_equal(p.qos_iops, 0);
+	p.qos_iops = 400;
+	p.qos_bps = 8 << 20;
+	w.qos_iops = 0;	     /* explicitly unlimited */
+	w.qos_bps = 1000000; /* its own */
+	memset(&a, 0, sizeof(a));
+	a.volume_id = 7;
+	snprintf(a.host, sizeof(a.host), "hv1");
+	a.generation = 1;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_put_pool(f->st, &p), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &v), 0);
+	assert_int_equal(mg_store_add_volume(f->st, &w), 0);
+	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
+	a.volume_id = 9;
+	a.uuid[0] = '\0';
+	assert_int_equal(mg_store_put_attach(f->st, &a), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	reopen(f);
+	memset(&p, 0, sizeof(p));
+	p.id = 1;
+	assert_int_equal(mg_store_each_pool(f->st, find_pool, &p), 0);
+	assert_int_equal(p.qos_iops, 400);
+	assert_int_equal(p.qos_bps, 8 << 20);
+	assert_int_equal(mg_store_get_volume(f->st, "alpha", &got), 0);
+	assert_int_equal(got.qos_iops, MG_QOS_POOL);
+	assert_int_equal(got.qos_bps, MG_QOS_POOL);
+	assert_int_equal(raw_int(f->path, "SELECT qos_iops IS NULL FROM volumes WHERE id = 7"), 1);
+	assert_int_equal(mg_store_get_volume(f->st, "beta", &got), 0);
+	assert_int_equal(got.qos_iops, 0);
+	assert_int_equal(got.qos_bps, 1000000);
+	assert_int_equal(mg_store_get_attach(f->st, 7, "hv1", &ga), 0);
+	assert_int_equal(ga.qos_iops, 400);
+	assert_int_equal(ga.qos_bps, 8 << 20);
+	assert_int_equal(mg_store_get_attach(f->st, 9, "hv1", &ga), 0);
+	assert_int_equal(ga.qos_iops, 0);
+	assert_int_equal(ga.qos_bps, 1000000);
+	/* A change of the volume's own limits; back to the pool's. */
+	got.qos_iops = 50;
+	got.qos_bps = MG_QOS_POOL;
+	assert_int_equal(mg_store_begin(f->st), 0);
+	assert_int_equal(mg_store_update_volume(f->st, &got), 0);
+	assert_int_equal(mg_store_commit(f->st), 0);
+	assert_int_equal(mg_store_get_attach(f->st, 9, "hv1", &ga), 0);
+	assert_int_equal(ga.qos_iops, 50);
+	assert_int_equal(ga.qos_bps, 8 << 20);
 }
 
 static int count_layers(void *arg, const struct mg_layer_rec *l)
@@ -535,6 +613,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pgs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_attachments, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qos, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_layers_snapshots, setup, teardown),
 	};
 

@@ -87,13 +87,31 @@ static void test_pool_shape(void **state)
 	assert_int_equal(mg_parse_failure_domain("", err, sizeof(err)), -EINVAL);
 }
 
+static void test_qos(void **state)
+{
+	char err[256];
+
+	(void)state;
+	assert_int_equal(mg_check_qos("iops", false, 0, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("iops", false, 1, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("iops", false, MG_QOS_IOPS_MAX, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("iops", false, MG_QOS_IOPS_MAX + 1, err, sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "iops"));
+	assert_int_equal(mg_check_qos("bps", true, 0, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("bps", true, 4095, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_qos("bps", true, 4096, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("bps", true, MG_QOS_BPS_MAX, err, sizeof(err)), 0);
+	assert_int_equal(mg_check_qos("bps", true, MG_QOS_BPS_MAX + 1, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mg_check_qos("bps", true, UINT64_MAX, err, sizeof(err)), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_sizes),
-		cmocka_unit_test(test_object_sizes),
-		cmocka_unit_test(test_pool_shape),
+		cmocka_unit_test(test_names),	     cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_object_sizes), cmocka_unit_test(test_pool_shape),
+		cmocka_unit_test(test_qos),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
