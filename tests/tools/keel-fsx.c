@@ -70,6 +70,7 @@ struct fsx {
 	uint64_t counts[16];
 	bool verbose;
 	unsigned int max_chain; /* longest chain seen after a snapshot */
+	unsigned int max_chain_limit; /* --max-chain: fail above it (0: no limit) */
 	uint64_t deep_refusals; /* snapshots refused at the chain limit */
 	char token[256]; /* API token ($KEEL_TOKEN, $KEEL_TOKEN_FILE, ...) */
 };
@@ -712,6 +713,10 @@ static void run(struct fsx *f)
 	       f->seed, f->ops, (long)(time(NULL) - t0));
 	printf("  longest chain %u layers, %" PRIu64 " snapshots refused at the chain limit\n",
 	       f->max_chain, f->deep_refusals);
+	if (f->max_chain_limit && f->max_chain > f->max_chain_limit) {
+		fsx_fail(f, "a chain of %u layers (--max-chain %u): deleted snapshots are not merged",
+			 f->max_chain, f->max_chain_limit);
+	}
 	if (f->deep_refusals) {
 		fsx_fail(f,
 			 "%" PRIu64 " snapshots refused at the %d-layer chain limit: deleted "
@@ -726,7 +731,7 @@ static void run(struct fsx *f)
 static const char fsx_usage[] =
 	"usage: keel-fsx --mgmt URL --key-file PATH [--seed N] [--ops N] [--prefix NAME] [-v]\n"
 	"                [--keelctl PATH] [--cluster-dir DIR --local-cluster PATH\n"
-	"                 --servers N --kill-every N]\n";
+	"                 --servers N --kill-every N] [--max-chain N]\n";
 
 int main(int argc, char **argv)
 {
@@ -765,6 +770,8 @@ int main(int argc, char **argv)
 			f.nservers = (unsigned int)strtoul(val, NULL, 0);
 		} else if (!strcmp(a, "--kill-every")) {
 			f.kill_every = strtoull(val, NULL, 0);
+		} else if (!strcmp(a, "--max-chain")) {
+			f.max_chain_limit = (unsigned int)strtoul(val, NULL, 0);
 		} else {
 			fputs(fsx_usage, stderr);
 			return 2;
