@@ -37,3 +37,4 @@ keel_cluster_ft(t_fence 300 "functional;cluster;client")
 # Per-volume QoS limits: keel-mgmt's API and keel-client's limiter, measured
 # with fio over NBD (docs/operations.md, "QoS").
 keel_cluster_ft(t_qos 300 "functional;cluster;client")
+keel_cluster_ft(t_space 300 "functional;cluster;volumes")
