@@ -56,6 +56,8 @@ struct mg_blob {
 	uint8_t *data;
 };
 
+#define MG_PUSH_AWAIT 4 /* map pushes awaiting a reply, per peer (< SRV_MAP_HELD) */
+
 /* One connection on the cluster port (a server, a client, or both). */
 struct mg_peer {
 	struct mg_cluster *c;
@@ -65,10 +67,17 @@ struct mg_peer {
 	uint32_t server_id;  /* registered as this server; 0 = not a server */
 	bool subscribed;     /* MG_SUBSCRIBE: wants map pushes */
 	uint64_t sent_epoch; /* newest map this peer was sent */
-	/* The single push slot: sending (bytes not yet out) or awaiting the
-	 * peer's reply; while either holds, newer maps wait and coalesce. */
-	bool push_sending, push_awaiting;
-	uint64_t push_req_id;
+	/* One push is sent at a time (push_sending: bytes not yet out); up to
+	 * MG_PUSH_AWAIT sent ones may await the peer's reply (a server holds
+	 * its reply while writes admitted under the previous layer list
+	 * drain, and those writes may need the next map to finish: a member
+	 * died). Newer maps coalesce behind a full window. Replies come in
+	 * order. */
+	bool push_sending;
+	unsigned int push_nawait;
+	struct mg_push_await {
+		uint64_t req_id, epoch;
+	} push_await[MG_PUSH_AWAIT];
 	uint64_t acked_epoch; /* newest map it answered (or got at registration) */
 	struct mg_blob *push_blob;
 	struct kp_msg push;

@@ -181,7 +181,8 @@ static void mg_reply_map(struct mg_peer *p, const struct kp_hdr *h)
 	mg_reply(p, h, 0, buf, b->len, NULL);
 }
 
-/* ---- pushes: at most one in flight per peer, newest map wins ---- */
+/* ---- pushes: one sending and a few awaiting replies per peer, newest map
+ * wins ---- */
 
 static void mg_push(struct mg_peer *p);
 
@@ -192,8 +193,8 @@ static void mg_push_sent(struct kp_msg *m, int res)
 	p->push_sending = false;
 	mg_blob_put(p->push_blob);
 	p->push_blob = NULL;
-	if (res) {
-		p->push_awaiting = false;
+	if (res && p->push_nawait) {
+		p->push_nawait--; /* never went out: no reply will come */
 	}
 	mg_push(p);
 	mg_peer_put(p);
@@ -207,13 +208,15 @@ static void mg_push(struct mg_peer *p)
 	if (!p->kc || (!p->server_id && !p->subscribed) || !b || b->epoch <= p->sent_epoch) {
 		return;
 	}
-	if (p->push_sending || p->push_awaiting) {
+	if (p->push_sending || p->push_nawait == MG_PUSH_AWAIT) {
 		p->pushes_coalesced++;
-		return; /* mg_push() runs again when the slot frees */
+		return; /* mg_push() runs again when a slot frees */
 	}
 	memset(&p->push, 0, sizeof(p->push));
 	p->push.hdr.opcode = KP_OP_MG_MAP;
-	p->push.hdr.req_id = p->push_req_id = p->c->next_req_id++;
+	p->push.hdr.req_id = p->c->next_req_id++;
+	p->push_await[p->push_nawait++] =
+		(struct mg_push_await){.req_id = p->push.hdr.req_id, .epoch = b->epoch};
 	p->push.hdr.epoch = b->epoch;
 	p->push.hdr.meta_len = (uint32_t)b->len;
 	p->push.meta = b->data;
@@ -221,7 +224,6 @@ static void mg_push(struct mg_peer *p)
 	b->refs++;
 	p->push_blob = b;
 	p->push_sending = true;
-	p->push_awaiting = true;
 	p->refs++;
 	ret = kp_conn_send(p->kc, &p->push);
 	if (ret) {
@@ -234,7 +236,7 @@ static void mg_push(struct mg_peer *p)
 				 (unsigned long long)b->epoch, strerror(-ret));
 		}
 		p->push_sending = false;
-		p->push_awaiting = false;
+		p->push_nawait--;
 		p->push_blob = NULL;
 		mg_blob_put(b);
 		p->refs--;
@@ -253,16 +255,21 @@ void mg_cport_push_all(struct mg_cluster *c)
 
 static void mg_on_push_reply(struct mg_peer *p, const struct kp_hdr *h)
 {
-	if (!p->push_awaiting || h->req_id != p->push_req_id) {
+	uint64_t epoch;
+
+	/* Replies come in push order: this one is for the oldest push. */
+	if (!p->push_nawait || h->req_id != p->push_await[0].req_id) {
 		kp_conn_close(p->kc, -EPROTO, "unexpected MG_MAP reply");
 		return;
 	}
-	p->push_awaiting = false;
+	epoch = p->push_await[0].epoch;
+	memmove(&p->push_await[0], &p->push_await[1],
+		(--p->push_nawait) * sizeof(p->push_await[0]));
 	if (h->status) {
 		log_warn("%s: map push of epoch %llu refused: status %d", p->name,
-			 (unsigned long long)p->sent_epoch, h->status);
-	} else if (p->sent_epoch > p->acked_epoch) {
-		p->acked_epoch = p->sent_epoch;
+			 (unsigned long long)epoch, h->status);
+	} else if (epoch > p->acked_epoch) {
+		p->acked_epoch = epoch;
 		mg_fence_check(p->c);
 	}
 	mg_push(p);

@@ -673,7 +673,7 @@ static void mgmt_reply_map(struct srv_cluster *cl, const struct kp_hdr *h)
 		return;
 	}
 	if (cl->nheld == SRV_MAP_HELD) {
-		/* mgmt has one push in flight per server: cannot happen with it */
+		/* mgmt has at most MG_PUSH_AWAIT (4) pushes awaiting a reply */
 		struct kp_hdr o = *h;
 
 		log_warn("mgmt: %u map replies held, answering the oldest ETIMEDOUT", cl->nheld);
