@@ -19,6 +19,9 @@ model.
 
 Pass: keel-snapcheck exits 0 (its summary is printed), the kill and the
 restart happened while it ran, mgmt lists every snapshot, HEALTH_OK after.
+Negative control: keel-snapcheck on another volume with --shift-ts-ms 300
+(checks as if each snapshot had been requested 300 ms later) must report
+lost writes and exit 1, so the check is known to bite on real snapshots.
 """
 import os
 import subprocess
@@ -85,6 +88,18 @@ def test(tools, tmp, box):
              % (nsnaps, VOL, len(snaps)))
     secs = c.wait_health_ok(120)
     log("HEALTH_OK %.1f s after the run" % secs)
+    # Negative control: the same check, shifted as if each request had
+    # started 300 ms later, must report the writes of those 300 ms as lost.
+    c.api("/v1/volumes", "POST", {"name": VOL + "-neg", "size": 16 << 20,
+                                  "object_size": 256 << 10})
+    neg = [tool, "--mgmt", c.url, "--key-file", c.key, "--volume", VOL + "-neg",
+           "--snapshots", "3", "--interval-ms", "1000", "--shift-ts-ms", "300"]
+    q = subprocess.run(neg, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       env=c.env, timeout=120)
+    tail = q.stdout.splitlines()[-3:]
+    ck.check(q.returncode == 1 and "VIOLATION (lost)" in q.stdout,
+             "negative control (--shift-ts-ms 300): lost writes reported, exit 1 (exit %d: %s)"
+             % (q.returncode, " / ".join(tail)))
     ck.done()
 
 

@@ -23,6 +23,10 @@
  *
  * stdout: one line per snapshot as it completes ("snapshot N ..."; the
  * test wrapper times its server kill from them), then the summary.
+ * --shift-ts-ms N checks as if each request had been made N ms later: the
+ * writes completed in those N ms are missing, so a run with it must fail
+ * (the test's negative control).
+ *
  * Exit 0: no violation; 1: a violation, an I/O error, a failed snapshot
  * request or a hang; 2: usage or setup.
  */
@@ -94,6 +98,7 @@ struct scheck {
 	/* options */
 	const char *url, *key_file, *volume, *prefix;
 	unsigned int iodepth, nsnaps_want, interval_ms, read_pct;
+	uint64_t shift_ts_ns; /* negative control: pretend each Ts was later */
 	uint64_t seed;
 	bool verbose;
 	char token[256];
@@ -562,7 +567,7 @@ static void sc_check_one(struct scheck *sc, uint8_t *blk, uint64_t b)
 	}
 	{
 		const struct sc_snaprec *sr = &sc->snaps[sc->cur_snap];
-		struct sc_snap s = {sr->ts_ns, sr->te_ns};
+		struct sc_snap s = {sr->ts_ns + sc->shift_ts_ns, sr->te_ns + sc->shift_ts_ns};
 
 		if (sc_check_block(w, n, &s, found, seq, sc->floor[b], &r) != SC_OK) {
 			char full[128];
@@ -706,7 +711,10 @@ static int sc_check_all(struct scheck *sc)
 static const char sc_usage[] =
 	"usage: keel-snapcheck --mgmt URL --key-file PATH --volume NAME [--iodepth 32]\n"
 	"                      [--snapshots 16] [--interval-ms 1000] [--read-pct 10]\n"
-	"                      [--prefix sc] [--seed N]\n";
+	"                      [--prefix sc] [--seed N] [--shift-ts-ms N]\n"
+	"--shift-ts-ms: a negative control: check as if every snapshot request had\n"
+	"started (and returned) N ms later; writes of those N ms are then missing\n"
+	"from the snapshots and must be reported as lost.\n";
 
 static int sc_parse_args(struct scheck *sc, int argc, char **argv)
 {
@@ -733,6 +741,8 @@ static int sc_parse_args(struct scheck *sc, int argc, char **argv)
 			sc->read_pct = (unsigned int)strtoul(val, NULL, 0);
 		} else if (!strcmp(a, "--prefix")) {
 			sc->prefix = val;
+		} else if (!strcmp(a, "--shift-ts-ms")) {
+			sc->shift_ts_ns = strtoull(val, NULL, 0) * NS_PER_MS;
 		} else if (!strcmp(a, "--seed")) {
 			sc->seed = strtoull(val, NULL, 0);
 		} else {
