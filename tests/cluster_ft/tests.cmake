@@ -38,3 +38,5 @@ keel_cluster_ft(t_fence 300 "functional;cluster;client")
 # Per-volume QoS limits: keel-mgmt's API and keel-client's limiter, measured
 # with fio over NBD (docs/operations.md, "QoS").
 keel_cluster_ft(t_qos 300 "functional;cluster;client")
+# Bad input to every mutating native REST route; concurrent deletes.
+keel_cluster_ft(t_api_input 300 "functional;cluster;volumes")

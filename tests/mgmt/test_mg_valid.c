@@ -49,16 +49,12 @@ static void test_content_type(void **state)
 					   " application/json ;charset=UTF-8",
 					   "application/vnd.openstack.volume+json",
 					   "; charset=utf-8"};
-	static const char *const bad[] = {"text/plain",
-					  "application/x-www-form-urlencoded",
-					  "application/xml",
-					  "multipart/form-data; boundary=x",
-					  "application/jsonx",
-					  "application/json-patch",
-					  "text/json+xml",
-					  "application/+json",
-					  "application/a/b+json",
-					  "json"};
+	static const char *const bad[] = {
+		"text/plain",		"application/x-www-form-urlencoded",
+		"application/xml",	"multipart/form-data; boundary=x",
+		"application/jsonx",	"application/json-patch",
+		"text/json+xml",	"application/+json",
+		"application/a/b+json", "json"};
 
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		assert_true(mg_json_content_type(good[i]));
