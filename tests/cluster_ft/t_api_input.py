@@ -214,6 +214,13 @@ def test(tools, tmp, box):
     bad("POST", np_, 400, "rename to a number", {"name": 17})
     bad("POST", np_, 400, "rename with an unknown field", {"name": "ok", "pool": "x"})
     bad("POST", np_, 409, "rename to a taken name", {"name": "b"})
+    # A good name with a bad description: neither is applied.
+    bad("POST", np_, 400, "rename with a good name and a bad description",
+        {"name": "ok2", "description": 5})
+    bad("POST", np_, 400, "rename with a good name and a 300-byte description",
+        {"name": "ok2", "description": "d" * 300})
+    bad("POST", np_, 409, "rename to a taken name with a new description",
+        {"name": "b", "description": "new"})
     bad("POST", "/v1/volumes/nosuch/rename", 404, "rename of an unknown volume", {"name": "z"})
 
     # ---- revert ----
