@@ -23,6 +23,10 @@
  *
  * stdout: one line per snapshot as it completes ("snapshot N ..."; the
  * test wrapper times its server kill from them), then the summary.
+ * --fault-pid-file F SIGKILLs the process whose pid F holds (a keel-server)
+ * --fault-delay-ms after the request of snapshot --fault-snap started: a
+ * server dying inside a snapshot request.
+ *
  * --shift-ts-ms N checks as if each request had been made N ms later: the
  * writes completed in those N ms are missing, so a run with it must fail
  * (the test's negative control).
@@ -33,6 +37,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -56,7 +61,7 @@
 #define SC_CHUNK_BLOCKS 64u		      /* snapshot reads: 256 KiB */
 #define SC_CHECK_QD	8u
 #define SC_MAX_REPORTS	20u
-#define SC_HANG_NS	(120ull * 1000 * 1000 * 1000)
+#define SC_HANG_NS	(60ull * 1000 * 1000 * 1000)
 #define SC_MAX_SNAPS	60u /* a chain is at most 64 layers */
 #define NS_PER_MS	1000000ull
 
@@ -99,6 +104,8 @@ struct scheck {
 	const char *url, *key_file, *volume, *prefix;
 	unsigned int iodepth, nsnaps_want, interval_ms, read_pct;
 	uint64_t shift_ts_ns; /* negative control: pretend each Ts was later */
+	const char *fault_pid_file; /* SIGKILL this pid --fault-delay-ms into snapshot --fault-snap */
+	unsigned int fault_snap, fault_delay_ms;
 	uint64_t seed;
 	bool verbose;
 	char token[256];
@@ -256,6 +263,38 @@ static int sc_open_volume(struct scheck *sc, const char *name, struct keel_volum
 
 /* ---- the snapshot thread ---- */
 
+static void sleep_until(uint64_t t);
+
+/* A fault (a server SIGKILL) timed from inside a snapshot request: the
+ * snapshot thread is blocked in that request, so this runs on its own. */
+static void *sc_fault_thread(void *arg)
+{
+	struct scheck *sc = arg;
+	uint64_t t = reactor_now_ns();
+	FILE *f = fopen(sc->fault_pid_file, "r");
+	long pid = 0;
+	int rc = -1;
+
+	/* Read before the request: the kill itself is one syscall. */
+	if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+		pid = 0;
+	}
+	if (f) {
+		fclose(f);
+	}
+	sleep_until(t + sc->fault_delay_ms * NS_PER_MS);
+	t = reactor_now_ns();
+	if (pid) {
+		rc = kill((pid_t)pid, SIGKILL) ? -errno : 0;
+	}
+	printf("fault at %.1f ms (%u ms into the request of snapshot %u): SIGKILL pid %ld (%s): "
+	       "%s\n",
+	       ms(sc, t), sc->fault_delay_ms, sc->fault_snap, pid, sc->fault_pid_file,
+	       rc ? strerror(-rc) : "ok");
+	fflush(stdout);
+	return NULL;
+}
+
 static void sleep_until(uint64_t t)
 {
 	uint64_t now = reactor_now_ns();
@@ -272,6 +311,8 @@ static void sleep_until(uint64_t t)
 static void *sc_snap_thread(void *arg)
 {
 	struct scheck *sc = arg;
+	bool fault_started = false;
+	pthread_t fault;
 	char path[160];
 
 	snprintf(path, sizeof(path), "/v1/volumes/%s/snapshots", sc->volume);
@@ -288,6 +329,10 @@ static void *sc_snap_thread(void *arg)
 		}
 		snprintf(s->name, sizeof(s->name), "%s%u", sc->prefix, i + 1);
 		snprintf(body, sizeof(body), "{\"name\": \"%s\"}", s->name);
+		if (sc->fault_pid_file && i + 1 == sc->fault_snap &&
+		    !pthread_create(&fault, NULL, sc_fault_thread, sc)) {
+			fault_started = true;
+		}
 		s->ts_ns = reactor_now_ns();
 		ret = rest_call(sc->url, sc->token, "POST", path, body, &resp, err, sizeof(err));
 		s->te_ns = reactor_now_ns();
@@ -317,6 +362,9 @@ static void *sc_snap_thread(void *arg)
 		printf("snapshot %u %s: request at %.1f ms, %.1f ms\n", i + 1, s->name,
 		       ms(sc, s->ts_ns), (double)(s->te_ns - s->ts_ns) / 1e6);
 		fflush(stdout);
+	}
+	if (fault_started) {
+		pthread_join(fault, NULL);
 	}
 	atomic_store(&sc->snaps_done, true);
 	return NULL;
@@ -469,7 +517,7 @@ static void sc_timer(struct reactor_timer *t)
 	}
 	if (sc->stopping && reactor_now_ns() > sc->stop_ns + SC_HANG_NS) {
 		fprintf(stderr,
-			"keel-snapcheck: %u requests still outstanding 120 s after the "
+			"keel-snapcheck: %u requests still outstanding 60 s after the "
 			"end of the workload (I/O hang)\n",
 			sc->busy);
 		sc->fatal = "I/O hang";
@@ -712,6 +760,8 @@ static const char sc_usage[] =
 	"usage: keel-snapcheck --mgmt URL --key-file PATH --volume NAME [--iodepth 32]\n"
 	"                      [--snapshots 16] [--interval-ms 1000] [--read-pct 10]\n"
 	"                      [--prefix sc] [--seed N] [--shift-ts-ms N]\n"
+	"                      [--fault-pid-file F --fault-snap N --fault-delay-ms MS]\n"
+	"--fault-pid-file: SIGKILL the pid in F MS ms after snapshot N's request started.\n"
 	"--shift-ts-ms: a negative control: check as if every snapshot request had\n"
 	"started (and returned) N ms later; writes of those N ms are then missing\n"
 	"from the snapshots and must be reported as lost.\n";
@@ -743,6 +793,12 @@ static int sc_parse_args(struct scheck *sc, int argc, char **argv)
 			sc->prefix = val;
 		} else if (!strcmp(a, "--shift-ts-ms")) {
 			sc->shift_ts_ns = strtoull(val, NULL, 0) * NS_PER_MS;
+		} else if (!strcmp(a, "--fault-pid-file")) {
+			sc->fault_pid_file = val;
+		} else if (!strcmp(a, "--fault-snap")) {
+			sc->fault_snap = (unsigned int)strtoul(val, NULL, 0);
+		} else if (!strcmp(a, "--fault-delay-ms")) {
+			sc->fault_delay_ms = (unsigned int)strtoul(val, NULL, 0);
 		} else if (!strcmp(a, "--seed")) {
 			sc->seed = strtoull(val, NULL, 0);
 		} else {
