@@ -3,7 +3,7 @@
 """t_snapshot_load: snapshots taken every second under a verified write load
 hold exactly the writes completed before them, across a server SIGKILL.
 
-3 servers (pool default: 3 replicas, min_replicas 2), a 64 MiB volume with
+3 servers (pool default: 3 replicas, min_replicas 2), a 32 MiB volume with
 256 KiB objects. keel-snapcheck (tests/tools/keel-snapcheck.c) runs a random
 4 KiB write load at QD 32 (10% reads verified against its model; at most
 one request in flight per block) through libkeel and, from a second
@@ -55,11 +55,12 @@ def test(tools, tmp, box):
         raise cl.TestFailure("required tool missing: " + tool)
     ck = Checks()
     # 256 KiB objects on the servers too (a volume object takes a whole slot of
-    # the servers' object size): 17 layers of 64 MiB fit a 2 GiB drive.
-    c = cl.Cluster(tools, tmp, servers=3, size="2G", object_size="256K")
+    # the servers' object size): 17 layers of 32 MiB fit a 1 GiB drive. (2 GiB
+    # drives made the teardown take minutes on a busy disk: freeing them.)
+    c = cl.Cluster(tools, tmp, servers=3, size="1G", object_size="256K")
     box.append(c)
     c.up()
-    c.api("/v1/volumes", "POST", {"name": VOL, "size": 64 << 20, "object_size": 256 << 10})
+    c.api("/v1/volumes", "POST", {"name": VOL, "size": 32 << 20, "object_size": 256 << 10})
     cmd = [tool, "--mgmt", c.url, "--key-file", c.key, "--volume", VOL, "--iodepth", "32",
            "--snapshots", str(nsnaps), "--interval-ms", "1000", "--read-pct", "10"]
     if kill_in_snap and nsnaps >= RESTART2_AFTER:
