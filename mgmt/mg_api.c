@@ -43,6 +43,8 @@ int mg_api_http_status(int err)
 		return 409;
 	case -EFBIG:
 		return 413;
+	case -EMEDIUMTYPE: /* a body that is not JSON (Content-Type) */
+		return 415;
 	case -ENOSPC:
 		return 507;
 	case -EAGAIN:
@@ -53,8 +55,23 @@ int mg_api_http_status(int err)
 	}
 }
 
+void mg_api_ascii(const char *in, char *out, size_t len)
+{
+	size_t i = 0;
+
+	for (; len && in[i] && i < len - 1; i++) {
+		unsigned char ch = (unsigned char)in[i];
+
+		out[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	if (len) {
+		out[i] = '\0';
+	}
+}
+
 void mg_api_error(struct mg_api_req *req, int err, const char *msg)
 {
+	char safe[MG_API_ERR_LEN];
 	json_t *j;
 
 	if (req->os) {
@@ -62,8 +79,13 @@ void mg_api_error(struct mg_api_req *req, int err, const char *msg)
 		return;
 	}
 	req->status = mg_api_http_status(err);
-	j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message",
-		      msg && msg[0] ? msg : strerror(-err));
+	msg = msg && msg[0] ? msg : strerror(-err);
+	j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message", msg);
+	if (!j) {
+		/* Not UTF-8: a message quoting a path's bytes (%FF). */
+		mg_api_ascii(msg, safe, sizeof(safe));
+		j = json_pack("{s:{s:i,s:s}}", "error", "code", req->status, "message", safe);
+	}
 	free(req->reply);
 	req->reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);

@@ -107,6 +107,11 @@ void mg_api_handle(struct mg_cluster *c, struct mg_api_req *req);
  * handler runs on its behalf. */
 void mg_api_error(struct mg_api_req *req, int err, const char *msg);
 
+/* @in with every byte that is not printable ASCII replaced by '?', into
+ * @out (@len bytes, NUL-terminated): an error message jansson refuses (not
+ * UTF-8) still goes out. */
+void mg_api_ascii(const char *in, char *out, size_t len);
+
 /* The one errno -> HTTP status mapping. */
 int mg_api_http_status(int err);
 

@@ -401,6 +401,9 @@ static int mg_os_status(int err, const char **fault)
 	case -EFBIG:
 		*fault = "overLimit";
 		return 413;
+	case -EMEDIUMTYPE:
+		*fault = "badMediaType";
+		return 415;
 	case -ENOSYS:
 		*fault = "notImplemented";
 		return 501;
@@ -420,8 +423,15 @@ void mg_cinder_error(struct mg_api_req *req, int err, const char *msg)
 	json_t *j;
 
 	req->status = mg_os_status(err, &fault);
-	j = json_pack("{s:{s:i,s:s}}", fault, "code", req->status, "message",
-		      msg && msg[0] ? msg : strerror(-err));
+	msg = msg && msg[0] ? msg : strerror(-err);
+	j = json_pack("{s:{s:i,s:s}}", fault, "code", req->status, "message", msg);
+	if (!j) {
+		/* Not UTF-8: a message quoting a path's bytes (%FF). */
+		char safe[MG_API_ERR_LEN];
+
+		mg_api_ascii(msg, safe, sizeof(safe));
+		j = json_pack("{s:{s:i,s:s}}", fault, "code", req->status, "message", safe);
+	}
 	free(req->reply);
 	req->reply = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);

@@ -17,6 +17,7 @@
 #include "mgmt/mg_api.h"
 #include "mgmt/mg_cinder.h"
 #include "mgmt/mg_metrics.h"
+#include "mgmt/mg_valid.h"
 
 #define MG_HTTP_TIMEOUT_S 30
 
@@ -261,6 +262,14 @@ static enum MHD_Result mg_http_access(void *cls, struct MHD_Connection *conn, co
 		return mg_http_error(conn, &hr->api, -EFBIG, err, NULL);
 	}
 	if (hr->api.method == MG_M_POST || hr->api.method == MG_M_PUT) {
+		const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_TYPE);
+
+		if (!mg_json_content_type(ct)) {
+			snprintf(err, sizeof(err),
+				 "unsupported Content-Type '%.64s': send application/json", ct);
+			return mg_http_error(conn, &hr->api, -EMEDIUMTYPE, err, NULL);
+		}
 		ret = mg_api_parse_body(hr->body, hr->len, &hr->api, err, sizeof(err));
 		if (ret) {
 			return mg_http_error(conn, &hr->api, ret, err, NULL);
@@ -287,6 +296,11 @@ static void mg_http_completed(void *cls, struct MHD_Connection *conn, void **con
 	pthread_mutex_destroy(&hr->lock);
 	free(hr);
 	*con_cls = NULL;
+}
+
+static size_t mg_http_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	return mg_unescape(s);
 }
 
 static void mg_http_log(void *cls, const char *fmt, va_list ap)
@@ -372,7 +386,7 @@ int mg_http_start(struct reactor *r, struct mg_cluster *c, const struct mg_auth 
 				mg_http_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_NOTIFY_COMPLETED, mg_http_completed, h,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)MG_HTTP_TIMEOUT_S,
-				MHD_OPTION_END);
+				MHD_OPTION_UNESCAPE_CALLBACK, mg_http_unescape, h, MHD_OPTION_END);
 	if (!h->d) {
 		log_error("cannot serve the REST API on %s (address in use?)", addr);
 		free(h);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 const char *const mg_failure_domains[] = {"server", "host", "rack", NULL};
 
@@ -135,4 +136,63 @@ int mg_check_overcommit(uint64_t pct, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+bool mg_json_content_type(const char *ct)
+{
+	size_t n;
+
+	if (!ct) {
+		return true;
+	}
+	while (*ct == ' ' || *ct == '\t') {
+		ct++;
+	}
+	n = strcspn(ct, ";");
+	while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) {
+		n--;
+	}
+	if (!n) {
+		return true;
+	}
+	if (n == 16 && !strncasecmp(ct, "application/json", 16)) {
+		return true;
+	}
+	/* application/vnd.openstack.volume+json and the like */
+	return n > 17 && !strncasecmp(ct, "application/", 12) &&
+	       !strncasecmp(ct + n - 5, "+json", 5) && !memchr(ct + 12, '/', n - 12);
+}
+
+static int mg_hex(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+size_t mg_unescape(char *s)
+{
+	char *out = s;
+
+	for (const char *in = s; *in;) {
+		int hi = in[0] == '%' ? mg_hex(in[1]) : -1;
+		int lo = hi >= 0 ? mg_hex(in[2]) : -1;
+		int c = hi << 4 | lo;
+
+		if (lo < 0 || c == 0 || c == '/') {
+			*out++ = *in++;
+			continue;
+		}
+		*out++ = (char)c;
+		in += 3;
+	}
+	*out = '\0';
+	return (size_t)(out - s);
 }

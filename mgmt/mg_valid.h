@@ -51,4 +51,19 @@ int mg_parse_failure_domain(const char *s, char *err, size_t errlen);
 #define MG_OVERCOMMIT_MAX 100000u
 int mg_check_overcommit(uint64_t pct, char *err, size_t errlen);
 
+/* A request body's Content-Type keel-mgmt reads: none (NULL or ""),
+ * application/json or application/<anything>+json, any case, with or
+ * without parameters ("; charset=utf-8"). Anything else is a 415. */
+bool mg_json_content_type(const char *ct);
+
+/*
+ * Percent-decode a request path or query argument in place (%HH, either
+ * case) and return its new length. %00 and %2F stay encoded: a decoded
+ * NUL would end the path early (DELETE /v1/volumes/b%00x would reach
+ * volume b) and a decoded '/' would split a segment (/v1/volumes/a%2Fresize
+ * is not /v1/volumes/a/resize). No name may hold either character, so such
+ * a request names nothing (404). A '%' without two hex digits stays too.
+ */
+size_t mg_unescape(char *s);
+
 #endif

@@ -262,7 +262,8 @@ static int mg_volume_lookup(struct mg_cluster *c, struct mg_api_req *req, const 
 }
 
 /* Snapshot "VOLUME@NAME", or NAME of volume @v (when @v is given), or a
- * snapshot uuid. Sets an error reply when absent. */
+ * snapshot uuid; with @v, only a snapshot of @v. Sets an error reply when
+ * absent. */
 static int mg_snap_lookup(struct mg_cluster *c, struct mg_api_req *req,
 			  const struct mg_volume_rec *v, const char *key, struct mg_snap_rec *sn)
 {
@@ -275,6 +276,11 @@ static int mg_snap_lookup(struct mg_cluster *c, struct mg_api_req *req,
 		snprintf(vol, sizeof(vol), "%.*s", (int)(at - key), key);
 		if (!mg_store_get_volume(c->st, vol, &vv) && strlen(at + 1) < CMAP_NAME_LEN) {
 			ret = mg_store_get_snap(c->st, vv.id, at + 1, sn);
+		}
+		/* Under a volume (its path, a revert), VOL@SNAP must name one
+		 * of its own snapshots, as a bare name or a uuid must. */
+		if (!ret && v && sn->volume_id != v->id) {
+			ret = -ENOENT;
 		}
 	} else if (!at && strlen(key) < MG_UUID_LEN) {
 		ret = v ? mg_store_get_snap(c->st, v->id, key, sn) : -ENOENT;

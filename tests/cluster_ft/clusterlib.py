@@ -128,8 +128,33 @@ class Cluster:
         return p.stdout
 
     def up(self):
+        """Start the cluster. A port base another process holds (other
+        sessions' clusters, or an outgoing connection's ephemeral port:
+        32768-60999 overlaps the range) fails a daemon's bind; then the
+        cluster is torn down and started again on another base (3 tries)."""
+        for attempt in range(3):
+            try:
+                return self._up()
+            except (TestFailure, subprocess.TimeoutExpired):
+                if attempt == 2 or not self._port_in_use():
+                    raise
+                log("a port of base %d was in use; starting again on another" % self.port_base)
+                self.lc("down", check_rc=False)
+                shutil.rmtree(self.dir, ignore_errors=True)
+                time.sleep(0.5)
+
+    def _port_in_use(self):
+        for f in os.listdir(self.dir) if os.path.isdir(self.dir) else []:
+            if f.endswith(".log"):
+                with open(os.path.join(self.dir, f), errors="replace") as fh:
+                    if "already in use" in fh.read().lower():
+                        return True
+        return False
+
+    def _up(self):
+        self.port_base = _port_base()
         args = ["up", "--servers", str(self.nservers), "--size", self.size,
-                "--port-base", str(_port_base())]
+                "--port-base", str(self.port_base)]
         if self.netns:
             args.append("--netns")
         if self.object_size:

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -36,6 +37,58 @@ static void test_names(void **state)
 	assert_non_null(strstr(err, "1-63"));
 	/* A NULL err is allowed. */
 	assert_int_equal(mg_check_name("volume", "-", NULL, 0), -EINVAL);
+}
+
+static void test_content_type(void **state)
+{
+	static const char *const good[] = {NULL,
+					   "",
+					   "application/json",
+					   "Application/JSON",
+					   "application/json; charset=utf-8",
+					   " application/json ;charset=UTF-8",
+					   "application/vnd.openstack.volume+json",
+					   "; charset=utf-8"};
+	static const char *const bad[] = {
+		"text/plain",		"application/x-www-form-urlencoded",
+		"application/xml",	"multipart/form-data; boundary=x",
+		"application/jsonx",	"application/json-patch",
+		"text/json+xml",	"application/+json",
+		"application/a/b+json", "json"};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_true(mg_json_content_type(good[i]));
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_false(mg_json_content_type(bad[i]));
+	}
+}
+
+static void test_unescape(void **state)
+{
+	static const char *const cases[][2] = {
+		{"/v1/volumes/a", "/v1/volumes/a"},
+		{"/v1/volumes/a%2Db", "/v1/volumes/a-b"},
+		{"/v1/volumes/a%2db", "/v1/volumes/a-b"},
+		{"/v1/volumes/b%00x", "/v1/volumes/b%00x"},
+		{"/v1/volumes/b%00", "/v1/volumes/b%00"},
+		{"/v1/volumes/a%2Fresize", "/v1/volumes/a%2Fresize"},
+		{"/v1/volumes/a%2fresize", "/v1/volumes/a%2fresize"},
+		{"%", "%"},
+		{"%4", "%4"},
+		{"%zz%41", "%zzA"},
+		{"%C3%A9", "\xc3\xa9"},
+		{"100%25", "100%"},
+		{"%2525", "%25"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[64];
+
+		snprintf(buf, sizeof(buf), "%s", cases[i][0]);
+		assert_int_equal(mg_unescape(buf), strlen(cases[i][1]));
+		assert_string_equal(buf, cases[i][1]);
+	}
 }
 
 static void test_sizes(void **state)
@@ -109,8 +162,12 @@ static void test_qos(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names),	     cmocka_unit_test(test_sizes),
-		cmocka_unit_test(test_object_sizes), cmocka_unit_test(test_pool_shape),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_content_type),
+		cmocka_unit_test(test_unescape),
+		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_object_sizes),
+		cmocka_unit_test(test_pool_shape),
 		cmocka_unit_test(test_qos),
 	};
 

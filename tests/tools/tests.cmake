@@ -14,3 +14,12 @@ target_link_libraries(keel-export PRIVATE keel_export)
 # (tests/cluster_ft/t_fsx.py runs it against a cluster).
 add_executable(keel-fsx ${CMAKE_CURRENT_LIST_DIR}/keel-fsx.c)
 target_link_libraries(keel-fsx PRIVATE keel keel_rest)
+
+# keel-snapcheck: snapshots taken every second under a verified write load
+# hold exactly the writes completed before them (tests/cluster_ft/
+# t_snapshot_load.py runs it); its checker is a library for the unit test.
+add_library(keel_snapcheck STATIC ${CMAKE_CURRENT_LIST_DIR}/sc_check.c)
+add_executable(keel-snapcheck ${CMAKE_CURRENT_LIST_DIR}/keel-snapcheck.c)
+target_link_libraries(keel-snapcheck PRIVATE keel_snapcheck keel keel_rest pthread)
+keel_unit_test(test_snapcheck SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_snapcheck.c
+  LIBS keel_snapcheck)
