@@ -35,7 +35,7 @@ keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")
 keel_cluster_ft(t_snapshot_load 400 "functional;cluster;volumes")
 # The same with a server SIGKILLed inside a snapshot request: finds an open
 # bug (docs/testing.md, "Known-failing").
-keel_cluster_ft(t_snapshot_kill 400 "functional;cluster;volumes;known-failing")
+keel_cluster_ft(t_snapshot_kill 400 "functional;cluster;volumes")
 keel_cluster_ft(t_metrics 300 "functional;cluster;client")
 keel_cluster_ft(t_full 300 "functional;cluster;volumes")
 keel_cluster_ft(t_fence 300 "functional;cluster;client")
