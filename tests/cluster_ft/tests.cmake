@@ -33,8 +33,8 @@ keel_cluster_ft(t_merge 400 "functional;cluster;volumes")
 keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")
 # Snapshots every second under a verified load, across a server SIGKILL.
 keel_cluster_ft(t_snapshot_load 400 "functional;cluster;volumes")
-# The same with a server SIGKILLed inside a snapshot request: finds an open
-# bug (docs/testing.md, "Known-failing").
+# The same with a server SIGKILLed inside a snapshot request (docs/testing.md,
+# "A server killed inside a snapshot request").
 keel_cluster_ft(t_snapshot_kill 400 "functional;cluster;volumes")
 keel_cluster_ft(t_metrics 300 "functional;cluster;client")
 keel_cluster_ft(t_full 300 "functional;cluster;volumes")
