@@ -37,6 +37,9 @@ int kc_fail(const char *msg);
 int kc_call(const struct kc_ctx *k, const char *method, const char *path, json_t *body,
 	    struct rest_resp *out);
 void kc_print_json(const struct rest_resp *r);
+/* One object of a reply: as JSON with -f json, else as a one-row @table.
+ * Frees @r; KC_EXIT_OK. */
+int kc_print_one(const struct kc_ctx *k, struct rest_resp *r, int (*table)(json_t *list));
 /* A string member or "-". */
 const char *kc_str(json_t *o, const char *key);
 uint64_t kc_u64(json_t *o, const char *key);

@@ -113,7 +113,7 @@ static int kc_snap_table(json_t *list)
 }
 
 /* Print one object reply as a table of one row, or the JSON. */
-static int kc_print_one(const struct kc_ctx *k, struct rest_resp *r, int (*table)(json_t *list))
+int kc_print_one(const struct kc_ctx *k, struct rest_resp *r, int (*table)(json_t *list))
 {
 	if (k->json) {
 		kc_print_json(r);

@@ -524,17 +524,7 @@ static int kc_volume_create(const struct kc_ctx *k, int argc, char **argv)
 	if (ret) {
 		return ret;
 	}
-	if (k->json) {
-		kc_print_json(&r);
-	} else {
-		json_t *one = json_array();
-
-		json_array_append(one, r.json);
-		kc_volume_table(one);
-		json_decref(one);
-	}
-	rest_resp_free(&r);
-	return KC_EXIT_OK;
+	return kc_print_one(k, &r, kc_volume_table);
 
 out_usage:
 	json_decref(iops);
@@ -594,17 +584,7 @@ static int kc_volume_qos(const struct kc_ctx *k, int argc, char **argv)
 	if (ret) {
 		return ret;
 	}
-	if (k->json) {
-		kc_print_json(&r);
-	} else {
-		json_t *one = json_array();
-
-		json_array_append(one, r.json);
-		kc_volume_table(one);
-		json_decref(one);
-	}
-	rest_resp_free(&r);
-	return KC_EXIT_OK;
+	return kc_print_one(k, &r, kc_volume_table);
 }
 
 /* Path for a named resource; names are validated by mgmt, but a '/' or
@@ -927,17 +907,7 @@ static int kc_pool_create(const struct kc_ctx *k, int argc, char **argv)
 	if (ret) {
 		return ret;
 	}
-	if (k->json) {
-		kc_print_json(&r);
-	} else {
-		json_t *one = json_array();
-
-		json_array_append(one, r.json);
-		kc_pool_table(one);
-		json_decref(one);
-	}
-	rest_resp_free(&r);
-	return KC_EXIT_OK;
+	return kc_print_one(k, &r, kc_pool_table);
 }
 
 /* pool qos NAME [--iops N|unlimited] [--bps N|unlimited] */
@@ -987,17 +957,7 @@ static int kc_pool_qos(const struct kc_ctx *k, int argc, char **argv)
 	if (ret) {
 		return ret;
 	}
-	if (k->json) {
-		kc_print_json(&r);
-	} else {
-		json_t *one = json_array();
-
-		json_array_append(one, r.json);
-		kc_pool_table(one);
-		json_decref(one);
-	}
-	rest_resp_free(&r);
-	return KC_EXIT_OK;
+	return kc_print_one(k, &r, kc_pool_table);
 }
 
 /* pool overcommit NAME PERCENT|none */
@@ -1030,17 +990,7 @@ static int kc_pool_overcommit(const struct kc_ctx *k, int argc, char **argv)
 	if (ret) {
 		return ret;
 	}
-	if (k->json) {
-		kc_print_json(&r);
-	} else {
-		json_t *one = json_array();
-
-		json_array_append(one, r.json);
-		kc_pool_table(one);
-		json_decref(one);
-	}
-	rest_resp_free(&r);
-	return KC_EXIT_OK;
+	return kc_print_one(k, &r, kc_pool_table);
 }
 
 static int kc_cluster_status(const struct kc_ctx *k, int argc, char **argv)

@@ -679,6 +679,38 @@ static void mg_h_pool_create(struct mg_cluster *c, struct mg_api_req *req)
 	mg_api_reply(req, 201, mg_pool_json(pool, NULL));
 }
 
+/* The pool named by the path (/v1/pools/{name}/...), or NULL after a 404. */
+static struct mg_pool *mg_pool_of_path(struct mg_cluster *c, struct mg_api_req *req)
+{
+	struct mg_pool *pool = NULL;
+	char err[MG_API_ERR_LEN];
+
+	if (!mg_check_name("pool", req->arg, NULL, 0)) {
+		pool = mg_cluster_pool_by_name(c, req->arg);
+	}
+	if (!pool) {
+		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
+		mg_api_error(req, -ENOENT, err);
+	}
+	return pool;
+}
+
+/* Store @r as @pool's row (a setting that is not part of the cluster map:
+ * no new epoch) and take it in memory. 0 or a store error. */
+static int mg_pool_save(struct mg_cluster *c, struct mg_pool *pool, const struct mg_pool_rec *r)
+{
+	int ret = mg_store_begin(c->st);
+
+	if (!ret) {
+		ret = mg_store_put_pool(c->st, r);
+		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
+	}
+	if (!ret) {
+		pool->rec = *r;
+	}
+	return ret;
+}
+
 /* POST /v1/pools/{name}/qos {"iops"?, "bps"?}: the pool's default limits.
  * Not part of the cluster map (keel-client reads them with its
  * attachments), so no new epoch: one row. */
@@ -692,12 +724,8 @@ static void mg_h_pool_qos(struct mg_cluster *c, struct mg_api_req *req)
 	bool has_iops = false, has_bps = false;
 	int ret;
 
-	if (!mg_check_name("pool", req->arg, NULL, 0)) {
-		pool = mg_cluster_pool_by_name(c, req->arg);
-	}
+	pool = mg_pool_of_path(c, req);
 	if (!pool) {
-		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
-		mg_api_error(req, -ENOENT, err);
 		return;
 	}
 	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
@@ -720,16 +748,11 @@ static void mg_h_pool_qos(struct mg_cluster *c, struct mg_api_req *req)
 	if (has_bps) {
 		r.qos_bps = (uint64_t)bps;
 	}
-	ret = mg_store_begin(c->st);
-	if (!ret) {
-		ret = mg_store_put_pool(c->st, &r);
-		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
-	}
+	ret = mg_pool_save(c, pool, &r);
 	if (ret) {
 		mg_api_error(req, ret, "pool limits not changed");
 		return;
 	}
-	pool->rec = r;
 	log_info("pool '%s': default QoS limits %llu IOPS, %llu bytes/s (0 = unlimited)", r.name,
 		 (unsigned long long)r.qos_iops, (unsigned long long)r.qos_bps);
 	mg_api_reply(req, 200, mg_pool_json(pool, NULL));
@@ -747,12 +770,8 @@ static void mg_h_pool_overcommit(struct mg_cluster *c, struct mg_api_req *req)
 	uint64_t pct = 0;
 	int ret;
 
-	if (!mg_check_name("pool", req->arg, NULL, 0)) {
-		pool = mg_cluster_pool_by_name(c, req->arg);
-	}
+	pool = mg_pool_of_path(c, req);
 	if (!pool) {
-		snprintf(err, sizeof(err), "pool '%.64s' not found", req->arg);
-		mg_api_error(req, -ENOENT, err);
 		return;
 	}
 	ret = mg_api_fields_known(req->body, known, err, sizeof(err));
@@ -768,16 +787,11 @@ static void mg_h_pool_overcommit(struct mg_cluster *c, struct mg_api_req *req)
 	}
 	r = pool->rec;
 	r.max_overcommit_pct = (uint32_t)pct;
-	ret = mg_store_begin(c->st);
-	if (!ret) {
-		ret = mg_store_put_pool(c->st, &r);
-		ret = ret ? (mg_store_rollback(c->st), ret) : mg_store_commit(c->st);
-	}
+	ret = mg_pool_save(c, pool, &r);
 	if (ret) {
 		mg_api_error(req, ret, "pool overcommit limit not changed");
 		return;
 	}
-	pool->rec = r;
 	log_info("pool '%s': overcommit limit %u%% of usable space (0 = none)", r.name,
 		 r.max_overcommit_pct);
 	mg_api_reply(req, 200, mg_pool_json(pool, NULL));

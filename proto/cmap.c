@@ -206,6 +206,20 @@ out_free:
 	return NULL;
 }
 
+/* A malloc'ed copy of @n entries of @size bytes, sorted by @cmp; NULL on
+ * ENOMEM. */
+static void *sorted_copy(const void *src, uint32_t n, size_t size,
+			 int (*cmp)(const void *, const void *))
+{
+	void *arr = malloc(n * size);
+
+	if (arr) {
+		memcpy(arr, src, n * size);
+		qsort(arr, n, size, cmp);
+	}
+	return arr;
+}
+
 static int cmp_layer(const void *a, const void *b)
 {
 	uint64_t x = ((const struct cmap_layer *)a)->inode;
@@ -222,13 +236,8 @@ int cmap_set_layers(struct cmap *m, const struct cmap_layer *l, uint32_t n)
 	if (n > CMAP_MAX_LAYERS) {
 		return -EINVAL;
 	}
-	if (n) {
-		arr = malloc(n * sizeof(*arr));
-		if (!arr) {
-			return -ENOMEM;
-		}
-		memcpy(arr, l, n * sizeof(*arr));
-		qsort(arr, n, sizeof(*arr), cmp_layer);
+	if (n && !(arr = sorted_copy(l, n, sizeof(*arr), cmp_layer))) {
+		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		if (!arr[i].inode ||
@@ -298,13 +307,8 @@ int cmap_set_fences(struct cmap *m, const struct cmap_fence *f, uint32_t n)
 	if (n > CMAP_MAX_FENCES) {
 		return -EINVAL;
 	}
-	if (n) {
-		arr = malloc(n * sizeof(*arr));
-		if (!arr) {
-			return -ENOMEM;
-		}
-		memcpy(arr, f, n * sizeof(*arr));
-		qsort(arr, n, sizeof(*arr), cmp_fence);
+	if (n && !(arr = sorted_copy(f, n, sizeof(*arr), cmp_fence))) {
+		return -ENOMEM;
 	}
 	for (i = 0; i < n; i++) {
 		bool bad = !arr[i].inode || arr[i].nlive > CMAP_FENCE_LIVE ||

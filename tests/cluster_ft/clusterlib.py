@@ -90,6 +90,35 @@ class Tools:
                 raise TestFailure("required tool missing or not executable: " + t)
 
 
+class KeelCtl:
+    """keelctl against a Cluster, with its URL, API token and cluster key in
+    the environment (the data commands, import/export/flatten, need the key)."""
+
+    def __init__(self, cluster):
+        self.c = cluster
+        self.env = dict(os.environ, KEEL_KEY_FILE=cluster.key,
+                        KEEL_TOKEN_FILE=cluster.token_file, KEEL_MGMT_URL=cluster.url)
+
+    def cmd(self, *args):
+        return [self.c.t.keelctl] + list(args)
+
+    def run(self, *args, timeout=120):
+        return subprocess.run(self.cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=self.env, timeout=timeout)
+
+    def popen(self, *args):
+        return subprocess.Popen(self.cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env)
+
+    def ok(self, *args, timeout=300):
+        """stdout; TestFailure with stderr on a non-zero exit."""
+        p = self.run(*args, timeout=timeout)
+        if p.returncode != 0:
+            raise TestFailure("keelctl %s exited %d: %s" % (" ".join(args), p.returncode,
+                                                            p.stderr.strip()))
+        return p.stdout
+
+
 # ---- cluster mgmt/servers through local-cluster.sh ----
 
 def _port_base():

@@ -52,31 +52,6 @@ def image(path, mib, seed):
     return path
 
 
-class Ctl:
-    def __init__(self, c):
-        self.c = c
-        self.env = dict(os.environ, KEEL_KEY_FILE=c.key, KEEL_TOKEN_FILE=c.token_file,
-                        KEEL_MGMT_URL=c.url)
-
-    def cmd(self, *args):
-        return [self.c.t.keelctl] + list(args)
-
-    def run(self, *args, timeout=120):
-        return subprocess.run(self.cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=self.env, timeout=timeout)
-
-    def popen(self, *args):
-        return subprocess.Popen(self.cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=self.env)
-
-    def ok(self, *args, timeout=120):
-        p = self.run(*args, timeout=timeout)
-        if p.returncode != 0:
-            raise TestFailure("keelctl %s exited %d: %s" % (" ".join(args), p.returncode,
-                                                            p.stderr.strip()))
-        return p.stdout
-
-
 def same_prefix(a, b, n):
     with open(a, "rb") as fa, open(b, "rb") as fb:
         return fa.read(n) == fb.read(n)
@@ -108,7 +83,7 @@ def test(tools, tmp, box):
     box.append(c)
     c.up()
     c.wait_health_ok(60)
-    k = Ctl(c)
+    k = clusterlib.KeelCtl(c)
     a = image(os.path.join(tmp, "a.img"), 12, 1)
     a2 = image(os.path.join(tmp, "a2.img"), 12, 2)
     b = image(os.path.join(tmp, "b.img"), 20, 3)

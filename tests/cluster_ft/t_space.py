@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import clusterlib  # noqa: E402
-from clusterlib import Checks, Cluster, TestFailure, log  # noqa: E402
+from clusterlib import Checks, Cluster  # noqa: E402
 
 MIB = 1 << 20
 OBJ = 256 << 10
@@ -45,21 +45,6 @@ def image(path, size, runs):
             f.seek(off)
             f.write(rnd.randbytes(length))
     return path
-
-
-class Ctl:
-    def __init__(self, c):
-        self.c = c
-        self.env = dict(os.environ, KEEL_KEY_FILE=c.key, KEEL_TOKEN_FILE=c.token_file,
-                        KEEL_MGMT_URL=c.url)
-
-    def ok(self, *args, timeout=300):
-        p = subprocess.run([self.c.t.keelctl] + list(args), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, env=self.env, timeout=timeout)
-        if p.returncode != 0:
-            raise TestFailure("keelctl %s exited %d: %s" % (" ".join(args), p.returncode,
-                                                            p.stderr.strip()))
-        return p.stdout
 
 
 def objects_of(extents):
@@ -78,7 +63,7 @@ def test(tools, tmp, box):
     box.append(c)
     c.up()
     c.wait_health_ok(60)
-    k = Ctl(c)
+    k = clusterlib.KeelCtl(c)
 
     def settle(what, ref_bytes, ref_objects, timeout=90):
         """Wait until the reports match the model; check both figures."""
