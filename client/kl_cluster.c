@@ -727,6 +727,15 @@ int keel_cluster_open(struct reactor *r, const struct keel_cluster_opts *opts,
 	if (ret) {
 		return ret;
 	}
+	{
+		const char *t = opts && opts->transport ? opts->transport : getenv("KEEL_TRANSPORT");
+
+		ret = xport_select(t && t[0] ? t : "tcp", &c->xops, err, sizeof(err));
+		if (ret) {
+			log_error("%s", err);
+			goto out_free;
+		}
+	}
 	key_file = opts && opts->key_file ? opts->key_file : getenv("KEEL_KEY_FILE");
 	if (!key_file || !key_file[0]) {
 		key_file = KL_DEFAULT_KEY_FILE;
