@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "xrdma_core.h"
@@ -63,21 +66,34 @@ struct xr_conn {
 	bool peer_gone;		  /* DISCONNECTED before start(): close once started */
 	bool cq_poll_armed, cm_poll_armed, cq_deferred, notify_armed;
 	int close_err;
-	struct xr_listener *listener; /* accepted, until ESTABLISHED */
+	struct xr_listener *listener; /* accepted: until handed to the owner */
+	struct xr_conn *pending_next;  /* the listener's pending list */
+	struct reactor_msg accept_msg;
 	struct reactor_op cq_op, cm_op, cancel_cq_op, cancel_cm_op;
 	struct reactor_defer cq_defer, close_defer;
 	char peer[XR_ADDR_LEN];
 };
 
+/*
+ * rdma_cm needs the passive side to call rdma_accept() from user space,
+ * and xport connects block their reactor (bounded): two servers connecting
+ * to each other at once would each wait for the other's reactor. So
+ * connection requests are accepted on a thread of the listener's own (the
+ * kernel's listen backlog, in TCP terms), and each established connection is
+ * handed to the reactor with reactor_post().
+ */
 struct xr_listener {
 	struct xport_listener base;
 	struct rdma_event_channel *ech;
 	struct rdma_cm_id *id;
-	bool closing, poll_armed;
-	unsigned int refs;
+	pthread_t thread;
+	bool thread_started;
+	int stop_fd;	  /* eventfd: stops the accept thread */
+	unsigned int refs; /* atomic: the owner's + connections posted, not yet received */
+	bool closing;	  /* reactor thread */
+	struct xr_conn *pending; /* accept thread: accepted, not yet established */
 	void (*cb)(struct xport_listener *l, struct xport_conn *c, void *arg);
 	void *arg;
-	struct reactor_op poll_op, cancel_op;
 	char addr[XR_ADDR_LEN];
 };
 
@@ -438,7 +454,7 @@ static void xr_cq_run(struct xr_conn *c)
 		if (n > 0) {
 			continue;
 		}
-		if (c->state >= RC_CLOSING && !c->outstanding) {
+		if (c->state >= RC_CLOSING) {
 			break;
 		}
 		if (!c->notify_armed) {
@@ -520,28 +536,6 @@ static void xr_cq_schedule(struct xr_conn *c)
 
 /* --- rdma_cm events of a connection --- */
 
-static void xr_established(struct xr_conn *c)
-{
-	struct xr_listener *l = c->listener;
-
-	c->established = true;
-	c->listener = NULL;
-	if (!l) {
-		return;
-	}
-	if (l->closing) {
-		xr_close(&c->base, -ECONNABORTED);
-	} else {
-		__atomic_fetch_add(&xr_stats.conns, 1, __ATOMIC_RELAXED);
-		l->cb(&l->base, &c->base, l->arg);
-	}
-	if (--l->refs == 0) {
-		rdma_destroy_id(l->id);
-		rdma_destroy_event_channel(l->ech);
-		free(l);
-	}
-}
-
 static void xr_cm_event(struct reactor_op *op, int res)
 {
 	struct xr_conn *c = container_of(op, struct xr_conn, cm_op);
@@ -557,9 +551,6 @@ static void xr_cm_event(struct reactor_op *op, int res)
 			continue;
 		}
 		switch (type) {
-		case RDMA_CM_EVENT_ESTABLISHED:
-			xr_established(c);
-			break;
 		case RDMA_CM_EVENT_DISCONNECTED:
 		case RDMA_CM_EVENT_TIMEWAIT_EXIT:
 			if (c->state == RC_IDLE && !c->listener) {
@@ -631,10 +622,10 @@ static void xr_conn_put(struct xr_conn *c)
 
 	kassert(c->refs > 0);
 	c->refs--;
-	if (c->state != RC_CLOSING || c->outstanding) {
+	if (c->state != RC_CLOSING) {
 		return;
 	}
-	/* Nothing posted is left: cancel the polls; their callbacks put. */
+	/* Closing: cancel the polls; their callbacks put. */
 	if (c->cq_poll_armed) {
 		sqe = reactor_sqe(c->base.r);
 		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->cq_op);
@@ -666,23 +657,15 @@ static void xr_close(struct xport_conn *xc, int err)
 	c->state = RC_CLOSING;
 	c->close_err = err;
 	c->k.stopped = true; /* sends are failed in finish, not from inside close() */
-	/* The QP goes to the error state: every posted work request completes
-	 * (flushed) and only then is the memory it points at released. */
+	/* Tell the peer (DREQ) and stop the QP. Posted work requests are not
+	 * waited for: rxe in Linux 6.1 does not always flush posted receives,
+	 * and destroying the QP (in finish, before the memory is freed) is
+	 * what guarantees the device no longer touches our buffers. */
 	rdma_disconnect(c->id);
 	if (c->id->qp) {
 		struct ibv_qp_attr qa = {.qp_state = IBV_QPS_ERR};
 
 		ibv_modify_qp(c->id->qp, &qa, IBV_QP_STATE);
-	}
-	if (c->listener) {
-		struct xr_listener *l = c->listener;
-
-		c->listener = NULL;
-		if (--l->refs == 0) {
-			rdma_destroy_id(l->id);
-			rdma_destroy_event_channel(l->ech);
-			free(l);
-		}
 	}
 	xr_cq_schedule(c);
 }
@@ -861,15 +844,37 @@ out_free:
 
 static void xr_listener_put(struct xr_listener *l)
 {
-	if (--l->refs == 0) {
-		rdma_destroy_id(l->id);
-		rdma_destroy_event_channel(l->ech);
-		free(l);
+	if (__atomic_sub_fetch(&l->refs, 1, __ATOMIC_ACQ_REL)) {
+		return;
 	}
+	rdma_destroy_id(l->id);
+	rdma_destroy_event_channel(l->ech);
+	if (l->stop_fd >= 0) {
+		close(l->stop_fd);
+	}
+	free(l);
 }
 
-/* A connect request: resources, own event channel, accept. The owner hears
- * of the connection once it is ESTABLISHED. */
+/* Reactor thread: an accepted connection is established. */
+static void xr_accept_msg(struct reactor_msg *m)
+{
+	struct xr_conn *c = container_of(m, struct xr_conn, accept_msg);
+	struct xr_listener *l = c->listener;
+
+	c->listener = NULL;
+	c->established = true;
+	xr_cm_arm(c);
+	if (l->closing) {
+		xr_close(&c->base, -ECONNABORTED);
+	} else {
+		__atomic_fetch_add(&xr_stats.conns, 1, __ATOMIC_RELAXED);
+		l->cb(&l->base, &c->base, l->arg);
+	}
+	xr_listener_put(l);
+}
+
+/* Accept thread: resources, accept. The connection is handed over once
+ * ESTABLISHED (xr_accept_event). */
 static void xr_accept_one(struct xr_listener *l, struct rdma_cm_id *id,
 			  const struct xrdma_cm_params *peer)
 {
@@ -880,88 +885,115 @@ static void xr_accept_one(struct xr_listener *l, struct rdma_cm_id *id,
 
 	c = xr_conn_new(l->base.r);
 	if (!c) {
-		goto out_reject;
+		rdma_reject(id, NULL, 0);
+		rdma_destroy_id(id);
+		return;
 	}
 	xr_addr_text(rdma_get_peer_addr(id), c->peer, sizeof(c->peer));
-	c->ech = rdma_create_event_channel();
-	if (!c->ech || xr_set_nonblock(c->ech->fd) || rdma_migrate_id(id, c->ech)) {
-		ret = -errno ?: -ENOMEM;
-		goto out_free;
-	}
 	c->id = id;
 	id->context = c;
+	c->ech = rdma_create_event_channel();
+	if (!c->ech || xr_set_nonblock(c->ech->fd)) {
+		ret = -errno ?: -ENOMEM;
+		goto out_reject;
+	}
 	ret = xr_conn_setup(c);
 	if (ret) {
-		goto out_free;
+		goto out_reject;
 	}
 	xrdma_core_set_peer(&c->k, peer);
 	xr_cm_params(c, pd, &param);
 	if (rdma_accept(id, &param)) {
 		ret = -errno;
-		goto out_free;
+		goto out_reject;
 	}
 	c->listener = l;
-	l->refs++;
-	xr_cm_arm(c);
+	c->pending_next = l->pending;
+	l->pending = c;
 	return;
 
-out_free:
-	log_warn("rdma: %s: cannot accept %s: %s", l->addr, c->peer, strerror(-ret));
-	if (c->id) {
-		rdma_reject(id, NULL, 0);
-	}
-	xr_conn_free(c); /* destroys id when it took it */
-	return;
 out_reject:
+	log_warn("rdma: %s: cannot accept %s: %s", l->addr, c->peer, strerror(-ret));
 	rdma_reject(id, NULL, 0);
-	rdma_destroy_id(id);
+	xr_conn_free(c); /* destroys the id */
 }
 
-static void xr_listen_arm(struct xr_listener *l);
-
-static void xr_listen_event(struct reactor_op *op, int res)
+static bool xr_pending_remove(struct xr_listener *l, struct xr_conn *c)
 {
-	struct xr_listener *l = container_of(op, struct xr_listener, poll_op);
-	struct rdma_cm_event *ev;
-
-	l->poll_armed = false;
-	while (!l->closing && !rdma_get_cm_event(l->ech, &ev)) {
-		struct xrdma_cm_params peer;
-		struct rdma_cm_id *id = ev->id;
-		int ret;
-
-		if (ev->event != RDMA_CM_EVENT_CONNECT_REQUEST) {
-			rdma_ack_cm_event(ev);
-			continue;
+	for (struct xr_conn **pp = &l->pending; *pp; pp = &(*pp)->pending_next) {
+		if (*pp == c) {
+			*pp = c->pending_next;
+			return true;
 		}
+	}
+	return false;
+}
+
+static void xr_accept_event(struct xr_listener *l, struct rdma_cm_event *ev)
+{
+	enum rdma_cm_event_type type = ev->event;
+	struct rdma_cm_id *id = ev->id;
+	struct xrdma_cm_params peer;
+	struct xr_conn *c;
+	int ret;
+
+	if (type == RDMA_CM_EVENT_CONNECT_REQUEST) {
 		ret = xrdma_cm_decode(ev->param.conn.private_data, ev->param.conn.private_data_len,
 				      &peer);
 		rdma_ack_cm_event(ev);
 		if (ret) {
 			log_warn("rdma: %s: refusing a connection: %s", l->addr,
-				 ret == -EPROTONOSUPPORT ? "unsupported version"
-							 : "bad connection parameters");
+				 ret == -EPROTONOSUPPORT ? "unsupported version" :
+							   "bad connection parameters");
 			rdma_reject(id, NULL, 0);
 			rdma_destroy_id(id);
-			continue;
+			return;
 		}
 		xr_accept_one(l, id, &peer);
+		return;
 	}
-	if (!l->closing) {
-		xr_listen_arm(l);
+	c = id && id != l->id ? id->context : NULL;
+	rdma_ack_cm_event(ev);
+	if (!c || !xr_pending_remove(l, c)) {
+		return;
 	}
-	xr_listener_put(l);
+	if (type == RDMA_CM_EVENT_ESTABLISHED && !rdma_migrate_id(id, c->ech)) {
+		__atomic_add_fetch(&l->refs, 1, __ATOMIC_ACQ_REL);
+		c->accept_msg.fn = xr_accept_msg;
+		reactor_post(l->base.r, &c->accept_msg);
+		return;
+	}
+	log_debug("rdma: %s: connection from %s failed: %s", l->addr, c->peer,
+		  rdma_event_str(type));
+	xr_conn_free(c);
 }
 
-static void xr_listen_arm(struct xr_listener *l)
+static void *xr_accept_thread(void *arg)
 {
-	struct io_uring_sqe *sqe;
+	struct xr_listener *l = arg;
+	struct pollfd pfd[2] = {{.fd = l->ech->fd, .events = POLLIN},
+				{.fd = l->stop_fd, .events = POLLIN}};
+	struct rdma_cm_event *ev;
 
-	l->poll_armed = true;
-	l->refs++;
-	sqe = reactor_sqe(l->base.r);
-	io_uring_prep_poll_add(sqe, l->ech->fd, POLLIN);
-	reactor_sqe_set_op(sqe, &l->poll_op, xr_listen_event);
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			log_error("rdma: %s: poll: %s", l->addr, strerror(errno));
+			break;
+		}
+		if (pfd[1].revents) {
+			break;
+		}
+		while (!rdma_get_cm_event(l->ech, &ev)) {
+			xr_accept_event(l, ev);
+		}
+	}
+	while (l->pending) {
+		struct xr_conn *c = l->pending;
+
+		l->pending = c->pending_next;
+		xr_conn_free(c);
+	}
+	return NULL;
 }
 
 /* Is there an RDMA device at all? A clear error instead of rdma_cm's. */
@@ -1003,6 +1035,12 @@ static int xr_listen(struct reactor *r, const char *addr, struct xport_listener 
 	l->base.ops = &xport_rdma_ops;
 	l->base.r = r;
 	l->refs = 1;
+	l->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (l->stop_fd < 0) {
+		ret = -errno;
+		l->stop_fd = -1;
+		goto out_free;
+	}
 	l->ech = rdma_create_event_channel();
 	if (!l->ech || xr_set_nonblock(l->ech->fd) ||
 	    rdma_create_id(l->ech, &l->id, l, RDMA_PS_TCP)) {
@@ -1030,6 +1068,9 @@ out_free:
 	if (l->ech) {
 		rdma_destroy_event_channel(l->ech);
 	}
+	if (l->stop_fd >= 0) {
+		close(l->stop_fd);
+	}
 	free(l);
 	return ret;
 }
@@ -1039,30 +1080,39 @@ static int xr_accept_start(struct xport_listener *xl,
 			   void *arg)
 {
 	struct xr_listener *l = container_of(xl, struct xr_listener, base);
+	int ret;
 
 	if (l->cb) {
 		return -EBUSY;
 	}
 	l->cb = cb;
 	l->arg = arg;
-	xr_listen_arm(l);
+	ret = pthread_create(&l->thread, NULL, xr_accept_thread, l);
+	if (ret) {
+		l->cb = NULL;
+		return -ret;
+	}
+	l->thread_started = true;
 	return 0;
 }
 
 static void xr_listen_close(struct xport_listener *xl)
 {
 	struct xr_listener *l = container_of(xl, struct xr_listener, base);
-	struct io_uring_sqe *sqe;
+	uint64_t one = 1;
 
 	if (l->closing) {
 		return;
 	}
 	l->closing = true;
-	if (l->poll_armed) {
-		sqe = reactor_sqe(l->base.r);
-		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&l->poll_op);
-		reactor_sqe_set_op(sqe, &l->cancel_op, xr_cancel_done);
+	if (l->thread_started) {
+		if (write(l->stop_fd, &one, sizeof(one)) != sizeof(one)) {
+			log_error("rdma: %s: cannot stop the accept thread: %s", l->addr,
+				  strerror(errno));
+		}
+		pthread_join(l->thread, NULL);
 	}
+	/* Connections already posted to the reactor still hold it. */
 	xr_listener_put(l);
 }
 
