@@ -578,7 +578,7 @@ static void xr_cm_event(struct reactor_op *op, int res)
 			break;
 		}
 	}
-	if (c->state < RC_CLOSED) {
+	if (c->state < RC_CLOSING) {
 		xr_cm_arm(c);
 	}
 	xr_conn_put(c);
@@ -588,8 +588,8 @@ static void xr_cm_arm(struct xr_conn *c)
 {
 	struct io_uring_sqe *sqe;
 
-	if (c->cm_poll_armed) {
-		return;
+	if (c->cm_poll_armed || c->state >= RC_CLOSING) {
+		return; /* a cancelled poll must not come back: close waits for it */
 	}
 	c->cm_poll_armed = true;
 	c->refs++;
