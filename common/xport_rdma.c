@@ -67,7 +67,7 @@ struct xr_conn {
 	bool cq_poll_armed, cm_poll_armed, cq_deferred, notify_armed;
 	int close_err;
 	struct xr_listener *listener; /* accepted: until handed to the owner */
-	struct xr_conn *pending_next;  /* the listener's pending list */
+	struct xr_conn *pending_next; /* the listener's pending list */
 	struct reactor_msg accept_msg;
 	struct reactor_op cq_op, cm_op, cancel_cq_op, cancel_cm_op;
 	struct reactor_defer cq_defer, close_defer;
@@ -88,9 +88,9 @@ struct xr_listener {
 	struct rdma_cm_id *id;
 	pthread_t thread;
 	bool thread_started;
-	int stop_fd;	  /* eventfd: stops the accept thread */
-	unsigned int refs; /* atomic: the owner's + connections posted, not yet received */
-	bool closing;	  /* reactor thread */
+	int stop_fd;		 /* eventfd: stops the accept thread */
+	unsigned int refs;	 /* atomic: the owner's + connections posted, not yet received */
+	bool closing;		 /* reactor thread */
 	struct xr_conn *pending; /* accept thread: accepted, not yet established */
 	void (*cb)(struct xport_listener *l, struct xport_conn *c, void *arg);
 	void *arg;
@@ -943,8 +943,8 @@ static void xr_accept_event(struct xr_listener *l, struct rdma_cm_event *ev)
 		rdma_ack_cm_event(ev);
 		if (ret) {
 			log_warn("rdma: %s: refusing a connection: %s", l->addr,
-				 ret == -EPROTONOSUPPORT ? "unsupported version" :
-							   "bad connection parameters");
+				 ret == -EPROTONOSUPPORT ? "unsupported version"
+							 : "bad connection parameters");
 			rdma_reject(id, NULL, 0);
 			rdma_destroy_id(id);
 			return;
