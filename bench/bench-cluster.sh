@@ -15,7 +15,11 @@
 #
 # Usage: bench/bench-cluster.sh [--runtime SECONDS] [--size SIZE] [--servers N]
 #                               [--flush-mode none|always] [--out FILE] [--dir DIR]
-#                               [--port-base PORT]
+#                               [--port-base PORT] [--transport tcp|rdma --ip ADDR]
+#
+# --transport rdma runs the servers with server.transport=rdma and keel-bench
+# with --transport rdma; it needs an RDMA device and --ip, an address of its
+# netdev (rdma_cm cannot use 127.0.0.1), see docs/rdma.md.
 # Binaries come from $BUILD (default ./build).
 set -euo pipefail
 
@@ -26,6 +30,8 @@ FLUSH=none
 OUT=
 DIR=
 PORT_BASE=9400
+TRANSPORT=tcp
+IP=
 BUILD=${BUILD:-./build}
 BUILD=$(cd "$BUILD" && pwd)
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +39,7 @@ PY=/usr/bin/python3
 . "$TOP/bench/lib.sh"
 
 usage() {
-	sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -46,6 +52,8 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
 	--port-base) PORT_BASE=$2; shift 2 ;;
+	--transport) TRANSPORT=$2; shift 2 ;;
+	--ip) IP=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-cluster.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -55,6 +63,11 @@ none|always) ;;
 *) echo "bench-cluster.sh: --flush-mode is none or always" >&2; exit 2 ;;
 esac
 
+case "$TRANSPORT" in
+tcp) ;;
+rdma) [ -n "$IP" ] || { echo "bench-cluster.sh: --transport rdma needs --ip" >&2; exit 2; } ;;
+*) echo "bench-cluster.sh: --transport is tcp or rdma" >&2; exit 2 ;;
+esac
 LC=$TOP/deploy/local-cluster.sh
 SERVER=$BUILD/server/keel-server
 BENCH=$BUILD/bench/keel-bench
@@ -90,7 +103,10 @@ for i in $(seq 1 "$SERVERS"); do
 	"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
 done
 URL=$("$LC" up --dir "$DIR" --servers "$SERVERS" --build "$BUILD" --port-base "$PORT_BASE" \
-	--server-set "flush_mode=$FLUSH" | tail -1)
+	--server-set "flush_mode=$FLUSH" --server-set "transport=$TRANSPORT" \
+	--client-set "transport=$TRANSPORT" ${IP:+--ip "$IP"} |
+	tail -1)
+export KEEL_TRANSPORT=$TRANSPORT
 export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
 "$KEELCTL" volume create bench --size "$SPAN" >/dev/null
 

@@ -79,6 +79,8 @@ struct bench_opts {
 	const char *volume;	  /* volume mode (libkeel) when set */
 	const char *mgmt_url;
 	const char *history_file;
+	const char *transport; /* tcp (default) or rdma */
+	const struct xport_ops *xops;
 	bool size_set;
 	const char *key_file;
 	const char *state_file;
@@ -992,6 +994,8 @@ static const char bench_help[] =
 	"    --rwmixread PCT     randrw: percentage of reads (default 70)\n"
 	"    --seed S            pattern and offset seed (default: from the clock)\n"
 	"    --poll-us N         busy-poll completions up to N us before sleeping\n"
+	"    --transport T       tcp (default) or rdma, as the servers' server.transport;\n"
+	"                        the per-transport byte counters go to stderr at the end\n"
 	"                        (default 0: lower QD1 latency for one more busy core)\n"
 	"    --verify            check data as described above\n"
 	"    --state FILE        with --verify: load/save the per-block model\n"
@@ -1048,6 +1052,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		{"mgmt", required_argument, NULL, 'M'},
 		{"history", required_argument, NULL, 'H'},
 		{"poll-us", required_argument, NULL, 'P'},
+		{"transport", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -1168,6 +1173,9 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 				return bench_usage("--poll-us expects 0..1000000", optarg);
 			}
 			o->poll_us = (unsigned int)v;
+			break;
+		case 'T':
+			o->transport = optarg;
 			break;
 		case 'h':
 			fputs(bench_help, stdout);
@@ -1738,6 +1746,7 @@ static int vbench_main(struct bench_opts *o)
 	copts.mgmt_url = o->mgmt_url;
 	copts.key_file = o->key_file;
 	copts.name = "keel-bench";
+	copts.transport = o->transport;
 	ret = reactor_create(1024, &vb->r);
 	if (!ret) {
 		reactor_set_poll_us(vb->r, o->poll_us);
@@ -1834,6 +1843,27 @@ static int vbench_main(struct bench_opts *o)
 	return status;
 }
 
+/* One stderr line per transport that carried anything (tests read it). */
+static void bench_print_xport_stats(void)
+{
+	static const char *const names[] = {"tcp", "rdma"};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct xport_ops *x = xport_find(names[i]);
+		const struct xport_stats *st = x ? x->stats : NULL;
+
+		if (!st || (!st->conns && !st->bytes_in && !st->bytes_out)) {
+			continue;
+		}
+		fprintf(stderr,
+			"keel-bench: transport %s: conns %llu, in %llu bytes / %llu msgs, out %llu "
+			"bytes / %llu msgs, rdma_read %llu bytes\n",
+			names[i], (unsigned long long)st->conns, (unsigned long long)st->bytes_in,
+			(unsigned long long)st->msgs_in, (unsigned long long)st->bytes_out,
+			(unsigned long long)st->msgs_out, (unsigned long long)st->rdma_read_bytes);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct bench *b = &bench;
@@ -1844,8 +1874,14 @@ int main(int argc, char **argv)
 	if (ret) {
 		return ret < 0 ? 0 : ret;
 	}
+	if (xport_select(b->o.transport ? b->o.transport : "tcp", &b->o.xops, err, sizeof(err))) {
+		fprintf(stderr, "keel-bench: --transport: %s\n", err);
+		return 2;
+	}
 	if (b->o.volume) {
-		return vbench_main(&b->o);
+		status = vbench_main(&b->o);
+		bench_print_xport_stats();
+		return status;
 	}
 	b->rng = b->o.seed;
 	klog_set_ident("keel-bench");
@@ -1873,7 +1909,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "keel-bench: out of memory\n");
 			return 2;
 		}
-		ret = xport_tcp_ops.connect(b->r, b->o.server, &xc);
+		ret = b->o.xops->connect(b->r, b->o.server, &xc);
 		if (ret) {
 			fprintf(stderr, "keel-bench: cannot connect to %s: %s\n", b->o.server,
 				strerror(-ret));
@@ -1924,5 +1960,6 @@ int main(int argc, char **argv)
 	for (int spins = 0; spins < 1000 && b->nalive; spins++) {
 		reactor_poll(b->r, true);
 	}
+	bench_print_xport_stats();
 	return status;
 }

@@ -32,6 +32,7 @@ struct hc_settings {
 	uint32_t poll_ms;
 	uint32_t num_queues;
 	uint32_t io_timeout_ms;
+	char transport[16]; /* to the servers: tcp or rdma */
 	uint32_t retry_ms;
 	char vhost_user[HC_NAME_LEN];
 	char vhost_group[HC_NAME_LEN];

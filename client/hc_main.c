@@ -17,6 +17,7 @@
 #include "client/hc.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "common/xport.h"
 #include "proto/auth.h"
 #include "proto/rest.h"
 
@@ -47,6 +48,9 @@ static const struct cfg_opt hc_opts[] = {
 	       "how often mgmt is asked for this host's attachments"),
 	HC_OPT("num_queues", CFG_U32, num_queues, 1, 16, "4", NULL,
 	       "virtqueues offered per vhost-user-blk device (QEMU's num-queues <= this)"),
+	HC_OPT("transport", CFG_STR, transport, 0, 0, "tcp", NULL,
+	       "transport to the keel-servers: tcp or rdma, as their server.transport "
+	       "(docs/rdma.md); mgmt is always reached over tcp"),
 	HC_OPT("io_timeout_ms", CFG_U32, io_timeout_ms, 100, 600000, "5000", NULL,
 	       "per-attempt I/O timeout before libkeel reconnects and retries"),
 	HC_OPT("retry_ms", CFG_U32, retry_ms, 100, 3600000, "5000", NULL,
@@ -356,6 +360,7 @@ static void hc_cluster_connect(struct hc_daemon *d)
 		.name = "keel-client",
 		.io_timeout_ms = d->set.io_timeout_ms,
 		.api_token = d->token,
+		.transport = d->set.transport,
 	};
 	int rc;
 
@@ -382,6 +387,7 @@ static void hc_on_signal(struct rsignal *sig, int signo)
 
 	if (signo == SIGHUP) {
 		hc_attach_log_all(d);
+		xport_stats_log();
 		return;
 	}
 	if (d->stopping) {
@@ -465,6 +471,7 @@ int main(int argc, char **argv)
 		return HC_EXIT_RUNTIME;
 	}
 	ret = reactor_run(d.r);
+	xport_stats_log();
 	rsignal_stop(&d.sig);
 	reactor_destroy(d.r);
 	curl_global_cleanup();

@@ -715,7 +715,7 @@ int keel_cluster_open(struct reactor *r, const struct keel_cluster_opts *opts,
 		      void (*cb)(struct keel_cluster *c, int res, void *arg), void *arg,
 		      struct keel_cluster **out)
 {
-	const char *url, *key_file;
+	const char *url, *key_file, *transport;
 	struct keel_cluster *c;
 	char err[256];
 	int ret;
@@ -726,6 +726,13 @@ int keel_cluster_open(struct reactor *r, const struct keel_cluster_opts *opts,
 	ret = kl_cluster_create(r, opts, &kl_net_kp, &c);
 	if (ret) {
 		return ret;
+	}
+	transport = opts && opts->transport ? opts->transport : getenv("KEEL_TRANSPORT");
+	ret = xport_select(transport && transport[0] ? transport : "tcp", &c->xops, err,
+			   sizeof(err));
+	if (ret) {
+		log_error("%s", err);
+		goto out_free;
 	}
 	key_file = opts && opts->key_file ? opts->key_file : getenv("KEEL_KEY_FILE");
 	if (!key_file || !key_file[0]) {

@@ -319,6 +319,7 @@ struct keel_volume {
 struct keel_cluster {
 	struct reactor *r;
 	const struct kl_net_ops *net;
+	const struct xport_ops *xops; /* to the servers */
 	struct kp_key key;
 	char name[65];
 	uint64_t io_timeout_ns;

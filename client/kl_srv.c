@@ -163,7 +163,7 @@ static int kp_connect(struct kl_srv *s)
 	/* xport connect blocks the reactor for the TCP handshake (setup-time
 	 * API today); a refused or unreachable server costs one attempt per
 	 * KL_CONNECT_RETRY_NS. */
-	ret = xport_tcp_ops.connect(c->r, s->addr, &xc);
+	ret = c->xops->connect(c->r, s->addr, &xc);
 	if (ret) {
 		return ret;
 	}

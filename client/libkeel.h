@@ -57,6 +57,11 @@ struct keel_cluster_opts {
 				* else /etc/keel/keel.key) */
 	const char *name;      /* client name in logs (default "libkeel") */
 	uint32_t io_timeout_ms; /* per attempt before reconnect+retry (default 5000) */
+	/* Transport to the servers, "tcp" or "rdma" (default $KEEL_TRANSPORT,
+	 * else "tcp"); must match the servers' server.transport. mgmt is
+	 * always reached over TCP. keel_cluster_open() fails with
+	 * -ENOPROTOOPT for an unknown or unbuilt transport. */
+	const char *transport;
 };
 
 #define KEEL_MAX_PARENTS 64

@@ -5,8 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
 static const struct xport_ops *const xport_table[] = {
 	&xport_tcp_ops,
+#ifdef WITH_RDMA
+	&xport_rdma_ops,
+#endif
 };
 
 const struct xport_ops *xport_find(const char *name)
@@ -46,4 +51,43 @@ int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, s
 			return -EINVAL;
 	}
 	return 0;
+}
+
+int xport_select(const char *name, const struct xport_ops **out, char *err, size_t errlen)
+{
+	*out = xport_find(name);
+	if (*out) {
+		return 0;
+	}
+	if (!strcmp(name, "rdma")) {
+		snprintf(err, errlen,
+			 "transport rdma is not built in (configure with libibverbs-dev and "
+			 "librdmacm-dev installed, or -DWITH_RDMA=ON)");
+	} else {
+		snprintf(err, errlen, "unknown transport \"%s\" (tcp or rdma)", name);
+	}
+	return -ENOPROTOOPT;
+}
+
+void xport_stats_log(void)
+{
+	for (size_t i = 0; i < sizeof(xport_table) / sizeof(xport_table[0]); i++) {
+		const struct xport_stats *st = xport_table[i]->stats;
+		uint64_t v[6];
+
+		v[0] = __atomic_load_n(&st->conns, __ATOMIC_RELAXED);
+		v[1] = __atomic_load_n(&st->bytes_in, __ATOMIC_RELAXED);
+		v[2] = __atomic_load_n(&st->msgs_in, __ATOMIC_RELAXED);
+		v[3] = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
+		v[4] = __atomic_load_n(&st->msgs_out, __ATOMIC_RELAXED);
+		v[5] = __atomic_load_n(&st->rdma_read_bytes, __ATOMIC_RELAXED);
+		if (!v[0] && !v[1] && !v[3]) {
+			continue;
+		}
+		log_info("transport %s: conns %llu, in %llu bytes / %llu msgs, out %llu bytes / "
+			 "%llu msgs, rdma_read %llu bytes",
+			 xport_table[i]->name, (unsigned long long)v[0], (unsigned long long)v[1],
+			 (unsigned long long)v[2], (unsigned long long)v[3],
+			 (unsigned long long)v[4], (unsigned long long)v[5]);
+	}
 }

@@ -27,6 +27,19 @@ struct xport_listener;
 
 #define XPORT_MAX_IOV 8
 #define XPORT_TCP_CONNECT_TIMEOUT_MS 200
+/* RDMA connection setup is address + route resolution and a CM exchange:
+ * slower than a TCP handshake, above all on software RoCE. */
+#define XPORT_RDMA_CONNECT_TIMEOUT_MS 1000
+
+/* Per-transport counters of one process (all its reactors), updated with
+ * relaxed atomics. "Messages" are what the transport moves as a unit: TCP
+ * recv and sendmsg completions, RDMA SEND completions. */
+struct xport_stats {
+	uint64_t conns;		  /* connections made or accepted */
+	uint64_t bytes_in, bytes_out; /* stream bytes delivered / sent */
+	uint64_t msgs_in, msgs_out;
+	uint64_t rdma_read_bytes; /* RDMA only: stream bytes pulled by RDMA READ */
+};
 
 struct xport_send;
 typedef void (*xport_send_cb)(struct xport_send *s, int res);
@@ -86,6 +99,8 @@ struct xport_ops {
 	 * port the kernel chose when listening on port 0. Valid until
 	 * listen_close(). */
 	const char *(*listen_addr)(const struct xport_listener *l);
+	/* This transport's counters (process-wide). */
+	struct xport_stats *stats;
 };
 
 /* Common head of every transport's connection. */
@@ -104,7 +119,20 @@ struct xport_listener {
 /* Look up a transport by name ("tcp", "rdma" when built). NULL if unknown. */
 const struct xport_ops *xport_find(const char *name);
 
+/*
+ * The transport named @name for a daemon's configuration: 0 and *out, or
+ * -ENOPROTOOPT with a message in @err: unknown name, or "rdma" in a build
+ * without it (WITH_RDMA off). A missing RDMA device is found by listen or
+ * connect (-ENODEV, logged).
+ */
+int xport_select(const char *name, const struct xport_ops **out, char *err, size_t errlen);
+
+/* Log one info line per transport that carried anything: connections,
+ * bytes and messages each way (the data-path counters tests read). */
+void xport_stats_log(void);
+
 extern const struct xport_ops xport_tcp_ops;
+extern const struct xport_ops xport_rdma_ops; /* only in WITH_RDMA builds */
 
 /* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
 int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);

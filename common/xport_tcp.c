@@ -82,6 +82,7 @@ struct tcp_listener {
 	char addr[TCP_ADDR_LEN];
 };
 
+static struct xport_stats tcp_stats;
 static void tcp_close(struct xport_conn *xc, int err);
 static void tcp_recv_arm(struct tcp_conn *c);
 static void tcp_send_done(struct reactor_op *op, int res);
@@ -204,6 +205,7 @@ static void tcp_accept_done(struct reactor_op *op, int res)
 	if (res >= 0) {
 		c = tcp_conn_new(l->base.r, res, (struct sockaddr *)&l->peer_addr);
 		if (c) {
+			__atomic_fetch_add(&tcp_stats.conns, 1, __ATOMIC_RELAXED);
 			l->cb(&l->base, &c->base, l->arg);
 		} else {
 			log_error("tcp: %s: out of memory for a connection", l->addr);
@@ -437,6 +439,8 @@ static void tcp_recv_done(struct reactor_op *op, int res)
 		goto out_put;
 	}
 	c->base.bytes_in += (uint64_t)res;
+	__atomic_fetch_add(&tcp_stats.bytes_in, (uint64_t)res, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&tcp_stats.msgs_in, 1, __ATOMIC_RELAXED);
 	c->rx_end += (size_t)res;
 	len = c->rx_end - c->rx_start;
 	n = c->cbs->on_recv(&c->base, c->rx_buf + c->rx_start, len);
@@ -555,6 +559,8 @@ static void tcp_send_done(struct reactor_op *op, int res)
 		goto out_put;
 	}
 	c->base.bytes_out += left;
+	__atomic_fetch_add(&tcp_stats.bytes_out, left, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&tcp_stats.msgs_out, 1, __ATOMIC_RELAXED);
 	/* A short count (partial send) leaves the head partly done; the next
 	 * tcp_send_arm() starts from its done offset. */
 	while (left) {
@@ -752,6 +758,7 @@ static int tcp_connect(struct reactor *r, const char *addr, struct xport_conn **
 		close(fd);
 		return -ENOMEM;
 	}
+	__atomic_fetch_add(&tcp_stats.conns, 1, __ATOMIC_RELAXED);
 	*out = &c->base;
 	return 0;
 }
@@ -772,4 +779,5 @@ const struct xport_ops xport_tcp_ops = {
 	.send = tcp_send,
 	.close = tcp_close,
 	.peer = tcp_peer,
+	.stats = &tcp_stats,
 };

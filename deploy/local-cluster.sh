@@ -5,7 +5,7 @@
 #
 #   local-cluster.sh up [--servers N] [--dir DIR] [--netns] [--size SIZE]
 #                       [--build DIR] [--object-size SIZE] [--journal-size SIZE]
-#                       [--port-base PORT] [--subnet A.B.C]
+#                       [--port-base PORT] [--subnet A.B.C] [--ip ADDR]
 #                       [--mgmt-set KEY=VALUE]... [--server-set KEY=VALUE]...
 #                       [--client-set KEY=VALUE]...
 #   local-cluster.sh down [--dir DIR]
@@ -49,6 +49,9 @@
 # prints a node's pid. `stop-mgmt` / `start-mgmt` stop and restart keel-mgmt
 # alone (its state stays in DIR/mgmt.db); `stop-client` / `start-client` do
 # the same for keel-client (guests on its sockets reconnect).
+# --ip ADDR (without --netns): every daemon listens on ADDR instead of
+# 127.0.0.1, e.g. the address of an RDMA NIC for --server-set transport=rdma
+# (docs/rdma.md: rdma_cm cannot use the loopback address).
 set -euo pipefail
 
 SELF=$(readlink -f "$0")
@@ -69,6 +72,7 @@ ARG2=
 EXEC=()
 PORT_BASE=
 SUBNET=
+IP=
 MGMT_SET=()
 SERVER_SET=()
 CLIENT_SET=()
@@ -90,6 +94,7 @@ while [ $# -gt 0 ]; do
 	--signal) SIG=${2#SIG}; shift 2 ;;
 	--port-base) PORT_BASE=$2; shift 2 ;;
 	--subnet) SUBNET=$2; shift 2 ;;
+	--ip) IP=$2; shift 2 ;;
 	--mgmt-set) MGMT_SET+=("$2"); shift 2 ;;
 	--server-set) SERVER_SET+=("$2"); shift 2 ;;
 	--client-set) CLIENT_SET+=("$2"); shift 2 ;;
@@ -149,7 +154,7 @@ node_ip() {
 		s*) echo "$NET.$((10 + ${node#s}))" ;;
 		esac
 	else
-		echo 127.0.0.1
+		cat "$DIR/ip" 2>/dev/null || echo 127.0.0.1
 	fi
 }
 
@@ -383,6 +388,7 @@ cmd_up() {
 	echo "$SERVERS" >"$DIR/servers"
 	echo "$API_PORT $CLUSTER_PORT $SRV_PORT0" >"$DIR/ports"
 	echo "$NET" >"$DIR/subnet"
+	if [ -n "$IP" ]; then echo "$IP" >"$DIR/ip"; else rm -f "$DIR/ip"; fi
 	: >"$DIR/mgmt.set"
 	: >"$DIR/server.set"
 	: >"$DIR/client.set"

@@ -406,6 +406,7 @@ static void run_on_signal(struct rsignal *sig, int signo)
 
 	log_info("received %s", strsignal(signo));
 	if (signo == SIGHUP) {
+		xport_stats_log();
 		return;
 	}
 	if (ctx->srv_started) {
@@ -579,6 +580,7 @@ static int cmd_run(int argc, char **argv)
 	struct srv_settings s;
 	char err[256];
 	struct kp_key key;
+	const struct xport_ops *xops;
 	struct bs_opts bo;
 	struct reactor *r;
 	struct bs_dev *dev;
@@ -596,8 +598,9 @@ static int cmd_run(int argc, char **argv)
 		fprintf(stderr, "keel-server run: %s\n", err);
 		return EXIT_USAGE;
 	}
-	if (!xport_find("tcp")) {
-		fprintf(stderr, "keel-server run: no tcp transport\n");
+	if (xport_select(s.transport, &xops, err, sizeof(err))) {
+		fprintf(stderr, "keel-server run: server.transport: %s\n", err);
+		status = EXIT_USAGE;
 		goto out_wipe_key;
 	}
 	ret = reactor_create(SRV_RING_ENTRIES, &r);
@@ -632,7 +635,8 @@ static int cmd_run(int argc, char **argv)
 	}
 	log_store(&s, bs, dev);
 	ctx.srv.r = r;
-	ret = srv_start(&ctx.srv, r, bs, &key, s.listen, s.max_connections, s.auth_timeout_ms);
+	ret = srv_start(&ctx.srv, r, bs, &key, xops, s.listen, s.max_connections,
+			s.auth_timeout_ms);
 	if (ret) {
 		goto out_close_bs;
 	}
@@ -666,6 +670,7 @@ static int cmd_run(int argc, char **argv)
 		status = EXIT_OK;
 	}
 	log_counters(&ctx.srv);
+	xport_stats_log();
 	srv_destroy(&ctx.srv);
 out_close_bs:
 	bs_close(bs);

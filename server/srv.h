@@ -66,6 +66,7 @@ enum srv_log_level {
 
 struct srv_settings {
 	char listen[128];
+	char transport[16]; /* data path: tcp or rdma (common/xport.h) */
 	char device[256];
 	char backend[16];
 	char key_file[256];
@@ -307,11 +308,13 @@ struct srv {
 	unsigned int ticks;
 };
 
-/* Allocate pools and start listening on @addr. A connection that has not
+/* Allocate pools and start listening on @addr with transport @xops (replica
+ * connections to peers use it too). A connection that has not
  * completed the handshake @auth_timeout_ms after it was accepted is closed
  * ("authentication timeout"). 0 or -errno (logged). */
 int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_key *key,
-	      const char *addr, uint32_t max_connections, uint32_t auth_timeout_ms);
+	      const struct xport_ops *xops, const char *addr, uint32_t max_connections,
+	      uint32_t auth_timeout_ms);
 /* Begin a graceful shutdown; reactor_stop() follows once drained. */
 void srv_shutdown(struct srv *s);
 /* Free pools after the reactor returned (every connection is gone). */

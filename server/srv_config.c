@@ -41,6 +41,9 @@ static const char *const srv_log_levels[] = {
 static const struct cfg_opt srv_opts[] = {
 	SRV_OPT("listen", CFG_STR, listen, 0, 0, "127.0.0.1:7400", NULL,
 		"address to listen on, host:port or [v6]:port"),
+	SRV_OPT("transport", CFG_STR, transport, 0, 0, "tcp", NULL,
+		"data-path transport for clients and peers: tcp or rdma (docs/rdma.md); "
+		"mgmt is always reached over tcp"),
 	SRV_OPT("device", CFG_STR, device, 0, 0, "", NULL,
 		"drive holding the blockstore (file or block device)"),
 	SRV_OPT("backend", CFG_STR, backend, 0, 0, "uring", NULL,

@@ -275,7 +275,7 @@ static void peer_connect(struct srv_peer *p, uint64_t now)
 	}
 	/* Blocking connect: peers are on the local network, and a refused
 	 * connection fails at once. */
-	ret = xport_tcp_ops.connect(cl->r, p->addr, &xc);
+	ret = cl->srv->xops->connect(cl->r, p->addr, &xc);
 	if (!ret) {
 		snprintf(name, sizeof(name), "keel-server-%u", cl->self);
 		ret = kp_conn_client(xc, cl->key, name, &peer_cbs, p, &p->kc);

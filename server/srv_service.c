@@ -404,7 +404,8 @@ static void srv_auth_tick(struct reactor_timer *t)
 }
 
 int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_key *key,
-	      const char *addr, uint32_t max_connections, uint32_t auth_timeout_ms)
+	      const struct xport_ops *xops, const char *addr, uint32_t max_connections,
+	      uint32_t auth_timeout_ms)
 {
 	int ret;
 
@@ -412,7 +413,7 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 	s->r = r;
 	s->bs = bs;
 	s->key = key;
-	s->xops = &xport_tcp_ops;
+	s->xops = xops;
 	s->max_connections = max_connections;
 	s->auth_timeout_ns = (uint64_t)auth_timeout_ms * 1000 * 1000;
 	s->started_ns = reactor_now_ns();

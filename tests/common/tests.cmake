@@ -7,3 +7,5 @@ keel_unit_test(test_reactor SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_reactor.c LIB
   TIMEOUT 30)
 keel_unit_test(test_xport_tcp SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_xport_tcp.c
   LIBS keel_common TIMEOUT 60)
+keel_unit_test(test_xrdma_core SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_xrdma_core.c
+  LIBS keel_common TIMEOUT 120)

@@ -28,3 +28,14 @@ add_test(NAME guest_client
           --backend keel-client)
 set_tests_properties(guest_client PROPERTIES TIMEOUT 900 LABELS "functional;guest;cluster"
   REQUIRED_FILES "$<TARGET_FILE:keel-client>;$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>")
+
+# RDMA transport acceptance (issue 6, docs/rdma.md): software RoCE (rdma_rxe)
+# inside a TCG guest, mgmt + 3 keel-servers + keel-bench --verify with
+# transport=rdma through a server SIGKILL and restart; the daemons' counters
+# must show the data on RDMA. Only in builds with the RDMA transport.
+if(WITH_RDMA)
+  add_test(NAME guest_rdma
+    COMMAND /usr/bin/python3 ${KEEL_GUEST_DIR}/t_guest_rdma.py ${CMAKE_BINARY_DIR})
+  set_tests_properties(guest_rdma PROPERTIES TIMEOUT 1200 LABELS "rdma;guest;slow"
+    REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keel-bench>")
+endif()
