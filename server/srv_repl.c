@@ -349,6 +349,13 @@ static int repl_full_check(struct srv_cluster *cl, const struct srv_req *req)
 	if (req->hdr.opcode != KP_OP_WRITE && req->hdr.opcode != KP_OP_WRITE_ZEROES) {
 		return 0;
 	}
+	if (req->r.cu) {
+		/* A merge's copy-up: the merged layer's objects are freed once
+		 * it is done, so merging (deleting a snapshot) is how a full
+		 * pool gets space back. A drive that really runs out still
+		 * refuses it (ENOSPC; the merge retries the object later). */
+		return 0;
+	}
 	pool = cmap_pool(cl->map, KP_PGID_POOL(req->hdr.pgid));
 	if (!pool || !pool->full) {
 		return 0;

@@ -141,7 +141,10 @@ def wait_merges(c, ck, timeout, what):
 
 def test(tools, tmp, box):
     ck = Checks()
-    c = Cluster(tools, tmp, servers=3, mgmt_set=["layer_drop_grace_s=1"])
+    # 2 GiB drives: scattered writes into 4 MiB objects fill 1 GiB ones past
+    # mgmt's full_percent (writes then get ENOSPC, which the raw client here
+    # does not retry).
+    c = Cluster(tools, tmp, servers=3, size="2G", mgmt_set=["layer_drop_grace_s=1"])
     box.append(c)
     c.up()
     c.wait_health_ok(60)
