@@ -184,7 +184,7 @@ size_t mg_unescape(char *s)
 	for (const char *in = s; *in;) {
 		int hi = in[0] == '%' ? mg_hex(in[1]) : -1;
 		int lo = hi >= 0 ? mg_hex(in[2]) : -1;
-		int c = hi << 4 | lo;
+		int c = lo >= 0 ? hi << 4 | lo : -1; /* lo >= 0 implies hi >= 0 */
 
 		if (lo < 0 || c == 0 || c == '/') {
 			*out++ = *in++;
