@@ -171,7 +171,7 @@ int mg_space_collect(struct mg_cluster *c, struct mg_space *pools, struct mg_spa
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t p = 0; p < c->npools; p++) {
+	for (uint32_t p = 0; p < c->npools && c->nservers; p++) {
 		mg_pool_members(c, c->pools[p].rec.id, is_member);
 		for (uint32_t i = 0; i < c->nservers; i++) {
 			if (is_member[i]) {
