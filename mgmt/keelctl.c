@@ -532,6 +532,41 @@ out_usage:
 	return ret;
 }
 
+/*
+ * The arguments of `volume qos` and `pool qos` (@noun): NAME into *@name,
+ * --iops / --bps into @body ("iops", "bps"); @allow_pool takes "pool" as
+ * a value. KC_EXIT_OK, or a usage error (printed).
+ */
+static int kc_qos_args(const char *noun, int argc, char **argv, bool allow_pool,
+		       const char **name, json_t *body)
+{
+	char msg[96];
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		json_t *v;
+
+		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
+			if (i + 1 >= argc) {
+				return kc_usage("%s needs a value", a);
+			}
+			if (kc_parse_qos(a, argv[++i], allow_pool, &v)) {
+				return KC_EXIT_USAGE;
+			}
+			json_object_set_new(body, a + 2, v);
+		} else if (a[0] == '-' && a[1]) {
+			snprintf(msg, sizeof(msg), "%s qos: unknown option %%s", noun);
+			return kc_usage(msg, a);
+		} else if (!*name) {
+			*name = a;
+		} else {
+			snprintf(msg, sizeof(msg), "%s qos: unexpected argument '%%s'", noun);
+			return kc_usage(msg, a);
+		}
+	}
+	return KC_EXIT_OK;
+}
+
 /* volume qos NAME [--iops N|unlimited|pool] [--bps N|unlimited|pool] */
 static int kc_volume_qos(const struct kc_ctx *k, int argc, char **argv)
 {
@@ -541,29 +576,10 @@ static int kc_volume_qos(const struct kc_ctx *k, int argc, char **argv)
 	char path[512];
 	int ret;
 
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		json_t *v;
-
-		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
-			if (i + 1 >= argc) {
-				json_decref(body);
-				return kc_usage("%s needs a value", a);
-			}
-			if (kc_parse_qos(a, argv[++i], true, &v)) {
-				json_decref(body);
-				return KC_EXIT_USAGE;
-			}
-			json_object_set_new(body, a[2] == 'i' ? "iops" : "bps", v);
-		} else if (a[0] == '-' && a[1]) {
-			json_decref(body);
-			return kc_usage("volume qos: unknown option %s", a);
-		} else if (!name) {
-			name = a;
-		} else {
-			json_decref(body);
-			return kc_usage("volume qos: unexpected argument '%s'", a);
-		}
+	ret = kc_qos_args("volume", argc, argv, true, &name, body);
+	if (ret) {
+		json_decref(body);
+		return ret;
 	}
 	if (!name) {
 		json_decref(body);
@@ -919,29 +935,10 @@ static int kc_pool_qos(const struct kc_ctx *k, int argc, char **argv)
 	char path[512];
 	int ret;
 
-	for (int i = 0; i < argc; i++) {
-		const char *a = argv[i];
-		json_t *v;
-
-		if (!strcmp(a, "--iops") || !strcmp(a, "--bps")) {
-			if (i + 1 >= argc) {
-				json_decref(body);
-				return kc_usage("%s needs a value", a);
-			}
-			if (kc_parse_qos(a, argv[++i], false, &v)) {
-				json_decref(body);
-				return KC_EXIT_USAGE;
-			}
-			json_object_set_new(body, a + 2, v);
-		} else if (a[0] == '-' && a[1]) {
-			json_decref(body);
-			return kc_usage("pool qos: unknown option %s", a);
-		} else if (!name) {
-			name = a;
-		} else {
-			json_decref(body);
-			return kc_usage("pool qos: unexpected argument '%s'", a);
-		}
+	ret = kc_qos_args("pool", argc, argv, false, &name, body);
+	if (ret) {
+		json_decref(body);
+		return ret;
 	}
 	if (!name || !json_object_size(body)) {
 		json_decref(body);
