@@ -149,13 +149,23 @@ void kl_iov_from_buf(const struct iovec *iov, int iovcnt, uint64_t off, const vo
 
 const void *kl_iov_contig(const struct iovec *iov, int iovcnt, uint64_t off, size_t len)
 {
-	size_t in;
+	size_t in, have;
 	int i = iov_seek(iov, iovcnt, off, &in);
+	const uint8_t *start, *end;
 
-	if (i >= iovcnt || iov[i].iov_len - in < len) {
+	if (i >= iovcnt) {
 		return NULL;
 	}
-	return (const uint8_t *)iov[i].iov_base + in;
+	/* Vectors that follow each other in memory count as one: a guest's
+	 * chain of 4 KiB descriptors over contiguous pages needs no bounce. */
+	start = (const uint8_t *)iov[i].iov_base + in;
+	have = iov[i].iov_len - in;
+	end = start + have;
+	while (have < len && ++i < iovcnt && iov[i].iov_base == end) {
+		have += iov[i].iov_len;
+		end += iov[i].iov_len;
+	}
+	return have >= len ? start : NULL;
 }
 
 uint64_t kl_iov_len(const struct iovec *iov, int iovcnt)

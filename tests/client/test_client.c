@@ -148,8 +148,9 @@ static void test_classify_backoff(void **state)
 
 static void test_iov(void **state)
 {
-	uint8_t a[10], b[6], out[16];
-	struct iovec iov[2] = {{a, sizeof(a)}, {b, sizeof(b)}};
+	uint8_t m[64], *a = m, *b = m + 32, out[16];
+	struct iovec iov[2] = {{a, 10}, {b, 6}};
+	struct iovec adj[3] = {{m, 10}, {m + 10, 6}, {m + 16, 4}};
 
 	for (int i = 0; i < 16; i++) {
 		out[i] = (uint8_t)i;
@@ -163,6 +164,11 @@ static void test_iov(void **state)
 	assert_ptr_equal(kl_iov_contig(iov, 2, 2, 8), a + 2);
 	assert_null(kl_iov_contig(iov, 2, 8, 4));
 	assert_ptr_equal(kl_iov_contig(iov, 2, 11, 5), b + 1);
+	/* vectors adjacent in memory are one range */
+	assert_ptr_equal(kl_iov_contig(adj, 3, 8, 4), m + 8);
+	assert_ptr_equal(kl_iov_contig(adj, 3, 2, 18), m + 2);
+	assert_null(kl_iov_contig(adj, 3, 2, 19));
+	assert_null(kl_iov_contig(adj, 2, 8, 9));
 	assert_int_equal(kl_iov_len(iov, 2), 16);
 }
 
