@@ -648,6 +648,9 @@ int kl_cluster_create(struct reactor *r, const struct keel_cluster_opts *opts,
 	}
 	memset(c->zeroes, 0, KP_MAX_DATA);
 	c->zero_crc = crc32c(0, c->zeroes, KP_BLOCK);
+	/* Bounce buffers and the zero block are sent from: zero copy on RDMA. */
+	bufpool_zero_copy(c->bounce);
+	xport_mem_register(c->zeroes, KP_MAX_DATA);
 	for (uint32_t i = 0; i < KL_MAX_SUBS; i++) {
 		struct kl_sub *s = &c->subs[i];
 
@@ -678,6 +681,7 @@ static void cluster_free(struct keel_cluster *c)
 	free(c->srv_by_id);
 	free(c->subs);
 	bufpool_destroy(c->bounce);
+	xport_mem_unregister(c->zeroes);
 	free(c->zeroes);
 	cmap_free(c->map);
 	free(c);
@@ -925,6 +929,16 @@ int keel_volume_set_size(struct keel_volume *v, uint64_t size)
 void keel_volume_set_generation(struct keel_volume *v, uint64_t gen)
 {
 	v->gen = gen;
+}
+
+int keel_mem_register(void *addr, size_t len)
+{
+	return xport_mem_register(addr, len);
+}
+
+void keel_mem_unregister(void *addr)
+{
+	xport_mem_unregister(addr);
 }
 
 const struct keel_volume_info *keel_volume_info(const struct keel_volume *v)

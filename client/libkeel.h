@@ -122,6 +122,18 @@ int keel_discard(struct keel_volume *v, uint64_t offset, uint64_t length, keel_i
 int keel_write_zeroes(struct keel_volume *v, uint64_t offset, uint64_t length, keel_io_cb cb,
 		      void *arg);
 
+/*
+ * Memory the caller will do I/O from (its buffer pool, a guest's RAM):
+ * with transport rdma, write payloads of 8 KiB or more in it are read by the
+ * servers in place instead of being copied into the connection's buffers.
+ * Optional; any thread. keel_mem_register(): 0, -EINVAL (empty or overlaps
+ * a registered range), -ENOSPC (256 ranges per process). Unregister only
+ * when no I/O from the range is in flight; the memory may be freed right
+ * after.
+ */
+int keel_mem_register(void *addr, size_t len);
+void keel_mem_unregister(void *addr);
+
 /* Counters for tools and tests. */
 struct keel_volume_stats {
 	uint64_t reads, writes, retries, reconnects, stale_epochs;

@@ -33,6 +33,7 @@
 #include "client/vhost_vring.h"
 #include "client/virtio_blk.h"
 #include "common/log.h"
+#include "common/xport.h"
 
 #define VHOST_BLK_QUEUE_REQS 128u /* request slots per queue (in flight at once) */
 
@@ -196,6 +197,9 @@ static void mem_put(struct vhost_mem *m)
 		return;
 	}
 	for (unsigned int i = 0; i < m->nregions; i++) {
+		if (m->r[i].zero_copy) {
+			xport_mem_unregister(m->r[i].host);
+		}
 		if (m->r[i].map_base) {
 			munmap(m->r[i].map_base, m->r[i].map_len);
 		}
@@ -829,6 +833,10 @@ static int msg_set_mem_table(struct vhost_conn *c)
 		r->size = ur->size;
 		r->uva = ur->uva;
 		m->nregions = i + 1;
+		/* Guest buffers are sent from directly on RDMA (write payloads
+		 * the servers read in place). Requests hold the table, so no
+		 * send from a region is in flight when mem_put() drops it. */
+		r->zero_copy = !xport_mem_register(r->host, r->size);
 		log_debug("vhost: region %u gpa 0x%lx size 0x%lx uva 0x%lx off 0x%lx", i, ur->gpa,
 			  ur->size, ur->uva, ur->mmap_offset);
 	}

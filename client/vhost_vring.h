@@ -63,6 +63,7 @@ struct vhost_mem_region {
 	uint8_t *host;	/* host address of gpa */
 	void *map_base; /* what the owner unmaps (NULL: not ours to unmap) */
 	size_t map_len;
+	bool zero_copy; /* in the transports' registry (xport_mem_register) */
 };
 
 struct vhost_mem {

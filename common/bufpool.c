@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "log.h"
+#include "xport.h"
 
 #define BUFPOOL_ALIGN 4096u
 
@@ -16,6 +17,7 @@ struct bufpool {
 	unsigned int count;
 	unsigned int nfree;
 	bool *in_use;	     /* catches double puts, which would hand one buffer out twice */
+	bool zero_copy;	     /* arena in the transports' zero-copy registry */
 	unsigned int free[]; /* stack of free buffer indices, top at nfree - 1 */
 };
 
@@ -44,6 +46,7 @@ int bufpool_create(size_t buf_size, unsigned int count, struct bufpool **out)
 		goto out_free_in_use;
 	}
 	p->arena = arena;
+	p->zero_copy = false;
 	p->buf_size = buf_size;
 	p->count = count;
 	p->nfree = count;
@@ -66,6 +69,9 @@ void bufpool_destroy(struct bufpool *p)
 	if (!p) {
 		return;
 	}
+	if (p->zero_copy) {
+		xport_mem_unregister(p->arena);
+	}
 	free(p->arena);
 	free(p->in_use);
 	free(p);
@@ -79,6 +85,17 @@ int bufpool_register(struct bufpool *p, struct reactor *r)
 	};
 
 	return reactor_register_buffers(r, &iov, 1);
+}
+
+int bufpool_zero_copy(struct bufpool *p)
+{
+	int ret = 0;
+
+	if (!p->zero_copy) {
+		ret = xport_mem_register(p->arena, p->buf_size * p->count);
+		p->zero_copy = !ret;
+	}
+	return ret;
 }
 
 void *bufpool_get(struct bufpool *p)

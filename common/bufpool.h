@@ -25,6 +25,11 @@ void bufpool_destroy(struct bufpool *p);
  * ignore failure: registration is an optimisation). */
 int bufpool_register(struct bufpool *p, struct reactor *r);
 
+/* Let transports send from the pool's buffers without copying them
+ * (xport_mem_register(); undone by bufpool_destroy()). 0 or -errno (callers
+ * may ignore failure: sends are then copied). */
+int bufpool_zero_copy(struct bufpool *p);
+
 /* NULL when the pool is empty (callers queue and retry on put). */
 void *bufpool_get(struct bufpool *p);
 void bufpool_put(struct bufpool *p, void *buf);

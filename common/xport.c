@@ -2,6 +2,7 @@
 #include "xport.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -69,11 +70,102 @@ int xport_select(const char *name, const struct xport_ops **out, char *err, size
 	return -ENOPROTOOPT;
 }
 
+/* --- zero-copy memory registry --- */
+
+static struct {
+	pthread_mutex_t lock;
+	struct xport_mem_region r[XPORT_MEM_MAX];
+	unsigned int n;
+	uint64_t next_id;
+	uint64_t gen; /* atomic */
+} xport_mem = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 1};
+
+int xport_mem_register(void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr;
+	int ret = 0;
+
+	if (!addr || !len || a + len < a) {
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&xport_mem.lock);
+	for (unsigned int i = 0; i < xport_mem.n; i++) {
+		const struct xport_mem_region *r = &xport_mem.r[i];
+
+		if (a < r->addr + r->len && r->addr < a + len) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	if (xport_mem.n == XPORT_MEM_MAX) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	xport_mem.r[xport_mem.n++] = (struct xport_mem_region){
+		.addr = a,
+		.len = len,
+		.id = xport_mem.next_id++,
+	};
+	__atomic_add_fetch(&xport_mem.gen, 1, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&xport_mem.lock);
+	return ret;
+}
+
+void xport_mem_unregister(void *addr)
+{
+	pthread_mutex_lock(&xport_mem.lock);
+	for (unsigned int i = 0; i < xport_mem.n; i++) {
+		if (xport_mem.r[i].addr == (uintptr_t)addr) {
+			xport_mem.r[i] = xport_mem.r[--xport_mem.n];
+			__atomic_add_fetch(&xport_mem.gen, 1, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&xport_mem.lock);
+}
+
+int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out)
+{
+	uintptr_t a = (uintptr_t)addr;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&xport_mem.lock);
+	for (unsigned int i = 0; i < xport_mem.n; i++) {
+		const struct xport_mem_region *r = &xport_mem.r[i];
+
+		if (a >= r->addr && len <= r->len && a - r->addr <= r->len - len) {
+			*out = *r;
+			ret = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&xport_mem.lock);
+	return ret;
+}
+
+bool xport_mem_live(uint64_t id)
+{
+	bool live = false;
+
+	pthread_mutex_lock(&xport_mem.lock);
+	for (unsigned int i = 0; i < xport_mem.n && !live; i++) {
+		live = xport_mem.r[i].id == id;
+	}
+	pthread_mutex_unlock(&xport_mem.lock);
+	return live;
+}
+
+uint64_t xport_mem_gen(void)
+{
+	return __atomic_load_n(&xport_mem.gen, __ATOMIC_ACQUIRE);
+}
+
 void xport_stats_log(void)
 {
 	for (size_t i = 0; i < sizeof(xport_table) / sizeof(xport_table[0]); i++) {
 		const struct xport_stats *st = xport_table[i]->stats;
-		uint64_t v[6];
+		uint64_t v[7];
 
 		v[0] = __atomic_load_n(&st->conns, __ATOMIC_RELAXED);
 		v[1] = __atomic_load_n(&st->bytes_in, __ATOMIC_RELAXED);
@@ -81,13 +173,15 @@ void xport_stats_log(void)
 		v[3] = __atomic_load_n(&st->bytes_out, __ATOMIC_RELAXED);
 		v[4] = __atomic_load_n(&st->msgs_out, __ATOMIC_RELAXED);
 		v[5] = __atomic_load_n(&st->rdma_read_bytes, __ATOMIC_RELAXED);
+		v[6] = __atomic_load_n(&st->zero_copy_bytes, __ATOMIC_RELAXED);
 		if (!v[0] && !v[1] && !v[3]) {
 			continue;
 		}
 		log_info("transport %s: conns %llu, in %llu bytes / %llu msgs, out %llu bytes / "
-			 "%llu msgs, rdma_read %llu bytes",
+			 "%llu msgs, rdma_read %llu bytes, zero_copy %llu bytes",
 			 xport_table[i]->name, (unsigned long long)v[0], (unsigned long long)v[1],
 			 (unsigned long long)v[2], (unsigned long long)v[3],
-			 (unsigned long long)v[4], (unsigned long long)v[5]);
+			 (unsigned long long)v[4], (unsigned long long)v[5],
+			 (unsigned long long)v[6]);
 	}
 }

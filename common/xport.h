@@ -25,7 +25,7 @@
 struct xport_conn;
 struct xport_listener;
 
-#define XPORT_MAX_IOV 8
+#define XPORT_MAX_IOV		     8
 #define XPORT_TCP_CONNECT_TIMEOUT_MS 200
 /* RDMA connection setup is address + route resolution and a CM exchange:
  * slower than a TCP handshake, above all on software RoCE. */
@@ -35,10 +35,13 @@ struct xport_listener;
  * relaxed atomics. "Messages" are what the transport moves as a unit: TCP
  * recv and sendmsg completions, RDMA SEND completions. */
 struct xport_stats {
-	uint64_t conns;		  /* connections made or accepted */
+	uint64_t conns;		      /* connections made or accepted */
 	uint64_t bytes_in, bytes_out; /* stream bytes delivered / sent */
 	uint64_t msgs_in, msgs_out;
 	uint64_t rdma_read_bytes; /* RDMA only: stream bytes pulled by RDMA READ */
+	uint64_t zero_copy_bytes; /* RDMA only: stream bytes sent that the peers
+				   * read straight from our registered memory
+				   * (xport_mem_register) */
 };
 
 struct xport_send;
@@ -58,6 +61,7 @@ struct xport_send {
 	struct xport_send *next;
 	size_t done;
 	size_t total;
+	uint32_t held; /* RDMA: zero-copy pieces the peer has not read yet */
 };
 
 struct xport_conn_cbs {
@@ -133,6 +137,39 @@ void xport_stats_log(void);
 
 extern const struct xport_ops xport_tcp_ops;
 extern const struct xport_ops xport_rdma_ops; /* only in WITH_RDMA builds */
+
+/*
+ * Memory that sends may be made from without a copy (zero copy): buffer
+ * pools, a vhost-user guest's memory. The registry is process-wide and
+ * transport-neutral: TCP ignores it; RDMA registers a region with a
+ * connection's protection domain the first time that connection sends
+ * 8 KiB or more from it (after the handshake, so only authenticated peers
+ * can read it), then announces the caller's own address to the peer, which
+ * RDMA READs it. Any thread may call these.
+ *
+ * xport_mem_register(): 0, -EINVAL (empty, wraps, overlaps a registered
+ * region) or -ENOSPC (XPORT_MEM_MAX regions). xport_mem_unregister() takes
+ * the address given to register; the caller must have no send from the
+ * region still in flight (its callback not yet run) and may unmap the
+ * memory when it returns: connections drop their registration of it on
+ * their next turn (until then the device keeps the old pages pinned, it
+ * never reads whatever is mapped there next).
+ */
+#define XPORT_MEM_MAX 256
+int xport_mem_register(void *addr, size_t len);
+void xport_mem_unregister(void *addr);
+
+/* For transports: the registered region holding [addr, addr + len). */
+struct xport_mem_region {
+	uintptr_t addr;
+	size_t len;
+	uint64_t id; /* never reused */
+};
+int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out);
+/* Is region @id still registered? */
+bool xport_mem_live(uint64_t id);
+/* Changes on every register and unregister. */
+uint64_t xport_mem_gen(void);
 
 /* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
 int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);

@@ -39,6 +39,16 @@
 #define XR_WR_SEND     2ull
 #define XR_WR_READ     3ull
 #define XR_WR_ID(t, s) ((t) << 32 | (s))
+#define XR_MR_CACHE    32
+
+/* A registered region (xport_mem_register) this connection's peer may read:
+ * registered with the connection's PD the first time it is sent from. */
+struct xr_mr {
+	uint64_t id; /* the region's; 0: free entry */
+	uintptr_t addr;
+	size_t len;
+	struct ibv_mr *mr; /* NULL: registration failed, send by copy */
+};
 
 enum xr_conn_state {
 	RC_IDLE,    /* connected or accepting, not yet started */
@@ -58,6 +68,8 @@ struct xr_conn {
 	struct ibv_comp_channel *cch;
 	struct ibv_cq *cq;
 	struct ibv_mr *mr_rx_slots, *mr_tx_slots, *mr_big, *mr_rx_buf;
+	struct xr_mr mrs[XR_MR_CACHE]; /* zero-copy regions */
+	uint64_t mem_gen;	       /* xport_mem_gen() the cache was checked at */
 	struct xrdma_core k;
 	const struct xport_conn_cbs *cbs;
 	unsigned int outstanding; /* posted work requests not completed */
@@ -245,11 +257,78 @@ static ssize_t xr_deliver(struct xrdma_core *k, const uint8_t *data, size_t len)
 	return n;
 }
 
+/* Drop the registrations of regions no longer registered (their memory
+ * may be unmapped and mapped again as something else). */
+static void xr_mr_sweep(struct xr_conn *c)
+{
+	uint64_t gen = xport_mem_gen();
+
+	if (gen == c->mem_gen) {
+		return;
+	}
+	c->mem_gen = gen;
+	for (int i = 0; i < XR_MR_CACHE; i++) {
+		struct xr_mr *m = &c->mrs[i];
+
+		if (m->id && !xport_mem_live(m->id)) {
+			if (m->mr) {
+				ibv_dereg_mr(m->mr);
+			}
+			memset(m, 0, sizeof(*m));
+		}
+	}
+}
+
+static int xr_mem_key(struct xrdma_core *k, const void *addr, size_t len, uint32_t *rkey)
+{
+	struct xr_conn *c = k->ctx;
+	uintptr_t a = (uintptr_t)addr;
+	struct xport_mem_region reg;
+	struct xr_mr *m = NULL;
+
+	xr_mr_sweep(c);
+	for (int i = 0; i < XR_MR_CACHE; i++) {
+		struct xr_mr *e = &c->mrs[i];
+
+		if (e->id && a >= e->addr && len <= e->len && a - e->addr <= e->len - len) {
+			if (!e->mr) {
+				return -ENOMEM;
+			}
+			*rkey = e->mr->rkey;
+			return 0;
+		}
+		if (!e->id && !m) {
+			m = e;
+		}
+	}
+	if (!m || xport_mem_find(addr, len, &reg)) {
+		return -ENOENT;
+	}
+	/* Remote read only: the peer may read the region, never write it.
+	 * Once per region and connection, on the reactor: pinning a large
+	 * region (a guest's memory) takes a while the first time. */
+	m->id = reg.id;
+	m->addr = reg.addr;
+	m->len = reg.len;
+	m->mr = ibv_reg_mr(c->pd, (void *)reg.addr, reg.len, IBV_ACCESS_REMOTE_READ);
+	if (!m->mr) {
+		log_warn("rdma: %s: cannot register %zu bytes at %p for zero-copy sends: %s; "
+			 "sending from it by copy (docs/rdma.md: memlock limit)",
+			 c->peer, reg.len, (void *)reg.addr, strerror(errno));
+		return -ENOMEM;
+	}
+	log_debug("rdma: %s: registered %zu bytes at %p for zero-copy sends", c->peer, reg.len,
+		  (void *)reg.addr);
+	*rkey = m->mr->rkey;
+	return 0;
+}
+
 static const struct xrdma_verbs xr_verbs = {
 	.post_recv = xr_post_recv,
 	.post_send = xr_post_send,
 	.post_read = xr_post_read,
 	.deliver = xr_deliver,
+	.mem_key = xr_mem_key,
 };
 
 /* --- resources --- */
@@ -270,6 +349,11 @@ static void xr_conn_free(struct xr_conn *c)
 	}
 	if (c->mr_rx_buf) {
 		ibv_dereg_mr(c->mr_rx_buf);
+	}
+	for (int i = 0; i < XR_MR_CACHE; i++) {
+		if (c->mrs[i].mr) {
+			ibv_dereg_mr(c->mrs[i].mr);
+		}
 	}
 	if (c->cq) {
 		ibv_destroy_cq(c->cq);
@@ -425,9 +509,10 @@ static void xr_conn_put(struct xr_conn *c);
 static void xr_cq_run(struct xr_conn *c)
 {
 	struct ibv_wc wc[XR_WC_BATCH];
-	uint64_t out0 = c->k.st.bytes_out;
+	uint64_t out0 = c->k.st.bytes_out, zc0 = c->k.st.zc_bytes_out;
 	int n, ret = 0;
 
+	xr_mr_sweep(c); /* also when idle: unpin unregistered memory */
 	for (;;) {
 		n = ibv_poll_cq(c->cq, XR_WC_BATCH, wc);
 		if (n < 0) {
@@ -475,6 +560,10 @@ static void xr_cq_run(struct xr_conn *c)
 	if (c->k.st.bytes_out > out0) {
 		c->base.bytes_out += c->k.st.bytes_out - out0;
 		__atomic_fetch_add(&xr_stats.bytes_out, c->k.st.bytes_out - out0, __ATOMIC_RELAXED);
+	}
+	if (c->k.st.zc_bytes_out > zc0) {
+		__atomic_fetch_add(&xr_stats.zero_copy_bytes, c->k.st.zc_bytes_out - zc0,
+				   __ATOMIC_RELAXED);
 	}
 	if (ret && c->state < RC_CLOSING) {
 		xr_close(&c->base, ret);

@@ -134,6 +134,7 @@ int xrdma_core_init(struct xrdma_core *k, const struct xrdma_geom *g,
 	}
 	k->tx_nfree = g->slots;
 	k->sq_tail = &k->sq_head;
+	k->zc_ready_tail = &k->zc_ready;
 	/* Until the peer says otherwise: our own sizes, no credits. */
 	k->peer_slots = g->slots;
 	k->peer_slot_size = g->slot_size;
@@ -200,6 +201,23 @@ static int xrdma_add_credits(struct xrdma_core *k, uint32_t credits)
 	return 0;
 }
 
+/* The peer has read zero-copy piece @i: its send completes when that was
+ * the last one and the send is fully queued (off the send queue). */
+static void xrdma_zc_done(struct xrdma_core *k, uint32_t i)
+{
+	struct xport_send *s = k->zc_send[i];
+
+	k->zc_busy &= ~(1u << i);
+	k->zc_send[i] = NULL;
+	kassert(s->held > 0);
+	if (--s->held || s->done < s->total) {
+		return;
+	}
+	s->next = NULL;
+	*k->zc_ready_tail = s;
+	k->zc_ready_tail = &s->next;
+}
+
 int xrdma_core_recv_done(struct xrdma_core *k, uint32_t slot, uint32_t byte_len)
 {
 	const uint8_t *m = k->rx_slots + (size_t)slot * k->g.slot_size;
@@ -241,6 +259,11 @@ int xrdma_core_recv_done(struct xrdma_core *k, uint32_t slot, uint32_t byte_len)
 		break;
 	case XRDMA_MSG_READ_DONE:
 		id = len == XRDMA_READ_DONE_BODY ? get32(m + XRDMA_HDR_SIZE) : UINT32_MAX;
+		if (id >= XRDMA_ZC_ID0 && id - XRDMA_ZC_ID0 < XRDMA_MAX_ZC &&
+		    (k->zc_busy & (1u << (id - XRDMA_ZC_ID0)))) {
+			xrdma_zc_done(k, id - XRDMA_ZC_ID0);
+			return xrdma_repost(k, slot);
+		}
 		if (id >= k->g.big_count || !(k->big_busy & (1u << id))) {
 			log_warn("rdma: READ_DONE for buffer %u, not being read", id);
 			return -EPROTO;
@@ -311,7 +334,12 @@ int xrdma_core_read_done(struct xrdma_core *k)
 	    get32(k->rx_slots + (size_t)slot * k->g.slot_size + XRDMA_HDR_SIZE + 12)) {
 		const uint8_t *b = k->rx_slots + (size_t)slot * k->g.slot_size + XRDMA_HDR_SIZE;
 
-		kassert(k->done_count < XRDMA_MAX_BIG);
+		if (k->done_count == XRDMA_MAX_READS) {
+			/* A peer keeping to its own limits cannot get here. */
+			log_warn("rdma: peer has more than %u RDMA READs outstanding",
+				 XRDMA_MAX_READS);
+			return -EPROTO;
+		}
 		k->done_ids[k->done_count++] = get32(b + 16);
 		xrdma_rxq_pop(k);
 		return xrdma_repost(k, slot);
@@ -385,6 +413,7 @@ int xrdma_core_send(struct xrdma_core *k, struct xport_send *s)
 	}
 	s->done = 0;
 	s->total = total;
+	s->held = 0;
 	s->next = NULL;
 	*k->sq_tail = s;
 	k->sq_tail = &s->next;
@@ -453,8 +482,43 @@ static void xrdma_sq_advance(struct xrdma_core *k, struct xport_send ***done_tai
 		k->sq_tail = &k->sq_head;
 	}
 	s->next = NULL;
+	if (s->held) {
+		return; /* the peer still reads from it: xrdma_zc_done() finishes it */
+	}
 	**done_tail = s;
 	*done_tail = &s->next;
+}
+
+/* Send the next @n bytes of @s, at @p, straight from the caller's memory
+ * if the verbs layer can let the peer read them. 1 when the READ_REQ was
+ * posted, 0 when the bytes must be copied instead, -errno. */
+static int xrdma_tx_zc(struct xrdma_core *k, struct xport_send *s, const uint8_t *p, size_t n,
+		       uint32_t slot, struct xport_send ***done_tail)
+{
+	uint8_t *body = xrdma_tx_slot(k, slot) + XRDMA_HDR_SIZE;
+	uint32_t rkey, i;
+
+	if (!k->verbs->mem_key || k->verbs->mem_key(k, p, n, &rkey)) {
+		return 0;
+	}
+	if (k->zc_busy == UINT32_MAX) {
+		k->st.zc_exhausted++;
+		return 0;
+	}
+	i = (uint32_t)__builtin_ctz(~k->zc_busy);
+	put64(body, (uint64_t)(uintptr_t)p);
+	put32(body + 8, rkey);
+	put32(body + 12, (uint32_t)n);
+	put32(body + 16, XRDMA_ZC_ID0 + i);
+	k->zc_busy |= 1u << i;
+	k->zc_send[i] = s;
+	s->held++;
+	s->done += n;
+	xrdma_sq_advance(k, done_tail);
+	k->st.bytes_out += n;
+	k->st.read_bytes_out += n;
+	k->st.zc_bytes_out += n;
+	return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
 }
 
 static int xrdma_free_big(const struct xrdma_core *k)
@@ -474,7 +538,7 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 {
 	uint32_t cap = k->peer_slot_size - XRDMA_HDR_SIZE, len = 0, slot;
 	uint8_t *body;
-	int i, big;
+	int i, big, ret;
 	size_t off, n;
 
 	if (k->peer_credits < 2 || !k->tx_nfree) {
@@ -493,6 +557,12 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 
 			if (len) {
 				break; /* this DATA goes first */
+			}
+			ret = xrdma_tx_zc(k, s, (const uint8_t *)s->iov[i].iov_base + off,
+					  n < XRDMA_MAX_BIG_SIZE ? n : XRDMA_MAX_BIG_SIZE, slot,
+					  done_tail);
+			if (ret) {
+				return ret;
 			}
 			big = xrdma_free_big(k);
 			if (big < 0) {
@@ -618,6 +688,12 @@ int xrdma_core_process(struct xrdma_core *k)
 		if (ret) {
 			break;
 		}
+		if (k->zc_ready) {
+			*done_tail = k->zc_ready;
+			done_tail = k->zc_ready_tail;
+			k->zc_ready = NULL;
+			k->zc_ready_tail = &k->zc_ready;
+		}
 		while ((s = done)) {
 			done = s->next;
 			if (!done) {
@@ -640,6 +716,25 @@ void xrdma_core_stop(struct xrdma_core *k, int err)
 	struct xport_send *s;
 
 	k->stopped = true;
+	/* Pieces the peer was reading are given up (the QP is in error: the
+	 * device serves no more reads). A send still partly queued is failed
+	 * with the queue below; one fully queued is failed here. */
+	for (uint32_t i = 0; i < XRDMA_MAX_ZC; i++) {
+		if (!(k->zc_busy & (1u << i))) {
+			continue;
+		}
+		s = k->zc_send[i];
+		k->zc_busy &= ~(1u << i);
+		k->zc_send[i] = NULL;
+		if (!--s->held && s->done == s->total) {
+			s->cb(s, err);
+		}
+	}
+	while ((s = k->zc_ready)) {
+		k->zc_ready = s->next;
+		s->cb(s, 0);
+	}
+	k->zc_ready_tail = &k->zc_ready;
 	while ((s = k->sq_head)) {
 		k->sq_head = s->next;
 		s->cb(s, err);

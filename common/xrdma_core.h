@@ -14,9 +14,10 @@
  *                followed by len bytes of body
  *   DATA       body = the next len bytes of the stream
  *   READ_REQ   body = { u64 addr, u32 rkey, u32 len, u32 id }: the next len
- *              bytes of the stream are in the sender's buffer id; the
- *              receiver RDMA READs them (in pieces as its rx buffer frees up)
- *              and answers READ_DONE
+ *              bytes of the stream are in the sender's buffer id (a large
+ *              send buffer, or with id >= XRDMA_ZC_ID0 the sender's caller's
+ *              own memory: zero copy); the receiver RDMA READs them (in
+ *              pieces as its rx buffer frees up) and answers READ_DONE
  *   READ_DONE  body = { u32 id }: buffer id may be reused
  *   CREDIT     no body
  *
@@ -47,6 +48,12 @@
 #define XRDMA_MAX_BIG_SIZE   (4u << 20)
 #define XRDMA_MIN_SLOT_SIZE  256
 #define XRDMA_MAX_SLOT_SIZE  (1u << 20)
+/* READ_REQ ids from XRDMA_ZC_ID0: the piece is read from the caller's
+ * memory (zero copy); at most XRDMA_MAX_ZC of them in flight. */
+#define XRDMA_ZC_ID0 0x10000u
+#define XRDMA_MAX_ZC 32
+/* READ_REQs one side may have in flight: READ_DONEs it can be owed. */
+#define XRDMA_MAX_READS (XRDMA_MAX_BIG + XRDMA_MAX_ZC)
 
 /* rdma_cm private data of the connect request and the accept. */
 #define XRDMA_CM_MAGIC 0x4d44524bu /* "KRDM" */
@@ -102,6 +109,10 @@ struct xrdma_verbs {
 	/* Stream bytes arrived (the owner's on_recv); return bytes consumed or
 	 * -errno. May call xrdma_core_send() or stop the core. */
 	ssize_t (*deliver)(struct xrdma_core *k, const uint8_t *data, size_t len);
+	/* Optional (zero copy): may the peer RDMA READ [addr, addr + len)
+	 * directly? 0 and its *rkey, or -errno (the bytes are copied into a
+	 * large buffer instead). */
+	int (*mem_key)(struct xrdma_core *k, const void *addr, size_t len, uint32_t *rkey);
 };
 
 struct xrdma_stats {
@@ -109,6 +120,8 @@ struct xrdma_stats {
 	uint64_t bytes_out, bytes_in;  /* stream bytes */
 	uint64_t inline_bytes_out;     /* stream bytes carried in DATA */
 	uint64_t read_bytes_out;       /* stream bytes the peer RDMA READ */
+	uint64_t zc_bytes_out;	       /* of those, from the caller's memory */
+	uint64_t zc_exhausted;	       /* copied: every zero-copy id was in use */
 	uint64_t reads, read_bytes_in; /* RDMA READs done here */
 	uint64_t credit_msgs_out;      /* CREDIT-only messages */
 	uint64_t credit_stalls;	       /* output waited for credits */
@@ -150,7 +163,11 @@ struct xrdma_core {
 	uint32_t *tx_free; /* stack of free tx slots */
 	uint32_t tx_nfree;
 	uint32_t big_busy; /* bitmask of large buffers the peer still reads */
-	uint32_t done_ids[XRDMA_MAX_BIG];
+	uint32_t zc_busy;  /* bitmask of zero-copy ids the peer still reads */
+	struct xport_send *zc_send[XRDMA_MAX_ZC]; /* per zero-copy id: its send */
+	/* Sends fully queued whose zero-copy pieces are all read: callbacks due. */
+	struct xport_send *zc_ready, **zc_ready_tail;
+	uint32_t done_ids[XRDMA_MAX_READS];
 	uint32_t done_count; /* READ_DONEs owed to the peer */
 	struct xport_send *sq_head, **sq_tail;
 
@@ -174,8 +191,9 @@ int xrdma_core_post_all_recvs(struct xrdma_core *k);
 void xrdma_core_fini(struct xrdma_core *k);
 
 /* Queue a send (validated as xport_ops.send). 0, -EINVAL, -EPIPE (stopped).
- * Its callback fires once its bytes are copied into registered memory (the
- * caller's buffers are free again) or with an error from cancel. */
+ * Its callback fires once its bytes are copied into registered memory or,
+ * for pieces sent without a copy (verbs->mem_key), read by the peer (the
+ * caller's buffers are free again), or with an error from stop. */
 int xrdma_core_send(struct xrdma_core *k, struct xport_send *s);
 
 /* Completions from the verbs layer. Each returns 0 or -errno (protocol

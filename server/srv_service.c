@@ -429,6 +429,10 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 			  SRV_LARGE_BUF / 1024, strerror(-ret));
 		goto out_destroy_small;
 	}
+	/* Read replies and replica writes go from these buffers: with RDMA the
+	 * peer reads them in place. */
+	bufpool_zero_copy(s->small);
+	bufpool_zero_copy(s->large);
 	ret = s->xops->listen(r, addr, &s->listener);
 	if (ret) {
 		log_error("cannot listen on %s: %s", addr, strerror(-ret));

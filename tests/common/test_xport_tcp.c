@@ -669,9 +669,62 @@ static void test_ipv6(void **state)
 	pump_until(ep_closed, &cl);
 }
 
+/* The zero-copy registry transports consult (xport_mem_*). */
+static void test_mem_registry(void **state)
+{
+	static uint8_t mem[(XPORT_MEM_MAX + 4) * 64];
+	struct xport_mem_region mr, mr2;
+	uint64_t gen = xport_mem_gen();
+	int i;
+
+	assert_int_equal(xport_mem_register(mem, 0), -EINVAL);
+	assert_int_equal(xport_mem_register(NULL, 64), -EINVAL);
+	assert_int_equal(xport_mem_register((void *)(UINTPTR_MAX - 8), 64), -EINVAL);
+	assert_int_equal(xport_mem_gen(), gen);
+	assert_int_equal(xport_mem_register(mem + 64, 128), 0);
+	assert_true(xport_mem_gen() != gen);
+	/* overlaps are refused, neighbours are not */
+	assert_int_equal(xport_mem_register(mem + 128, 128), -EINVAL);
+	assert_int_equal(xport_mem_register(mem, 65), -EINVAL);
+	assert_int_equal(xport_mem_register(mem, 64), 0);
+	/* find: inside one region only */
+	assert_int_equal(xport_mem_find(mem + 64, 128, &mr), 0);
+	assert_int_equal(mr.addr, (uintptr_t)(mem + 64));
+	assert_int_equal(mr.len, 128);
+	assert_int_equal(xport_mem_find(mem + 100, 92, &mr2), 0);
+	assert_int_equal(mr2.id, mr.id);
+	assert_int_equal(xport_mem_find(mem + 100, 93, &mr2), -ENOENT); /* runs past */
+	assert_int_equal(xport_mem_find(mem + 32, 64, &mr2), -ENOENT);	/* straddles two */
+	assert_int_equal(xport_mem_find(mem + 192, 1, &mr2), -ENOENT);
+	assert_true(xport_mem_live(mr.id));
+	gen = xport_mem_gen();
+	xport_mem_unregister(mem + 64);
+	assert_true(xport_mem_gen() != gen);
+	assert_false(xport_mem_live(mr.id));
+	assert_int_equal(xport_mem_find(mem + 64, 1, &mr2), -ENOENT);
+	/* ids are never reused */
+	assert_int_equal(xport_mem_register(mem + 64, 128), 0);
+	assert_int_equal(xport_mem_find(mem + 64, 1, &mr2), 0);
+	assert_true(mr2.id != mr.id);
+	xport_mem_unregister(mem + 64);
+	xport_mem_unregister(mem);
+	xport_mem_unregister(mem + 256); /* not registered: nothing */
+	/* a full table */
+	for (i = 0; i < XPORT_MEM_MAX; i++) {
+		assert_int_equal(xport_mem_register(mem + i * 64, 64), 0);
+	}
+	assert_int_equal(xport_mem_register(mem + i * 64, 64), -ENOSPC);
+	for (i = 0; i < XPORT_MEM_MAX; i++) {
+		xport_mem_unregister(mem + i * 64);
+	}
+	assert_int_equal(xport_mem_register(mem + i * 64, 64), 0);
+	xport_mem_unregister(mem + i * 64);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mem_registry),
 		cmocka_unit_test_setup_teardown(test_echo_and_peer_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_transfer_partial_sends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_sends_in_order, setup, teardown),

@@ -51,6 +51,11 @@ struct t_side {
 	/* fault injection */
 	int fail_send, fail_recv, fail_read;
 	unsigned int rnr;
+	/* zero copy: the owner's registered memory (mem_key says yes inside) */
+	const uint8_t *zc_base;
+	size_t zc_len;
+	uint32_t zc_rkey;
+	unsigned int zc_reads; /* READs here that came from the peer's zc memory */
 };
 
 static int t_post_recv(struct xrdma_core *k, uint32_t slot)
@@ -96,12 +101,20 @@ static int t_post_read(struct xrdma_core *k, uint64_t raddr, uint32_t rkey, uint
 		return s->fail_read;
 	}
 	assert_false(s->rd);
-	assert_int_equal(rkey, s->peer->k.big_rkey);
 	assert_true(rx_off + len <= k->g.rx_size);
-	/* the peer's buffer must be one of its large buffers, being read */
-	assert_true(raddr >= (uintptr_t)s->peer->k.big);
-	assert_true(raddr + len <= (uintptr_t)s->peer->k.big +
-					   (size_t)s->peer->k.g.big_count * s->peer->k.g.big_size);
+	if (s->peer->zc_len && rkey == s->peer->zc_rkey) {
+		/* straight from the peer's registered memory */
+		assert_true(raddr >= (uintptr_t)s->peer->zc_base);
+		assert_true(raddr + len <= (uintptr_t)s->peer->zc_base + s->peer->zc_len);
+		s->zc_reads++;
+	} else {
+		/* else one of its large buffers, being read */
+		assert_int_equal(rkey, s->peer->k.big_rkey);
+		assert_true(raddr >= (uintptr_t)s->peer->k.big);
+		assert_true(raddr + len <=
+			    (uintptr_t)s->peer->k.big +
+				    (size_t)s->peer->k.g.big_count * s->peer->k.g.big_size);
+	}
 	s->rd = true;
 	s->rd_addr = raddr;
 	s->rd_len = len;
@@ -121,11 +134,24 @@ static ssize_t t_deliver(struct xrdma_core *k, const uint8_t *data, size_t len)
 	return (ssize_t)n;
 }
 
+static int t_mem_key(struct xrdma_core *k, const void *addr, size_t len, uint32_t *rkey)
+{
+	struct t_side *s = k->ctx;
+	uintptr_t a = (uintptr_t)addr, base = (uintptr_t)s->zc_base;
+
+	if (!s->zc_len || a < base || a + len > base + s->zc_len) {
+		return -ENOENT;
+	}
+	*rkey = s->zc_rkey;
+	return 0;
+}
+
 static const struct xrdma_verbs t_verbs = {
 	.post_recv = t_post_recv,
 	.post_send = t_post_send,
 	.post_read = t_post_read,
 	.deliver = t_deliver,
+	.mem_key = t_mem_key,
 };
 
 static void t_geom_small(struct xrdma_geom *g)
@@ -151,6 +177,8 @@ static void t_pair_init(struct t_side *a, struct t_side *b, const struct xrdma_g
 	b->peer = a;
 	a->k.big_rkey = 0x1111;
 	b->k.big_rkey = 0x2222;
+	a->zc_rkey = 0x3333;
+	b->zc_rkey = 0x4444;
 	a->got = malloc(T_STREAM);
 	b->got = malloc(T_STREAM);
 	a->consume_max = b->consume_max = SIZE_MAX;
@@ -314,13 +342,19 @@ static void t_check_all_done(struct t_send *ts, unsigned int n, int res)
 /* Both directions at once, random iovec shapes and completion order; the
  * receiver consumes in random-sized bites. Streams arrive exact. */
 static void t_bidir(const struct xrdma_geom *g, unsigned int seed, size_t len, unsigned int n,
-		    size_t max_piece, size_t bite)
+		    size_t max_piece, size_t bite, bool zc)
 {
 	struct t_side a, b;
 	uint8_t *pa = t_pattern(len, seed), *pb = t_pattern(len, seed + 1);
 	struct t_send *ta, *tb;
 
 	t_pair_init(&a, &b, g, g);
+	if (zc) {
+		a.zc_base = pa;
+		a.zc_len = len;
+		b.zc_base = pb;
+		b.zc_len = len;
+	}
 	a.consume_max = bite;
 	b.consume_max = bite;
 	ta = t_queue(&a, pa, len, n, &seed, max_piece);
@@ -350,6 +384,20 @@ static void t_bidir(const struct xrdma_geom *g, unsigned int seed, size_t len, u
 	assert_int_equal(a.k.st.bytes_out, len);
 	assert_int_equal(b.k.st.bytes_in, len);
 	assert_int_equal(a.k.st.inline_bytes_out + a.k.st.read_bytes_out, len);
+	assert_int_equal(a.k.zc_busy, 0);
+	assert_int_equal(b.k.zc_busy, 0);
+	if (zc) {
+		/* every large piece was read in place, or copied only when the
+		 * peer was reading XRDMA_MAX_ZC pieces already */
+		assert_true(a.k.st.zc_bytes_out == a.k.st.read_bytes_out ||
+			    a.k.st.zc_exhausted > 0);
+		assert_true(b.k.st.zc_bytes_out == b.k.st.read_bytes_out ||
+			    b.k.st.zc_exhausted > 0);
+		assert_true(a.k.st.zc_bytes_out > 0);
+		assert_true(b.k.st.zc_bytes_out > 0);
+	} else {
+		assert_int_equal(a.k.st.zc_bytes_out, 0);
+	}
 	free(ta);
 	free(tb);
 	free(pa);
@@ -403,7 +451,8 @@ static void test_stream_default(void **state)
 	struct xrdma_geom g;
 
 	xrdma_geom_default(&g, 1115224 + 4096);
-	t_bidir(&g, 1, 3u << 20, 200, 70000, SIZE_MAX);
+	t_bidir(&g, 1, 3u << 20, 200, 70000, SIZE_MAX, false);
+	t_bidir(&g, 2, 3u << 20, 200, 70000, SIZE_MAX, true);
 }
 
 /* Tiny geometry: every limit is hit often. */
@@ -413,7 +462,7 @@ static void test_stream_small_random(void **state)
 
 	t_geom_small(&g);
 	for (unsigned int seed = 1; seed <= 40; seed++) {
-		t_bidir(&g, seed, 60000 + seed * 997, 50 + seed, 2000, 1 + seed * 37);
+		t_bidir(&g, seed, 60000 + seed * 997, 50 + seed, 2000, 1 + seed * 37, seed & 1);
 	}
 }
 
@@ -699,6 +748,188 @@ static void test_error_paths(void **state)
 	t_side_fini(&b);
 }
 
+static bool t_all_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (p[i]) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Zero copy: a large piece of registered memory is read by the peer from
+ * the caller's buffer itself (never copied into a large buffer), and the
+ * send's callback waits for the peer's READ_DONE, since until then the
+ * caller's memory is still being read. */
+static void test_zero_copy_callback(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t *p = t_pattern(10088, 17);
+	struct t_send ts = {0};
+	unsigned int seed = 1;
+
+	t_geom_small(&g);
+	g.rx_size = 65536;
+	t_pair_init(&a, &b, &g, &g);
+	a.zc_base = p;
+	a.zc_len = 10088;
+	ts.s.iov[0] = (struct iovec){p, 88};
+	ts.s.iov[1] = (struct iovec){p + 88, 10000};
+	ts.s.iovcnt = 2;
+	ts.s.cb = t_send_cb;
+	assert_int_equal(xrdma_core_send(&a.k, &ts.s), 0);
+	assert_int_equal(xrdma_core_process(&a.k), 0); /* DATA (88) + READ_REQ (10000) */
+	assert_int_equal(a.wire_count, 2);
+	assert_false(ts.done);
+	assert_int_equal(t_wire_one(&a), 0);
+	assert_int_equal(t_wire_one(&a), 0);
+	assert_int_equal(xrdma_core_process(&b.k), 0);
+	assert_true(b.rd);
+	assert_int_equal(b.rd_addr, (uintptr_t)(p + 88)); /* the caller's own bytes */
+	assert_int_equal(b.rd_len, 10000);
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_false(ts.done); /* still being read */
+	assert_int_equal(t_read_one(&b), 0);
+	assert_int_equal(xrdma_core_process(&b.k), 0); /* READ_DONE out */
+	assert_false(ts.done);
+	while (b.wire_count) {
+		assert_int_equal(t_wire_one(&b), 0);
+	}
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_true(ts.done);
+	assert_int_equal(ts.res, 0);
+	t_run(&a, &b, &seed);
+	assert_int_equal(b.got_len, 10088);
+	assert_memory_equal(b.got, p, 10088);
+	assert_int_equal(a.k.st.zc_bytes_out, 10000);
+	assert_int_equal(a.k.st.inline_bytes_out, 88);
+	assert_int_equal(b.zc_reads, 1);
+	assert_true(t_all_zero(a.k.big, (size_t)g.big_count * g.big_size)); /* no copy */
+	assert_int_equal(a.k.zc_busy, 0);
+	free(p);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
+/* Only part of the memory registered: what is in it goes in place, the
+ * rest through the large buffers; the stream is the same. */
+static void test_zero_copy_partial(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t *p = t_pattern(40000, 19);
+	struct t_send ts[4] = {0};
+	unsigned int seed = 7;
+
+	t_geom_small(&g);
+	g.rx_size = 65536;
+	t_pair_init(&a, &b, &g, &g);
+	a.zc_base = p;
+	a.zc_len = 20000;
+	for (int i = 0; i < 4; i++) {
+		ts[i].s.iov[0] = (struct iovec){p + i * 10000, 10000};
+		ts[i].s.iovcnt = 1;
+		ts[i].s.cb = t_send_cb;
+		assert_int_equal(xrdma_core_send(&a.k, &ts[i].s), 0);
+	}
+	t_run(&a, &b, &seed);
+	t_check_all_done(ts, 4, 0);
+	assert_int_equal(b.got_len, 40000);
+	assert_memory_equal(b.got, p, 40000);
+	assert_int_equal(a.k.st.zc_bytes_out, 20000);
+	assert_int_equal(a.k.st.read_bytes_out, 40000);
+	assert_false(t_all_zero(a.k.big, (size_t)g.big_count * g.big_size));
+	free(p);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
+/* Stop while the peer reads in place: each send's callback fires exactly
+ * once, with the error, whether it was fully queued or not. */
+static void test_zero_copy_stop(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t *p = t_pattern(30000, 21);
+	struct t_send ts[2] = {0};
+
+	t_geom_small(&g);
+	t_pair_init(&a, &b, &g, &g);
+	a.zc_base = p;
+	a.zc_len = 30000;
+	ts[0].s.iov[0] = (struct iovec){p, 10000};
+	ts[0].s.iovcnt = 1;
+	ts[0].s.cb = t_send_cb;
+	/* two large pieces: only the first goes out (one credit to spend) */
+	ts[1].s.iov[0] = (struct iovec){p + 10000, 10000};
+	ts[1].s.iov[1] = (struct iovec){p + 20000, 10000};
+	ts[1].s.iovcnt = 2;
+	ts[1].s.cb = t_send_cb;
+	assert_int_equal(xrdma_core_send(&a.k, &ts[0].s), 0);
+	assert_int_equal(xrdma_core_send(&a.k, &ts[1].s), 0);
+	a.k.peer_credits = 3;
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_int_equal(a.wire_count, 2);
+	assert_int_equal(__builtin_popcount(a.k.zc_busy), 2);
+	assert_false(ts[0].done);
+	assert_false(ts[1].done);
+	xrdma_core_stop(&a.k, -ECONNRESET);
+	assert_true(ts[0].done);
+	assert_true(ts[1].done);
+	assert_int_equal(ts[0].res, -ECONNRESET);
+	assert_int_equal(ts[1].res, -ECONNRESET);
+	assert_int_equal(a.k.zc_busy, 0);
+	free(p);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
+/* A peer that asks for more RDMA READs than any well-behaved sender has in
+ * flight while withholding the credits the READ_DONEs need: EPROTO, not a
+ * crash; and a READ_DONE for a zero-copy id not being read. */
+static void test_hostile_reads(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t m[64] = {0};
+	int ret = 0;
+	unsigned int n;
+
+	t_geom_small(&g);
+	t_pair_init(&a, &b, &g, &g);
+	b.k.peer_credits = 0; /* B may not send: READ_DONEs pile up */
+	for (n = 0; n < 2 * XRDMA_MAX_READS && !ret; n++) {
+		t_hdr(m, XRDMA_MSG_READ_REQ, 0, XRDMA_READ_REQ_BODY);
+		for (int i = 0; i < 8; i++) {
+			m[8 + i] = (uint8_t)((uint64_t)(uintptr_t)a.k.big >> (8 * i));
+		}
+		m[16] = 0x11;
+		m[17] = 0x11; /* A's big rkey */
+		m[20] = 16;   /* 16 bytes */
+		m[24] = 0;    /* buffer 0 */
+		assert_int_equal(t_inject(&b, m, XRDMA_HDR_SIZE + XRDMA_READ_REQ_BODY), 0);
+		assert_int_equal(xrdma_core_process(&b.k), 0);
+		assert_true(b.rd);
+		ret = t_read_one(&b);
+	}
+	assert_int_equal(ret, -EPROTO);
+	assert_int_equal(n, XRDMA_MAX_READS + 1);
+	t_side_fini(&a);
+	t_side_fini(&b);
+
+	t_pair_init(&a, &b, &g, &g);
+	t_hdr(m, XRDMA_MSG_READ_DONE, 0, XRDMA_READ_DONE_BODY);
+	m[8] = 0;
+	m[9] = 0;
+	m[10] = 1; /* XRDMA_ZC_ID0 */
+	m[11] = 0;
+	assert_int_equal(t_inject(&b, m, XRDMA_HDR_SIZE + XRDMA_READ_DONE_BODY), -EPROTO);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -710,6 +941,10 @@ int main(void)
 		cmocka_unit_test(test_rx_overflow),
 		cmocka_unit_test(test_hostile_messages),
 		cmocka_unit_test(test_error_paths),
+		cmocka_unit_test(test_zero_copy_callback),
+		cmocka_unit_test(test_zero_copy_partial),
+		cmocka_unit_test(test_zero_copy_stop),
+		cmocka_unit_test(test_hostile_reads),
 		cmocka_unit_test(test_stream_small_random),
 		cmocka_unit_test(test_stream_default),
 	};

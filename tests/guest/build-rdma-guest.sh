@@ -39,7 +39,8 @@ for f in "$provider" /etc/libibverbs.d/rxe.driver; do
 		exit 1
 	fi
 done
-bins="$BUILD/mgmt/keel-mgmt $BUILD/server/keel-server $BUILD/mgmt/keelctl $BUILD/bench/keel-bench"
+bins="$BUILD/mgmt/keel-mgmt $BUILD/server/keel-server $BUILD/mgmt/keelctl $BUILD/bench/keel-bench
+$BUILD/client/keel-client $BUILD/tests/keel-vfront"
 for b in $bins; do
 	[ -x "$b" ] || { echo "build-rdma-guest: $b not built" >&2; exit 1; }
 done
