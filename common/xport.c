@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "xport.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,6 +52,57 @@ int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, s
 	for (const char *p = port; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return -EINVAL;
+	}
+	return 0;
+}
+
+void xport_addr_text(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (sa && sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (sa && sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, len, "?");
+	}
+}
+
+int xport_resolve(const char *who, const char *addr, bool passive, struct addrinfo **res)
+{
+	char host[256], port[16];
+	struct addrinfo hints = {
+		.ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM,
+		.ai_flags = passive ? AI_PASSIVE : 0,
+	};
+	int ret;
+
+	ret = xport_parse_addr(addr, host, sizeof(host), port, sizeof(port));
+	if (ret) {
+		log_error("%s: bad address \"%s\": expected host:port or [v6]:port", who, addr);
+		return ret;
+	}
+	ret = getaddrinfo(host, port, &hints, res);
+	if (ret) {
+		log_error("%s: cannot resolve \"%s\": %s", who, addr, gai_strerror(ret));
+		switch (ret) {
+		case EAI_SYSTEM:
+			return -errno;
+		case EAI_MEMORY:
+			return -ENOMEM;
+		case EAI_AGAIN:
+			return -EAGAIN;
+		default:
+			return -EADDRNOTAVAIL;
+		}
 	}
 	return 0;
 }

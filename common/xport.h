@@ -174,4 +174,13 @@ uint64_t xport_mem_gen(void);
 /* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
 int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);
 
+/* For transports. "ip:port", IPv6 in brackets so that xport_parse_addr()
+ * reads it back; "?" for NULL or another family. */
+struct sockaddr;
+struct addrinfo;
+void xport_addr_text(const struct sockaddr *sa, char *buf, size_t len);
+/* getaddrinfo() of "host:port" for a stream socket (@passive: to listen on).
+ * 0 and *res (freeaddrinfo() it), or -errno logged with @who as prefix. */
+int xport_resolve(const char *who, const char *addr, bool passive, struct addrinfo **res);
+
 #endif

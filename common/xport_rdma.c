@@ -119,48 +119,6 @@ static struct xr_conn *xr_conn(const struct xport_conn *xc)
 	return container_of(xc, struct xr_conn, base);
 }
 
-static void xr_addr_text(const struct sockaddr *sa, char *buf, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN];
-
-	if (sa && sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
-	} else if (sa && sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
-	} else {
-		snprintf(buf, len, "?");
-	}
-}
-
-static int xr_resolve(const char *addr, bool passive, struct addrinfo **res)
-{
-	char host[256], port[16];
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = passive ? AI_PASSIVE : 0,
-	};
-	int ret;
-
-	ret = xport_parse_addr(addr, host, sizeof(host), port, sizeof(port));
-	if (ret) {
-		log_error("rdma: bad address \"%s\": expected host:port or [v6]:port", addr);
-		return ret;
-	}
-	ret = getaddrinfo(host, port, &hints, res);
-	if (ret) {
-		log_error("rdma: cannot resolve \"%s\": %s", addr, gai_strerror(ret));
-		return ret == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-	}
-	return 0;
-}
-
 static int xr_set_nonblock(int fd)
 {
 	int flags = fcntl(fd, F_GETFL);
@@ -875,7 +833,7 @@ static int xr_connect(struct reactor *r, const char *addr, struct xport_conn **o
 	struct xr_conn *c;
 	int ret;
 
-	ret = xr_resolve(addr, false, &res);
+	ret = xport_resolve("rdma", addr, false, &res);
 	if (ret) {
 		return ret;
 	}
@@ -884,7 +842,7 @@ static int xr_connect(struct reactor *r, const char *addr, struct xport_conn **o
 		freeaddrinfo(res);
 		return -ENOMEM;
 	}
-	xr_addr_text(res->ai_addr, c->peer, sizeof(c->peer));
+	xport_addr_text(res->ai_addr, c->peer, sizeof(c->peer));
 	c->ech = rdma_create_event_channel();
 	if (!c->ech || xr_set_nonblock(c->ech->fd) ||
 	    rdma_create_id(c->ech, &c->id, c, RDMA_PS_TCP)) {
@@ -978,7 +936,7 @@ static void xr_accept_one(struct xr_listener *l, struct rdma_cm_id *id,
 		rdma_destroy_id(id);
 		return;
 	}
-	xr_addr_text(rdma_get_peer_addr(id), c->peer, sizeof(c->peer));
+	xport_addr_text(rdma_get_peer_addr(id), c->peer, sizeof(c->peer));
 	c->id = id;
 	id->context = c;
 	c->ech = rdma_create_event_channel();
@@ -1112,7 +1070,7 @@ static int xr_listen(struct reactor *r, const char *addr, struct xport_listener 
 	if (ret) {
 		return ret;
 	}
-	ret = xr_resolve(addr, true, &res);
+	ret = xport_resolve("rdma", addr, true, &res);
 	if (ret) {
 		return ret;
 	}
@@ -1142,7 +1100,7 @@ static int xr_listen(struct reactor *r, const char *addr, struct xport_listener 
 	}
 	freeaddrinfo(res);
 	res = NULL;
-	xr_addr_text(rdma_get_local_addr(l->id), l->addr, sizeof(l->addr));
+	xport_addr_text(rdma_get_local_addr(l->id), l->addr, sizeof(l->addr));
 	*out = &l->base;
 	return 0;
 

@@ -92,58 +92,6 @@ static struct tcp_conn *tcp_conn(const struct xport_conn *xc)
 	return container_of(xc, struct tcp_conn, base);
 }
 
-/* "ip:port", IPv6 in brackets so that xport_parse_addr() reads it back. */
-static void tcp_addr_text(const struct sockaddr *sa, char *buf, size_t len)
-{
-	char ip[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
-	} else {
-		snprintf(buf, len, "?");
-	}
-}
-
-static int tcp_resolve(const char *addr, bool passive, struct addrinfo **res)
-{
-	char host[256], port[16];
-	struct addrinfo hints = {
-		.ai_family = AF_UNSPEC,
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = passive ? AI_PASSIVE : 0,
-	};
-	int ret;
-
-	ret = xport_parse_addr(addr, host, sizeof(host), port, sizeof(port));
-	if (ret) {
-		log_error("tcp: bad address \"%s\": expected host:port or [v6]:port", addr);
-		return ret;
-	}
-	ret = getaddrinfo(host, port, &hints, res);
-	if (ret) {
-		log_error("tcp: cannot resolve \"%s\": %s", addr, gai_strerror(ret));
-		switch (ret) {
-		case EAI_SYSTEM:
-			return -errno;
-		case EAI_MEMORY:
-			return -ENOMEM;
-		case EAI_AGAIN:
-			return -EAGAIN;
-		default:
-			return -EADDRNOTAVAIL;
-		}
-	}
-	return 0;
-}
-
 static struct tcp_conn *tcp_conn_new(struct reactor *r, int fd, const struct sockaddr *peer)
 {
 	struct tcp_conn *c;
@@ -162,7 +110,7 @@ static struct tcp_conn *tcp_conn_new(struct reactor *r, int fd, const struct soc
 	c->state = TCP_CONN_IDLE;
 	c->fd = fd;
 	c->tx_tail = &c->tx_head;
-	tcp_addr_text(peer, c->peer, sizeof(c->peer));
+	xport_addr_text(peer, c->peer, sizeof(c->peer));
 	return c;
 }
 
@@ -267,7 +215,7 @@ static int tcp_listen(struct reactor *r, const char *addr, struct xport_listener
 	int fd = -1, one = 1;
 	int ret;
 
-	ret = tcp_resolve(addr, true, &res);
+	ret = xport_resolve("tcp", addr, true, &res);
 	if (ret) {
 		return ret;
 	}
@@ -304,7 +252,7 @@ static int tcp_listen(struct reactor *r, const char *addr, struct xport_listener
 		ret = -errno;
 		goto out_free_listener;
 	}
-	tcp_addr_text((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
+	xport_addr_text((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
 	*out = &l->base;
 	return 0;
 
@@ -728,7 +676,7 @@ static int tcp_connect(struct reactor *r, const char *addr, struct xport_conn **
 	int fd = -1;
 	int ret;
 
-	ret = tcp_resolve(addr, false, &res);
+	ret = xport_resolve("tcp", addr, false, &res);
 	if (ret) {
 		return ret;
 	}
