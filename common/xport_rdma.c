@@ -78,6 +78,10 @@ struct xr_conn {
 	bool peer_gone;		  /* DISCONNECTED before start(): close once started */
 	bool cq_poll_armed, cm_poll_armed, cq_deferred, notify_armed;
 	int close_err;
+	/* An injected delay (xport_send.delay_ms) holds the stream output
+	 * until tx_hold_until_ns; the armed timer owns a reference. */
+	uint64_t tx_hold_until_ns;
+	struct reactor_timer tx_hold;
 	struct xr_listener *listener; /* accepted: until handed to the owner */
 	struct xr_conn *pending_next; /* the listener's pending list */
 	struct reactor_msg accept_msg;
@@ -738,6 +742,41 @@ static int xr_start(struct xport_conn *xc, const struct xport_conn_cbs *cbs, siz
 	return 0;
 }
 
+static void xr_tx_hold_done(struct reactor_timer *t)
+{
+	struct xr_conn *c = container_of(t, struct xr_conn, tx_hold);
+	uint64_t now = reactor_now_ns();
+
+	if (c->state < RC_CLOSING && now < c->tx_hold_until_ns) {
+		/* extended by a later delayed send: the reference stays */
+		reactor_timer_start(c->base.r, &c->tx_hold, c->tx_hold_until_ns - now,
+				    xr_tx_hold_done);
+		return;
+	}
+	c->k.tx_hold = false;
+	if (c->state == RC_OPEN) {
+		xr_cq_schedule(c);
+	}
+	xr_conn_put(c);
+}
+
+/* Fault injection, as TCP: hold this send and all after it @delay_ms. */
+static void xr_tx_hold(struct xr_conn *c, uint32_t delay_ms)
+{
+	uint64_t ns = (uint64_t)delay_ms * 1000000ull;
+	uint64_t until = reactor_now_ns() + ns;
+
+	if (until > c->tx_hold_until_ns) {
+		c->tx_hold_until_ns = until;
+	}
+	if (c->k.tx_hold) {
+		return;
+	}
+	c->k.tx_hold = true;
+	c->refs++;
+	reactor_timer_start(c->base.r, &c->tx_hold, ns, xr_tx_hold_done);
+}
+
 static int xr_send(struct xport_conn *xc, struct xport_send *s)
 {
 	struct xr_conn *c = xr_conn(xc);
@@ -747,6 +786,9 @@ static int xr_send(struct xport_conn *xc, struct xport_send *s)
 		return -EPIPE;
 	}
 	ret = xrdma_core_send(&c->k, s);
+	if (!ret && s->delay_ms) {
+		xr_tx_hold(c, s->delay_ms);
+	}
 	if (!ret && c->state == RC_OPEN) {
 		xr_cq_schedule(c);
 	}

@@ -674,7 +674,7 @@ int xrdma_core_process(struct xrdma_core *k)
 			k->rx_start += (size_t)n;
 			moved |= n > 0;
 		}
-		while (k->sq_head) {
+		while (k->sq_head && !k->tx_hold) {
 			ret = xrdma_tx_one(k, &done_tail);
 			if (ret <= 0) {
 				break;

@@ -171,6 +171,7 @@ struct xrdma_core {
 	uint32_t done_count; /* READ_DONEs owed to the peer */
 	struct xport_send *sq_head, **sq_tail;
 
+	bool tx_hold; /* fault injection (xport_send.delay_ms): stream output waits */
 	bool stopped;
 	bool in_process;
 	bool again;

@@ -930,6 +930,36 @@ static void test_hostile_reads(void **state)
 	t_side_fini(&b);
 }
 
+/* Fault injection: while tx_hold is set (xport_send.delay_ms) no stream
+ * byte goes out, while control messages still do; then everything flows. */
+static void test_tx_hold(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t *p = t_pattern(3000, 23);
+	struct t_send *ts;
+	unsigned int seed = 9;
+
+	t_geom_small(&g);
+	t_pair_init(&a, &b, &g, &g);
+	a.k.tx_hold = true;
+	ts = t_queue(&a, p, 3000, 5, &seed, 300);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(xrdma_core_process(&a.k), 0);
+	}
+	assert_int_equal(a.wire_count, 0);
+	assert_false(ts[0].done);
+	a.k.tx_hold = false;
+	t_run(&a, &b, &seed);
+	assert_int_equal(b.got_len, 3000);
+	assert_memory_equal(b.got, p, 3000);
+	t_check_all_done(ts, 5, 0);
+	free(ts);
+	free(p);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -945,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_zero_copy_partial),
 		cmocka_unit_test(test_zero_copy_stop),
 		cmocka_unit_test(test_hostile_reads),
+		cmocka_unit_test(test_tx_hold),
 		cmocka_unit_test(test_stream_small_random),
 		cmocka_unit_test(test_stream_default),
 	};
