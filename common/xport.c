@@ -125,13 +125,47 @@ int xport_select(const char *name, const struct xport_ops **out, char *err, size
 
 /* --- zero-copy memory registry --- */
 
+/*
+ * Writers (register, unregister: setup time) take the lock; readers (every
+ * large RDMA send) take none: a sequence count, odd while a writer changes
+ * the table, tells them to read again.
+ */
 static struct {
 	pthread_mutex_t lock;
 	struct xport_mem_region r[XPORT_MEM_MAX];
 	unsigned int n;
 	uint64_t next_id;
-	uint64_t gen; /* atomic */
+	uint64_t seq; /* atomic; odd: being changed */
 } xport_mem = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 1};
+
+static void xport_mem_write_begin(void)
+{
+	pthread_mutex_lock(&xport_mem.lock);
+	__atomic_add_fetch(&xport_mem.seq, 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void xport_mem_write_end(void)
+{
+	__atomic_add_fetch(&xport_mem.seq, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&xport_mem.lock);
+}
+
+/* The fields are read and written with relaxed atomics: a reader racing a
+ * writer sees values it then throws away. */
+static void xport_mem_set(unsigned int i, uintptr_t addr, size_t len, uint64_t id)
+{
+	__atomic_store_n(&xport_mem.r[i].addr, addr, __ATOMIC_RELAXED);
+	__atomic_store_n(&xport_mem.r[i].len, len, __ATOMIC_RELAXED);
+	__atomic_store_n(&xport_mem.r[i].id, id, __ATOMIC_RELAXED);
+}
+
+static void xport_mem_get(unsigned int i, struct xport_mem_region *out)
+{
+	out->addr = __atomic_load_n(&xport_mem.r[i].addr, __ATOMIC_RELAXED);
+	out->len = __atomic_load_n(&xport_mem.r[i].len, __ATOMIC_RELAXED);
+	out->id = __atomic_load_n(&xport_mem.r[i].id, __ATOMIC_RELAXED);
+}
 
 int xport_mem_register(void *addr, size_t len)
 {
@@ -141,7 +175,7 @@ int xport_mem_register(void *addr, size_t len)
 	if (!addr || !len || a + len < a) {
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&xport_mem.lock);
+	xport_mem_write_begin();
 	for (unsigned int i = 0; i < xport_mem.n; i++) {
 		const struct xport_mem_region *r = &xport_mem.r[i];
 
@@ -154,64 +188,89 @@ int xport_mem_register(void *addr, size_t len)
 		ret = -ENOSPC;
 		goto out;
 	}
-	xport_mem.r[xport_mem.n++] = (struct xport_mem_region){
-		.addr = a,
-		.len = len,
-		.id = xport_mem.next_id++,
-	};
-	__atomic_add_fetch(&xport_mem.gen, 1, __ATOMIC_RELEASE);
+	xport_mem_set(xport_mem.n, a, len, xport_mem.next_id++);
+	__atomic_store_n(&xport_mem.n, xport_mem.n + 1, __ATOMIC_RELAXED);
 out:
-	pthread_mutex_unlock(&xport_mem.lock);
+	xport_mem_write_end();
 	return ret;
 }
 
 void xport_mem_unregister(void *addr)
 {
-	pthread_mutex_lock(&xport_mem.lock);
+	xport_mem_write_begin();
 	for (unsigned int i = 0; i < xport_mem.n; i++) {
 		if (xport_mem.r[i].addr == (uintptr_t)addr) {
-			xport_mem.r[i] = xport_mem.r[--xport_mem.n];
-			__atomic_add_fetch(&xport_mem.gen, 1, __ATOMIC_RELEASE);
+			const struct xport_mem_region *last = &xport_mem.r[xport_mem.n - 1];
+
+			xport_mem_set(i, last->addr, last->len, last->id);
+			__atomic_store_n(&xport_mem.n, xport_mem.n - 1, __ATOMIC_RELAXED);
 			break;
 		}
 	}
-	pthread_mutex_unlock(&xport_mem.lock);
+	xport_mem_write_end();
+}
+
+/* Read the table consistently: 0 and the region @match accepts, or -ENOENT. */
+static int xport_mem_scan(bool (*match)(const struct xport_mem_region *r, const void *ctx),
+			  const void *ctx, struct xport_mem_region *out)
+{
+	struct xport_mem_region r;
+	uint64_t seq;
+	int ret;
+
+	do {
+		while ((seq = __atomic_load_n(&xport_mem.seq, __ATOMIC_ACQUIRE)) & 1) {
+			__builtin_ia32_pause();
+		}
+		ret = -ENOENT;
+		for (unsigned int i = 0, n = __atomic_load_n(&xport_mem.n, __ATOMIC_RELAXED);
+		     i < n && i < XPORT_MEM_MAX; i++) {
+			xport_mem_get(i, &r);
+			if (match(&r, ctx)) {
+				*out = r;
+				ret = 0;
+				break;
+			}
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	} while (__atomic_load_n(&xport_mem.seq, __ATOMIC_RELAXED) != seq);
+	return ret;
+}
+
+struct xport_mem_range {
+	uintptr_t addr;
+	size_t len;
+};
+
+static bool xport_mem_holds(const struct xport_mem_region *r, const void *ctx)
+{
+	const struct xport_mem_range *q = ctx;
+
+	return q->addr >= r->addr && q->len <= r->len && q->addr - r->addr <= r->len - q->len;
+}
+
+static bool xport_mem_is(const struct xport_mem_region *r, const void *ctx)
+{
+	return r->id == *(const uint64_t *)ctx;
 }
 
 int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out)
 {
-	uintptr_t a = (uintptr_t)addr;
-	int ret = -ENOENT;
+	struct xport_mem_range q = {(uintptr_t)addr, len};
 
-	pthread_mutex_lock(&xport_mem.lock);
-	for (unsigned int i = 0; i < xport_mem.n; i++) {
-		const struct xport_mem_region *r = &xport_mem.r[i];
-
-		if (a >= r->addr && len <= r->len && a - r->addr <= r->len - len) {
-			*out = *r;
-			ret = 0;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&xport_mem.lock);
-	return ret;
+	return xport_mem_scan(xport_mem_holds, &q, out);
 }
 
 bool xport_mem_live(uint64_t id)
 {
-	bool live = false;
+	struct xport_mem_region r;
 
-	pthread_mutex_lock(&xport_mem.lock);
-	for (unsigned int i = 0; i < xport_mem.n && !live; i++) {
-		live = xport_mem.r[i].id == id;
-	}
-	pthread_mutex_unlock(&xport_mem.lock);
-	return live;
+	return !xport_mem_scan(xport_mem_is, &id, &r);
 }
 
 uint64_t xport_mem_gen(void)
 {
-	return __atomic_load_n(&xport_mem.gen, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&xport_mem.seq, __ATOMIC_ACQUIRE);
 }
 
 void xport_stats_log(void)

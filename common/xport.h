@@ -145,7 +145,8 @@ extern const struct xport_ops xport_rdma_ops; /* only in WITH_RDMA builds */
  * connection's protection domain the first time that connection sends
  * 8 KiB or more from it (after the handshake, so only authenticated peers
  * can read it), then announces the caller's own address to the peer, which
- * RDMA READs it. Any thread may call these.
+ * RDMA READs it. Any thread may call these; lookups (xport_mem_find(),
+ * once per large send that misses a connection's cache) take no lock.
  *
  * xport_mem_register(): 0, -EINVAL (empty, wraps, overlaps a registered
  * region) or -ENOSPC (XPORT_MEM_MAX regions). xport_mem_unregister() takes

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The TCP transport over loopback, client and server in one reactor. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -721,10 +722,48 @@ static void test_mem_registry(void **state)
 	xport_mem_unregister(mem + i * 64);
 }
 
+static uint8_t mem_churn_area[64 * 64];
+static volatile bool mem_churn_stop;
+
+static void *mem_churn(void *arg)
+{
+	for (unsigned int i = 0; !mem_churn_stop; i++) {
+		uint8_t *p = mem_churn_area + (i % 64) * 64;
+
+		assert_int_equal(xport_mem_register(p, 64), 0);
+		xport_mem_unregister(p);
+	}
+	return NULL;
+}
+
+/* Lookups take no lock: with a writer churning the table, a region that
+ * stays registered is always found, whole, and a range nobody registered
+ * never is. */
+static void test_mem_registry_concurrent(void **state)
+{
+	static uint8_t stay[4096];
+	struct xport_mem_region mr;
+	pthread_t t;
+
+	assert_int_equal(xport_mem_register(stay, sizeof(stay)), 0);
+	mem_churn_stop = false;
+	assert_int_equal(pthread_create(&t, NULL, mem_churn, NULL), 0);
+	for (int i = 0; i < 200000; i++) {
+		assert_int_equal(xport_mem_find(stay + 100, 200, &mr), 0);
+		assert_int_equal(mr.addr, (uintptr_t)stay);
+		assert_int_equal(mr.len, sizeof(stay));
+		assert_int_equal(xport_mem_find(stay + 4000, 200, &mr), -ENOENT);
+	}
+	mem_churn_stop = true;
+	pthread_join(t, NULL);
+	xport_mem_unregister(stay);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mem_registry),
+		cmocka_unit_test(test_mem_registry_concurrent),
 		cmocka_unit_test_setup_teardown(test_echo_and_peer_close, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_transfer_partial_sends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_sends_in_order, setup, teardown),
