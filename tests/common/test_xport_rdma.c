@@ -224,6 +224,20 @@ static int prefix_done(const struct tsend *t, int n)
 	return i;
 }
 
+/* Sends [from, n) were cancelled: once each with @err, before on_close. */
+static void assert_cancelled(const struct tsend *t, int from, int n, int err, const struct ep *ep)
+{
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(t[i].calls, 1);
+		if (i < from) {
+			assert_int_equal(t[i].res, 0);
+			continue;
+		}
+		assert_int_equal(t[i].res, err);
+		assert_true(t[i].event < ep->close_event);
+	}
+}
+
 /* --- listener, connections --- */
 
 static void on_accept(struct xport_listener *l, struct xport_conn *c, void *arg)
@@ -444,6 +458,306 @@ static void test_bad_arguments(void **state)
 	assert_released();
 }
 
+/* --- a work request fails (QP error) --- */
+
+/* Queue N_QUEUED sends of SEND_SIZE from @ep with the wire held: some are
+ * copied and posted (credits), the rest wait. Returns how many were copied. */
+static int queue_held(struct ep *ep, struct tsend *t, const uint8_t *src)
+{
+	size_t off = 0;
+	int copied;
+
+	for (int i = 0; i < N_QUEUED; i++) {
+		send_piece(ep->c, &t[i], src, &off, SEND_SIZE, 1);
+	}
+	pump_until(t[0].calls);
+	pump_ms(10);
+	copied = prefix_done(t, N_QUEUED);
+	assert_true(copied > 0);
+	assert_true(copied < N_QUEUED);
+	return copied;
+}
+
+static void test_qp_error(void **state)
+{
+	static struct tsend t[N_QUEUED];
+	struct fake_stats fs;
+	struct ep cl, sv;
+	int copied;
+
+	pair_up(&cl, &sv);
+	fake_wire_hold(true);
+	copied = queue_held(&cl, t, stream[0]);
+	fake_fail_next_wr(FAKE_ACTIVE, IBV_WC_RETRY_EXC_ERR);
+	fake_wire_hold(false);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&cl, -EIO);
+	assert_cancelled(t, copied, N_QUEUED, -EIO, &cl);
+	/* the first SEND failed and the rest flushed: nothing arrived, and the
+	 * peer saw our disconnect */
+	assert_int_equal(sv.rx_len, 0);
+	assert_closed(&sv, 0);
+	fake_get_stats(&fs);
+	assert_true(fs.flushed >= SLOTS);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- flushed work requests we did not cause --- */
+
+static void test_flush_not_ours(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	send_piece(cl.c, &t, stream[0], &off, 100, 1);
+	pump_until(sv.rx_len == 100);
+	fake_qp_to_error(FAKE_PASSIVE);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&sv, -ECONNRESET);
+	assert_closed(&cl, 0);
+	assert_int_equal(t.res, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- the CQ overruns (ibv_poll_cq < 0) --- */
+
+static void test_cq_overrun(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	fake_cq_overrun(FAKE_ACTIVE);
+	send_piece(sv.c, &t, stream[1], &off, 100, 1); /* wakes the client's CQ */
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&cl, -EIO);
+	assert_int_equal(cl.rx_len, 0);
+	assert_closed(&sv, 0);
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(fake_violations(), 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- the peer disconnects after sending --- */
+
+static void test_remote_disconnect_after_data(void **state)
+{
+	static const size_t sizes[] = {100, 4000, 7000};
+	struct tsend t[3];
+	struct ep cl, sv;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	/* The server's completions wait in its CQ: only DISCONNECTED wakes it,
+	 * so its handler must take them before closing. */
+	fake_cq_mute(FAKE_PASSIVE, true);
+	for (int i = 0; i < 3; i++) {
+		send_piece(cl.c, &t[i], stream[0], &off, sizes[i], 1);
+	}
+	pump_until(all_called(t, 3) && !fake_wire_run());
+	assert_int_equal(sv.rx_len, 0);
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&cl, 0);
+	assert_closed(&sv, 0);
+	assert_int_equal(sv.rx_len, off);
+	assert_memory_equal(sv.rx, stream[0], off);
+	assert_true(sv.last_recv_event < sv.close_event);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* The peer sends and leaves before our owner starts the connection: the
+ * owner gets the bytes, then the end, like TCP's EOF. */
+static void test_remote_disconnect_before_start(void **state)
+{
+	struct xport_conn *c, *s;
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	c = connect_one(&s);
+	ep_start(&cl, c);
+	send_piece(c, &t, stream[0], &off, 5000, 1);
+	pump_until(t.calls && !fake_wire_run());
+	ops->close(c, 0);
+	pump_until(cl.closes && !fake_cm_pending(FAKE_PASSIVE)); /* seen, unstarted */
+	ep_start(&sv, s);
+	pump_until(sv.closes);
+	assert_closed(&sv, 0);
+	assert_int_equal(sv.rx_len, 5000);
+	assert_memory_equal(sv.rx, stream[0], 5000);
+	assert_true(sv.last_recv_event < sv.close_event);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- rdma_cm reports the connection broken --- */
+
+/* Device removal, connect error...: closed with -ECONNRESET. */
+static void test_cm_error_event(void **state)
+{
+	struct ep cl, sv;
+
+	pair_up(&cl, &sv);
+	fake_cm_event(FAKE_ACTIVE, RDMA_CM_EVENT_DEVICE_REMOVAL);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&cl, -ECONNRESET);
+	assert_closed(&sv, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- a post fails --- */
+
+static void test_post_send_fails(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	fake_fail_post(FAKE_ACTIVE, true, ENOMEM);
+	send_piece(cl.c, &t, stream[0], &off, 100, 1);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&cl, -ENOMEM);
+	assert_int_equal(t.calls, 1);
+	assert_true(t.event < cl.close_event);
+	assert_closed(&sv, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+static void test_post_recv_fails(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	fake_fail_post(FAKE_PASSIVE, false, EINVAL); /* its repost after the message */
+	send_piece(cl.c, &t, stream[0], &off, 100, 1);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&sv, -EINVAL);
+	assert_closed(&cl, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* Posting the receives fails while a connection is set up: on the
+ * connecting side connect() fails with the error, on the accepting side
+ * the request is rejected. */
+static void test_post_fails_at_setup(void **state)
+{
+	struct xport_conn *c = NULL;
+	struct fake_stats fs;
+
+	listen_start();
+	fake_fail_post(FAKE_ACTIVE, false, ENOMEM);
+	assert_int_equal(ops->connect(r, LADDR, &c), -ENOMEM);
+	assert_null(c);
+
+	fake_fail_post(FAKE_PASSIVE, false, ENOMEM);
+	assert_int_equal(ops->connect(r, LADDR, &c), -ECONNREFUSED);
+	assert_null(c);
+	fake_get_stats(&fs);
+	assert_int_equal(fs.rejects, 1);
+	pump_until(fake_live(FAKE_QP) == 0); /* the accept thread frees it */
+	assert_int_equal(naccepted, 0);
+	assert_released();
+}
+
+/* --- the owner closes with sends queued --- */
+
+static void test_close_with_queued_sends(void **state)
+{
+	static struct tsend tc[N_QUEUED], ts[N_QUEUED];
+	struct ep cl, sv;
+	struct tsend late = {.s = {.iov = {{"x", 1}}, .iovcnt = 1, .cb = tsend_cb}};
+	int copied_c, copied_s;
+
+	pair_up(&cl, &sv);
+	fake_wire_hold(true);
+	copied_c = queue_held(&cl, tc, stream[0]);
+	copied_s = queue_held(&sv, ts, stream[1]);
+	ops->close(cl.c, 0);
+	ops->close(cl.c, -EIO); /* idempotent: the first stands */
+	ops->close(sv.c, -EBADMSG);
+	assert_int_equal(ops->send(cl.c, &late.s), -EPIPE);
+	assert_int_equal(cl.closes, 0); /* on_close is deferred */
+	pump_until(cl.closes && sv.closes);
+	pump_ms(10);
+	assert_closed(&cl, 0);
+	assert_closed(&sv, -EBADMSG);
+	assert_cancelled(tc, copied_c, N_QUEUED, -ECANCELED, &cl);
+	assert_cancelled(ts, copied_s, N_QUEUED, -EBADMSG, &sv);
+	assert_int_equal(late.calls, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- the owner refuses what it received --- */
+
+static void test_recv_error_closes(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	sv.recv_err = -EPROTO;
+	send_piece(cl.c, &t, stream[0], &off, 100, 1);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&sv, -EPROTO);
+	assert_closed(&cl, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+static void test_close_in_recv(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	sv.close_in_recv = true;
+	send_piece(cl.c, &t, stream[0], &off, 100, 1);
+	pump_until(cl.closes && sv.closes);
+	pump_ms(5);
+	assert_closed(&sv, 0);
+	assert_closed(&cl, 0);
+	assert_int_equal(sv.recvs, 1);
+	assert_int_equal(sv.rx_len, 100);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
 /* --- fixtures --- */
 
 static int setup(void **state)
@@ -485,6 +799,19 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_stream_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_credits_slow_receiver, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_qp_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flush_not_ours, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cq_overrun, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remote_disconnect_after_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_remote_disconnect_before_start, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_cm_error_event, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_send_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_recv_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_fails_at_setup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_with_queued_sends, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recv_error_closes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_in_recv, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
 	};
 	int ret;
