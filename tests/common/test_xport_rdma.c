@@ -43,6 +43,7 @@ static struct xport_listener *lis;
 static struct xport_conn *accepted[MAX_ACC];
 static int naccepted;
 static bool accept_off_thread;
+static bool listen_close_in_accept;
 static pthread_t main_thread;
 static int events; /* order of callbacks */
 static int fds_base;
@@ -249,6 +250,10 @@ static void on_accept(struct xport_listener *l, struct xport_conn *c, void *arg)
 	}
 	assert_true(naccepted < MAX_ACC);
 	accepted[naccepted++] = c;
+	if (listen_close_in_accept) {
+		ops->listen_close(lis);
+		lis = NULL;
+	}
 }
 
 static void listen_start(void)
@@ -688,6 +693,201 @@ static void test_post_fails_at_setup(void **state)
 	assert_released();
 }
 
+/* --- connect errors --- */
+
+static void test_connect_errors(void **state)
+{
+	static const struct {
+		int on_addr, on_route, on_connect;
+		int err;
+		bool set_up; /* got as far as creating the QP */
+	} cases[] = {
+		{FAKE_NORMAL, FAKE_NORMAL, FAKE_NORMAL, -ECONNREFUSED, true}, /* no listener */
+		{FAKE_NORMAL, FAKE_NORMAL, RDMA_CM_EVENT_REJECTED, -ECONNREFUSED, true},
+		{RDMA_CM_EVENT_ADDR_ERROR, FAKE_NORMAL, FAKE_NORMAL, -EADDRNOTAVAIL, false},
+		{FAKE_NORMAL, RDMA_CM_EVENT_ROUTE_ERROR, FAKE_NORMAL, -EHOSTUNREACH, false},
+		{FAKE_NORMAL, FAKE_NORMAL, RDMA_CM_EVENT_UNREACHABLE, -EHOSTUNREACH, true},
+		{FAKE_NORMAL, FAKE_NORMAL, RDMA_CM_EVENT_CONNECT_ERROR, -ECONNRESET, true},
+		{FAKE_NORMAL, FAKE_NORMAL, FAKE_SILENT, -ETIMEDOUT, true},
+	};
+	struct xport_conn *c = NULL;
+	unsigned int qps = 0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fake_script(cases[i].on_addr, cases[i].on_route, cases[i].on_connect);
+		assert_int_equal(ops->connect(r, LADDR, &c), cases[i].err);
+		assert_null(c);
+		qps += cases[i].set_up;
+		assert_int_equal(fake_created(FAKE_QP), qps);
+		assert_nothing_live();
+	}
+	fake_script(FAKE_NORMAL, FAKE_NORMAL, FAKE_NORMAL);
+	assert_int_equal(ops->connect(r, "192.0.2.1", &c), -EINVAL);
+	assert_int_equal(ops->connect(r, "[::1]:x", &c), -EINVAL);
+	assert_null(c);
+
+	/* no device: connect and listen say so, and leave nothing behind */
+	fake_set_devices(0);
+	assert_int_equal(ops->connect(r, LADDR, &c), -ENODEV);
+	assert_null(c);
+	assert_int_equal(ops->listen(r, LADDR, &lis), -ENODEV);
+	assert_null(lis);
+	assert_int_equal(STAT(conns), 0);
+	assert_released();
+}
+
+/* --- the accepting side --- */
+
+static void cm_params(uint8_t *pd, uint16_t version, uint16_t slots, uint32_t slot_size)
+{
+	struct xrdma_cm_params p = {.version = version, .slots = slots, .slot_size = slot_size};
+
+	xrdma_cm_encode(&p, pd);
+}
+
+static void test_accept(void **state)
+{
+	uint8_t bad[6][XRDMA_CM_SIZE], good[XRDMA_CM_SIZE];
+	static const uint8_t bad_len[6] = {
+		XRDMA_CM_SIZE, XRDMA_CM_SIZE, XRDMA_CM_SIZE, XRDMA_CM_SIZE, 4, 0};
+	struct xport_listener *l2 = NULL;
+	struct fake_stats fs;
+	struct ep cl, sv;
+
+	listen_start();
+	assert_int_equal(ops->listen(r, LADDR, &l2), -EADDRINUSE);
+	assert_null(l2);
+	cm_params(bad[0], XRDMA_VERSION, 32, 8192);
+	bad[0][0] ^= 0xff; /* magic */
+	cm_params(bad[1], XRDMA_VERSION + 1, 32, 8192);
+	cm_params(bad[2], XRDMA_VERSION, 1, 8192);
+	cm_params(bad[3], XRDMA_VERSION, 32, 100);
+	cm_params(bad[4], XRDMA_VERSION, 32, 8192);
+	cm_params(bad[5], XRDMA_VERSION, 32, 8192);
+	for (int i = 0; i < 6; i++) {
+		fake_connect_request(bad[i], bad_len[i]);
+	}
+	pump_until((fake_get_stats(&fs), fs.rejects == 6) && fake_live(FAKE_ID) == 1);
+	pump_ms(10);
+	assert_int_equal(naccepted, 0);
+	assert_int_equal(fake_created(FAKE_QP), 0);
+	assert_int_equal(fake_violations(), 0);
+
+	/* a good one, handed to the accept callback on the reactor thread */
+	pair_up(&cl, &sv);
+	assert_int_equal(naccepted, 1);
+
+	/* a good request from no one: accepted all the same; the owner
+	 * closes it unstarted, which frees it without on_close */
+	cm_params(good, XRDMA_VERSION, 16, 4096);
+	fake_connect_request(good, sizeof(good));
+	pump_until(naccepted == 2);
+	assert_false(accept_off_thread);
+	assert_memory_equal(ops->peer(accepted[1]), "192.0.2.101:", 12);
+	ops->close(accepted[1], 0);
+	pump_until(fake_live(FAKE_QP) == 2);
+	assert_int_equal(STAT(conns), 3);
+
+	ops->close(sv.c, 0);
+	pump_until(cl.closes && sv.closes);
+	assert_closed(&cl, 0);
+	assert_closed(&sv, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- the listener closes while connections are on their way --- */
+
+/* Wait (without running the reactor) for the accept thread. */
+#define wait_thread(cond)                                                                          \
+	do {                                                                                       \
+		uint64_t deadline_ = reactor_now_ns() + PUMP_NS;                                   \
+		while (!(cond)) {                                                                  \
+			if (reactor_now_ns() > deadline_) {                                        \
+				fail_msg("timed out waiting for %s", #cond);                       \
+			}                                                                          \
+			usleep(100);                                                               \
+		}                                                                                  \
+	} while (0)
+
+static void test_listen_close_in_flight(void **state)
+{
+	struct xport_conn *c = NULL;
+	struct ep cl;
+
+	/* Established and handed to the reactor, not yet received: closed
+	 * there (no accept callback), the client sees the disconnect. */
+	listen_start();
+	assert_int_equal(ops->connect(r, LADDR, &c), 0);
+	ep_start(&cl, c);
+	wait_thread(fake_passive_migrated());
+	ops->listen_close(lis);
+	lis = NULL;
+	pump_until(cl.closes);
+	assert_closed(&cl, 0);
+	assert_int_equal(naccepted, 0);
+	ep_free(&cl);
+	assert_released();
+
+	/* Accepted, not established: the accept thread frees it as it stops. */
+	fake_hold_established(true);
+	listen_start();
+	assert_int_equal(ops->connect(r, LADDR, &c), 0);
+	ep_start(&cl, c);
+	ops->listen_close(lis);
+	lis = NULL;
+	pump_until(cl.closes);
+	assert_closed(&cl, 0);
+	assert_int_equal(naccepted, 0);
+	ep_free(&cl);
+	assert_released();
+}
+
+/* The owner closes the listener from its accept callback, and keeps the
+ * connection it was given. */
+static void test_listen_close_in_accept(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	listen_start();
+	listen_close_in_accept = true;
+	pair_up(&cl, &sv);
+	assert_null(lis);
+	send_piece(cl.c, &t, stream[0], &off, 70000, 1);
+	pump_until(sv.rx_len == off);
+	assert_memory_equal(sv.rx, stream[0], off);
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	assert_closed(&cl, 0);
+	assert_closed(&sv, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* The client leaves while its connection is accepted and not yet
+ * established: the accept thread drops it, the owner never hears of it. */
+static void test_pending_peer_leaves(void **state)
+{
+	struct xport_conn *c = NULL;
+	struct ep cl;
+
+	fake_hold_established(true);
+	listen_start();
+	assert_int_equal(ops->connect(r, LADDR, &c), 0);
+	ep_start(&cl, c);
+	ops->close(c, 0);
+	pump_until(cl.closes && fake_live(FAKE_QP) == 0);
+	assert_closed(&cl, 0);
+	pump_ms(10);
+	assert_int_equal(naccepted, 0);
+	ep_free(&cl);
+	assert_released();
+}
+
 /* --- the owner closes with sends queued --- */
 
 static void test_close_with_queued_sends(void **state)
@@ -765,6 +965,7 @@ static int setup(void **state)
 	fake_reset(++case_seed);
 	naccepted = 0;
 	accept_off_thread = false;
+	listen_close_in_accept = false;
 	events = 0;
 	lis = NULL;
 	if (reactor_create(64, &r)) {
@@ -809,6 +1010,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_post_send_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_recv_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_fails_at_setup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connect_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_close_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_close_in_accept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pending_peer_leaves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_with_queued_sends, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recv_error_closes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_recv, setup, teardown),
