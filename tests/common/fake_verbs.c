@@ -166,6 +166,7 @@ static struct {
 	int ndev;
 	int on_addr, on_route, on_connect;
 	int fail_post[2][2]; /* [side][send] */
+	int fail_reg;
 	bool hold, hold_established;
 	uint64_t rng;
 	uint32_t next_key, next_qpn;
@@ -815,6 +816,7 @@ void fake_reset(uint64_t seed)
 	memset(F.created, 0, sizeof(F.created));
 	memset(F.destroyed, 0, sizeof(F.destroyed));
 	memset(F.fail_post, 0, sizeof(F.fail_post));
+	F.fail_reg = 0;
 	memset(&F.st, 0, sizeof(F.st));
 	F.st.connect_rnr_retry = F.st.accept_rnr_retry = -1;
 	F.violations = 0;
@@ -967,6 +969,13 @@ void fake_fail_post(enum fake_side side, bool send, int err)
 {
 	lock();
 	F.fail_post[side][send] = err;
+	unlock();
+}
+
+void fake_fail_reg_mr(int err)
+{
+	lock();
+	F.fail_reg = err;
 	unlock();
 }
 
@@ -1171,6 +1180,12 @@ static struct ibv_mr *mr_reg(struct ibv_pd *ibpd, void *addr, size_t length, uin
 	if (!OBJ_OK(pd, FAKE_PD, "ibv_reg_mr")) {
 		unlock();
 		errno = EINVAL;
+		return NULL;
+	}
+	if (F.fail_reg) {
+		errno = F.fail_reg;
+		F.fail_reg = 0;
+		unlock();
 		return NULL;
 	}
 	if (!addr || !length || iova != (uintptr_t)addr) {

@@ -135,6 +135,8 @@ void fake_cm_event(enum fake_side side, enum rdma_cm_event_type type);
 void fake_fail_post(enum fake_side side, bool send, int err);
 /* rdma_cm events queued for the id of @side and not yet taken. */
 unsigned int fake_cm_pending(enum fake_side side);
+/* The next ibv_reg_mr() fails with errno @err (the memlock limit). */
+void fake_fail_reg_mr(int err);
 /* SENDs executed so far from the newest QP of @side, and receives it has
  * posted and not yet consumed. */
 uint64_t fake_qp_sends(enum fake_side side);

@@ -453,6 +453,141 @@ static void test_credits_slow_receiver(void **state)
 	assert_released();
 }
 
+/* --- zero copy: sends from memory registered with xport_mem_register() --- */
+
+static void test_zero_copy(void **state)
+{
+	static const size_t sizes[] = {8192, 100, 1u << 20, 200000, 17, 2u << 20};
+	static struct tsend t[8];
+	uint64_t zc = 0, zc0, rd0;
+	struct ep cl, sv;
+	size_t off = 0, soff = 0, want;
+	unsigned int mr0;
+
+	pair_up(&cl, &sv);
+	mr0 = fake_live(FAKE_MR);
+	assert_int_equal(xport_mem_register(stream[0], STREAM), 0);
+
+	/* A piece read in place holds its callback until the peer has read
+	 * it; a copied one (stream[1] is not registered) completes at once. */
+	fake_cq_mute(FAKE_PASSIVE, true);
+	send_piece(cl.c, &t[0], stream[0], &off, 65536, 1);
+	zc += 65536;
+	send_piece(cl.c, &t[1], stream[1], &soff, 65536, 1);
+	pump_until(t[1].calls);
+	pump_ms(10);
+	assert_int_equal(t[0].calls, 0);
+	assert_int_equal(fake_live(FAKE_MR), mr0 + 1); /* registered on first use */
+	fake_cq_mute(FAKE_PASSIVE, false);
+	pump_until(t[0].calls && sv.rx_len == 2 * 65536);
+	assert_int_equal(t[0].res, 0);
+	assert_memory_equal(sv.rx, stream[0], 65536);
+	assert_memory_equal(sv.rx + 65536, stream[1], 65536);
+	sv.rx_len = 0;
+
+	/* a stream from it: the large pieces read in place (the 2 MiB one in
+	 * bites, as the receiver's buffer frees up), one registration */
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		send_piece(cl.c, &t[2 + i], stream[0], &off, sizes[i], 1);
+		zc += sizes[i] >= READ_MIN ? sizes[i] : 0;
+	}
+	want = off - 65536;
+	pump_until(sv.rx_len == want && all_called(t, 8));
+	assert_memory_equal(sv.rx, stream[0] + 65536, want);
+	assert_int_equal(STAT(zero_copy_bytes), zc);
+	assert_int_equal(STAT(rdma_read_bytes), zc + 65536);
+	assert_int_equal(fake_live(FAKE_MR), mr0 + 1);
+
+	/* the other side registers it with its own PD when it sends from it */
+	soff = 0;
+	send_piece(sv.c, &t[0], stream[0], &soff, 1u << 20, 1);
+	pump_until(cl.rx_len == soff && t[0].calls);
+	assert_memory_equal(cl.rx, stream[0], soff);
+	assert_int_equal(fake_live(FAKE_MR), mr0 + 2);
+
+	/* unregistered: each connection drops its registration on its next
+	 * turn, and sends from that memory are copied again */
+	pump_until(fake_quiet());
+	xport_mem_unregister(stream[0]);
+	zc0 = STAT(zero_copy_bytes);
+	rd0 = STAT(rdma_read_bytes);
+	soff = 0;
+	send_piece(cl.c, &t[0], stream[0], &soff, 65536, 1);
+	send_piece(sv.c, &t[1], stream[0], &soff, 100, 1);
+	pump_until(fake_live(FAKE_MR) == mr0 && all_called(t, 2) && cl.rx_len == (1u << 20) + 100);
+	pump_until(sv.rx_len == want + 65536);
+	assert_memory_equal(sv.rx + want, stream[0], 65536);
+	assert_int_equal(STAT(zero_copy_bytes), zc0);
+	assert_int_equal(STAT(rdma_read_bytes), rd0 + 65536);
+
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	assert_closed(&cl, 0);
+	assert_closed(&sv, 0);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* The owner closes while the peer has not read a piece yet: the callback
+ * gets the error (the caller's memory is free again only then), and the
+ * peer never reads the memory after that (our QP is in error before). */
+static void test_zero_copy_close_while_read(void **state)
+{
+	struct ep cl, sv;
+	struct tsend t;
+	size_t off = 0;
+
+	pair_up(&cl, &sv);
+	assert_int_equal(xport_mem_register(stream[0], STREAM), 0);
+	fake_cq_mute(FAKE_PASSIVE, true);
+	send_piece(cl.c, &t, stream[0], &off, 1u << 20, 1);
+	pump_until(fake_qp_sends(FAKE_ACTIVE) == 1 && !fake_wire_run());
+	assert_int_equal(t.calls, 0);
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	assert_closed(&cl, 0);
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(t.res, -ECANCELED);
+	assert_true(t.event < cl.close_event);
+	assert_closed(&sv, 0);
+	assert_true(sv.rx_len < off);
+	xport_mem_unregister(stream[0]);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* ibv_reg_mr fails (the memlock limit): sends from the memory are copied,
+ * and the connection does not try again. */
+static void test_zero_copy_reg_fails(void **state)
+{
+	struct tsend t[2];
+	struct ep cl, sv;
+	size_t off = 0;
+	unsigned int mrs;
+
+	pair_up(&cl, &sv);
+	assert_int_equal(xport_mem_register(stream[0], STREAM), 0);
+	mrs = fake_created(FAKE_MR);
+	fake_fail_reg_mr(ENOMEM);
+	send_piece(cl.c, &t[0], stream[0], &off, 65536, 1);
+	send_piece(cl.c, &t[1], stream[0], &off, 1u << 20, 1);
+	pump_until(sv.rx_len == off && all_called(t, 2));
+	assert_memory_equal(sv.rx, stream[0], off);
+	assert_int_equal(t[0].res, 0);
+	assert_int_equal(t[1].res, 0);
+	assert_int_equal(STAT(zero_copy_bytes), 0);
+	assert_int_equal(STAT(rdma_read_bytes), off);
+	assert_int_equal(fake_created(FAKE_MR), mrs);
+	xport_mem_unregister(stream[0]);
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
 /* --- argument checks --- */
 
 static void test_bad_arguments(void **state)
@@ -1062,6 +1197,7 @@ static int teardown(void **state)
 	reactor_destroy(r);
 	r = NULL;
 	fake_reset(0);
+	xport_mem_unregister(stream[0]); /* a failed zero-copy case */
 	return 0;
 }
 
@@ -1077,6 +1213,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_stream_both_ways, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_credits_slow_receiver, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy_close_while_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy_reg_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qp_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_not_ours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cq_overrun, setup, teardown),
