@@ -185,21 +185,27 @@ static void tsend_cb(struct xport_send *s, int res)
 	}
 }
 
+/* @t as one send of [p, p + len), not queued yet. */
+static void tsend_init(struct tsend *t, const uint8_t *p, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	t->s.iov[0] = (struct iovec){(void *)p, len};
+	t->s.iovcnt = 1;
+	t->s.cb = tsend_cb;
+}
+
 /* Queue @len bytes of @src from *@off as one send (@pieces iovecs: a
  * 16-byte head, the middle, a 4-byte tail, like a frame). */
 static void send_piece(struct xport_conn *c, struct tsend *t, const uint8_t *src, size_t *off,
 		       size_t len, int pieces)
 {
-	memset(t, 0, sizeof(*t));
-	if (pieces == 1) {
-		t->s.iov[0] = (struct iovec){(void *)(src + *off), len};
-	} else {
-		t->s.iov[0] = (struct iovec){(void *)(src + *off), 16};
+	tsend_init(t, src + *off, len);
+	if (pieces > 1) {
+		t->s.iov[0].iov_len = 16;
 		t->s.iov[1] = (struct iovec){(void *)(src + *off + 16), len - 20};
 		t->s.iov[2] = (struct iovec){(void *)(src + *off + len - 4), 4};
+		t->s.iovcnt = 3;
 	}
-	t->s.iovcnt = pieces;
-	t->s.cb = tsend_cb;
 	assert_int_equal(ops->send(c, &t->s), 0);
 	*off += len;
 }
@@ -581,6 +587,37 @@ static void test_zero_copy_reg_fails(void **state)
 	assert_int_equal(STAT(rdma_read_bytes), off);
 	assert_int_equal(fake_created(FAKE_MR), mrs);
 	xport_mem_unregister(stream[0]);
+	ops->close(cl.c, 0);
+	pump_until(cl.closes && sv.closes);
+	ep_free(&cl);
+	ep_free(&sv);
+	assert_released();
+}
+
+/* --- fault injection: xport_send.delay_ms --- */
+
+/* A delayed send holds this side's stream output; what the peer needs to
+ * go on (READ_DONE for its zero-copy piece, credits) still flows. */
+static void test_delay_holds_output(void **state)
+{
+	struct tsend t[2];
+	struct ep cl, sv;
+	size_t off = 0, soff = 0;
+
+	pair_up(&cl, &sv);
+	assert_int_equal(xport_mem_register(stream[1], STREAM), 0);
+	tsend_init(&t[0], stream[0], 100);
+	t[0].s.delay_ms = 500;
+	assert_int_equal(ops->send(cl.c, &t[0].s), 0);
+	off = 100;
+	send_piece(sv.c, &t[1], stream[1], &soff, 65536, 1);
+	pump_until(t[1].calls && cl.rx_len == soff);
+	assert_int_equal(t[1].res, 0);
+	assert_int_equal(STAT(zero_copy_bytes), soff);
+	assert_int_equal(sv.rx_len, 0);
+	pump_until(sv.rx_len == off && t[0].calls);
+	assert_memory_equal(sv.rx, stream[0], off);
+	xport_mem_unregister(stream[1]);
 	ops->close(cl.c, 0);
 	pump_until(cl.closes && sv.closes);
 	ep_free(&cl);
@@ -1111,10 +1148,7 @@ static void test_close_after_send_delivers(void **state)
 	skip_known_bug();
 	for (int i = 0; i < 2; i++) {
 		pair_up(&cl, &sv);
-		memset(&t, 0, sizeof(t));
-		t.s.iov[0] = (struct iovec){stream[0], sizes[i]};
-		t.s.iovcnt = 1;
-		t.s.cb = tsend_cb;
+		tsend_init(&t, stream[0], sizes[i]);
 		t.close_conn = cl.c;
 		t.close_err = -EPROTO;
 		assert_int_equal(ops->send(cl.c, &t.s), 0);
@@ -1198,6 +1232,7 @@ static int teardown(void **state)
 	r = NULL;
 	fake_reset(0);
 	xport_mem_unregister(stream[0]); /* a failed zero-copy case */
+	xport_mem_unregister(stream[1]);
 	return 0;
 }
 
@@ -1216,6 +1251,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_zero_copy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_copy_close_while_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zero_copy_reg_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delay_holds_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qp_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flush_not_ours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cq_overrun, setup, teardown),
