@@ -341,6 +341,22 @@ static void assert_released(void)
 	assert_nothing_live();
 }
 
+/* Both ends closed, once each, with these errors. */
+static void wait_closed(struct ep *cl, int cl_err, struct ep *sv, int sv_err)
+{
+	pump_until(cl->closes && sv->closes);
+	pump_ms(5);
+	assert_closed(cl, cl_err);
+	assert_closed(sv, sv_err);
+}
+
+static void free_pair(struct ep *cl, struct ep *sv)
+{
+	ep_free(cl);
+	ep_free(sv);
+	assert_released();
+}
+
 static uint64_t delta(const uint64_t *now, const uint64_t *then)
 {
 	return __atomic_load_n(now, __ATOMIC_RELAXED) - *then;
@@ -409,13 +425,8 @@ static void test_stream_both_ways(void **state)
 	assert_int_equal(fs.accept_rnr_retry, 0);
 
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- credits: a receiver that does not poll stops the sender, no RNR --- */
@@ -451,12 +462,8 @@ static void test_credits_slow_receiver(void **state)
 	assert_int_equal(fake_violations(), 0);
 
 	ops->close(sv.c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- zero copy: sends from memory registered with xport_mem_register() --- */
@@ -527,12 +534,8 @@ static void test_zero_copy(void **state)
 	assert_int_equal(STAT(rdma_read_bytes), rd0 + 65536);
 
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* The owner closes while the peer has not read a piece yet: the callback
@@ -551,17 +554,13 @@ static void test_zero_copy_close_while_read(void **state)
 	pump_until(fake_qp_sends(FAKE_ACTIVE) == 1 && !fake_wire_run());
 	assert_int_equal(t.calls, 0);
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
+	wait_closed(&cl, 0, &sv, 0);
 	assert_int_equal(t.calls, 1);
 	assert_int_equal(t.res, -ECANCELED);
 	assert_true(t.event < cl.close_event);
-	assert_closed(&sv, 0);
 	assert_true(sv.rx_len < off);
 	xport_mem_unregister(stream[0]);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* ibv_reg_mr fails (the memlock limit): sends from the memory are copied,
@@ -588,10 +587,8 @@ static void test_zero_copy_reg_fails(void **state)
 	assert_int_equal(fake_created(FAKE_MR), mrs);
 	xport_mem_unregister(stream[0]);
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- fault injection: xport_send.delay_ms --- */
@@ -619,10 +616,8 @@ static void test_delay_holds_output(void **state)
 	assert_memory_equal(sv.rx, stream[0], off);
 	xport_mem_unregister(stream[1]);
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- argument checks --- */
@@ -641,12 +636,8 @@ static void test_bad_arguments(void **state)
 	assert_int_equal(ops->start(c, &ep_cbs, RX_SIZE, &cl), -EALREADY);
 	assert_int_equal(ops->send(c, &empty), -EINVAL);
 	ops->close(c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- a work request fails (QP error) --- */
@@ -681,19 +672,14 @@ static void test_qp_error(void **state)
 	copied = queue_held(&cl, t, stream[0]);
 	fake_fail_next_wr(FAKE_ACTIVE, IBV_WC_RETRY_EXC_ERR);
 	fake_wire_hold(false);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, -EIO);
+	/* the peer sees our disconnect */
+	wait_closed(&cl, -EIO, &sv, 0);
 	assert_cancelled(t, copied, N_QUEUED, -EIO, &cl);
-	/* the first SEND failed and the rest flushed: nothing arrived, and the
-	 * peer saw our disconnect */
+	/* the first SEND failed and the rest flushed: nothing arrived */
 	assert_int_equal(sv.rx_len, 0);
-	assert_closed(&sv, 0);
 	fake_get_stats(&fs);
 	assert_true(fs.flushed >= SLOTS);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* --- flushed work requests we did not cause --- */
@@ -708,14 +694,9 @@ static void test_flush_not_ours(void **state)
 	send_piece(cl.c, &t, stream[0], &off, 100, 1);
 	pump_until(sv.rx_len == 100);
 	fake_qp_to_error(FAKE_PASSIVE);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&sv, -ECONNRESET);
-	assert_closed(&cl, 0);
+	wait_closed(&cl, 0, &sv, -ECONNRESET);
 	assert_int_equal(t.res, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* --- the CQ overruns (ibv_poll_cq < 0) --- */
@@ -729,16 +710,11 @@ static void test_cq_overrun(void **state)
 	pair_up(&cl, &sv);
 	fake_cq_overrun(FAKE_ACTIVE);
 	send_piece(sv.c, &t, stream[1], &off, 100, 1); /* wakes the client's CQ */
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, -EIO);
+	wait_closed(&cl, -EIO, &sv, 0);
 	assert_int_equal(cl.rx_len, 0);
-	assert_closed(&sv, 0);
 	assert_int_equal(t.calls, 1);
 	assert_int_equal(fake_violations(), 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* --- the peer disconnects after sending --- */
@@ -760,16 +736,11 @@ static void test_remote_disconnect_after_data(void **state)
 	pump_until(all_called(t, 3) && !fake_wire_run());
 	assert_int_equal(sv.rx_len, 0);
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
+	wait_closed(&cl, 0, &sv, 0);
 	assert_int_equal(sv.rx_len, off);
 	assert_memory_equal(sv.rx, stream[0], off);
 	assert_true(sv.last_recv_event < sv.close_event);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* The peer sends and leaves before our owner starts the connection: the
@@ -793,9 +764,7 @@ static void test_remote_disconnect_before_start(void **state)
 	assert_int_equal(sv.rx_len, 5000);
 	assert_memory_equal(sv.rx, stream[0], 5000);
 	assert_true(sv.last_recv_event < sv.close_event);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* --- rdma_cm reports the connection broken --- */
@@ -807,13 +776,8 @@ static void test_cm_error_event(void **state)
 
 	pair_up(&cl, &sv);
 	fake_cm_event(FAKE_ACTIVE, RDMA_CM_EVENT_DEVICE_REMOVAL);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, -ECONNRESET);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, -ECONNRESET, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* The same before the owner starts the connection it holds: the connection
@@ -834,12 +798,8 @@ static void test_cm_error_event_before_start(void **state)
 	/* the owner still holds s: nothing of it may be gone */
 	assert_int_equal(fake_live(FAKE_QP), 2);
 	ep_start(&sv, s);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&sv, -ECONNRESET);
-	assert_closed(&cl, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, -ECONNRESET);
+	free_pair(&cl, &sv);
 }
 
 /* --- a post fails --- */
@@ -853,15 +813,10 @@ static void test_post_send_fails(void **state)
 	pair_up(&cl, &sv);
 	fake_fail_post(FAKE_ACTIVE, true, ENOMEM);
 	send_piece(cl.c, &t, stream[0], &off, 100, 1);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&cl, -ENOMEM);
+	wait_closed(&cl, -ENOMEM, &sv, 0);
 	assert_int_equal(t.calls, 1);
 	assert_true(t.event < cl.close_event);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 static void test_post_recv_fails(void **state)
@@ -873,13 +828,8 @@ static void test_post_recv_fails(void **state)
 	pair_up(&cl, &sv);
 	fake_fail_post(FAKE_PASSIVE, false, EINVAL); /* its repost after the message */
 	send_piece(cl.c, &t, stream[0], &off, 100, 1);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&sv, -EINVAL);
-	assert_closed(&cl, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, -EINVAL);
+	free_pair(&cl, &sv);
 }
 
 /* Posting the receives fails while a connection is set up: on the
@@ -1001,12 +951,8 @@ static void test_accept(void **state)
 	assert_int_equal(STAT(conns), 3);
 
 	ops->close(sv.c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* --- the listener closes while connections are on their way --- */
@@ -1072,12 +1018,8 @@ static void test_listen_close_in_accept(void **state)
 	pump_until(sv.rx_len == off);
 	assert_memory_equal(sv.rx, stream[0], off);
 	ops->close(cl.c, 0);
-	pump_until(cl.closes && sv.closes);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, 0);
+	free_pair(&cl, &sv);
 }
 
 /* The client leaves while its connection is accepted and not yet
@@ -1118,16 +1060,11 @@ static void test_close_with_queued_sends(void **state)
 	ops->close(sv.c, -EBADMSG);
 	assert_int_equal(ops->send(cl.c, &late.s), -EPIPE);
 	assert_int_equal(cl.closes, 0); /* on_close is deferred */
-	pump_until(cl.closes && sv.closes);
-	pump_ms(10);
-	assert_closed(&cl, 0);
-	assert_closed(&sv, -EBADMSG);
+	wait_closed(&cl, 0, &sv, -EBADMSG);
 	assert_cancelled(tc, copied_c, N_QUEUED, -ECANCELED, &cl);
 	assert_cancelled(ts, copied_s, N_QUEUED, -EBADMSG, &sv);
 	assert_int_equal(late.calls, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* The owner closes once its last message is out (proto/conn.c's
@@ -1152,15 +1089,10 @@ static void test_close_after_send_delivers(void **state)
 		t.close_conn = cl.c;
 		t.close_err = -EPROTO;
 		assert_int_equal(ops->send(cl.c, &t.s), 0);
-		pump_until(cl.closes && sv.closes);
-		pump_ms(5);
-		assert_closed(&cl, -EPROTO);
-		assert_closed(&sv, 0);
+		wait_closed(&cl, -EPROTO, &sv, 0);
 		assert_int_equal(sv.rx_len, sizes[i]);
 		assert_memory_equal(sv.rx, stream[0], sizes[i]);
-		ep_free(&cl);
-		ep_free(&sv);
-		assert_released();
+		free_pair(&cl, &sv);
 	}
 }
 
@@ -1175,13 +1107,8 @@ static void test_recv_error_closes(void **state)
 	pair_up(&cl, &sv);
 	sv.recv_err = -EPROTO;
 	send_piece(cl.c, &t, stream[0], &off, 100, 1);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&sv, -EPROTO);
-	assert_closed(&cl, 0);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	wait_closed(&cl, 0, &sv, -EPROTO);
+	free_pair(&cl, &sv);
 }
 
 static void test_close_in_recv(void **state)
@@ -1193,15 +1120,10 @@ static void test_close_in_recv(void **state)
 	pair_up(&cl, &sv);
 	sv.close_in_recv = true;
 	send_piece(cl.c, &t, stream[0], &off, 100, 1);
-	pump_until(cl.closes && sv.closes);
-	pump_ms(5);
-	assert_closed(&sv, 0);
-	assert_closed(&cl, 0);
+	wait_closed(&cl, 0, &sv, 0);
 	assert_int_equal(sv.recvs, 1);
 	assert_int_equal(sv.rx_len, 100);
-	ep_free(&cl);
-	ep_free(&sv);
-	assert_released();
+	free_pair(&cl, &sv);
 }
 
 /* --- fixtures --- */
