@@ -75,7 +75,8 @@ struct xr_conn {
 	unsigned int outstanding; /* posted work requests not completed */
 	unsigned int refs;	  /* poll SQEs and deferred calls in flight */
 	bool established;	  /* accepted side: ESTABLISHED seen */
-	bool peer_gone;		  /* DISCONNECTED before start(): close once started */
+	bool peer_gone;		  /* gone before start(): close once started */
+	int gone_err;		  /* peer_gone: close with this (0: like EOF) */
 	bool cq_poll_armed, cm_poll_armed, cq_deferred, notify_armed;
 	int close_err;
 	/* An injected delay (xport_send.delay_ms) holds the stream output
@@ -495,7 +496,7 @@ static void xr_cq_run(struct xr_conn *c)
 				break;
 			}
 			if (c->peer_gone && !c->k.rxq_count && !c->k.rd_inflight) {
-				xr_close(&c->base, 0);
+				xr_close(&c->base, c->gone_err);
 			}
 		}
 		if (n > 0) {
@@ -623,6 +624,13 @@ static void xr_cm_event(struct reactor_op *op, int res)
 		case RDMA_CM_EVENT_CONNECT_ERROR:
 		case RDMA_CM_EVENT_UNREACHABLE:
 		case RDMA_CM_EVENT_REJECTED:
+			if (c->state == RC_IDLE && !c->listener) {
+				/* Its owner holds it unstarted: closing now would
+				 * free it under the owner. Closed once started. */
+				c->peer_gone = true;
+				c->gone_err = -ECONNRESET;
+				break;
+			}
 			xr_close(&c->base, -ECONNRESET);
 			break;
 		default:

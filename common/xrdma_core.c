@@ -124,8 +124,9 @@ int xrdma_core_init(struct xrdma_core *k, const struct xrdma_geom *g,
 	k->rx_type = calloc(g->slots, sizeof(*k->rx_type));
 	k->rxq = calloc(g->slots, sizeof(*k->rxq));
 	k->tx_free = calloc(g->slots, sizeof(*k->tx_free));
+	k->tx_sends = calloc(g->slots, sizeof(*k->tx_sends));
 	if (!k->rx_slots || !k->tx_slots || !k->big || !k->rx_buf || !k->rx_len || !k->rx_type ||
-	    !k->rxq || !k->tx_free) {
+	    !k->rxq || !k->tx_free || !k->tx_sends) {
 		xrdma_core_fini(k);
 		return -ENOMEM;
 	}
@@ -134,7 +135,7 @@ int xrdma_core_init(struct xrdma_core *k, const struct xrdma_geom *g,
 	}
 	k->tx_nfree = g->slots;
 	k->sq_tail = &k->sq_head;
-	k->zc_ready_tail = &k->zc_ready;
+	k->ready_tail = &k->ready;
 	/* Until the peer says otherwise: our own sizes, no credits. */
 	k->peer_slots = g->slots;
 	k->peer_slot_size = g->slot_size;
@@ -158,6 +159,8 @@ void xrdma_core_fini(struct xrdma_core *k)
 	free(k->rx_type);
 	free(k->rxq);
 	free(k->tx_free);
+	free(k->tx_sends);
+	k->tx_sends = NULL;
 	k->rx_slots = k->tx_slots = k->big = k->rx_buf = NULL;
 	k->rx_len = k->rxq = k->tx_free = NULL;
 	k->rx_type = NULL;
@@ -201,21 +204,17 @@ static int xrdma_add_credits(struct xrdma_core *k, uint32_t credits)
 	return 0;
 }
 
-/* The peer has read zero-copy piece @i: its send completes when that was
- * the last one and the send is fully queued (off the send queue). */
-static void xrdma_zc_done(struct xrdma_core *k, uint32_t i)
+/* One thing @s awaited happened: when it was the last and the send is
+ * fully queued (off the send queue), its callback is due. */
+static void xrdma_release(struct xrdma_core *k, struct xport_send *s)
 {
-	struct xport_send *s = k->zc_send[i];
-
-	k->zc_busy &= ~(1u << i);
-	k->zc_send[i] = NULL;
 	kassert(s->held > 0);
 	if (--s->held || s->done < s->total) {
 		return;
 	}
 	s->next = NULL;
-	*k->zc_ready_tail = s;
-	k->zc_ready_tail = &s->next;
+	*k->ready_tail = s;
+	k->ready_tail = &s->next;
 }
 
 int xrdma_core_recv_done(struct xrdma_core *k, uint32_t slot, uint32_t byte_len)
@@ -261,7 +260,10 @@ int xrdma_core_recv_done(struct xrdma_core *k, uint32_t slot, uint32_t byte_len)
 		id = len == XRDMA_READ_DONE_BODY ? get32(m + XRDMA_HDR_SIZE) : UINT32_MAX;
 		if (id >= XRDMA_ZC_ID0 && id - XRDMA_ZC_ID0 < XRDMA_MAX_ZC &&
 		    (k->zc_busy & (1u << (id - XRDMA_ZC_ID0)))) {
-			xrdma_zc_done(k, id - XRDMA_ZC_ID0);
+			id -= XRDMA_ZC_ID0;
+			k->zc_busy &= ~(1u << id);
+			xrdma_release(k, k->zc_send[id]);
+			k->zc_send[id] = NULL;
 			return xrdma_repost(k, slot);
 		}
 		if (id >= k->g.big_count || !(k->big_busy & (1u << id))) {
@@ -269,6 +271,8 @@ int xrdma_core_recv_done(struct xrdma_core *k, uint32_t slot, uint32_t byte_len)
 			return -EPROTO;
 		}
 		k->big_busy &= ~(1u << id);
+		xrdma_release(k, k->big_send[id]);
+		k->big_send[id] = NULL;
 		return xrdma_repost(k, slot);
 	case XRDMA_MSG_CREDIT:
 		if (len) {
@@ -422,7 +426,13 @@ int xrdma_core_send(struct xrdma_core *k, struct xport_send *s)
 
 int xrdma_core_send_done(struct xrdma_core *k, uint32_t slot)
 {
+	struct xport_send *s, *next;
+
 	kassert(slot < k->g.slots && k->tx_nfree < k->g.slots);
+	for (s = k->tx_sends[slot], k->tx_sends[slot] = NULL; s; s = next) {
+		next = s->next;
+		xrdma_release(k, s);
+	}
 	k->tx_free[k->tx_nfree++] = slot;
 	return 0;
 }
@@ -469,31 +479,35 @@ static void xrdma_send_pos(const struct xport_send *s, int *iov, size_t *off)
 	*off = skip;
 }
 
-/* Sends fully copied are moved to *done for their callbacks. */
-static void xrdma_sq_advance(struct xrdma_core *k, struct xport_send ***done_tail)
+/* The head send once its last byte is in a message: off the queue. */
+static struct xport_send *xrdma_sq_pop(struct xrdma_core *k)
 {
 	struct xport_send *s = k->sq_head;
 
 	if (s->done < s->total) {
-		return;
+		return NULL;
 	}
 	k->sq_head = s->next;
 	if (!k->sq_head) {
 		k->sq_tail = &k->sq_head;
 	}
 	s->next = NULL;
-	if (s->held) {
-		return; /* the peer still reads from it: xrdma_zc_done() finishes it */
-	}
-	**done_tail = s;
-	*done_tail = &s->next;
+	return s;
+}
+
+/* A large piece of @s is announced as READ_REQ id @id: its READ_DONE is
+ * awaited, and covers the whole send when this was its last piece. */
+static void xrdma_hold_read(struct xrdma_core *k, struct xport_send *s)
+{
+	s->held++;
+	xrdma_sq_pop(k);
 }
 
 /* Send the next @n bytes of @s, at @p, straight from the caller's memory
  * if the verbs layer can let the peer read them. 1 when the READ_REQ was
  * posted, 0 when the bytes must be copied instead, -errno. */
 static int xrdma_tx_zc(struct xrdma_core *k, struct xport_send *s, const uint8_t *p, size_t n,
-		       uint32_t slot, struct xport_send ***done_tail)
+		       uint32_t slot)
 {
 	uint8_t *body = xrdma_tx_slot(k, slot) + XRDMA_HDR_SIZE;
 	uint32_t rkey, i;
@@ -512,9 +526,8 @@ static int xrdma_tx_zc(struct xrdma_core *k, struct xport_send *s, const uint8_t
 	put32(body + 16, XRDMA_ZC_ID0 + i);
 	k->zc_busy |= 1u << i;
 	k->zc_send[i] = s;
-	s->held++;
 	s->done += n;
-	xrdma_sq_advance(k, done_tail);
+	xrdma_hold_read(k, s);
 	k->st.bytes_out += n;
 	k->st.read_bytes_out += n;
 	k->st.zc_bytes_out += n;
@@ -534,9 +547,10 @@ static int xrdma_free_big(const struct xrdma_core *k)
 /* One message from the head of the send queue: DATA with as many small
  * pieces as fit, or a READ_REQ for one large piece. Returns 1 when a message
  * went out, 0 when it must wait, -errno. */
-static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
+static int xrdma_tx_one(struct xrdma_core *k)
 {
 	uint32_t cap = k->peer_slot_size - XRDMA_HDR_SIZE, len = 0, slot;
+	struct xport_send *fin = NULL;
 	uint8_t *body;
 	int i, big, ret;
 	size_t off, n;
@@ -559,8 +573,7 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 				break; /* this DATA goes first */
 			}
 			ret = xrdma_tx_zc(k, s, (const uint8_t *)s->iov[i].iov_base + off,
-					  n < XRDMA_MAX_BIG_SIZE ? n : XRDMA_MAX_BIG_SIZE, slot,
-					  done_tail);
+					  n < XRDMA_MAX_BIG_SIZE ? n : XRDMA_MAX_BIG_SIZE, slot);
 			if (ret) {
 				return ret;
 			}
@@ -576,8 +589,9 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 			put32(body + 12, (uint32_t)n);
 			put32(body + 16, (uint32_t)big);
 			k->big_busy |= 1u << big;
+			k->big_send[big] = s;
 			s->done += n;
-			xrdma_sq_advance(k, done_tail);
+			xrdma_hold_read(k, s);
 			k->st.bytes_out += n;
 			k->st.read_bytes_out += n;
 			return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
@@ -586,7 +600,12 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 		memcpy(body + len, (uint8_t *)s->iov[i].iov_base + off, n);
 		len += (uint32_t)n;
 		s->done += n;
-		xrdma_sq_advance(k, done_tail);
+		if (xrdma_sq_pop(k)) {
+			/* its last byte: done when this SEND completes */
+			s->held++;
+			s->next = fin;
+			fin = s;
+		}
 	}
 	if (!len) {
 		k->tx_free[k->tx_nfree++] = slot;
@@ -594,6 +613,9 @@ static int xrdma_tx_one(struct xrdma_core *k, struct xport_send ***done_tail)
 	}
 	k->st.bytes_out += len;
 	k->st.inline_bytes_out += len;
+	/* Even if the post fails: stop() then fails them from here. */
+	kassert(!k->tx_sends[slot]);
+	k->tx_sends[slot] = fin;
 	return xrdma_post(k, slot, XRDMA_MSG_DATA, len) ?: 1;
 }
 
@@ -630,7 +652,7 @@ static int xrdma_tx_control(struct xrdma_core *k, bool *moved)
 
 int xrdma_core_process(struct xrdma_core *k)
 {
-	struct xport_send *done = NULL, **done_tail = &done, *s;
+	struct xport_send *s;
 	bool moved;
 	int ret = 0;
 
@@ -675,7 +697,7 @@ int xrdma_core_process(struct xrdma_core *k)
 			moved |= n > 0;
 		}
 		while (k->sq_head && !k->tx_hold) {
-			ret = xrdma_tx_one(k, &done_tail);
+			ret = xrdma_tx_one(k);
 			if (ret <= 0) {
 				break;
 			}
@@ -688,53 +710,63 @@ int xrdma_core_process(struct xrdma_core *k)
 		if (ret) {
 			break;
 		}
-		if (k->zc_ready) {
-			*done_tail = k->zc_ready;
-			done_tail = k->zc_ready_tail;
-			k->zc_ready = NULL;
-			k->zc_ready_tail = &k->zc_ready;
-		}
-		while ((s = done)) {
-			done = s->next;
-			if (!done) {
-				done_tail = &done;
+		/* Sends the peer has whole: a callback may send (its queue
+		 * goes on next round) or stop the core. */
+		while ((s = k->ready) && !k->stopped) {
+			k->ready = s->next;
+			if (!k->ready) {
+				k->ready_tail = &k->ready;
 			}
 			s->cb(s, 0);
+			moved = true;
 		}
 	} while ((moved || k->again) && !k->stopped);
-	/* A failed round may leave copied sends: they are done all the same. */
-	while ((s = done)) {
-		done = s->next;
-		s->cb(s, 0);
-	}
 	k->in_process = false;
 	return ret;
 }
 
+/* Drop one of the things @s awaited at stop: its callback once none is left
+ * and it is off the send queue (the queue's loop fails the others). */
+static void xrdma_stop_one(struct xport_send *s, int err)
+{
+	if (!--s->held && s->done == s->total) {
+		s->cb(s, err);
+	}
+}
+
 void xrdma_core_stop(struct xrdma_core *k, int err)
 {
-	struct xport_send *s;
+	struct xport_send *s, *next;
 
 	k->stopped = true;
-	/* Pieces the peer was reading are given up (the QP is in error: the
-	 * device serves no more reads). A send still partly queued is failed
-	 * with the queue below; one fully queued is failed here. */
-	for (uint32_t i = 0; i < XRDMA_MAX_ZC; i++) {
-		if (!(k->zc_busy & (1u << i))) {
-			continue;
-		}
-		s = k->zc_send[i];
-		k->zc_busy &= ~(1u << i);
-		k->zc_send[i] = NULL;
-		if (!--s->held && s->done == s->total) {
-			s->cb(s, err);
-		}
-	}
-	while ((s = k->zc_ready)) {
-		k->zc_ready = s->next;
+	/* What the peer has whole completes; the rest fails with @err: pieces
+	 * still being read (the QP is in error: the device serves no more
+	 * reads) and SENDs not completed. */
+	while ((s = k->ready)) {
+		k->ready = s->next;
 		s->cb(s, 0);
 	}
-	k->zc_ready_tail = &k->zc_ready;
+	k->ready_tail = &k->ready;
+	for (uint32_t i = 0; i < XRDMA_MAX_ZC; i++) {
+		if ((s = k->zc_send[i])) {
+			k->zc_send[i] = NULL;
+			xrdma_stop_one(s, err);
+		}
+	}
+	k->zc_busy = 0;
+	for (uint32_t i = 0; i < XRDMA_MAX_BIG; i++) {
+		if ((s = k->big_send[i])) {
+			k->big_send[i] = NULL;
+			xrdma_stop_one(s, err);
+		}
+	}
+	k->big_busy = 0;
+	for (uint32_t i = 0; k->tx_sends && i < k->g.slots; i++) {
+		for (s = k->tx_sends[i], k->tx_sends[i] = NULL; s; s = next) {
+			next = s->next;
+			xrdma_stop_one(s, err);
+		}
+	}
 	while ((s = k->sq_head)) {
 		k->sq_head = s->next;
 		s->cb(s, err);

@@ -162,11 +162,19 @@ struct xrdma_core {
 	/* Send side. */
 	uint32_t *tx_free; /* stack of free tx slots */
 	uint32_t tx_nfree;
+	/*
+	 * A send completes (its callback, releasing the caller's memory) when
+	 * the peer has everything: the SEND carrying its last byte completed
+	 * (tx_sends of that slot), and every large piece of it, copied or in
+	 * place, was read (READ_DONE of its id). xport_send.held counts what
+	 * is still awaited.
+	 */
 	uint32_t big_busy; /* bitmask of large buffers the peer still reads */
 	uint32_t zc_busy;  /* bitmask of zero-copy ids the peer still reads */
-	struct xport_send *zc_send[XRDMA_MAX_ZC]; /* per zero-copy id: its send */
-	/* Sends fully queued whose zero-copy pieces are all read: callbacks due. */
-	struct xport_send *zc_ready, **zc_ready_tail;
+	struct xport_send *big_send[XRDMA_MAX_BIG]; /* per large buffer: its send */
+	struct xport_send *zc_send[XRDMA_MAX_ZC];   /* per zero-copy id: its send */
+	struct xport_send **tx_sends;		/* per tx slot: sends whose last byte it carries */
+	struct xport_send *ready, **ready_tail; /* nothing awaited: callbacks due */
 	uint32_t done_ids[XRDMA_MAX_READS];
 	uint32_t done_count; /* READ_DONEs owed to the peer */
 	struct xport_send *sq_head, **sq_tail;
@@ -192,9 +200,10 @@ int xrdma_core_post_all_recvs(struct xrdma_core *k);
 void xrdma_core_fini(struct xrdma_core *k);
 
 /* Queue a send (validated as xport_ops.send). 0, -EINVAL, -EPIPE (stopped).
- * Its callback fires once its bytes are copied into registered memory or,
- * for pieces sent without a copy (verbs->mem_key), read by the peer (the
- * caller's buffers are free again), or with an error from stop. */
+ * Its callback fires once the peer has all its bytes: the SEND with its
+ * last byte completed and its large pieces were read (so the owner may
+ * close right after, as conn.c does after an error reply), or with the
+ * error of stop. */
 int xrdma_core_send(struct xrdma_core *k, struct xport_send *s);
 
 /* Completions from the verbs layer. Each returns 0 or -errno (protocol

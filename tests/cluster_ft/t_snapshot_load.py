@@ -11,7 +11,7 @@ thread, POSTs /v1/volumes/VOL/snapshots every second, KEEL_SNAPLOAD_SNAPS
 times (default 16). After snapshot 4 completes, server 2 is SIGKILLed;
 after snapshot 9 it is started again (so snapshots are taken with a server
 down, during its return and during recovery). With
-KEEL_SNAPLOAD_KILL_IN_SNAPSHOT=1 (cluster_ft_t_snapshot_kill, known-failing),
+KEEL_SNAPLOAD_KILL_IN_SNAPSHOT=1 (cluster_ft_t_snapshot_kill),
 server 3 is also SIGKILLed by keel-snapcheck itself 2 ms after snapshot 13's
 request started (a server dying while the map that freezes the layer is
 being applied) and started again after snapshot 15; server 2 is then
@@ -44,8 +44,8 @@ KILL2_SNAP, KILL2_DELAY_MS, RESTART2_AFTER, VICTIM2 = 13, 2, 15, 3
 
 def test(tools, tmp, box):
     nsnaps = int(os.environ.get("KEEL_SNAPLOAD_SNAPS", "16"))
-    # The kill inside a snapshot request finds an open bug (docs/testing.md,
-    # "Known-failing"): cluster_ft_t_snapshot_kill runs it, label known-failing.
+    # The kill inside a snapshot request (docs/testing.md, "A server killed
+    # inside a snapshot request"): cluster_ft_t_snapshot_kill runs it.
     kill_in_snap = os.environ.get("KEEL_SNAPLOAD_KILL_IN_SNAPSHOT", "0") == "1"
     # There, server 2 comes back just before the kill: it is still being
     # recovered when server 3 dies (the case that hangs).

@@ -930,6 +930,48 @@ static void test_hostile_reads(void **state)
 	t_side_fini(&b);
 }
 
+/* A send completes when the peer has it: an inline one when the SEND with
+ * its last byte completed, one with a copied large piece at its READ_DONE
+ * (an owner may close from the callback without losing the message). */
+static void test_callback_when_delivered(void **state)
+{
+	struct xrdma_geom g;
+	struct t_side a, b;
+	uint8_t *p = t_pattern(5000, 25);
+	struct t_send t1 = {0}, t2 = {0};
+	unsigned int seed = 3;
+
+	t_geom_small(&g);
+	t_pair_init(&a, &b, &g, &g);
+	t1.s.iov[0] = (struct iovec){p, 100};
+	t1.s.iovcnt = 1;
+	t1.s.cb = t_send_cb;
+	assert_int_equal(xrdma_core_send(&a.k, &t1.s), 0);
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_int_equal(a.wire_count, 1);
+	assert_false(t1.done); /* posted, not yet completed */
+	assert_int_equal(t_wire_one(&a), 0);
+	assert_false(t1.done);
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_true(t1.done);
+	/* a copied large piece: not at the copy, not at the SEND, at READ_DONE */
+	t2.s.iov[0] = (struct iovec){p + 100, 4000};
+	t2.s.iovcnt = 1;
+	t2.s.cb = t_send_cb;
+	assert_int_equal(xrdma_core_send(&a.k, &t2.s), 0);
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_int_equal(t_wire_one(&a), 0);
+	assert_int_equal(xrdma_core_process(&a.k), 0);
+	assert_false(t2.done);
+	t_run(&a, &b, &seed);
+	assert_true(t2.done);
+	assert_int_equal(b.got_len, 4100);
+	assert_memory_equal(b.got, p, 4100);
+	free(p);
+	t_side_fini(&a);
+	t_side_fini(&b);
+}
+
 /* Fault injection: while tx_hold is set (xport_send.delay_ms) no stream
  * byte goes out, while control messages still do; then everything flows. */
 static void test_tx_hold(void **state)
@@ -976,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_zero_copy_stop),
 		cmocka_unit_test(test_hostile_reads),
 		cmocka_unit_test(test_tx_hold),
+		cmocka_unit_test(test_callback_when_delivered),
 		cmocka_unit_test(test_stream_small_random),
 		cmocka_unit_test(test_stream_default),
 	};

@@ -25,10 +25,4 @@ if(WITH_RDMA)
     TIMEOUT 120)
   target_include_directories(test_xport_rdma PRIVATE ${IBVERBS_INCLUDE_DIRS}
     ${RDMACM_INCLUDE_DIRS})
-  # The same binary with the tests of xport_rdma.c's open bugs run (skipped
-  # above): it fails until they are fixed, so `make check` leaves it out.
-  # Once fixed, delete their skip_known_bug() calls and this entry.
-  add_test(NAME test_xport_rdma_known_bugs COMMAND test_xport_rdma)
-  set_tests_properties(test_xport_rdma_known_bugs PROPERTIES TIMEOUT 120
-    ENVIRONMENT KEEL_TEST_KNOWN_BUGS=1 LABELS known-failing)
 endif()
