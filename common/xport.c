@@ -197,6 +197,8 @@ out:
 
 void xport_mem_unregister(void *addr)
 {
+	bool found = false;
+
 	xport_mem_write_begin();
 	for (unsigned int i = 0; i < xport_mem.n; i++) {
 		if (xport_mem.r[i].addr == (uintptr_t)addr) {
@@ -204,10 +206,16 @@ void xport_mem_unregister(void *addr)
 
 			xport_mem_set(i, last->addr, last->len, last->id);
 			__atomic_store_n(&xport_mem.n, xport_mem.n - 1, __ATOMIC_RELAXED);
+			found = true;
 			break;
 		}
 	}
 	xport_mem_write_end();
+	for (size_t i = 0; found && i < sizeof(xport_table) / sizeof(xport_table[0]); i++) {
+		if (xport_table[i]->mem_changed) {
+			xport_table[i]->mem_changed();
+		}
+	}
 }
 
 /* Read the table consistently: 0 and the region @match accepts, or -ENOENT. */

@@ -103,6 +103,9 @@ struct xport_ops {
 	 * port the kernel chose when listening on port 0. Valid until
 	 * listen_close(). */
 	const char *(*listen_addr)(const struct xport_listener *l);
+	/* Optional: xport_mem_unregister() ran on this thread (drop what the
+	 * thread's connections hold of ranges no longer registered). */
+	void (*mem_changed)(void);
 	/* This transport's counters (process-wide). */
 	struct xport_stats *stats;
 };
@@ -152,9 +155,10 @@ extern const struct xport_ops xport_rdma_ops; /* only in WITH_RDMA builds */
  * region) or -ENOSPC (XPORT_MEM_MAX regions). xport_mem_unregister() takes
  * the address given to register; the caller must have no send from the
  * region still in flight (its callback not yet run) and may unmap the
- * memory when it returns: connections drop their registration of it on
- * their next turn (until then the device keeps the old pages pinned, it
- * never reads whatever is mapped there next).
+ * memory when it returns: the connections of the calling thread's reactor
+ * drop their registration of it before it returns, other threads'
+ * connections on their next turn (until then the device keeps the old
+ * pages pinned; it never reads whatever is mapped there next).
  */
 #define XPORT_MEM_MAX 256
 int xport_mem_register(void *addr, size_t len);

@@ -70,6 +70,8 @@ struct xr_conn {
 	struct ibv_mr *mr_rx_slots, *mr_tx_slots, *mr_big, *mr_rx_buf;
 	struct xr_mr mrs[XR_MR_CACHE]; /* zero-copy regions */
 	uint64_t mem_gen;	       /* xport_mem_gen() the cache was checked at */
+	/* On its reactor thread's list (xr_thread_conns) once handed over. */
+	struct xr_conn *tnext, **tprev;
 	struct xrdma_core k;
 	const struct xport_conn_cbs *cbs;
 	unsigned int outstanding; /* posted work requests not completed */
@@ -115,6 +117,10 @@ struct xr_listener {
 };
 
 static struct xport_stats xr_stats;
+/* The connections of the reactor running on this thread: an unregister
+ * made on that thread drops their registrations at once (xr_mem_changed()),
+ * other threads' on their next turn. */
+static __thread struct xr_conn *xr_thread_conns;
 static void xr_close(struct xport_conn *xc, int err);
 static void xr_cq_kick(struct xr_conn *c);
 static void xr_cm_arm(struct xr_conn *c);
@@ -286,6 +292,14 @@ static int xr_mem_key(struct xrdma_core *k, const void *addr, size_t len, uint32
 	return 0;
 }
 
+/* xport_ops.mem_changed: a range was unregistered. */
+static void xr_mem_changed(void)
+{
+	for (struct xr_conn *c = xr_thread_conns; c; c = c->tnext) {
+		xr_mr_sweep(c);
+	}
+}
+
 static const struct xrdma_verbs xr_verbs = {
 	.post_recv = xr_post_recv,
 	.post_send = xr_post_send,
@@ -296,8 +310,24 @@ static const struct xrdma_verbs xr_verbs = {
 
 /* --- resources --- */
 
+static void xr_thread_add(struct xr_conn *c)
+{
+	c->tnext = xr_thread_conns;
+	if (c->tnext) {
+		c->tnext->tprev = &c->tnext;
+	}
+	c->tprev = &xr_thread_conns;
+	xr_thread_conns = c;
+}
+
 static void xr_conn_free(struct xr_conn *c)
 {
+	if (c->tprev) {
+		*c->tprev = c->tnext;
+		if (c->tnext) {
+			c->tnext->tprev = c->tprev;
+		}
+	}
 	if (c->id && c->id->qp) {
 		rdma_destroy_qp(c->id);
 	}
@@ -928,6 +958,7 @@ static int xr_connect(struct reactor *r, const char *addr, struct xport_conn **o
 	xrdma_core_set_peer(&c->k, &peer);
 	c->established = true;
 	__atomic_fetch_add(&xr_stats.conns, 1, __ATOMIC_RELAXED);
+	xr_thread_add(c);
 	xr_cm_arm(c);
 	*out = &c->base;
 	return 0;
@@ -960,6 +991,7 @@ static void xr_accept_msg(struct reactor_msg *m)
 
 	c->listener = NULL;
 	c->established = true;
+	xr_thread_add(c);
 	xr_cm_arm(c);
 	if (l->closing) {
 		xr_close(&c->base, -ECONNABORTED);
@@ -1229,5 +1261,6 @@ const struct xport_ops xport_rdma_ops = {
 	.send = xr_send,
 	.close = xr_close,
 	.peer = xr_peer,
+	.mem_changed = xr_mem_changed,
 	.stats = &xr_stats,
 };
