@@ -495,12 +495,24 @@ static struct xport_send *xrdma_sq_pop(struct xrdma_core *k)
 	return s;
 }
 
-/* A large piece of @s is announced as READ_REQ id @id: its READ_DONE is
- * awaited, and covers the whole send when this was its last piece. */
-static void xrdma_hold_read(struct xrdma_core *k, struct xport_send *s)
+/* Announce the next @n bytes of @s, at the peer-readable @addr/@rkey, as
+ * READ_REQ @id in tx slot @slot. Its READ_DONE is awaited, and covers the
+ * whole send when this was its last piece. 1 (posted) or -errno. */
+static int xrdma_post_read_req(struct xrdma_core *k, struct xport_send *s, uint32_t slot,
+			       const uint8_t *addr, uint32_t rkey, size_t n, uint32_t id)
 {
+	uint8_t *body = xrdma_tx_slot(k, slot) + XRDMA_HDR_SIZE;
+
+	put64(body, (uint64_t)(uintptr_t)addr);
+	put32(body + 8, rkey);
+	put32(body + 12, (uint32_t)n);
+	put32(body + 16, id);
+	s->done += n;
 	s->held++;
 	xrdma_sq_pop(k);
+	k->st.bytes_out += n;
+	k->st.read_bytes_out += n;
+	return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
 }
 
 /* Send the next @n bytes of @s, at @p, straight from the caller's memory
@@ -509,7 +521,6 @@ static void xrdma_hold_read(struct xrdma_core *k, struct xport_send *s)
 static int xrdma_tx_zc(struct xrdma_core *k, struct xport_send *s, const uint8_t *p, size_t n,
 		       uint32_t slot)
 {
-	uint8_t *body = xrdma_tx_slot(k, slot) + XRDMA_HDR_SIZE;
 	uint32_t rkey, i;
 
 	if (!k->verbs->mem_key || k->verbs->mem_key(k, p, n, &rkey)) {
@@ -520,18 +531,10 @@ static int xrdma_tx_zc(struct xrdma_core *k, struct xport_send *s, const uint8_t
 		return 0;
 	}
 	i = (uint32_t)__builtin_ctz(~k->zc_busy);
-	put64(body, (uint64_t)(uintptr_t)p);
-	put32(body + 8, rkey);
-	put32(body + 12, (uint32_t)n);
-	put32(body + 16, XRDMA_ZC_ID0 + i);
 	k->zc_busy |= 1u << i;
 	k->zc_send[i] = s;
-	s->done += n;
-	xrdma_hold_read(k, s);
-	k->st.bytes_out += n;
-	k->st.read_bytes_out += n;
 	k->st.zc_bytes_out += n;
-	return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
+	return xrdma_post_read_req(k, s, slot, p, rkey, n, XRDMA_ZC_ID0 + i);
 }
 
 static int xrdma_free_big(const struct xrdma_core *k)
@@ -584,17 +587,9 @@ static int xrdma_tx_one(struct xrdma_core *k)
 			n = n < k->g.big_size ? n : k->g.big_size;
 			b = k->big + (size_t)big * k->g.big_size;
 			memcpy(b, (uint8_t *)s->iov[i].iov_base + off, n);
-			put64(body, (uint64_t)(uintptr_t)b);
-			put32(body + 8, k->big_rkey);
-			put32(body + 12, (uint32_t)n);
-			put32(body + 16, (uint32_t)big);
 			k->big_busy |= 1u << big;
 			k->big_send[big] = s;
-			s->done += n;
-			xrdma_hold_read(k, s);
-			k->st.bytes_out += n;
-			k->st.read_bytes_out += n;
-			return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
+			return xrdma_post_read_req(k, s, slot, b, k->big_rkey, n, (uint32_t)big);
 		}
 		n = n < cap - len ? n : cap - len;
 		memcpy(body + len, (uint8_t *)s->iov[i].iov_base + off, n);
