@@ -103,9 +103,6 @@ struct xport_ops {
 	 * port the kernel chose when listening on port 0. Valid until
 	 * listen_close(). */
 	const char *(*listen_addr)(const struct xport_listener *l);
-	/* Optional: xport_mem_unregister() ran on this thread (drop what the
-	 * thread's connections hold of ranges no longer registered). */
-	void (*mem_changed)(void);
 	/* This transport's counters (process-wide). */
 	struct xport_stats *stats;
 };
@@ -175,6 +172,10 @@ int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out);
 bool xport_mem_live(uint64_t id);
 /* Changes on every register and unregister. */
 uint64_t xport_mem_gen(void);
+/* Have @fn called on the unregistering thread after each unregister (a
+ * transport drops what that thread's connections hold of the range). 0 (also
+ * when already watching) or -ENOSPC. */
+int xport_mem_watch(void (*fn)(void));
 
 /* Split "host:port" / "[v6]:port". Returns 0 or -EINVAL. */
 int xport_parse_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);

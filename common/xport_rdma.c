@@ -292,7 +292,7 @@ static int xr_mem_key(struct xrdma_core *k, const void *addr, size_t len, uint32
 	return 0;
 }
 
-/* xport_ops.mem_changed: a range was unregistered. */
+/* xport_mem_watch(): a range was unregistered on this thread. */
 static void xr_mem_changed(void)
 {
 	for (struct xr_conn *c = xr_thread_conns; c; c = c->tnext) {
@@ -312,6 +312,7 @@ static const struct xrdma_verbs xr_verbs = {
 
 static void xr_thread_add(struct xr_conn *c)
 {
+	xport_mem_watch(xr_mem_changed);
 	c->tnext = xr_thread_conns;
 	if (c->tnext) {
 		c->tnext->tprev = &c->tnext;
@@ -1261,6 +1262,5 @@ const struct xport_ops xport_rdma_ops = {
 	.send = xr_send,
 	.close = xr_close,
 	.peer = xr_peer,
-	.mem_changed = xr_mem_changed,
 	.stats = &xr_stats,
 };

@@ -55,8 +55,9 @@ libs=$(for b in $bins $hostbins $provider; do ldd "$b"; done |
 	awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
 libgcc=$(ls /lib/x86_64-linux-gnu/libgcc_s.so.1 /usr/lib/x86_64-linux-gnu/libgcc_s.so.1 2>/dev/null | head -1)
 mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
+failover net_failover virtio_net
 crc32_generic crc32_pclmul ib_core ib_uverbs udp_tunnel ip6_udp_tunnel rdma_rxe ib_cm iw_cm
-configfs rdma_cm rdma_ucm dummy"
+configfs rdma_cm rdma_ucm"
 
 stamp=$( {
 	echo "rdma format 1"

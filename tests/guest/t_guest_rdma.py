@@ -3,8 +3,9 @@
 """t_guest_rdma.py BUILD_DIR: the RDMA transport's acceptance test (issue 6).
 
 No RDMA device on this host: a QEMU/TCG guest with Debian's kernel runs
-software RoCE (rdma_rxe over a dummy netdev, one IP per daemon) and rdma-core's
-rxe provider (tests/guest/build-rdma-guest.sh); tests/guest/rdma-init starts
+software RoCE (rdma_rxe over the guest's virtio-net interface, one IP per
+daemon) and rdma-core's rxe provider (tests/guest/build-rdma-guest.sh);
+tests/guest/rdma-init starts
 keel-mgmt and three keel-servers with server.transport=rdma on three virtio
 disks, creates a 3-replica volume and runs keel-bench --transport rdma
 --verify (randrw 4k QD16) while keel-server 2 is SIGKILLed and restarted,
@@ -58,7 +59,7 @@ def boot(build, tmp):
             "-smp", "2", "-m", "3072", "-kernel", os.path.join(out, "vmlinux"),
             "-initrd", os.path.join(out, "rdma-initramfs.cpio"),
             "-append", "console=ttyS0 quiet panic=-1 keel.runtime=%d" % RUNTIME] + disks + [
-            "-nic", "none", "-display", "none", "-serial", "stdio", "-monitor", "none",
+            "-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0", "-display", "none", "-serial", "stdio", "-monitor", "none",
             "-no-reboot"]
     console_path = os.path.join(tmp, "console.log")
     t0 = time.monotonic()

@@ -35,7 +35,7 @@ if(WITH_FUZZ)
   # other keel code): message handlers, rings in fuzzed guest memory.
   add_executable(fuzz_vhost_blk ${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_blk.c ${VHOST_FUZZ_SOURCES}
     ${CMAKE_SOURCE_DIR}/client/vhost_blk.c ${CMAKE_SOURCE_DIR}/client/blk_dev.c
-    ${CMAKE_SOURCE_DIR}/common/reactor.c
+    ${CMAKE_SOURCE_DIR}/common/reactor.c ${CMAKE_SOURCE_DIR}/common/xport_mem.c
     ${CMAKE_SOURCE_DIR}/common/log.c)
   target_compile_options(fuzz_vhost_blk PRIVATE -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
