@@ -448,6 +448,21 @@ static void repl_finish(struct srv_req *req, int res)
 
 static void chain_next(struct srv_req *req);
 
+/* A read is over: unless it failed, the reply carries req->buf with the
+ * object version @version. */
+static void read_finish(struct srv_req *req, int res, uint64_t version)
+{
+	if (!res) {
+		req->reply.data = req->buf;
+		req->reply.crcs = req->crcs;
+		req->reply.hdr.data_len = req->hdr.length;
+		req->reply.hdr.obj_ver = version;
+	}
+	req->r.state = SRV_RS_FINISHING;
+	req->r.final_res = res;
+	repl_complete(req);
+}
+
 /* End of a chain read: the reply is the merged extent with the top's
  * object version. */
 static void chain_done(struct srv_req *req, int res)
@@ -458,15 +473,7 @@ static void chain_done(struct srv_req *req, int res)
 		bufpool_put(req->pool, c->pbuf);
 		c->pbuf = NULL;
 	}
-	if (!res) {
-		req->reply.data = req->buf;
-		req->reply.crcs = req->crcs;
-		req->reply.hdr.data_len = req->hdr.length;
-		req->reply.hdr.obj_ver = c->top_version;
-	}
-	req->r.state = SRV_RS_FINISHING;
-	req->r.final_res = res;
-	repl_complete(req);
+	read_finish(req, res, c->top_version);
 }
 
 static void chain_read_done(struct bs_req *b, int res)
@@ -619,15 +626,7 @@ static void repl_local_done(struct bs_req *b, int res)
 			chain_start(req);
 			return;
 		}
-		if (!res) {
-			req->reply.data = req->buf;
-			req->reply.crcs = req->crcs;
-			req->reply.hdr.data_len = req->hdr.length;
-			req->reply.hdr.obj_ver = b->version;
-		}
-		req->r.state = SRV_RS_FINISHING;
-		req->r.final_res = res;
-		repl_complete(req);
+		read_finish(req, res, b->version);
 		return;
 	}
 	if (res) {
