@@ -190,16 +190,24 @@ static void rop_send_push(struct srv_rop *rop)
 	srv_peer_send(rop->cl, rop->member, pr);
 }
 
+/* A failed step, or a map that no longer makes us the PG's primary with
+ * the member up, ends @rop (-ESTALE for the latter): true when it did. */
+static bool rop_ended(struct srv_rop *rop, int res)
+{
+	if (!res && rop_stale(rop)) {
+		res = -ESTALE;
+	}
+	if (res) {
+		rop_finish(rop, res);
+	}
+	return res != 0;
+}
+
 static void rop_read_done(struct bs_req *b, int res)
 {
 	struct srv_rop *rop = b->arg;
 
-	if (res) {
-		rop_finish(rop, res);
-		return;
-	}
-	if (rop_stale(rop)) {
-		rop_finish(rop, -ESTALE);
+	if (rop_ended(rop, res)) {
 		return;
 	}
 	/* unmapped blocks read as zeroes with their crc; the member ignores
@@ -216,8 +224,7 @@ static void rop_next_run(struct srv_rop *rop)
 		rop_finish(rop, 0);
 		return;
 	}
-	if (rop_stale(rop)) {
-		rop_finish(rop, -ESTALE);
+	if (rop_ended(rop, 0)) {
 		return;
 	}
 	run = &rop->runs[rop->run];
@@ -286,12 +293,7 @@ static void rop_local_bvers_done(struct bs_bvers_req *bv, int res)
 {
 	struct srv_rop *rop = bv->arg;
 
-	if (res) {
-		rop_finish(rop, res);
-		return;
-	}
-	if (rop_stale(rop)) {
-		rop_finish(rop, -ESTALE);
+	if (rop_ended(rop, res)) {
 		return;
 	}
 	rop->obj_version = bv->obj_version;
@@ -305,8 +307,7 @@ static void rop_locked(struct srv_rop *rop)
 {
 	int ret;
 
-	if (rop_stale(rop)) {
-		rop_finish(rop, -ESTALE);
+	if (rop_ended(rop, 0)) {
 		return;
 	}
 	if (cmap_layer_state(rop->cl->map, rop->inode) == CMAP_LAYER_DELETING) {
