@@ -104,23 +104,10 @@ wait_sock "$DIR/ref.nbd"
 REF_NBD="nbd+unix:///ref?socket=$DIR/ref.nbd"
 
 # Keel: 3 servers, keel-client, a 3-replica volume attached with NBD.
-for i in 1 2 3; do
-	prefill "$DIR/drive$i" "$BYTES"
-	"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
-done
 # flush_mode=none: like qemu-storage-daemon (writeback, no flush per write),
 # the servers acknowledge a write once it is in the page cache of the
 # drive file, so both sides are compared without device flushes.
-URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" \
-	--server-set flush_mode=none | tail -1)
-export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
-"$KEELCTL" volume create bench --size "$SPAN" >/dev/null
-ATT=$("$KEELCTL" -f json volume attach bench --nbd)
-KEEL_VHOST=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["vhost_socket"])' "$ATT")
-KEEL_NBD=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["nbd_uri"])' "$ATT")
-echo "keel: filling the volume so reads hit stored data" >&2
-fio --name=fill --ioengine=nbd --uri="$KEEL_NBD" --rw=write --bs=1M --iodepth=8 \
-	--size="$SPAN" >/dev/null 2>&1
+keel_bench_volume
 
 # CPU seconds the serving processes (pid files) used while $@ ran, then
 # the summary line: "iops mean p99 cpu_s_per_100k_ios" (client + servers).

@@ -75,20 +75,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for i in 1 2 3; do
-	prefill "$DIR/drive$i" "$BYTES"
-	"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
-done
-URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" \
-	--server-set flush_mode=none | tail -1)
-export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
-"$KEELCTL" volume create bench --size "$SPAN" >/dev/null
-ATT=$("$KEELCTL" -f json volume attach bench --nbd)
-KEEL_VHOST=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["vhost_socket"])' "$ATT")
-KEEL_NBD=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["nbd_uri"])' "$ATT")
-echo "filling the volume so reads hit stored data" >&2
-fio --name=fill --ioengine=nbd --uri="$KEEL_NBD" --rw=write --bs=1M --iodepth=8 \
-	--size="$SPAN" >/dev/null 2>&1
+keel_bench_volume
 
 # Set the volume's limits and wait until keel-client logged them (it logs
 # a change only: the same limits again need no wait).

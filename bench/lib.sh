@@ -106,3 +106,27 @@ if cpu:
 print(row)' \
 		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp" "${rc:--}" "${kc:--}" "$cpu"
 }
+
+# A local cluster of 3 keel-servers on drive files under $DIR (each
+# prefilled to $BYTES), flush_mode=none like the writeback references, and
+# keel-client; a volume "bench" of $SPAN bytes attached with NBD and filled
+# so reads hit stored data. Expects LC, BUILD, DIR, PORT_BASE, SERVER,
+# KEELCTL, PY; sets URL, KEEL_VHOST (vhost-user socket), KEEL_NBD (NBD URI)
+# and exports what keelctl needs.
+keel_bench_volume() {
+	local i att
+	for i in 1 2 3; do
+		prefill "$DIR/drive$i" "$BYTES"
+		"$SERVER" format --device "$DIR/drive$i" --force >/dev/null
+	done
+	URL=$("$LC" up --dir "$DIR" --servers 3 --build "$BUILD" --port-base "$PORT_BASE" \
+		--server-set flush_mode=none | tail -1)
+	export KEEL_MGMT_URL=$URL KEEL_KEY_FILE=$DIR/keel.key KEEL_TOKEN_FILE=$DIR/api.token
+	"$KEELCTL" volume create bench --size "$SPAN" >/dev/null
+	att=$("$KEELCTL" -f json volume attach bench --nbd)
+	KEEL_VHOST=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["vhost_socket"])' "$att")
+	KEEL_NBD=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["nbd_uri"])' "$att")
+	echo "keel: filling the volume so reads hit stored data" >&2
+	fio --name=fill --ioengine=nbd --uri="$KEEL_NBD" --rw=write --bs=1M --iodepth=8 \
+		--size="$SPAN" >/dev/null 2>&1
+}
