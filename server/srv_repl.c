@@ -1009,10 +1009,12 @@ static void copyup_read_done(struct bs_req *b, int res)
 	repl_mutation_start(req);
 }
 
-static void copyup_start(struct srv_req *req)
+/* Read the request's extent of its object here into @buf / @crcs (and the
+ * extent bitmap into @present, if any); @cb completes. 0 or the submit's
+ * -errno (nothing in flight then). */
+static int repl_local_read(struct srv_req *req, void *buf, uint32_t *crcs, uint64_t *present,
+			   bs_req_cb cb)
 {
-	struct srv_cluster *cl = req_cl(req);
-	struct srv_copyup *cu = req->r.cu;
 	int ret;
 
 	req->r.state = SRV_RS_RUNNING;
@@ -1022,15 +1024,26 @@ static void copyup_start(struct srv_req *req)
 	req->bs.objno = req->hdr.objno;
 	req->bs.offset = req->hdr.offset;
 	req->bs.length = req->hdr.length;
-	req->bs.buf = cu->cbuf;
-	req->bs.crcs = cu->ccrcs;
-	req->bs.present = cu->cpresent;
-	req->bs.cb = copyup_read_done;
+	req->bs.buf = buf;
+	req->bs.crcs = crcs;
+	req->bs.present = present;
+	req->bs.cb = cb;
 	req->bs.arg = req;
 	req->r.local_done = false;
-	ret = bs_submit(cl->srv->bs, &req->bs);
+	ret = bs_submit(req_cl(req)->srv->bs, &req->bs);
 	if (ret) {
 		req->r.local_done = true;
+	}
+	return ret;
+}
+
+static void copyup_start(struct srv_req *req)
+{
+	struct srv_copyup *cu = req->r.cu;
+	int ret;
+
+	ret = repl_local_read(req, cu->cbuf, cu->ccrcs, cu->cpresent, copyup_read_done);
+	if (ret) {
 		copyup_end(req, ret);
 	}
 }
@@ -1084,22 +1097,9 @@ static void repl_run(struct srv_req *req)
 		return;
 	}
 	if (!req_is_mutation(req)) {
-		req->r.state = SRV_RS_RUNNING;
-		memset(&req->bs, 0, sizeof(req->bs));
-		req->bs.op = BS_OP_READ;
-		req->bs.inode = req->hdr.inode;
-		req->bs.objno = req->hdr.objno;
-		req->bs.offset = req->hdr.offset;
-		req->bs.length = req->hdr.length;
-		req->bs.buf = req->buf;
-		req->bs.crcs = req->crcs;
-		req->bs.present = req->r.chain ? req->x.chain.present : NULL;
-		req->bs.cb = repl_local_done;
-		req->bs.arg = req;
-		req->r.local_done = false;
-		ret = bs_submit(cl->srv->bs, &req->bs);
+		ret = repl_local_read(req, req->buf, req->crcs,
+				      req->r.chain ? req->x.chain.present : NULL, repl_local_done);
 		if (ret) {
-			req->r.local_done = true;
 			req->r.state = SRV_RS_FINISHING;
 			req->r.final_res = ret;
 			repl_complete(req);
