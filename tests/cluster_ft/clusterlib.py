@@ -122,9 +122,13 @@ class KeelCtl:
 # ---- cluster mgmt/servers through local-cluster.sh ----
 
 def _port_base():
-    """A random-ish port base so tests can run in parallel (ctest -j)."""
-    seed = (os.getpid() * 7919 + int(time.time() * 1000)) % 1000
-    return 20000 + (seed * 40) % 40000
+    """A random-ish port base so tests can run in parallel (ctest -j), below
+    the kernel's ephemeral range (32768-60999): a daemon killed and started
+    again binds its port anew, and an outgoing connection's local port may
+    have taken it meanwhile (seen: guest_client's restarted keel-server 2,
+    EADDRINUSE). 300 bases of 40 ports in 20000-31999."""
+    seed = (os.getpid() * 7919 + int(time.time() * 1000)) % 300
+    return 20000 + seed * 40
 
 
 class Cluster:
@@ -157,9 +161,8 @@ class Cluster:
         return p.stdout
 
     def up(self):
-        """Start the cluster. A port base another process holds (other
-        sessions' clusters, or an outgoing connection's ephemeral port:
-        32768-60999 overlaps the range) fails a daemon's bind; then the
+        """Start the cluster. A port base another process holds (another
+        test's or session's cluster) fails a daemon's bind; then the
         cluster is torn down and started again on another base (3 tries)."""
         for attempt in range(3):
             try:
