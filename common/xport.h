@@ -61,7 +61,7 @@ struct xport_send {
 	struct xport_send *next;
 	size_t done;
 	size_t total;
-	uint32_t held; /* RDMA: zero-copy pieces the peer has not read yet */
+	uint32_t held; /* RDMA: completions awaited (last SEND, READ_DONEs) */
 };
 
 struct xport_conn_cbs {
@@ -168,6 +168,11 @@ struct xport_mem_region {
 	uint64_t id; /* never reused */
 };
 int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out);
+/* Does @r hold all of [addr, addr + len)? */
+static inline bool xport_mem_holds(const struct xport_mem_region *r, uintptr_t addr, size_t len)
+{
+	return addr >= r->addr && len <= r->len && addr - r->addr <= r->len - len;
+}
 /* Is region @id still registered? */
 bool xport_mem_live(uint64_t id);
 /* Changes on every register and unregister. */

@@ -154,11 +154,11 @@ struct xport_mem_range {
 	size_t len;
 };
 
-static bool xport_mem_holds(const struct xport_mem_region *r, const void *ctx)
+static bool xport_mem_has_range(const struct xport_mem_region *r, const void *ctx)
 {
 	const struct xport_mem_range *q = ctx;
 
-	return q->addr >= r->addr && q->len <= r->len && q->addr - r->addr <= r->len - q->len;
+	return xport_mem_holds(r, q->addr, q->len);
 }
 
 static bool xport_mem_is(const struct xport_mem_region *r, const void *ctx)
@@ -170,7 +170,7 @@ int xport_mem_find(const void *addr, size_t len, struct xport_mem_region *out)
 {
 	struct xport_mem_range q = {(uintptr_t)addr, len};
 
-	return xport_mem_scan(xport_mem_holds, &q, out);
+	return xport_mem_scan(xport_mem_has_range, &q, out);
 }
 
 bool xport_mem_live(uint64_t id)

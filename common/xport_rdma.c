@@ -44,10 +44,8 @@
 /* A registered region (xport_mem_register) this connection's peer may read:
  * registered with the connection's PD the first time it is sent from. */
 struct xr_mr {
-	uint64_t id; /* the region's; 0: free entry */
-	uintptr_t addr;
-	size_t len;
-	struct ibv_mr *mr; /* NULL: registration failed, send by copy */
+	struct xport_mem_region reg; /* reg.id 0: free entry */
+	struct ibv_mr *mr;	     /* NULL: registration failed, send by copy */
 };
 
 enum xr_conn_state {
@@ -239,7 +237,7 @@ static void xr_mr_sweep(struct xr_conn *c)
 	for (int i = 0; i < XR_MR_CACHE; i++) {
 		struct xr_mr *m = &c->mrs[i];
 
-		if (m->id && !xport_mem_live(m->id)) {
+		if (m->reg.id && !xport_mem_live(m->reg.id)) {
 			if (m->mr) {
 				ibv_dereg_mr(m->mr);
 			}
@@ -251,43 +249,38 @@ static void xr_mr_sweep(struct xr_conn *c)
 static int xr_mem_key(struct xrdma_core *k, const void *addr, size_t len, uint32_t *rkey)
 {
 	struct xr_conn *c = k->ctx;
-	uintptr_t a = (uintptr_t)addr;
-	struct xport_mem_region reg;
 	struct xr_mr *m = NULL;
 
 	xr_mr_sweep(c);
 	for (int i = 0; i < XR_MR_CACHE; i++) {
 		struct xr_mr *e = &c->mrs[i];
 
-		if (e->id && a >= e->addr && len <= e->len && a - e->addr <= e->len - len) {
+		if (e->reg.id && xport_mem_holds(&e->reg, (uintptr_t)addr, len)) {
 			if (!e->mr) {
 				return -ENOMEM;
 			}
 			*rkey = e->mr->rkey;
 			return 0;
 		}
-		if (!e->id && !m) {
+		if (!e->reg.id && !m) {
 			m = e;
 		}
 	}
-	if (!m || xport_mem_find(addr, len, &reg)) {
+	if (!m || xport_mem_find(addr, len, &m->reg)) {
 		return -ENOENT;
 	}
 	/* Remote read only: the peer may read the region, never write it.
 	 * Once per region and connection, on the reactor: pinning a large
 	 * region (a guest's memory) takes a while the first time. */
-	m->id = reg.id;
-	m->addr = reg.addr;
-	m->len = reg.len;
-	m->mr = ibv_reg_mr(c->pd, (void *)reg.addr, reg.len, IBV_ACCESS_REMOTE_READ);
+	m->mr = ibv_reg_mr(c->pd, (void *)m->reg.addr, m->reg.len, IBV_ACCESS_REMOTE_READ);
 	if (!m->mr) {
 		log_warn("rdma: %s: cannot register %zu bytes at %p for zero-copy sends: %s; "
 			 "sending from it by copy (docs/rdma.md: memlock limit)",
-			 c->peer, reg.len, (void *)reg.addr, strerror(errno));
+			 c->peer, m->reg.len, (void *)m->reg.addr, strerror(errno));
 		return -ENOMEM;
 	}
-	log_debug("rdma: %s: registered %zu bytes at %p for zero-copy sends", c->peer, reg.len,
-		  (void *)reg.addr);
+	log_debug("rdma: %s: registered %zu bytes at %p for zero-copy sends", c->peer, m->reg.len,
+		  (void *)m->reg.addr);
 	*rkey = m->mr->rkey;
 	return 0;
 }

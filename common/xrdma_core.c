@@ -515,6 +515,8 @@ static int xrdma_post_read_req(struct xrdma_core *k, struct xport_send *s, uint3
 	return xrdma_post(k, slot, XRDMA_MSG_READ_REQ, XRDMA_READ_REQ_BODY) ?: 1;
 }
 
+_Static_assert(XRDMA_MAX_ZC == 32, "zc_busy is a 32-bit mask of zero-copy ids");
+
 /* Send the next @n bytes of @s, at @p, straight from the caller's memory
  * if the verbs layer can let the peer read them. 1 when the READ_REQ was
  * posted, 0 when the bytes must be copied instead, -errno. */
