@@ -22,6 +22,7 @@
 #define BS_CK_RUNS     8u	  /* meta-block runs in flight in a checkpoint */
 #define BS_CK_RUN_MAX  64u	  /* blocks per meta-block run (one device write) */
 #define BS_BATCH_MAX   (4u << 20) /* largest journal write (group commit) */
+#define BS_BATCHES     4u	  /* journal writes in flight (pipelined group commit) */
 #define BS_MC_MIN      16u	  /* smallest meta cache, in blocks */
 #define BS_REC_MAX     ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
 
@@ -106,6 +107,22 @@ struct bs_rundefer {
 	bool armed;
 };
 
+/*
+ * One journal write of a group commit: the records of [head .. tail], plus a
+ * WRAP marker at the ring end when the batch starts over at offset 0, plus a
+ * flush with flush_mode=always. Batches complete in any order on the device
+ * but become durable (acked) in ring order.
+ */
+struct bs_batch {
+	struct bs *bs;
+	struct bs_ctx *head, *tail;
+	uint32_t pending; /* device I/Os of this batch in flight */
+	int err;
+	bool flushing; /* its flush is the I/O in flight */
+	bool written;  /* every I/O of the batch completed */
+	struct bs_io io, wrap_io, flush_io;
+};
+
 struct bs_ckio {
 	struct bs_io io;
 	struct bs *bs;
@@ -185,11 +202,8 @@ struct bs {
 	uint64_t tail_seq, next_seq;
 	uint64_t jsb_gen;
 	struct bs_ctx *jq_head, *jq_tail;
-	struct bs_ctx *b_head, *b_tail;
-	bool b_active, b_flushing;
-	uint32_t b_pending;
-	int b_err;
-	struct bs_io b_io, b_wrap_io, b_flush_io;
+	struct bs_batch batch[BS_BATCHES]; /* ring: b_first is the oldest */
+	uint32_t b_first, b_count;
 	uint32_t applies; /* acked writes not yet applied in place */
 
 	/* checkpoint */
@@ -214,6 +228,7 @@ struct bs {
 
 	/* stats */
 	uint64_t st_reads, st_writes, st_read_errors, st_crc_errors, st_wraps;
+	uint32_t st_batches_max; /* most journal batches in flight at once */
 };
 
 /* bs.c */

@@ -149,15 +149,21 @@ static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq
 
 static void batch_flush_done(struct bs_io *io, int res);
 
-static void batch_durable(struct bs *bs)
+/* Ack (or fail) the records of the oldest batch, which is fully written. */
+static void batch_durable(struct bs *bs, struct bs_batch *b)
 {
-	struct bs_ctx *op = bs->b_head;
-	int err = bs->b_err;
+	struct bs_ctx *op = b->head;
+	int err = b->err;
 
-	bs->b_head = bs->b_tail = NULL;
-	bs->b_active = false;
+	b->head = b->tail = NULL;
+	bs->b_first = (bs->b_first + 1) % BS_BATCHES;
+	bs->b_count--;
 	if (err) {
 		bs_fail(bs, err, "journal write");
+	} else {
+		/* replay stops at the first record that did not make it, so
+		 * nothing written after a failed batch may be acked either */
+		err = bs->failed;
 	}
 	while (op) {
 		struct bs_ctx *next = op->qnext;
@@ -188,43 +194,52 @@ static void batch_durable(struct bs *bs)
 	}
 }
 
-static void batch_step(struct bs *bs, int res)
+static void batch_step(struct bs_batch *b, int res)
 {
+	struct bs *bs = b->bs;
+	bool acked = false;
+
 	bs_io_done(bs);
-	if (res < 0 && !bs->b_err) {
-		bs->b_err = res;
+	if (res < 0 && !b->err) {
+		b->err = res;
 	}
-	kassert(bs->b_pending > 0);
-	if (--bs->b_pending) {
+	kassert(b->pending > 0);
+	if (--b->pending) {
 		return;
 	}
-	if (!bs->b_err && bs->flush_always && !bs->b_flushing) {
-		bs->b_flushing = true;
-		bs->b_pending = 1;
-		bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &bs->b_flush_io, batch_flush_done);
+	if (!b->err && bs->flush_always && !b->flushing) {
+		b->flushing = true;
+		b->pending = 1;
+		bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &b->flush_io, batch_flush_done);
 		return;
 	}
-	batch_durable(bs);
+	b->written = true;
+	while (bs->b_count && bs->batch[bs->b_first].written) {
+		batch_durable(bs, &bs->batch[bs->b_first]);
+		acked = true;
+	}
 	/* The acks queued their replies for the next reactor turn (the
 	 * transport batches sends per turn); run the applies and the next batch
 	 * from that turn too, after the replies, so the sendmsgs come first in
 	 * the one io_uring_enter that submits them all. */
-	bs_run_later(bs);
+	if (acked) {
+		bs_run_later(bs);
+	}
 }
 
 static void batch_write_done(struct bs_io *io, int res)
 {
-	batch_step(container_of(io, struct bs, b_io), res);
+	batch_step(container_of(io, struct bs_batch, io), res);
 }
 
 static void batch_wrap_done(struct bs_io *io, int res)
 {
-	batch_step(container_of(io, struct bs, b_wrap_io), res);
+	batch_step(container_of(io, struct bs_batch, wrap_io), res);
 }
 
 static void batch_flush_done(struct bs_io *io, int res)
 {
-	batch_step(container_of(io, struct bs, b_flush_io), res);
+	batch_step(container_of(io, struct bs_batch, flush_io), res);
 }
 
 static void fail_jqueue(struct bs *bs)
@@ -251,18 +266,22 @@ static void write_wrap_marker(struct bs *bs, uint64_t pos, uint64_t seq)
 }
 
 /*
- * Start the next batch when none is in flight: build queued records while
- * they fit contiguously in the ring (a batch never straddles the ring end;
- * a WRAP record sends replay back to offset 0). Returns true if it did work.
+ * Start a batch with the queued records while fewer than BS_BATCHES are in
+ * flight: build them while they fit contiguously in the ring (a batch never
+ * straddles the ring end; a WRAP record sends replay back to offset 0).
+ * Batches in flight together are written concurrently and acked in ring
+ * order, so an ack never depends on a record after a hole. Returns true if
+ * it did work.
  */
 bool bs_journal_pump(struct bs *bs)
 {
 	uint64_t pos = bs->jhead, used = bs->jused, start = bs->jhead, len = 0, wrap_pos = 0;
 	bool wrap = false, did = false;
+	struct bs_batch *b;
 	struct bs_ctx *op;
 	int ret;
 
-	if (bs->b_active || !bs->jq_head || bs->ck != BS_CK_IDLE) {
+	if (bs->b_count == BS_BATCHES || !bs->jq_head || bs->ck != BS_CK_IDLE) {
 		return false;
 	}
 	if (bs->failed) {
@@ -272,6 +291,8 @@ bool bs_journal_pump(struct bs *bs)
 	if (bs->ck_want) {
 		return false;
 	}
+	b = &bs->batch[(bs->b_first + bs->b_count) % BS_BATCHES];
+	kassert(!b->head);
 	while ((op = bs->jq_head)) {
 		uint64_t rl = bs_rec_bytes(op);
 
@@ -304,12 +325,12 @@ bool bs_journal_pump(struct bs *bs)
 		op->jpos = pos;
 		op->state = BS_OPS_JOURNAL;
 		op->qnext = NULL;
-		if (bs->b_tail) {
-			bs->b_tail->qnext = op;
+		if (b->tail) {
+			b->tail->qnext = op;
 		} else {
-			bs->b_head = op;
+			b->head = op;
 		}
-		bs->b_tail = op;
+		b->tail = op;
 		bs->next_seq++;
 		pos += rl;
 		used += rl;
@@ -324,17 +345,21 @@ bool bs_journal_pump(struct bs *bs)
 	}
 	bs->jhead = pos;
 	bs->jused = used;
-	bs->b_active = true;
-	bs->b_flushing = false;
-	bs->b_err = 0;
-	bs->b_pending = (len ? 1 : 0) + (wrap ? 1 : 0);
+	if (++bs->b_count > bs->st_batches_max) {
+		bs->st_batches_max = bs->b_count;
+	}
+	b->bs = bs;
+	b->flushing = false;
+	b->written = false;
+	b->err = 0;
+	b->pending = (len ? 1 : 0) + (wrap ? 1 : 0);
 	if (wrap) {
 		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + wrap_pos, BS_BLOCK,
-			      bs->sb.journal_off + wrap_pos, &bs->b_wrap_io, batch_wrap_done);
+			      bs->sb.journal_off + wrap_pos, &b->wrap_io, batch_wrap_done);
 	}
 	if (len) {
 		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + start, len, bs->sb.journal_off + start,
-			      &bs->b_io, batch_write_done);
+			      &b->io, batch_write_done);
 	}
 	return true;
 }
@@ -555,7 +580,7 @@ bool bs_ckpt_pump(struct bs *bs)
 {
 	uint64_t i;
 
-	if (bs->ck != BS_CK_IDLE || !bs->ck_want || bs->b_active || bs->applies || bs->failed) {
+	if (bs->ck != BS_CK_IDLE || !bs->ck_want || bs->b_count || bs->applies || bs->failed) {
 		return false;
 	}
 	bs->ck = BS_CK_WRITE;

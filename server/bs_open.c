@@ -573,8 +573,8 @@ static int drive(struct bs *bs, bool (*done)(struct bs *bs))
 		if (!bs->dev_inflight && !bs->rd->armed) {
 			bs_run(bs);
 			if (!done(bs) && !bs->dev_inflight && !bs->rd->armed) {
-				log_fatal("bs: stuck: ops %u batch %d applies %u ck %d",
-					  bs->ops_used, bs->b_active, bs->applies, bs->ck);
+				log_fatal("bs: stuck: ops %u batches %u applies %u ck %d",
+					  bs->ops_used, bs->b_count, bs->applies, bs->ck);
 			}
 			continue;
 		}
@@ -595,7 +595,7 @@ static bool ckpt_done(struct bs *bs)
 
 static bool idle_done(struct bs *bs)
 {
-	return !bs->ops_used && !bs->cw_head && !bs->b_active && bs->ck == BS_CK_IDLE &&
+	return !bs->ops_used && !bs->cw_head && !bs->b_count && bs->ck == BS_CK_IDLE &&
 	       !bs->rd->armed;
 }
 
@@ -728,6 +728,7 @@ void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out)
 	out->tail = bs->jtail;
 	out->wraps = bs->st_wraps;
 	out->checkpoints = bs->ck_count;
+	out->batches_max = bs->st_batches_max;
 }
 
 int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off)
