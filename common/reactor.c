@@ -321,14 +321,21 @@ static bool poll_cq(struct reactor *r)
 	return false;
 }
 
-int reactor_poll(struct reactor *r, bool wait)
+/*
+ * One iteration. @settle: deferred calls that ran count as progress only if
+ * they queued more deferred work; otherwise the iteration goes on to submit
+ * what they queued and wait, in one io_uring_enter. Only reactor_run() may
+ * settle: it re-checks nothing between iterations but r->stop, whereas a
+ * reactor_poll() caller may be waiting for exactly what a deferred call did.
+ */
+static int turn(struct reactor *r, bool wait, bool settle)
 {
 	struct io_uring_cqe *cqe;
 	int ret, n = 0;
 
 	msg_arm(r);
 	n += run_deferred(r);
-	if (wait && !n && !r->defer_head && !poll_cq(r)) {
+	if (wait && (settle ? !r->stop : !n) && !r->defer_head && !poll_cq(r)) {
 		do {
 			ret = io_uring_submit_and_wait(&r->ring, 1);
 		} while (ret == -EINTR);
@@ -346,13 +353,18 @@ int reactor_poll(struct reactor *r, bool wait)
 	return n;
 }
 
+int reactor_poll(struct reactor *r, bool wait)
+{
+	return turn(r, wait, false);
+}
+
 int reactor_run(struct reactor *r)
 {
 	int ret;
 
 	r->stop = false;
 	while (!r->stop) {
-		ret = reactor_poll(r, true);
+		ret = turn(r, true, true);
 		if (ret < 0) {
 			log_error("reactor: fatal ring error: %s", strerror(-ret));
 			return ret;
