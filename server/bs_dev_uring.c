@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -28,6 +29,8 @@
 
 #include "common/log.h"
 #include "server/bs_dev.h"
+
+#define URING_LOCK_WAIT_MS 5000u /* how long open waits for the drive lock */
 
 struct uring_dev {
 	struct bs_dev dev;
@@ -148,12 +151,14 @@ static int uring_flush(struct bs_dev *dev, struct bs_io *io)
 /*
  * The caller must have drained its I/O. A registered fd stays referenced by
  * the ring's file table until the reactor is destroyed (the reactor has no
- * call to unregister), so the file is only fully released then.
+ * call to unregister), so the file is only fully released then; the lock,
+ * which belongs to the open file, is dropped here explicitly.
  */
 static void uring_close(struct bs_dev *dev)
 {
 	struct uring_dev *ud = to_uring(dev);
 
+	flock(ud->fd, LOCK_UN);
 	close(ud->fd);
 	free(ud);
 }
@@ -237,6 +242,38 @@ static int uring_size(int fd, const struct stat *st, uint64_t size, uint64_t *ou
 	return *out ? 0 : -EINVAL;
 }
 
+/*
+ * One opener per drive: a second keel-server, or a format under a running
+ * one, would overwrite its journal and metadata. The lock is advisory (other
+ * tools can still write). It belongs to the open file, which the io_uring of
+ * a killed server keeps until the kernel has finished that ring's I/O, so a
+ * restart right after a kill waits for the lock for a while: this also keeps
+ * a dying predecessor's last writes from landing under the new server.
+ */
+static int uring_lock(int fd, const char *path)
+{
+	unsigned int waited_ms = 0;
+
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			return -errno;
+		}
+		if (waited_ms >= URING_LOCK_WAIT_MS) {
+			log_error(
+				"uring %s: in use: another process (a keel-server?) holds its lock",
+				path);
+			return -EBUSY;
+		}
+		if (!waited_ms) {
+			log_warn("uring %s: locked by another process, waiting up to %u s", path,
+				 URING_LOCK_WAIT_MS / 1000);
+		}
+		usleep(50 * 1000);
+		waited_ms += 50;
+	}
+	return 0;
+}
+
 int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct bs_dev **out)
 {
 	struct uring_dev *ud;
@@ -255,6 +292,10 @@ int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct
 	}
 	if (fstat(ud->fd, &st) < 0) {
 		ret = -errno;
+		goto out_close_fd;
+	}
+	ret = uring_lock(ud->fd, path);
+	if (ret) {
 		goto out_close_fd;
 	}
 	ret = uring_size(ud->fd, &st, size, &ud->dev.size);

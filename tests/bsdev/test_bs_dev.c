@@ -1072,6 +1072,20 @@ static void test_uring_open_sizes(void **state)
 	assert_int_equal(bs_dev_open(f->r, "uring", f->dir, 0, &d2), -EISDIR);
 }
 
+/* A drive has one opener at a time: a second open is EBUSY until the first
+ * closes (two blockstores on one drive would destroy each other's data). */
+static void test_uring_exclusive(void **state)
+{
+	struct fix *f = fix_of(state);
+	struct bs_dev *d2;
+
+	assert_int_equal(bs_dev_open(f->r, "uring", f->path, 0, &d2), -EBUSY);
+	bs_dev_close(f->dev);
+	f->dev = NULL;
+	assert_int_equal(bs_dev_open(f->r, "uring", f->path, 0, &d2), 0);
+	f->dev = d2;
+}
+
 /* Exit status for "cannot run here" (ctest SKIP_RETURN_CODE, as liburing). */
 #define TEST_SKIP 77
 
@@ -1118,6 +1132,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_uring_short, setup_uring, teardown),
 		cmocka_unit_test_setup_teardown(test_uring_volatile_cache, setup_uring, teardown),
 		cmocka_unit_test_setup_teardown(test_uring_open_sizes, setup_uring, teardown),
+		cmocka_unit_test_setup_teardown(test_uring_exclusive, setup_uring, teardown),
 	};
 	const char *which = argc > 1 ? argv[1] : "all";
 	bool all = !strcmp(which, "all");
