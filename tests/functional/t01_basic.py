@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""01 basic: format, run, keel-bench --verify randwrite then randread, SIGTERM
-exits 0, restart, everything acknowledged before still verifies."""
+"""01 basic: format, run, keel-bench --verify randwrite then randread, a
+format --force of the running server's drive refused, SIGTERM exits 0,
+restart, everything acknowledged before still verifies."""
 import json
 import os
 
@@ -38,6 +39,13 @@ def test(env):
     r = bench(env, addr, state, "randread", 20000)
     kt.check(r["verified_blocks"] > 10000, "randread verified what randwrite wrote")
     r = bench(env, addr, state, "randrw", 10000)
+
+    # The drive is locked while the server runs: format waits for the lock,
+    # gives up and leaves the live blockstore alone.
+    p = env.run([env.server_bin, "format", "--device", dev, "--force"])
+    kt.check(p.returncode == 1 and "in use" in p.stderr,
+             "format --force of a drive in use is refused (exit 1, 'in use')")
+    r = bench(env, addr, state, "randread", 4000)
 
     rc = srv.stop()
     kt.check(rc == 0, "SIGTERM: keel-server exits 0")
