@@ -192,33 +192,27 @@ static void test_torn_batch(void **state)
  */
 #define PIPE_N 192
 
+static struct treq *pipe_reqs;
 static uint32_t pipe_order[PIPE_N], pipe_acked;
 
-struct preq {
-	struct bs_req req;
-	uint32_t idx;
-	int res;
-};
-
-static void preq_cb(struct bs_req *req, int res)
+static void pipe_cb(struct bs_req *req, int res)
 {
-	struct preq *p = container_of(req, struct preq, req);
-
-	p->res = res;
-	pipe_order[pipe_acked++] = p->idx;
+	treq_cb(req, res);
+	pipe_order[pipe_acked++] = (uint32_t)(container_of(req, struct treq, req) - pipe_reqs);
 }
 
 static void test_pipelined_acks(void **state)
 {
 	struct tenv e;
 	struct bs_test_journal j;
-	struct preq *p = calloc(PIPE_N, sizeof(*p));
+	struct treq *p = calloc(PIPE_N, sizeof(*p));
 	uint8_t *bufs = NULL;
 	uint32_t *crcs = calloc(PIPE_N, sizeof(*crcs));
 	uint32_t i, seed;
 
 	assert_non_null(p);
 	assert_non_null(crcs);
+	pipe_reqs = p;
 	assert_int_equal(posix_memalign((void **)&bufs, 4096, (size_t)PIPE_N * 4096), 0);
 	for (seed = 1; seed <= 8; seed++) {
 		assert_int_equal(tenv_setup(&e, "sim", DEV, OBJ, JRN), 0);
@@ -231,8 +225,6 @@ static void test_pipelined_acks(void **state)
 			tenv_fill(&e, 1000 + i, 4096);
 			memcpy(bufs + (size_t)i * 4096, e.buf, 4096);
 			memset(&p[i], 0, sizeof(p[i]));
-			p[i].idx = i;
-			p[i].res = 1;
 			p[i].req.op = BS_OP_WRITE;
 			p[i].req.inode = 1;
 			p[i].req.objno = i % 16;
@@ -241,7 +233,7 @@ static void test_pipelined_acks(void **state)
 			p[i].req.buf = bufs + (size_t)i * 4096;
 			p[i].req.crcs = &crcs[i];
 			crcs[i] = e.crcs[0];
-			p[i].req.cb = preq_cb;
+			p[i].req.cb = pipe_cb;
 			assert_int_equal(bs_submit(e.bs, &p[i].req), 0);
 			reactor_poll(e.r, false);
 		}
@@ -249,6 +241,7 @@ static void test_pipelined_acks(void **state)
 			reactor_poll(e.r, false);
 		}
 		for (i = 0; i < PIPE_N; i++) {
+			assert_true(p[i].done);
 			assert_int_equal(p[i].res, 0);
 			assert_int_equal(pipe_order[i], i);
 		}
