@@ -243,35 +243,57 @@ static int uring_size(int fd, const struct stat *st, uint64_t size, uint64_t *ou
 }
 
 /*
- * One opener per drive: a second keel-server, or a format under a running
- * one, would overwrite its journal and metadata. The lock is advisory (other
- * tools can still write). It belongs to the open file, which the io_uring of
- * a killed server keeps until the kernel has finished that ring's I/O, so a
- * restart right after a kill waits for the lock for a while: this also keeps
- * a dying predecessor's last writes from landing under the new server.
+ * Open @path for one opener only: a second keel-server, or a format under a
+ * running one, would overwrite its journal and metadata. An exclusive flock
+ * covers files and block devices (advisory: other tools can still write);
+ * block devices are also opened O_EXCL, which the kernel enforces against
+ * mounts and other exclusive openers (mkfs, partitioning tools). Both belong
+ * to the open file, which the io_uring of a killed server keeps until the
+ * kernel has finished that ring's I/O, so a restart right after a kill waits
+ * for them for a while: this also keeps a dying predecessor's last writes
+ * from landing under the new server. Size 0 means "use what is there": only
+ * a size creates a missing file.
  */
-static int uring_lock(int fd, const char *path)
+static int uring_open_excl(const char *path, uint64_t size, int *fdp, struct stat *st)
 {
+	int flags = O_RDWR | O_DIRECT | O_CLOEXEC | (size ? O_CREAT : 0);
 	unsigned int waited_ms = 0;
+	struct stat pst;
+	int fd, err;
 
-	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK) {
-			return -errno;
+	if (!stat(path, &pst) && S_ISBLK(pst.st_mode)) {
+		flags = O_RDWR | O_DIRECT | O_CLOEXEC | O_EXCL;
+	}
+	for (;;) {
+		fd = open(path, flags, 0600);
+		if (fd < 0) {
+			err = -errno;
+		} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			err = errno == EWOULDBLOCK ? -EBUSY : -errno;
+			close(fd);
+		} else if (fstat(fd, st) < 0) {
+			err = -errno;
+			close(fd);
+		} else {
+			*fdp = fd;
+			return 0;
+		}
+		if (err != -EBUSY) {
+			return err;
 		}
 		if (waited_ms >= URING_LOCK_WAIT_MS) {
-			log_error(
-				"uring %s: in use: another process (a keel-server?) holds its lock",
-				path);
+			log_error("uring %s: in use: another process (a keel-server? a mount?) "
+				  "has it open",
+				  path);
 			return -EBUSY;
 		}
 		if (!waited_ms) {
-			log_warn("uring %s: locked by another process, waiting up to %u s", path,
+			log_warn("uring %s: in use by another process, waiting up to %u s", path,
 				 URING_LOCK_WAIT_MS / 1000);
 		}
 		usleep(50 * 1000);
 		waited_ms += 50;
 	}
-	return 0;
 }
 
 int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct bs_dev **out)
@@ -284,19 +306,9 @@ int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct
 	if (!ud) {
 		return -ENOMEM;
 	}
-	/* Only create when a size says how big: size 0 means "use what is there". */
-	ud->fd = open(path, O_RDWR | O_DIRECT | O_CLOEXEC | (size ? O_CREAT : 0), 0600);
-	if (ud->fd < 0) {
-		ret = -errno;
-		goto out_free;
-	}
-	if (fstat(ud->fd, &st) < 0) {
-		ret = -errno;
-		goto out_close_fd;
-	}
-	ret = uring_lock(ud->fd, path);
+	ret = uring_open_excl(path, size, &ud->fd, &st);
 	if (ret) {
-		goto out_close_fd;
+		goto out_free;
 	}
 	ret = uring_size(ud->fd, &st, size, &ud->dev.size);
 	if (ret) {

@@ -9,7 +9,8 @@ foreach(t
     t02_bad_input
     t03_enospc
     t04_bitrot
-    t05_config)
+    t05_config
+    t06_blockdev)
   add_test(NAME functional_${t}
     COMMAND ${KEEL_FT_PY} ${KEEL_FT_DIR}/${t}.py $<TARGET_FILE:keel-server>
             $<TARGET_FILE:keel-bench>)
