@@ -8,7 +8,7 @@ PKGS="build-essential cmake pkg-config clang libclang-rt-14-dev
 liburing-dev libprotobuf-c-dev protobuf-c-compiler uuid-dev libcmocka-dev
 libibverbs-dev librdmacm-dev libisal-dev libsqlite3-dev libmicrohttpd-dev
 libjansson-dev libcurl4-openssl-dev libinih-dev libssl-dev
-fio python3 procps iproute2 util-linux curl python3-cinderclient python3-openstackclient
+fio python3 procps iproute2 util-linux mount curl python3-cinderclient python3-openstackclient
 qemu-system-x86 qemu-utils qemu-block-extra busybox-static libnbd-bin cpio zstd
 prometheus"
 
