@@ -8,6 +8,7 @@ hand: proto3 varints and length-delimited fields only.
 """
 import hashlib
 import hmac
+import json
 import os
 import re
 import shutil
@@ -401,6 +402,22 @@ class Env:
 
     def bench_args(self, addr, *args):
         return [self.bench_bin, "--server", addr, "--key", self.key] + list(args)
+
+    def verified_bench(self, addr, state, rw, ios, size, iodepth, seed, what=""):
+        """keel-bench --verify with a state file (the model of every block
+        written); checks it exits 0 with no error and no mismatch and
+        returns its JSON report."""
+        p = self.run(self.bench_args(addr, "--rw", rw, "--bs", "4k", "--iodepth", str(iodepth),
+                                     "--size", size, "--ios", str(ios), "--verify",
+                                     "--state", state, "--json", "--seed", str(seed)))
+        if p.returncode != 0:
+            raise TestFailure("keel-bench %s exited %d:\n%s%s" % (rw, p.returncode, p.stdout,
+                                                                  p.stderr))
+        r = json.loads(p.stdout)
+        check(r["errors"] == 0 and r["verify_mismatches"] == 0 and r["ok"],
+              "%s%s: %d ios, 0 errors, 0 mismatches, %d blocks verified" %
+              (rw, what, r["total"]["ios"], r["verified_blocks"]))
+        return r
 
     def cleanup(self, ok):
         for s in self.servers:

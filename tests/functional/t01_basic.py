@@ -3,24 +3,13 @@
 """01 basic: format, run, keel-bench --verify randwrite then randread, a
 format --force of the running server's drive refused, SIGTERM exits 0,
 restart, everything acknowledged before still verifies."""
-import json
 import os
 
 import keeltest as kt
 
 
 def bench(env, addr, state, rw, ios):
-    p = env.run(env.bench_args(addr, "--rw", rw, "--bs", "4k", "--iodepth", "32",
-                               "--size", "32M", "--ios", str(ios), "--verify",
-                               "--state", state, "--json", "--seed", "7"))
-    if p.returncode != 0:
-        raise kt.TestFailure("keel-bench %s exited %d:\n%s%s" % (rw, p.returncode, p.stdout,
-                                                                 p.stderr))
-    r = json.loads(p.stdout)
-    kt.check(r["errors"] == 0 and r["verify_mismatches"] == 0 and r["ok"],
-             "%s: %d ios, 0 errors, 0 mismatches, %d blocks verified" %
-             (rw, r["total"]["ios"], r["verified_blocks"]))
-    return r
+    return env.verified_bench(addr, state, rw, ios, size="32M", iodepth=32, seed=7)
 
 
 def test(env):

@@ -7,7 +7,6 @@ a time: format --force while the server runs is refused, and so is a server
 start while another process holds the device open O_EXCL (as a mount or
 mkfs does)."""
 import errno
-import json
 import os
 import time
 
@@ -15,17 +14,8 @@ import keeltest as kt
 
 
 def bench(env, addr, state, rw, ios):
-    p = env.run(env.bench_args(addr, "--rw", rw, "--bs", "4k", "--iodepth", "16",
-                               "--size", "64M", "--ios", str(ios), "--verify",
-                               "--state", state, "--json", "--seed", "6"))
-    if p.returncode != 0:
-        raise kt.TestFailure("keel-bench %s exited %d:\n%s%s" % (rw, p.returncode, p.stdout,
-                                                                 p.stderr))
-    r = json.loads(p.stdout)
-    kt.check(r["errors"] == 0 and r["verify_mismatches"] == 0 and r["ok"],
-             "%s on the block device: %d ios, 0 errors, 0 mismatches, %d blocks verified" %
-             (rw, r["total"]["ios"], r["verified_blocks"]))
-    return r
+    return env.verified_bench(addr, state, rw, ios, size="64M", iodepth=16, seed=6,
+                              what=" on the block device")
 
 
 def test(env):
