@@ -389,3 +389,8 @@ int reactor_register_files(struct reactor *r, const int *fds, unsigned int n)
 {
 	return io_uring_register_files(&r->ring, fds, n);
 }
+
+int reactor_unregister_files(struct reactor *r)
+{
+	return io_uring_unregister_files(&r->ring);
+}

@@ -143,6 +143,9 @@ int reactor_poll(struct reactor *r, bool wait);
  * failure; callers fall back to unregistered I/O. */
 int reactor_register_buffers(struct reactor *r, const struct iovec *iov, unsigned int n);
 int reactor_register_files(struct reactor *r, const int *fds, unsigned int n);
+/* Drop the registered files, so that closing their fds releases them now
+ * rather than when the ring is torn down. No I/O on them may be in flight. */
+int reactor_unregister_files(struct reactor *r);
 
 /* Monotonic time in nanoseconds (CLOCK_MONOTONIC). */
 uint64_t reactor_now_ns(void);

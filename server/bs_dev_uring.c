@@ -149,15 +149,17 @@ static int uring_flush(struct bs_dev *dev, struct bs_io *io)
 }
 
 /*
- * The caller must have drained its I/O. A registered fd stays referenced by
- * the ring's file table until the reactor is destroyed (the reactor has no
- * call to unregister), so the file is only fully released then; the lock,
- * which belongs to the open file, is dropped here explicitly.
+ * The caller must have drained its I/O. The ring's file table holds the file
+ * too: unregister it, so that the close releases the drive (lock and O_EXCL
+ * claim) now, and a stop followed at once by a mkfs or a new server works.
  */
 static void uring_close(struct bs_dev *dev)
 {
 	struct uring_dev *ud = to_uring(dev);
 
+	if (ud->sqe_flags & IOSQE_FIXED_FILE) {
+		reactor_unregister_files(dev->r);
+	}
 	flock(ud->fd, LOCK_UN);
 	close(ud->fd);
 	free(ud);
