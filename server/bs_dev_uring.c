@@ -160,6 +160,8 @@ static void uring_close(struct bs_dev *dev)
 	if (ud->sqe_flags & IOSQE_FIXED_FILE) {
 		reactor_unregister_files(dev->r);
 	}
+	/* Redundant when the unregister worked; if it failed, the ring still
+	 * holds the file, and this at least drops the lock. */
 	flock(ud->fd, LOCK_UN);
 	close(ud->fd);
 	free(ud);
