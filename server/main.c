@@ -550,13 +550,14 @@ static void log_counters(const struct srv *s)
 {
 	const struct srv_counters *c = &s->ctr;
 
-	log_info("served: read %llu (%llu err, %llu MiB), write %llu (%llu err, %llu MiB), "
-		 "discard %llu, write_zeroes %llu, sync %llu, list %llu, stat %llu, ping %llu, "
-		 "busy %llu; connections %llu accepted, %llu refused",
+	log_info("served: read %llu (%llu err, %llu MiB), write %llu (%llu err, %llu MiB, %llu "
+		 "coalesced), discard %llu, write_zeroes %llu, sync %llu, list %llu, stat %llu, "
+		 "ping %llu, busy %llu; connections %llu accepted, %llu refused",
 		 (unsigned long long)c->ops[KP_OP_READ], (unsigned long long)c->errors[KP_OP_READ],
 		 (unsigned long long)(c->bytes_read >> 20), (unsigned long long)c->ops[KP_OP_WRITE],
 		 (unsigned long long)c->errors[KP_OP_WRITE],
 		 (unsigned long long)(c->bytes_written >> 20),
+		 (unsigned long long)c->writes_coalesced,
 		 (unsigned long long)c->ops[KP_OP_DISCARD],
 		 (unsigned long long)c->ops[KP_OP_WRITE_ZEROES],
 		 (unsigned long long)c->ops[KP_OP_SYNC], (unsigned long long)c->ops[KP_OP_LIST],

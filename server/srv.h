@@ -116,6 +116,7 @@ struct srv_counters {
 	uint64_t errors[KP_OP__MAX];
 	uint64_t bytes_read, bytes_written;
 	uint64_t busy_rejects;
+	uint64_t writes_coalesced; /* client WRITEs that rode on an earlier one */
 	uint64_t conns_accepted, conns_closed, conns_refused;
 };
 
@@ -168,6 +169,7 @@ enum srv_repl_state {
 	SRV_RS_RUNNING,	  /* local op and replica ops in flight */
 	SRV_RS_PUSHING,	  /* a member rejected the previous version: object push */
 	SRV_RS_FINISHING, /* result known, waiting for sends to release buffers */
+	SRV_RS_MERGED,	  /* WRITE coalesced into an earlier one (its r.merged) */
 };
 
 struct srv_obj;
@@ -225,6 +227,10 @@ struct srv_repl {
 	bool chain;	     /* READ with a ReadChain: req->x.chain */
 	struct srv_copyup *cu; /* merge copy-up (internal WRITE), or NULL */
 	uint32_t layers_gen; /* mutation: srv_cluster.layers_gen when it started */
+	/* write coalescing: the WRITEs riding on this one (linked by mnext);
+	 * own_length is hdr.length as received, restored for the reply */
+	struct srv_req *merged, *mnext;
+	uint32_t own_length;
 };
 
 /* A client READ through a layer chain (srv_repl.c): the top's extent is

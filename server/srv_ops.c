@@ -257,6 +257,7 @@ static int srv_stat_store(struct srv_req *req)
 		st.recovery_objects_copied = s->cl->rec_objects_copied;
 		st.map_epoch = s->cl->epoch;
 		st.server_id = s->cl->self;
+		st.writes_coalesced = s->ctr.writes_coalesced;
 	}
 	st.msg_hdr_crc_errors = kp_conn_stats.hdr_crc_errors;
 	st.msg_data_crc_errors = kp_conn_stats.data_crc_errors;

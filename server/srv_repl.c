@@ -374,6 +374,8 @@ static int repl_full_check(struct srv_cluster *cl, const struct srv_req *req)
 static void repl_complete(struct srv_req *req)
 {
 	struct srv_cluster *cl = req_cl(req);
+	struct srv_req *merged, *f, *next;
+	uint64_t version = req->r.version;
 	int res = req->r.final_res;
 
 	if (req->r.state == SRV_RS_NONE) {
@@ -408,7 +410,23 @@ static void repl_complete(struct srv_req *req)
 		req->reply.hdr.obj_ver = req->r.version;
 		repl_note_writer(cl, req->r.pg, req->r.interval);
 	}
+	merged = req->r.merged;
+	if (merged) {
+		req->r.merged = NULL;
+		req->hdr.length = req->r.own_length;
+	}
 	srv_req_finish(req, res);
+	for (f = merged; f; f = next) {
+		next = f->r.mnext;
+		kassert(f->r.state == SRV_RS_MERGED);
+		f->r.state = SRV_RS_NONE;
+		kassert(cl->client_inflight > 0);
+		cl->client_inflight--;
+		if (!res) {
+			f->reply.hdr.obj_ver = version;
+		}
+		srv_req_finish(f, res);
+	}
 }
 
 static void repl_sub_idle(struct srv_peer_req *pr)
@@ -1062,6 +1080,74 @@ static void repl_pg_enqueue(struct srv_req *req)
 	pg->wait_tail = req;
 }
 
+/*
+ * Write coalescing (docs/cluster.md). A client write holds its object
+ * until every member has it, so writes to one object go one at a time:
+ * without this, a sequential stream at queue depth N would wait N round
+ * trips to the replicas. When a WRITE gets its object, the client WRITEs
+ * queued right behind it that continue its extent join it: they share its
+ * version, its journal record on each member and its replica messages,
+ * and each gets its own reply with the shared result. Only a run of
+ * adjacent writes at the head of the queue joins (nothing overtakes a
+ * waiter), from the same attachment generation (the fence check is the
+ * same), up to SRV_SMALL_BUF: the leader's pool buffer, and the buffer
+ * each replica takes for it.
+ */
+static void repl_granted(struct srv_obj_waiter *w);
+
+static struct srv_req *repl_follower(const struct srv_req *lead, const struct srv_obj_waiter *w,
+				     uint32_t end)
+{
+	struct srv_req *f;
+
+	if (!w || w->grant != repl_granted || !w->writer) {
+		return NULL;
+	}
+	f = container_of(w, struct srv_req, r.ow);
+	if (f->hdr.opcode != KP_OP_WRITE || f->conn->internal_done ||
+	    f->r.state != SRV_RS_OBJ_WAIT || f->hdr.pgid != lead->hdr.pgid ||
+	    f->hdr.gen != lead->hdr.gen || f->hdr.flags != lead->hdr.flags ||
+	    f->hdr.offset != end || f->hdr.length > SRV_SMALL_BUF - (end - lead->hdr.offset)) {
+		return NULL;
+	}
+	return f;
+}
+
+static void repl_coalesce(struct srv_req *req)
+{
+	struct srv *s = req->conn->srv;
+	struct srv_obj *o = req->r.obj;
+	struct srv_req *f, **tail = &req->r.merged;
+	uint32_t len = req->hdr.length;
+
+	if (req->hdr.opcode != KP_OP_WRITE || req->conn->internal_done || req->pool != s->small) {
+		return;
+	}
+	while ((f = repl_follower(req, o->wait_head, req->hdr.offset + len))) {
+		o->wait_head = f->r.ow.next;
+		if (!o->wait_head) {
+			o->wait_tail = NULL;
+		}
+		memcpy((uint8_t *)req->buf + len, f->buf, f->hdr.length);
+		memcpy(req->crcs + len / BS_BLOCK, f->crcs,
+		       (f->hdr.length / BS_BLOCK) * sizeof(uint32_t));
+		len += f->hdr.length;
+		bufpool_put(f->pool, f->buf);
+		f->buf = NULL;
+		f->pool = NULL;
+		f->r.state = SRV_RS_MERGED;
+		f->r.obj = NULL;
+		f->r.mnext = NULL;
+		*tail = f;
+		tail = &f->r.mnext;
+		s->ctr.writes_coalesced++;
+	}
+	if (req->r.merged) {
+		req->r.own_length = req->hdr.length;
+		req->hdr.length = len;
+	}
+}
+
 /* The object is ours: run the op. */
 static void repl_run(struct srv_req *req)
 {
@@ -1106,6 +1192,7 @@ static void repl_run(struct srv_req *req)
 		}
 		return;
 	}
+	repl_coalesce(req);
 	if (!pg_writable(pg)) {
 		log_debug("pg %u.%u: %u up members < min_replicas %u: write queued", pg->pool,
 			  pg->pg, __builtin_popcount(pg->up), pg->min_replicas);
@@ -1141,6 +1228,7 @@ void srv_repl_client(struct srv_req *req)
 	req->r.locked = false;
 	req->r.final_res = 0;
 	req->r.local_done = true;
+	req->r.merged = NULL;
 	if (req_is_mutation(req)) {
 		req->r.chain = false; /* srv_op_read() sets it for reads */
 	}
@@ -1176,6 +1264,9 @@ void srv_repl_describe(const struct srv_req *req, char *buf, size_t len)
 	switch (req->r.state) {
 	case SRV_RS_OBJ_WAIT:
 		snprintf(buf, len, "waiting for its object (an earlier op or a push holds it)");
+		return;
+	case SRV_RS_MERGED:
+		snprintf(buf, len, "coalesced into an earlier write of its object");
 		return;
 	case SRV_RS_PG_WAIT:
 		snprintf(buf, len, "queued: pg %u.%u has %u up members, min_replicas %u",

@@ -336,7 +336,7 @@ class Cluster:
                  19: "recovery_objects_copied", 20: "map_epoch", 21: "server_id",
                  22: "msg_hdr_crc_errors", 23: "msg_data_crc_errors",
                  24: "fault_msgs_dropped", 25: "fault_msgs_corrupted",
-                 26: "fault_msgs_delayed"}
+                 26: "fault_msgs_delayed", 27: "writes_coalesced"}
         return {n: f.get(k, [0])[0] for k, n in names.items()}
 
 

@@ -24,6 +24,8 @@ keel_cluster_ft(t_pause_partition 600 "functional;cluster")
 keel_cluster_ft(t_min_replicas 400 "functional;cluster")
 keel_cluster_ft(t_resync 900 "functional;cluster")
 keel_cluster_ft(t_msg_faults 600 "functional;cluster")
+# Write coalescing on the primary: a hot object and a sequential fill, a kill.
+keel_cluster_ft(t_coalesce 400 "functional;cluster")
 keel_cluster_ft(t_mgmt_restart 400 "functional;cluster")
 keel_cluster_ft(t_client 600 "functional;cluster;client")
 # The stock cinder and openstack clients against the Block Storage v3 API.
