@@ -309,7 +309,10 @@ static void mg_volume_reply(struct keel_cluster *c, struct kl_ctl *x, const stru
 				res = -EPROTO;
 			} else {
 				info.nparents = (uint32_t)vi->n_parents;
-				memcpy(info.parents, vi->parents, vi->n_parents * sizeof(uint64_t));
+				if (info.nparents) { /* parents is NULL without any */
+					memcpy(info.parents, vi->parents,
+					       vi->n_parents * sizeof(uint64_t));
+				}
 			}
 			keel__volume_info__free_unpacked(vi, NULL);
 			if (!res) {
