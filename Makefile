@@ -32,11 +32,16 @@ check-release: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) -LE known-failing
 
 # Unit tests and the short single-server functional tests again under
-# ASan/UBSan (the long crash run and the cluster tests run in release only).
+# ASan/UBSan (the long crash run and most cluster tests run in release only).
+# Then the cluster tests labelled asan (tests/cluster_ft/tests.cmake), one
+# at a time, leak checks off.
 check-asan: build-asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j$(JOBS) -LE 'slow|cluster|known-failing'
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -L asan -LE known-failing
 
 # The libFuzzer targets (vhost-user messages, vrings, virtio-blk requests,
 # the whole vhost-user-blk backend) built with clang and run briefly.

@@ -4,7 +4,8 @@
 # bench-cluster.sh: a 3-replica Keel cluster on this machine (keel-mgmt + N
 # keel-servers on drive files, libkeel through keel-bench --volume) vs fio
 # on a raw file on the same file system, 4 KiB random write and read at QD1
-# and QD32, in one run. Prints a Markdown table with the ratios.
+# and QD32, and 4 KiB sequential writes at QD32, in one run. Prints a
+# Markdown table with the ratios.
 #
 # All servers share one disk and the machine's cores, so a 3-replica write
 # costs three journal writes, three applies and the CPU of three servers
@@ -141,6 +142,12 @@ for qd in 1 32; do
 	echo "keel randread QD$qd" >&2
 	R[keel_r_$qd]=$(keel_bench randread "$qd")
 done
+# Not an issue target: sequential 4 KiB writes at QD32 queue behind each
+# other on one object, the case write coalescing (docs/cluster.md) is for.
+echo "fio raw write (sequential) QD32 $wref" >&2
+R[raw_sw]=$(raw_fio write 32 "$wref")
+echo "keel write (sequential) QD32" >&2
+R[keel_sw]=$(keel_bench write 32)
 
 {
 	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH)"
@@ -157,4 +164,5 @@ done
 		bench_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" "${R[raw_w_$qd]}" "${R[keel_w_$qd]}" cpu
 		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}" cpu
 	done
+	bench_row "write QD32 (sequential)" "raw${wref:+ +fdatasync}" "${R[raw_sw]}" "${R[keel_sw]}" cpu
 } | tee ${OUT:+"$OUT"}

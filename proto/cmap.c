@@ -1025,7 +1025,9 @@ static int fences_from_pb(struct cmap *m, const struct Keel__ClusterMap *pb, cha
 		}
 		f[i].inode = af->inode;
 		f[i].nlive = (uint32_t)af->n_live;
-		memcpy(f[i].live, af->live, af->n_live * sizeof(f[i].live[0]));
+		if (af->n_live) { /* live is NULL without any */
+			memcpy(f[i].live, af->live, af->n_live * sizeof(f[i].live[0]));
+		}
 	}
 	ret = cmap_set_fences(m, f, (uint32_t)pb->n_fences);
 	free(f);

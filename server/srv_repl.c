@@ -1514,7 +1514,9 @@ static int replica_push(struct srv_req *req, const uint8_t *meta, const uint8_t 
 		keel__push_request__free_unpacked(pm, NULL);
 		return -EINVAL;
 	}
-	memcpy(req->vers, pm->versions, nblk * sizeof(uint64_t));
+	if (nblk) { /* versions is NULL without any */
+		memcpy(req->vers, pm->versions, nblk * sizeof(uint64_t));
+	}
 	objver = pm->object_version;
 	keel__push_request__free_unpacked(pm, NULL);
 	ret = srv_req_get_buf(req, req->hdr.length);

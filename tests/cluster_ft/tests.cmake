@@ -15,6 +15,10 @@ function(keel_cluster_ft name timeout labels)
     REQUIRED_FILES "$<TARGET_FILE:keel-server>;$<TARGET_FILE:keel-mgmt>;$<TARGET_FILE:keel-client>;$<TARGET_FILE:keelctl>;$<TARGET_FILE:keel-bench>;$<TARGET_FILE:keel-histcheck>")
 endfunction()
 
+# Those labelled asan also run from the ASan/UBSan build in `make check`
+# (check-asan: one at a time, leak checking off, since keel-bench exits
+# without freeing what lives until exit): short ones that between them
+# cover the data path, layers, attachments and faults.
 # A test that finds an open product bug gets the label known-failing
 # (docs/testing.md says why): `make check` leaves it out, `make check-cluster`
 # runs it. None has it today.
@@ -23,15 +27,15 @@ keel_cluster_ft(t_kill 1200 "functional;cluster;slow")
 keel_cluster_ft(t_pause_partition 600 "functional;cluster")
 keel_cluster_ft(t_min_replicas 400 "functional;cluster")
 keel_cluster_ft(t_resync 900 "functional;cluster")
-keel_cluster_ft(t_msg_faults 600 "functional;cluster")
+keel_cluster_ft(t_msg_faults 600 "functional;cluster;asan")
 # Write coalescing on the primary: a hot object and a sequential fill, a kill.
-keel_cluster_ft(t_coalesce 400 "functional;cluster")
+keel_cluster_ft(t_coalesce 400 "functional;cluster;asan")
 keel_cluster_ft(t_mgmt_restart 400 "functional;cluster")
-keel_cluster_ft(t_client 600 "functional;cluster;client")
+keel_cluster_ft(t_client 600 "functional;cluster;client;asan")
 # The stock cinder and openstack clients against the Block Storage v3 API.
 keel_cluster_ft(t_cinder 600 "functional;cluster;client")
-keel_cluster_ft(t_layers 300 "functional;cluster;volumes")
-keel_cluster_ft(t_merge 400 "functional;cluster;volumes")
+keel_cluster_ft(t_layers 300 "functional;cluster;volumes;asan")
+keel_cluster_ft(t_merge 400 "functional;cluster;volumes;asan")
 keel_cluster_ft(t_fsx 1800 "functional;cluster;volumes")
 # Snapshots every second under a verified load, across a server SIGKILL.
 keel_cluster_ft(t_snapshot_load 400 "functional;cluster;volumes")
@@ -39,11 +43,11 @@ keel_cluster_ft(t_snapshot_load 400 "functional;cluster;volumes")
 # "A server killed inside a snapshot request").
 keel_cluster_ft(t_snapshot_kill 400 "functional;cluster;volumes")
 keel_cluster_ft(t_metrics 300 "functional;cluster;client")
-keel_cluster_ft(t_full 300 "functional;cluster;volumes")
-keel_cluster_ft(t_fence 300 "functional;cluster;client")
+keel_cluster_ft(t_full 300 "functional;cluster;volumes;asan")
+keel_cluster_ft(t_fence 300 "functional;cluster;client;asan")
 # Per-volume QoS limits: keel-mgmt's API and keel-client's limiter, measured
 # with fio over NBD (docs/operations.md, "QoS").
 keel_cluster_ft(t_qos 300 "functional;cluster;client")
-keel_cluster_ft(t_space 300 "functional;cluster;volumes")
+keel_cluster_ft(t_space 300 "functional;cluster;volumes;asan")
 # Bad input to every mutating native REST route; concurrent deletes.
 keel_cluster_ft(t_api_input 300 "functional;cluster;volumes")
