@@ -693,6 +693,17 @@ def compare_replicas(cluster, pgs, workdir):
     return problems, summary
 
 
+def check_end_state(cluster, workdir, vol, health_timeout):
+    """The end of a loaded run: HEALTH_OK within @health_timeout seconds,
+    at most one writer per PG per interval, and every PG's members holding
+    byte-identical objects (this stops the cluster)."""
+    cluster.wait_health_ok(health_timeout)
+    check(*one_writer(cluster))
+    problems, summary = compare_replicas(cluster, cluster.pgs(), workdir)
+    check(not problems, "replicas byte-identical per PG (%s, volume inode %#x)" % (
+        summary, vol["inode"]))
+
+
 # ---- test driver ----
 
 def main(test, argv=None):

@@ -103,11 +103,7 @@ def test(tools, tmp, box):
           "sequential fill: at least half its %d writes rode on an earlier one (%d)" %
           (fill_writes, n2))
 
-    c.wait_health_ok(90)
-    check(*cl.one_writer(c))
-    problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
-    check(not problems, "replicas byte-identical per PG (%s, volume inode %#x)" % (
-        summary, vol["inode"]))
+    cl.check_end_state(c, tmp, vol, 90)
 
 
 if __name__ == "__main__":

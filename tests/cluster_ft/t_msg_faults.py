@@ -72,11 +72,7 @@ def test(tools, tmp, box):
         check(caught >= s["fault_msgs_corrupted"],
               "server %d: the crc checks caught every corrupted frame (%d caught, %d "
               "corrupted)" % (i, caught, s["fault_msgs_corrupted"]))
-    c.wait_health_ok(90)
-    check(*cl.one_writer(c))
-    problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
-    check(not problems, "replicas byte-identical per PG (%s, volume inode %#x)" % (
-        summary, vol["inode"]))
+    cl.check_end_state(c, tmp, vol, 90)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,7 @@ def test(tools, tmp, box):
     hrc, hout = cl.histcheck(tools, b.histories)
     print(hout)
     check(hrc == 0, "keel-histcheck passes")
-    c.wait_health_ok(60)
-    check(*cl.one_writer(c))
-    problems, summary = cl.compare_replicas(c, c.pgs(), tmp)
-    check(not problems, "replicas byte-identical per PG (%s, volume inode %#x)" % (
-        summary, vol["inode"]))
+    cl.check_end_state(c, tmp, vol, 60)
 
 
 if __name__ == "__main__":
