@@ -249,6 +249,12 @@ static int srv_stat_store(struct srv_req *req)
 	st.uuid = uuid_hex;
 	st.ops_read = s->ctr.ops[KP_OP_READ];
 	st.ops_write = s->ctr.ops[KP_OP_WRITE];
+	for (unsigned int i = 0; i < KP_OP__MAX; i++) {
+		if (i != KP_OP_READ && i != KP_OP_WRITE) {
+			st.ops_other += s->ctr.ops[i];
+		}
+		st.errors += s->ctr.errors[i];
+	}
 	st.bytes_read = s->ctr.bytes_read;
 	st.bytes_written = s->ctr.bytes_written;
 	st.connections = s->nconns;

@@ -284,7 +284,8 @@ class Client:
         f = pb_decode(m)
         names = {1: "object_size", 2: "objects_total", 3: "objects_used", 4: "journal_size",
                  5: "journal_used", 6: "index_bytes", 7: "reads", 8: "writes",
-                 9: "crc_errors"}
+                 9: "crc_errors", 11: "ops_read", 12: "ops_write", 13: "ops_other",
+                 14: "bytes_read", 15: "bytes_written", 16: "errors"}
         return {names[k]: v[0] for k, v in f.items() if k in names}
 
 # ---- processes ----

@@ -73,6 +73,11 @@ def test(env):
     st = c.store_stat()
     kt.check(st.get("crc_errors", 0) >= 1, "STAT counts the crc error (%d)" %
              st.get("crc_errors", 0))
+    kt.check(st.get("errors", 0) == 2 and st.get("ops_read", 0) == NBLK + 1 and
+             st.get("ops_other", 0) >= 1 and st.get("ops_write", 0) == 0,
+             "STAT counts this run's requests: %d reads (2 answered EIO), the STAT (%s)" %
+             (NBLK + 1, {k: st.get(k, 0) for k in ("ops_read", "ops_write", "ops_other",
+                                                   "errors")}))
     h = c.write(INODE, 0, VICTIM * 4096, block(VICTIM))
     kt.check(h.status == kt.S_OK, "rewriting the damaged block succeeds")
     h, d = c.read(INODE, 0, VICTIM * 4096, 4096)
