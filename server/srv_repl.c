@@ -107,18 +107,26 @@ bool srv_obj_lock(struct srv_cluster *cl, struct srv_obj *o, struct srv_obj_wait
 	return false;
 }
 
+/* Take the first waiter off @o's queue. */
+static struct srv_obj_waiter *obj_pop_waiter(struct srv_obj *o)
+{
+	struct srv_obj_waiter *w = o->wait_head;
+
+	o->wait_head = w->next;
+	if (!o->wait_head) {
+		o->wait_tail = NULL;
+	}
+	return w;
+}
+
 /* Grants run requests that may unlock @o again (re-entering here): the pin
  * keeps @o from being freed and reused under this loop. */
 static void obj_wake(struct srv_cluster *cl, struct srv_obj *o)
 {
 	o->pins++;
 	while (o->wait_head && obj_can_grant(o, o->wait_head->writer)) {
-		struct srv_obj_waiter *w = o->wait_head;
+		struct srv_obj_waiter *w = obj_pop_waiter(o);
 
-		o->wait_head = w->next;
-		if (!o->wait_head) {
-			o->wait_tail = NULL;
-		}
 		if (w->writer) {
 			o->writer = true;
 		} else {
@@ -1124,10 +1132,7 @@ static void repl_coalesce(struct srv_req *req)
 		return;
 	}
 	while ((f = repl_follower(req, o->wait_head, req->hdr.offset + len))) {
-		o->wait_head = f->r.ow.next;
-		if (!o->wait_head) {
-			o->wait_tail = NULL;
-		}
+		obj_pop_waiter(o);
 		memcpy((uint8_t *)req->buf + len, f->buf, f->hdr.length);
 		memcpy(req->crcs + len / BS_BLOCK, f->crcs,
 		       (f->hdr.length / BS_BLOCK) * sizeof(uint32_t));

@@ -693,6 +693,17 @@ def compare_replicas(cluster, pgs, workdir):
     return problems, summary
 
 
+def check_verified_run(rc, js, what):
+    """A keel-bench --verify run (Bench.run_one()'s result) that is clean:
+    exit 0, writes and verified reads, no I/O error, no mismatch."""
+    log("%s: rc %s, %s" % (what, rc, js and {k: js[k] for k in (
+        "errors", "verify_mismatches", "verified_blocks", "retries")}))
+    check(rc == 0 and js is not None and js["errors"] == 0 and js["verify_mismatches"] == 0
+          and js["write"]["ios"] > 0 and js["verified_blocks"] > 0,
+          "%s: keel-bench exit 0 with writes and verified reads, no error, no mismatch" %
+          what)
+
+
 def check_end_state(cluster, workdir, vol, health_timeout):
     """The end of a loaded run: HEALTH_OK within @health_timeout seconds,
     at most one writer per PG per interval, and every PG's members holding

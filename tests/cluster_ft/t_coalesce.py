@@ -62,12 +62,7 @@ def test(tools, tmp, box):
     t.start()
     rc, js = b.run_one(0, runtime=runtime, timeout=runtime + 180)
     t.join(120)
-    log("hot object: rc %s, %s" % (rc, js and {k: js[k] for k in (
-        "errors", "verify_mismatches", "verified_blocks", "retries")}))
-    check(rc == 0 and js is not None and js["errors"] == 0 and js["verify_mismatches"] == 0
-          and js["write"]["ios"] > 0 and js["verified_blocks"] > 0,
-          "hot object: keel-bench exit 0 with writes and verified reads, no error, no "
-          "mismatch")
+    cl.check_verified_run(rc, js, "hot object")
     hrc, hout = cl.histcheck(tools, b.histories)
     print(hout)
     check(hrc == 0, "hot object: keel-histcheck passes")

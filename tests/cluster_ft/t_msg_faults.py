@@ -45,11 +45,7 @@ def test(tools, tmp, box):
     log("load for %d s: drop every %d, corrupt every %d, delay every %d by %d ms" % (
         runtime, drop, corrupt, delay_every, delay_ms))
     rc, js = b.run_one(0, runtime=runtime, timeout=runtime + 180)
-    log("bench: rc %s, %s" % (rc, js and {k: js[k] for k in (
-        "errors", "verify_mismatches", "verified_blocks", "retries")}))
-    check(rc == 0 and js is not None and js["errors"] == 0 and js["verify_mismatches"] == 0
-          and js["write"]["ios"] > 0 and js["verified_blocks"] > 0,
-          "keel-bench exit 0 with writes and verified reads, no error, no mismatch")
+    cl.check_verified_run(rc, js, "load under message faults")
     hrc, hout = cl.histcheck(tools, b.histories)
     print(hout)
     check(hrc == 0, "keel-histcheck passes")

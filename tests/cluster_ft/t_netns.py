@@ -17,7 +17,7 @@ import os
 import re
 
 import clusterlib as cl
-from clusterlib import check, log
+from clusterlib import check
 
 
 def test(tools, tmp, box):
@@ -32,12 +32,7 @@ def test(tools, tmp, box):
     check(not bad, "every PG has 3 distinct members (%d do not)" % len(bad))
     b = cl.Bench(c, "vnet", tmp, name="netns", segment=None)
     rc, js = b.run_one(0, runtime=runtime, timeout=runtime + 120)
-    log("bench: rc %s, %s" % (rc, js and {k: js[k] for k in (
-        "errors", "verify_mismatches", "verified_blocks", "retries")}))
-    check(rc == 0 and js is not None and js["errors"] == 0 and js["verify_mismatches"] == 0
-          and js["write"]["ios"] > 0 and js["verified_blocks"] > 0,
-          "keel-bench in the client namespace: exit 0, writes and verified reads, "
-          "no error, no mismatch")
+    cl.check_verified_run(rc, js, "load from the client namespace")
     subnet = open(os.path.join(c.dir, "subnet")).read().strip()
     client_ip = subnet + ".2"
     seen = 0
