@@ -1301,6 +1301,31 @@ void srv_repl_describe(const struct srv_req *req, char *buf, size_t len)
 	}
 }
 
+/*
+ * A member was left behind (its copy left to recovery) while the others
+ * could make min_replicas without it. A send in flight to it decides by its
+ * reply (repl_sub_done()). If the map has since taken enough of the others
+ * away, the write can only complete with that member's copy, and recovery
+ * will not make one while the write holds the object: push the object to it
+ * instead (repl_check() starts the push). Returns whether it did.
+ */
+static bool repl_recheck_behind(struct srv_req *req)
+{
+	bool pushed = false;
+	unsigned int k;
+
+	for (k = 0; k < req->r.nsubs; k++) {
+		if (req->r.sent[k] && req->r.behind[k] && !req->r.done[k] &&
+		    !req->r.subs[k].sending && pg_member_up(req->r.pg, req->r.sent[k]) &&
+		    !repl_can_leave_behind(req, k)) {
+			req->r.behind[k] = false;
+			req->r.need_push[k] = true;
+			pushed = true;
+		}
+	}
+	return pushed;
+}
+
 /* Members up in the new map that this mutation was not sent to (back from
  * a failure, or new): send it to them too, the write completes with them. */
 static void repl_add_members(struct srv_req *req)
@@ -1350,6 +1375,7 @@ static void repl_add_members(struct srv_req *req)
 void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
 {
 	struct srv_req *req, *next;
+	unsigned int npush = 0;
 
 	if (gone || pg->role != SRV_PG_PRIMARY) {
 		/* queued mutations: ESTALE, the client retries at the new primary */
@@ -1389,8 +1415,14 @@ void srv_repl_pg_changed(struct srv_cluster *cl, struct srv_pg *pg, bool gone)
 				repl_sub_send(req, k);
 			}
 		}
+		npush += repl_recheck_behind(req);
 		repl_add_members(req);
 		repl_check(req);
+	}
+	if (npush) {
+		log_info("pg %u.%u: %u writes in flight now need the copy of a member they left "
+			 "to recovery (too few other members): pushing their objects",
+			 pg->pool, pg->pg, npush);
 	}
 	if (pg_writable(pg)) {
 		struct srv_req *q = pg->wait_head;

@@ -28,6 +28,8 @@ keel_cluster_ft(t_pause_partition 600 "functional;cluster")
 keel_cluster_ft(t_min_replicas 400 "functional;cluster")
 keel_cluster_ft(t_resync 900 "functional;cluster")
 keel_cluster_ft(t_msg_faults 600 "functional;cluster;asan")
+# A member left to recovery, then another killed with writes in flight.
+keel_cluster_ft(t_behind_kill 300 "functional;cluster;asan")
 # Write coalescing on the primary: a hot object and a sequential fill, a kill.
 keel_cluster_ft(t_coalesce 400 "functional;cluster;asan")
 keel_cluster_ft(t_mgmt_restart 400 "functional;cluster")
