@@ -12,8 +12,10 @@
  * turn, no syscall), one-shot timers, and a thread-safe message queue woken
  * through an eventfd: the only way another thread may talk to a reactor.
  *
- * Threading: every function except reactor_post() must be called from the
- * thread that runs the reactor (or before reactor_run() starts).
+ * Threading: the thread that creates a reactor is the one that runs it (the
+ * ring is set up single-issuer: io_uring_enter() from another thread fails
+ * with EEXIST). Every function except reactor_post() must be called from
+ * that thread.
  */
 #ifndef KEEL_COMMON_REACTOR_H
 #define KEEL_COMMON_REACTOR_H
