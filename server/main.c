@@ -151,7 +151,8 @@ static const char help_run[] =
 	"    make the server drop, corrupt or delay every Nth frame on its client\n"
 	"    and peer connections (not the mgmt one) to exercise the timeout,\n"
 	"    checksum and resend paths; STAT and the exit log count what was\n"
-	"    injected and what the checksums caught.\n"
+	"    injected and what the checksums caught. recovery_hold_ms keeps a\n"
+	"    recovering member out of sync for a while, as a large recovery does.\n"
 	"\n"
 	"    Configuration keys ([server] section; [fault] is for tests only) and\n"
 	"    their defaults:\n"
@@ -659,6 +660,11 @@ static int cmd_run(int argc, char **argv)
 			 ctx.fault.drop_every, ctx.fault.corrupt_every, ctx.fault.delay_every,
 			 ctx.fault.delay_ms);
 		ctx.srv.fault = &ctx.fault;
+	}
+	if (s.fault_recovery_hold_ms) {
+		log_warn("recovery held back (tests only): no object copied until %u ms after a "
+			 "PG recovery starts",
+			 s.fault_recovery_hold_ms);
 	}
 	if (s.mgmt[0]) {
 		ret = srv_cluster_start(&ctx.srv, &s);

@@ -91,6 +91,7 @@ struct srv_settings {
 	uint32_t fault_msg_corrupt_every;
 	uint32_t fault_msg_delay_every;
 	uint32_t fault_msg_delay_ms;
+	uint32_t fault_recovery_hold_ms;
 };
 
 /* Fill @s with defaults. 0, or -EINVAL with @err (a schema bug). */

@@ -87,6 +87,9 @@ static const struct cfg_opt srv_opts[] = {
 		  "TESTS ONLY: hold a connection's output at every Nth frame sent (0: off)"),
 	FAULT_OPT("msg_delay_ms", fault_msg_delay_ms, 60000,
 		  "TESTS ONLY: how long msg_delay_every holds the output"),
+	FAULT_OPT("recovery_hold_ms", fault_recovery_hold_ms, 600000,
+		  "TESTS ONLY: a PG recovery copies no object until this long after it "
+		  "started (0: off)"),
 };
 
 #define SRV_NOPTS (sizeof(srv_opts) / sizeof(srv_opts[0]))
