@@ -698,8 +698,9 @@ static void rec_step(struct srv_rec *rec)
 		if (cl->client_inflight >= cl->set.recovery_client_ops) {
 			return; /* client I/O first: the tick retries */
 		}
-		if (reactor_now_ns() - rec->started_ns <
-		    (uint64_t)cl->set.fault_recovery_hold_ms * 1000000ull) {
+		if (cl->set.fault_recovery_hold_ms &&
+		    reactor_now_ns() - rec->started_ns <
+			    (uint64_t)cl->set.fault_recovery_hold_ms * 1000000ull) {
 			return; /* [fault] recovery_hold_ms: the tick retries */
 		}
 		rop = srv_rop_get(cl, false);

@@ -8,8 +8,8 @@ reached yet (the member answers ENOENT to the previous-version check), as
 long as the other members can still make min_replicas. If a map then takes
 one of those others away, the write can only complete with the recovering
 member's copy, and recovery will not copy an object the write holds: the
-primary must push the object to that member (docs/cluster.md, "Members left
-to recovery"). Found by t_snapshot_kill, where such writes hung until the
+primary must push the object to that member (docs/cluster.md, "Server
+implementation notes", "Who counts"). Found by t_snapshot_kill, where such writes hung until the
 killed server came back.
 
 3 servers, pool default (3 replicas, min_replicas 2), recovery held back
@@ -79,10 +79,11 @@ def test(tools, tmp, box):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    rc, js = b.run_one(0, runtime=runtime, timeout=runtime + 60)
+    grace = 60
+    rc, js = b.run_one(0, runtime=runtime, timeout=runtime + grace)
     t.join(60)
     if rc == "timeout":
-        log("keel-bench still running %d s after its end: I/O hang" % 60)
+        log("keel-bench still running %d s after its end: I/O hang" % grace)
     cl.check_verified_run(rc, js, "randrw across the two kills")
     hrc, hout = cl.histcheck(tools, b.histories)
     print(hout)
