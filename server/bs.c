@@ -521,9 +521,8 @@ static void op_process(struct bs_ctx *op)
 		}
 		op->state = BS_OPS_APPLY;
 		op->pending++;
-		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + op->jpos + BS_BLOCK,
-			      (size_t)op->nblk * BS_BLOCK, bs_data_off(bs, op->slot, op->blk),
-			      &op->io, op_io_done);
+		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
+			      bs_data_off(bs, op->slot, op->blk), &op->io, op_io_done);
 		return;
 	case BS_OPS_APPLY:
 		if (op->pending) {

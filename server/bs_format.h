@@ -11,8 +11,11 @@
 
 #include <stdint.h>
 
-#define BS_FMT_MAGIC	   "KEELBS01"
-#define BS_FMT_VERSION	   1u
+#define BS_FMT_MAGIC "KEELBS01"
+/* 2: journal group records (version 1 stores open and are upgraded; a
+ * Keel that knows only version 1 refuses a version 2 store instead of
+ * stopping replay at the first group record). */
+#define BS_FMT_VERSION	   2u
 #define BS_FMT_SB_BLOCKS   2u /* superblock in block 0, copy in block 1 */
 #define BS_FMT_JSB_BLOCKS  2u /* journal superblock pair, blocks 2 and 3 */
 #define BS_FMT_MIN_JOURNAL (2ull * 1024 * 1024)
@@ -79,14 +82,20 @@ _Static_assert(sizeof(struct bs_bmeta) == 16, "bs_bmeta is on disk");
 #define BS_JREC_MAX_BLOCKS 256u			 /* BS_MAX_IO / 4096 */
 
 enum bs_jrec_type {
-	BS_JREC_WRITE = 1, /* header + length/4096 data blocks */
-	BS_JREC_UNMAP = 2, /* discard / write-zeroes: header only */
+	BS_JREC_WRITE = 1, /* header + length/4096 data blocks (read, no longer written) */
+	BS_JREC_UNMAP = 2, /* discard / write-zeroes: header only (idem) */
 	BS_JREC_WRAP = 3,  /* header only: the next record is at ring offset 0 */
+	BS_JREC_GROUP = 4, /* header block of entries + the entries' data blocks */
 };
 
 #define BS_JREC_F_FREE_SLOT 1u /* UNMAP left the object empty: slot is free */
 
-/* Journal record header: one 4 KiB block; data blocks follow for WRITE. */
+/*
+ * Journal record header: one 4 KiB block; data blocks follow for WRITE.
+ * Keel writes WRAP records in this form, and WRITE / UNMAP as entries of a
+ * group record; replay still reads single WRITE / UNMAP records, which
+ * journals written before group records hold.
+ */
 struct bs_jrec {
 	uint64_t magic;	  /* 0: BS_JREC_MAGIC */
 	uint64_t seq;	  /* 8: ring sequence number, +1 per record */
@@ -104,5 +113,38 @@ struct bs_jrec {
 	uint32_t data_crcs[BS_JREC_MAX_BLOCKS]; /* 72: WRITE: crc32c of each data block */
 };
 _Static_assert(sizeof(struct bs_jrec) == 1096, "bs_jrec is on disk");
+
+/*
+ * Group record: one header block holding struct bs_jgrp and @count entries,
+ * each a struct bs_jent followed, for a WRITE, by the crc32c of each of its
+ * data blocks; then the data blocks of the WRITE entries, in entry order.
+ * The group is one unit: valid only if its header and every data block
+ * check out. The first 20 bytes line up with struct bs_jrec's.
+ */
+struct bs_jgrp {
+	uint64_t magic; /* 0: BS_JREC_MAGIC */
+	uint64_t seq;	/* 8: ring sequence number, +1 per record */
+	uint32_t type;	/* 16: BS_JREC_GROUP */
+	uint32_t count; /* 20: entries, >= 1 */
+	uint32_t bytes; /* 24: header bytes in use: this struct and the entries */
+	uint32_t crc;	/* 28: crc32c of those bytes with crc = 0 */
+};
+_Static_assert(sizeof(struct bs_jgrp) == 32, "bs_jgrp is on disk");
+
+/* One mutation of a group: the fields of struct bs_jrec, same meaning. */
+struct bs_jent {
+	uint64_t inode;	      /* 0 */
+	uint64_t objno;	      /* 8 */
+	uint64_t version;     /* 16: object version after this entry */
+	uint32_t slot;	      /* 24 */
+	uint32_t offset;      /* 28: bytes within the object */
+	uint32_t length;      /* 32: bytes */
+	uint32_t mapped;      /* 36: object's mapped block count after this entry */
+	uint16_t type;	      /* 40: BS_JREC_WRITE or BS_JREC_UNMAP */
+	uint16_t flags;	      /* 42: BS_JREC_F_* */
+	uint32_t pad;	      /* 44 */
+	uint32_t data_crcs[]; /* 48: WRITE: length / 4096 entries */
+};
+_Static_assert(sizeof(struct bs_jent) == 48, "bs_jent is on disk");
 
 #endif

@@ -95,7 +95,7 @@ struct bs_ctx {
 	struct bs_ctx *oprev, *onext; /* aobj list */
 	struct bs_ctx *qnext;	      /* journal queue, batch, meta-wait, free list */
 	struct bs_ctx *rnext;	      /* run queue */
-	uint64_t jpos;		      /* ring offset of the record header */
+	uint64_t jpos;		      /* ring offset of the write's data in the journal */
 	uint64_t version;
 	struct bs_io io;
 };
@@ -228,7 +228,8 @@ struct bs {
 
 	/* stats */
 	uint64_t st_reads, st_writes, st_read_errors, st_crc_errors, st_wraps;
-	uint32_t st_batches_max; /* most journal batches in flight at once */
+	uint64_t st_groups, st_entries; /* group records built, mutations in them */
+	uint32_t st_batches_max;	/* most journal batches in flight at once */
 };
 
 /* bs.c */
@@ -276,7 +277,8 @@ bool bs_journal_pump(struct bs *bs);
 bool bs_ckpt_pump(struct bs *bs);
 void bs_jrec_seal(struct bs_jrec *h);
 bool bs_jrec_check(const struct bs_jrec *h);
-uint64_t bs_rec_bytes(const struct bs_ctx *op);
+/* Bytes of a group entry of this type and data length (8-byte aligned). */
+uint32_t bs_jent_bytes(uint32_t type, uint32_t length);
 
 /* bs_open.c */
 int bs_sync_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off);

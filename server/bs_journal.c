@@ -31,9 +31,40 @@ bool bs_jrec_check(const struct bs_jrec *h)
 	return crc32c(0, &tmp, sizeof(tmp)) == h->crc;
 }
 
-uint64_t bs_rec_bytes(const struct bs_ctx *op)
+uint32_t bs_jent_bytes(uint32_t type, uint32_t length)
 {
-	return BS_BLOCK * (1 + (op->kind == BS_OP_WRITE ? (uint64_t)op->nblk : 0));
+	uint32_t ncrc = type == BS_JREC_WRITE ? length / BS_BLOCK : 0;
+
+	return (uint32_t)sizeof(struct bs_jent) + ((ncrc * 4u + 7u) & ~7u);
+}
+
+static uint32_t op_ent_bytes(const struct bs_ctx *op)
+{
+	return bs_jent_bytes(op->kind == BS_OP_WRITE ? BS_JREC_WRITE : BS_JREC_UNMAP,
+			     op->nblk * BS_BLOCK);
+}
+
+static uint64_t op_data_bytes(const struct bs_ctx *op)
+{
+	return op->kind == BS_OP_WRITE ? (uint64_t)op->nblk * BS_BLOCK : 0;
+}
+
+static struct bs_jgrp *grp_open(struct bs *bs, uint64_t pos, uint64_t seq)
+{
+	struct bs_jgrp *g = (struct bs_jgrp *)(bs->jm + pos);
+
+	memset(g, 0, BS_BLOCK);
+	g->magic = BS_JREC_MAGIC;
+	g->seq = seq;
+	g->type = BS_JREC_GROUP;
+	g->bytes = sizeof(*g);
+	return g;
+}
+
+static void grp_seal(struct bs_jgrp *g)
+{
+	g->crc = 0;
+	g->crc = crc32c(0, g, g->bytes);
 }
 
 /* Bytes free at @pos without wrapping. */
@@ -53,45 +84,48 @@ static bool ring_can_wrap(const struct bs *bs, uint64_t pos, uint64_t used)
 	return used < bs->jsize && (!used || pos > bs->jtail);
 }
 
-static uint64_t next_version(const struct bs_ctx *op, uint64_t cur, int *err)
+/*
+ * The version @op gives its object, or -ESTALE (logged) when the caller asked
+ * for one that is not above the object's.
+ */
+static int op_version(struct bs *bs, const struct bs_ctx *op, uint64_t *ver)
 {
+	uint32_t cur = bs_index_lookup(bs, op->inode, op->objno);
+	uint64_t curver = cur == BS_NONE ? 0 : bs->slots[op->slot].version;
 	uint64_t want = op->req->version;
 
-	*err = 0;
+	kassert(cur == BS_NONE || cur == op->slot);
 	if (!want) {
-		return cur + 1;
+		*ver = curver + 1;
+		return 0;
 	}
-	if (want <= cur) {
-		*err = -ESTALE;
+	if (want <= curver) {
+		log_warn("bs: %s of %llu:%llu refused: version %llx not above the object's %llx",
+			 op->kind == BS_OP_WRITE ? "write" : "unmap", (unsigned long long)op->inode,
+			 (unsigned long long)op->objno, (unsigned long long)want,
+			 (unsigned long long)curver);
+		return -ESTALE;
 	}
-	return want;
+	*ver = want;
+	return 0;
 }
 
 /*
- * Apply @op to the in-RAM state (slot entry, meta entries) and write its
- * record at ring offset @pos of the mirror. Returns 0 or -ESTALE (nothing
- * changed). Runs only while no checkpoint is writing.
+ * Apply @op, at version @ver, to the in-RAM state (slot entry, meta entries),
+ * append its entry to group @g and copy its data to ring offset @dpos of the
+ * mirror. Runs only while no checkpoint is writing.
  */
-static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq)
+static void op_build(struct bs *bs, struct bs_ctx *op, struct bs_jgrp *g, uint64_t dpos,
+		     uint64_t ver)
 {
-	struct bs_jrec *h = (struct bs_jrec *)(bs->jm + pos);
+	struct bs_jent *e = (struct bs_jent *)((uint8_t *)g + g->bytes);
 	uint32_t cur = bs_index_lookup(bs, op->inode, op->objno);
-	struct bs_slot *se = &bs->slots[op->slot];
-	uint64_t ver, curver = cur == BS_NONE ? 0 : se->version;
-	uint32_t mapped = cur == BS_NONE ? 0 : se->mapped;
+	uint32_t mapped = cur == BS_NONE ? 0 : bs->slots[op->slot].mapped;
 	uint32_t b, flags = 0;
-	int err;
 
-	kassert(cur == BS_NONE || cur == op->slot);
-	ver = next_version(op, curver, &err);
-	if (err) {
-		log_warn("bs: %s of %llu:%llu refused: version %llx not above the object's %llx",
-			 op->kind == BS_OP_WRITE ? "write" : "unmap", (unsigned long long)op->inode,
-			 (unsigned long long)op->objno, (unsigned long long)ver,
-			 (unsigned long long)curver);
-		return err;
-	}
-	memset(h, 0, BS_BLOCK);
+	g->bytes += op_ent_bytes(op);
+	kassert(g->bytes <= BS_BLOCK);
+	g->count++;
 	if (op->kind == BS_OP_WRITE) {
 		if (cur == BS_NONE) {
 			bs_slot_set(bs, op->slot, op->inode, op->objno, ver, 1);
@@ -100,28 +134,28 @@ static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq
 			op->ao->rslot = BS_NONE;
 		}
 		for (b = 0; b < op->nblk; b++) {
-			struct bs_bmeta *e = bs_mc_entry(op, b);
+			struct bs_bmeta *m = bs_mc_entry(op, b);
 
-			if (bs_bmeta_zero(e)) {
+			if (bs_bmeta_zero(m)) {
 				mapped++;
 			}
-			bs_bmeta_set(e, ver, op->req->crcs[b]);
-			h->data_crcs[b] = op->req->crcs[b];
+			bs_bmeta_set(m, ver, op->req->crcs[b]);
+			e->data_crcs[b] = op->req->crcs[b];
 		}
-		memcpy(bs->jm + pos + BS_BLOCK, op->req->buf, (size_t)op->nblk * BS_BLOCK);
-		h->type = BS_JREC_WRITE;
+		memcpy(bs->jm + dpos, op->req->buf, (size_t)op->nblk * BS_BLOCK);
+		e->type = BS_JREC_WRITE;
 	} else {
 		kassert(cur != BS_NONE);
 		for (b = 0; b < op->nblk; b++) {
-			struct bs_bmeta *e = bs_mc_entry(op, b);
+			struct bs_bmeta *m = bs_mc_entry(op, b);
 
-			if (!bs_bmeta_zero(e)) {
+			if (!bs_bmeta_zero(m)) {
 				kassert(mapped > 0);
 				mapped--;
-				bs_bmeta_set(e, 0, 0);
+				bs_bmeta_set(m, 0, 0);
 			}
 		}
-		h->type = BS_JREC_UNMAP;
+		e->type = BS_JREC_UNMAP;
 		if (!mapped) {
 			flags |= BS_JREC_F_FREE_SLOT;
 			bs_index_remove(bs, op->slot);
@@ -133,18 +167,15 @@ static int op_build(struct bs *bs, struct bs_ctx *op, uint64_t pos, uint64_t seq
 	}
 	bs_slot_set(bs, op->slot, op->inode, op->objno, ver, mapped);
 	op->version = ver;
-	h->magic = BS_JREC_MAGIC;
-	h->seq = seq;
-	h->flags = flags;
-	h->inode = op->inode;
-	h->objno = op->objno;
-	h->version = ver;
-	h->slot = op->slot;
-	h->offset = op->blk * BS_BLOCK;
-	h->length = op->nblk * BS_BLOCK;
-	h->mapped = mapped;
-	bs_jrec_seal(h);
-	return 0;
+	op->jpos = dpos;
+	e->flags = (uint16_t)flags;
+	e->inode = op->inode;
+	e->objno = op->objno;
+	e->version = ver;
+	e->slot = op->slot;
+	e->offset = op->blk * BS_BLOCK;
+	e->length = op->nblk * BS_BLOCK;
+	e->mapped = mapped;
 }
 
 static void batch_flush_done(struct bs_io *io, int res);
@@ -266,8 +297,9 @@ static void write_wrap_marker(struct bs *bs, uint64_t pos, uint64_t seq)
 }
 
 /*
- * Start a batch with the queued records while fewer than BS_BATCHES are in
- * flight: build them while they fit contiguously in the ring (a batch never
+ * Start a batch with the queued mutations while fewer than BS_BATCHES are in
+ * flight: build them into group records (as many entries as fit one header
+ * block each) while they fit contiguously in the ring (a batch never
  * straddles the ring end; a WRAP record sends replay back to offset 0).
  * Batches in flight together are written concurrently and acked in ring
  * order, so an ack never depends on a record after a hole. Returns true if
@@ -276,10 +308,10 @@ static void write_wrap_marker(struct bs *bs, uint64_t pos, uint64_t seq)
 bool bs_journal_pump(struct bs *bs)
 {
 	uint64_t pos = bs->jhead, used = bs->jused, start = bs->jhead, len = 0, wrap_pos = 0;
+	struct bs_jgrp *g = NULL;
 	bool wrap = false, did = false;
 	struct bs_batch *b;
 	struct bs_ctx *op;
-	int ret;
 
 	if (bs->b_count == BS_BATCHES || !bs->jq_head || bs->ck != BS_CK_IDLE) {
 		return false;
@@ -294,7 +326,8 @@ bool bs_journal_pump(struct bs *bs)
 	b = &bs->batch[(bs->b_first + bs->b_count) % BS_BATCHES];
 	kassert(!b->head);
 	while ((op = bs->jq_head)) {
-		uint64_t rl = bs_rec_bytes(op);
+		bool new_grp = !g || g->bytes + op_ent_bytes(op) > BS_BLOCK;
+		uint64_t rl = op_data_bytes(op) + (new_grp ? BS_BLOCK : 0), ver;
 
 		if (!len && !wrap && rl > ring_contig(bs, pos, used)) {
 			if (!ring_can_wrap(bs, pos, used) || rl > bs->jtail) {
@@ -315,14 +348,24 @@ bool bs_journal_pump(struct bs *bs)
 		if (!bs->jq_head) {
 			bs->jq_tail = NULL;
 		}
-		ret = op_build(bs, op, pos, bs->next_seq);
-		if (ret < 0) {
+		if (op_version(bs, op, &ver) < 0) {
 			bs_mc_release(op);
-			bs_op_finish(op, ret);
+			bs_op_finish(op, -ESTALE);
 			did = true;
 			continue;
 		}
-		op->jpos = pos;
+		if (new_grp) {
+			if (g) {
+				grp_seal(g);
+			}
+			g = grp_open(bs, pos, bs->next_seq++);
+			bs->st_groups++;
+			pos += BS_BLOCK;
+			used += BS_BLOCK;
+			len += BS_BLOCK;
+		}
+		op_build(bs, op, g, pos, ver);
+		bs->st_entries++;
 		op->state = BS_OPS_JOURNAL;
 		op->qnext = NULL;
 		if (b->tail) {
@@ -331,14 +374,16 @@ bool bs_journal_pump(struct bs *bs)
 			b->head = op;
 		}
 		b->tail = op;
-		bs->next_seq++;
-		pos += rl;
-		used += rl;
-		len += rl;
+		pos += op_data_bytes(op);
+		used += op_data_bytes(op);
+		len += op_data_bytes(op);
 		if (pos == bs->jsize) {
 			pos = 0;
 			break;
 		}
+	}
+	if (g) {
+		grp_seal(g);
 	}
 	if (!len && !wrap) {
 		return did;

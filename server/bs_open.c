@@ -125,6 +125,42 @@ static void sb_seal(struct bs_sb *sb)
 	sb->crc = crc32c(0, sb, sizeof(*sb));
 }
 
+/*
+ * Mark a store of an earlier format version as this version, once its
+ * journal is empty and before any record of this version is written. Both
+ * copies, then a flush; a crash in between leaves copy 0 new and copy 1 old,
+ * and either is a correct description of an empty journal.
+ */
+static int sb_upgrade(struct bs *bs)
+{
+	uint32_t from = bs->sb.version;
+	uint8_t *buf;
+	int i, ret = 0;
+
+	if (posix_memalign((void **)&buf, BS_BLOCK, BS_BLOCK)) {
+		return -ENOMEM;
+	}
+	bs->sb.version = BS_FMT_VERSION;
+	sb_seal(&bs->sb);
+	memset(buf, 0, BS_BLOCK);
+	memcpy(buf, &bs->sb, sizeof(bs->sb));
+	for (i = 0; i < 2 && !ret; i++) {
+		ret = bs_sync_io(bs->dev, BS_IO_WRITE, buf, BS_BLOCK, (uint64_t)i * BS_BLOCK);
+	}
+	if (!ret) {
+		ret = bs_sync_io(bs->dev, BS_IO_FLUSH, NULL, 0, 0);
+	}
+	free(buf);
+	if (ret < 0) {
+		log_error("bs: upgrading %s from format version %u failed: %s", bs->dev->path, from,
+			  strerror(-ret));
+		return ret;
+	}
+	log_info("bs: %s upgraded from format version %u to %u", bs->dev->path, from,
+		 BS_FMT_VERSION);
+	return 0;
+}
+
 static bool sb_crc_ok(const struct bs_sb *sb)
 {
 	struct bs_sb tmp = *sb;
@@ -374,57 +410,207 @@ static int read_jsb(struct bs *bs, struct bs_jsb *out)
 	return found ? 0 : -EUCLEAN;
 }
 
-/* Is the record header at @pos (already read) a valid next record? */
-static bool rec_valid(const struct bs *bs, const struct bs_jrec *h, uint64_t pos, uint64_t seq)
+/* The range checks of one mutation, a single record or a group entry. */
+static bool ent_valid(const struct bs *bs, const struct bs_jent *e)
 {
-	if (!bs_jrec_check(h) || h->seq != seq) {
+	if (e->type != BS_JREC_WRITE && e->type != BS_JREC_UNMAP) {
 		return false;
 	}
-	if (h->type == BS_JREC_WRAP) {
-		return true;
-	}
-	if (h->type != BS_JREC_WRITE && h->type != BS_JREC_UNMAP) {
+	if (e->slot >= bs->nslots || !e->length || e->offset % BS_BLOCK || e->length % BS_BLOCK ||
+	    e->length > BS_MAX_IO || (uint64_t)e->offset + e->length > bs->sb.object_size ||
+	    e->mapped > bs->bpo || !e->version) {
 		return false;
 	}
-	if (h->slot >= bs->nslots || !h->length || h->offset % BS_BLOCK || h->length % BS_BLOCK ||
-	    h->length > BS_MAX_IO || (uint64_t)h->offset + h->length > bs->sb.object_size ||
-	    h->mapped > bs->bpo || !h->version) {
+	if (e->type == BS_JREC_WRITE && (!e->mapped || e->flags)) {
 		return false;
 	}
-	if (h->type == BS_JREC_WRITE &&
-	    (pos + BS_BLOCK + h->length > bs->jsize || !h->mapped || h->flags)) {
-		return false;
-	}
-	if (h->type == BS_JREC_UNMAP && (!!(h->flags & BS_JREC_F_FREE_SLOT) != !h->mapped ||
-					 (h->flags & ~BS_JREC_F_FREE_SLOT))) {
+	if (e->type == BS_JREC_UNMAP && (!!(e->flags & BS_JREC_F_FREE_SLOT) != !e->mapped ||
+					 (e->flags & ~BS_JREC_F_FREE_SLOT))) {
 		return false;
 	}
 	return true;
 }
 
-/* Set the state a record describes (absolute values: replay is idempotent). */
-static int replay_apply(struct bs *bs, const struct bs_jrec *h)
+/* The mutation of a single (pre-group) WRITE / UNMAP record, as an entry. */
+static void jrec_ent(const struct bs_jrec *h, struct bs_jent *e)
 {
-	uint32_t b, nblk = h->length / BS_BLOCK, blk = h->offset / BS_BLOCK;
+	memset(e, 0, sizeof(*e));
+	e->inode = h->inode;
+	e->objno = h->objno;
+	e->version = h->version;
+	e->slot = h->slot;
+	e->offset = h->offset;
+	e->length = h->length;
+	e->mapped = h->mapped;
+	e->type = h->type <= UINT16_MAX ? (uint16_t)h->type : 0;
+	e->flags = h->flags <= UINT16_MAX ? (uint16_t)h->flags : UINT16_MAX;
+}
+
+/*
+ * Is the record header at @pos (already read) a valid next record? Sets
+ * *dlen to the bytes of data that follow the header block.
+ */
+static bool rec_valid(const struct bs *bs, const struct bs_jrec *h, uint64_t pos, uint64_t seq,
+		      uint64_t *dlen)
+{
+	const struct bs_jgrp *g = (const struct bs_jgrp *)h;
+	static const uint32_t zero;
+	uint32_t off, i, crc;
+	struct bs_jent e;
+
+	*dlen = 0;
+	if (h->magic != BS_JREC_MAGIC || h->seq != seq) {
+		return false;
+	}
+	if (h->type == BS_JREC_GROUP) {
+		if (g->bytes < sizeof(*g) + sizeof(struct bs_jent) || g->bytes > BS_BLOCK ||
+		    g->bytes % 8 || !g->count) {
+			return false;
+		}
+		crc = crc32c(0, g, offsetof(struct bs_jgrp, crc));
+		crc = crc32c(crc, &zero, sizeof(zero));
+		crc = crc32c(crc, (const uint8_t *)g + sizeof(*g), g->bytes - sizeof(*g));
+		if (crc != g->crc) {
+			return false;
+		}
+		for (i = 0, off = sizeof(*g); i < g->count; i++) {
+			const struct bs_jent *ge =
+				(const struct bs_jent *)((const uint8_t *)g + off);
+
+			if (off + sizeof(*ge) > g->bytes || !ent_valid(bs, ge) ||
+			    off + bs_jent_bytes(ge->type, ge->length) > g->bytes) {
+				return false;
+			}
+			off += bs_jent_bytes(ge->type, ge->length);
+			if (ge->type == BS_JREC_WRITE) {
+				*dlen += ge->length;
+			}
+		}
+		return off == g->bytes && pos + BS_BLOCK + *dlen <= bs->jsize;
+	}
+	if (!bs_jrec_check(h)) {
+		return false;
+	}
+	if (h->type == BS_JREC_WRAP) {
+		return true;
+	}
+	jrec_ent(h, &e);
+	if (!ent_valid(bs, &e)) {
+		return false;
+	}
+	if (e.type == BS_JREC_WRITE) {
+		*dlen = e.length;
+	}
+	return pos + BS_BLOCK + *dlen <= bs->jsize;
+}
+
+/*
+ * Set the state a mutation describes (absolute values: replay is
+ * idempotent). @crcs: a WRITE's data block crcs.
+ */
+static int replay_apply(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs)
+{
+	uint32_t b, nblk = e->length / BS_BLOCK, blk = e->offset / BS_BLOCK;
 	int err;
 
 	for (b = 0; b < nblk; b++) {
-		uint64_t idx = (uint64_t)h->slot * bs->bpo + blk + b;
+		uint64_t idx = (uint64_t)e->slot * bs->bpo + blk + b;
 		struct bs_mc *mc = bs_mc_get_sync(bs, idx / BS_BMETA_PER_BLOCK, &err);
 
 		if (!mc) {
 			return err;
 		}
-		if (h->type == BS_JREC_WRITE) {
-			bs_bmeta_set(&mc->ent[idx % BS_BMETA_PER_BLOCK], h->version,
-				     h->data_crcs[b]);
+		if (e->type == BS_JREC_WRITE) {
+			bs_bmeta_set(&mc->ent[idx % BS_BMETA_PER_BLOCK], e->version, crcs[b]);
 		} else {
 			bs_bmeta_set(&mc->ent[idx % BS_BMETA_PER_BLOCK], 0, 0);
 		}
 		bs_mc_mark_dirty(bs, mc);
 	}
-	bs_slot_set(bs, h->slot, h->inode, h->objno, h->version, h->mapped);
+	bs_slot_set(bs, e->slot, e->inode, e->objno, e->version, e->mapped);
 	return 0;
+}
+
+/*
+ * Call @fn for each mutation of the valid record at @h (a group's entries in
+ * order, or a single WRITE / UNMAP) with the ring offset of its data.
+ */
+static int rec_for_each(struct bs *bs, const struct bs_jrec *h, uint64_t pos,
+			int (*fn)(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs,
+				  uint64_t dpos, void *arg),
+			void *arg)
+{
+	uint64_t dpos = pos + BS_BLOCK;
+	struct bs_jent e;
+	uint32_t i, off;
+	int ret;
+
+	if (h->type == BS_JREC_GROUP) {
+		const struct bs_jgrp *g = (const struct bs_jgrp *)h;
+
+		for (i = 0, off = sizeof(*g); i < g->count; i++) {
+			const struct bs_jent *ge =
+				(const struct bs_jent *)((const uint8_t *)g + off);
+
+			ret = fn(bs, ge, ge->data_crcs, dpos, arg);
+			if (ret < 0) {
+				return ret;
+			}
+			off += bs_jent_bytes(ge->type, ge->length);
+			if (ge->type == BS_JREC_WRITE) {
+				dpos += ge->length;
+			}
+		}
+		return 0;
+	}
+	if (h->type == BS_JREC_WRAP) {
+		return 0;
+	}
+	jrec_ent(h, &e);
+	return fn(bs, &e, h->data_crcs, dpos, arg);
+}
+
+/* Do the data blocks of every WRITE match their crcs? */
+static int ent_data_ok(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs, uint64_t dpos,
+		       void *arg)
+{
+	uint32_t got[BS_JREC_MAX_BLOCKS], b, nblk = e->length / BS_BLOCK;
+
+	(void)arg;
+	if (e->type != BS_JREC_WRITE) {
+		return 0;
+	}
+	crc32c_blocks(bs->jm + dpos, e->length, got);
+	for (b = 0; b < nblk; b++) {
+		if (got[b] != crcs[b]) {
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+static int ent_replay(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs, uint64_t dpos,
+		      void *arg)
+{
+	uint64_t *nwrites = arg;
+
+	(void)dpos;
+	if (e->type == BS_JREC_WRITE) {
+		(*nwrites)++;
+	}
+	return replay_apply(bs, e, crcs);
+}
+
+static int ent_write_data(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs,
+			  uint64_t dpos, void *arg)
+{
+	(void)crcs;
+	(void)arg;
+	if (e->type != BS_JREC_WRITE) {
+		return 0;
+	}
+	return bs_sync_io(bs->dev, BS_IO_WRITE, bs->jm + dpos, e->length,
+			  bs_data_off(bs, e->slot, e->offset / BS_BLOCK));
 }
 
 /*
@@ -469,13 +655,12 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 {
 	uint64_t pos = jsb->tail_pos, seq = jsb->tail_seq, used = 0, n = 0;
 	uint64_t lo = 0, hi = 0;
-	uint32_t crcs[BS_JREC_MAX_BLOCKS];
 	int ret;
 
 	*nwrites = 0;
 	for (;;) {
 		struct bs_jrec *h = (struct bs_jrec *)(bs->jm + pos);
-		uint64_t rl = BS_BLOCK;
+		uint64_t dlen;
 
 		if (used + BS_BLOCK > bs->jsize) {
 			break;
@@ -484,7 +669,7 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 		if (ret < 0) {
 			return ret;
 		}
-		if (!rec_valid(bs, h, pos, seq)) {
+		if (!rec_valid(bs, h, pos, seq, &dlen)) {
 			break;
 		}
 		if (h->type == BS_JREC_WRAP) {
@@ -494,33 +679,27 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 			n++;
 			continue;
 		}
-		if (h->type == BS_JREC_WRITE) {
-			uint32_t b, nblk = h->length / BS_BLOCK;
-
-			rl += h->length;
-			if (used + rl > bs->jsize) {
-				break;
-			}
-			ret = replay_load(bs, &lo, &hi, pos + BS_BLOCK, h->length);
+		if (used + BS_BLOCK + dlen > bs->jsize) {
+			break;
+		}
+		if (dlen) {
+			ret = replay_load(bs, &lo, &hi, pos + BS_BLOCK, dlen);
 			if (ret < 0) {
 				return ret;
 			}
-			crc32c_blocks(bs->jm + pos + BS_BLOCK, h->length, crcs);
-			for (b = 0; b < nblk && crcs[b] == h->data_crcs[b]; b++) {
+			/* a torn record was never acknowledged: the journal ends here */
+			if (rec_for_each(bs, h, pos, ent_data_ok, NULL) < 0) {
+				break;
 			}
-			if (b < nblk) {
-				break; /* torn: never acknowledged */
-			}
-			(*nwrites)++;
 		}
-		ret = replay_apply(bs, h);
+		ret = rec_for_each(bs, h, pos, ent_replay, nwrites);
 		if (ret < 0) {
 			return ret;
 		}
 		n++;
 		seq++;
-		used += rl;
-		pos += rl;
+		used += BS_BLOCK + dlen;
+		pos += BS_BLOCK + dlen;
 		if (pos == bs->jsize) {
 			pos = 0;
 		}
@@ -537,7 +716,7 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 /* Write the replayed records' data to their places, in journal order. */
 static int replay_data(struct bs *bs, uint64_t nrec)
 {
-	uint64_t pos = bs->jtail, i;
+	uint64_t pos = bs->jtail, i, dlen;
 	int ret;
 
 	for (i = 0; i < nrec; i++) {
@@ -547,15 +726,15 @@ static int replay_data(struct bs *bs, uint64_t nrec)
 			pos = 0;
 			continue;
 		}
-		if (h->type == BS_JREC_WRITE) {
-			ret = bs_sync_io(bs->dev, BS_IO_WRITE, bs->jm + pos + BS_BLOCK, h->length,
-					 bs_data_off(bs, h->slot, h->offset / BS_BLOCK));
-			if (ret < 0) {
-				return ret;
-			}
-			pos += h->length;
+		ret = rec_for_each(bs, h, pos, ent_write_data, NULL);
+		if (ret < 0) {
+			return ret;
 		}
-		pos += BS_BLOCK;
+		/* valid (replayed), so this cannot fail */
+		if (!rec_valid(bs, h, pos, h->seq, &dlen)) {
+			return -EUCLEAN;
+		}
+		pos += BS_BLOCK + dlen;
 		if (pos == bs->jsize) {
 			pos = 0;
 		}
@@ -601,7 +780,7 @@ static bool idle_done(struct bs *bs)
 
 int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out)
 {
-	struct bs_jsb jsb;
+	struct bs_jsb jsb = {0};
 	uint64_t nwrites;
 	struct bs *bs;
 	int ret, nrec;
@@ -668,6 +847,9 @@ int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out)
 	if (!ret && bs->failed) {
 		ret = bs->failed;
 	}
+	if (!ret && bs->sb.version < BS_FMT_VERSION) {
+		ret = sb_upgrade(bs); /* the journal is empty: no group record yet */
+	}
 	if (ret < 0) {
 		goto out_free;
 	}
@@ -729,6 +911,8 @@ void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out)
 	out->wraps = bs->st_wraps;
 	out->checkpoints = bs->ck_count;
 	out->batches_max = bs->st_batches_max;
+	out->groups = bs->st_groups;
+	out->entries = bs->st_entries;
 }
 
 int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off)

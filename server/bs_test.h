@@ -27,6 +27,8 @@ struct bs_test_journal {
 	uint64_t wraps;	      /* WRAP records written since open */
 	uint64_t checkpoints; /* checkpoints completed since open */
 	uint32_t batches_max; /* most journal batches in flight at once */
+	uint64_t groups;      /* group records written since open */
+	uint64_t entries;     /* mutations in them */
 };
 
 /* Journal position and counters, for tests that corrupt or count records. */

@@ -3,7 +3,9 @@
  * Journal replay: acked writes survive a crash before any checkpoint; the
  * ring wraps many times with checkpoints; a corrupt record ends replay
  * exactly there; a torn batch (tail blocks never written) is ignored;
- * batches in flight together are acked in ring order.
+ * batches in flight together are acked in ring order; mutations queued
+ * together share one group record, replayed whole or not at all; single
+ * WRITE / UNMAP records (the format before group records) still replay.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,8 @@
 #include <cmocka.h>
 
 #include "bs_test_util.h"
+#include "common/crc.h"
+#include "server/bs_format.h"
 
 #define DEV (16ull << 20)
 #define OBJ (64u << 10)
@@ -259,6 +263,189 @@ static void test_pipelined_acks(void **state)
 	free(p);
 }
 
+/*
+ * Writes queued in one reactor turn share one group record: one header block
+ * for all of them. A group counts whole or not at all: one bad data block in
+ * it loses every entry (their blocks read the old data or fail their crc,
+ * never the new data) and nothing before it.
+ */
+#define GRP_N 8
+
+static void group_case(bool corrupt)
+{
+	struct tenv e;
+	struct bs_test_journal j0, j1;
+	struct treq *t = calloc(GRP_N, sizeof(*t));
+	uint32_t crcs[GRP_N], i;
+	uint8_t *bufs = NULL;
+	int ret;
+
+	assert_non_null(t);
+	assert_int_equal(posix_memalign((void **)&bufs, 4096, GRP_N * 4096), 0);
+	assert_int_equal(tenv_setup(&e, "sim", DEV, OBJ, JRN), 0);
+	for (i = 0; i < GRP_N; i++) {
+		assert_int_equal(tenv_write(&e, 3, 0, i * 4096, 4096, 100 + i), 0);
+	}
+	assert_int_equal(tenv_reopen(&e), 0); /* checkpointed: the old data is in place */
+	assert_int_equal(tenv_write(&e, 3, 1, 0, 4096, 150), 0);
+	assert_int_equal(tenv_check(&e, 3, 0, 0, 4096, 100), 0); /* meta block cached */
+	bs_test_journal_info(e.bs, &j0);
+	for (i = 0; i < GRP_N; i++) {
+		tenv_fill(&e, 200 + i, 4096);
+		memcpy(bufs + (size_t)i * 4096, e.buf, 4096);
+		crcs[i] = e.crcs[0];
+		t[i].req.op = BS_OP_WRITE;
+		t[i].req.inode = 3;
+		t[i].req.objno = 0;
+		t[i].req.offset = i * 4096;
+		t[i].req.length = 4096;
+		t[i].req.buf = bufs + (size_t)i * 4096;
+		t[i].req.crcs = &crcs[i];
+		t[i].req.cb = treq_cb;
+		assert_int_equal(bs_submit(e.bs, &t[i].req), 0);
+	}
+	for (i = 0; i < GRP_N; i++) {
+		assert_int_equal(tenv_poll_until(&e, &t[i].done), 0);
+		assert_int_equal(t[i].res, 0);
+	}
+	bs_test_journal_info(e.bs, &j1);
+	assert_int_equal(j1.groups, j0.groups + 1);
+	assert_int_equal(j1.entries, j0.entries + GRP_N);
+	assert_int_equal(j1.head, j0.head + (1 + GRP_N) * 4096); /* one header block */
+	if (corrupt) {
+		bs_sim_flip_bit(e.dev, j0.journal_off + j0.head + (1 + GRP_N / 2) * 4096 + 100, 5);
+	}
+	crash_reopen(&e);
+	assert_int_equal(tenv_check(&e, 3, 1, 0, 4096, 150), 0);
+	for (i = 0; i < GRP_N; i++) {
+		if (!corrupt) {
+			assert_int_equal(tenv_check(&e, 3, 0, i * 4096, 4096, 200 + i), 0);
+			continue;
+		}
+		ret = tenv_check(&e, 3, 0, i * 4096, 4096, 100 + i);
+		assert_true(ret == 0 || ret == -EIO);
+		assert_int_not_equal(tenv_check(&e, 3, 0, i * 4096, 4096, 200 + i), 0);
+	}
+	tenv_teardown(&e);
+	free(bufs);
+	free(t);
+}
+
+static void test_group(void **state)
+{
+	group_case(false);
+}
+
+static void test_group_corrupt(void **state)
+{
+	group_case(true);
+}
+
+/* Seal a single (pre-group) record the way the old format did. */
+static void old_rec_seal(struct bs_jrec *h)
+{
+	h->magic = BS_JREC_MAGIC;
+	h->crc = 0;
+	h->crc = crc32c(0, h, sizeof(*h));
+}
+
+/*
+ * A journal written before group records (format version 1) holds single
+ * WRITE and UNMAP records; replay must still apply them, and the open must
+ * mark the store version 2. Hand-write a WRITE (block 1) and an UNMAP
+ * (block 0) of an object at the journal's tail of a version 1 store, then
+ * open.
+ */
+static void test_single_records(void **state)
+{
+	struct tenv e;
+	struct bs_obj_stat os;
+	const struct bs_jsb *jsb;
+	struct bs_sb sb;
+	struct bs_jrec *h;
+	uint64_t d0, m0, slot, pos, seq;
+	uint8_t *blk = NULL;
+
+	assert_int_equal(posix_memalign((void **)&blk, 4096, 4 * 4096), 0);
+	assert_int_equal(tenv_setup(&e, "sim", DEV, OBJ, JRN), 0);
+	assert_int_equal(tenv_write(&e, 5, 2, 0, 4096, 40), 0);
+	assert_int_equal(bs_stat_object(e.bs, 5, 2, &os), 0);
+	assert_int_equal(bs_test_block_offsets(e.bs, 5, 2, 0, &d0, &m0), 0);
+	assert_int_equal(tenv_reopen(&e), 0); /* the journal is empty now */
+	bs_close(e.bs);
+	e.bs = NULL;
+
+	/* superblock (block 0) and the newer journal superblock (2 or 3) */
+	assert_int_equal(bs_test_dev_io(e.dev, BS_TEST_IO_READ, blk, 4 * 4096, 0), 0);
+	memcpy(&sb, blk, sizeof(sb));
+	jsb = (const struct bs_jsb *)(blk + 2 * 4096);
+	if (((const struct bs_jsb *)(blk + 3 * 4096))->gen > jsb->gen) {
+		jsb = (const struct bs_jsb *)(blk + 3 * 4096);
+	}
+	slot = (d0 - sb.data_off) / sb.object_size;
+	pos = jsb->tail_pos;
+	seq = jsb->tail_seq;
+
+	/* a store of format version 1, as the Keel before group records made */
+	assert_int_equal(sb.version, BS_FMT_VERSION);
+	sb.version = 1;
+	sb.crc = 0;
+	sb.crc = crc32c(0, &sb, sizeof(sb));
+	memset(blk, 0, 4096);
+	memcpy(blk, &sb, sizeof(sb));
+	assert_int_equal(sync_dev_write(&e, blk, 4096, 0), 0);
+	assert_int_equal(sync_dev_write(&e, blk, 4096, 4096), 0);
+
+	/* WRITE block 1: header + one data block */
+	memset(blk, 0, 2 * 4096);
+	h = (struct bs_jrec *)blk;
+	h->seq = seq;
+	h->type = BS_JREC_WRITE;
+	h->inode = 5;
+	h->objno = 2;
+	h->version = os.version + 1;
+	h->slot = (uint32_t)slot;
+	h->offset = 4096;
+	h->length = 4096;
+	h->mapped = 2;
+	tenv_fill(&e, 41, 4096);
+	memcpy(blk + 4096, e.buf, 4096);
+	h->data_crcs[0] = e.crcs[0];
+	old_rec_seal(h);
+	assert_int_equal(sync_dev_write(&e, blk, 2 * 4096, sb.journal_off + pos), 0);
+	/* UNMAP block 0 */
+	memset(blk, 0, 4096);
+	h->seq = seq + 1;
+	h->type = BS_JREC_UNMAP;
+	h->inode = 5;
+	h->objno = 2;
+	h->version = os.version + 2;
+	h->slot = (uint32_t)slot;
+	h->offset = 0;
+	h->length = 4096;
+	h->mapped = 1;
+	old_rec_seal(h);
+	assert_int_equal(sync_dev_write(&e, blk, 4096, sb.journal_off + pos + 2 * 4096), 0);
+	assert_int_equal(bs_test_dev_io(e.dev, BS_TEST_IO_FLUSH, NULL, 0, 0), 0);
+
+	assert_int_equal(bs_open(e.dev, NULL, &e.bs), 0);
+	assert_int_equal(bs_stat_object(e.bs, 5, 2, &os), 0);
+	assert_int_equal(os.version, h->version);
+	/* upgraded on open: a Keel that knows only version 1 refuses it now */
+	assert_int_equal(bs_test_dev_io(e.dev, BS_TEST_IO_READ, blk, 2 * 4096, 0), 0);
+	assert_int_equal(((const struct bs_sb *)blk)->version, BS_FMT_VERSION);
+	assert_int_equal(((const struct bs_sb *)(blk + 4096))->version, BS_FMT_VERSION);
+	assert_int_equal(tenv_check(&e, 5, 2, 0, 4096, 0), 0);
+	assert_int_equal(tenv_check(&e, 5, 2, 4096, 4096, 41), 0);
+	/* and the store goes on with group records after them */
+	assert_int_equal(tenv_write(&e, 5, 2, 8192, 4096, 42), 0);
+	crash_reopen(&e);
+	assert_int_equal(tenv_check(&e, 5, 2, 4096, 4096, 41), 0);
+	assert_int_equal(tenv_check(&e, 5, 2, 8192, 4096, 42), 0);
+	tenv_teardown(&e);
+	free(blk);
+}
+
 static void test_not_formatted(void **state)
 {
 	struct tenv e;
@@ -293,9 +480,15 @@ static void test_not_formatted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_replay_after_crash), cmocka_unit_test(test_wraparound),
-		cmocka_unit_test(test_corrupt_record),	   cmocka_unit_test(test_torn_batch),
-		cmocka_unit_test(test_not_formatted),	   cmocka_unit_test(test_pipelined_acks),
+		cmocka_unit_test(test_replay_after_crash),
+		cmocka_unit_test(test_wraparound),
+		cmocka_unit_test(test_corrupt_record),
+		cmocka_unit_test(test_torn_batch),
+		cmocka_unit_test(test_not_formatted),
+		cmocka_unit_test(test_pipelined_acks),
+		cmocka_unit_test(test_group),
+		cmocka_unit_test(test_group_corrupt),
+		cmocka_unit_test(test_single_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
