@@ -67,10 +67,11 @@ int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, 
 	int ret;
 
 	io->cb = cb;
+	io->background = kind == BS_IO_WRITE_BG;
 	bs->dev_inflight++;
 	if (kind == BS_IO_READ) {
 		ret = bs_dev_read(bs->dev, buf, len, off, io);
-	} else if (kind == BS_IO_WRITE) {
+	} else if (kind == BS_IO_WRITE || kind == BS_IO_WRITE_BG) {
 		ret = bs_dev_write(bs->dev, buf, len, off, io);
 	} else {
 		ret = bs_dev_flush(bs->dev, io);
@@ -519,9 +520,18 @@ static void op_process(struct bs_ctx *op)
 		if (apply_blocked(op)) {
 			return;
 		}
+		/*
+		 * Nothing waits for an apply, but it is submitted in the same
+		 * io_uring_enter as the replies just acked, and its device kick
+		 * (an exit on a VM) would delay their receivers, often on this
+		 * CPU. When few are pending (low queue depth, where that delay
+		 * is the latency) it goes in the background; many at once are
+		 * cheaper inline (one kick for all).
+		 */
 		op->state = BS_OPS_APPLY;
 		op->pending++;
-		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
+		bs_dev_submit(bs, bs->applies <= BS_APPLY_BG ? BS_IO_WRITE_BG : BS_IO_WRITE,
+			      bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
 			      bs_data_off(bs, op->slot, op->blk), &op->io, op_io_done);
 		return;
 	case BS_OPS_APPLY:

@@ -62,6 +62,9 @@ static void uring_queue_rw(struct bs_io *io, bool is_write)
 				   io->off + done);
 	}
 	sqe->flags |= ud->sqe_flags;
+	if (is_write && io->background) {
+		sqe->flags |= IOSQE_ASYNC;
+	}
 	reactor_sqe_set_op(sqe, &io->op, is_write ? uring_write_done : uring_read_done);
 }
 

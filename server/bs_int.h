@@ -24,6 +24,7 @@
 #define BS_BATCH_MAX   (4u << 20) /* largest journal write (group commit) */
 #define BS_BATCHES     4u	  /* journal writes in flight (pipelined group commit) */
 #define BS_MC_MIN      16u	  /* smallest meta cache, in blocks */
+#define BS_APPLY_BG    2u /* in-place applies up to this many pending go in the background */
 #define BS_REC_MAX     ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
 
 enum bs_op_state {
@@ -242,9 +243,10 @@ void bs_op_ack(struct bs_ctx *op);
 void bs_fail(struct bs *bs, int err, const char *what);
 int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, struct bs_io *io,
 		  bs_io_cb cb);
-#define BS_IO_READ  0
-#define BS_IO_WRITE 1
-#define BS_IO_FLUSH 2
+#define BS_IO_READ     0
+#define BS_IO_WRITE    1
+#define BS_IO_FLUSH    2
+#define BS_IO_WRITE_BG 3 /* a write nobody waits for (struct bs_io, background) */
 void bs_io_done(struct bs *bs);
 
 /* bs_index.c: slots */
