@@ -526,11 +526,15 @@ static void op_process(struct bs_ctx *op)
 		 * (an exit on a VM) would delay their receivers, often on this
 		 * CPU. When few are pending (low queue depth, where that delay
 		 * is the latency) it goes in the background; many at once are
-		 * cheaper inline (one kick for all).
+		 * cheaper inline (one kick for all). Not with a flush per batch:
+		 * there the background worker made QD1 writes slower, not faster
+		 * (docs/benchmarks.md, "Background applies").
 		 */
 		op->state = BS_OPS_APPLY;
 		op->pending++;
-		bs_dev_submit(bs, bs->applies <= BS_APPLY_BG ? BS_IO_WRITE_BG : BS_IO_WRITE,
+		bs_dev_submit(bs,
+			      bs->applies <= BS_APPLY_BG && !bs->flush_always ? BS_IO_WRITE_BG
+									      : BS_IO_WRITE,
 			      bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
 			      bs_data_off(bs, op->slot, op->blk), &op->io, op_io_done);
 		return;
