@@ -636,7 +636,10 @@ static int cmd_run(int argc, char **argv)
 	if (ret) {
 		log_error("cannot open blockstore on %s: %s", s.device,
 			  ret == -EUCLEAN ? "not a Keel blockstore (run keel-server format)"
-					  : strerror(-ret));
+			  : ret == -EPROTONOSUPPORT
+				  ? "its format version is newer than this keel-server knows "
+				    "(written by a newer Keel: run that one)"
+				  : strerror(-ret));
 		goto out_close_dev;
 	}
 	log_store(&s, bs, dev);

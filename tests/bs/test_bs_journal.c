@@ -446,6 +446,32 @@ static void test_single_records(void **state)
 	free(blk);
 }
 
+/* A store of a newer format version is refused, not misread. */
+static void test_newer_version(void **state)
+{
+	struct tenv e;
+	struct bs_sb sb;
+	struct bs *bs;
+	uint8_t *blk = NULL;
+
+	assert_int_equal(posix_memalign((void **)&blk, 4096, 4096), 0);
+	assert_int_equal(tenv_setup(&e, "sim", DEV, OBJ, JRN), 0);
+	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 60), 0);
+	bs_close(e.bs);
+	e.bs = NULL;
+	assert_int_equal(bs_test_dev_io(e.dev, BS_TEST_IO_READ, blk, 4096, 0), 0);
+	memcpy(&sb, blk, sizeof(sb));
+	sb.version = BS_FMT_VERSION + 1;
+	sb.crc = 0;
+	sb.crc = crc32c(0, &sb, sizeof(sb));
+	memcpy(blk, &sb, sizeof(sb));
+	assert_int_equal(sync_dev_write(&e, blk, 4096, 0), 0);
+	assert_int_equal(sync_dev_write(&e, blk, 4096, 4096), 0);
+	assert_int_equal(bs_open(e.dev, NULL, &bs), -EPROTONOSUPPORT);
+	tenv_teardown(&e);
+	free(blk);
+}
+
 static void test_not_formatted(void **state)
 {
 	struct tenv e;
@@ -489,6 +515,7 @@ int main(void)
 		cmocka_unit_test(test_group),
 		cmocka_unit_test(test_group_corrupt),
 		cmocka_unit_test(test_single_records),
+		cmocka_unit_test(test_newer_version),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
