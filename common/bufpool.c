@@ -79,12 +79,7 @@ void bufpool_destroy(struct bufpool *p)
 
 int bufpool_register(struct bufpool *p, struct reactor *r)
 {
-	struct iovec iov = {
-		.iov_base = p->arena,
-		.iov_len = p->buf_size * p->count,
-	};
-
-	return reactor_register_buffers(r, &iov, 1);
+	return reactor_buf_add(r, p->arena, p->buf_size * p->count);
 }
 
 int bufpool_zero_copy(struct bufpool *p)

@@ -21,8 +21,10 @@ struct bufpool;
 int bufpool_create(size_t buf_size, unsigned int count, struct bufpool **out);
 void bufpool_destroy(struct bufpool *p);
 
-/* Register the arena with @r as fixed buffer 0. 0 or -errno (callers may
- * ignore failure: registration is an optimisation). */
+/* Register the arena with @r as a fixed buffer (reactor_buf_add()): its
+ * index, or -errno (callers may ignore failure: registration is an
+ * optimisation). The pool must outlive the registration or drop it first
+ * (reactor_buf_remove()). */
 int bufpool_register(struct bufpool *p, struct reactor *r);
 
 /* Let transports send from the pool's buffers without copying them

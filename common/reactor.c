@@ -22,6 +22,9 @@ struct reactor {
 	struct reactor_defer *defer_head;
 	struct reactor_defer **defer_tail;
 
+	struct iovec bufs[REACTOR_BUFS]; /* registered regions; iov_base NULL: free */
+	bool bufs_registered;		 /* the (sparse) buffer table exists */
+
 	/* Cross-thread messages: a locked list plus an eventfd read that is
 	 * always in flight while the reactor runs. */
 	pthread_mutex_t msg_lock;
@@ -409,9 +412,54 @@ void reactor_stop(struct reactor *r)
 	r->stop = true;
 }
 
-int reactor_register_buffers(struct reactor *r, const struct iovec *iov, unsigned int n)
+int reactor_buf_add(struct reactor *r, void *base, size_t len)
 {
-	return io_uring_register_buffers(&r->ring, iov, n);
+	struct iovec iov = {.iov_base = base, .iov_len = len};
+	unsigned int i;
+	int ret;
+
+	if (!base || !len)
+		return -EINVAL;
+	if (!r->bufs_registered) {
+		ret = io_uring_register_buffers_sparse(&r->ring, REACTOR_BUFS);
+		if (ret < 0)
+			return ret;
+		r->bufs_registered = true;
+	}
+	for (i = 0; i < REACTOR_BUFS && r->bufs[i].iov_base; i++)
+		;
+	if (i == REACTOR_BUFS)
+		return -ENOSPC;
+	ret = io_uring_register_buffers_update_tag(&r->ring, i, &iov, NULL, 1);
+	if (ret < 0)
+		return ret;
+	r->bufs[i] = iov;
+	return (int)i;
+}
+
+void reactor_buf_remove(struct reactor *r, int idx)
+{
+	struct iovec none = {.iov_base = NULL, .iov_len = 0};
+
+	if (idx < 0 || idx >= REACTOR_BUFS || !r->bufs[idx].iov_base)
+		return;
+	(void)io_uring_register_buffers_update_tag(&r->ring, (unsigned int)idx, &none, NULL, 1);
+	r->bufs[idx] = none;
+}
+
+int reactor_buf_find(const struct reactor *r, const void *buf, size_t len)
+{
+	uintptr_t a = (uintptr_t)buf;
+	int i;
+
+	for (i = 0; i < REACTOR_BUFS; i++) {
+		uintptr_t b = (uintptr_t)r->bufs[i].iov_base;
+
+		if (b && a >= b && a - b <= r->bufs[i].iov_len &&
+		    len <= r->bufs[i].iov_len - (a - b))
+			return i;
+	}
+	return -1;
 }
 
 int reactor_register_files(struct reactor *r, const int *fds, unsigned int n)

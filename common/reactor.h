@@ -141,9 +141,23 @@ void reactor_stop(struct reactor *r);
  */
 int reactor_poll(struct reactor *r, bool wait);
 
-/* Register fixed buffers / files once (io_uring_register_*). -errno on
- * failure; callers fall back to unregistered I/O. */
-int reactor_register_buffers(struct reactor *r, const struct iovec *iov, unsigned int n);
+/*
+ * Registered buffers: up to REACTOR_BUFS memory regions (each at most 1 GiB)
+ * the kernel keeps pinned, so that I/O on them (the *_FIXED opcodes with the
+ * index reactor_buf_find() gives) skips pinning pages per request. Pinned
+ * memory counts against RLIMIT_MEMLOCK unless the process has
+ * CAP_IPC_LOCK. reactor_buf_add() returns the region's index, or -errno
+ * (-ENOSPC when the table is full): callers then do unregistered I/O.
+ */
+#define REACTOR_BUFS 16
+int reactor_buf_add(struct reactor *r, void *base, size_t len);
+/* Drop region @idx; I/O still in flight on it completes normally. */
+void reactor_buf_remove(struct reactor *r, int idx);
+/* Index of the registered region holding [buf, buf + len), or -1. */
+int reactor_buf_find(const struct reactor *r, const void *buf, size_t len);
+
+/* Register fixed files once (io_uring_register_files). -errno on failure;
+ * callers fall back to plain fds. */
 int reactor_register_files(struct reactor *r, const int *fds, unsigned int n);
 /* Drop the registered files, so that closing their fds releases them now
  * rather than when the ring is torn down. No I/O on them may be in flight. */

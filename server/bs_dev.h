@@ -72,6 +72,8 @@ struct bs_dev {
 	struct reactor *r;
 	uint64_t size;          /* bytes, multiple of 4096 */
 	bool volatile_cache;    /* writes need a flush to become durable */
+	bool fixed_bufs;        /* I/O on registered buffers skips page pinning:
+				 * worth reactor_buf_add() for long-lived ones */
 	char path[256];
 };
 

@@ -4,6 +4,11 @@
  * owning reactor's io_uring. The fd is registered as fixed file 0 of the ring
  * when the ring has no file table yet; otherwise I/O uses the plain fd.
  *
+ * Buffers inside a region registered with the reactor (reactor_buf_add():
+ * the blockstore's journal mirror, keel-server's request buffers) go as
+ * READ_FIXED / WRITE_FIXED, so the kernel does not pin their pages per
+ * request.
+ *
  * A read or write that the kernel completes short (0 < res < remaining) is
  * resubmitted for the remainder from the completion; the caller only ever
  * sees the full length or an error. io->res counts the bytes done so far.
@@ -51,15 +56,20 @@ static void uring_queue_rw(struct bs_io *io, bool is_write)
 {
 	struct uring_dev *ud = to_uring(io->dev);
 	uint32_t done = (uint32_t)io->res;
+	uint8_t *buf = (uint8_t *)io->buf + done;
+	int idx = reactor_buf_find(ud->dev.r, buf, io->len - done);
 	struct io_uring_sqe *sqe;
 
 	sqe = reactor_sqe(ud->dev.r);
-	if (is_write) {
-		io_uring_prep_write(sqe, ud->sqe_fd, (uint8_t *)io->buf + done, io->len - done,
-				    io->off + done);
+	if (idx >= 0 && is_write) {
+		io_uring_prep_write_fixed(sqe, ud->sqe_fd, buf, io->len - done, io->off + done,
+					  idx);
+	} else if (idx >= 0) {
+		io_uring_prep_read_fixed(sqe, ud->sqe_fd, buf, io->len - done, io->off + done, idx);
+	} else if (is_write) {
+		io_uring_prep_write(sqe, ud->sqe_fd, buf, io->len - done, io->off + done);
 	} else {
-		io_uring_prep_read(sqe, ud->sqe_fd, (uint8_t *)io->buf + done, io->len - done,
-				   io->off + done);
+		io_uring_prep_read(sqe, ud->sqe_fd, buf, io->len - done, io->off + done);
 	}
 	sqe->flags |= ud->sqe_flags;
 	if (is_write && io->background) {
@@ -324,6 +334,7 @@ int bs_dev_uring_open(struct reactor *r, const char *path, uint64_t size, struct
 	ud->dev.ops = &uring_ops;
 	ud->dev.r = r;
 	ud->dev.volatile_cache = uring_volatile_cache(&st);
+	ud->dev.fixed_bufs = true;
 	snprintf(ud->dev.path, sizeof(ud->dev.path), "%s", path);
 
 	ud->sqe_fd = ud->fd;

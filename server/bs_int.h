@@ -198,7 +198,8 @@ struct bs {
 
 	/* journal */
 	uint64_t jsize;
-	uint8_t *jm; /* RAM mirror of the ring */
+	uint8_t *jm;	    /* RAM mirror of the ring */
+	int jm_buf, ck_buf; /* registered-buffer indexes of jm, ck_stage, or -1 */
 	uint64_t jtail, jhead, jused;
 	uint64_t tail_seq, next_seq;
 	uint64_t jsb_gen;

@@ -290,6 +290,8 @@ static int read_sb(struct bs_dev *dev, struct bs_sb *out)
 
 static void bs_free(struct bs *bs)
 {
+	reactor_buf_remove(bs->r, bs->jm_buf);
+	reactor_buf_remove(bs->r, bs->ck_buf);
 	free(bs->ck_jsb_buf);
 	free(bs->ck_stage);
 	free(bs->ck_mcs);
@@ -355,6 +357,20 @@ static int bs_alloc(struct bs *bs, const struct bs_opts *opts)
 	/* Fault the mirror in now: a first touch on the write path costs a page
 	 * fault per 4 KiB record block (expensive in a VM). */
 	memset(bs->jm, 0, bs->jsize);
+	/* Journal writes and in-place applies come from the mirror, checkpoint
+	 * writes from the staging buffer: registered, the kernel pins their
+	 * pages once instead of per request. Optional (RLIMIT_MEMLOCK). */
+	if (bs->dev->fixed_bufs) {
+		bs->jm_buf = reactor_buf_add(bs->r, bs->jm, bs->jsize);
+		bs->ck_buf = reactor_buf_add(bs->r, bs->ck_stage,
+					     (size_t)BS_CK_RUNS * BS_CK_RUN_MAX * BS_BLOCK);
+		if (bs->jm_buf < 0 || bs->ck_buf < 0) {
+			log_info("bs: %s: buffers not registered with io_uring (%s): the kernel "
+				 "pins pages per request",
+				 bs->dev->path,
+				 strerror(-(bs->jm_buf < 0 ? bs->jm_buf : bs->ck_buf)));
+		}
+	}
 	mc_cap = (uint64_t)(opts && opts->meta_cache_mb ? opts->meta_cache_mb : 64) << 8;
 	if (mc_cap > bs->sb.meta_blocks + BS_MC_MIN) {
 		mc_cap = bs->sb.meta_blocks + BS_MC_MIN;
@@ -794,6 +810,7 @@ int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out)
 	}
 	bs->dev = dev;
 	bs->r = dev->r;
+	bs->jm_buf = bs->ck_buf = -1;
 	ret = read_sb(dev, &bs->sb);
 	if (ret < 0) {
 		goto out_free;

@@ -225,9 +225,9 @@ struct srv_repl {
 	struct srv_peer_req subs[CMAP_MAX_REPLICAS];
 	struct srv_rop *rop; /* inline push in progress */
 	struct reactor_defer defer;
-	bool chain;	     /* READ with a ReadChain: req->x.chain */
+	bool chain;	       /* READ with a ReadChain: req->x.chain */
 	struct srv_copyup *cu; /* merge copy-up (internal WRITE), or NULL */
-	uint32_t layers_gen; /* mutation: srv_cluster.layers_gen when it started */
+	uint32_t layers_gen;   /* mutation: srv_cluster.layers_gen when it started */
 	/* write coalescing: the WRITEs riding on this one (linked by mnext);
 	 * own_length is hdr.length as received, restored for the reply */
 	struct srv_req *merged, *mnext;
@@ -243,7 +243,7 @@ struct srv_chain {
 	uint64_t parents[KP_READ_CHAIN_MAX];
 	uint64_t present[BS_PRESENT_WORDS(BS_MAX_IO)];
 	uint64_t missing[BS_PRESENT_WORDS(BS_MAX_IO)];
-	void *pbuf; /* from req->pool, like req->buf */
+	void *pbuf;	      /* from req->pool, like req->buf */
 	struct srv_obj *pobj; /* the parent's object, held shared while read */
 	struct srv_obj_waiter pw;
 	uint32_t pcrcs[BS_MAX_IO / BS_BLOCK];
@@ -300,6 +300,7 @@ struct srv {
 	unsigned int bs_inflight;
 	struct srv_conn *conns;
 	struct bufpool *small, *large;
+	int small_buf, large_buf; /* their registered-buffer indexes, or -errno */
 	bool stopping;
 	uint64_t drain_deadline;
 	struct reactor_timer drain_timer;
@@ -310,7 +311,7 @@ struct srv {
 	struct srv_cluster *cl; /* NULL: single-server mode */
 	/* message faults on every data connection (client and peer), or NULL */
 	struct kp_fault *fault;
-	uint64_t slow_ns; /* a request in flight this long is logged once */
+	uint64_t slow_ns;	/* a request in flight this long is logged once */
 	uint64_t slow_requests; /* how many were */
 	unsigned int ticks;
 };
@@ -368,10 +369,10 @@ int srv_req_bs_submit(struct srv_req *req, enum bs_op op, uint64_t version);
  * wait for a later map, e.g. one removing a failed replica, would otherwise
  * wait for mgmt, which pushes that map only after our reply). */
 #define SRV_MAP_DRAIN_TIMEOUT_NS (3000ull * 1000 * 1000)
-#define SRV_USAGE_NS	    (2000ull * 1000 * 1000) /* MG_USAGE period */
-#define SRV_GC_ACTIVE	    16u /* objects of deleting layers freed at a time */
-#define SRV_MERGE_ACTIVE    4u	/* objects of merging layers copied up at a time */
-#define SRV_USAGE_MERGES    64u /* merges one MG_USAGE reports on */
+#define SRV_USAGE_NS		 (2000ull * 1000 * 1000) /* MG_USAGE period */
+#define SRV_GC_ACTIVE		 16u /* objects of deleting layers freed at a time */
+#define SRV_MERGE_ACTIVE	 4u  /* objects of merging layers copied up at a time */
+#define SRV_USAGE_MERGES	 64u /* merges one MG_USAGE reports on */
 
 /* An object with client ops or a push in flight (primary side). */
 struct srv_obj {
@@ -467,8 +468,8 @@ struct srv_cluster {
 	struct srv_pg **rec_list; /* PGs we are primary of with an up member not in sync */
 	unsigned int nrec;
 	uint64_t client_inflight;
-	uint64_t full_refused; /* client writes refused: pool full (ENOSPC) */
-	uint64_t member_nospc; /* writes failed: a member had no space */
+	uint64_t full_refused;	 /* client writes refused: pool full (ENOSPC) */
+	uint64_t member_nospc;	 /* writes failed: a member had no space */
 	uint64_t fenced_refused; /* client mutations refused: fenced generation */
 	uint64_t rec_bytes_copied, rec_objects_copied;
 	/* (PG, interval) pairs we acknowledged writes in as primary, logged

@@ -410,6 +410,7 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 	int ret;
 
 	memset(s, 0, sizeof(*s));
+	s->small_buf = s->large_buf = -1;
 	s->r = r;
 	s->bs = bs;
 	s->key = key;
@@ -430,9 +431,12 @@ int srv_start(struct srv *s, struct reactor *r, struct bs *bs, const struct kp_k
 		goto out_destroy_small;
 	}
 	/* Read replies and replica writes go from these buffers: with RDMA the
-	 * peer reads them in place. */
+	 * peer reads them in place. Reads from the drive go into them:
+	 * registered with io_uring, their pages are pinned once. Both optional. */
 	bufpool_zero_copy(s->small);
 	bufpool_zero_copy(s->large);
+	s->small_buf = bufpool_register(s->small, r);
+	s->large_buf = bufpool_register(s->large, r);
 	ret = s->xops->listen(r, addr, &s->listener);
 	if (ret) {
 		log_error("cannot listen on %s: %s", addr, strerror(-ret));
@@ -455,6 +459,8 @@ out_close_listener:
 	s->xops->listen_close(s->listener);
 	s->listener = NULL;
 out_destroy_large:
+	reactor_buf_remove(r, s->small_buf);
+	reactor_buf_remove(r, s->large_buf);
 	bufpool_destroy(s->large);
 	s->large = NULL;
 out_destroy_small:
@@ -527,6 +533,8 @@ void srv_destroy(struct srv *s)
 		s->xops->listen_close(s->listener);
 		s->listener = NULL;
 	}
+	reactor_buf_remove(s->r, s->small_buf);
+	reactor_buf_remove(s->r, s->large_buf);
 	bufpool_destroy(s->large);
 	bufpool_destroy(s->small);
 	s->large = NULL;

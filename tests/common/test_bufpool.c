@@ -97,11 +97,12 @@ static void test_register_read_fixed(void **state)
 	struct bufpool *p;
 	uint8_t data[4096];
 	uint8_t *buf;
-	int fd;
+	int fd, idx;
 
 	assert_int_equal(reactor_create(8, &r), 0);
 	assert_int_equal(bufpool_create(4096, 4, &p), 0);
-	assert_int_equal(bufpool_register(p, r), 0);
+	idx = bufpool_register(p, r);
+	assert_true(idx >= 0);
 
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
@@ -115,7 +116,9 @@ static void test_register_read_fixed(void **state)
 	buf = bufpool_get(p); /* not the first buffer: its offset in the arena matters */
 	memset(buf, 0, 4096);
 	sqe = reactor_sqe(r);
-	io_uring_prep_read_fixed(sqe, fd, buf, 4096, 0, 0);
+	assert_int_equal(reactor_buf_find(r, buf, 4096), idx);
+	assert_int_equal(reactor_buf_find(r, buf + 1, 4096 * 4), -1); /* runs past the arena */
+	io_uring_prep_read_fixed(sqe, fd, buf, 4096, 0, idx);
 	reactor_sqe_set_op(sqe, &op, read_done);
 	while (!read_finished) {
 		assert_true(reactor_poll(r, true) >= 0);
@@ -123,6 +126,8 @@ static void test_register_read_fixed(void **state)
 	assert_int_equal(read_res, 4096);
 	assert_memory_equal(buf, data, sizeof(data));
 	close(fd);
+	reactor_buf_remove(r, idx);
+	assert_int_equal(reactor_buf_find(r, buf, 4096), -1);
 	bufpool_destroy(p);
 	reactor_destroy(r);
 }

@@ -246,6 +246,30 @@ static void test_post_wakes_run(void **state)
 	}
 }
 
+/* The registered-buffer table: lookups by address range, a full table, a
+ * freed slot reused. */
+static void test_buf_table(void **state)
+{
+	static uint8_t mem[REACTOR_BUFS + 1][8192] __attribute__((aligned(4096)));
+	int i, idx[REACTOR_BUFS];
+
+	assert_int_equal(reactor_buf_add(r, NULL, 4096), -EINVAL);
+	for (i = 0; i < REACTOR_BUFS; i++) {
+		idx[i] = reactor_buf_add(r, mem[i], sizeof(mem[i]));
+		assert_int_equal(idx[i], i);
+	}
+	assert_int_equal(reactor_buf_add(r, mem[REACTOR_BUFS], 4096), -ENOSPC);
+	assert_int_equal(reactor_buf_find(r, mem[3], 8192), idx[3]);
+	assert_int_equal(reactor_buf_find(r, mem[3] + 4096, 4096), idx[3]);
+	assert_int_equal(reactor_buf_find(r, mem[3] + 4096, 4097), -1);
+	assert_int_equal(reactor_buf_find(r, mem[REACTOR_BUFS], 4096), -1);
+	reactor_buf_remove(r, idx[5]);
+	assert_int_equal(reactor_buf_find(r, mem[5], 4096), -1);
+	assert_int_equal(reactor_buf_add(r, mem[REACTOR_BUFS], 4096), idx[5]);
+	assert_int_equal(reactor_buf_find(r, mem[REACTOR_BUFS], 4096), idx[5]);
+	reactor_buf_remove(r, -1); /* no-op */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +280,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timer_fires, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timer_cancel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_post_wakes_run, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_buf_table, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
