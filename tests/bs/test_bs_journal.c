@@ -341,10 +341,31 @@ static void test_group_corrupt(void **state)
 	group_case(true);
 }
 
-/* Seal a single (pre-group) record the way the old format did. */
+/*
+ * A single (pre-group) record of object 5:2 in @blk, block 0 of the extent
+ * [offset, offset + 4096), sealed the way the old format did.
+ */
+static struct bs_jrec *old_rec(uint8_t *blk, uint64_t seq, uint32_t type, uint64_t version,
+			       uint64_t slot, uint32_t offset, uint32_t mapped)
+{
+	struct bs_jrec *h = (struct bs_jrec *)blk;
+
+	memset(blk, 0, 4096);
+	h->magic = BS_JREC_MAGIC;
+	h->seq = seq;
+	h->type = type;
+	h->inode = 5;
+	h->objno = 2;
+	h->version = version;
+	h->slot = (uint32_t)slot;
+	h->offset = offset;
+	h->length = 4096;
+	h->mapped = mapped;
+	return h;
+}
+
 static void old_rec_seal(struct bs_jrec *h)
 {
-	h->magic = BS_JREC_MAGIC;
 	h->crc = 0;
 	h->crc = crc32c(0, h, sizeof(*h));
 }
@@ -397,33 +418,14 @@ static void test_single_records(void **state)
 	assert_int_equal(sync_dev_write(&e, blk, 4096, 4096), 0);
 
 	/* WRITE block 1: header + one data block */
-	memset(blk, 0, 2 * 4096);
-	h = (struct bs_jrec *)blk;
-	h->seq = seq;
-	h->type = BS_JREC_WRITE;
-	h->inode = 5;
-	h->objno = 2;
-	h->version = os.version + 1;
-	h->slot = (uint32_t)slot;
-	h->offset = 4096;
-	h->length = 4096;
-	h->mapped = 2;
+	h = old_rec(blk, seq, BS_JREC_WRITE, os.version + 1, slot, 4096, 2);
 	tenv_fill(&e, 41, 4096);
 	memcpy(blk + 4096, e.buf, 4096);
 	h->data_crcs[0] = e.crcs[0];
 	old_rec_seal(h);
 	assert_int_equal(sync_dev_write(&e, blk, 2 * 4096, sb.journal_off + pos), 0);
 	/* UNMAP block 0 */
-	memset(blk, 0, 4096);
-	h->seq = seq + 1;
-	h->type = BS_JREC_UNMAP;
-	h->inode = 5;
-	h->objno = 2;
-	h->version = os.version + 2;
-	h->slot = (uint32_t)slot;
-	h->offset = 0;
-	h->length = 4096;
-	h->mapped = 1;
+	h = old_rec(blk, seq + 1, BS_JREC_UNMAP, os.version + 2, slot, 0, 1);
 	old_rec_seal(h);
 	assert_int_equal(sync_dev_write(&e, blk, 4096, sb.journal_off + pos + 2 * 4096), 0);
 	assert_int_equal(bs_test_dev_io(e.dev, BS_TEST_IO_FLUSH, NULL, 0, 0), 0);
