@@ -158,6 +158,13 @@ int bs_format(struct bs_dev *dev, const struct bs_format_opts *opts);
  */
 int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out);
 
+/*
+ * Does @dev hold a Keel blockstore (of any format version)? Reads the
+ * superblocks only: no replay, no write. 0 if so, -EUCLEAN if not, or an
+ * I/O errno.
+ */
+int bs_probe(struct bs_dev *dev);
+
 /* Submit a request; see struct bs_req. 0: cb fires exactly once, later.
  * -errno: invalid request, cb never fires. */
 int bs_submit(struct bs *bs, struct bs_req *req);

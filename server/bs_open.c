@@ -881,6 +881,18 @@ out_free:
 	return ret;
 }
 
+int bs_probe(struct bs_dev *dev)
+{
+	struct bs_sb sb;
+	int ret;
+
+	if (!dev) {
+		return -EINVAL;
+	}
+	ret = read_sb(dev, &sb);
+	return ret == -EPROTONOSUPPORT ? 0 : ret;
+}
+
 void bs_close(struct bs *bs)
 {
 	if (!bs) {

@@ -249,18 +249,8 @@ static int parse_size_arg(const char *cmd, const char *opt, const char *s, uint6
 /* True when @dev already holds a blockstore this build can open. */
 static int device_has_store(struct bs_dev *dev)
 {
-	struct bs_opts bo = {.flush_mode = BS_FLUSH_AUTO};
-	struct bs *bs;
-	int ret = bs_open(dev, &bo, &bs);
-
-	if (!ret) {
-		bs_close(bs);
-		return 1;
-	}
-	if (ret == -EPROTONOSUPPORT) {
-		return 1;
-	}
-	return 0;
+	/* the superblocks only: a refused format must not write the drive */
+	return !bs_probe(dev);
 }
 
 static int cmd_format(int argc, char **argv)

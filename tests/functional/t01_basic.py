@@ -1,11 +1,21 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """01 basic: format, run, keel-bench --verify randwrite then randread, a
+format without --force refused without writing the drive, a
 format --force of the running server's drive refused, SIGTERM exits 0,
 restart, everything acknowledged before still verifies."""
+import hashlib
 import os
 
 import keeltest as kt
+
+
+def file_digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def bench(env, addr, state, rw, ios):
@@ -15,9 +25,11 @@ def bench(env, addr, state, rw, ios):
 def test(env):
     dev = os.path.join(env.dir, "drive0")
     env.format(dev, size="128M", object_size="1M", journal_size="8M")
+    before = file_digest(dev)
     p = env.run([env.server_bin, "format", "--device", dev, "--size", "128M"])
     kt.check(p.returncode == 1 and "already holds a Keel blockstore" in p.stderr,
              "format refuses a formatted device without --force")
+    kt.check(file_digest(dev) == before, "a refused format writes nothing to the drive")
 
     srv = env.server(dev)
     addr = srv.start()
