@@ -85,12 +85,12 @@ static bool ring_can_wrap(const struct bs *bs, uint64_t pos, uint64_t used)
 }
 
 /*
- * The version @op gives its object, or -ESTALE (logged) when the caller asked
- * for one that is not above the object's.
+ * The version @op gives its object (whose slot is @cur, or BS_NONE before its
+ * first write), or -ESTALE (logged) when the caller asked for one that is not
+ * above the object's.
  */
-static int op_version(struct bs *bs, const struct bs_ctx *op, uint64_t *ver)
+static int op_version(struct bs *bs, const struct bs_ctx *op, uint32_t cur, uint64_t *ver)
 {
-	uint32_t cur = bs_index_lookup(bs, op->inode, op->objno);
 	uint64_t curver = cur == BS_NONE ? 0 : bs->slots[op->slot].version;
 	uint64_t want = op->req->version;
 
@@ -111,15 +111,15 @@ static int op_version(struct bs *bs, const struct bs_ctx *op, uint64_t *ver)
 }
 
 /*
- * Apply @op, at version @ver, to the in-RAM state (slot entry, meta entries),
- * append its entry to group @g and copy its data to ring offset @dpos of the
- * mirror. Runs only while no checkpoint is writing.
+ * Apply @op (object slot @cur, as for op_version()), at version @ver, to the
+ * in-RAM state (slot entry, meta entries), append its entry to group @g and
+ * copy its data to ring offset @dpos of the mirror. Runs only while no
+ * checkpoint is writing.
  */
-static void op_build(struct bs *bs, struct bs_ctx *op, struct bs_jgrp *g, uint64_t dpos,
-		     uint64_t ver)
+static void op_build(struct bs *bs, struct bs_ctx *op, uint32_t cur, struct bs_jgrp *g,
+		     uint64_t dpos, uint64_t ver)
 {
 	struct bs_jent *e = (struct bs_jent *)((uint8_t *)g + g->bytes);
-	uint32_t cur = bs_index_lookup(bs, op->inode, op->objno);
 	uint32_t mapped = cur == BS_NONE ? 0 : bs->slots[op->slot].mapped;
 	uint32_t b, flags = 0;
 
@@ -327,7 +327,8 @@ bool bs_journal_pump(struct bs *bs)
 	kassert(!b->head);
 	while ((op = bs->jq_head)) {
 		bool new_grp = !g || g->bytes + op_ent_bytes(op) > BS_BLOCK;
-		uint64_t rl = op_data_bytes(op) + (new_grp ? BS_BLOCK : 0), ver;
+		uint64_t dl = op_data_bytes(op), rl = dl + (new_grp ? BS_BLOCK : 0), ver;
+		uint32_t cur;
 
 		if (!len && !wrap && rl > ring_contig(bs, pos, used)) {
 			if (!ring_can_wrap(bs, pos, used) || rl > bs->jtail) {
@@ -348,7 +349,8 @@ bool bs_journal_pump(struct bs *bs)
 		if (!bs->jq_head) {
 			bs->jq_tail = NULL;
 		}
-		if (op_version(bs, op, &ver) < 0) {
+		cur = bs_index_lookup(bs, op->inode, op->objno);
+		if (op_version(bs, op, cur, &ver) < 0) {
 			bs_mc_release(op);
 			bs_op_finish(op, -ESTALE);
 			did = true;
@@ -364,7 +366,7 @@ bool bs_journal_pump(struct bs *bs)
 			used += BS_BLOCK;
 			len += BS_BLOCK;
 		}
-		op_build(bs, op, g, pos, ver);
+		op_build(bs, op, cur, g, pos, ver);
 		bs->st_entries++;
 		op->state = BS_OPS_JOURNAL;
 		op->qnext = NULL;
@@ -374,9 +376,9 @@ bool bs_journal_pump(struct bs *bs)
 			b->head = op;
 		}
 		b->tail = op;
-		pos += op_data_bytes(op);
-		used += op_data_bytes(op);
-		len += op_data_bytes(op);
+		pos += dl;
+		used += dl;
+		len += dl;
 		if (pos == bs->jsize) {
 			pos = 0;
 			break;

@@ -126,30 +126,43 @@ static void sb_seal(struct bs_sb *sb)
 }
 
 /*
+ * Write @sb (sealed) as both superblock copies, copy 0 first, then flush.
+ * @buf: one aligned block of scratch.
+ */
+static int sb_write(struct bs_dev *dev, const struct bs_sb *sb, uint8_t *buf)
+{
+	int ret;
+
+	memset(buf, 0, BS_BLOCK);
+	memcpy(buf, sb, sizeof(*sb));
+	ret = bs_sync_io(dev, BS_IO_WRITE, buf, BS_BLOCK, 0);
+	if (!ret) {
+		ret = bs_sync_io(dev, BS_IO_WRITE, buf, BS_BLOCK, BS_BLOCK);
+	}
+	if (!ret) {
+		ret = bs_sync_io(dev, BS_IO_FLUSH, NULL, 0, 0);
+	}
+	return ret;
+}
+
+/*
  * Mark a store of an earlier format version as this version, once its
- * journal is empty and before any record of this version is written. Both
- * copies, then a flush; a crash in between leaves copy 0 new and copy 1 old,
- * and either is a correct description of an empty journal.
+ * journal is empty and before any record of this version is written. A
+ * crash between the two copies leaves copy 0 new and copy 1 old, and
+ * either is a correct description of an empty journal.
  */
 static int sb_upgrade(struct bs *bs)
 {
 	uint32_t from = bs->sb.version;
 	uint8_t *buf;
-	int i, ret = 0;
+	int ret;
 
 	if (posix_memalign((void **)&buf, BS_BLOCK, BS_BLOCK)) {
 		return -ENOMEM;
 	}
 	bs->sb.version = BS_FMT_VERSION;
 	sb_seal(&bs->sb);
-	memset(buf, 0, BS_BLOCK);
-	memcpy(buf, &bs->sb, sizeof(bs->sb));
-	for (i = 0; i < 2 && !ret; i++) {
-		ret = bs_sync_io(bs->dev, BS_IO_WRITE, buf, BS_BLOCK, (uint64_t)i * BS_BLOCK);
-	}
-	if (!ret) {
-		ret = bs_sync_io(bs->dev, BS_IO_FLUSH, NULL, 0, 0);
-	}
+	ret = sb_write(bs->dev, &bs->sb, buf);
 	free(buf);
 	if (ret < 0) {
 		log_error("bs: upgrading %s from format version %u failed: %s", bs->dev->path, from,
@@ -219,21 +232,11 @@ int bs_format(struct bs_dev *dev, const struct bs_format_opts *opts)
 			goto out_free_buf;
 		}
 	}
-	memset(buf, 0, BS_BLOCK);
-	memcpy(buf, &sb, sizeof(sb));
 	ret = bs_sync_io(dev, BS_IO_FLUSH, NULL, 0, 0);
 	if (ret < 0) {
 		goto out_free_buf;
 	}
-	ret = bs_sync_io(dev, BS_IO_WRITE, buf, BS_BLOCK, 0);
-	if (ret < 0) {
-		goto out_free_buf;
-	}
-	ret = bs_sync_io(dev, BS_IO_WRITE, buf, BS_BLOCK, BS_BLOCK);
-	if (ret < 0) {
-		goto out_free_buf;
-	}
-	ret = bs_sync_io(dev, BS_IO_FLUSH, NULL, 0, 0);
+	ret = sb_write(dev, &sb, buf);
 	if (!ret) {
 		log_info("bs: formatted %s: %lu objects of %u KiB, journal %lu MiB", dev->path,
 			 (unsigned long)sb.nslots, sb.object_size / 1024,
@@ -550,11 +553,12 @@ static int replay_apply(struct bs *bs, const struct bs_jent *e, const uint32_t *
 /*
  * Call @fn for each mutation of the valid record at @h (a group's entries in
  * order, or a single WRITE / UNMAP) with the ring offset of its data.
+ * Returns the bytes of data after the header block, or @fn's -errno.
  */
-static int rec_for_each(struct bs *bs, const struct bs_jrec *h, uint64_t pos,
-			int (*fn)(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs,
-				  uint64_t dpos, void *arg),
-			void *arg)
+static int64_t rec_for_each(struct bs *bs, const struct bs_jrec *h, uint64_t pos,
+			    int (*fn)(struct bs *bs, const struct bs_jent *e, const uint32_t *crcs,
+				      uint64_t dpos, void *arg),
+			    void *arg)
 {
 	uint64_t dpos = pos + BS_BLOCK;
 	struct bs_jent e;
@@ -577,13 +581,17 @@ static int rec_for_each(struct bs *bs, const struct bs_jrec *h, uint64_t pos,
 				dpos += ge->length;
 			}
 		}
-		return 0;
+		return (int64_t)(dpos - pos - BS_BLOCK);
 	}
 	if (h->type == BS_JREC_WRAP) {
 		return 0;
 	}
 	jrec_ent(h, &e);
-	return fn(bs, &e, h->data_crcs, dpos, arg);
+	ret = fn(bs, &e, h->data_crcs, dpos, arg);
+	if (ret < 0) {
+		return ret;
+	}
+	return e.type == BS_JREC_WRITE ? (int64_t)e.length : 0;
 }
 
 /* Do the data blocks of every WRITE match their crcs? */
@@ -676,6 +684,7 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 	*nwrites = 0;
 	for (;;) {
 		struct bs_jrec *h = (struct bs_jrec *)(bs->jm + pos);
+		int64_t applied;
 		uint64_t dlen;
 
 		if (used + BS_BLOCK > bs->jsize) {
@@ -708,9 +717,9 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 				break;
 			}
 		}
-		ret = rec_for_each(bs, h, pos, ent_replay, nwrites);
-		if (ret < 0) {
-			return ret;
+		applied = rec_for_each(bs, h, pos, ent_replay, nwrites);
+		if (applied < 0) {
+			return (int)applied;
 		}
 		n++;
 		seq++;
@@ -732,8 +741,8 @@ static int replay(struct bs *bs, const struct bs_jsb *jsb, uint64_t *nwrites)
 /* Write the replayed records' data to their places, in journal order. */
 static int replay_data(struct bs *bs, uint64_t nrec)
 {
-	uint64_t pos = bs->jtail, i, dlen;
-	int ret;
+	uint64_t pos = bs->jtail, i;
+	int64_t dlen;
 
 	for (i = 0; i < nrec; i++) {
 		const struct bs_jrec *h = (const struct bs_jrec *)(bs->jm + pos);
@@ -742,15 +751,11 @@ static int replay_data(struct bs *bs, uint64_t nrec)
 			pos = 0;
 			continue;
 		}
-		ret = rec_for_each(bs, h, pos, ent_write_data, NULL);
-		if (ret < 0) {
-			return ret;
+		dlen = rec_for_each(bs, h, pos, ent_write_data, NULL);
+		if (dlen < 0) {
+			return (int)dlen;
 		}
-		/* valid (replayed), so this cannot fail */
-		if (!rec_valid(bs, h, pos, h->seq, &dlen)) {
-			return -EUCLEAN;
-		}
-		pos += BS_BLOCK + dlen;
+		pos += BS_BLOCK + (uint64_t)dlen;
 		if (pos == bs->jsize) {
 			pos = 0;
 		}

@@ -246,13 +246,6 @@ static int parse_size_arg(const char *cmd, const char *opt, const char *s, uint6
 	return 0;
 }
 
-/* True when @dev already holds a blockstore this build can open. */
-static int device_has_store(struct bs_dev *dev)
-{
-	/* the superblocks only: a refused format must not write the drive */
-	return !bs_probe(dev);
-}
-
 static int cmd_format(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -342,7 +335,8 @@ static int cmd_format(int argc, char **argv)
 		status = ret == -EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
 		goto out_destroy_reactor;
 	}
-	if (!force && device_has_store(dev)) {
+	/* from the superblocks alone: a refused format writes nothing */
+	if (!force && !bs_probe(dev)) {
 		fprintf(stderr,
 			"keel-server format: %s already holds a Keel blockstore; "
 			"use --force to destroy it\n",
