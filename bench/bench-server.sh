@@ -13,7 +13,10 @@
 # Reads are compared with raw reads.
 #
 # Usage: bench/bench-server.sh [--runtime SECONDS] [--size SIZE] [--out FILE] [--poll-us N]
-#                              [--dir DIR]
+#                              [--dir DIR] [--cpus LIST]
+# --cpus LIST runs everything (fio, keel-server, keel-bench) under taskset -c
+# LIST, e.g. the CPU that takes the disk's interrupts (/proc/interrupts):
+# see docs/benchmarks.md on why placement matters on a VM.
 # Binaries come only from $BUILD (default ./build): $BUILD/server/keel-server
 # and $BUILD/bench/keel-bench. fio and /usr/bin/python3 from the system.
 set -euo pipefail
@@ -22,11 +25,12 @@ RUNTIME=15
 POLL_US=0
 SIZE=2G
 OUT=
+CPUS=
 DIR=
 BUILD=${BUILD:-./build}
 
 usage() {
-	sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,21p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--size) SIZE=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
+	--cpus) CPUS=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-server.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -45,6 +50,13 @@ done
 SERVER=$BUILD/server/keel-server
 BENCH=$BUILD/bench/keel-bench
 PY=/usr/bin/python3
+if [ -n "$CPUS" ] && [ -z "${KEEL_BENCH_PINNED:-}" ]; then
+	command -v taskset >/dev/null || { echo "bench-server.sh: --cpus needs taskset (util-linux)" >&2; exit 2; }
+	taskset -c "$CPUS" true 2>/dev/null || { echo "bench-server.sh: --cpus $CPUS: not a usable CPU list" >&2; exit 2; }
+	# Every process of the run inherits the affinity.
+	KEEL_BENCH_PINNED=1 exec taskset -c "$CPUS" "$0" --runtime "$RUNTIME" --size "$SIZE" \
+		--poll-us "$POLL_US" ${OUT:+--out "$OUT"} ${DIR:+--dir "$DIR"} --cpus "$CPUS"
+fi
 for b in "$SERVER" "$BENCH"; do
 	[ -x "$b" ] || { echo "bench-server.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
 done
@@ -140,7 +152,7 @@ done
 stop_server
 
 {
-	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB, poll_us=$POLL_US)"
+	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB, poll_us=$POLL_US${CPUS:+, all on CPUs $CPUS})"
 	echo
 	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file. raw+flush: the same with"
 	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"

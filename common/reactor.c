@@ -13,9 +13,9 @@
 
 /*
  * Completions handled before what they queued is sent (see reap()). 8: one
- * server's 4 KiB reads at QD32 went from 62-69k to 66-70k IOPS; 4 sent too
- * often (64-66k), 16 gained nothing (docs/benchmarks.md, "Replies in
- * batches of 8").
+ * server's 4 KiB reads at QD32 went from 62-69k to 69-70k IOPS; 4 sent too
+ * often (64-66k), 16 gained less (docs/benchmarks.md, "The disk completes
+ * in rounds").
  */
 #define REACTOR_CQE_BATCH 8
 
