@@ -30,6 +30,53 @@ FAULT_AT = float(os.environ.get("KEEL_GUEST_FAULT_AT", "5"))
 BOOT_TIMEOUT = 120
 
 
+# What QEMU 7.2 prints when qsd's vhost-user session died under it and the
+# guest then saw a completion twice ("not a head"): a race in the
+# reference's own reconnect (QEMU frontend + libvhost-user inflight
+# resubmission), seen once in about thirty CI runs.
+QSD_RECONNECT_RACE = ("ring restore failed", "is not a head")
+
+
+def check_reference_restart(c, vmlinux, initrd, be, tmp):
+    """The restart run on qsd. The reference shows that the harness passes
+    a backend that loses nothing; when qsd's own reconnect race (above)
+    breaks a run, the run is logged and made once more. Any other failure,
+    or the race twice, fails the test. Keel's own restart runs
+    (t_guest_keel.py) get one attempt."""
+    what = "qemu-storage-daemon SIGKILLed and restarted (reconnect=1)"
+    first = g.Checks()
+    try:
+        run = g.check_fio_with_fault(first, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
+                                     [(FAULT_AT, be.restart)], what,
+                                     timeout=BOOT_TIMEOUT, min_stall_ms=500)
+        console, error = run.console, None
+    except g.GuestError as e:
+        # The race leaves the guest's fio hung on its failed reads.
+        error = e
+        first.failures.append(str(e))
+        try:
+            with open(os.path.join(tmp, "console-fault.log"), errors="replace") as f:
+                console = f.read() + str(e)
+        except OSError:
+            console = str(e)
+    if not first.failures or not all(m in console for m in QSD_RECONNECT_RACE):
+        if error is not None:
+            raise error
+        c.passed += first.passed
+        c.failures += first.failures
+        return
+    g.log("reference restart run hit qsd's reconnect race (QEMU: ring restore "
+          "failed; guest: a completion that is not a head); its console is "
+          "console-fault-race.log; running it once more")
+    os.replace(os.path.join(tmp, "console-fault.log"),
+               os.path.join(tmp, "console-fault-race.log"))
+    if be.proc is None or be.proc.poll() is not None:
+        be.start()
+    g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
+                           [(FAULT_AT, be.restart)], what + ", second run",
+                           timeout=BOOT_TIMEOUT, min_stall_ms=500)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.stderr.write("usage: t_guest_qsd.py BUILD_DIR\n")
@@ -49,10 +96,7 @@ def main():
                                       image=image, timeout=BOOT_TIMEOUT, size_mib=256)
         # The restart check on the reference: qsd SIGKILLed and started
         # again under a running fio-verify (reconnect=1) loses nothing.
-        g.check_fio_with_fault(c, vmlinux, initrd, be, tmp, MIB, FAULT_FIO_S,
-                               [(FAULT_AT, be.restart)],
-                               "qemu-storage-daemon SIGKILLed and restarted (reconnect=1)",
-                               timeout=BOOT_TIMEOUT, min_stall_ms=500)
+        check_reference_restart(c, vmlinux, initrd, be, tmp)
         rc = be.stop()
         c.check(rc == 0, "qemu-storage-daemon stopped cleanly (exit %s)" % rc)
 
