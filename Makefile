@@ -47,7 +47,7 @@ check-asan: build-asan
 # the whole vhost-user-blk backend) built with clang and run briefly.
 FUZZ_SECONDS ?= 15
 check-fuzz: deps
-	FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_JOBS=$(JOBS) tests/vhost/run-fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_BUILD=$(CURDIR)/build-fuzz FUZZ_JOBS=$(JOBS) tests/run-fuzz.sh $(FUZZ_SECONDS)
 
 # All cluster acceptance tests (known-failing ones included, if any).
 check-cluster: build

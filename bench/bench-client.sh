@@ -15,7 +15,10 @@
 # most 2.5x, QD32 read IOPS at least 50 %.
 #
 # Usage: bench/bench-client.sh [--runtime SECONDS] [--size SIZE] [--out FILE]
-#                              [--dir DIR] [--port-base PORT]
+#                              [--dir DIR] [--port-base PORT] [--cpus LIST]
+# --cpus LIST runs everything (qemu-storage-daemon, fio, keel-mgmt, the
+# servers, keel-client, keel-vfront) under taskset -c LIST (see
+# bench-cluster.sh --help and docs/benchmarks.md, "Placement").
 # Binaries come from $BUILD (default ./build).
 set -euo pipefail
 
@@ -24,6 +27,7 @@ SIZE=2G
 OUT=
 DIR=
 PORT_BASE=9500
+CPUS=
 BUILD=${BUILD:-./build}
 BUILD=$(cd "$BUILD" && pwd)
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +35,7 @@ PY=/usr/bin/python3
 . "$TOP/bench/lib.sh"
 
 usage() {
-	sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
 	--port-base) PORT_BASE=$2; shift 2 ;;
+	--cpus) CPUS=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-client.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -58,6 +63,7 @@ for t in fio qemu-storage-daemon; do
 	command -v "$t" >/dev/null || { echo "bench-client.sh: $t not installed" >&2; exit 2; }
 done
 
+[ -z "$CPUS" ] || pin_cpus "$CPUS" bench-client.sh
 BYTES=$(to_bytes "$SIZE")
 SPAN=$(((BYTES / 2) / (4 << 20) * (4 << 20)))
 
@@ -152,7 +158,7 @@ for qd in 1 32; do
 done
 
 {
-	echo "## keel-client (3 replicas) vs qemu-storage-daemon (local file) ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, $((SPAN >> 20)) MiB)"
+	echo "## keel-client (3 replicas) vs qemu-storage-daemon (local file) ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, $((SPAN >> 20)) MiB${CPUS:+, all on CPUs $CPUS})"
 	echo
 	echo "Reference: qemu-storage-daemon, file blockdev (cache.direct=on, aio=io_uring) on a"
 	echo "prefilled file. Keel: keel-client serving a 3-replica volume of 3 keel-servers on"

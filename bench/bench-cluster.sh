@@ -17,7 +17,12 @@
 # Usage: bench/bench-cluster.sh [--runtime SECONDS] [--size SIZE] [--servers N]
 #                               [--flush-mode none|always] [--out FILE] [--dir DIR]
 #                               [--port-base PORT] [--transport tcp|rdma --ip ADDR]
+#                               [--cpus LIST]
 #
+# --cpus LIST runs everything (fio, keel-mgmt, the servers, keel-bench) under
+# taskset -c LIST. On a VM whose idle vCPUs halt, "--cpus N" with N the CPU
+# of the disk's interrupt takes the vCPU wakeups out of QD1 latency, and
+# leaves QD32 one vCPU: see docs/benchmarks.md, "Placement".
 # --transport rdma runs the servers with server.transport=rdma and keel-bench
 # with --transport rdma; it needs an RDMA device and --ip, an address of its
 # netdev (rdma_cm cannot use 127.0.0.1), see docs/rdma.md.
@@ -33,6 +38,7 @@ DIR=
 PORT_BASE=9400
 TRANSPORT=tcp
 IP=
+CPUS=
 BUILD=${BUILD:-./build}
 BUILD=$(cd "$BUILD" && pwd)
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +46,7 @@ PY=/usr/bin/python3
 . "$TOP/bench/lib.sh"
 
 usage() {
-	sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--port-base) PORT_BASE=$2; shift 2 ;;
 	--transport) TRANSPORT=$2; shift 2 ;;
 	--ip) IP=$2; shift 2 ;;
+	--cpus) CPUS=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-cluster.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -77,6 +84,7 @@ for b in "$SERVER" "$BENCH" "$KEELCTL"; do
 	[ -x "$b" ] || { echo "bench-cluster.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
 done
 command -v fio >/dev/null || { echo "bench-cluster.sh: fio not installed" >&2; exit 2; }
+[ -z "$CPUS" ] || pin_cpus "$CPUS" bench-cluster.sh
 
 BYTES=$(to_bytes "$SIZE")
 # The volume spans half a drive (every server holds a copy of everything
@@ -150,7 +158,7 @@ echo "keel write (sequential) QD32" >&2
 R[keel_sw]=$(keel_bench write 32)
 
 {
-	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH)"
+	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH${CPUS:+, all on CPUs $CPUS})"
 	echo
 	echo "Raw: fio ioengine=io_uring direct=1 on a prefilled file on the same file system"
 	[ "$FLUSH" = always ] && echo "(writes with --fdatasync=1, latency = write + fdatasync)."

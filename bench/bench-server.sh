@@ -50,19 +50,13 @@ done
 SERVER=$BUILD/server/keel-server
 BENCH=$BUILD/bench/keel-bench
 PY=/usr/bin/python3
-if [ -n "$CPUS" ] && [ -z "${KEEL_BENCH_PINNED:-}" ]; then
-	command -v taskset >/dev/null || { echo "bench-server.sh: --cpus needs taskset (util-linux)" >&2; exit 2; }
-	taskset -c "$CPUS" true 2>/dev/null || { echo "bench-server.sh: --cpus $CPUS: not a usable CPU list" >&2; exit 2; }
-	# Every process of the run inherits the affinity.
-	KEEL_BENCH_PINNED=1 exec taskset -c "$CPUS" "$0" --runtime "$RUNTIME" --size "$SIZE" \
-		--poll-us "$POLL_US" ${OUT:+--out "$OUT"} ${DIR:+--dir "$DIR"} --cpus "$CPUS"
-fi
 for b in "$SERVER" "$BENCH"; do
 	[ -x "$b" ] || { echo "bench-server.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
 done
 command -v fio >/dev/null || { echo "bench-server.sh: fio not installed" >&2; exit 2; }
 
 . "$(dirname "$0")/lib.sh"
+[ -z "$CPUS" ] || pin_cpus "$CPUS" bench-server.sh
 BYTES=$(to_bytes "$SIZE")
 # keel's data area is the drive minus journal and metadata: use 3/4 of the
 # drive as the span for both, rounded to 4 MiB objects.

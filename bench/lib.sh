@@ -14,6 +14,15 @@ to_bytes() {
 	esac
 }
 
+# pin_cpus LIST WHO: put this shell on CPUs LIST (taskset -c syntax), so
+# every process it starts from now on (fio, servers, clients, load
+# generators) inherits that affinity. Exits 2 on a list taskset refuses.
+pin_cpus() {
+	command -v taskset >/dev/null || { echo "$2: --cpus needs taskset (util-linux)" >&2; exit 2; }
+	taskset -cp "$1" $$ >/dev/null 2>&1 ||
+		{ echo "$2: --cpus $1: not a usable CPU list (see /proc/cpuinfo)" >&2; exit 2; }
+}
+
 # Write zeroes over a whole file so no run of the benchmark pays for
 # unwritten extents (the file system's first-write metadata commits).
 prefill() {

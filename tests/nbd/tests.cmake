@@ -16,3 +16,10 @@ foreach(t t_nbd_tools t_nbd_malformed)
     COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/${t}.py ${CMAKE_BINARY_DIR})
   set_tests_properties(nbd_${t} PROPERTIES TIMEOUT 600 LABELS "functional;nbd")
 endforeach()
+
+# libFuzzer (tests/CMakeLists.txt, WITH_FUZZ): the handshake and request
+# parsers on a hostile client's session.
+if(WITH_FUZZ)
+  keel_fuzz_target(fuzz_nbd_parse SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_nbd_parse.c
+    ${CMAKE_SOURCE_DIR}/client/nbd_parse.c)
+endif()

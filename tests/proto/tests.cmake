@@ -5,3 +5,10 @@ keel_unit_test(test_auth SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_auth.c LIBS keel
 keel_unit_test(test_conn SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_conn.c LIBS keel_proto TIMEOUT 60)
 
 keel_unit_test(test_cmap SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_cmap.c LIBS keel_proto m)
+
+# libFuzzer (tests/CMakeLists.txt, WITH_FUZZ): the header decoder every
+# peer's first bytes reach, and the payload crc check.
+if(WITH_FUZZ)
+  keel_fuzz_target(fuzz_frame SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_frame.c
+    ${CMAKE_SOURCE_DIR}/proto/frame.c ${CMAKE_SOURCE_DIR}/common/crc.c LIBS PkgConfig::ISAL)
+endif()

@@ -12,33 +12,22 @@ keel_unit_test(test_vhost_user SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_user
 keel_unit_test(test_vhost_blk SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vhost_blk.c
   LIBS keel_export TIMEOUT 60)
 
-# libFuzzer targets (clang only): the vhost-user message checks, the ring
-# walker, the virtio-blk parser and the whole backend (fuzz_vhost_blk), built from the sources directly with
-# -fsanitize=fuzzer,address,undefined. tests/vhost/run-fuzz.sh configures a
-# clang build directory with WITH_FUZZ=ON, builds and runs them.
-option(WITH_FUZZ "Build the libFuzzer targets (needs clang)" OFF)
+# libFuzzer targets (tests/CMakeLists.txt, WITH_FUZZ): the vhost-user
+# message checks, the ring walker, the virtio-blk parser and the whole
+# backend (fuzz_vhost_blk).
 if(WITH_FUZZ)
-  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
-    message(FATAL_ERROR "WITH_FUZZ needs clang (CC=clang)")
-  endif()
   set(VHOST_FUZZ_SOURCES ${CMAKE_SOURCE_DIR}/client/vhost_user.c
     ${CMAKE_SOURCE_DIR}/client/vhost_vring.c ${CMAKE_SOURCE_DIR}/client/virtio_blk.c)
   foreach(f fuzz_vhost_user fuzz_vhost_vring fuzz_virtio_blk)
-    add_executable(${f} ${CMAKE_CURRENT_LIST_DIR}/${f}.c ${VHOST_FUZZ_SOURCES})
-    target_compile_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined
-      -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-    target_link_options(${f} PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_libraries(${f} PRIVATE PkgConfig::URING)
+    keel_fuzz_target(${f} SOURCES ${CMAKE_CURRENT_LIST_DIR}/${f}.c ${VHOST_FUZZ_SOURCES}
+      LIBS PkgConfig::URING)
   endforeach()
   find_package(Threads REQUIRED)
   # The whole backend behind a real socket and reactor (no blk_file, no
   # other keel code): message handlers, rings in fuzzed guest memory.
-  add_executable(fuzz_vhost_blk ${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_blk.c ${VHOST_FUZZ_SOURCES}
-    ${CMAKE_SOURCE_DIR}/client/vhost_blk.c ${CMAKE_SOURCE_DIR}/client/blk_dev.c
-    ${CMAKE_SOURCE_DIR}/common/reactor.c ${CMAKE_SOURCE_DIR}/common/xport_mem.c
-    ${CMAKE_SOURCE_DIR}/common/log.c)
-  target_compile_options(fuzz_vhost_blk PRIVATE -fsanitize=fuzzer,address,undefined
-    -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-  target_link_options(fuzz_vhost_blk PRIVATE -fsanitize=fuzzer,address,undefined)
-  target_link_libraries(fuzz_vhost_blk PRIVATE PkgConfig::URING Threads::Threads)
+  keel_fuzz_target(fuzz_vhost_blk SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_vhost_blk.c
+    ${VHOST_FUZZ_SOURCES} ${CMAKE_SOURCE_DIR}/client/vhost_blk.c
+    ${CMAKE_SOURCE_DIR}/client/blk_dev.c ${CMAKE_SOURCE_DIR}/common/reactor.c
+    ${CMAKE_SOURCE_DIR}/common/xport_mem.c ${CMAKE_SOURCE_DIR}/common/log.c
+    LIBS PkgConfig::URING Threads::Threads)
 endif()

@@ -1,22 +1,24 @@
 #!/bin/sh
-# Build the vhost/virtio-blk libFuzzer targets with clang and run each for
-# SECONDS seconds (default 30). Usage: tests/vhost/run-fuzz.sh [SECONDS]
+# Build the libFuzzer targets (tests/CMakeLists.txt, WITH_FUZZ) with clang
+# and run each for SECONDS seconds (default 30): the vhost-user and
+# virtio-blk parsers and backend, the NBD handshake and request parsers,
+# the data-path header decoder. Usage: tests/run-fuzz.sh [SECONDS]
 # Environment: FUZZ_BUILD (build dir, default build-fuzz), FUZZ_JOBS (-j, 2).
 # Exit status: non-zero when a build fails or a fuzzer finds a crash (the
 # reproducer is left in $FUZZ_BUILD/fuzz-out/<target>/).
 set -eu
 secs=${1:-30}
-src=$(cd "$(dirname "$0")/../.." && pwd)
+src=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD:-$src/build-fuzz}
 command -v clang >/dev/null || { echo "run-fuzz: clang not found" >&2; exit 1; }
 CC=clang cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWITH_FUZZ=ON >/dev/null
-targets="fuzz_vhost_user fuzz_vhost_vring fuzz_virtio_blk fuzz_vhost_blk"
+targets="fuzz_vhost_user fuzz_vhost_vring fuzz_virtio_blk fuzz_vhost_blk fuzz_nbd_parse fuzz_frame"
 cmake --build "$build" -j"${FUZZ_JOBS:-2}" --target $targets
 rc=0
 for t in $targets; do
 	out=$build/fuzz-out/$t
 	mkdir -p "$out/corpus"
-	seeds=$src/tests/vhost/fuzz-seeds/${t#fuzz_}
+	seeds=$src/tests/fuzz-seeds/${t#fuzz_}
 	[ -d "$seeds" ] || seeds=
 	echo "run-fuzz: $t for ${secs}s"
 	maxlen=4096
