@@ -68,10 +68,11 @@ int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, 
 
 	io->cb = cb;
 	io->background = kind == BS_IO_WRITE_BG;
+	io->dsync = kind == BS_IO_WRITE_DSYNC;
 	bs->dev_inflight++;
 	if (kind == BS_IO_READ) {
 		ret = bs_dev_read(bs->dev, buf, len, off, io);
-	} else if (kind == BS_IO_WRITE || kind == BS_IO_WRITE_BG) {
+	} else if (kind == BS_IO_WRITE || kind == BS_IO_WRITE_BG || kind == BS_IO_WRITE_DSYNC) {
 		ret = bs_dev_write(bs->dev, buf, len, off, io);
 	} else {
 		ret = bs_dev_flush(bs->dev, io);
@@ -526,7 +527,7 @@ static void op_process(struct bs_ctx *op)
 		 * (an exit on a VM) would delay their receivers, often on this
 		 * CPU. When few are pending (low queue depth, where that delay
 		 * is the latency) it goes in the background; many at once are
-		 * cheaper inline (one kick for all). Not with a flush per batch:
+		 * cheaper inline (one kick for all). Not with flush_mode=always:
 		 * there the background worker made QD1 writes slower, not faster
 		 * (docs/benchmarks.md, "Background applies").
 		 */

@@ -10,8 +10,8 @@
  *    verifies the crc and fails with -EIO on a mismatch (never returns data
  *    that failed its check).
  *  - A write is acknowledged (callback with 0) only when it is durable:
- *    it survives power loss at any later instant (flush_mode "always" issues
- *    a device flush per batch of writes; "none" trusts a device without a
+ *    it survives power loss at any later instant (flush_mode "always" writes
+ *    each journal batch through, RWF_DSYNC; "none" trusts a device without a
  *    volatile cache). A 4 KiB block is never half-written after recovery.
  *  - Operations on overlapping extents of one object complete in submission
  *    order; a read never observes a write that has not been acknowledged

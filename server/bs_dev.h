@@ -55,6 +55,10 @@ struct bs_io {
 	 * doorbell ("uring": IOSQE_ASYNC, an io-wq worker). Set by the caller
 	 * before each submit; the other backends ignore it. */
 	bool background;
+	/* This write is durable when it completes, as if a flush of it
+	 * followed ("uring": RWF_DSYNC; "sim": written through). Set by the
+	 * caller before each submit; every backend honours it. */
+	bool dsync;
 };
 
 struct bs_dev_ops {

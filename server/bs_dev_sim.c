@@ -22,6 +22,10 @@
  *             completed before it;
  *      write: its data lands in cur at completion (not at submission) and it
  *             joins the tail of dirty;
+ *      dsync write (io->dsync): lands in cur and in durable at completion;
+ *             dirty writes it overlaps move to durable just before it (a
+ *             drive's cache holds the newest data of a block); the others
+ *             stay dirty (a FUA write, not a flush);
  *      flush: moves to durable, in completion order, every dirty write that
  *             had completed when the flush was *submitted*; writes completing
  *             while the flush is in flight are not covered.
@@ -81,6 +85,7 @@ struct sim_req {
 	uint8_t *data;	     /* write: private copy */
 	uint64_t seq;	     /* submission order (in flight) / completion order (dirty) */
 	uint64_t flush_upto; /* flush: covers dirty writes with seq <= this */
+	bool dsync;	     /* write: durable at completion */
 };
 
 /* Lives apart from the device so that a close while it is queued in the
@@ -280,6 +285,7 @@ static int sim_write(struct bs_dev *dev, const void *buf, size_t len, uint64_t o
 	memcpy(req->data, buf, len);
 	req->io = io;
 	req->kind = SIM_WRITE;
+	req->dsync = io->dsync;
 	req->off = off;
 	req->len = (uint32_t)len;
 	ret = sim_submit(sd, req);
@@ -317,6 +323,26 @@ static int sim_flush(struct bs_dev *dev, struct bs_io *io)
 	return 0;
 }
 
+/* A dsync write completes: the dirty writes it overlaps become durable
+ * first, in completion order, then it does. */
+static void sim_write_through(struct sim_dev *sd, struct sim_req *req)
+{
+	struct sim_req **pw = &sd->dirty_head, *w;
+
+	sd->dirty_tail = &sd->dirty_head;
+	while ((w = *pw)) {
+		if (w->off < req->off + req->len && req->off < w->off + w->len) {
+			memcpy(sd->durable + w->off, w->data, w->len);
+			*pw = w->next;
+			sim_req_free(w);
+			continue;
+		}
+		sd->dirty_tail = &w->next;
+		pw = &w->next;
+	}
+	memcpy(sd->durable + req->off, req->data, req->len);
+}
+
 /* Apply one request's effect; returns the callback result. Consumes @req
  * except for a successful write, which moves to the dirty list. */
 static int sim_complete(struct sim_dev *sd, struct sim_req *req)
@@ -336,6 +362,12 @@ static int sim_complete(struct sim_dev *sd, struct sim_req *req)
 		return res;
 	case SIM_WRITE:
 		memcpy(sd->cur + req->off, req->data, req->len);
+		if (req->dsync) {
+			sim_write_through(sd, req);
+			res = (int)req->len;
+			sim_req_free(req);
+			return res;
+		}
 		req->seq = ++sd->done_seq;
 		req->next = NULL;
 		*sd->dirty_tail = req;

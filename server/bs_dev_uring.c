@@ -75,6 +75,9 @@ static void uring_queue_rw(struct bs_io *io, bool is_write)
 	if (is_write && io->background) {
 		sqe->flags |= IOSQE_ASYNC;
 	}
+	if (is_write && io->dsync) {
+		sqe->rw_flags = RWF_DSYNC;
+	}
 	reactor_sqe_set_op(sqe, &io->op, is_write ? uring_write_done : uring_read_done);
 }
 

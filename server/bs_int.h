@@ -110,8 +110,8 @@ struct bs_rundefer {
 
 /*
  * One journal write of a group commit: the records of [head .. tail], plus a
- * WRAP marker at the ring end when the batch starts over at offset 0, plus a
- * flush with flush_mode=always. Batches complete in any order on the device
+ * WRAP marker at the ring end when the batch starts over at offset 0; with
+ * flush_mode=always both are written through (BS_IO_WRITE_DSYNC). Batches complete in any order on the device
  * but become durable (acked) in ring order.
  */
 struct bs_batch {
@@ -119,9 +119,8 @@ struct bs_batch {
 	struct bs_ctx *head, *tail;
 	uint32_t pending; /* device I/Os of this batch in flight */
 	int err;
-	bool flushing; /* its flush is the I/O in flight */
 	bool written;  /* every I/O of the batch completed */
-	struct bs_io io, wrap_io, flush_io;
+	struct bs_io io, wrap_io;
 };
 
 struct bs_ckio {
@@ -248,6 +247,7 @@ int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, 
 #define BS_IO_WRITE    1
 #define BS_IO_FLUSH    2
 #define BS_IO_WRITE_BG 3 /* a write nobody waits for (struct bs_io, background) */
+#define BS_IO_WRITE_DSYNC 4 /* a write durable when it completes (struct bs_io, dsync) */
 void bs_io_done(struct bs *bs);
 
 /* bs_index.c: slots */

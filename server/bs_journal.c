@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The write-ahead journal: prepared mutations are built into records in the
- * RAM mirror of the ring, written as one batch (group commit), flushed, then
- * acknowledged; checkpoints make the applied state durable and free the ring.
- * Sequence and crash reasoning: docs/on-disk-format.md.
+ * RAM mirror of the ring, written as one batch (group commit; written
+ * through with a volatile cache), then acknowledged; checkpoints make the
+ * applied state durable and free the ring. Sequence and crash reasoning:
+ * docs/on-disk-format.md.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -178,8 +179,6 @@ static void op_build(struct bs *bs, struct bs_ctx *op, uint32_t cur, struct bs_j
 	e->mapped = mapped;
 }
 
-static void batch_flush_done(struct bs_io *io, int res);
-
 /* Ack (or fail) the records of the oldest batch, which is fully written. */
 static void batch_durable(struct bs *bs, struct bs_batch *b)
 {
@@ -238,12 +237,6 @@ static void batch_step(struct bs_batch *b, int res)
 	if (--b->pending) {
 		return;
 	}
-	if (!b->err && bs->flush_always && !b->flushing) {
-		b->flushing = true;
-		b->pending = 1;
-		bs_dev_submit(bs, BS_IO_FLUSH, NULL, 0, 0, &b->flush_io, batch_flush_done);
-		return;
-	}
 	b->written = true;
 	while (bs->b_count && bs->batch[bs->b_first].written) {
 		batch_durable(bs, &bs->batch[bs->b_first]);
@@ -266,11 +259,6 @@ static void batch_write_done(struct bs_io *io, int res)
 static void batch_wrap_done(struct bs_io *io, int res)
 {
 	batch_step(container_of(io, struct bs_batch, wrap_io), res);
-}
-
-static void batch_flush_done(struct bs_io *io, int res)
-{
-	batch_step(container_of(io, struct bs_batch, flush_io), res);
 }
 
 static void fail_jqueue(struct bs *bs)
@@ -312,6 +300,7 @@ bool bs_journal_pump(struct bs *bs)
 	bool wrap = false, did = false;
 	struct bs_batch *b;
 	struct bs_ctx *op;
+	int kind;
 
 	if (bs->b_count == BS_BATCHES || !bs->jq_head || bs->ck != BS_CK_IDLE) {
 		return false;
@@ -396,17 +385,19 @@ bool bs_journal_pump(struct bs *bs)
 		bs->st_batches_max = bs->b_count;
 	}
 	b->bs = bs;
-	b->flushing = false;
 	b->written = false;
 	b->err = 0;
 	b->pending = (len ? 1 : 0) + (wrap ? 1 : 0);
+	/* With a volatile cache each batch is written through (RWF_DSYNC):
+	 * durable when it completes, without a flush round trip after it. */
+	kind = bs->flush_always ? BS_IO_WRITE_DSYNC : BS_IO_WRITE;
 	if (wrap) {
-		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + wrap_pos, BS_BLOCK,
-			      bs->sb.journal_off + wrap_pos, &b->wrap_io, batch_wrap_done);
+		bs_dev_submit(bs, kind, bs->jm + wrap_pos, BS_BLOCK, bs->sb.journal_off + wrap_pos,
+			      &b->wrap_io, batch_wrap_done);
 	}
 	if (len) {
-		bs_dev_submit(bs, BS_IO_WRITE, bs->jm + start, len, bs->sb.journal_off + start,
-			      &b->io, batch_write_done);
+		bs_dev_submit(bs, kind, bs->jm + start, len, bs->sb.journal_off + start, &b->io,
+			      batch_write_done);
 	}
 	return true;
 }

@@ -526,7 +526,7 @@ static void log_store(const struct srv_settings *s, struct bs *bs, struct bs_dev
 		 (unsigned long long)st.journal_size);
 	log_info("flush mode %s: %s; index RAM %llu KiB, metadata cache %llu KiB",
 		 srv_flush_mode_name(s->flush_mode),
-		 st.flush_always ? "device flush before every ack" : "no device flushes",
+		 st.flush_always ? "journal written through before every ack" : "no device flushes",
 		 (unsigned long long)(st.index_bytes / 1024),
 		 (unsigned long long)(st.meta_cache_bytes / 1024));
 }

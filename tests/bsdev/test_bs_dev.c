@@ -834,6 +834,61 @@ static void test_sim_flush_scope(void **state)
 	assert_true(lost_late > 0);
 }
 
+/* A dsync write is durable once it completes, and so is nothing else but
+ * the cached writes it overlaps (it is a FUA write, not a flush): an older
+ * write to its block never comes back from under it, a cached write to
+ * another block can still be lost. */
+static void test_sim_dsync(void **state)
+{
+	unsigned int lost_other = 0;
+	uint64_t seed;
+
+	(void)state;
+	for (seed = 1; seed <= 64; seed++) {
+		uint8_t *a = abuf(BLK), *b = abuf(BLK), *c = abuf(BLK), *rd = abuf(BLK);
+		struct tio t;
+		struct fix f;
+
+		assert_int_equal(fix_open(&f, "sim", 1u << 20), 0);
+		bs_sim_seed(f.dev, seed);
+		fill_block(a, seed, 0);
+		fill_block(b, seed, 1);
+		fill_block(c, seed, 2);
+		/* a cached in block 0, c cached in block 1, then b written
+		 * through over a in block 0 */
+		tio_init(&t, 0);
+		assert_int_equal(bs_dev_write(f.dev, a, BLK, 0, &t.io), 0);
+		run_until(f.r, 1, false);
+		tio_init(&t, 0);
+		assert_int_equal(bs_dev_write(f.dev, c, BLK, BLK, &t.io), 0);
+		run_until(f.r, 2, false);
+		tio_init(&t, 0);
+		t.io.dsync = true;
+		assert_int_equal(bs_dev_write(f.dev, b, BLK, 0, &t.io), 0);
+		run_until(f.r, 3, false);
+		assert_int_equal(t.res, (int)BLK);
+		bs_sim_crash(f.dev);
+		tio_init(&t, 0);
+		assert_int_equal(bs_dev_read(f.dev, rd, BLK, 0, &t.io), 0);
+		run_until(f.r, 4, false);
+		assert_memory_equal(rd, b, BLK);
+		tio_init(&t, 0);
+		assert_int_equal(bs_dev_read(f.dev, rd, BLK, BLK, &t.io), 0);
+		run_until(f.r, 5, false);
+		if (block_zero(rd)) {
+			lost_other++;
+		} else {
+			assert_memory_equal(rd, c, BLK);
+		}
+		fix_close(&f);
+		free(a);
+		free(b);
+		free(c);
+		free(rd);
+	}
+	assert_true(lost_other > 0);
+}
+
 /* Crash and close from inside a completion callback; close with work
  * pending and the tick queued. Meant for the ASan build as much as here. */
 static struct bs_dev *g_cb_dev;
@@ -1120,6 +1175,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_sim_flip_bit_and_count, setup_sim, teardown),
 		cmocka_unit_test(test_sim_crash_drops_unflushed),
 		cmocka_unit_test(test_sim_flush_scope),
+		cmocka_unit_test(test_sim_dsync),
 		cmocka_unit_test(test_sim_crash_property),
 		cmocka_unit_test(test_sim_reentrant),
 	};
