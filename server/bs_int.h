@@ -111,8 +111,9 @@ struct bs_rundefer {
 /*
  * One journal write of a group commit: the records of [head .. tail], plus a
  * WRAP marker at the ring end when the batch starts over at offset 0; with
- * flush_mode=always both are written through (BS_IO_WRITE_DSYNC). Batches complete in any order on the device
- * but become durable (acked) in ring order.
+ * flush_mode=always both are written through (BS_IO_WRITE_DSYNC). Batches
+ * complete in any order on the device but become durable (acked) in ring
+ * order.
  */
 struct bs_batch {
 	struct bs *bs;
