@@ -67,12 +67,11 @@ int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, 
 	int ret;
 
 	io->cb = cb;
-	io->background = kind == BS_IO_WRITE_BG;
 	io->dsync = kind == BS_IO_WRITE_DSYNC;
 	bs->dev_inflight++;
 	if (kind == BS_IO_READ) {
 		ret = bs_dev_read(bs->dev, buf, len, off, io);
-	} else if (kind == BS_IO_WRITE || kind == BS_IO_WRITE_BG || kind == BS_IO_WRITE_DSYNC) {
+	} else if (kind == BS_IO_WRITE || kind == BS_IO_WRITE_DSYNC) {
 		ret = bs_dev_write(bs->dev, buf, len, off, io);
 	} else {
 		ret = bs_dev_flush(bs->dev, io);
@@ -181,41 +180,43 @@ static void ao_wake(struct bs_aobj *ao)
  * it); a read waits for earlier overlapping writes to be applied in place;
  * a write waits for earlier overlapping reads and for every earlier write
  * to be prepared (writes of one object are built in submission order).
+ * Returns the earlier op it waits for, or NULL.
  */
-static bool op_blocked(const struct bs_ctx *op)
+static const struct bs_ctx *op_blocked(const struct bs_ctx *op)
 {
 	const struct bs_ctx *e;
 
 	for (e = op->oprev; e; e = e->oprev) {
 		if (op_is_unmap(e) || op_is_unmap(op)) {
-			return true;
+			return e;
 		}
 		if (op->kind == BS_OP_READ && e->kind == BS_OP_WRITE && op_overlap(op, e)) {
-			return true;
+			return e;
 		}
 		if (op->kind == BS_OP_WRITE) {
 			if (e->kind == BS_OP_READ && op_overlap(op, e)) {
-				return true;
+				return e;
 			}
 			if (e->kind == BS_OP_WRITE && !e->prepped) {
-				return true;
+				return e;
 			}
 		}
 	}
-	return false;
+	return NULL;
 }
 
-/* Two in-place writes of one block are never in flight together. */
-static bool apply_blocked(const struct bs_ctx *op)
+/* Two in-place writes of one block are never in flight together. Returns
+ * the earlier write it waits for, or NULL. */
+static const struct bs_ctx *apply_blocked(const struct bs_ctx *op)
 {
 	const struct bs_ctx *e;
 
 	for (e = op->oprev; e; e = e->oprev) {
 		if (e->kind == BS_OP_WRITE && op_overlap(op, e)) {
-			return true;
+			return e;
 		}
 	}
-	return false;
+	return NULL;
 }
 
 /* ---- contexts ---- */
@@ -413,11 +414,96 @@ static int read_verify(struct bs_ctx *op)
 	return res;
 }
 
+/* ---- in-place applies ---- */
+
+static void apply_submit(struct bs_ctx *op)
+{
+	struct bs *bs = op->bs;
+
+	op->state = BS_OPS_APPLY;
+	op->pending++;
+	bs_dev_submit(bs, BS_IO_WRITE, bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
+		      bs_data_off(bs, op->slot, op->blk), &op->io, op_io_done);
+}
+
+/* Send every held apply to the device, in the order they were held. */
+void bs_apply_release(struct bs *bs)
+{
+	while (bs->held_head) {
+		struct bs_ctx *op = bs->held_head;
+
+		bs->held_head = op->qnext;
+		bs->nheld--;
+		apply_submit(op);
+	}
+	bs->held_tail = NULL;
+}
+
+/*
+ * An acknowledged write's data is in the journal (durable) and in its
+ * mirror; the in-place copy only has to happen before the checkpoint that
+ * moves the tail past the record, and before anything reads the blocks.
+ * Each apply sent alone costs a device doorbell, an interrupt and a
+ * completion; held and sent together, one of each for the batch (on this
+ * VM a doorbell is an exit of ~6.5 us, docs/benchmarks.md, "Held applies").
+ * So an apply is held until apply_batch are, or something needs it: an op
+ * blocked behind a held write (op_process), a wanted checkpoint
+ * (bs_ckpt_pump), bs_close(); or, once apply_delay has passed since the
+ * first was held, with the next apply or bs_tick(), whichever comes first.
+ * No timer of its own: arming one per batch cost more than it saved (an
+ * exit per hrtimer programming on this VM; QD32 3-replica writes -10 %).
+ * A write with later ops of its object is never held: they may already
+ * wait for it, and only ops that find it held release the batch.
+ */
+static bool hold_expired(const struct bs *bs)
+{
+	return bs->nheld && bs->apply_delay && reactor_now_ns() - bs->held_since >= bs->apply_delay;
+}
+
+static void apply_start(struct bs_ctx *op)
+{
+	struct bs *bs = op->bs;
+
+	if (op->onext || bs->nheld + 1 >= bs->apply_batch || bs->ck_want || bs->closing ||
+	    hold_expired(bs)) {
+		bs_apply_release(bs);
+		apply_submit(op);
+		return;
+	}
+	op->state = BS_OPS_APPLY_HELD;
+	op->qnext = NULL;
+	if (bs->held_tail) {
+		bs->held_tail->qnext = op;
+	} else {
+		bs->held_head = op;
+	}
+	bs->held_tail = op;
+	if (!bs->nheld++) {
+		bs->held_since = reactor_now_ns();
+	}
+}
+
+void bs_tick(struct bs *bs)
+{
+	if (hold_expired(bs)) {
+		bs_apply_release(bs);
+	}
+}
+
+/* @op waits for @e: if @e is a held apply, release the batch now. */
+static void unblock_held(struct bs *bs, const struct bs_ctx *e)
+{
+	if (e->state == BS_OPS_APPLY_HELD) {
+		bs_apply_release(bs);
+	}
+}
+
 /* ---- the state machine ---- */
 
 static void op_process(struct bs_ctx *op)
 {
 	struct bs *bs = op->bs;
+	const struct bs_ctx *blocker;
 	uint32_t slot;
 	int ret;
 
@@ -431,7 +517,9 @@ static void op_process(struct bs_ctx *op)
 			bs_op_finish(op, bs->failed);
 			return;
 		}
-		if (op_blocked(op)) {
+		blocker = op_blocked(op);
+		if (blocker) {
+			unblock_held(bs, blocker);
 			return;
 		}
 		slot = bs_index_lookup(bs, op->inode, op->objno);
@@ -518,26 +606,12 @@ static void op_process(struct bs_ctx *op)
 		bs_op_finish(op, ret);
 		return;
 	case BS_OPS_APPLY_WAIT:
-		if (apply_blocked(op)) {
+		blocker = apply_blocked(op);
+		if (blocker) {
+			unblock_held(bs, blocker);
 			return;
 		}
-		/*
-		 * Nothing waits for an apply, but it is submitted in the same
-		 * io_uring_enter as the replies just acked, and its device kick
-		 * (an exit on a VM) would delay their receivers, often on this
-		 * CPU. When few are pending (low queue depth, where that delay
-		 * is the latency) it goes in the background; many at once are
-		 * cheaper inline (one kick for all). Not with flush_mode=always:
-		 * there the background worker made QD1 writes slower, not faster
-		 * (docs/benchmarks.md, "Background applies").
-		 */
-		op->state = BS_OPS_APPLY;
-		op->pending++;
-		bs_dev_submit(bs,
-			      bs->applies <= BS_APPLY_BG && !bs->flush_always ? BS_IO_WRITE_BG
-									      : BS_IO_WRITE,
-			      bs->jm + op->jpos, (size_t)op->nblk * BS_BLOCK,
-			      bs_data_off(bs, op->slot, op->blk), &op->io, op_io_done);
+		apply_start(op);
 		return;
 	case BS_OPS_APPLY:
 		if (op->pending) {
@@ -550,6 +624,7 @@ static void op_process(struct bs_ctx *op)
 		bs->applies--;
 		bs_op_finish(op, 0);
 		return;
+	case BS_OPS_APPLY_HELD:
 	case BS_OPS_JQUEUE:
 	case BS_OPS_JOURNAL:
 	case BS_OPS_DONE:
@@ -705,6 +780,9 @@ void bs_stat(struct bs *bs, struct bs_stat *out)
 	out->writes = bs->st_writes;
 	out->read_errors = bs->st_read_errors;
 	out->crc_errors = bs->st_crc_errors;
+	out->applies_pending = bs->applies;
+	out->applies_held = bs->nheld;
+	out->apply_batch = bs->apply_batch;
 	out->flush_always = bs->flush_always;
 }
 

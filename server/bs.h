@@ -54,7 +54,19 @@ enum bs_flush_mode {
 struct bs_opts {
 	enum bs_flush_mode flush_mode;
 	uint32_t meta_cache_mb; /* block-metadata cache size; 0 = default (64) */
+	/*
+	 * In-place applies of acknowledged writes are held back and sent to
+	 * the device together, up to apply_batch at once (0 or 1: each as
+	 * soon as its write is acknowledged; at most BS_APPLY_BATCH_MAX).
+	 * A batch also goes when something needs its blocks (a read, a
+	 * discard, a later write of them), at a checkpoint, at close, and
+	 * once apply_delay_us have passed since its first apply was held:
+	 * with the next apply, or at the next bs_tick() (0: no time limit).
+	 */
+	uint32_t apply_batch;
+	uint32_t apply_delay_us;
 };
+#define BS_APPLY_BATCH_MAX 256u
 
 enum bs_op {
 	BS_OP_READ = 1,
@@ -139,6 +151,9 @@ struct bs_stat {
 	uint64_t index_bytes;    /* RAM used by the in-memory index */
 	uint64_t meta_cache_bytes;
 	uint64_t reads, writes, read_errors, crc_errors;
+	uint32_t applies_pending; /* acknowledged writes not yet copied in place */
+	uint32_t applies_held;	  /* of those, held for a batch (bs_opts.apply_batch) */
+	uint32_t apply_batch;	  /* in effect: 1 = each apply on its own */
 	bool flush_always;
 };
 
@@ -157,6 +172,13 @@ int bs_format(struct bs_dev *dev, const struct bs_format_opts *opts);
  * On success, logs what recovery replayed.
  */
 int bs_open(struct bs_dev *dev, const struct bs_opts *opts, struct bs **out);
+
+/*
+ * Housekeeping, for the owner's periodic timer (keel-server: every 100 ms):
+ * sends held in-place applies whose bs_opts.apply_delay_us has passed, so
+ * an idle store does not keep them back.
+ */
+void bs_tick(struct bs *bs);
 
 /*
  * Does @dev hold a Keel blockstore (of any format version)? Reads the

@@ -50,11 +50,6 @@ struct bs_io {
 	void *buf;               /* backend private */
 	uint64_t off;            /* backend private */
 	uint32_t len;            /* backend private */
-	/* Nobody waits for this write: a backend may hand its submission to
-	 * another thread, so the submitter is not held up by the device
-	 * doorbell ("uring": IOSQE_ASYNC, an io-wq worker). Set by the caller
-	 * before each submit; the other backends ignore it. */
-	bool background;
 	/* This write is durable when it completes, as if a flush of it
 	 * followed ("uring": RWF_DSYNC; "sim": written through). Set by the
 	 * caller before each submit; every backend honours it. */

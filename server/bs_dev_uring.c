@@ -72,9 +72,6 @@ static void uring_queue_rw(struct bs_io *io, bool is_write)
 		io_uring_prep_read(sqe, ud->sqe_fd, buf, io->len - done, io->off + done);
 	}
 	sqe->flags |= ud->sqe_flags;
-	if (is_write && io->background) {
-		sqe->flags |= IOSQE_ASYNC;
-	}
 	if (is_write && io->dsync) {
 		sqe->rw_flags = RWF_DSYNC;
 	}

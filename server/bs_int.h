@@ -24,7 +24,6 @@
 #define BS_BATCH_MAX   (4u << 20) /* largest journal write (group commit) */
 #define BS_BATCHES     4u	  /* journal writes in flight (pipelined group commit) */
 #define BS_MC_MIN      16u	  /* smallest meta cache, in blocks */
-#define BS_APPLY_BG    2u /* in-place applies up to this many pending go in the background */
 #define BS_REC_MAX     ((uint64_t)(1 + BS_JREC_MAX_BLOCKS) * BS_BLOCK)
 
 enum bs_op_state {
@@ -35,6 +34,7 @@ enum bs_op_state {
 	BS_OPS_JQUEUE,	   /* mutation: prepared, waiting for a journal batch */
 	BS_OPS_JOURNAL,	   /* mutation: record in the in-flight batch */
 	BS_OPS_APPLY_WAIT, /* write acked; in-place apply waits for earlier applies */
+	BS_OPS_APPLY_HELD, /* write acked; in-place apply held for a batch (bs->held) */
 	BS_OPS_APPLY,	   /* write: in-place apply in flight */
 	BS_OPS_DONE,
 };
@@ -94,7 +94,7 @@ struct bs_ctx {
 	struct bs_mwait mw[2];
 	struct bs_aobj *ao;
 	struct bs_ctx *oprev, *onext; /* aobj list */
-	struct bs_ctx *qnext;	      /* journal queue, batch, meta-wait, free list */
+	struct bs_ctx *qnext;	      /* journal queue, batch, meta-wait, held, free list */
 	struct bs_ctx *rnext;	      /* run queue */
 	uint64_t jpos;		      /* ring offset of the write's data in the journal */
 	uint64_t version;
@@ -207,6 +207,12 @@ struct bs {
 	struct bs_batch batch[BS_BATCHES]; /* ring: b_first is the oldest */
 	uint32_t b_first, b_count;
 	uint32_t applies; /* acked writes not yet applied in place */
+	struct bs_ctx *held_head, *held_tail; /* BS_OPS_APPLY_HELD, in ack order */
+	uint32_t nheld;
+	uint64_t held_since;  /* reactor_now_ns() when the first was held */
+	uint32_t apply_batch; /* bs_opts.apply_batch, 1 = no holding */
+	uint64_t apply_delay; /* ns, 0 = no time limit */
+	bool closing;	      /* bs_close(): hold nothing more */
 
 	/* checkpoint */
 	enum bs_ck_state ck;
@@ -239,6 +245,7 @@ void bs_kick(struct bs_ctx *op);
 void bs_run(struct bs *bs);
 /* bs_run() on the next reactor turn, before that turn submits its SQEs. */
 void bs_run_later(struct bs *bs);
+void bs_apply_release(struct bs *bs);
 void bs_op_finish(struct bs_ctx *op, int res);
 void bs_op_ack(struct bs_ctx *op);
 void bs_fail(struct bs *bs, int err, const char *what);
@@ -247,8 +254,7 @@ int bs_dev_submit(struct bs *bs, int kind, void *buf, size_t len, uint64_t off, 
 #define BS_IO_READ     0
 #define BS_IO_WRITE    1
 #define BS_IO_FLUSH    2
-#define BS_IO_WRITE_BG 3 /* a write nobody waits for (struct bs_io, background) */
-#define BS_IO_WRITE_DSYNC 4 /* a write durable when it completes (struct bs_io, dsync) */
+#define BS_IO_WRITE_DSYNC 3 /* a write durable when it completes (struct bs_io, dsync) */
 void bs_io_done(struct bs *bs);
 
 /* bs_index.c: slots */

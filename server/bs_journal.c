@@ -618,6 +618,9 @@ bool bs_ckpt_pump(struct bs *bs)
 {
 	uint64_t i;
 
+	if (bs->ck_want && bs->nheld) {
+		bs_apply_release(bs); /* the checkpoint waits for every apply */
+	}
 	if (bs->ck != BS_CK_IDLE || !bs->ck_want || bs->b_count || bs->applies || bs->failed) {
 		return false;
 	}

@@ -344,6 +344,11 @@ static int bs_alloc(struct bs *bs, const struct bs_opts *opts)
 		return -ENOMEM;
 	}
 	bs->rd->bs = bs;
+	bs->apply_batch = opts && opts->apply_batch > 1 ? opts->apply_batch : 1;
+	if (bs->apply_batch > BS_APPLY_BATCH_MAX) {
+		bs->apply_batch = BS_APPLY_BATCH_MAX;
+	}
+	bs->apply_delay = opts ? opts->apply_delay_us * 1000ull : 0;
 	bs->ao_hmask = BS_OPS_MAX * 2 - 1;
 	for (i = BS_OPS_MAX; i-- > 0;) {
 		bs->ops[i].qnext = bs->op_free;
@@ -903,6 +908,8 @@ void bs_close(struct bs *bs)
 	if (!bs) {
 		return;
 	}
+	bs->closing = true;
+	bs_apply_release(bs);
 	drive(bs, idle_done);
 	if (!bs->failed) {
 		bs->ck_want = true;

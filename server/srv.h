@@ -72,6 +72,8 @@ struct srv_settings {
 	char key_file[256];
 	int flush_mode; /* enum bs_flush_mode: auto, always, none */
 	uint32_t meta_cache_mb;
+	uint32_t apply_batch;
+	uint32_t apply_delay_us;
 	int log_level; /* enum srv_log_level */
 	uint32_t max_connections;
 	uint32_t auth_timeout_ms; /* a connection must authenticate within this */

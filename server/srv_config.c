@@ -54,6 +54,15 @@ static const struct cfg_opt srv_opts[] = {
 		"auto (flush if the drive has a volatile cache), always, none"),
 	SRV_OPT("meta_cache_mb", CFG_U32, meta_cache_mb, 0, 65536, "0", NULL,
 		"block-metadata cache in MiB; 0 = blockstore default"),
+	SRV_OPT("apply_batch", CFG_U32, apply_batch, 1, 256, "16", NULL,
+		"acknowledged writes copied from the journal to their place together, "
+		"one device submission for up to this many (1: each on its own); "
+		"not used when the journal is flushed (flush_mode always, or auto on a "
+		"drive with a volatile cache)"),
+	SRV_OPT("apply_delay_us", CFG_U32, apply_delay_us, 1, 1000000, "10000", NULL,
+		"an acknowledged write's copy to its place waits at most this long for "
+		"others (plus up to 100 ms when the server is idle); reads, discards and "
+		"checkpoints never wait for it"),
 	SRV_OPT("log_level", CFG_ENUM, log_level, 0, 0, "info", srv_log_levels,
 		"error, warn, info or debug"),
 	SRV_OPT("max_connections", CFG_U32, max_connections, 1, 65536, "1024", NULL,

@@ -403,6 +403,12 @@ void srv_peer_map_changed(struct srv_cluster *cl)
 			if (p->kc) {
 				kp_conn_close(p->kc, 0, "peer address changed");
 			}
+		} else if (ms && !ms->up && p->kc) {
+			/* It may come back as a new process, or across a partition
+			 * that left this connection half-open: requests sent on it
+			 * then wait out replica_timeout_ms (a 2 s stall seen after
+			 * a link came back up). Connect afresh when it is up. */
+			kp_conn_close(p->kc, 0, "peer marked down");
 		}
 		/* A peer that came back up deserves a prompt reconnect. */
 		if (ms && ms->up && !p->kc) {

@@ -373,7 +373,8 @@ static void srv_check_slow(struct srv *s, struct srv_conn *c, uint64_t now)
 /*
  * Housekeeping every 100 ms. A peer that connects and never finishes the
  * handshake would hold a connection slot forever (max_connections is the
- * only bound): close it. Every second: slow requests.
+ * only bound): close it. The blockstore's held in-place applies that have
+ * waited long enough (bs_tick). Every second: slow requests.
  */
 static void srv_auth_tick(struct reactor_timer *t)
 {
@@ -385,6 +386,7 @@ static void srv_auth_tick(struct reactor_timer *t)
 	if (s->stopping) {
 		return;
 	}
+	bs_tick(s->bs);
 	for (c = s->conns; c; c = c->next) {
 		c->refs++;
 	}

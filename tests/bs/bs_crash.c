@@ -5,7 +5,8 @@
  * Per seed, on the "sim" device (volatile cache, random completion order,
  * power loss that drops or tears unflushed writes): format, open, run a
  * random workload (writes, discards, write-zeroes, whole-object discards,
- * reads, syncs; overlapping extents; QD 1..32) against a model, crash at a
+ * reads, syncs; overlapping extents; QD 1..32; in-place applies sent one
+ * by one or held in batches, by seed) against a model, crash at a
  * random point, sometimes crash again during recovery, recover, and check
  * every block of every object:
  *   - equals the last acknowledged value, or the value of a mutation that
@@ -419,6 +420,9 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 	int ret;
 
 	rn->rng = rn->seed * 0x2545f4914f6cdd1dull + 1;
+	/* in-place applies each on its own, or held in batches of 2, 8 or 32
+	 * (no timer: the run stays a function of the seed) */
+	rn->opts.apply_batch = (const uint32_t[]){1, 2, 8, 32}[rn->seed % 4];
 	memset(rn->m, 0, sizeof(rn->m));
 	rn->inflight = 0;
 	rn->completions = 0;

@@ -3,6 +3,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -412,6 +414,131 @@ static void test_present_words(void **state)
 	tenv_teardown(&e);
 }
 
+/* The blockstore's stats once the reactor has nothing left to run now. */
+static struct bs_stat held_stat(struct tenv *e)
+{
+	struct bs_stat st;
+	int idle = 0;
+
+	while (idle < 3) {
+		idle = reactor_poll(e->r, false) > 0 ? 0 : idle + 1;
+	}
+	bs_stat(e->bs, &st);
+	return st;
+}
+
+/* Poll until no acknowledged write waits for its in-place copy; false if
+ * that takes more than a second. */
+static bool applies_drain(struct tenv *e)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (held_stat(e).applies_pending) {
+		reactor_poll(e->r, false);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec - t0.tv_sec > 1) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Held in-place applies (bs_opts.apply_batch): held until the batch is
+ * full, or something needs them (a read or a discard of the blocks, a later
+ * write of the same block), or the delay passes; at close; after a crash the
+ * journal brings them back.
+ */
+static void test_held_applies(void **state)
+{
+	struct bs_opts o = {.apply_batch = 4};
+	struct tenv e;
+	int i;
+
+	assert_int_equal(tenv_setup(&e, *state, DEV, OBJ, JRN), 0);
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+
+	/* three held; the fourth fills the batch and all four go */
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(tenv_write(&e, 3, (uint64_t)i, 4096, 4096, 10 + i), 0);
+	}
+	assert_int_equal(held_stat(&e).applies_held, 3);
+	assert_int_equal(held_stat(&e).applies_pending, 3);
+	assert_int_equal(tenv_write(&e, 3, 3, 4096, 4096, 13), 0);
+	assert_int_equal(held_stat(&e).applies_held, 0);
+	assert_true(applies_drain(&e));
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(tenv_check(&e, 3, (uint64_t)i, 4096, 4096, 10 + i), 0);
+	}
+
+	/* a read of a held write's blocks releases the batch and sees the data */
+	assert_int_equal(tenv_write(&e, 4, 0, 0, 8192, 20), 0);
+	assert_int_equal(tenv_write(&e, 4, 1, 0, 4096, 21), 0);
+	assert_int_equal(held_stat(&e).applies_held, 2);
+	assert_int_equal(tenv_check(&e, 4, 0, 0, 8192, 20), 0);
+	assert_int_equal(held_stat(&e).applies_held, 0);
+	assert_true(applies_drain(&e));
+
+	/* a later write of a held block: the last write wins */
+	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 30), 0);
+	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 31), 0);
+	assert_int_equal(tenv_check(&e, 5, 0, 0, 4096, 31), 0);
+
+	/* a discard behind a held write */
+	assert_int_equal(tenv_write(&e, 6, 0, 0, 4096, 40), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	assert_int_equal(tenv_io(&e, BS_OP_DISCARD, 6, 0, 0, OBJ, NULL, NULL, NULL), 0);
+	assert_int_equal(tenv_check(&e, 6, 0, 0, 4096, 0), 0);
+	assert_true(applies_drain(&e));
+
+	/* held at close: written in place before the store closes */
+	assert_int_equal(tenv_write(&e, 7, 0, 0, 4096, 50), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	assert_int_equal(tenv_check(&e, 7, 0, 0, 4096, 50), 0);
+
+	/* held at a crash: replay writes them */
+	if (!strcmp(e.backend, "sim")) {
+		assert_int_equal(tenv_write(&e, 8, 0, 0, 4096, 60), 0);
+		assert_int_equal(tenv_write(&e, 8, 1, 0, 4096, 61), 0);
+		assert_int_equal(held_stat(&e).applies_held, 2);
+		bs_abandon(e.bs);
+		bs_sim_crash(e.dev);
+		assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+		assert_int_equal(tenv_check(&e, 8, 0, 0, 4096, 60), 0);
+		assert_int_equal(tenv_check(&e, 8, 1, 0, 4096, 61), 0);
+	}
+
+	/* with a delay: held until it has passed, then the next apply or
+	 * bs_tick() sends the batch */
+	bs_close(e.bs);
+	o.apply_batch = 16;
+	o.apply_delay_us = 2000;
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	assert_int_equal(tenv_write(&e, 9, 0, 0, 4096, 70), 0);
+	bs_tick(e.bs);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	usleep(3000);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	bs_tick(e.bs);
+	assert_int_equal(held_stat(&e).applies_held, 0);
+	assert_true(applies_drain(&e));
+	assert_int_equal(tenv_write(&e, 9, 1, 0, 4096, 71), 0);
+	assert_int_equal(tenv_write(&e, 9, 2, 0, 4096, 72), 0);
+	assert_int_equal(held_stat(&e).applies_held, 2);
+	usleep(3000);
+	assert_int_equal(tenv_write(&e, 9, 3, 0, 4096, 73), 0);
+	assert_int_equal(held_stat(&e).applies_held, 0);
+	assert_true(applies_drain(&e));
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(tenv_check(&e, 9, (uint64_t)i, 0, 4096, 70 + i), 0);
+	}
+	tenv_teardown(&e);
+}
+
 #define BOTH(fn)                                                                                   \
 	{#fn "/ram", fn, setup, teardown, (void *)"ram"},                                          \
 	{                                                                                          \
@@ -427,6 +554,8 @@ int main(void)
 		BOTH(test_reopen_and_list),
 		BOTH(test_overlap_order),
 		BOTH(test_present),
+		{"test_held_applies/ram", test_held_applies, NULL, NULL, "ram"},
+		{"test_held_applies/sim", test_held_applies, NULL, NULL, "sim"},
 		{"test_present_words/ram", test_present_words, NULL, NULL, "ram"},
 		{"test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram"},
 	};
