@@ -151,6 +151,7 @@ struct bs_stat {
 	uint64_t index_bytes;    /* RAM used by the in-memory index */
 	uint64_t meta_cache_bytes;
 	uint64_t reads, writes, read_errors, crc_errors;
+	uint64_t reads_journal;	  /* of reads, served from the journal mirror */
 	uint32_t applies_pending; /* acknowledged writes not yet copied in place */
 	uint32_t applies_held;	  /* of those, held for a batch (bs_opts.apply_batch) */
 	uint32_t apply_batch;	  /* in effect: 1 = each apply on its own */

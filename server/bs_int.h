@@ -236,12 +236,15 @@ struct bs {
 
 	/* stats */
 	uint64_t st_reads, st_writes, st_read_errors, st_crc_errors, st_wraps;
+	uint64_t st_jreads;		/* reads served from the journal mirror */
 	uint64_t st_groups, st_entries; /* group records built, mutations in them */
 	uint32_t st_batches_max;	/* most journal batches in flight at once */
 };
 
 /* bs.c */
 void bs_kick(struct bs_ctx *op);
+/* Run every op of @ao that waits to start or to apply. */
+void bs_ao_wake(struct bs_aobj *ao);
 void bs_run(struct bs *bs);
 /* bs_run() on the next reactor turn, before that turn submits its SQEs. */
 void bs_run_later(struct bs *bs);

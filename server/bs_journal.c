@@ -209,6 +209,10 @@ static void batch_durable(struct bs *bs, struct bs_batch *b)
 			bs_op_ack(op);
 			op->state = BS_OPS_APPLY_WAIT;
 			bs_kick(op);
+			if (op->onext) {
+				/* reads waiting for it: the mirror has it now */
+				bs_ao_wake(op->ao);
+			}
 		} else {
 			op->req->version = op->version;
 			bs_op_finish(op, 0);

@@ -408,11 +408,13 @@ static void verify_all(struct run *rn, void *objbuf, uint32_t *crcs)
 
 struct totals {
 	uint64_t ops, crashes, double_crashes, clean, lost_writes;
+	uint64_t reads, jreads; /* reads done; of them, from the journal mirror */
 };
 
 static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals *t)
 {
 	struct bs_format_opts fo = {.object_size = OBJ_SIZE, .journal_size = JOURNAL_SIZE};
+	struct bs_stat st;
 	uint64_t nops, crash_at_comp = UINT64_MAX, crash_at_write = UINT64_MAX, opid = 0;
 	unsigned int qd, i;
 	unsigned long idle = 0;
@@ -473,6 +475,9 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 		}
 	}
 	t->ops += opid;
+	bs_stat(rn->bs, &st);
+	t->reads += st.reads;
+	t->jreads += st.reads_journal;
 	if (rn->failed) {
 		bs_abandon(rn->bs);
 		goto out_close_dev;
@@ -604,9 +609,10 @@ int main(int argc, char **argv)
 	printf("bs_crash: seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64 " passed, %" PRIu64
 	       " failed; %" PRIu64 " ops, %" PRIu64 " crashes (%" PRIu64
 	       " during recovery, %" PRIu64 " unflushed writes lost/torn), %" PRIu64
-	       " clean closes, %ld s\n",
+	       " clean closes; %" PRIu64 " reads, %" PRIu64
+	       " of them from the journal mirror; %ld s\n",
 	       start, start + seeds - 1, seeds - nfail, nfail, t.ops, t.crashes, t.double_crashes,
-	       t.lost_writes, t.clean, (long)(time(NULL) - t0));
+	       t.lost_writes, t.clean, t.reads, t.jreads, (long)(time(NULL) - t0));
 	reactor_destroy(rn->r);
 	for (i = 0; i < MAX_QD; i++) {
 		free(rn->slots[i].buf);

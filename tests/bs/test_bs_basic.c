@@ -446,13 +446,18 @@ static bool applies_drain(struct tenv *e)
 
 /*
  * Held in-place applies (bs_opts.apply_batch): held until the batch is
- * full, or something needs them (a read or a discard of the blocks, a later
- * write of the same block), or the delay passes; at close; after a crash the
- * journal brings them back.
+ * full, or something needs them (a read that needs the device, a discard of
+ * the blocks, a later write of the same block), or the delay passes; at
+ * close; after a crash the journal brings them back. Reads of their blocks
+ * alone come from the journal mirror.
  */
 static void test_held_applies(void **state)
 {
 	struct bs_opts o = {.apply_batch = 4};
+	static uint8_t want[12288] __attribute__((aligned(4096)));
+	uint64_t present[1], reads_journal;
+	uint32_t rcrcs[1];
+	struct treq tw, tr;
 	struct tenv e;
 	int i;
 
@@ -473,22 +478,77 @@ static void test_held_applies(void **state)
 		assert_int_equal(tenv_check(&e, 3, (uint64_t)i, 4096, 4096, 10 + i), 0);
 	}
 
-	/* a read of a held write's blocks releases the batch and sees the data */
-	assert_int_equal(tenv_write(&e, 4, 0, 0, 8192, 20), 0);
-	assert_int_equal(tenv_write(&e, 4, 1, 0, 4096, 21), 0);
+	/* a read of held writes' blocks comes from the journal mirror, block by
+	 * block from the write that has it, and the batch stays held */
+	reads_journal = held_stat(&e).reads_journal;
+	assert_int_equal(tenv_write(&e, 4, 0, 0, 4096, 20), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1); /* held before the next comes */
+	assert_int_equal(tenv_write(&e, 4, 0, 4096, 4096, 21), 0);
 	assert_int_equal(held_stat(&e).applies_held, 2);
-	assert_int_equal(tenv_check(&e, 4, 0, 0, 8192, 20), 0);
+	assert_int_equal(tenv_check(&e, 4, 0, 0, 4096, 20), 0);
+	tenv_fill(&e, 21, 4096);
+	memcpy(want + 4096, e.buf, 4096);
+	tenv_fill(&e, 20, 4096);
+	memcpy(want, e.buf, 4096);
+	present[0] = 0;
+	assert_int_equal(read_present(&e, 4, 0, 0, 8192, present), 0);
+	assert_memory_equal(e.buf, want, 8192);
+	assert_int_equal(e.crcs[1], crc32c(0, want + 4096, 4096));
+	assert_int_equal(present[0], 3);
+	assert_int_equal(held_stat(&e).reads_journal, reads_journal + 2);
+	assert_int_equal(held_stat(&e).applies_held, 2);
+	/* one that also needs the device releases the batch and waits */
+	memset(want + 8192, 0, 4096);
+	assert_int_equal(read_present(&e, 4, 0, 0, 12288, present), 0);
+	assert_memory_equal(e.buf, want, 12288);
+	assert_int_equal(present[0], 3);
+	assert_int_equal(held_stat(&e).reads_journal, reads_journal + 2);
 	assert_int_equal(held_stat(&e).applies_held, 0);
 	assert_true(applies_drain(&e));
 
-	/* a later write of a held block: the last write wins */
-	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 30), 0);
-	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 31), 0);
-	assert_int_equal(tenv_check(&e, 5, 0, 0, 4096, 31), 0);
+	/* a read behind a write still in the journal: served from the mirror
+	 * once the write is acknowledged */
+	tenv_fill(&e, 25, 4096);
+	memcpy(want, e.buf, 4096);
+	memset(&tw, 0, sizeof(tw));
+	tw.req = (struct bs_req){.op = BS_OP_WRITE,
+				 .inode = 4,
+				 .objno = 2,
+				 .length = 4096,
+				 .buf = want,
+				 .crcs = e.crcs,
+				 .cb = treq_cb};
+	memset(&tr, 0, sizeof(tr));
+	tr.req = (struct bs_req){.op = BS_OP_READ,
+				 .inode = 4,
+				 .objno = 2,
+				 .length = 4096,
+				 .buf = e.buf,
+				 .crcs = rcrcs,
+				 .cb = treq_cb};
+	assert_int_equal(bs_submit(e.bs, &tw.req), 0);
+	assert_int_equal(bs_submit(e.bs, &tr.req), 0);
+	assert_int_equal(tenv_poll_until(&e, &tr.done), 0);
+	assert_true(tw.done);
+	assert_int_equal(tw.res, 0);
+	assert_int_equal(tr.res, 0);
+	assert_memory_equal(e.buf, want, 4096);
+	assert_int_equal(held_stat(&e).reads_journal, reads_journal + 3);
+	assert_true(applies_drain(&e));
 
-	/* a discard behind a held write */
-	assert_int_equal(tenv_write(&e, 6, 0, 0, 4096, 40), 0);
+	/* a later write of a held block releases the batch; the last write
+	 * wins, and is held itself (its read came from the mirror) */
+	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 30), 0);
 	assert_int_equal(held_stat(&e).applies_held, 1);
+	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 31), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	assert_int_equal(tenv_check(&e, 5, 0, 0, 4096, 31), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	assert_int_equal(held_stat(&e).reads_journal, reads_journal + 4);
+
+	/* a discard behind held writes */
+	assert_int_equal(tenv_write(&e, 6, 0, 0, 4096, 40), 0);
+	assert_int_equal(held_stat(&e).applies_held, 2);
 	assert_int_equal(tenv_io(&e, BS_OP_DISCARD, 6, 0, 0, OBJ, NULL, NULL, NULL), 0);
 	assert_int_equal(tenv_check(&e, 6, 0, 0, 4096, 0), 0);
 	assert_true(applies_drain(&e));

@@ -106,6 +106,19 @@ static void run_until(struct reactor *r, int target, bool wait)
 	assert_int_equal(g_completed, target);
 }
 
+/* Read @len bytes at @off with nothing else in flight and wait for it:
+ * returns the completion's result. */
+static int read_wait(struct bs_dev *dev, struct reactor *r, void *buf, size_t len, uint64_t off)
+{
+	struct tio t;
+
+	tio_init(&t, 0);
+	assert_int_equal(bs_dev_read(dev, buf, len, off, &t.io), 0);
+	run_until(r, g_completed + 1, false);
+	assert_int_equal(t.done, 1);
+	return t.res;
+}
+
 static void spin(struct reactor *r, int turns)
 {
 	while (turns--) {
@@ -537,18 +550,14 @@ static void test_sim_flip_bit_and_count(void **state)
 	assert_int_equal(bs_sim_write_count(f->dev), 2);
 
 	bs_sim_flip_bit(f->dev, 8 * BLK + 100, 5);
-	tio_init(&t, 0);
-	assert_int_equal(bs_dev_read(f->dev, rd, BLK, 8 * BLK, &t.io), 0);
-	run_until(f->r, 3, false);
+	assert_int_equal(read_wait(f->dev, f->r, rd, BLK, 8 * BLK), (int)BLK);
 	assert_int_equal(rd[100], w[100] ^ (1u << 5));
 	rd[100] ^= 1u << 5;
 	assert_memory_equal(rd, w, BLK);
 
 	/* the flip is in the durable image too */
 	bs_sim_crash(f->dev);
-	tio_init(&t, 0);
-	assert_int_equal(bs_dev_read(f->dev, rd, BLK, 8 * BLK, &t.io), 0);
-	run_until(f->r, 4, false);
+	assert_int_equal(read_wait(f->dev, f->r, rd, BLK, 8 * BLK), (int)BLK);
 	assert_int_equal(rd[100], w[100] ^ (1u << 5));
 	assert_int_equal(bs_sim_write_count(f->dev), 2); /* reads don't count */
 	free(w);
@@ -745,9 +754,7 @@ static void test_sim_crash_drops_unflushed(void **state)
 		assert_int_equal(t.res, (int)BLK);
 		assert_int_equal(bs_sim_write_count(f.dev), 1);
 		bs_sim_crash(f.dev);
-		tio_init(&t, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, 0, &t.io), 0);
-		run_until(f.r, 2, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, 0), (int)BLK);
 		if (block_zero(rd)) {
 			lost++;
 		} else {
@@ -762,9 +769,7 @@ static void test_sim_crash_drops_unflushed(void **state)
 		assert_int_equal(bs_dev_flush(f.dev, &t.io), 0);
 		run_until(f.r, 4, false);
 		assert_int_equal(bs_sim_crash(f.dev), 0);
-		tio_init(&t, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, BLK, &t.io), 0);
-		run_until(f.r, 5, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, BLK), (int)BLK);
 		assert_memory_equal(rd, w, BLK);
 		fix_close(&f);
 		free(w);
@@ -817,13 +822,9 @@ static void test_sim_flush_scope(void **state)
 		assert_int_equal(t2.res, (int)BLK);
 		late_first += t2.order < fl.order;
 		bs_sim_crash(f.dev);
-		tio_init(&t1, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, 0, &t1.io), 0);
-		run_until(f.r, 4, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, 0), (int)BLK);
 		assert_memory_equal(rd, w, BLK);
-		tio_init(&t1, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, BLK, &t1.io), 0);
-		run_until(f.r, 5, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, BLK), (int)BLK);
 		/* t2 came after the flush was submitted: never covered by it */
 		lost_late += t2.order < fl.order && block_zero(rd);
 		fix_close(&f);
@@ -868,13 +869,9 @@ static void test_sim_dsync(void **state)
 		run_until(f.r, 3, false);
 		assert_int_equal(t.res, (int)BLK);
 		bs_sim_crash(f.dev);
-		tio_init(&t, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, 0, &t.io), 0);
-		run_until(f.r, 4, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, 0), (int)BLK);
 		assert_memory_equal(rd, b, BLK);
-		tio_init(&t, 0);
-		assert_int_equal(bs_dev_read(f.dev, rd, BLK, BLK, &t.io), 0);
-		run_until(f.r, 5, false);
+		assert_int_equal(read_wait(f.dev, f.r, rd, BLK, BLK), (int)BLK);
 		if (block_zero(rd)) {
 			lost_other++;
 		} else {
