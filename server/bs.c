@@ -426,17 +426,19 @@ static bool write_in_mirror(const struct bs_ctx *e)
 /*
  * A read whose every block was last written by such writes needs neither
  * the device nor their applies: copy the blocks from the mirror (durable in
- * the journal, so never data a crash could take back). Anything else (an
- * earlier discard, a block no earlier write covers, a write not yet
- * acknowledged) returns false with nothing decided, and the read takes the
- * normal path. Keeps read-after-write off the device, and a held batch held.
+ * the journal, so never data a crash could take back), each checked against
+ * the crc its record stores, as a device read is against the block
+ * metadata. Anything else (an earlier discard, a block no earlier write
+ * covers, a write not yet acknowledged, a block whose copy fails its crc)
+ * returns false with nothing decided, and the read takes the normal path.
+ * Keeps read-after-write off the device, and a held batch held.
  */
 static bool read_from_mirror(struct bs_ctx *op)
 {
 	struct bs *bs = op->bs;
-	uint8_t *buf = op->req->buf;
+	uint8_t *buf = op->req->buf, *p;
 	const struct bs_ctx *e, *src = NULL;
-	uint32_t b;
+	uint32_t b, c;
 
 	for (e = op->oprev; e; e = e->oprev) {
 		if (op_is_unmap(e)) {
@@ -454,9 +456,18 @@ static bool read_from_mirror(struct bs_ctx *op)
 		if (!e || !write_in_mirror(e)) {
 			return false;
 		}
-		memcpy(buf + (size_t)b * BS_BLOCK,
-		       bs->jm + e->jpos + (uint64_t)(blk - e->blk) * BS_BLOCK, BS_BLOCK);
-		op->req->crcs[b] = crc32c(0, buf + (size_t)b * BS_BLOCK, BS_BLOCK);
+		p = buf + (size_t)b * BS_BLOCK;
+		memcpy(p, bs->jm + e->jpos + (uint64_t)(blk - e->blk) * BS_BLOCK, BS_BLOCK);
+		c = crc32c(0, p, BS_BLOCK);
+		if (c != e->jcrcs[blk - e->blk]) {
+			log_error("bs: journal mirror checksum mismatch in %lu:%lu block %u: "
+				  "stored %08x, copy %08x",
+				  (unsigned long)op->inode, (unsigned long)op->objno, blk,
+				  e->jcrcs[blk - e->blk], c);
+			bs->st_crc_errors++;
+			return false;
+		}
+		op->req->crcs[b] = c;
 		src = e;
 	}
 	if (op->req->present) {

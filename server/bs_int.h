@@ -97,6 +97,7 @@ struct bs_ctx {
 	struct bs_ctx *qnext;	      /* journal queue, batch, meta-wait, held, free list */
 	struct bs_ctx *rnext;	      /* run queue */
 	uint64_t jpos;		      /* ring offset of the write's data in the journal */
+	const uint32_t *jcrcs;	      /* its data crcs in the record, in the mirror */
 	uint64_t version;
 	struct bs_io io;
 };

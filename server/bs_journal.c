@@ -143,6 +143,7 @@ static void op_build(struct bs *bs, struct bs_ctx *op, uint32_t cur, struct bs_j
 			bs_bmeta_set(m, ver, op->req->crcs[b]);
 			e->data_crcs[b] = op->req->crcs[b];
 		}
+		op->jcrcs = e->data_crcs;
 		memcpy(bs->jm + dpos, op->req->buf, (size_t)op->nblk * BS_BLOCK);
 		e->type = BS_JREC_WRITE;
 	} else {

@@ -960,3 +960,17 @@ int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t
 {
 	return bs_sync_io(dev, kind, buf, len, off);
 }
+
+int bs_test_mirror_flip(struct bs *bs, uint32_t byte, uint8_t mask)
+{
+	const struct bs_ctx *op = bs->held_tail;
+
+	if (!op) {
+		return -ENOENT;
+	}
+	if (byte >= op->nblk * BS_BLOCK) {
+		return -ERANGE;
+	}
+	bs->jm[op->jpos + byte] ^= mask;
+	return 0;
+}

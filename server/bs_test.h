@@ -41,4 +41,9 @@ void bs_test_journal_info(struct bs *bs, struct bs_test_journal *out);
 #define BS_TEST_IO_FLUSH 2
 int bs_test_dev_io(struct bs_dev *dev, int kind, void *buf, size_t len, uint64_t off);
 
+/* XOR @mask into byte @byte of the data of the last held apply, in the
+ * journal mirror (RAM damage under an acknowledged write). 0, -ENOENT (no
+ * apply held) or -ERANGE (@byte beyond its data). */
+int bs_test_mirror_flip(struct bs *bs, uint32_t byte, uint8_t mask);
+
 #endif
