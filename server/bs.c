@@ -414,13 +414,26 @@ static int read_verify(struct bs_ctx *op)
 	return res;
 }
 
-/* An acknowledged write whose in-place copy is not done: held, waiting or in
- * flight. Its data is in the journal mirror at jpos until the op is freed. */
-static bool write_in_mirror(const struct bs_ctx *e)
+/*
+ * The newest op before @op that writes block @blk, if it is an acknowledged
+ * write whose in-place copy is not done (waiting, held or in flight): its
+ * data is in the journal mirror at jpos until the op is freed. NULL when
+ * the newest such op is anything else, or there is none.
+ */
+static const struct bs_ctx *mirror_src(const struct bs_ctx *op, uint32_t blk)
 {
-	return e->kind == BS_OP_WRITE &&
-	       (e->state == BS_OPS_APPLY_WAIT || e->state == BS_OPS_APPLY_HELD ||
-		e->state == BS_OPS_APPLY);
+	const struct bs_ctx *e;
+
+	for (e = op->oprev; e; e = e->oprev) {
+		if (e->kind == BS_OP_WRITE && blk >= e->blk && blk < e->blk + e->nblk) {
+			break;
+		}
+	}
+	if (e && (e->state == BS_OPS_APPLY_WAIT || e->state == BS_OPS_APPLY_HELD ||
+		  e->state == BS_OPS_APPLY)) {
+		return e;
+	}
+	return NULL;
 }
 
 /*
@@ -431,6 +444,8 @@ static bool write_in_mirror(const struct bs_ctx *e)
  * metadata. Anything else (an earlier discard, a block no earlier write
  * covers, a write not yet acknowledged, a block whose copy fails its crc)
  * returns false with nothing decided, and the read takes the normal path.
+ * Every block is looked up before any is copied, so a read that falls back
+ * (it may be tried again each time it is woken) costs no copies or crcs.
  * Keeps read-after-write off the device, and a held batch held.
  */
 static bool read_from_mirror(struct bs_ctx *op)
@@ -446,29 +461,26 @@ static bool read_from_mirror(struct bs_ctx *op)
 		}
 	}
 	for (b = 0; b < op->nblk; b++) {
-		uint32_t blk = op->blk + b;
-
-		for (e = op->oprev; e; e = e->oprev) {
-			if (e->kind == BS_OP_WRITE && blk >= e->blk && blk < e->blk + e->nblk) {
-				break;
-			}
-		}
-		if (!e || !write_in_mirror(e)) {
+		if (!mirror_src(op, op->blk + b)) {
 			return false;
 		}
+	}
+	for (b = 0; b < op->nblk; b++) {
+		uint32_t blk = op->blk + b;
+
+		src = mirror_src(op, blk);
 		p = buf + (size_t)b * BS_BLOCK;
-		memcpy(p, bs->jm + e->jpos + (uint64_t)(blk - e->blk) * BS_BLOCK, BS_BLOCK);
+		memcpy(p, bs->jm + src->jpos + (uint64_t)(blk - src->blk) * BS_BLOCK, BS_BLOCK);
 		c = crc32c(0, p, BS_BLOCK);
-		if (c != e->jcrcs[blk - e->blk]) {
+		if (c != src->jcrcs[blk - src->blk]) {
 			log_error("bs: journal mirror checksum mismatch in %lu:%lu block %u: "
 				  "stored %08x, copy %08x",
 				  (unsigned long)op->inode, (unsigned long)op->objno, blk,
-				  e->jcrcs[blk - e->blk], c);
+				  src->jcrcs[blk - src->blk], c);
 			bs->st_crc_errors++;
 			return false;
 		}
 		op->req->crcs[b] = c;
-		src = e;
 	}
 	if (op->req->present) {
 		memset(op->req->present, 0, BS_PRESENT_WORDS(op->req->length) * sizeof(uint64_t));
