@@ -76,6 +76,13 @@ static inline void kl_list_add_tail(struct kl_list *h, struct kl_list *n)
 	h->prev = n;
 }
 
+/* Insert @n first: a free list used as a stack hands out the entry freed
+ * last, still in cache. */
+static inline void kl_list_add(struct kl_list *h, struct kl_list *n)
+{
+	kl_list_add_tail(h->next, n);
+}
+
 static inline void kl_list_del(struct kl_list *n)
 {
 	n->prev->next = n->next;

@@ -74,7 +74,7 @@ static void req_complete(struct kl_req *q)
 	 * submits again must not get this slot while its caller (a split loop
 	 * or a cancel walk) may still look at it. */
 	cb(arg, res);
-	kl_list_add_tail(&v->free_reqs, &q->link);
+	kl_list_add(&v->free_reqs, &q->link);
 	v->nactive--;
 	kl_volume_maybe_free(v);
 }
@@ -140,7 +140,7 @@ static void sub_free(struct kl_sub *s)
 	}
 	s->req = NULL;
 	sub_set_state(s, KL_SUB_FREE);
-	kl_list_add_tail(&c->free_subs, &s->link);
+	kl_list_add(&c->free_subs, &s->link);
 	/* Resources freed: let waiting requests go on (not from inside a
 	 * request's own split loop, which checks the queue itself). */
 	if (!kl_list_empty(&c->res_waitq)) {
@@ -199,7 +199,7 @@ static void req_process(struct kl_req *q)
 			kl_list_del(&s->req_link);
 			s->req = NULL;
 			sub_set_state(s, KL_SUB_FREE);
-			kl_list_add_tail(&c->free_subs, &s->link);
+			kl_list_add(&c->free_subs, &s->link);
 			goto wait;
 		}
 		sub_set_state(s, KL_SUB_ROUTE);
