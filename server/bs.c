@@ -446,6 +446,8 @@ static const struct bs_ctx *mirror_src(const struct bs_ctx *op, uint32_t blk)
  * returns false with nothing decided, and the read takes the normal path.
  * Every block is looked up before any is copied, so a read that falls back
  * (it may be tried again each time it is woken) costs no copies or crcs.
+ * A read that found a damaged copy is not tried again: one log line, and
+ * it waits for the apply and reads the device (which fails it too).
  * Keeps read-after-write off the device, and a held batch held.
  */
 static bool read_from_mirror(struct bs_ctx *op)
@@ -455,6 +457,9 @@ static bool read_from_mirror(struct bs_ctx *op)
 	const struct bs_ctx *e, *src = NULL;
 	uint32_t b, c;
 
+	if (op->no_mirror) {
+		return false;
+	}
 	for (e = op->oprev; e; e = e->oprev) {
 		if (op_is_unmap(e)) {
 			return false;
@@ -478,6 +483,7 @@ static bool read_from_mirror(struct bs_ctx *op)
 				  (unsigned long)op->inode, (unsigned long)op->objno, blk,
 				  src->jcrcs[blk - src->blk], c);
 			bs->st_crc_errors++;
+			op->no_mirror = true;
 			return false;
 		}
 		op->req->crcs[b] = c;

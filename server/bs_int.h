@@ -89,6 +89,7 @@ struct bs_ctx {
 	uint32_t pending; /* outstanding meta loads + device I/O */
 	bool queued;	  /* on the run queue */
 	bool prepped;	  /* mutation reached the journal queue */
+	bool no_mirror;	  /* read: a mirror copy failed its crc, use the device */
 	uint8_t nmc;
 	struct bs_mc *mc[2];
 	struct bs_mwait mw[2];

@@ -550,6 +550,22 @@ static void test_held_applies(void **state)
 	assert_int_equal(tenv_write(&e, 4, 3, 0, 4096, 27), 0);
 	assert_int_equal(tenv_check(&e, 4, 3, 0, 4096, 27), 0);
 
+	/* the same with an earlier held write of the object ahead of it: its
+	 * apply finishing wakes the read before the damaged one's is done,
+	 * and the read does not try the mirror again (one error logged and
+	 * counted for the copy, one for the device read) */
+	i = held_stat(&e).applies_held;
+	assert_int_equal(tenv_write(&e, 4, 6, 4096, 4096, 28), 0);
+	assert_int_equal(held_stat(&e).applies_held, i + 1); /* before the next */
+	assert_int_equal(tenv_write(&e, 4, 6, 0, 4096, 29), 0);
+	assert_int_equal(held_stat(&e).applies_held, i + 2);
+	crc_errors = held_stat(&e).crc_errors;
+	assert_int_equal(bs_test_mirror_flip(e.bs, 200, 0x01), 0);
+	assert_int_equal(tenv_check(&e, 4, 6, 0, 4096, 29), -EIO);
+	assert_int_equal(held_stat(&e).crc_errors, crc_errors + 2);
+	assert_true(applies_drain(&e));
+	assert_int_equal(tenv_check(&e, 4, 6, 4096, 4096, 28), 0);
+
 	/* a later write of a held block releases the batch; the last write
 	 * wins, and is held itself (its read came from the mirror) */
 	assert_int_equal(tenv_write(&e, 5, 0, 0, 4096, 30), 0);
