@@ -17,12 +17,15 @@
 # Usage: bench/bench-cluster.sh [--runtime SECONDS] [--size SIZE] [--servers N]
 #                               [--flush-mode none|always] [--out FILE] [--dir DIR]
 #                               [--port-base PORT] [--transport tcp|rdma --ip ADDR]
-#                               [--cpus LIST]
+#                               [--cpus LIST] [--repeat N]
 #
 # --cpus LIST runs everything (fio, keel-mgmt, the servers, keel-bench) under
 # taskset -c LIST. On a VM whose idle vCPUs halt, "--cpus N" with N the CPU
 # of the disk's interrupt takes the vCPU wakeups out of QD1 latency, and
 # leaves QD32 one vCPU: see docs/benchmarks.md, "Placement".
+# --repeat N measures every reference/keel pair N times (each keel case
+# still right after its reference) and prints, per row, the median pair
+# (QD1 rows by latency, QD32 rows by IOPS ratio) and the range over the N.
 # --transport rdma runs the servers with server.transport=rdma and keel-bench
 # with --transport rdma; it needs an RDMA device and --ip, an address of its
 # netdev (rdma_cm cannot use 127.0.0.1), see docs/rdma.md.
@@ -39,6 +42,7 @@ PORT_BASE=9400
 TRANSPORT=tcp
 IP=
 CPUS=
+REPEAT=1
 BUILD=${BUILD:-./build}
 BUILD=$(cd "$BUILD" && pwd)
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,7 +50,7 @@ PY=/usr/bin/python3
 . "$TOP/bench/lib.sh"
 
 usage() {
-	sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -62,10 +66,12 @@ while [ $# -gt 0 ]; do
 	--transport) TRANSPORT=$2; shift 2 ;;
 	--ip) IP=$2; shift 2 ;;
 	--cpus) CPUS=$2; shift 2 ;;
+	--repeat) REPEAT=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-cluster.sh: unknown option $1" >&2; usage 2 ;;
 	esac
 done
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "bench-cluster.sh: --repeat needs a count >= 1" >&2; exit 2; }
 case "$FLUSH" in
 none|always) ;;
 *) echo "bench-cluster.sh: --flush-mode is none or always" >&2; exit 2 ;;
@@ -140,22 +146,34 @@ wref=
 [ "$FLUSH" = always ] && wref=--fdatasync=1
 # Each keel case right after its raw reference: a load change between the
 # two cannot skew a ratio.
-for qd in 1 32; do
-	echo "fio raw randwrite QD$qd $wref" >&2
-	R[raw_w_$qd]=$(raw_fio randwrite "$qd" "$wref")
-	echo "keel randwrite QD$qd" >&2
-	R[keel_w_$qd]=$(keel_bench randwrite "$qd")
-	echo "fio raw randread QD$qd" >&2
-	R[raw_r_$qd]=$(raw_fio randread "$qd")
-	echo "keel randread QD$qd" >&2
-	R[keel_r_$qd]=$(keel_bench randread "$qd")
+for n in $(seq "$REPEAT"); do
+	for qd in 1 32; do
+		echo "fio raw randwrite QD$qd $wref ($n/$REPEAT)" >&2
+		R[raw_w_${qd}_$n]=$(raw_fio randwrite "$qd" "$wref")
+		echo "keel randwrite QD$qd ($n/$REPEAT)" >&2
+		R[keel_w_${qd}_$n]=$(keel_bench randwrite "$qd")
+		echo "fio raw randread QD$qd ($n/$REPEAT)" >&2
+		R[raw_r_${qd}_$n]=$(raw_fio randread "$qd")
+		echo "keel randread QD$qd ($n/$REPEAT)" >&2
+		R[keel_r_${qd}_$n]=$(keel_bench randread "$qd")
+	done
+	# Not an issue target: sequential 4 KiB writes at QD32 queue behind each
+	# other on one object, the case write coalescing (docs/cluster.md) is for.
+	echo "fio raw write (sequential) QD32 $wref ($n/$REPEAT)" >&2
+	R[raw_sw_32_$n]=$(raw_fio write 32 "$wref")
+	echo "keel write (sequential) QD32 ($n/$REPEAT)" >&2
+	R[keel_sw_32_$n]=$(keel_bench write 32)
 done
-# Not an issue target: sequential 4 KiB writes at QD32 queue behind each
-# other on one object, the case write coalescing (docs/cluster.md) is for.
-echo "fio raw write (sequential) QD32 $wref" >&2
-R[raw_sw]=$(raw_fio write 32 "$wref")
-echo "keel write (sequential) QD32" >&2
-R[keel_sw]=$(keel_bench write 32)
+
+# row NAME REF RAWKEY KEELKEY QD: the row over every repetition.
+row() {
+	local pairs=() n by=iops
+	[ "$5" != 1 ] || by=lat
+	for n in $(seq "$REPEAT"); do
+		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
+	done
+	bench_row_n "$1" "$2" cpu "$by" "${pairs[@]}"
+}
 
 {
 	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH${CPUS:+, all on CPUs $CPUS})"
@@ -165,12 +183,20 @@ R[keel_sw]=$(keel_bench write 32)
 	echo "Keel: keel-bench --volume through libkeel, every write on 3 servers sharing that disk."
 	echo "Latency in µs: mean / p99. CPU: seconds of CPU (user + system) per 100k I/Os:"
 	echo "fio's own; keel-bench's plus every keel-server's (mgmt idles)."
-	echo
-	echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	if [ "$REPEAT" -gt 1 ]; then
+		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency difference,"
+		echo "QD32 by IOPS ratio), and the range of both over the $REPEAT pairs."
+		echo
+		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel | $REPEAT pairs: IOPS ratio / latency difference |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	else
+		echo
+		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	fi
 	for qd in 1 32; do
-		bench_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" "${R[raw_w_$qd]}" "${R[keel_w_$qd]}" cpu
-		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}" cpu
+		row "randwrite QD$qd" "raw${wref:+ +fdatasync}" raw_w keel_w "$qd"
+		row "randread QD$qd" "raw" raw_r keel_r "$qd"
 	done
-	bench_row "write QD32 (sequential)" "raw${wref:+ +fdatasync}" "${R[raw_sw]}" "${R[keel_sw]}" cpu
+	row "write QD32 (sequential)" "raw${wref:+ +fdatasync}" raw_sw keel_sw 32
 } | tee ${OUT:+"$OUT"}

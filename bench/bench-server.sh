@@ -13,10 +13,14 @@
 # Reads are compared with raw reads.
 #
 # Usage: bench/bench-server.sh [--runtime SECONDS] [--size SIZE] [--out FILE] [--poll-us N]
-#                              [--dir DIR] [--cpus LIST]
+#                              [--dir DIR] [--cpus LIST] [--repeat N]
 # --cpus LIST runs everything (fio, keel-server, keel-bench) under taskset -c
 # LIST, e.g. the CPU that takes the disk's interrupts (/proc/interrupts):
 # see docs/benchmarks.md on why placement matters on a VM.
+# --repeat N measures every reference/keel pair N times (each keel case
+# still right after its reference) and prints, per row, the median pair
+# (QD1 rows by latency difference, QD32 rows by IOPS ratio) and the range
+# over the N pairs.
 # Binaries come only from $BUILD (default ./build): $BUILD/server/keel-server
 # and $BUILD/bench/keel-bench. fio and /usr/bin/python3 from the system.
 set -euo pipefail
@@ -27,10 +31,11 @@ SIZE=2G
 OUT=
 CPUS=
 DIR=
+REPEAT=1
 BUILD=${BUILD:-./build}
 
 usage() {
-	sed -n '3,21p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
 	--out) OUT=$2; shift 2 ;;
 	--dir) DIR=$2; shift 2 ;;
 	--cpus) CPUS=$2; shift 2 ;;
+	--repeat) REPEAT=$2; shift 2 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench-server.sh: unknown option $1" >&2; usage 2 ;;
 	esac
@@ -54,6 +60,7 @@ for b in "$SERVER" "$BENCH"; do
 	[ -x "$b" ] || { echo "bench-server.sh: $b not built (BUILD=$BUILD)" >&2; exit 2; }
 done
 command -v fio >/dev/null || { echo "bench-server.sh: fio not installed" >&2; exit 2; }
+[[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || { echo "bench-server.sh: --repeat needs a count >= 1" >&2; exit 2; }
 
 . "$(dirname "$0")/lib.sh"
 [ -z "$CPUS" ] || pin_cpus "$CPUS" bench-server.sh
@@ -125,25 +132,39 @@ start_server always
 echo "keel: filling the span so reads hit stored data" >&2
 "$BENCH" --server "$ADDR" --key "$KEY" --rw write --bs 1M --iodepth 8 \
 	--size "$SPAN" --ios $((SPAN >> 20)) --json >/dev/null
-for qd in 1 32; do
-	echo "fio raw+flush randwrite QD$qd" >&2
-	R[rawf_w_$qd]=$(raw_fio randwrite "$qd" --fdatasync=1)
-	echo "keel flush_mode=always randwrite QD$qd" >&2
-	R[keelf_w_$qd]=$(keel_bench randwrite "$qd")
-	echo "fio raw randread QD$qd" >&2
-	R[raw_r_$qd]=$(raw_fio randread "$qd")
-	echo "keel randread QD$qd" >&2
-	R[keel_r_$qd]=$(keel_bench randread "$qd")
+for n in $(seq "$REPEAT"); do
+	for qd in 1 32; do
+		echo "fio raw+flush randwrite QD$qd ($n/$REPEAT)" >&2
+		R[rawf_w_${qd}_$n]=$(raw_fio randwrite "$qd" --fdatasync=1)
+		echo "keel flush_mode=always randwrite QD$qd ($n/$REPEAT)" >&2
+		R[keelf_w_${qd}_$n]=$(keel_bench randwrite "$qd")
+		echo "fio raw randread QD$qd ($n/$REPEAT)" >&2
+		R[raw_r_${qd}_$n]=$(raw_fio randread "$qd")
+		echo "keel randread QD$qd ($n/$REPEAT)" >&2
+		R[keel_r_${qd}_$n]=$(keel_bench randread "$qd")
+	done
 done
 stop_server
 start_server none
-for qd in 1 32; do
-	echo "fio raw randwrite QD$qd" >&2
-	R[raw_w_$qd]=$(raw_fio randwrite "$qd")
-	echo "keel flush_mode=none randwrite QD$qd" >&2
-	R[keel_w_$qd]=$(keel_bench randwrite "$qd")
+for n in $(seq "$REPEAT"); do
+	for qd in 1 32; do
+		echo "fio raw randwrite QD$qd ($n/$REPEAT)" >&2
+		R[raw_w_${qd}_$n]=$(raw_fio randwrite "$qd")
+		echo "keel flush_mode=none randwrite QD$qd ($n/$REPEAT)" >&2
+		R[keel_w_${qd}_$n]=$(keel_bench randwrite "$qd")
+	done
 done
 stop_server
+
+# row NAME REF RAWKEY KEELKEY QD: the row over every repetition.
+row() {
+	local pairs=() n by=iops
+	[ "$5" != 1 ] || by=lat
+	for n in $(seq "$REPEAT"); do
+		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
+	done
+	bench_row_n "$1" "$2" "" "$by" "${pairs[@]}"
+}
 
 {
 	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB, poll_us=$POLL_US${CPUS:+, all on CPUs $CPUS})"
@@ -152,14 +173,20 @@ stop_server
 	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"
 	echo "its latency is write + fdatasync (p99: sum of the two p99s, an upper bound)."
 	echo "Latency in µs: mean / p99."
-	echo
-	echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
-	echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	if [ "$REPEAT" -gt 1 ]; then
+		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency difference,"
+		echo "QD32 by IOPS ratio), and the range of both over the $REPEAT pairs."
+		echo
+		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | $REPEAT pairs: IOPS ratio / latency difference |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+	else
+		echo
+		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
+		echo "|---|---|---:|---:|---:|---:|---:|---:|"
+	fi
 	for qd in 1 32; do
-		bench_row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" \
-			"${R[rawf_w_$qd]}" "${R[keelf_w_$qd]}"
-		bench_row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" \
-			"${R[raw_w_$qd]}" "${R[keel_w_$qd]}"
-		bench_row "randread QD$qd" "raw" "${R[raw_r_$qd]}" "${R[keel_r_$qd]}"
+		row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" rawf_w keelf_w "$qd"
+		row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" raw_w keel_w "$qd"
+		row "randread QD$qd" "raw" raw_r keel_r "$qd"
 	done
 } | tee ${OUT:+"$OUT"}

@@ -95,25 +95,50 @@ print("%.0f %.1f %.1f %.2f" % (t["iops"], t["lat_us"]["mean"], t["lat_us"]["p99"
                                cpu / max(t["ios"], 1) * 1e5))' "${1:-0}"
 }
 
-# One Markdown table row: name, reference name, "iops mean p99" of the
+# One Markdown table row: name, reference name, "iops mean p99 cpu" of the
 # reference and of keel.
 # $5 = cpu: add a "CPU s per 100k I/Os, reference / keel" column.
 bench_row() {
-	local name=$1 ref=$2 raw=$3 keel=$4 cpu=${5:-} ri rm rp rc ki km kp kc
-	read -r ri rm rp rc <<<"$raw"
-	read -r ki km kp kc <<<"$keel"
+	bench_row_n "$1" "$2" "${5:-}" iops "$3" "$4"
+}
+
+# bench_row_n NAME REF CPU BY RAW1 KEEL1 [RAW2 KEEL2 ...]: the row of N
+# reference/keel pairs, each pair measured back to back (bench --repeat).
+# With one pair, bench_row's row. With more, the row of the median pair,
+# ranked by the row's target (BY: "lat", keel - ref mean latency; "iops",
+# the IOPS ratio), and a last column with the range of both over the pairs.
+# CPU non-empty: a "CPU s per 100k I/Os, reference / keel" column.
+bench_row_n() {
+	local name=$1 ref=$2 cpu=$3 by=$4
+	shift 4
 	$PY -c '
 import sys
-name, ref, ri, rm, rp, ki, km, kp, rc, kc, cpu = sys.argv[1:]
-ri, rm, rp, ki, km, kp = map(float, (ri, rm, rp, ki, km, kp))
-ratio = ki / ri if ri else 0
-lat = km / rm if rm else 0
+name, ref, cpu, by = sys.argv[1:5]
+pairs = []
+rest = sys.argv[5:]
+for i in range(0, len(rest), 2):
+    r, k = rest[i].split(), rest[i + 1].split()
+    ri, rm, rp = map(float, r[:3])
+    ki, km, kp = map(float, k[:3])
+    rc = r[3] if len(r) > 3 else "-"
+    kc = k[3] if len(k) > 3 else "-"
+    pairs.append({"ri": ri, "rm": rm, "rp": rp, "ki": ki, "km": km, "kp": kp,
+                  "rc": rc, "kc": kc, "ratio": ki / ri if ri else 0.0,
+                  "diff": km - rm, "lat": km / rm if rm else 0.0})
+key = "diff" if by == "lat" else "ratio"
+ranked = sorted(pairs, key=lambda p: p[key])
+# Of two middle pairs (even N), the one further from the target.
+m = ranked[len(ranked) // 2] if by == "lat" else ranked[(len(ranked) - 1) // 2]
 row = "| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f µs (%.2fx) |" % (
-    name, ref, ri, ki, ratio, rm, rp, km, kp, km - rm, lat)
+    name, ref, m["ri"], m["ki"], m["ratio"], m["rm"], m["rp"], m["km"], m["kp"],
+    m["diff"], m["lat"])
 if cpu:
-    row += " %s / %s |" % (rc, kc)
-print(row)' \
-		"$name" "$ref" "$ri" "$rm" "$rp" "$ki" "$km" "$kp" "${rc:--}" "${kc:--}" "$cpu"
+    row += " %s / %s |" % (m["rc"], m["kc"])
+if len(pairs) > 1:
+    rs = [p["ratio"] for p in pairs]
+    ds = [p["diff"] for p in pairs]
+    row += " %.2f-%.2f / %+.1f to %+.1f µs |" % (min(rs), max(rs), min(ds), max(ds))
+print(row)' "$name" "$ref" "$cpu" "$by" "$@"
 }
 
 # A local cluster of 3 keel-servers on drive files under $DIR (each
