@@ -25,7 +25,8 @@
 # leaves QD32 one vCPU: see docs/benchmarks.md, "Placement".
 # --repeat N measures every reference/keel pair N times (each keel case
 # still right after its reference) and prints, per row, the median pair
-# (QD1 rows by latency, QD32 rows by IOPS ratio) and the range over the N.
+# (QD1 rows by latency ratio, QD32 rows by IOPS ratio) and the ranges over
+# the N.
 # --transport rdma runs the servers with server.transport=rdma and keel-bench
 # with --transport rdma; it needs an RDMA device and --ip, an address of its
 # netdev (rdma_cm cannot use 127.0.0.1), see docs/rdma.md.
@@ -50,7 +51,7 @@ PY=/usr/bin/python3
 . "$TOP/bench/lib.sh"
 
 usage() {
-	sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -168,7 +169,7 @@ done
 # row NAME REF RAWKEY KEELKEY QD: the row over every repetition.
 row() {
 	local pairs=() n by=iops
-	[ "$5" != 1 ] || by=lat
+	[ "$5" != 1 ] || by=latx
 	for n in $(seq "$REPEAT"); do
 		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
 	done
@@ -184,10 +185,10 @@ row() {
 	echo "Latency in µs: mean / p99. CPU: seconds of CPU (user + system) per 100k I/Os:"
 	echo "fio's own; keel-bench's plus every keel-server's (mgmt idles)."
 	if [ "$REPEAT" -gt 1 ]; then
-		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency difference,"
-		echo "QD32 by IOPS ratio), and the range of both over the $REPEAT pairs."
+		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency ratio,"
+		echo "QD32 by IOPS ratio), and the ranges over the $REPEAT pairs."
 		echo
-		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel | $REPEAT pairs: IOPS ratio / latency difference |"
+		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel | $REPEAT pairs: IOPS ratio / latency difference / latency ratio |"
 		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 	else
 		echo

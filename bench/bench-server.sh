@@ -175,9 +175,9 @@ row() {
 	echo "Latency in µs: mean / p99."
 	if [ "$REPEAT" -gt 1 ]; then
 		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency difference,"
-		echo "QD32 by IOPS ratio), and the range of both over the $REPEAT pairs."
+		echo "QD32 by IOPS ratio), and the ranges over the $REPEAT pairs."
 		echo
-		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | $REPEAT pairs: IOPS ratio / latency difference |"
+		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | $REPEAT pairs: IOPS ratio / latency difference / latency ratio |"
 		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 	else
 		echo

@@ -105,8 +105,9 @@ bench_row() {
 # bench_row_n NAME REF CPU BY RAW1 KEEL1 [RAW2 KEEL2 ...]: the row of N
 # reference/keel pairs, each pair measured back to back (bench --repeat).
 # With one pair, bench_row's row. With more, the row of the median pair,
-# ranked by the row's target (BY: "lat", keel - ref mean latency; "iops",
-# the IOPS ratio), and a last column with the range of both over the pairs.
+# ranked by the row's target (BY: "lat", keel - ref mean latency; "latx",
+# keel / ref mean latency; "iops", the IOPS ratio), and a last column with
+# the range of each over the pairs.
 # CPU non-empty: a "CPU s per 100k I/Os, reference / keel" column.
 bench_row_n() {
 	local name=$1 ref=$2 cpu=$3 by=$4
@@ -125,10 +126,10 @@ for i in range(0, len(rest), 2):
     pairs.append({"ri": ri, "rm": rm, "rp": rp, "ki": ki, "km": km, "kp": kp,
                   "rc": rc, "kc": kc, "ratio": ki / ri if ri else 0.0,
                   "diff": km - rm, "lat": km / rm if rm else 0.0})
-key = "diff" if by == "lat" else "ratio"
+key = {"lat": "diff", "latx": "lat"}.get(by, "ratio")
 ranked = sorted(pairs, key=lambda p: p[key])
 # Of two middle pairs (even N), the one further from the target.
-m = ranked[len(ranked) // 2] if by == "lat" else ranked[(len(ranked) - 1) // 2]
+m = ranked[len(ranked) // 2] if by != "iops" else ranked[(len(ranked) - 1) // 2]
 row = "| %s | %s | %.0f | %.0f | %.2f | %.1f / %.1f | %.1f / %.1f | %+.1f µs (%.2fx) |" % (
     name, ref, m["ri"], m["ki"], m["ratio"], m["rm"], m["rp"], m["km"], m["kp"],
     m["diff"], m["lat"])
@@ -137,7 +138,9 @@ if cpu:
 if len(pairs) > 1:
     rs = [p["ratio"] for p in pairs]
     ds = [p["diff"] for p in pairs]
-    row += " %.2f-%.2f / %+.1f to %+.1f µs |" % (min(rs), max(rs), min(ds), max(ds))
+    ls = [p["lat"] for p in pairs]
+    row += " %.2f-%.2f / %+.1f to %+.1f µs / %.2f-%.2fx |" % (
+        min(rs), max(rs), min(ds), max(ds), min(ls), max(ls))
 print(row)' "$name" "$ref" "$cpu" "$by" "$@"
 }
 
