@@ -149,32 +149,13 @@ wref=
 # two cannot skew a ratio.
 for n in $(seq "$REPEAT"); do
 	for qd in 1 32; do
-		echo "fio raw randwrite QD$qd $wref ($n/$REPEAT)" >&2
-		R[raw_w_${qd}_$n]=$(raw_fio randwrite "$qd" "$wref")
-		echo "keel randwrite QD$qd ($n/$REPEAT)" >&2
-		R[keel_w_${qd}_$n]=$(keel_bench randwrite "$qd")
-		echo "fio raw randread QD$qd ($n/$REPEAT)" >&2
-		R[raw_r_${qd}_$n]=$(raw_fio randread "$qd")
-		echo "keel randread QD$qd ($n/$REPEAT)" >&2
-		R[keel_r_${qd}_$n]=$(keel_bench randread "$qd")
+		measure_pair randwrite "$qd" "$n" raw_w keel_w "$wref"
+		measure_pair randread "$qd" "$n" raw_r keel_r
 	done
 	# Not an issue target: sequential 4 KiB writes at QD32 queue behind each
 	# other on one object, the case write coalescing (docs/cluster.md) is for.
-	echo "fio raw write (sequential) QD32 $wref ($n/$REPEAT)" >&2
-	R[raw_sw_32_$n]=$(raw_fio write 32 "$wref")
-	echo "keel write (sequential) QD32 ($n/$REPEAT)" >&2
-	R[keel_sw_32_$n]=$(keel_bench write 32)
+	measure_pair write 32 "$n" raw_sw keel_sw "$wref"
 done
-
-# row NAME REF RAWKEY KEELKEY QD: the row over every repetition.
-row() {
-	local pairs=() n by=iops
-	[ "$5" != 1 ] || by=latx
-	for n in $(seq "$REPEAT"); do
-		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
-	done
-	bench_row_n "$1" "$2" cpu "$by" "${pairs[@]}"
-}
 
 {
 	echo "## ${SERVERS}-server, 3-replica cluster vs raw file ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, volume $((SPAN >> 20)) MiB, flush_mode=$FLUSH${CPUS:+, all on CPUs $CPUS})"
@@ -196,8 +177,8 @@ row() {
 		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 	fi
 	for qd in 1 32; do
-		row "randwrite QD$qd" "raw${wref:+ +fdatasync}" raw_w keel_w "$qd"
-		row "randread QD$qd" "raw" raw_r keel_r "$qd"
+		repeat_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" raw_w keel_w "$qd" cpu latx
+		repeat_row "randread QD$qd" "raw" raw_r keel_r "$qd" cpu latx
 	done
-	row "write QD32 (sequential)" "raw${wref:+ +fdatasync}" raw_sw keel_sw 32
+	repeat_row "write QD32 (sequential)" "raw${wref:+ +fdatasync}" raw_sw keel_sw 32 cpu latx
 } | tee ${OUT:+"$OUT"}

@@ -134,37 +134,18 @@ echo "keel: filling the span so reads hit stored data" >&2
 	--size "$SPAN" --ios $((SPAN >> 20)) --json >/dev/null
 for n in $(seq "$REPEAT"); do
 	for qd in 1 32; do
-		echo "fio raw+flush randwrite QD$qd ($n/$REPEAT)" >&2
-		R[rawf_w_${qd}_$n]=$(raw_fio randwrite "$qd" --fdatasync=1)
-		echo "keel flush_mode=always randwrite QD$qd ($n/$REPEAT)" >&2
-		R[keelf_w_${qd}_$n]=$(keel_bench randwrite "$qd")
-		echo "fio raw randread QD$qd ($n/$REPEAT)" >&2
-		R[raw_r_${qd}_$n]=$(raw_fio randread "$qd")
-		echo "keel randread QD$qd ($n/$REPEAT)" >&2
-		R[keel_r_${qd}_$n]=$(keel_bench randread "$qd")
+		measure_pair randwrite "$qd" "$n" rawf_w keelf_w --fdatasync=1
+		measure_pair randread "$qd" "$n" raw_r keel_r
 	done
 done
 stop_server
 start_server none
 for n in $(seq "$REPEAT"); do
 	for qd in 1 32; do
-		echo "fio raw randwrite QD$qd ($n/$REPEAT)" >&2
-		R[raw_w_${qd}_$n]=$(raw_fio randwrite "$qd")
-		echo "keel flush_mode=none randwrite QD$qd ($n/$REPEAT)" >&2
-		R[keel_w_${qd}_$n]=$(keel_bench randwrite "$qd")
+		measure_pair randwrite "$qd" "$n" raw_w keel_w
 	done
 done
 stop_server
-
-# row NAME REF RAWKEY KEELKEY QD: the row over every repetition.
-row() {
-	local pairs=() n by=iops
-	[ "$5" != 1 ] || by=lat
-	for n in $(seq "$REPEAT"); do
-		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
-	done
-	bench_row_n "$1" "$2" "" "$by" "${pairs[@]}"
-}
 
 {
 	echo "## keel-server vs raw drive ($(date -u +%Y-%m-%dT%H:%MZ), 4 KiB, ${RUNTIME}s per case, span $((SPAN >> 20)) MiB, poll_us=$POLL_US${CPUS:+, all on CPUs $CPUS})"
@@ -185,8 +166,8 @@ row() {
 		echo "|---|---|---:|---:|---:|---:|---:|---:|"
 	fi
 	for qd in 1 32; do
-		row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" rawf_w keelf_w "$qd"
-		row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" raw_w keel_w "$qd"
-		row "randread QD$qd" "raw" raw_r keel_r "$qd"
+		repeat_row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" rawf_w keelf_w "$qd" "" lat
+		repeat_row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" raw_w keel_w "$qd" "" lat
+		repeat_row "randread QD$qd" "raw" raw_r keel_r "$qd" "" lat
 	done
 } | tee ${OUT:+"$OUT"}

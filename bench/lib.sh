@@ -144,6 +144,30 @@ if len(pairs) > 1:
 print(row)' "$name" "$ref" "$cpu" "$by" "$@"
 }
 
+# measure_pair RW QD N RAWKEY KEELKEY [FIO_OPTION]: fio on the raw file,
+# then the caller's keel_bench right after it, into R[RAWKEY_QD_N] and
+# R[KEELKEY_QD_N] (R: the caller's associative array).
+measure_pair() {
+	local rw=$1 qd=$2 n=$3
+	echo "fio raw $rw QD$qd ${6:+$6 }($n/$REPEAT)" >&2
+	R[${4}_${qd}_$n]=$(raw_fio "$rw" "$qd" "${6:-}")
+	echo "keel $rw QD$qd ($n/$REPEAT)" >&2
+	R[${5}_${qd}_$n]=$(keel_bench "$rw" "$qd")
+}
+
+# repeat_row NAME REF RAWKEY KEELKEY QD CPU QD1BY: bench_row_n over the
+# $REPEAT pairs ${R[RAWKEY_QD_n]} / ${R[KEELKEY_QD_n]} (R: the caller's
+# results, n = 1..REPEAT); QD1 rows ranked by QD1BY (lat or latx), the
+# others by IOPS ratio.
+repeat_row() {
+	local pairs=() n by=iops
+	[ "$5" != 1 ] || by=$7
+	for n in $(seq "$REPEAT"); do
+		pairs+=("${R[${3}_${5}_$n]}" "${R[${4}_${5}_$n]}")
+	done
+	bench_row_n "$1" "$2" "$6" "$by" "${pairs[@]}"
+}
+
 # A local cluster of 3 keel-servers on drive files under $DIR (each
 # prefilled to $BYTES), flush_mode=none like the writeback references, and
 # keel-client; a volume "bench" of $SPAN bytes attached with NBD and filled
