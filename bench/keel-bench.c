@@ -257,20 +257,6 @@ struct bench_blk_hdr {
 	uint64_t seed;
 };
 
-static void bench_fill_block(uint8_t *blk, uint64_t inode, uint64_t span_off, uint32_t counter,
-			     uint64_t seed)
-{
-	struct bench_blk_hdr h = {BENCH_MAGIC, inode, span_off, counter, seed};
-	uint64_t x =
-		seed ^ (inode * 0x100000001b3ull) ^ (span_off << 1) ^ ((uint64_t)counter << 40);
-	uint64_t *w = (uint64_t *)blk;
-
-	for (unsigned int i = sizeof(h) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
-		w[i] = splitmix64(&x);
-	}
-	memcpy(blk, &h, sizeof(h));
-}
-
 /*
  * Without --verify nothing reads the pattern back: each buffer's body is
  * filled once (bench_alloc_conn) and a write only rewrites the header, as
@@ -283,6 +269,20 @@ static void bench_stamp_block(uint8_t *blk, uint64_t inode, uint64_t span_off, u
 	struct bench_blk_hdr h = {BENCH_MAGIC, inode, span_off, counter, seed};
 
 	memcpy(blk, &h, sizeof(h));
+}
+
+/* The header and the pattern derived from it (--verify). */
+static void bench_fill_block(uint8_t *blk, uint64_t inode, uint64_t span_off, uint32_t counter,
+			     uint64_t seed)
+{
+	uint64_t x =
+		seed ^ (inode * 0x100000001b3ull) ^ (span_off << 1) ^ ((uint64_t)counter << 40);
+	uint64_t *w = (uint64_t *)blk;
+
+	for (unsigned int i = sizeof(struct bench_blk_hdr) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
+		w[i] = splitmix64(&x);
+	}
+	bench_stamp_block(blk, inode, span_off, counter, seed);
 }
 
 static bool bench_is_zero(const uint8_t *p, size_t len)
@@ -1330,17 +1330,25 @@ static uint32_t vb_body_crc(const uint8_t *blk)
 		      KEEL_BLOCK_SIZE - sizeof(struct kh_block_hdr));
 }
 
+/* Write @blk's header over a body whose crc is @body_crc. */
+static void vb_stamp_block(uint8_t *blk, uint64_t inode, uint64_t block, uint64_t wid,
+			   uint32_t body_crc)
+{
+	struct kh_block_hdr h = {KH_BLOCK_MAGIC, inode, block, wid, body_crc, 0};
+
+	memcpy(blk, &h, sizeof(h));
+}
+
+/* A body derived from the header's fields, then the header. */
 static void vb_fill_block(uint8_t *blk, uint64_t inode, uint64_t block, uint64_t wid)
 {
-	struct kh_block_hdr h = {KH_BLOCK_MAGIC, inode, block, wid, 0, 0};
 	uint64_t x = wid ^ (block * 0x9e3779b97f4a7c15ull) ^ inode;
 	uint64_t *w = (uint64_t *)blk;
 
-	for (unsigned int i = sizeof(h) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
+	for (unsigned int i = sizeof(struct kh_block_hdr) / 8; i < KEEL_BLOCK_SIZE / 8; i++) {
 		w[i] = splitmix64(&x);
 	}
-	h.body_crc = vb_body_crc(blk);
-	memcpy(blk, &h, sizeof(h));
+	vb_stamp_block(blk, inode, block, wid, vb_body_crc(blk));
 }
 
 /* Classify a block read back from @block. */
@@ -1602,14 +1610,8 @@ static int vb_issue(struct vbench *vb, struct vb_io *io, uint64_t now)
 			uint64_t wid = (vb->run_id << VB_WID_BITS) | io->widx;
 
 			if (vb->plain) {
-				struct kh_block_hdr h = {KH_BLOCK_MAGIC,
-							 vb->inode,
-							 io->off / KEEL_BLOCK_SIZE + i,
-							 wid,
-							 vb->body_crc,
-							 0};
-
-				memcpy(p, &h, sizeof(h));
+				vb_stamp_block(p, vb->inode, io->off / KEEL_BLOCK_SIZE + i, wid,
+					       vb->body_crc);
 			} else {
 				vb_fill_block(p, vb->inode, io->off / KEEL_BLOCK_SIZE + i, wid);
 			}
