@@ -165,17 +165,10 @@ done
 	echo "Keel: keel-bench --volume through libkeel, every write on 3 servers sharing that disk."
 	echo "Latency in µs: mean / p99. CPU: seconds of CPU (user + system) per 100k I/Os:"
 	echo "fio's own; keel-bench's plus every keel-server's (mgmt idles)."
-	if [ "$REPEAT" -gt 1 ]; then
-		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency ratio,"
-		echo "QD32 by IOPS ratio), and the ranges over the $REPEAT pairs."
-		echo
-		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel | $REPEAT pairs: IOPS ratio / latency difference / latency ratio |"
-		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-	else
-		echo
-		echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel |"
-		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-	fi
+	[ "$REPEAT" = 1 ] || repeat_note "latency ratio"
+	echo
+	echo "| case | reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | CPU s / 100k I/Os ref / keel |$(repeat_col head)"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|---:|$(repeat_col rule)"
 	for qd in 1 32; do
 		repeat_row "randwrite QD$qd" "raw${wref:+ +fdatasync}" raw_w keel_w "$qd" cpu latx
 		repeat_row "randread QD$qd" "raw" raw_r keel_r "$qd" cpu latx

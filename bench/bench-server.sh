@@ -154,17 +154,10 @@ stop_server
 	echo "fdatasync after every write (durable, like keel's acks on this volatile-cache disk);"
 	echo "its latency is write + fdatasync (p99: sum of the two p99s, an upper bound)."
 	echo "Latency in µs: mean / p99."
-	if [ "$REPEAT" -gt 1 ]; then
-		echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by latency difference,"
-		echo "QD32 by IOPS ratio), and the ranges over the $REPEAT pairs."
-		echo
-		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency | $REPEAT pairs: IOPS ratio / latency difference / latency ratio |"
-		echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-	else
-		echo
-		echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |"
-		echo "|---|---|---:|---:|---:|---:|---:|---:|"
-	fi
+	[ "$REPEAT" = 1 ] || repeat_note "latency difference"
+	echo
+	echo "| case | keel vs reference | ref IOPS | keel IOPS | IOPS ratio | ref mean / p99 | keel mean / p99 | keel - ref mean latency |$(repeat_col head)"
+	echo "|---|---|---:|---:|---:|---:|---:|---:|$(repeat_col rule)"
 	for qd in 1 32; do
 		repeat_row "randwrite QD$qd, keel flush_mode=always" "raw+flush (fdatasync=1)" rawf_w keelf_w "$qd" "" lat
 		repeat_row "randwrite QD$qd, keel flush_mode=none" "raw (no flush)" raw_w keel_w "$qd" "" lat

@@ -155,6 +155,23 @@ measure_pair() {
 	R[${5}_${qd}_$n]=$(keel_bench "$rw" "$qd")
 }
 
+# repeat_note QD1RANK: the lines above a --repeat table saying how its rows
+# were chosen; repeat_col head|rule: the header cell (or rule) of its range
+# column, nothing when $REPEAT is 1.
+repeat_note() {
+	echo "Each row: the median of $REPEAT reference/keel pairs (QD1 by $1,"
+	echo "QD32 by IOPS ratio), and the ranges over the $REPEAT pairs."
+}
+
+repeat_col() {
+	[ "$REPEAT" != 1 ] || return 0
+	if [ "$1" = head ]; then
+		echo " $REPEAT pairs: IOPS ratio / latency difference / latency ratio |"
+	else
+		echo "---:|"
+	fi
+}
+
 # repeat_row NAME REF RAWKEY KEELKEY QD CPU QD1BY: bench_row_n over the
 # $REPEAT pairs ${R[RAWKEY_QD_n]} / ${R[KEELKEY_QD_n]} (R: the caller's
 # results, n = 1..REPEAT); QD1 rows ranked by QD1BY (lat or latx), the
