@@ -243,12 +243,20 @@ static void cli_ping(struct cli *cl, struct kp_msg *m, uint64_t req_id)
 	assert_int_equal(kp_conn_send(cl->c, m), 0);
 }
 
+/* Close from the client side and wait until the server has seen it too:
+ * the next test counts the server's closes from where it starts. */
 static void cli_close(struct cli *cl)
 {
+	int closed = srv.closed;
+	bool open = cl->c && !cl->closed;
+
 	if (cl->c) {
 		kp_conn_close(cl->c, 0, "test done");
 	}
 	pump_until(cli_closed, cl);
+	if (open) {
+		wait_srv_closed(closed + 1);
+	}
 }
 
 /* ---- raw peers ---- */
