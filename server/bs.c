@@ -539,18 +539,30 @@ void bs_apply_release(struct bs *bs)
  * exit per hrtimer programming on this VM; QD32 3-replica writes -10 %).
  * A write with later ops of its object is never held: they may already
  * wait for it, and only ops that find it held release the batch.
+ *
+ * With a flush per journal write a batch would land in one write's flush
+ * (QD1 durable writes 153 -> 167 us), so apply_batch is not used: the
+ * applies held since the last journal write go right after the next one
+ * (bs_journal_pump), their doorbell rung while that write is on the device
+ * rather than between an ack and the next request (QD1 durable writes on
+ * one vCPU 188 -> 175 us, docs/benchmarks.md, "Applies after the next
+ * journal write").
  */
 static bool hold_expired(const struct bs *bs)
 {
 	return bs->nheld && bs->apply_delay && reactor_now_ns() - bs->held_since >= bs->apply_delay;
 }
 
+static bool hold_full(const struct bs *bs)
+{
+	return bs->nheld + 1 >= (bs->flush_always ? BS_APPLY_BATCH_MAX : bs->apply_batch);
+}
+
 static void apply_start(struct bs_ctx *op)
 {
 	struct bs *bs = op->bs;
 
-	if (op->onext || bs->nheld + 1 >= bs->apply_batch || bs->ck_want || bs->closing ||
-	    hold_expired(bs)) {
+	if (op->onext || hold_full(bs) || bs->ck_want || bs->closing || hold_expired(bs)) {
 		bs_apply_release(bs);
 		apply_submit(op);
 		return;

@@ -62,6 +62,9 @@ struct bs_opts {
 	 * discard, a later write of them), at a checkpoint, at close, and
 	 * once apply_delay_us have passed since its first apply was held:
 	 * with the next apply, or at the next bs_tick() (0: no time limit).
+	 * When every journal write is flushed (bs_stat.flush_always),
+	 * apply_batch is not used: applies are held until the next journal
+	 * write is on its way and go right after it.
 	 */
 	uint32_t apply_batch;
 	uint32_t apply_delay_us;
@@ -153,8 +156,9 @@ struct bs_stat {
 	uint64_t reads, writes, read_errors, crc_errors;
 	uint64_t reads_journal;	  /* of reads, served from the journal mirror */
 	uint32_t applies_pending; /* acknowledged writes not yet copied in place */
-	uint32_t applies_held;	  /* of those, held for a batch (bs_opts.apply_batch) */
-	uint32_t apply_batch;	  /* in effect: 1 = each apply on its own */
+	uint32_t applies_held;	  /* of those, held (bs_opts.apply_batch) */
+	uint32_t apply_batch;	  /* in effect: 1 = each apply on its own; not
+				   * used with flush_always */
 	bool flush_always;
 };
 

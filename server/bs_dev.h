@@ -137,6 +137,13 @@ enum bs_sim_fault {
 /* Seed the simulator's random choices (completion order, crash outcome). */
 void bs_sim_seed(struct bs_dev *dev, uint64_t seed);
 
+/* Power-loss protection (@plp true): writes submitted from now on are
+ * durable when they complete, as on a drive whose cache survives power
+ * loss, and the device reports no volatile cache (a blockstore opened on it
+ * with flush_mode auto then flushes nothing). A crash still drops or tears
+ * the writes in flight. */
+void bs_sim_set_plp(struct bs_dev *dev, bool plp);
+
 /* Fail every @every_n-th read (is_write false) or write with @fault, counting
  * from this call; the failed request changes nothing. every_n 0 or
  * BS_SIM_FAULT_NONE disables. ENOSPC applies to writes only (reads ignore it). */

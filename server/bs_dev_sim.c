@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * "sim" backend: a drive with a volatile write cache, for crash tests.
+ * "sim" backend: a drive with a volatile write cache, for crash tests; or,
+ * after bs_sim_set_plp(), one whose cache is power-loss protected.
  *
  * State:
  *  - cur:     what reads see;
@@ -22,7 +23,8 @@
  *             completed before it;
  *      write: its data lands in cur at completion (not at submission) and it
  *             joins the tail of dirty;
- *      dsync write (io->dsync): lands in cur and in durable at completion;
+ *      dsync write (io->dsync, or any write with power-loss protection):
+ *             lands in cur and in durable at completion;
  *             dirty writes it overlaps move to durable just before it (a
  *             drive's cache holds the newest data of a block); the others
  *             stay dirty (a FUA write, not a flush);
@@ -126,6 +128,7 @@ struct sim_dev {
 	struct sim_tick *tick;
 	bool in_tick;
 	bool close_pending;
+	bool plp; /* every write durable at completion (bs_sim_set_plp) */
 };
 
 static const struct bs_dev_ops sim_ops;
@@ -285,7 +288,7 @@ static int sim_write(struct bs_dev *dev, const void *buf, size_t len, uint64_t o
 	memcpy(req->data, buf, len);
 	req->io = io;
 	req->kind = SIM_WRITE;
-	req->dsync = io->dsync;
+	req->dsync = io->dsync || sd->plp;
 	req->off = off;
 	req->len = (uint32_t)len;
 	ret = sim_submit(sd, req);
@@ -591,6 +594,14 @@ static void sim_close(struct bs_dev *dev)
 void bs_sim_seed(struct bs_dev *dev, uint64_t seed)
 {
 	to_sim(dev)->rng = seed;
+}
+
+void bs_sim_set_plp(struct bs_dev *dev, bool plp)
+{
+	struct sim_dev *sd = to_sim(dev);
+
+	sd->plp = plp;
+	sd->dev.volatile_cache = !plp;
 }
 
 void bs_sim_inject(struct bs_dev *dev, bool is_write, enum bs_sim_fault fault, unsigned int every_n)

@@ -404,6 +404,11 @@ bool bs_journal_pump(struct bs *bs)
 		bs_dev_submit(bs, kind, bs->jm + start, len, bs->sb.journal_off + start, &b->io,
 			      batch_write_done);
 	}
+	if (bs->flush_always && bs->nheld) {
+		/* the journal write reaches the device first (apply_start) */
+		(void)reactor_submit(bs->dev->r);
+		bs_apply_release(bs);
+	}
 	return true;
 }
 

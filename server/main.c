@@ -529,12 +529,15 @@ static void log_store(const struct srv_settings *s, struct bs *bs, struct bs_dev
 		 st.flush_always ? "journal written through before every ack" : "no device flushes",
 		 (unsigned long long)(st.index_bytes / 1024),
 		 (unsigned long long)(st.meta_cache_bytes / 1024));
-	if (st.apply_batch > 1) {
+	if (st.flush_always) {
+		log_info("in-place applies held until the next journal write, at most %u us "
+			 "(journal flushes: apply_batch not used)",
+			 s->apply_delay_us);
+	} else if (st.apply_batch > 1) {
 		log_info("in-place applies in batches of up to %u, held at most %u us",
 			 st.apply_batch, s->apply_delay_us);
 	} else {
-		log_info("in-place applies one by one%s",
-			 st.flush_always ? " (journal flushes: apply_batch not used)" : "");
+		log_info("in-place applies one by one");
 	}
 }
 
@@ -623,13 +626,7 @@ static int cmd_run(int argc, char **argv)
 	memset(&bo, 0, sizeof(bo));
 	bo.flush_mode = (enum bs_flush_mode)s.flush_mode;
 	bo.meta_cache_mb = s.meta_cache_mb;
-	/* With a flush per journal write, a batch of applies lands in the next
-	 * write's flush: QD1 durable writes went 153 -> 167 us, so applies are
-	 * held only when nothing is flushed (docs/benchmarks.md, "Held applies"). */
-	bo.apply_batch = bo.flush_mode == BS_FLUSH_ALWAYS ||
-					 (bo.flush_mode == BS_FLUSH_AUTO && dev->volatile_cache)
-				 ? 1
-				 : s.apply_batch;
+	bo.apply_batch = s.apply_batch; /* not used with journal flushes (bs.h) */
 	bo.apply_delay_us = s.apply_delay_us;
 	ret = bs_open(dev, &bo, &bs);
 	if (ret) {

@@ -58,7 +58,8 @@ static const struct cfg_opt srv_opts[] = {
 		"acknowledged writes copied from the journal to their place together, "
 		"one device submission for up to this many (1: each on its own); "
 		"not used when the journal is flushed (flush_mode always, or auto on a "
-		"drive with a volatile cache)"),
+		"drive with a volatile cache): then those held since one journal write "
+		"go right after the next"),
 	SRV_OPT("apply_delay_us", CFG_U32, apply_delay_us, 1, 1000000, "10000", NULL,
 		"an acknowledged write's copy to its place waits at most this long for "
 		"others (plus up to 100 ms when the server is idle); reads, discards and "

@@ -2,11 +2,13 @@
 /*
  * bs_crash: the blockstore's acceptance crash test.
  *
- * Per seed, on the "sim" device (volatile cache, random completion order,
- * power loss that drops or tears unflushed writes): format, open, run a
+ * Per seed, on the "sim" device (random completion order, power loss that
+ * drops or tears unflushed writes; by seed, a volatile cache, so the
+ * journal is flushed and in-place applies follow the next journal write,
+ * or a power-loss-protected one, so nothing is flushed and applies go one
+ * by one or held in batches of 2, 8 or 32): format, open, run a
  * random workload (writes, discards, write-zeroes, whole-object discards,
- * reads, syncs; overlapping extents; QD 1..32; in-place applies sent one
- * by one or held in batches, by seed) against a model, crash at a
+ * reads, syncs; overlapping extents; QD 1..32) against a model, crash at a
  * random point, sometimes crash again during recovery, recover, and check
  * every block of every object:
  *   - equals the last acknowledged value, or the value of a mutation that
@@ -64,6 +66,7 @@ struct slot {
 struct run {
 	uint64_t seed;
 	uint64_t rng;
+	bool plp; /* the drive's cache is power-loss protected: no flushes */
 	struct reactor *r;
 	struct bs_dev *dev;
 	struct bs *bs;
@@ -407,7 +410,7 @@ static void verify_all(struct run *rn, void *objbuf, uint32_t *crcs)
 }
 
 struct totals {
-	uint64_t ops, crashes, double_crashes, clean, lost_writes;
+	uint64_t ops, crashes, double_crashes, clean, lost_writes, plp;
 	uint64_t reads, jreads; /* reads done; of them, from the journal mirror */
 };
 
@@ -422,9 +425,11 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 	int ret;
 
 	rn->rng = rn->seed * 0x2545f4914f6cdd1dull + 1;
-	/* in-place applies each on its own, or held in batches of 2, 8 or 32
-	 * (no timer: the run stays a function of the seed) */
-	rn->opts.apply_batch = (const uint32_t[]){1, 2, 8, 32}[rn->seed % 4];
+	/* half the seeds on a power-loss-protected drive, where in-place
+	 * applies go each on its own or held in batches of 2, 8 or 32 (no
+	 * timer: the run stays a function of the seed) */
+	rn->plp = rn->opts.flush_mode != BS_FLUSH_NONE && rn->seed % 2;
+	rn->opts.apply_batch = (const uint32_t[]){1, 2, 8, 32}[rn->seed / 2 % 4];
 	memset(rn->m, 0, sizeof(rn->m));
 	rn->inflight = 0;
 	rn->completions = 0;
@@ -439,6 +444,10 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 		return -1;
 	}
 	bs_sim_seed(rn->dev, rn->seed);
+	bs_sim_set_plp(rn->dev, rn->plp);
+	if (rn->plp) {
+		t->plp++;
+	}
 	ret = bs_format(rn->dev, &fo);
 	if (!ret) {
 		ret = bs_open(rn->dev, &rn->opts, &rn->bs);
@@ -607,12 +616,13 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("bs_crash: seeds %" PRIu64 "..%" PRIu64 ": %" PRIu64 " passed, %" PRIu64
-	       " failed; %" PRIu64 " ops, %" PRIu64 " crashes (%" PRIu64
-	       " during recovery, %" PRIu64 " unflushed writes lost/torn), %" PRIu64
-	       " clean closes; %" PRIu64 " reads, %" PRIu64
+	       " failed (%" PRIu64 " on a power-loss-protected drive); %" PRIu64 " ops, %" PRIu64
+	       " crashes (%" PRIu64 " during recovery, %" PRIu64
+	       " unflushed writes lost/torn), %" PRIu64 " clean closes; %" PRIu64 " reads, %" PRIu64
 	       " of them from the journal mirror; %ld s\n",
-	       start, start + seeds - 1, seeds - nfail, nfail, t.ops, t.crashes, t.double_crashes,
-	       t.lost_writes, t.clean, t.reads, t.jreads, (long)(time(NULL) - t0));
+	       start, start + seeds - 1, seeds - nfail, nfail, t.plp, t.ops, t.crashes,
+	       t.double_crashes, t.lost_writes, t.clean, t.reads, t.jreads,
+	       (long)(time(NULL) - t0));
 	reactor_destroy(rn->r);
 	for (i = 0; i < MAX_QD; i++) {
 		free(rn->slots[i].buf);

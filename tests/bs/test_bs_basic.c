@@ -445,15 +445,16 @@ static bool applies_drain(struct tenv *e)
 }
 
 /*
- * Held in-place applies (bs_opts.apply_batch): held until the batch is
- * full, or something needs them (a read that needs the device, a discard of
- * the blocks, a later write of the same block), or the delay passes; at
- * close; after a crash the journal brings them back. Reads of their blocks
+ * Held in-place applies (bs_opts.apply_batch, journal not flushed): held
+ * until the batch is full, or something needs them (a read that needs the
+ * device, a discard of the blocks, a later write of the same block), or
+ * the delay passes; at close; after a crash the journal brings them back
+ * (with flushes, see test_applies_after_journal). Reads of their blocks
  * alone come from the journal mirror.
  */
 static void test_held_applies(void **state)
 {
-	struct bs_opts o = {.apply_batch = 4};
+	struct bs_opts o = {.flush_mode = BS_FLUSH_NONE, .apply_batch = 4};
 	static uint8_t want[12288] __attribute__((aligned(4096)));
 	uint64_t present[1], reads_journal, crc_errors;
 	uint32_t rcrcs[1];
@@ -590,18 +591,6 @@ static void test_held_applies(void **state)
 	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
 	assert_int_equal(tenv_check(&e, 7, 0, 0, 4096, 50), 0);
 
-	/* held at a crash: replay writes them */
-	if (!strcmp(e.backend, "sim")) {
-		assert_int_equal(tenv_write(&e, 8, 0, 0, 4096, 60), 0);
-		assert_int_equal(tenv_write(&e, 8, 1, 0, 4096, 61), 0);
-		assert_int_equal(held_stat(&e).applies_held, 2);
-		bs_abandon(e.bs);
-		bs_sim_crash(e.dev);
-		assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
-		assert_int_equal(tenv_check(&e, 8, 0, 0, 4096, 60), 0);
-		assert_int_equal(tenv_check(&e, 8, 1, 0, 4096, 61), 0);
-	}
-
 	/* with a delay: held until it has passed, then the next apply or
 	 * bs_tick() sends the batch */
 	bs_close(e.bs);
@@ -629,6 +618,66 @@ static void test_held_applies(void **state)
 	tenv_teardown(&e);
 }
 
+/*
+ * With a flush per journal write, apply_batch is not used: a write's apply
+ * is held until the next journal write has gone to the device and follows
+ * it; the delay and everything that releases a batch still do. On "sim" a
+ * crash drops every unflushed device write, so the held and the released
+ * but unflushed applies come back from the journal.
+ */
+static void test_applies_after_journal(void **state)
+{
+	struct bs_opts o = {
+		.flush_mode = BS_FLUSH_ALWAYS, .apply_batch = 4, .apply_delay_us = 2000};
+	struct bs_stat st;
+	struct tenv e;
+	int i;
+
+	assert_int_equal(tenv_setup(&e, *state, DEV, OBJ, JRN), 0);
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	st = held_stat(&e);
+	assert_true(st.flush_always);
+
+	/* each write's journal write releases the one held before it */
+	assert_int_equal(tenv_write(&e, 3, 0, 0, 4096, 10), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	for (i = 1; i < 6; i++) {
+		assert_int_equal(tenv_write(&e, 3, (uint64_t)i, 0, 4096, 10 + i), 0);
+		st = held_stat(&e);
+		assert_int_equal(st.applies_held, 1);
+		assert_int_equal(st.applies_pending, 1);
+	}
+	/* the last one goes once the delay has passed */
+	usleep(3000);
+	bs_tick(e.bs);
+	assert_int_equal(held_stat(&e).applies_held, 0);
+	assert_true(applies_drain(&e));
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(tenv_check(&e, 3, (uint64_t)i, 0, 4096, 10 + i), 0);
+	}
+
+	/* held at a crash: replay writes it, and the one released before */
+	if (!strcmp(e.backend, "sim")) {
+		assert_int_equal(tenv_write(&e, 8, 0, 0, 4096, 60), 0);
+		assert_int_equal(tenv_write(&e, 8, 1, 0, 4096, 61), 0);
+		assert_int_equal(held_stat(&e).applies_held, 1);
+		bs_abandon(e.bs);
+		bs_sim_crash(e.dev);
+		assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+		assert_int_equal(tenv_check(&e, 8, 0, 0, 4096, 60), 0);
+		assert_int_equal(tenv_check(&e, 8, 1, 0, 4096, 61), 0);
+	}
+
+	/* held at close: written in place before the store closes */
+	assert_int_equal(tenv_write(&e, 9, 0, 0, 4096, 70), 0);
+	assert_int_equal(held_stat(&e).applies_held, 1);
+	bs_close(e.bs);
+	assert_int_equal(bs_open(e.dev, &o, &e.bs), 0);
+	assert_int_equal(tenv_check(&e, 9, 0, 0, 4096, 70), 0);
+	tenv_teardown(&e);
+}
+
 #define BOTH(fn)                                                                                   \
 	{#fn "/ram", fn, setup, teardown, (void *)"ram"},                                          \
 	{                                                                                          \
@@ -646,6 +695,8 @@ int main(void)
 		BOTH(test_present),
 		{"test_held_applies/ram", test_held_applies, NULL, NULL, "ram"},
 		{"test_held_applies/sim", test_held_applies, NULL, NULL, "sim"},
+		{"test_applies_after_journal/ram", test_applies_after_journal, NULL, NULL, "ram"},
+		{"test_applies_after_journal/sim", test_applies_after_journal, NULL, NULL, "sim"},
 		{"test_present_words/ram", test_present_words, NULL, NULL, "ram"},
 		{"test_meta_cache_eviction/ram", test_meta_cache_eviction, NULL, NULL, "ram"},
 	};
