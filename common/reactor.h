@@ -35,7 +35,9 @@ typedef void (*reactor_cb)(struct reactor_op *op, int res);
 /*
  * One in-flight io_uring operation. Embed it in the request that owns it and
  * recover the request with container_of() in the callback. The op must stay
- * valid until its callback has run.
+ * valid until its callback has run, cancelled ops and the ops that cancel
+ * them included: deferred calls run between the completions of one turn,
+ * so an object freed from one may still have a completion in the ring.
  */
 struct reactor_op {
 	reactor_cb cb;

@@ -694,9 +694,19 @@ static void xr_conn_finish(struct reactor_defer *d)
 	xr_conn_free(c);
 }
 
-static void xr_cancel_done(struct reactor_op *op, int res)
+/* A poll_remove holds its own reference: its completion may come after the
+ * cancelled poll's, and the op lives in the conn. The cancelled poll
+ * completes (and puts) on its own. */
+static void xr_cancel_cq_done(struct reactor_op *op, int res)
 {
-	/* the poll it cancelled completes (and puts) on its own */
+	(void)res;
+	xr_conn_put(container_of(op, struct xr_conn, cancel_cq_op));
+}
+
+static void xr_cancel_cm_done(struct reactor_op *op, int res)
+{
+	(void)res;
+	xr_conn_put(container_of(op, struct xr_conn, cancel_cm_op));
 }
 
 static void xr_conn_put(struct xr_conn *c)
@@ -708,17 +718,19 @@ static void xr_conn_put(struct xr_conn *c)
 	if (c->state != RC_CLOSING) {
 		return;
 	}
-	/* Closing: cancel the polls; their callbacks put. */
+	/* Closing: cancel the polls; their callbacks and the cancels' put. */
 	if (c->cq_poll_armed) {
+		c->refs++;
 		sqe = reactor_sqe(c->base.r);
 		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->cq_op);
-		reactor_sqe_set_op(sqe, &c->cancel_cq_op, xr_cancel_done);
+		reactor_sqe_set_op(sqe, &c->cancel_cq_op, xr_cancel_cq_done);
 		c->cq_poll_armed = false;
 	}
 	if (c->cm_poll_armed) {
+		c->refs++;
 		sqe = reactor_sqe(c->base.r);
 		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->cm_op);
-		reactor_sqe_set_op(sqe, &c->cancel_cm_op, xr_cancel_done);
+		reactor_sqe_set_op(sqe, &c->cancel_cm_op, xr_cancel_cm_done);
 		c->cm_poll_armed = false;
 	}
 	if (c->refs) {
