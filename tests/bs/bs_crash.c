@@ -66,7 +66,6 @@ struct slot {
 struct run {
 	uint64_t seed;
 	uint64_t rng;
-	bool plp; /* the drive's cache is power-loss protected: no flushes */
 	struct reactor *r;
 	struct bs_dev *dev;
 	struct bs *bs;
@@ -421,14 +420,14 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 	uint64_t nops, crash_at_comp = UINT64_MAX, crash_at_write = UINT64_MAX, opid = 0;
 	unsigned int qd, i;
 	unsigned long idle = 0;
-	bool clean;
+	bool clean, plp;
 	int ret;
 
 	rn->rng = rn->seed * 0x2545f4914f6cdd1dull + 1;
 	/* half the seeds on a power-loss-protected drive, where in-place
 	 * applies go each on its own or held in batches of 2, 8 or 32 (no
 	 * timer: the run stays a function of the seed) */
-	rn->plp = rn->opts.flush_mode != BS_FLUSH_NONE && rn->seed % 2;
+	plp = rn->opts.flush_mode != BS_FLUSH_NONE && rn->seed % 2;
 	rn->opts.apply_batch = (const uint32_t[]){1, 2, 8, 32}[rn->seed / 2 % 4];
 	memset(rn->m, 0, sizeof(rn->m));
 	rn->inflight = 0;
@@ -444,8 +443,8 @@ static int run_seed(struct run *rn, void *objbuf, uint32_t *crcs, struct totals 
 		return -1;
 	}
 	bs_sim_seed(rn->dev, rn->seed);
-	bs_sim_set_plp(rn->dev, rn->plp);
-	if (rn->plp) {
+	bs_sim_set_plp(rn->dev, plp);
+	if (plp) {
 		t->plp++;
 	}
 	ret = bs_format(rn->dev, &fo);
