@@ -3,7 +3,7 @@
 #
 # local-cluster.sh: a Keel cluster on one machine, on files.
 #
-#   local-cluster.sh up [--servers N] [--dir DIR] [--netns] [--size SIZE]
+#   local-cluster.sh up [--servers N] [--dir DIR] [--netns] [--size SIZE] [--sparse]
 #                       [--build DIR] [--object-size SIZE] [--journal-size SIZE]
 #                       [--port-base PORT] [--subnet A.B.C] [--ip ADDR]
 #                       [--mgmt-set KEY=VALUE]... [--server-set KEY=VALUE]...
@@ -49,6 +49,10 @@
 # prints a node's pid. `stop-mgmt` / `start-mgmt` stop and restart keel-mgmt
 # alone (its state stays in DIR/mgmt.db); `stop-client` / `start-client` do
 # the same for keel-client (guests on its sockets reconnect).
+# Drive files are preallocated (SIZE each, default 1G) so that the file
+# system under DIR cannot fill up beneath a running server; --sparse creates
+# them thin instead, taking only what the servers write (tests on a small
+# disk). A drive whose format fails is removed again.
 # --ip ADDR (without --netns): every daemon listens on ADDR instead of
 # 127.0.0.1, e.g. the address of an RDMA NIC for --server-set transport=rdma
 # (docs/rdma.md: rdma_cm cannot use the loopback address).
@@ -62,6 +66,7 @@ CMD=${1:-}
 DIR=/tmp/keel-local
 SERVERS=3
 NETNS=0
+SPARSE=0
 SIZE=1G
 OBJSIZE=
 JSIZE=
@@ -78,7 +83,7 @@ SERVER_SET=()
 CLIENT_SET=()
 
 usage() {
-	sed -n '4,51p' "$SELF" | sed 's/^# \{0,1\}//'
+	sed -n '4,55p' "$SELF" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -88,6 +93,7 @@ while [ $# -gt 0 ]; do
 	--dir) DIR=$2; shift 2 ;;
 	--netns) NETNS=1; shift ;;
 	--size) SIZE=$2; shift 2 ;;
+	--sparse) SPARSE=1; shift ;;
 	--object-size) OBJSIZE=$2; shift 2 ;;
 	--journal-size) JSIZE=$2; shift 2 ;;
 	--build) BUILD=$2; shift 2 ;;
@@ -212,6 +218,20 @@ netns_down() {
 
 # Size of a log file before a start, so that wait_log only looks at what
 # the new process writes (logs are appended across restarts).
+# Format DIR/driveI (SIZE; --sparse: a thin file), or remove it and fail.
+format_drive() {
+	local drive=$DIR/drive$1 log=$DIR/server$1.log
+
+	if [ "$SPARSE" = 1 ]; then
+		truncate -s "$SIZE" "$drive" 2>>"$log" ||
+			{ rm -f "$drive"; die "cannot create $drive: $(tail -n 1 "$log")"; }
+	fi
+	"$SRV" format --device "$drive" --size "$SIZE" ${OBJSIZE:+--object-size "$OBJSIZE"} \
+		${JSIZE:+--journal-size "$JSIZE"} >>"$log" 2>&1 ||
+		{ rm -f "$drive"; die "format of $drive failed: $(tail -n 1 "$log") (free under" \
+			"$DIR: $(df -h --output=avail "$DIR" | tail -n 1 | tr -d ' '))"; }
+}
+
 log_size() {
 	stat -c %s "$1" 2>/dev/null || echo 0
 }
@@ -401,12 +421,7 @@ cmd_up() {
 	echo "http://$(node_ip mgmt):$API_PORT" >"$DIR/mgmt.url"
 	start_mgmt
 	for i in $(seq 1 "$SERVERS"); do
-		if [ ! -f "$DIR/drive$i" ]; then
-			"$SRV" format --device "$DIR/drive$i" --size "$SIZE" \
-				${OBJSIZE:+--object-size "$OBJSIZE"} \
-				${JSIZE:+--journal-size "$JSIZE"} >>"$DIR/server$i.log" 2>&1 ||
-				die "format of $DIR/drive$i failed (log: $DIR/server$i.log)"
-		fi
+		[ -f "$DIR/drive$i" ] || format_drive "$i"
 		start_server "$i"
 	done
 	cat >"$DIR/cluster.env" <<EOF

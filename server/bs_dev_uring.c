@@ -248,6 +248,11 @@ static int uring_size(int fd, const struct stat *st, uint64_t size, uint64_t *ou
 				ret = ftruncate(fd, (off_t)size) < 0 ? errno : 0;
 			}
 			if (ret) {
+				/* give back what a partial grow took (ENOSPC) */
+				if (ftruncate(fd, st->st_size) < 0) {
+					log_warn("uring: cannot shrink back to %lld bytes: %s",
+						 (long long)st->st_size, strerror(errno));
+				}
 				return -ret;
 			}
 			have = size;

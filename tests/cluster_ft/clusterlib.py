@@ -3,7 +3,8 @@
 
 /usr/bin/python3, standard library only. A Cluster wraps
 deploy/local-cluster.sh (its own temp dir, port base and subnet, torn down
-on exit, kept on failure); Bench runs keel-bench in volume mode in
+on exit; on failure the logs are kept and the drive files removed unless
+KEEL_KEEP_TMP=1; drives are sparse files unless sparse=False); Bench runs keel-bench in volume mode in
 back-to-back segments until told to stop, each with its own --history;
 history helpers compute I/O stalls; compare_replicas() checks that every
 PG's members hold byte-identical objects by reading each drive in
@@ -133,8 +134,9 @@ def _port_base():
 
 class Cluster:
     def __init__(self, tools, tmp, servers=3, netns=False, size="1G", mgmt_set=(),
-                 server_set=(), client_set=(), object_size=None):
+                 server_set=(), client_set=(), object_size=None, sparse=True):
         self.t = tools
+        self.sparse = sparse
         self.dir = os.path.join(tmp, "cluster")
         self.nservers = servers
         self.netns = netns
@@ -189,6 +191,8 @@ class Cluster:
                 "--port-base", str(self.port_base)]
         if self.netns:
             args.append("--netns")
+        if self.sparse:
+            args.append("--sparse")
         if self.object_size:
             args += ["--object-size", self.object_size]
         for kv in self.mgmt_set:
@@ -743,10 +747,25 @@ def main(test, argv=None):
         if ok and not os.environ.get("KEEL_KEEP_TMP"):
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            print("logs and drives kept in %s" % tmp, flush=True)
-            for c in cluster_box:
-                for f in sorted(os.listdir(c.dir)) if os.path.isdir(c.dir) else []:
-                    if f.endswith(".log") or f.startswith("core"):
-                        print("  %s" % os.path.join(c.dir, f))
+            _report_failure(tmp, cluster_box)
     print("PASS" if ok else "FAILED", flush=True)
     sys.exit(0 if ok else 1)
+
+
+def _report_failure(tmp, cluster_box):
+    """Name the logs a failed run leaves, and the space left. Drive files
+    go (up to GiBs each: kept, they would starve the tests that run next);
+    KEEL_KEEP_TMP=1 keeps them for a look at the blockstore."""
+    keep = bool(os.environ.get("KEEL_KEEP_TMP"))
+    if not keep:
+        for c in cluster_box:
+            for f in os.listdir(c.dir) if os.path.isdir(c.dir) else []:
+                if re.fullmatch(r"drive\d+", f):
+                    os.unlink(os.path.join(c.dir, f))
+    st = os.statvfs(tmp)
+    print("logs%s kept in %s (%.1f GiB free there; KEEL_KEEP_TMP=1 keeps the drives too)" % (
+        " and drives" if keep else "", tmp, st.f_bavail * st.f_frsize / 2**30), flush=True)
+    for c in cluster_box:
+        for f in sorted(os.listdir(c.dir)) if os.path.isdir(c.dir) else []:
+            if f.endswith(".log") or f.startswith("core"):
+                print("  %s" % os.path.join(c.dir, f))
