@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """t_resync: recovery copies the blocks that changed, not whole objects.
 
-3 servers (every PG on all three), a 2 GiB volume prefilled sequentially
-with 1 MiB writes (so the stale member holds old data everywhere). SIGKILL
+3 servers (every PG on all three) on sparse 2 GiB drives, a 1 GiB volume
+prefilled sequentially with 1 MiB writes (so the stale member holds old
+data everywhere; 3 GiB stored in all, the disk this test needs). SIGKILL
 server 3, then write 1 GiB: keel-bench --rw randwrite --bs 64k --ios 16384
---iodepth 32 spread at random over the 2 GiB volume (64 KiB writes hit
-each 4 MiB object ~32 times over its 64 slots, leaving ~40% of every
-object untouched: a whole-object copy would move ~1.6x the changed bytes,
-a block-level one 1.0x; 64 KiB rather than 4 KiB keeps the phase to
-seconds on 2 cores). Restart server 3 and wait for HEALTH_OK.
+--iodepth 32 spread at random over the volume (64 KiB writes hit each
+4 MiB object ~64 times over its 64 slots, leaving ~37% of every object
+untouched: a whole-object copy would move ~1.6x the changed bytes, a
+block-level one 1.0x; 64 KiB rather than 4 KiB keeps the phase to seconds
+on 2 cores). Restart server 3 and wait for HEALTH_OK.
 
 bytes changed = distinct 4 KiB blocks written successfully while it was
 down (from the history) x 4096; bytes copied = increase of the servers'
@@ -27,14 +28,14 @@ from clusterlib import check, log
 
 def test(tools, tmp, box):
     max_ratio = float(os.environ.get("KEEL_RESYNC_MAX_RATIO", "1.2"))
-    c = cl.Cluster(tools, tmp, servers=3, size="3G")
+    c = cl.Cluster(tools, tmp, servers=3, size="2G")
     box.append(c)
     c.up()
-    c.create_volume("vres", "2G")
+    c.create_volume("vres", "1G")
 
     fill = cl.Bench(c, "vres", tmp, name="fill", rw="write", bs="1M", iodepth=16, segment=None)
-    rc, js = fill.run_one(0, ios=2048, timeout=600)
-    check(rc == 0 and js and js["errors"] == 0, "prefill of 2 GiB (1 MiB sequential) ok "
+    rc, js = fill.run_one(0, ios=1024, timeout=600)
+    check(rc == 0 and js and js["errors"] == 0, "prefill of 1 GiB (1 MiB sequential) ok "
           "(rc %s, %.1f s)" % (rc, js["runtime_s"] if js else -1))
 
     c.kill(3, "KILL")
