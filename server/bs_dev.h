@@ -63,6 +63,9 @@ struct bs_dev_ops {
 		     struct bs_io *io);
 	/* Make every write completed before this call durable. */
 	int (*flush)(struct bs_dev *dev, struct bs_io *io);
+	/* Optional: hand the requests submitted so far to the device now,
+	 * instead of at the end of the reactor turn ("uring"). */
+	void (*kick)(struct bs_dev *dev);
 	void (*close)(struct bs_dev *dev);
 };
 
@@ -87,6 +90,19 @@ struct bs_dev {
  */
 int bs_dev_open(struct reactor *r, const char *backend, const char *path, uint64_t size,
 		struct bs_dev **out);
+
+/*
+ * Put what was submitted so far on the device before anything submitted
+ * after this call: a request that should overtake later ones (the journal
+ * write ahead of the applies it lets go) is kicked. A no-op for backends
+ * without a submission queue.
+ */
+static inline void bs_dev_kick(struct bs_dev *dev)
+{
+	if (dev->ops->kick) {
+		dev->ops->kick(dev);
+	}
+}
 
 /* ---- for backends only ---- */
 

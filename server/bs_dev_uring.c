@@ -180,11 +180,19 @@ static void uring_close(struct bs_dev *dev)
 	free(ud);
 }
 
+/* One io_uring_enter for the SQEs queued so far (a failure is the next
+ * turn's to see: those SQEs stay queued). */
+static void uring_kick(struct bs_dev *dev)
+{
+	(void)reactor_submit(dev->r);
+}
+
 static const struct bs_dev_ops uring_ops = {
 	.name = "uring",
 	.read = uring_read,
 	.write = uring_write,
 	.flush = uring_flush,
+	.kick = uring_kick,
 	.close = uring_close,
 };
 

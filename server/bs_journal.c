@@ -406,7 +406,7 @@ bool bs_journal_pump(struct bs *bs)
 	}
 	if (bs->flush_always && bs->nheld) {
 		/* the journal write reaches the device first (apply_start) */
-		(void)reactor_submit(bs->dev->r);
+		bs_dev_kick(bs->dev);
 		bs_apply_release(bs);
 	}
 	return true;
