@@ -709,30 +709,32 @@ static void xr_cancel_cm_done(struct reactor_op *op, int res)
 	xr_conn_put(container_of(op, struct xr_conn, cancel_cm_op));
 }
 
-static void xr_conn_put(struct xr_conn *c)
+/* Cancel the armed poll @poll through @cancel; the cancel holds a
+ * reference until @done puts it, the poll's own callback puts the poll's. */
+static void xr_poll_cancel(struct xr_conn *c, bool *armed, struct reactor_op *poll,
+			   struct reactor_op *cancel, reactor_cb done)
 {
 	struct io_uring_sqe *sqe;
 
+	if (!*armed) {
+		return;
+	}
+	c->refs++;
+	sqe = reactor_sqe(c->base.r);
+	io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)poll);
+	reactor_sqe_set_op(sqe, cancel, done);
+	*armed = false;
+}
+
+static void xr_conn_put(struct xr_conn *c)
+{
 	kassert(c->refs > 0);
 	c->refs--;
 	if (c->state != RC_CLOSING) {
 		return;
 	}
-	/* Closing: cancel the polls; their callbacks and the cancels' put. */
-	if (c->cq_poll_armed) {
-		c->refs++;
-		sqe = reactor_sqe(c->base.r);
-		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->cq_op);
-		reactor_sqe_set_op(sqe, &c->cancel_cq_op, xr_cancel_cq_done);
-		c->cq_poll_armed = false;
-	}
-	if (c->cm_poll_armed) {
-		c->refs++;
-		sqe = reactor_sqe(c->base.r);
-		io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&c->cm_op);
-		reactor_sqe_set_op(sqe, &c->cancel_cm_op, xr_cancel_cm_done);
-		c->cm_poll_armed = false;
-	}
+	xr_poll_cancel(c, &c->cq_poll_armed, &c->cq_op, &c->cancel_cq_op, xr_cancel_cq_done);
+	xr_poll_cancel(c, &c->cm_poll_armed, &c->cm_op, &c->cancel_cm_op, xr_cancel_cm_done);
 	if (c->refs) {
 		return;
 	}
