@@ -216,8 +216,6 @@ netns_down() {
 	ip link delete "$BRIDGE" 2>/dev/null || true
 }
 
-# Size of a log file before a start, so that wait_log only looks at what
-# the new process writes (logs are appended across restarts).
 # Format DIR/driveI (SIZE; --sparse: a thin file), or remove it and fail.
 format_drive() {
 	local drive=$DIR/drive$1 log=$DIR/server$1.log
@@ -232,6 +230,8 @@ format_drive() {
 			"$DIR: $(df -h --output=avail "$DIR" | tail -n 1 | tr -d ' '))"; }
 }
 
+# Size of a log file before a start, so that wait_log only looks at what
+# the new process writes (logs are appended across restarts).
 log_size() {
 	stat -c %s "$1" 2>/dev/null || echo 0
 }
