@@ -2,13 +2,14 @@
 """Cluster functional-test helpers (tests/cluster_ft/, docs/testing.md).
 
 /usr/bin/python3, standard library only. A Cluster wraps
-deploy/local-cluster.sh (its own temp dir, port base and subnet, torn down
-on exit; on failure the logs are kept and the drive files removed unless
-KEEL_KEEP_TMP=1; drives are sparse files unless sparse=False); Bench runs keel-bench in volume mode in
-back-to-back segments until told to stop, each with its own --history;
-history helpers compute I/O stalls; compare_replicas() checks that every
-PG's members hold byte-identical objects by reading each drive in
-single-server mode after the cluster is stopped.
+deploy/local-cluster.sh (its own temp dir, port base and subnet, sparse
+drive files unless sparse=False; torn down on exit; on failure the logs
+are kept and the drive files removed unless KEEL_KEEP_TMP=1); Bench runs
+keel-bench in volume mode in back-to-back segments until told to stop,
+each with its own --history; history helpers compute I/O stalls;
+compare_replicas() checks that every PG's members hold byte-identical
+objects by reading each drive in single-server mode after the cluster is
+stopped.
 
 Usage: tNN.py BUILD_DIR (the CMake build tree holding keel-server,
 keel-mgmt, keelctl, keel-bench and keel-histcheck).
